@@ -1,0 +1,41 @@
+"""The Python API that scripts of the older runner call."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from cisfix import Runner
+from conftest import APISERVER
+
+
+@pytest.mark.parametrize("key", ["--audit-policy-file=", "--audit-policy-file", "audit-policy-file"])
+def test_update_manifest_safely_sets_the_flag(node, key):
+    runner = Runner(root=str(node.root), verbose=1)
+    result = runner.update_manifest_safely(filepath=APISERVER, key=key, value="/etc/kubernetes/audit-policy.yaml")
+    assert result["success"] is True and result["status"] == "FIXED"
+    assert result["txid"] and result["backup_path"] and result["changes_made"]
+    assert b"    - --audit-policy-file=/etc/kubernetes/audit-policy.yaml\n" in node.read(APISERVER)
+    again = runner.update_manifest_safely(filepath=APISERVER, key=key, value="/etc/kubernetes/audit-policy.yaml")
+    assert again["success"] is True and again["status"] == "ALREADY_COMPLIANT" and not again["changes_made"]
+
+
+def test_bad_input_is_a_result_not_an_exception(node):
+    result = Runner(root=str(node.root)).update_manifest_safely(filepath="/nope.yaml", key="a", value="b")
+    assert result["success"] is False and result["status"] == "REMEDIATION_FAILED"
+    assert "nope.yaml" in result["reason"] and "no such file" in result["reason"]
+
+
+def test_threads_share_one_runner_safely(node):
+    runner = Runner(root=str(node.root))
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(
+        runner.update_manifest_safely(APISERVER, f"--audit-log-maxage{i}", str(i)))) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r["status"] == "FIXED" for r in results), results
+    text = node.read(APISERVER).decode()
+    assert all(f"--audit-log-maxage{i}={i}" in text for i in range(8))
+    assert sum(r["type"] == "commit" for r in node.journal_records()) == 8
