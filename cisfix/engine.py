@@ -129,8 +129,7 @@ def plan_edit(node: Node, edit: FileEdit) -> PlannedEdit:
     notes: list = []
     try:
         if flag_ops:
-            component = edit.component or _component_from_name(real)
-            result = edit_flags(text, flag_ops, component)
+            result = edit_flags(text, flag_ops, edit.component, fallback=_component_from_name(real))
             text, notes = result.text, notes + list(result.notes)
         if path_ops:
             result = edit_paths(text, path_ops, edit.kind)
