@@ -1,0 +1,259 @@
+"""The `cisfix` command line. Every command shares `--root`, `--state-dir`, `-v` and `-q`, the statuses
+and the exit codes in `cisfix.status`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable, NoReturn, Optional, Sequence
+
+from . import status
+from .errors import CisfixError, InputError
+
+log = logging.getLogger("cisfix")
+
+
+def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """Global options, accepted before or after the command name."""
+    d = (lambda value: value) if default is None else (lambda value: argparse.SUPPRESS)
+    parser.add_argument("--root", default=d("/"), help="the node's root directory (default /)")
+    parser.add_argument("--state-dir", default=d(None), help="journal, backups and lock (default <root>/var/lib/cisfix)")
+    parser.add_argument("-v", "--verbose", action="count", default=d(0), help="more detail on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", default=d(False), help="only errors on stderr")
+
+
+def _key_value(text: str) -> tuple:
+    name, sep, value = text.partition("=")
+    name = name.lstrip("-")
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, (value if sep else None)
+
+
+def _key_item(text: str) -> tuple:
+    name, value = _key_value(text)
+    if value is None or value == "":
+        raise argparse.ArgumentTypeError(f"expected NAME=ITEM, got {text!r}")
+    return name, value
+
+
+def _format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> "NoReturn":
+        # One line, like every other error, instead of argparse's usage block.
+        self.exit(status.EXIT_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .version import version_string
+
+    parser = _Parser(prog="cisfix", description="Audit and safely fix CIS Kubernetes "
+                                     "Benchmark findings on a Kubernetes node.")
+    parser.add_argument("--version", action="version", version=version_string())
+    _common_options(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _common_options(sub, argparse.SUPPRESS)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    edit = command("edit", cmd_edit, "change flags of a static pod manifest or paths of a YAML config file")
+    edit.add_argument("file", help="node path of the file, e.g. /etc/kubernetes/manifests/kube-apiserver.yaml")
+    edit.add_argument("--flag", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+                      help="set --NAME=VALUE on the component's command line (NAME alone: a bare flag)")
+    edit.add_argument("--unflag", action="append", default=[], metavar="NAME", help="remove --NAME")
+    edit.add_argument("--flag-add", type=_key_item, action="append", default=[], metavar="NAME=ITEM",
+                      help="add ITEM to the comma-separated value of --NAME")
+    edit.add_argument("--flag-drop", type=_key_item, action="append", default=[], metavar="NAME=ITEM",
+                      help="remove ITEM from the comma-separated value of --NAME")
+    edit.add_argument("--set", type=_key_value, action="append", default=[], metavar="PATH=VALUE",
+                      help="set a dotted YAML path; VALUE is a YAML scalar (quote it to force a string)")
+    edit.add_argument("--unset", action="append", default=[], metavar="PATH", help="delete a dotted YAML path")
+    edit.add_argument("--component", help="the container to edit, when neither its label nor the file name says")
+    edit.add_argument("--kind", help="the document to edit in a multi-document YAML file, by its kind")
+    edit.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    edit.add_argument("--diff", action="store_true", help="print the diff and apply")
+    edit.add_argument("--no-health-gate", action="store_true", help="do not wait for the component's health")
+    edit.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                      help="wait this long for another run's lock instead of exiting 5")
+    _format_option(edit)
+
+    recover = command("recover", cmd_recover, "finish or undo what an interrupted run left unfinished")
+    recover.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _format_option(recover)
+
+    rollback = command("rollback", cmd_rollback, "undo a committed transaction")
+    which = rollback.add_mutually_exclusive_group(required=True)
+    which.add_argument("txid", nargs="?", help="the transaction to undo (see `cisfix history`)")
+    which.add_argument("--last", action="store_true", help="the most recent committed transaction")
+    rollback.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _format_option(rollback)
+
+    history = command("history", cmd_history, "list transactions, their state, files, hashes and backups")
+    _format_option(history)
+    return parser
+
+
+def _node(args: argparse.Namespace):
+    from .node import Node
+
+    return Node(args.root, args.state_dir)
+
+
+def _edit_ops(args: argparse.Namespace) -> tuple:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
+
+    def scalar(path: str, text: Optional[str]) -> object:
+        try:
+            value = YAML(typ="safe").load(text or "")
+        except YAMLError as exc:
+            raise InputError(f"--set {path}", f"value is not valid YAML: {exc.problem or exc}")
+        if isinstance(value, (dict, list)):
+            raise InputError(f"--set {path}", "value must be a YAML scalar, not a mapping or list")
+        return value
+
+    ops: list = [SetFlag(n, v) for n, v in args.flag]
+    ops += [RemoveFlag(n.lstrip("-")) for n in args.unflag]
+    ops += [AddFlagItem(n, i) for n, i in args.flag_add]
+    ops += [RemoveFlagItem(n, i) for n, i in args.flag_drop]
+    ops += [SetPath(p, scalar(p, v)) for p, v in args.set]
+    ops += [UnsetPath(p) for p in args.unset]
+    return tuple(ops)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from .engine import FileEdit, run_edits
+
+    ops = _edit_ops(args)
+    if not ops:
+        raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
+    node = _node(args)
+    edit = FileEdit(node.node_path(args.file), ops, args.component, args.kind)
+    outcome = run_edits(node, [edit], dry_run=args.dry_run, wait=args.wait)
+    if args.format == "json":
+        print(json.dumps(outcome.as_dict(), indent=2))
+        return outcome.exit_code
+    if (args.dry_run or args.diff) and outcome.diff:
+        sys.stdout.write(outcome.diff)
+    if not args.quiet:
+        for note in outcome.changes_made:
+            print(f"  {note}")
+        tx = f" [txid {outcome.txid}]" if outcome.txid else ""
+        print(f"{outcome.status}: {outcome.reason}{tx}")
+    elif outcome.exit_code:
+        print(f"{outcome.status}: {outcome.reason}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _print_reports(node, reports, args: argparse.Namespace, nothing: str) -> int:
+    from .engine import describe_conflicts
+
+    code = status.EXIT_OK if all(r.ok for r in reports) else status.EXIT_ROLLBACK_FAILED
+    if args.format == "json":
+        transactions = [{"txid": r.txid, "ok": r.ok, "restored": r.restored, "conflicts": r.conflicts} for r in reports]
+        print(json.dumps({"success": code == 0, "transactions": transactions}, indent=2))
+        return code
+    if not reports and not args.quiet:
+        print(nothing)
+    for r in reports:
+        for x in r.restored:
+            if not args.quiet:
+                print(f"{r.txid}: {node.display(x['path'])}: {x['action']}")
+        if r.conflicts:
+            print(f"{r.txid}: CONFLICT {describe_conflicts(node, r)}", file=sys.stderr)
+        elif not args.quiet:
+            print(f"{r.txid}: rolled back")
+    return code
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from .engine import Session
+
+    node = _node(args)
+    with Session(node, args.wait) as session:
+        return _print_reports(node, session.recovered, args, "nothing to recover")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .engine import Session
+    from .transaction import rollback_committed
+
+    node = _node(args)
+    with Session(node, args.wait) as session:
+        session.refuse_if_recovery_failed()
+        txs = session.journal.transactions()
+        if args.last:
+            committed = [tx for tx in txs.values() if tx.state == "committed"]
+            if not committed:
+                raise InputError(session.journal.path, "no committed transaction to roll back")
+            tx = committed[-1]
+        else:
+            tx = txs.get(args.txid)
+            if tx is None:
+                raise InputError(session.journal.path, f"no transaction {args.txid}")
+        report = rollback_committed(node, session.journal, session.log, tx)
+        return _print_reports(node, [report], args, "")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .journal import Journal
+    import time
+
+    node = _node(args)
+    txs = Journal(node.state_dir / "journal.jsonl").transactions()
+    entries = []
+    for tx in txs.values():
+        files = [{"path": f["path"],
+                  "backup": str(node.state_dir / f["backup"]) if f["backup"] else None,
+                  "sha256_before": f["before"] and f["before"]["sha256"],
+                  "sha256_after": f["after"]["sha256"]} for f in tx.files]
+        entries.append({"txid": tx.txid, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tx.time)),
+                        "state": tx.state, "label": tx.label, "files": files})
+    if args.format == "json":
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries and not args.quiet:
+        print("no transactions")
+    for e in entries:
+        print(f"{e['txid']}  {e['time']}  {e['state']:<15}  {e['label']}")
+        for f in e["files"]:
+            print(f"    {node.display(f['path'])}  backup {f['backup'] or '-'}")
+    return 0
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.ERROR if args.quiet else logging.DEBUG if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="cisfix: %(message)s", stream=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args)
+    try:
+        return args.handler(args)
+    except CisfixError as exc:
+        if args.command == "edit" and args.format == "json":
+            from .engine import EditOutcome
+
+            failed = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
+            print(json.dumps(failed.as_dict(), indent=2))
+        print(f"cisfix: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cisfix: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Edit dotted paths in a YAML config file (the kubelet's config.yaml, policies), changing only the
+lines it must. Positions come from the parser; text is spliced; the result must read back as the
+original data with the operations applied (self-check)."""
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any, List, Optional, Sequence, Tuple
+
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ..errors import EditError
+from ..plan import Edited, PathOp, SetPath, UnsetPath
+from . import yamltext as yt
+
+_MISSING = object()
+
+
+# --- public API --------------------------------------------------------------------------------------
+
+
+def read_path(text: str, path: str, kind: Optional[str] = None) -> Tuple[bool, Any]:
+    """(True, value) when the dotted path exists in the selected document, else (False, None)."""
+    parsed = yt.parse(text)
+    value = _lookup(parsed.data[_select(parsed, kind)], _split(path))
+    return (False, None) if value is _MISSING else (True, value)
+
+
+def edit_paths(text: str, ops: Sequence[PathOp], kind: Optional[str] = None) -> Edited:
+    """Apply path operations in order; returns the input text unchanged when nothing had to change."""
+    original = yt.parse(text)
+    index = _select(original, kind)
+    step = _mapping_step(original.nodes[index])
+    intended = copy.deepcopy(original.data)
+    notes: List[str] = []
+    current = text
+    for op in ops:
+        parsed = yt.parse(current)
+        edits, note = _plan(current, parsed.nodes[index], parsed.data[index], op, step)
+        if edits:
+            current = yt.splice(current, edits)
+            notes.append(note)
+        intended[index] = _apply_data(intended[index], op)
+    if current == text:
+        return Edited(text, ())
+    yt.self_check(current, intended)
+    return Edited(current, tuple(notes))
+
+
+# --- selecting the document --------------------------------------------------------------------------
+
+
+def _kind(node: Node) -> str:
+    if not isinstance(node, MappingNode):
+        return "not a mapping"
+    return yt.scalar(yt.node_at(node, "kind")) or "no kind"
+
+
+def _select(parsed: yt.Parsed, kind: Optional[str]) -> int:
+    """Index of the document to edit: the one with `kind:` equal to `kind`, else the only one."""
+    docs = [(i, n) for i, n in enumerate(parsed.nodes) if not yt.is_empty_scalar(n)]
+    if kind is not None:
+        matches = [i for i, n in docs if isinstance(n, MappingNode) and _kind(n) == kind]
+        if len(matches) != 1:
+            found = ", ".join(_kind(n) for _, n in docs) or "none"
+            raise EditError(f"{len(matches)} documents with kind: {kind} (found: {found})")
+        return matches[0]
+    if not docs:
+        raise EditError("empty file: not a YAML mapping")
+    if len(docs) > 1:
+        kinds = ", ".join(_kind(n) for _, n in docs)
+        raise EditError(f"{len(docs)} documents ({kinds}); choose one with --kind")
+    if not isinstance(docs[0][1], MappingNode):
+        raise EditError("not a YAML mapping")
+    return docs[0][0]
+
+
+def _mapping_step(root: Node) -> int:
+    """The file's own mapping indent: the most common offset of a nested block mapping's keys."""
+    steps: Counter = Counter()
+
+    def walk(node: Node) -> None:
+        if isinstance(node, SequenceNode):
+            for item in node.value:
+                walk(item)
+        elif isinstance(node, MappingNode):
+            for key, value in node.value:
+                if isinstance(value, MappingNode) and not value.flow_style and value.value:
+                    offset = value.value[0][0].start_mark.column - key.start_mark.column
+                    if offset > 0:
+                        steps[offset] += 1
+                walk(value)
+
+    walk(root)
+    return steps.most_common(1)[0][0] if steps else 2
+
+
+# --- planning ----------------------------------------------------------------------------------------
+
+
+def _split(path: str) -> List[str]:
+    parts = path.split(".")
+    if not all(parts):
+        raise EditError(f"bad path {path!r}")
+    return parts
+
+
+def _describe(node: Node) -> str:
+    return "a list" if isinstance(node, SequenceNode) else "a mapping" if isinstance(node, MappingNode) else "a scalar"
+
+
+def _plan(text: str, root: Node, data: Any, op: PathOp, step: int) -> Tuple[List[yt.Edit], str]:
+    parts = _split(op.path)
+    mapping, parent_key = root, None
+    for depth, key in enumerate(parts):
+        if not isinstance(mapping, MappingNode):
+            raise EditError(f"{'.'.join(parts[:depth])} is {_describe(mapping)}, not a mapping")
+        pair = yt.mapping_get(mapping, key)
+        if pair is None:
+            if isinstance(op, UnsetPath):
+                return [], ""
+            return [_create(text, mapping, parts[depth:], op.value, step)], f"added {op.path}: {_shown(op.value)}"
+        if depth == len(parts) - 1:
+            break
+        parent_key, mapping = pair[0], pair[1]
+    key, node = pair
+    if isinstance(op, UnsetPath):
+        index = [k for k, _ in mapping.value].index(key)
+        return yt.delete_entries(text, mapping, yt.map_spans(text, mapping), [index], parent_key), f"removed {op.path}"
+    old = _lookup(data, parts)
+    if yt.same_data(old, op.value):
+        return [], ""
+    return [_replace(text, mapping, key, node, op)], f"set {op.path}: {_shown(op.value)} (was {_shown(old)})"
+
+
+def _shown(value: Any) -> str:
+    return yt.render_flow_sequence(value) if isinstance(value, list) else yt.render_scalar(value)
+
+
+def _render_value(value: Any, style: Optional[str], flow: bool, quote: str) -> str:
+    if isinstance(value, list):
+        return yt.render_flow_sequence(value, quote)
+    if isinstance(value, dict):
+        raise EditError("only scalars and lists of scalars can be set")
+    return yt.render_scalar(value, style, flow, quote)
+
+
+def _replace(text: str, mapping: MappingNode, key: Node, node: Node, op: SetPath) -> yt.Edit:
+    """Replace an existing value in place, keeping its quotes (for strings) and trailing comment."""
+    quote = yt.sibling_quote(v for _, v in mapping.value)
+    if isinstance(node, MappingNode) or (isinstance(node, SequenceNode) and not isinstance(op.value, list)):
+        raise EditError(f"{op.path} is {_describe(node)}; it cannot be replaced with a scalar")
+    style = node.style if isinstance(node, ScalarNode) and isinstance(op.value, str) else None
+    rendered = _render_value(op.value, style if style in yt.QUOTES else None, bool(mapping.flow_style), quote)
+    if yt.is_empty_scalar(node) or (isinstance(node, SequenceNode) and not node.flow_style):
+        # nothing (or block lines) after the colon: the new value goes on the key's line
+        colon = yt.colon_after(text, key) + 1
+        end = colon if yt.is_empty_scalar(node) else yt.node_end(text, node)
+        return (colon, end, " " + rendered)
+    return (node.start_mark.index, yt.node_end(text, node), rendered)
+
+
+def _create(text: str, mapping: MappingNode, parts: List[str], value: Any, step: int) -> yt.Edit:
+    """Add `parts` (missing keys, nested) after the mapping's last entry, in the mapping's style."""
+    quote = yt.sibling_quote(v for _, v in mapping.value)
+    flow = bool(mapping.flow_style)
+    keys = [yt.render_scalar(p, flow=flow) for p in parts]
+    rendered = _render_value(value, None, flow, quote)
+    if flow or not mapping.value:
+        entry = rendered
+        for key in reversed(keys[1:]):
+            entry = "{" + f"{key}: {entry}" + "}"
+        spans = yt.map_spans(text, mapping)
+        anchor = len(spans) - 1 if spans else None
+        return yt.flow_insert(text, mapping, spans, anchor, True, [f"{keys[0]}: {entry}"])
+    column = mapping.value[0][0].start_mark.column
+    lines = [" " * (column + i * step) + k + ":" for i, k in enumerate(keys)]
+    lines[-1] += " " + rendered
+    return yt.insert_lines(text, yt.line_end(text, yt.node_end(text, mapping)), lines)
+
+
+# --- the same edits on plain data (for the self-check) -----------------------------------------------
+
+
+def _lookup(data: Any, parts: List[str]) -> Any:
+    for part in parts:
+        if not isinstance(data, dict) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+def _apply_data(data: dict, op: PathOp) -> dict:
+    *parents, last = _split(op.path)
+    node = data
+    for part in parents:
+        if part not in node:
+            if isinstance(op, UnsetPath):
+                return data
+            node[part] = {}
+        node = node[part]
+    if isinstance(op, SetPath):
+        node[last] = copy.deepcopy(op.value)
+    else:
+        node.pop(last, None)
+    return data

@@ -1,0 +1,344 @@
+"""Edit a control-plane component's flags in a static pod manifest, changing only the lines it must.
+
+Each operation is planned on the parsed text as item-level changes (delete items, replace an item,
+insert items next to an anchor). The same change is spliced into the text and applied to a plain-data
+model of the container's `command`/`args`; the result must read back as that model (self-check).
+"""
+from __future__ import annotations
+
+import copy
+import posixpath
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ..errors import EditError
+from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
+from . import yamltext as yt
+
+SEQUENCES = ("command", "args")
+SHELLS = {"sh", "bash", "ash", "dash", "zsh"}
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One entry of `command` or `args`."""
+
+    seq: str
+    index: int
+    node: Node
+
+    @property
+    def text(self) -> Optional[str]:
+        return yt.scalar(self.node)
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """One occurrence of a flag: `--k=v` or bare `--k` (one item) or `--k v` (two items)."""
+
+    name: str
+    value: Optional[str]
+    items: Tuple[_Item, ...]
+
+    @property
+    def pair(self) -> bool:
+        return len(self.items) == 2
+
+
+@dataclass
+class _Target:
+    """The container running the component, as found in one parse of the text."""
+
+    index: int
+    name: str
+    seqs: Dict[str, Tuple[ScalarNode, SequenceNode]]
+    argv: List[_Item]
+    flags: List[_Flag]
+    component: str
+
+
+@dataclass
+class _Change:
+    """Item-level edits of one operation, by (sequence, index) in the text they were planned on."""
+
+    deletes: List[_Item] = field(default_factory=list)
+    replaces: List[Tuple[_Item, str]] = field(default_factory=list)
+    # (sequence, anchor item or None for an empty flow sequence, after the anchor?, new values)
+    insert: Optional[Tuple[str, Optional[_Item], bool, List[str]]] = None
+
+    def empty(self) -> bool:
+        return not (self.deletes or self.replaces or self.insert)
+
+
+# --- public API --------------------------------------------------------------------------------------
+
+
+def read_flags(text: str, component: Optional[str], fallback: Optional[str] = None) -> List[Tuple[str, Optional[str]]]:
+    """The component's flags in order (name without dashes, value or None when bare). Duplicates are
+    all listed; as for the component, the last one is effective (`dict()` of the result).
+
+    The component is `component` if given, else the pod's `component` label, else `fallback` (the
+    manifest's file name, say)."""
+    parsed = yt.parse(text)
+    target = _locate(parsed, component, fallback)
+    return [(f.name, f.value) for f in target.flags]
+
+
+def edit_flags(text: str, ops: Sequence[FlagOp], component: Optional[str], fallback: Optional[str] = None) -> Edited:
+    """Apply flag operations in order; returns the input text unchanged when nothing had to change.
+    The component is chosen as in `read_flags`."""
+    original = yt.parse(text)
+    first = _locate(original, component, fallback)
+    component = first.component
+    container = _container_data(original.data, first.index)
+    model = {name: list(container[name]) for name in first.seqs}
+    notes: List[str] = []
+    current = text
+    for op in ops:
+        target = _locate(yt.parse(current), component)
+        change, op_notes = _plan(target, op)
+        if change.empty():
+            continue
+        current = yt.splice(current, _text_edits(current, target, change))
+        _apply_model(model, target, change)
+        notes.extend(op_notes)
+    if current == text:
+        return Edited(text, ())
+    intended = copy.deepcopy(original.data)
+    _container_data(intended, first.index).update(model)
+    yt.self_check(current, intended)
+    return Edited(current, tuple(notes))
+
+
+# --- locating the component --------------------------------------------------------------------------
+
+
+def _locate(parsed: yt.Parsed, component: Optional[str], fallback: Optional[str] = None) -> _Target:
+    docs = [n for n in parsed.nodes if not yt.is_empty_scalar(n)]
+    if len(docs) != 1:
+        raise EditError(f"{len(docs)} YAML documents; a static pod manifest holds exactly one Pod")
+    pod = docs[0]
+    kind = yt.scalar(yt.node_at(pod, "kind")) if isinstance(pod, MappingNode) else None
+    if kind != "Pod":
+        raise EditError(f"not a Pod (kind: {kind})" if kind else "not a Pod (no kind)")
+    component = component or yt.scalar(yt.node_at(pod, "metadata", "labels", "component")) or fallback
+    if not component:
+        raise EditError("the pod has no metadata.labels.component; name the component (e.g. kube-apiserver)")
+    containers = yt.node_at(pod, "spec", "containers")
+    if not isinstance(containers, SequenceNode) or not containers.value:
+        raise EditError("the pod has no spec.containers")
+    return _target(containers, component)
+
+
+def _target(containers: SequenceNode, component: str) -> _Target:
+    by_name: Optional[_Target] = None
+    names = []
+    for index, node in enumerate(containers.value):
+        if not isinstance(node, MappingNode):
+            continue
+        name = yt.scalar(yt.node_at(node, "name")) or f"#{index + 1}"
+        names.append(name)
+        seqs = {
+            key: pair for key in SEQUENCES
+            if (pair := yt.mapping_get(node, key)) is not None and isinstance(pair[1], SequenceNode)
+        }
+        argv = [_Item(key, i, item) for key in SEQUENCES if key in seqs for i, item in enumerate(seqs[key][1].value)]
+        programs, skip = _program(argv)
+        target = _Target(index, name, seqs, argv, _parse_flags(argv[skip:]), component)
+        if component in programs:
+            return target
+        if name == component and by_name is None:
+            by_name = target
+            if programs & SHELLS:
+                raise EditError(f"container {name} runs its command through a shell; edit it by hand")
+    if by_name is None:
+        raise EditError(f"no container runs {component} (containers: {', '.join(names)})")
+    return by_name
+
+
+def _program(argv: List[_Item]) -> Tuple[Set[str], int]:
+    """Names the container's program answers to, and how many leading items are not flags."""
+    first = argv[0].text if argv else None
+    if first is None or (argv[0].seq == "args" and first.startswith("-")):
+        return set(), 0  # no command: the image's entrypoint runs the args
+    exe = posixpath.basename(first)
+    sub = argv[1].text if len(argv) > 1 else None
+    if exe == "hyperkube" and sub and not sub.startswith("-"):
+        # `/hyperkube apiserver` runs kube-apiserver; newer images also accept `kube-apiserver`
+        return {sub, "kube-" + sub}, 2
+    return {exe}, 1
+
+
+def _parse_flags(items: List[_Item]) -> List[_Flag]:
+    flags: List[_Flag] = []
+    i = 0
+    while i < len(items):
+        text = items[i].text
+        if text is None or not text.startswith("--") or text == "--":
+            i += 1
+            continue
+        name, eq, value = text[2:].partition("=")
+        following = items[i + 1].text if i + 1 < len(items) else None
+        if eq:
+            flags.append(_Flag(name, value, (items[i],)))
+        elif following is not None and not following.startswith("-"):
+            flags.append(_Flag(name, following, (items[i], items[i + 1])))
+            i += 1
+        else:
+            flags.append(_Flag(name, None, (items[i],)))
+        i += 1
+    return flags
+
+
+def _container_data(data: List, index: int) -> dict:
+    pod = next(d for d in data if d is not None)
+    return pod["spec"]["containers"][index]
+
+
+# --- planning ----------------------------------------------------------------------------------------
+
+
+def _show(name: str, value: Optional[str]) -> str:
+    return f"--{name}" if value is None else f"--{name}={value}"
+
+
+def _tokens(value: Optional[str]) -> List[str]:
+    return [t for t in (value or "").split(",") if t.strip()]
+
+
+def _plan(target: _Target, op: FlagOp) -> Tuple[_Change, List[str]]:
+    occurrences = [f for f in target.flags if f.name == op.name]
+    if isinstance(op, SetFlag):
+        if not occurrences:
+            return _add(target, op.name, op.value), [f"added {_show(op.name, op.value)}"]
+        old = occurrences[-1].value
+        return _assign(occurrences, op.value, f"set {_show(op.name, op.value)} (was {_was(old)})")
+    if isinstance(op, RemoveFlag):
+        if not occurrences:
+            return _Change(), []
+        times = f" ({len(occurrences)} occurrences)" if len(occurrences) > 1 else ""
+        return _Change(deletes=[i for f in occurrences for i in f.items]), [f"removed --{op.name}{times}"]
+    if isinstance(op, AddFlagItem):
+        if not occurrences:
+            return _add(target, op.name, op.item), [f"added {_show(op.name, op.item)}"]
+        tokens = _tokens(occurrences[-1].value)
+        if op.item in (t.strip() for t in tokens):
+            return _assign(occurrences, occurrences[-1].value, "")
+        return _assign(occurrences, ",".join(tokens + [op.item]), f"added {op.item} to --{op.name}")
+    if isinstance(op, RemoveFlagItem):
+        tokens = _tokens(occurrences[-1].value) if occurrences else []
+        kept = [t for t in tokens if t.strip() != op.item]
+        if len(kept) == len(tokens):
+            return _Change(), []
+        if not kept:
+            raise EditError(f"removing {op.item} would leave --{op.name} empty; remove the flag instead (RemoveFlag)")
+        return _assign(occurrences, ",".join(kept), f"removed {op.item} from --{op.name}")
+    raise EditError(f"unknown flag operation {op!r}")
+
+
+def _was(value: Optional[str]) -> str:
+    return "set without a value" if value is None else value
+
+
+def _assign(occurrences: List[_Flag], value: Optional[str], note: str) -> Tuple[_Change, List[str]]:
+    """Give the flag `value`, keeping only its last occurrence and that occurrence's form."""
+    last = occurrences[-1]
+    change = _Change(deletes=[i for f in occurrences[:-1] for i in f.items])
+    notes = []
+    if last.value != value:
+        if last.pair and value is not None:
+            change.replaces.append((last.items[1], value))
+        else:
+            change.replaces.append((last.items[0], _show(last.name, value)))
+            change.deletes.extend(last.items[1:])
+        notes.append(note)
+    extra = len(occurrences) - 1
+    if extra:
+        notes.append(f"removed {extra} duplicate{'s' if extra > 1 else ''} of --{last.name}")
+    return change, notes
+
+
+def _add(target: _Target, name: str, value: Optional[str]) -> _Change:
+    """A new `--name=value` item: at its sorted place when the flags are sorted, else after the last."""
+    new = [_show(name, value)]
+    flags = target.flags
+    if flags:
+        names = [f.name for f in flags]
+        if names == sorted(names):
+            before = [f for f in flags if f.name < name]
+            if before:
+                anchor = before[-1].items[-1]
+            elif flags[0].items[0].index == 0:
+                anchor = flags[0].items[0]
+                return _Change(insert=(anchor.seq, anchor, False, new))
+            else:
+                # after the item preceding the first flag, so comments above that flag stay with it
+                first = flags[0].items[0]
+                anchor = next(i for i in target.argv if (i.seq, i.index) == (first.seq, first.index - 1))
+        else:
+            anchor = flags[-1].items[-1]
+        return _Change(insert=(anchor.seq, anchor, True, new))
+    for seq in reversed(SEQUENCES):  # no flags yet: prefer an existing but empty `args: []`
+        if seq in target.seqs and not target.seqs[seq][1].value:
+            return _Change(insert=(seq, None, True, new))
+    if target.argv:
+        anchor = target.argv[-1]
+        return _Change(insert=(anchor.seq, anchor, True, new))
+    raise EditError(f"container {target.name} has no command or args to add --{name} to")
+
+
+# --- applying a change -------------------------------------------------------------------------------
+
+
+def _text_edits(text: str, target: _Target, change: _Change) -> List[yt.Edit]:
+    edits: List[yt.Edit] = []
+    for item, value in change.replaces:
+        seq = target.seqs[item.seq][1]
+        style = item.node.style if item.node.style in yt.QUOTES else None
+        rendered = yt.render_scalar(value, style, bool(seq.flow_style), yt.sibling_quote(seq.value))
+        edits.append((item.node.start_mark.index, yt.node_end(text, item.node), rendered))
+    for name in SEQUENCES:
+        indices = [i.index for i in change.deletes if i.seq == name]
+        if indices:
+            key, seq = target.seqs[name]
+            edits.extend(yt.delete_entries(text, seq, yt.seq_spans(text, seq), indices, key))
+    if change.insert:
+        edits.append(_insert_edit(text, target, *change.insert))
+    return edits
+
+
+def _insert_edit(text: str, target: _Target, name: str, anchor: Optional[_Item], after: bool,
+                 values: List[str]) -> yt.Edit:
+    seq = target.seqs[name][1]
+    style = anchor.node.style if anchor is not None and anchor.node.style in yt.QUOTES else None
+    quote = yt.sibling_quote(seq.value)
+    rendered = [yt.render_scalar(v, style, bool(seq.flow_style), quote) for v in values]
+    if seq.flow_style or anchor is None:
+        return yt.flow_insert(text, seq, yt.seq_spans(text, seq),
+                             None if anchor is None else anchor.index, after, rendered)
+    prefix = yt.block_prefix(text, anchor.node)
+    start = anchor.node.start_mark.index
+    pos = yt.line_end(text, yt.node_end(text, anchor.node)) if after else yt.line_start(text, start)
+    return yt.insert_lines(text, pos, [prefix + r for r in rendered])
+
+
+def _apply_model(model: Dict[str, list], target: _Target, change: _Change) -> None:
+    """The same change on plain lists: what the spliced text must read back as."""
+    for name in model:
+        deleted = {i.index for i in change.deletes if i.seq == name}
+        replaced = {i.index: v for i, v in change.replaces if i.seq == name}
+        seq_name, anchor, after, values = change.insert or (None, None, False, [])
+        if seq_name == name and anchor is None:
+            model[name] = list(values)
+            continue
+        out = []
+        for i, value in enumerate(model[name]):
+            if seq_name == name and anchor.index == i and not after:
+                out.extend(values)
+            if i not in deleted:
+                out.append(replaced.get(i, value))
+            if seq_name == name and anchor.index == i and after:
+                out.extend(values)
+        model[name] = out

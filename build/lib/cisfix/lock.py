@@ -1,0 +1,49 @@
+"""The run lock: one mutating cisfix run per node at a time (cron runs must never overlap)."""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+from .errors import LockHeld
+
+
+class RunLock:
+    """`flock` on `<state>/lock`, holding the owner's pid for the message a second run prints.
+
+    The kernel drops the lock when the process dies, so a killed run never leaves a stale lock.
+    """
+
+    def __init__(self, path: Path, wait: float = 0.0) -> None:
+        self.path, self.wait = path, wait
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(fd)
+                    raise
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise LockHeld(f"another cisfix run (pid {holder}) holds the lock {self.path}")
+            time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._fd is not None
+        os.close(self._fd)  # releases the flock
+        self._fd = None

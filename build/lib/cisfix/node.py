@@ -1,0 +1,63 @@
+"""The node cisfix works on: every path the tool touches is a node path resolved under `--root`.
+
+`/etc/kubernetes/manifests/kube-apiserver.yaml` on a node mounted at `/host` is
+`/host/etc/kubernetes/manifests/kube-apiserver.yaml`; symlinks inside the node are followed as the
+node itself would follow them (an absolute link target is re-rooted, `..` never climbs above the root).
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+from typing import Optional
+
+from .errors import InputError
+
+_MAX_SYMLINKS = 40
+
+
+class Node:
+    def __init__(self, root: str = "/", state_dir: Optional[str] = None) -> None:
+        self.root = Path(os.path.abspath(root))
+        # The state dir is a host path when given explicitly, like --root itself.
+        self.state_dir = Path(os.path.abspath(state_dir)) if state_dir else self.host("/var/lib/cisfix")
+
+    def node_path(self, path: str) -> str:
+        """Normalise a path given by the user into an absolute node path."""
+        if not posixpath.isabs(path):
+            if self.root != Path("/"):
+                raise InputError(path, "must be an absolute path on the node (it is resolved under --root)")
+            path = os.path.abspath(path)
+        return posixpath.normpath("/" + path.lstrip("/"))
+
+    def host(self, node_path: str) -> Path:
+        """The host path of a node path, without following symlinks."""
+        return self.root / self.node_path(node_path).lstrip("/")
+
+    def resolve(self, node_path: str) -> str:
+        """Follow symlinks inside the node; return the node path of the real file (which may not exist)."""
+        pending = [p for p in self.node_path(node_path).split("/") if p]
+        done: list = []
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            candidate = self.root.joinpath(*done, part)
+            if candidate.is_symlink():
+                hops += 1
+                if hops > _MAX_SYMLINKS:
+                    raise InputError(node_path, "too many levels of symbolic links")
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    done = []
+                pending[:0] = [p for p in target.split("/") if p and p != "."]
+                continue
+            done.append(part)
+        return "/" + "/".join(done)
+
+    def display(self, node_path: str) -> str:
+        """How a node path is shown to the user: the host path, so it can be pasted into a shell."""
+        return str(self.host(node_path))

@@ -1,0 +1,25 @@
+"""Result statuses and exit codes shared by every command."""
+from __future__ import annotations
+
+FIXED = "FIXED"
+ALREADY_COMPLIANT = "ALREADY_COMPLIANT"
+WOULD_FIX = "WOULD_FIX"
+REMEDIATION_FAILED = "REMEDIATION_FAILED"
+REMEDIATION_FAILED_ROLLED_BACK = "REMEDIATION_FAILED_ROLLED_BACK"
+REMEDIATION_FAILED_ROLLBACK_FAILED = "REMEDIATION_FAILED_ROLLBACK_FAILED"
+SKIPPED = "SKIPPED"
+
+EXIT_OK = 0
+EXIT_STILL_FAILING = 1
+EXIT_INPUT = 2
+EXIT_ROLLED_BACK = 3
+EXIT_ROLLBACK_FAILED = 4
+EXIT_LOCKED = 5
+
+# Where several outcomes apply, the most serious decides the exit code.
+_SEVERITY = [EXIT_OK, EXIT_STILL_FAILING, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED]
+
+
+def worst(*codes: int) -> int:
+    """The exit code that wins: 4 over 3, 3 over 1, 1 over 0 (2 and 5 end a run before any change)."""
+    return max(codes, key=lambda c: _SEVERITY.index(c) if c in _SEVERITY else len(_SEVERITY))

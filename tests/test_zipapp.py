@@ -1,0 +1,107 @@
+"""The release archive cisfix.pyz: pure Python, reproducible, and runnable wherever it is copied.
+
+Builds with build/build.sh into temporary directories (a few seconds each once build/.cache holds
+the build venv and the pinned wheels; the first build downloads them). build/smoke.sh covers every
+installed CPython and the `edit` flow; this file checks the archive itself with the interpreter that
+runs the tests.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD_SH = REPO / "build" / "build.sh"
+WHEELS_UNAVAILABLE = 3  # build.sh's exit status when the pinned wheels are neither cached nor downloadable
+COMPILED_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
+
+
+def build(outdir: Path) -> Path:
+    result = subprocess.run(["bash", str(BUILD_SH), str(outdir)], capture_output=True, text=True)
+    if result.returncode == WHEELS_UNAVAILABLE:
+        pytest.skip("cannot build cisfix.pyz: the pinned wheels are not in build/.cache/wheels and the "
+                    "package index is unreachable; run build/build.sh once online")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return outdir / "cisfix.pyz"
+
+
+@pytest.fixture(scope="module")
+def pyz(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture
+def python_bin(tmp_path) -> Path:
+    """A directory whose `python3` is the interpreter running the tests, for the shebang runs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    return bin_dir
+
+
+def run(args, env, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, timeout=120,
+                          **kwargs)
+
+
+def head_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_archive_holds_no_compiled_code_and_is_small(pyz):
+    with zipfile.ZipFile(pyz) as archive:
+        names = archive.namelist()
+        compiled = [n for n in names if n.endswith(COMPILED_SUFFIXES) or archive.read(n)[:4] == b"\x7fELF"]
+    assert compiled == []
+    assert "site-packages/ruamel/yaml/main.py" in names and "site-packages/jsonschema/validators.py" in names
+    assert pyz.stat().st_size < 2 * 1024 * 1024
+
+
+def test_checksum_file_verifies_with_sha256sum(pyz):
+    assert run(["sha256sum", "-c", "cisfix.pyz.sha256"], os.environ, cwd=pyz.parent).returncode == 0
+
+
+@pytest.mark.slow
+def test_two_builds_of_one_commit_are_byte_identical(pyz, tmp_path):
+    again = build(tmp_path / "dist")
+    assert again.read_bytes() == pyz.read_bytes()
+    assert (tmp_path / "dist/cisfix.pyz.sha256").read_text() == (pyz.parent / "cisfix.pyz.sha256").read_text()
+
+
+def test_version_names_the_commit_without_loading_yaml_or_jsonschema(pyz, tmp_path):
+    env = dict(os.environ, SHIV_ROOT=str(tmp_path / "root"))
+    result = run([sys.executable, "-X", "importtime", pyz, "--version"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("cisfix ") and f"(commit {head_commit()[:12]}" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert not {m for m in imported if m.startswith(("ruamel", "jsonschema"))}
+
+
+def test_runs_with_home_unset(pyz, python_bin):
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "SHIV_ROOT")}
+    env["PATH"] = f"{python_bin}:{env.get('PATH', '/usr/bin:/bin')}"
+    result = run([pyz, "--version"], env)
+    assert result.returncode == 0, result.stderr
+    assert f"(commit {head_commit()[:12]}" in result.stdout
+
+
+def test_runs_under_env_i_like_cron(pyz, python_bin):
+    result = run(["env", "-i", f"PATH={python_bin}:/usr/bin:/bin", pyz, "--version"], os.environ)
+    assert result.returncode == 0, result.stderr
+    assert f"(commit {head_commit()[:12]}" in result.stdout
+
+
+def test_refuses_an_extraction_root_others_can_write(pyz, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # world-writable, not sticky: anyone could swap the root for their own
+    result = run([sys.executable, pyz, "--version"], dict(os.environ, SHIV_ROOT=str(shared / "root")))
+    assert result.returncode != 0
+    assert "refusing SHIV_ROOT" in result.stderr
+    assert not (shared / "root").exists()
