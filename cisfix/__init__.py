@@ -1,15 +1,32 @@
-"""cisfix: audit and safely fix CIS Kubernetes Benchmark findings on Kubernetes nodes."""
+"""cisfix: audit and safely fix CIS Kubernetes Benchmark findings on Kubernetes nodes.
+
+Everything a plugin author needs is importable from here; see `cisfix.hookspecs` for the hooks.
+Names load lazily so that `cisfix --version` stays fast.
+"""
 from __future__ import annotations
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Runner"]
+_EXPORTS = {
+    "hookimpl": "cisfix.markers",
+    "Runner": "cisfix.api",
+    "EditError": "cisfix.errors",
+    # registered objects and plans
+    **{name: "cisfix.types" for name in (
+        "Check", "AuditResult", "Evidence", "Plan", "EditFile", "CreateFile", "SetMode", "AddHostPathMount",
+        "Component", "NodeInfo", "Editor", "Probe", "ReportFormat", "CheckResult",
+        "PASS", "FAIL", "WARN", "MANUAL", "ERROR")},
+    **{name: "cisfix.plan" for name in (
+        "SetFlag", "RemoveFlag", "AddFlagItem", "RemoveFlagItem", "SetPath", "UnsetPath", "Edited")},
+    "NodeState": "cisfix.state",
+}
+
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):
-    # Imported lazily so `cisfix --version` does not pay for ruamel.yaml and friends.
-    if name == "Runner":
-        from .api import Runner
-
-        return Runner
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'cisfix' has no attribute {name!r}")

@@ -21,6 +21,11 @@ def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--state-dir", default=d(None), help="journal, backups and lock (default <root>/var/lib/cisfix)")
     parser.add_argument("-v", "--verbose", action="count", default=d(0), help="more detail on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", default=d(False), help="only errors on stderr")
+    parser.add_argument("--checks-dir", action="append", default=d([]), metavar="DIR",
+                        help="also load checks and plugin modules from DIR (repeatable)")
+    parser.add_argument("--disable", action="append", default=d([]), metavar="ID", help="leave out a check (repeatable)")
+    parser.add_argument("-p", dest="plugin_options", action="append", default=d([]), metavar="no:NAME",
+                        help="-p no:NAME blocks the plugin NAME (repeatable)")
 
 
 def _key_value(text: str) -> tuple:
@@ -98,6 +103,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = command("history", cmd_history, "list transactions, their state, files, hashes and backups")
     _format_option(history)
+
+    audit = command("audit", cmd_audit, "audit the node with every check that applies to it")
+    audit.add_argument("--check", action="append", default=[], metavar="ID", help="only this check (repeatable)")
+    audit.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
+    audit.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
+    audit.add_argument("--format", default="text", help="text, json, or a format a plugin registers")
+
+    checks = command("checks", None, "list, show and validate checks; print the check schema")
+    checks_commands = checks.add_subparsers(dest="checks_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    checks_commands.required = True
+    listing = checks_commands.add_parser("list", help="every loaded check")
+    listing.set_defaults(handler=cmd_checks_list)
+    _format_option(listing)
+    show = checks_commands.add_parser("show", help="one check in full")
+    show.add_argument("id")
+    show.set_defaults(handler=cmd_checks_show)
+    validate = checks_commands.add_parser("validate", help="validate declarative check files (exit 2 if invalid)")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(handler=cmd_checks_validate)
+    checks_commands.add_parser("schema", help="print the JSON Schema of declarative checks").set_defaults(
+        handler=cmd_checks_schema)
+
+    plugins = command("plugins", cmd_plugins, "loaded plugins: name, version, source, number of checks")
+    _format_option(plugins)
     return parser
 
 
@@ -228,6 +257,100 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"{e['txid']}  {e['time']}  {e['state']:<15}  {e['label']}")
         for f in e["files"]:
             print(f"    {node.display(f['path'])}  backup {f['backup'] or '-'}")
+    return 0
+
+
+def _plugins(args: argparse.Namespace):
+    from .plugins import Plugins
+
+    blocked = []
+    for option in args.plugin_options:
+        if not option.startswith("no:"):
+            raise InputError(f"-p {option}", "expected -p no:NAME")
+        blocked.append(option[3:])
+    plugins = Plugins(_node(args), args.checks_dir, blocked, args.disable)
+    for error in plugins.errors:
+        print(f"cisfix: error: {error}", file=sys.stderr)
+    return plugins
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import exit_code, run_audits, select, summarize
+
+    plugins = _plugins(args)
+    formats = plugins.report_formats()
+    if args.format not in formats:
+        raise InputError(f"--format {args.format}", f"unknown format; choose from {', '.join(sorted(formats))}")
+    results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
+    sys.stdout.write(formats[args.format].render(results, summarize(results)))
+    # Checks that did not load are bad input even though the rest ran.
+    return status.EXIT_INPUT if plugins.errors else exit_code(results)
+
+
+def _check_dict(check) -> dict:
+    return {"id": check.id, "title": check.title, "benchmark": check.benchmark, "level": check.level,
+            "node_types": list(check.node_types), "automated": check.automated, "component": check.component,
+            "target": check.target, "remediable": check.remediate is not None, "source": check.source}
+
+
+def cmd_checks_list(args: argparse.Namespace) -> int:
+    from .audit import select
+
+    plugins = _plugins(args)
+    checks = select(plugins, ids=sorted(plugins.checks))
+    if args.format == "json":
+        print(json.dumps([_check_dict(c) for c in checks], indent=2))
+    else:
+        for c in checks:
+            print(f"{c.id:<12} L{c.level} {','.join(c.node_types):<20} {c.title}")
+    return status.EXIT_INPUT if plugins.errors else 0
+
+
+def cmd_checks_show(args: argparse.Namespace) -> int:
+    plugins = _plugins(args)
+    check = plugins.checks.get(args.id)
+    if check is None:
+        raise InputError(args.id, "no such check (see `cisfix checks list`)")
+    for key, value in _check_dict(check).items():
+        print(f"{key + ':':<12} {', '.join(value) if isinstance(value, list) else value}")
+    if check.remediation:
+        print(f"remediation: {check.remediation}")
+    return 0
+
+
+def cmd_checks_validate(args: argparse.Namespace) -> int:
+    from .declarative import load_checks
+
+    errors = []
+    for name in args.files:
+        try:
+            text = open(name, encoding="utf-8").read()
+        except OSError as exc:
+            errors.append(f"{name}: {exc.strerror}")
+            continue
+        checks, problems = load_checks(text, name)
+        errors += problems
+        if not args.quiet and not problems:
+            print(f"{name}: {len(checks)} valid check(s)")
+    for error in errors:
+        print(error, file=sys.stderr)
+    return status.EXIT_INPUT if errors else 0
+
+
+def cmd_checks_schema(args: argparse.Namespace) -> int:
+    from .schema import schema_text
+
+    sys.stdout.write(schema_text("check"))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = _plugins(args).plugins()
+    if args.format == "json":
+        print(json.dumps([p.__dict__ for p in plugins], indent=2))
+    else:
+        for p in plugins:
+            print(f"{p.name:<28} {p.version:<10} {p.checks:>4} checks  {p.source}")
     return 0
 
 

@@ -1,0 +1,76 @@
+"""Built-in plugin: describes a kubeadm node (adjusted by `<root>/etc/cisfix/config.yaml`) and provides
+the text and JSON report formats. Registered like any other plugin; it answers last."""
+from __future__ import annotations
+
+import json
+from typing import List
+
+from . import hookimpl
+from .node import Node
+from .types import Component, NodeInfo, ReportFormat
+
+MANIFESTS = "/etc/kubernetes/manifests"
+KUBEADM_COMPONENTS = {
+    name: Component(name, manifest=f"{MANIFESTS}/{name}.yaml")
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+}
+KUBEADM_COMPONENTS["kubelet"] = Component(
+    "kubelet", config="/var/lib/kubelet/config.yaml",
+    flag_files=("/var/lib/kubelet/kubeadm-flags.env", "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+                "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"),
+    restart=("systemctl", "restart", "kubelet"))
+
+
+def _component(name: str, settings: dict) -> Component:
+    base = KUBEADM_COMPONENTS.get(name, Component(name))
+    return Component(
+        name, manifest=settings.get("manifest", base.manifest), config=settings.get("config", base.config),
+        flag_files=tuple(settings.get("flagFiles", base.flag_files)), process=settings.get("process", base.process),
+        health=settings.get("health", base.health), restart=tuple(settings.get("restart", base.restart)))
+
+
+def _detect_types(node: Node, components: dict) -> tuple:
+    def exists(component: str, attr: str) -> bool:
+        path = getattr(components.get(component) or Component(component), attr)
+        return bool(path) and node.host(node.resolve(path)).exists()
+
+    types = []
+    if exists("kube-apiserver", "manifest"):
+        types.append("master")
+    if exists("etcd", "manifest"):
+        types.append("etcd")
+    if exists("kubelet", "config"):
+        types.append("worker")
+    return tuple(types)
+
+
+@hookimpl(trylast=True)
+def cisfix_describe_node(node: Node, config: dict) -> NodeInfo:
+    settings = config.get("components", {})
+    components = {name: _component(name, settings.get(name, {})) for name in {*KUBEADM_COMPONENTS, *settings}}
+    return NodeInfo(
+        distribution=config.get("distribution", "kubeadm"), version=config.get("version"),
+        node_types=tuple(config.get("nodeTypes", ())) or _detect_types(node, components), components=components)
+
+
+def render_text(results: List, summary: dict) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"[{r.audit.status:<6}] {r.check.id} {r.check.title}")
+        if r.audit.status not in ("PASS",):
+            detail = f"expected {r.audit.expected}, found {r.audit.actual}" if r.audit.expected else ""
+            for text in filter(None, (detail, r.audit.reason, ", ".join(str(e) for e in r.audit.evidence))):
+                lines.append(f"           {text}")
+    counts = ", ".join(f"{n} {status}" for status, n in summary.items() if n)
+    lines.append(f"== {len(results)} checks: {counts or 'none'} ==")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(results: List, summary: dict) -> str:
+    return json.dumps({"summary": summary, "results": [r.as_dict() for r in results]}, indent=2) + "\n"
+
+
+@hookimpl
+def cisfix_register_report_formats() -> List[ReportFormat]:
+    return [ReportFormat("text", render_text, "one line per check, then a summary"),
+            ReportFormat("json", render_json, '{"summary": {...}, "results": [...]}')]

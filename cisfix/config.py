@@ -1,0 +1,42 @@
+"""The node configuration file `<root>/etc/cisfix/config.yaml`: how a node deviates from kubeadm's layout.
+
+    apiVersion: cisfix/v1
+    kind: NodeConfig
+    proc: /proc                      # host path of the proc file system (default <root>/proc)
+    components:
+      kube-apiserver:
+        manifest: /etc/kubernetes/manifests/kube-apiserver.yaml
+        process: kube-apiserver      # executable name in /proc/<pid>/cmdline
+      kubelet:
+        config: /var/lib/kubelet/config.yaml
+        restart: [systemctl, restart, kubelet]
+
+The schema is `cisfix/schemas/node-config.schema.json`; an invalid file is an input error naming its line.
+"""
+from __future__ import annotations
+
+from .declarative import _plain
+from .errors import InputError
+from .node import Node
+from .schema import DocumentError, load_documents, validate
+
+CONFIG_PATH = "/etc/cisfix/config.yaml"
+
+
+def load_node_config(node: Node) -> dict:
+    path = node.host(node.resolve(CONFIG_PATH))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        docs = load_documents(text)
+    except DocumentError as exc:
+        raise InputError(f"{path}:{exc.line}", exc.message)
+    if len(docs) != 1:
+        raise InputError(path, f"expected one YAML document, found {len(docs)}")
+    problems = validate(docs[0], "node-config")
+    if problems:
+        line, message = problems[0]
+        raise InputError(f"{path}:{line}", message)
+    return _plain(docs[0])

@@ -1,0 +1,159 @@
+"""The plugin contract: every hook a cisfix plugin can implement.
+
+A plugin is a module or object with functions named like these hooks, marked with `cisfix.hookimpl`.
+The built-in content (the CIS benchmark, declarative checks.d files) uses exactly this contract.
+Plugins return data — checks, plans of edits, node descriptions; only the core writes files, inside a
+transaction.
+
+A plugin is found through the `cisfix` entry point group of an installed distribution, or as a `*.py`
+module in a checks.d directory. A hook implementation may accept any subset of the hook's parameters.
+
+    # my_plugin.py
+    import cisfix
+
+    @cisfix.hookimpl
+    def cisfix_register_checks(node_info):
+        return [cisfix.Check(id="ACME-9", title="...", audit=my_audit)]
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Optional
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .node import Node
+    from .types import Check, CheckResult, Editor, NodeInfo, Plan, Probe, ReportFormat
+
+hookspec = pluggy.HookspecMarker("cisfix")
+
+
+@hookspec
+def cisfix_register_checks(node_info: "NodeInfo") -> "Optional[List[Check]]":
+    """Return the checks this plugin provides.
+
+    :param node_info: how the node is laid out (see `cisfix_describe_node`); use it to point a check at
+        the right manifest or config file, or to leave out checks that cannot apply.
+
+    Return a list of `cisfix.Check`, or None for none. Each check's `id` must be unique across all
+    plugins; two plugins defining the same id is an error naming both, unless one lists the other's
+    id in its `overrides`.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_register_checks(node_info):
+            def audit(state):
+                flags = state.flags("kube-apiserver")
+                ok = flags.get("profiling") == "false"
+                return cisfix.AuditResult(cisfix.PASS if ok else cisfix.FAIL, "false", flags.get("profiling", "<unset>"))
+            return [cisfix.Check(id="ACME-1", title="Profiling is off", audit=audit,
+                                 component="kube-apiserver")]
+    """
+
+
+@hookspec(firstresult=True)
+def cisfix_describe_node(node: "Node", config: dict) -> "Optional[NodeInfo]":
+    """Describe the node: its distribution, Kubernetes version, node types and components.
+
+    :param node: the node root; `node.host("/etc/...")` gives the host path of a node path.
+    :param config: the parsed node configuration file `<root>/etc/cisfix/config.yaml` (empty when absent).
+
+    firstresult: the first plugin that returns a `cisfix.NodeInfo` wins; return None when this is not a
+    node your plugin knows (e.g. an RKE2 plugin returns None on a kubeadm node). The built-in
+    implementation, which runs last, describes a kubeadm node, adjusted by the configuration file.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_describe_node(node, config):
+            if not node.host("/etc/rancher/rke2").exists():
+                return None
+            return cisfix.NodeInfo(distribution="rke2", components={...})
+    """
+
+
+@hookspec
+def cisfix_register_editors() -> "Optional[List[Editor]]":
+    """Return editors for further file formats (e.g. a TOML config or an env file).
+
+    Return a list of `cisfix.Editor`, or None. An editor receives the file's text and the operations
+    that apply to it and returns `cisfix.plan.Edited`; it must change only what it has to and must
+    raise `cisfix.EditError` for input it cannot edit safely. The built-in static pod manifest and YAML
+    editors come first; a plugin editor is used for files that match its patterns.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_register_editors():
+            return [cisfix.Editor("env-file", ("*.env",), (cisfix.SetFlag,), edit_env_file)]
+    """
+
+
+@hookspec
+def cisfix_register_probes() -> "Optional[List[Probe]]":
+    """Return health probes for components, used to gate changes to their files.
+
+    Return a list of `cisfix.Probe`, or None. `probe.check(state, component)` returns
+    `(healthy, message)`; it must never count an HTTP 401 or 403 as healthy. When several plugins probe
+    the same component, all must pass.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_register_probes():
+            return [cisfix.Probe("my-agent", lambda state, component: (True, "ok"))]
+    """
+
+
+@hookspec
+def cisfix_register_report_formats() -> "Optional[List[ReportFormat]]":
+    """Return further output formats for `cisfix audit --format NAME`.
+
+    Return a list of `cisfix.ReportFormat`, or None. `render(results, summary)` receives the list of
+    `cisfix.CheckResult` and the summary counts (a dict of status -> number) and returns the text.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_register_report_formats():
+            return [cisfix.ReportFormat("csv", lambda results, summary: "...", "comma-separated values")]
+    """
+
+
+@hookspec(firstresult=True)
+def cisfix_veto_plan(check: "Check", plan: "Plan", node_info: "NodeInfo") -> "Optional[str]":
+    """Inspect a remediation plan before it is applied, and veto it by returning the reason.
+
+    :param check: the check whose remediation this is.
+    :param plan: the changes it would make (`cisfix.Plan`).
+    :param node_info: the node description.
+
+    firstresult: the first non-None answer vetoes the plan; the check is reported as SKIPPED with that
+    reason and nothing of it is written. Return None to let it through.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_veto_plan(check, plan, node_info):
+            if check.component == "etcd":
+                return "etcd changes need a change ticket on this cluster"
+    """
+
+
+@hookspec
+def cisfix_observe_result(result: "CheckResult") -> None:
+    """Observe each check's result as soon as it is known (audit verdict, and fix outcome).
+
+    :param result: a `cisfix.CheckResult`: the check, its audit verdict and, during a fix, the
+        remediation status and transaction id.
+
+    Return value ignored. Use it to forward results to a SIEM, a metrics system or a ticket queue;
+    it must not raise (an exception ends the run).
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_observe_result(result):
+            syslog.syslog(f"{result.check.id} {result.audit.status}")
+    """

@@ -1,0 +1,4 @@
+"""The marker plugins put on their hook implementations: `@cisfix.hookimpl`."""
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("cisfix")

@@ -1,0 +1,155 @@
+"""Loading plugins and their checks.
+
+Sources, all registered through the same pluggy contract (`cisfix.hookspecs`):
+1. the default plugin modules (`DEFAULT_PLUGINS`: the core's built-ins and the bundled content);
+2. installed distributions with an entry point in the `cisfix` group;
+3. checks.d directories — the bundled one, `<root>/etc/cisfix/checks.d`, and each `--checks-dir` —
+   whose `*.py` files are plugin modules and whose `*.yaml` files hold declarative checks.
+`-p no:NAME` blocks a plugin by name; `--disable ID` drops a check.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, replace
+from importlib import import_module
+from pathlib import Path
+from typing import Dict, Iterable, List, Tuple
+
+import pluggy
+
+from . import hookspecs
+from .config import load_node_config
+from .declarative import load_checks
+from .errors import InputError
+from .markers import hookimpl
+from .node import Node
+from .trust import require_trusted
+from .types import Check, NodeInfo, ReportFormat
+
+DEFAULT_PLUGINS = ("cisfix.builtin",)
+NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    version: str
+    source: str
+    checks: int
+
+
+class DeclarativeFile:
+    """A checks.d YAML file, registered as a plugin of its own."""
+
+    def __init__(self, source: str, text: str) -> None:
+        self.checks, self.errors = load_checks(text, source)
+
+    @hookimpl
+    def cisfix_register_checks(self) -> List[Check]:
+        return self.checks
+
+
+def _bundled_checks_dir():
+    from importlib.resources import files
+
+    return files("cisfix").joinpath("checks.d")
+
+
+class Plugins:
+    """Everything loaded for one run: the plugin manager, the node description and the checks."""
+
+    def __init__(self, node: Node, checks_dirs: Iterable[str] = (), blocked: Iterable[str] = (),
+                 disabled: Iterable[str] = ()) -> None:
+        self.node = node
+        self.pm = pluggy.PluginManager("cisfix")
+        self.pm.add_hookspecs(hookspecs)
+        self.errors: List[str] = []  # checks.d files that did not load, as FILE:LINE: reason
+        self._sources: Dict[str, Tuple[str, str]] = {}  # plugin name -> (version, source)
+        for name in blocked:
+            self.pm.set_blocked(name)
+        for module in DEFAULT_PLUGINS:
+            self._register(import_module(module), module, "-", "built-in")
+        self.pm.load_setuptools_entrypoints("cisfix")
+        for plugin, dist in self.pm.list_plugin_distinfo():
+            self._sources[self.pm.get_name(plugin)] = (dist.version, f"entry point of {dist.project_name}")
+        self._load_dir(_bundled_checks_dir(), "bundled checks.d")
+        node_dir = node.host(NODE_CHECKS_DIR)
+        if node_dir.is_dir():
+            self._load_dir(node_dir, str(node_dir))
+        for directory in checks_dirs:
+            path = Path(directory)
+            if not path.is_dir():
+                raise InputError(path, "--checks-dir: not a directory")
+            self._load_dir(path, str(path))
+        self.config = load_node_config(node)
+        self.info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
+        self.checks = {i: c for i, c in self._collect_checks().items() if i not in set(disabled)}
+
+    def _register(self, plugin: object, name: str, version: str, source: str) -> None:
+        if self.pm.is_blocked(name):
+            return
+        if self.pm.has_plugin(name):
+            raise InputError(source, f"a plugin named {name} is already loaded from {self._sources[name][1]}")
+        self.pm.register(plugin, name=name)
+        self._sources[name] = (version, source)
+
+    def _load_dir(self, directory, label: str) -> None:
+        real = isinstance(directory, Path)
+        if real:
+            require_trusted(directory)
+        if not directory.is_dir():
+            return
+        for entry in sorted(directory.iterdir(), key=lambda e: e.name):
+            source = f"{label}/{entry.name}" if not real else str(entry)
+            if entry.name.startswith(".") or not entry.name.endswith((".py", ".yaml", ".yml")):
+                continue
+            if real:
+                require_trusted(entry)
+            text = entry.read_text(encoding="utf-8")
+            if entry.name.endswith(".py"):
+                self._register(_module_from_source(entry.name[:-3], text, source), entry.name[:-3], "-", source)
+            else:
+                declarative = DeclarativeFile(source, text)
+                self.errors += declarative.errors
+                self._register(declarative, entry.name, "-", source)
+
+    def _collect_checks(self) -> Dict[str, Check]:
+        """Every registered check by id; a second definition of an id is an error unless it overrides."""
+        checks: Dict[str, Check] = {}
+        hook = self.pm.hook.cisfix_register_checks
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            returned = impl.function(**{a: self.info for a in impl.argnames if a == "node_info"}) or []
+            for check in returned:
+                check = replace(check, source=check.source or self._sources.get(impl.plugin_name, ("", impl.plugin_name))[1])
+                existing = checks.get(check.id)
+                if existing and check.id not in check.overrides:
+                    if check.id in existing.overrides:
+                        continue
+                    raise InputError(check.id, f"check defined twice: by {existing.source} and by {check.source} "
+                                               "(declare `overrides` in one of them to replace the other)")
+                checks[check.id] = check
+        for check in list(checks.values()):
+            for other in check.overrides:
+                if other != check.id:
+                    checks.pop(other, None)
+        return checks
+
+    def plugins(self) -> List[PluginInfo]:
+        counts: Dict[str, int] = {}
+        for check in self.checks.values():
+            counts[check.source] = counts.get(check.source, 0) + 1
+        return [PluginInfo(name, version, source, counts.get(source, 0))
+                for name, (version, source) in self._sources.items()]
+
+    def report_formats(self) -> Dict[str, ReportFormat]:
+        return {f.name: f for found in self.pm.hook.cisfix_register_report_formats() for f in found or ()}
+
+
+def _module_from_source(name: str, text: str, source: str) -> types.ModuleType:
+    """Import a checks.d plugin module from its text (works for files inside a zipapp, too)."""
+    module = types.ModuleType(f"cisfix_checksd_{name}")
+    module.__file__ = source
+    sys.modules[module.__name__] = module
+    exec(compile(text, source, "exec"), module.__dict__)
+    return module

@@ -1,0 +1,201 @@
+"""What plugins register and return: small frozen dataclasses, the vocabulary of the hooks in
+`cisfix.hookspecs`. Everything a plugin author needs is exported from `cisfix`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+from .plan import FlagOp, PathOp
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .state import NodeState
+
+# Audit statuses.
+PASS, FAIL, WARN, MANUAL, ERROR = "PASS", "FAIL", "WARN", "MANUAL", "ERROR"
+AUDIT_STATUSES = (PASS, FAIL, WARN, MANUAL, ERROR)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where a verdict comes from: a file and line, or a running process."""
+
+    file: Optional[str] = None  # node path
+    line: Optional[int] = None  # 1-based
+    process: Optional[str] = None  # e.g. "kube-apiserver (pid 812)"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = self.process or (f"{self.file}:{self.line}" if self.line else self.file) or ""
+        return f"{where} {self.detail}".strip()
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The verdict of one audit. `expected` and `actual` are short human strings."""
+
+    status: str
+    expected: str = ""
+    actual: str = ""
+    evidence: Tuple[Evidence, ...] = ()
+    reason: str = ""
+
+
+# ---- remediation plans: data only; the core applies them inside one transaction ----
+
+
+@dataclass(frozen=True)
+class EditFile:
+    """Apply flag operations (to a static pod manifest) or dotted-path operations (to a YAML file)."""
+
+    path: str
+    ops: Tuple[Union[FlagOp, PathOp, "AddHostPathMount"], ...]
+    component: Optional[str] = None
+    kind: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AddHostPathMount:
+    """An operation for `EditFile` on a static pod manifest: mount a host path into the component's
+    container (a `hostPath` volume plus a `volumeMount`), unless it is mounted already."""
+
+    name: str
+    host_path: str
+    mount_path: str
+    read_only: bool = True
+    type: str = "DirectoryOrCreate"
+
+
+@dataclass(frozen=True)
+class CreateFile:
+    """Create (or replace) a file with this content, mode and owner (`"root:root"` or `"0:0"`)."""
+
+    path: str
+    content: bytes
+    mode: int = 0o600
+    owner: str = "root:root"
+    replace: bool = False  # False: an existing file is left as it is
+
+
+@dataclass(frozen=True)
+class SetMode:
+    """chmod/chown. `mode` is the most permissive allowed: bits beyond it are removed, none are added.
+    Any of the three may be None to leave it alone."""
+
+    path: str
+    mode: Optional[int] = None
+    owner: Optional[str] = None
+
+
+Change = Union[EditFile, CreateFile, SetMode]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A check's remediation: the changes to make, or why it cannot be fixed safely (`manual`)."""
+
+    changes: Tuple[Change, ...] = ()
+    manual: str = ""  # non-empty: no safe automatic fix; the text says why and what to do
+    notes: Tuple[str, ...] = ()  # shown to the operator, e.g. "rewrite existing secrets"
+
+
+# ---- registered objects ----
+
+
+@dataclass(frozen=True)
+class Check:
+    """One benchmark recommendation: how to audit it, remediate it and verify the fix.
+
+    `audit(state)` and `verify(state)` return an AuditResult; `remediate(state)` returns a Plan (or
+    None when `automated` is False). `verify` defaults to running `audit` again against the live state.
+    """
+
+    id: str
+    title: str
+    audit: Callable[["NodeState"], AuditResult]
+    benchmark: str = ""
+    level: int = 1
+    node_types: Tuple[str, ...] = ("master",)
+    automated: bool = True
+    component: Optional[str] = None
+    target: str = ""  # what it inspects, e.g. "flag --profiling" or "file /etc/kubernetes/admin.conf"
+    remediate: Optional[Callable[["NodeState"], Plan]] = None
+    verify: Optional[Callable[["NodeState"], AuditResult]] = None
+    remediation: str = ""  # human guidance, shown by audit and `checks show`
+    overrides: Tuple[str, ...] = ()  # ids of checks this one deliberately replaces
+    source: str = ""  # filled in by the loader: the plugin (and file) that defined it
+
+
+@dataclass(frozen=True)
+class Component:
+    """A component running on the node and where its configuration lives (node paths)."""
+
+    name: str
+    manifest: Optional[str] = None  # static pod manifest, for control-plane components
+    config: Optional[str] = None  # its config file, e.g. the kubelet's config.yaml
+    flag_files: Tuple[str, ...] = ()  # files whose flags override the config (kubelet env files, drop-ins)
+    process: Optional[str] = None  # executable name to find it in /proc (default: the component name)
+    health: Mapping[str, Any] = field(default_factory=dict)  # probe settings, see `Probe`
+    restart: Tuple[str, ...] = ()  # command that restarts it (e.g. systemctl restart kubelet)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """How a node is laid out: the answer of `cisfix_describe_node`."""
+
+    distribution: str = "kubeadm"
+    version: Optional[str] = None  # Kubernetes version, e.g. "1.31.2", when known
+    node_types: Tuple[str, ...] = ()  # e.g. ("master", "worker")
+    components: Mapping[str, Component] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Editor:
+    """An editor for a further file format: `edit(text, ops) -> cisfix.plan.Edited`, chosen for files
+    whose node path matches one of `patterns` (fnmatch) and for operations of `op_types`."""
+
+    name: str
+    patterns: Tuple[str, ...]
+    op_types: Tuple[type, ...]
+    edit: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A health probe for a component: `check(state, component) -> (healthy, message)`."""
+
+    component: str
+    check: Callable[..., Tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class ReportFormat:
+    """An output format for audit results: `render(results, summary) -> str`."""
+
+    name: str
+    render: Callable[..., str]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome in an audit or a fix, as reports and observers see it."""
+
+    check: Check
+    audit: AuditResult
+    status: str = ""  # remediation status for fixes (FIXED, ...), empty for audits
+    txid: Optional[str] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.check.id,
+            "title": self.check.title,
+            "status": self.audit.status,
+            "level": self.check.level,
+            "automated": self.check.automated,
+            "expected": self.audit.expected,
+            "actual": self.audit.actual,
+            "evidence": [{k: v for k, v in vars(e).items() if v not in (None, "")} for e in self.audit.evidence],
+            "reason": self.audit.reason,
+            "remediation": self.check.remediation,
+            **({"fix": self.status, "txid": self.txid} if self.status else {}),
+        }
