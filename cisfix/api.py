@@ -41,13 +41,14 @@ class Runner:
                                dry_run: bool = False) -> dict:
         """Set one flag in a static pod manifest, transactionally. `key` may be `--name=`, `--name`
         or `name`; `value` None writes a bare flag. Never raises for bad input: the dict says why."""
-        from .engine import EditOutcome, FileEdit, run_edits
+        from .engine import EditOutcome, run_changes
+        from .types import EditFile
 
         name = key.strip().lstrip("-").rstrip("=")
         try:
-            edit = FileEdit(self.node.node_path(filepath), (SetFlag(name, value),))
+            edit = EditFile(self.node.node_path(filepath), (SetFlag(name, value),))
             with _thread_lock(os.fspath(self.node.state_dir)):
-                outcome = run_edits(self.node, [edit], dry_run=dry_run, wait=self.lock_wait, label="api")
+                outcome = run_changes(self.node, [edit], dry_run=dry_run, wait=self.lock_wait, label="api")
         except CisfixError as exc:
             outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
         return outcome.as_dict()

@@ -161,14 +161,15 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    from .engine import FileEdit, run_edits
+    from .engine import run_changes
+    from .types import EditFile
 
     ops = _edit_ops(args)
     if not ops:
         raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
     node = _node(args)
-    edit = FileEdit(node.node_path(args.file), ops, args.component, args.kind)
-    outcome = run_edits(node, [edit], dry_run=args.dry_run, wait=args.wait)
+    edit = EditFile(node.node_path(args.file), ops, args.component, args.kind)
+    outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait)
     if args.format == "json":
         print(json.dumps(outcome.as_dict(), indent=2))
         return outcome.exit_code

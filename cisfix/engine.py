@@ -9,43 +9,38 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import status
-from .atomic import sha256
+from .atomic import Meta, sha256
 from .changelog import ChangeLog
 from .errors import CisfixError, EditError, InputError
 from .journal import Journal
 from .lock import RunLock
 from .node import Node
-from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
+from .plan import SetPath, UnsetPath
+from .state import NodeState
+from .types import Change, CreateFile, EditFile, NodeInfo, SetMode
 from .transaction import FileChange, RollbackReport, TransactionFailed, apply_changes, recover
 
-FLAG_OPS = (SetFlag, RemoveFlag, AddFlagItem, RemoveFlagItem)
 PATH_OPS = (SetPath, UnsetPath)
 
 
 @dataclass(frozen=True)
-class FileEdit:
-    """What to change in one file. `component` names the manifest's container when neither its
-    `component` label nor the file name does; `kind` picks a document in a multi-document file."""
+class PlannedChange:
+    """One file's change, computed but not applied. `before` None: the file does not exist yet;
+    `meta` None: mode and owner stay as they are."""
 
-    path: str
-    ops: tuple
-    component: Optional[str] = None
-    kind: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class PlannedEdit:
     path: str  # node path of the real file, symlinks resolved
-    before: bytes
+    before: Optional[bytes]
     after: bytes
+    before_meta: Optional[Meta]
+    meta: Optional[Meta]
     notes: tuple
 
     @property
     def changed(self) -> bool:
-        return self.before != self.after
+        return self.after != self.before or (self.meta is not None and self.meta != self.before_meta)
 
 
 class RecoveryConflict(CisfixError):
@@ -101,13 +96,15 @@ def _read_only_fs(path: Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-def read_node_file(node: Node, node_path: str) -> tuple:
-    """Resolve symlinks inside the node and read the real file: (real node path, bytes)."""
+def read_node_file(node: Node, node_path: str, missing_ok: bool = False) -> tuple:
+    """Resolve symlinks inside the node and read the real file: (real node path, bytes or None)."""
     real = node.resolve(node_path)
     host = node.host(real)
     try:
         return real, host.read_bytes()
     except FileNotFoundError:
+        if missing_ok:
+            return real, None
         raise InputError(node.display(node_path), "no such file")
     except IsADirectoryError:
         raise InputError(node.display(node_path), "is a directory, not a file")
@@ -115,38 +112,83 @@ def read_node_file(node: Node, node_path: str) -> tuple:
         raise InputError(node.display(node_path), exc.strerror or str(exc))
 
 
-def plan_edit(node: Node, edit: FileEdit) -> PlannedEdit:
+def plan_changes(node: Node, changes: Sequence[Change]) -> List[PlannedChange]:
+    """Compute every file's new bytes and mode. Changes to the same file are combined in order, so a
+    batch of plans touching one manifest becomes one edit of it."""
+    groups: Dict[str, List[Change]] = {}
+    for change in changes:
+        groups.setdefault(node.resolve(node.node_path(change.path)), []).append(change)
+    return [_plan_file(node, path, group) for path, group in groups.items()]
+
+
+def _plan_file(node: Node, path: str, changes: List[Change]) -> PlannedChange:
+    creates = any(isinstance(c, CreateFile) for c in changes)
+    real, before = read_node_file(node, path, missing_ok=creates)
+    before_meta = Meta.of(os.stat(node.host(real))) if before is not None else None
+    content, meta, notes = before, None, []
+    owners = NodeState(node, NodeInfo())
+    for change in changes:
+        if isinstance(change, CreateFile):
+            if content is not None and not change.replace:
+                notes.append("exists; left as it is")
+                continue
+            content, meta = change.content, _meta(node, owners, change.mode, change.owner, None)
+            notes.append(f"created, mode {change.mode:04o}, owner {change.owner}")
+        elif isinstance(change, SetMode):
+            meta = _meta(node, owners, change.mode, change.owner, meta or before_meta)
+            notes.append(f"mode {meta.mode:04o}, owner {owners.owner_name(meta.uid, meta.gid)}")
+        else:
+            content, more = _edit(node, real, content, change)
+            notes += more
+    return PlannedChange(real, before, content, before_meta, meta, tuple(notes))
+
+
+def _meta(node: Node, owners: NodeState, mode: Optional[int], owner: Optional[str],
+          current: Optional[Meta]) -> Meta:
+    """The new mode (at most `mode`: bits beyond it are removed, none are added to an existing file)
+    and owner."""
+    base = current or Meta(0o600, 0, 0)
+    new_mode = base.mode if mode is None else (mode if current is None else base.mode & mode)
+    ids = owners.owner_ids(owner) if owner else (base.uid, base.gid)
+    if ids is None:
+        raise InputError(owner, "no such user or group on the node")
+    return Meta(new_mode, *ids)
+
+
+def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile) -> Tuple[bytes, List[str]]:
     from .editors.config import edit_paths
     from .editors.manifest import edit_flags
 
-    real, before = read_node_file(node, edit.path)
+    if content is None:
+        raise InputError(node.display(path), "no such file")
     try:
-        text = before.decode("utf-8")
+        text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(node.display(edit.path), f"not UTF-8 text (byte {exc.start})")
-    flag_ops = [op for op in edit.ops if isinstance(op, FLAG_OPS)]
+        raise InputError(node.display(path), f"not UTF-8 text (byte {exc.start})")
+    flag_ops = [op for op in edit.ops if not isinstance(op, PATH_OPS)]
     path_ops = [op for op in edit.ops if isinstance(op, PATH_OPS)]
-    notes: list = []
+    notes: List[str] = []
     try:
         if flag_ops:
-            result = edit_flags(text, flag_ops, edit.component, fallback=_component_from_name(real))
+            result = edit_flags(text, flag_ops, edit.component, fallback=_component_from_name(path))
             text, notes = result.text, notes + list(result.notes)
         if path_ops:
             result = edit_paths(text, path_ops, edit.kind)
             text, notes = result.text, notes + list(result.notes)
     except EditError as exc:
-        raise InputError(node.display(edit.path), str(exc))
-    return PlannedEdit(real, before, text.encode("utf-8"), tuple(notes))
+        raise InputError(node.display(path), str(exc))
+    return text.encode("utf-8"), notes
 
 
 def _component_from_name(node_path: str) -> str:
-    name = os.path.basename(node_path)
-    return name.split(".", 1)[0]
+    return os.path.basename(node_path).split(".", 1)[0]
 
 
-def unified_diff(node: Node, planned: PlannedEdit) -> str:
-    def lines(data: bytes) -> list:
-        out = [line.replace("\r\n", "\n") for line in data.decode("utf-8").splitlines(keepends=True)]
+def unified_diff(node: Node, planned: PlannedChange) -> str:
+    def lines(data: Optional[bytes]) -> list:
+        if data is None:
+            return []
+        out = [line.replace("\r\n", "\n") for line in data.decode("utf-8", "replace").splitlines(keepends=True)]
         if out and not out[-1].endswith("\n"):
             out[-1] += "\n\\ No newline at end of file\n"
         return out
@@ -180,23 +222,24 @@ class EditOutcome:
         }
 
 
-def run_edits(node: Node, edits: Sequence[FileEdit], *, dry_run: bool = False, wait: float = 0.0,
-              label: str = "edit") -> EditOutcome:
-    """Plan every edit, then apply all changed files as one transaction (or only show them)."""
+def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False, wait: float = 0.0,
+                label: str = "edit") -> EditOutcome:
+    """Plan every change, then apply all changed files as one transaction (or only show them)."""
     if dry_run:
-        return _outcome_of_plan(node, [plan_edit(node, edit) for edit in edits], dry_run=True)
+        return _outcome_of_plan(node, plan_changes(node, changes), dry_run=True)
     with Session(node, wait) as session:
         session.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
-        planned = [plan_edit(node, edit) for edit in edits]
+        planned = plan_changes(node, changes)
         outcome = _outcome_of_plan(node, planned, dry_run=False)
         if outcome.status != status.FIXED:
             return outcome
         changed = [p for p in planned if p.changed]
         for p in changed:
             _require_writable(node.host(p.path).parent, "target directory")
-        changes = [FileChange(p.path, p.after, sha256(p.before)) for p in changed]
+        file_changes = [FileChange(p.path, p.after if p.after != p.before else None,
+                                   sha256(p.before) if p.before is not None else None, p.meta) for p in changed]
         try:
-            outcome.txid = apply_changes(node, session.journal, session.log, changes,
+            outcome.txid = apply_changes(node, session.journal, session.log, file_changes,
                                          f"{label} {' '.join(p.path for p in changed)}")
         except TransactionFailed as failure:
             return _failed(node, failure, outcome)
@@ -204,7 +247,7 @@ def run_edits(node: Node, edits: Sequence[FileEdit], *, dry_run: bool = False, w
     return outcome
 
 
-def _outcome_of_plan(node: Node, planned: List[PlannedEdit], dry_run: bool) -> EditOutcome:
+def _outcome_of_plan(node: Node, planned: List[PlannedChange], dry_run: bool) -> EditOutcome:
     changed = [p for p in planned if p.changed]
     if not changed:
         return EditOutcome(status.ALREADY_COMPLIANT, "nothing to change")

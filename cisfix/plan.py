@@ -41,6 +41,18 @@ class RemoveFlagItem:
 
 
 @dataclass(frozen=True)
+class AddHostPathMount:
+    """An operation for `EditFile` on a static pod manifest: mount a host path into the component's
+    container (a `hostPath` volume plus a `volumeMount`), unless it is mounted already."""
+
+    name: str
+    host_path: str
+    mount_path: str
+    read_only: bool = True
+    type: str = "DirectoryOrCreate"
+
+
+@dataclass(frozen=True)
 class SetPath:
     """Set a dotted path (`authentication.anonymous.enabled`) in a YAML mapping, creating maps."""
 
@@ -56,6 +68,8 @@ class UnsetPath:
 
 
 FlagOp = Union[SetFlag, RemoveFlag, AddFlagItem, RemoveFlagItem]
+# What the static pod manifest editor (`cisfix.editors.manifest.edit_flags`) accepts.
+ManifestOp = Union[FlagOp, AddHostPathMount]
 PathOp = Union[SetPath, UnsetPath]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
-from .plan import FlagOp, PathOp
+from .plan import AddHostPathMount, FlagOp, PathOp  # AddHostPathMount: re-exported, defined with the other ops
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import NodeState
@@ -51,18 +51,6 @@ class EditFile:
     ops: Tuple[Union[FlagOp, PathOp, "AddHostPathMount"], ...]
     component: Optional[str] = None
     kind: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class AddHostPathMount:
-    """An operation for `EditFile` on a static pod manifest: mount a host path into the component's
-    container (a `hostPath` volume plus a `volumeMount`), unless it is mounted already."""
-
-    name: str
-    host_path: str
-    mount_path: str
-    read_only: bool = True
-    type: str = "DirectoryOrCreate"
 
 
 @dataclass(frozen=True)

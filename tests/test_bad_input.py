@@ -145,20 +145,21 @@ def test_disk_full_while_writing_the_temp_file(node, cisfix, tmp_path):
 
 def test_file_changed_by_someone_else_after_it_was_read(node, monkeypatch):
     from cisfix import engine
-    from cisfix.engine import FileEdit, run_edits
+    from cisfix.engine import run_changes
+    from cisfix.types import EditFile
     from cisfix.errors import InputError
     from cisfix.node import Node
     from cisfix.plan import SetFlag
 
-    real_plan = engine.plan_edit
+    real_plan = engine.plan_changes
     meddled = node.read(APISERVER) + b"# someone else\n"
 
-    def plan_then_meddle(n, edit):
-        planned = real_plan(n, edit)
+    def plan_then_meddle(n, changes):
+        planned = real_plan(n, changes)
         node.write(APISERVER, meddled)
         return planned
 
-    monkeypatch.setattr(engine, "plan_edit", plan_then_meddle)
+    monkeypatch.setattr(engine, "plan_changes", plan_then_meddle)
     with pytest.raises(InputError, match="changed since it was read"):
-        run_edits(Node(str(node.root)), [FileEdit(APISERVER, (SetFlag("profiling", "false"),))])
+        run_changes(Node(str(node.root)), [EditFile(APISERVER, (SetFlag("profiling", "false"),))])
     assert node.read(APISERVER) == meddled

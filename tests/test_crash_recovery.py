@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from cisfix.engine import FileEdit, plan_edit
+from cisfix.engine import plan_changes
+from cisfix.types import EditFile
 from cisfix.faults import POINTS
 from cisfix.node import Node
 from cisfix.plan import SetFlag
@@ -24,7 +25,8 @@ def history(node):
 
 def intended(node):
     """The bytes the edit would write."""
-    return plan_edit(Node(str(node.root)), FileEdit(APISERVER, (SetFlag("profiling", "false"),))).after
+    (planned,) = plan_changes(Node(str(node.root)), [EditFile(APISERVER, (SetFlag("profiling", "false"),))])
+    return planned.after
 
 
 def no_strays(node):
@@ -80,11 +82,12 @@ def test_kill_during_recovery_is_recovered_by_the_next_run(node):
 
 MULTI_FILE_EDIT = """
 import sys
-from cisfix.engine import FileEdit, run_edits
+from cisfix.engine import run_changes
+from cisfix.types import EditFile
 from cisfix.node import Node
 from cisfix.plan import SetFlag, SetPath
-run_edits(Node(sys.argv[1]), [FileEdit({apiserver!r}, (SetFlag("profiling", "false"),)),
-                              FileEdit({kubelet!r}, (SetPath("readOnlyPort", 0),))])
+run_changes(Node(sys.argv[1]), [EditFile({apiserver!r}, (SetFlag("profiling", "false"),)),
+                              EditFile({kubelet!r}, (SetPath("readOnlyPort", 0),))])
 """.format(apiserver=APISERVER, kubelet=KUBELET_CONFIG)
 
 

@@ -155,3 +155,42 @@ def test_recovery_conflict_touches_nothing_and_exits_4(node, cisfix):
     assert result.returncode == 4
     assert "CONFLICT" in result.stderr and "backups" in result.stderr
     assert node.read(APISERVER) == meddled
+
+
+def test_plans_create_files_and_change_modes_in_one_transaction_and_roll_back(node, cisfix):
+    from cisfix.engine import run_changes
+    from cisfix.node import Node
+    from cisfix.plan import SetFlag
+    from cisfix.types import CreateFile, EditFile, SetMode
+
+    kubelet = node.path(KUBELET_CONFIG)
+    os.chmod(kubelet, 0o644)
+    outcome = run_changes(Node(str(node.root)), [
+        CreateFile("/etc/kubernetes/audit-policy.yaml", b"apiVersion: audit.k8s.io/v1\nkind: Policy\n", 0o600),
+        EditFile(APISERVER, (SetFlag("audit-policy-file", "/etc/kubernetes/audit-policy.yaml"),)),
+        SetMode(KUBELET_CONFIG, 0o600, "root:root"),
+    ])
+    assert outcome.status == "FIXED", outcome.reason
+    policy = node.path("/etc/kubernetes/audit-policy.yaml")
+    assert stat.S_IMODE(policy.stat().st_mode) == 0o600
+    assert stat.S_IMODE(kubelet.stat().st_mode) == 0o600
+    (begin,) = [r for r in node.journal_records() if r["type"] == "begin"]
+    assert [f["before"] is None for f in begin["files"]] == [True, False, False]
+
+    assert cisfix("rollback", "--last").returncode == 0
+    assert not policy.exists()
+    assert stat.S_IMODE(kubelet.stat().st_mode) == 0o644
+    assert b"audit-policy-file" not in node.read(APISERVER)
+
+
+def test_set_mode_only_removes_bits(node):
+    from cisfix.engine import run_changes
+    from cisfix.node import Node
+    from cisfix.types import SetMode
+
+    kubelet = node.path(KUBELET_CONFIG)
+    os.chmod(kubelet, 0o640)
+    assert run_changes(Node(str(node.root)), [SetMode(KUBELET_CONFIG, 0o644)]).status == "ALREADY_COMPLIANT"
+    os.chmod(kubelet, 0o666)
+    assert run_changes(Node(str(node.root)), [SetMode(KUBELET_CONFIG, 0o644)]).status == "FIXED"
+    assert stat.S_IMODE(kubelet.stat().st_mode) == 0o644

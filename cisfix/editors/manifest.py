@@ -1,24 +1,32 @@
-"""Edit a control-plane component's flags in a static pod manifest, changing only the lines it must.
+"""Edit a control-plane component's flags and hostPath mounts in a static pod manifest, changing only
+the lines it must.
 
-Each operation is planned on the parsed text as item-level changes (delete items, replace an item,
+Each flag operation is planned on the parsed text as item-level changes (delete items, replace an item,
 insert items next to an anchor). The same change is spliced into the text and applied to a plain-data
-model of the container's `command`/`args`; the result must read back as that model (self-check).
+model of the container's `command`/`args`. A mount operation appends list items (a `volumes` entry, a
+`volumeMounts` entry) to the text and to the same data. The result must read back as that data
+(self-check).
 """
 from __future__ import annotations
 
 import copy
 import posixpath
+import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import EditError
-from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
+from ..plan import AddFlagItem, AddHostPathMount, Edited, FlagOp, ManifestOp, RemoveFlag, RemoveFlagItem, SetFlag
 from . import yamltext as yt
 
 SEQUENCES = ("command", "args")
 SHELLS = {"sh", "bash", "ash", "dash", "zsh"}
+VOLUMES, MOUNTS = "volumes", "volumeMounts"
+# Kubernetes' hostPath types ("" = no check); anything else is rejected by the API server's validation.
+HOST_PATH_TYPES = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class _Target:
     argv: List[_Item]
     flags: List[_Flag]
     component: str
+    node: MappingNode  # the container
+    spec: MappingNode  # the pod's spec
 
 
 @dataclass
@@ -70,6 +80,14 @@ class _Change:
 
     def empty(self) -> bool:
         return not (self.deletes or self.replaces or self.insert)
+
+
+@dataclass(frozen=True)
+class _Append:
+    """A new last item of the list under `key` (VOLUMES in the pod spec, MOUNTS in the container)."""
+
+    key: str
+    entry: Dict[str, Any]
 
 
 # --- public API --------------------------------------------------------------------------------------
@@ -86,18 +104,32 @@ def read_flags(text: str, component: Optional[str], fallback: Optional[str] = No
     return [(f.name, f.value) for f in target.flags]
 
 
-def edit_flags(text: str, ops: Sequence[FlagOp], component: Optional[str], fallback: Optional[str] = None) -> Edited:
-    """Apply flag operations in order; returns the input text unchanged when nothing had to change.
-    The component is chosen as in `read_flags`."""
+def edit_flags(text: str, ops: Sequence[ManifestOp], component: Optional[str], fallback: Optional[str] = None) -> Edited:
+    """Apply flag and mount operations in order; returns the input text unchanged when nothing had to
+    change. The component is chosen as in `read_flags`.
+
+    `AddHostPathMount` appends a `volumes` item to the pod spec and a `volumeMounts` item to the
+    component's container, each after the list's last item and in its style (key order, indentation,
+    quoting); a missing list is created after the last key of its mapping. Nothing changes when the
+    mount path is mounted already from that host path (or lies under a mount of a parent directory
+    that maps onto it); a volume named otherwise but with the same host path is reused."""
     original = yt.parse(text)
     first = _locate(original, component, fallback)
     component = first.component
     container = _container_data(original.data, first.index)
     model = {name: list(container[name]) for name in first.seqs}
+    intended = copy.deepcopy(original.data)  # flag changes join it at the end, mounts as they are made
     notes: List[str] = []
     current = text
     for op in ops:
-        target = _locate(yt.parse(current), component)
+        parsed = yt.parse(current)
+        target = _locate(parsed, component)
+        if isinstance(op, AddHostPathMount):
+            appends, note = _plan_mount(parsed.data, target, op)
+            if appends:
+                current = _append(current, parsed, target, appends, intended)
+                notes.append(note)
+            continue
         change, op_notes = _plan(target, op)
         if change.empty():
             continue
@@ -106,7 +138,6 @@ def edit_flags(text: str, ops: Sequence[FlagOp], component: Optional[str], fallb
         notes.extend(op_notes)
     if current == text:
         return Edited(text, ())
-    intended = copy.deepcopy(original.data)
     _container_data(intended, first.index).update(model)
     yt.self_check(current, intended)
     return Edited(current, tuple(notes))
@@ -129,10 +160,10 @@ def _locate(parsed: yt.Parsed, component: Optional[str], fallback: Optional[str]
     containers = yt.node_at(pod, "spec", "containers")
     if not isinstance(containers, SequenceNode) or not containers.value:
         raise EditError("the pod has no spec.containers")
-    return _target(containers, component)
+    return _target(yt.node_at(pod, "spec"), containers, component)
 
 
-def _target(containers: SequenceNode, component: str) -> _Target:
+def _target(spec: MappingNode, containers: SequenceNode, component: str) -> _Target:
     by_name: Optional[_Target] = None
     names = []
     for index, node in enumerate(containers.value):
@@ -146,7 +177,7 @@ def _target(containers: SequenceNode, component: str) -> _Target:
         }
         argv = [_Item(key, i, item) for key in SEQUENCES if key in seqs for i, item in enumerate(seqs[key][1].value)]
         programs, skip = _program(argv)
-        target = _Target(index, name, seqs, argv, _parse_flags(argv[skip:]), component)
+        target = _Target(index, name, seqs, argv, _parse_flags(argv[skip:]), component, node, spec)
         if component in programs:
             return target
         if name == component and by_name is None:
@@ -192,9 +223,12 @@ def _parse_flags(items: List[_Item]) -> List[_Flag]:
     return flags
 
 
+def _spec_data(data: List) -> dict:
+    return next(d for d in data if d is not None)["spec"]
+
+
 def _container_data(data: List, index: int) -> dict:
-    pod = next(d for d in data if d is not None)
-    return pod["spec"]["containers"][index]
+    return _spec_data(data)["containers"][index]
 
 
 # --- planning ----------------------------------------------------------------------------------------
@@ -342,3 +376,133 @@ def _apply_model(model: Dict[str, list], target: _Target, change: _Change) -> No
             if seq_name == name and anchor.index == i and after:
                 out.extend(values)
         model[name] = out
+
+
+# --- hostPath mounts ---------------------------------------------------------------------------------
+
+
+def _plan_mount(data: List, target: _Target, op: AddHostPathMount) -> Tuple[List[_Append], str]:
+    """The items to add for `op` (none when the path is mounted already), judged on the plain data."""
+    _validate_mount(op)
+    host, mount = posixpath.normpath(op.host_path), posixpath.normpath(op.mount_path)
+    spec = _spec_data(data)
+    volumes = _dicts(spec, VOLUMES)
+    mounts = _dicts(_container_data(data, target.index), MOUNTS)
+    by_name = {v.get("name"): v for v in volumes}
+    if _mounted(mounts, by_name, host, mount, op.read_only, target.name):
+        return [], ""
+    name, volume = _volume_for(volumes, mounts, host, op)
+    entry: Dict[str, Any] = {"mountPath": op.mount_path, "name": name}
+    if op.read_only:
+        entry["readOnly"] = True
+    # The mount first: when both lists are created they land at one place, and the container's
+    # `volumeMounts` must come before the spec's `volumes` there.
+    return [_Append(MOUNTS, entry)] + ([volume] if volume else []), f"mounted {op.mount_path} (hostPath volume {name})"
+
+
+def _volume_for(volumes: List[dict], mounts: List[dict], host: str, op: AddHostPathMount) -> Tuple[str, Optional[_Append]]:
+    """The name of the volume to mount, and the volume to define for it unless one exists: the volume
+    named `op.name` when it holds `host`, else another volume holding `host` (rather than defining it
+    twice), else a new one named `op.name`."""
+    taken = next((v for v in reversed(volumes) if v.get("name") == op.name), None)
+    if taken is not None:
+        if _host_path(taken) != host:
+            raise EditError(f"volume name {op.name} is taken by a different volume ({_describe_volume(taken)})")
+        return op.name, None
+    same = next((v["name"] for v in volumes if _host_path(v) == host and isinstance(v.get("name"), str)), None)
+    if same is not None:
+        return same, None
+    dangling = [m.get("mountPath") for m in mounts if m.get("name") == op.name]
+    if dangling:
+        # a mount of an undefined volume: defining it now would silently give that mount our host path
+        raise EditError(f"volume name {op.name} is used by the mount at {dangling[0]} but not defined")
+    host_path = {"path": op.host_path, **({"type": op.type} if op.type else {})}
+    return op.name, _Append(VOLUMES, {"hostPath": host_path, "name": op.name})
+
+
+def _validate_mount(op: AddHostPathMount) -> None:
+    """Refuse what the API server would reject, before touching the text."""
+    if not _DNS_LABEL.match(op.name):
+        raise EditError(f"bad volume name {op.name!r}: lower-case letters, digits and '-', at most 63")
+    for what, path in (("host path", op.host_path), ("mount path", op.mount_path)):
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise EditError(f"the {what} must be absolute: {path!r}")
+    if op.type not in HOST_PATH_TYPES:
+        raise EditError(f"unknown hostPath type {op.type!r} (one of: {', '.join(sorted(HOST_PATH_TYPES - {''}))})")
+
+
+def _dicts(owner: dict, key: str) -> List[dict]:
+    """The mappings listed under `key` (absent or null: none)."""
+    items = owner.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise EditError(f"{key} is not a list")
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _host_path(volume: Optional[dict]) -> Optional[str]:
+    """The normalised host path of a hostPath volume, None for other volumes."""
+    source = volume.get("hostPath") if isinstance(volume, dict) else None
+    path = source.get("path") if isinstance(source, dict) else None
+    return posixpath.normpath(path) if isinstance(path, str) and path else None
+
+
+def _describe_volume(volume: dict) -> str:
+    host = _host_path(volume)
+    if host is not None:
+        return f"hostPath {host}"
+    kinds = [k for k in volume if k != "name"]
+    return f"{kinds[0]} volume" if kinds else "no source"
+
+
+def _under(path: str, parent: Optional[str]) -> Optional[str]:
+    """`path` relative to `parent` ("" when equal), None when it is not inside it."""
+    if parent is None:
+        return None
+    if path == parent:
+        return ""
+    if path.startswith(parent.rstrip("/") + "/"):
+        return path[len(parent.rstrip("/")) + 1:]
+    return None
+
+
+def _mounted(mounts: List[dict], by_name: Dict[Any, dict], host: str, mount: str, read_only: bool,
+             container: str) -> bool:
+    """Is `host` visible at `mount` already? What is visible there comes from the deepest mount at or
+    above it: mounted already when that one's host path plus the rest of the path is `host`. The same
+    path mounted from elsewhere is an error (as is read-only when writing is needed); a parent directory
+    mounted from elsewhere is not: the new mount goes on top of it."""
+    covering = [(rest, m) for m in mounts if (rest := _under(mount, _path(m))) is not None]
+    if not covering:
+        return False
+    rest, deepest = min(covering, key=lambda c: len(c[0]))
+    source = _host_path(by_name.get(deepest.get("name")))
+    if source is not None and posixpath.normpath(posixpath.join(source, rest)) == host:
+        if deepest.get("readOnly") is True and not read_only:
+            raise EditError(f"{mount} is mounted read-only in container {container} (at "
+                            f"{deepest.get('mountPath')}); it must be writable")
+        return True
+    if rest == "":
+        found = f"hostPath {source}" if source else f"volume {deepest.get('name')}"
+        raise EditError(f"{mount} is already mounted in container {container} from {found}, not {host}")
+    return False
+
+
+def _path(mount: dict) -> Optional[str]:
+    path = mount.get("mountPath")
+    return posixpath.normpath(path) if isinstance(path, str) and path else None
+
+
+def _append(text: str, parsed: yt.Parsed, target: _Target, appends: List[_Append], intended: List) -> str:
+    """Splice the new items into the text and add them to the intended data, in one key order."""
+    root = next(n for n in parsed.nodes if not yt.is_empty_scalar(n))
+    indent = yt.indentation(text, root)
+    edits = []
+    for add in appends:
+        owner_node = target.spec if add.key == VOLUMES else target.node
+        edit, entry = yt.append_item(text, owner_node, add.key, add.entry, indent)
+        edits.append(edit)
+        owner = _spec_data(intended) if add.key == VOLUMES else _container_data(intended, target.index)
+        owner[add.key] = list(owner.get(add.key) or []) + [entry]
+    return yt.splice(text, edits)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -308,6 +309,159 @@ def delete_entries(text: str, node: Node, spans: Sequence[Span], indices: Iterab
             colon = colon_after(text, parent_key) + 1
             edits.append((colon, colon, " " + empty))
     return edits
+
+
+# --- adding a mapping to a list ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Indent:
+    """A file's block indentation: how far a nested mapping's keys sit right of their parent key, and a
+    sequence's dash right of its key (kubeadm: 2 and 0)."""
+
+    mapping: int = 2
+    offset: int = 0
+
+
+def dash_column(text: str, item: Node) -> Optional[int]:
+    """Column of the `-` before a block sequence item, None when the item does not start its line."""
+    prefix = text[line_start(text, item.start_mark.index) : item.start_mark.index]
+    return prefix.index("-") if _DASH_PREFIX.match(prefix) else None
+
+
+def indentation(text: str, root: Node) -> Indent:
+    """The file's own indentation, by majority over its nested block collections (defaults: kubeadm's)."""
+    steps: Counter = Counter()
+    offsets: Counter = Counter()
+
+    def walk(node: Node) -> None:
+        if isinstance(node, SequenceNode):
+            for item in node.value:
+                walk(item)
+        elif isinstance(node, MappingNode):
+            for key, value in node.value:
+                if isinstance(value, (MappingNode, SequenceNode)) and not value.flow_style and value.value:
+                    if isinstance(value, MappingNode):
+                        step = value.value[0][0].start_mark.column - key.start_mark.column
+                        if step > 0:
+                            steps[step] += 1
+                    else:
+                        dash = dash_column(text, value.value[0])
+                        if dash is not None and dash >= key.start_mark.column:
+                            offsets[dash - key.start_mark.column] += 1
+                walk(value)
+
+    walk(root)
+    default = Indent()
+    return Indent(steps.most_common(1)[0][0] if steps else default.mapping,
+                  offsets.most_common(1)[0][0] if offsets else default.offset)
+
+
+def ordered_like(data: Mapping[str, Any], like: Optional[Node]) -> Dict[str, Any]:
+    """`data` with the key order of a sibling mapping node: keys it has first, in its order, then the
+    others in their given order; nested mappings likewise (against the sibling's nested node)."""
+    known = [scalar(k) for k, _ in like.value] if isinstance(like, MappingNode) else []
+    keys = sorted(data, key=lambda k: known.index(k) if k in known else len(known))  # stable
+    return {k: ordered_like(data[k], node_at(like, k)) if isinstance(data[k], Mapping) else data[k] for k in keys}
+
+
+def _value_style(like: Optional[Node], key: str) -> Optional[str]:
+    """The quote style of the sibling's value for `key`, so `'/etc/x'` neighbours get quoted paths."""
+    node = node_at(like, key) if like is not None else None
+    return node.style if isinstance(node, ScalarNode) and node.style in QUOTES else None
+
+
+def render_flow_mapping(data: Mapping[str, Any], like: Optional[Node], quote: str = '"') -> str:
+    """`{k: v, ...}` for a mapping of scalars and nested mappings."""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            rendered = render_flow_mapping(value, node_at(like, key) if like is not None else None, quote)
+        else:
+            rendered = render_scalar(value, _value_style(like, key), True, quote)
+        parts.append(f"{render_scalar(key, flow=True)}: {rendered}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def render_block_mapping(data: Mapping[str, Any], like: Optional[Node], column: int, step: int,
+                         quote: str = '"') -> List[str]:
+    """Lines (without line endings) of a block mapping with its keys at `column`. A nested mapping
+    follows its counterpart in `like`: flow when that is flow, else block, indented as that one is
+    (`step` when there is no counterpart)."""
+    lines = []
+    for key, value in data.items():
+        head = " " * column + render_scalar(key)
+        if not isinstance(value, Mapping):
+            lines.append(f"{head}: {render_scalar(value, _value_style(like, key), False, quote)}")
+            continue
+        pair = mapping_get(like, key) if isinstance(like, MappingNode) else None
+        nested = pair[1] if pair else None
+        if isinstance(nested, MappingNode) and nested.flow_style:
+            lines.append(f"{head}: {render_flow_mapping(value, nested, quote)}")
+            continue
+        own = step
+        if isinstance(nested, MappingNode) and nested.value:
+            own = nested.value[0][0].start_mark.column - pair[0].start_mark.column
+        lines.append(head + ":")
+        lines.extend(render_block_mapping(value, nested, column + own, step, quote))
+    return lines
+
+
+def _block_item(prefix: str, entry: Mapping[str, Any], like: Optional[Node], step: int, quote: str) -> List[str]:
+    """A block sequence item `prefix` (`    - `) + mapping, a one-line flow mapping when `like` is one."""
+    if isinstance(like, MappingNode) and like.flow_style:
+        return [prefix + render_flow_mapping(entry, like, quote)]
+    lines = render_block_mapping(entry, like, len(prefix), step, quote)
+    lines[0] = prefix + lines[0][len(prefix):]
+    return lines
+
+
+def _values(nodes: Iterable[Node]) -> Iterable[Node]:
+    """The values of the mappings among `nodes`, nested mappings' values too (`hostPath: {path: ...}`)."""
+    for node in nodes:
+        if isinstance(node, MappingNode):
+            for _, value in node.value:
+                if isinstance(value, MappingNode):
+                    yield from _values([value])
+                else:
+                    yield value
+
+
+def append_item(text: str, owner: MappingNode, key: str, entry: Mapping[str, Any],
+                indent: Indent) -> Tuple[Edit, Dict[str, Any]]:
+    """Add a mapping as the last item of the list under `key` in `owner`, creating the key (after the
+    owner's last entry) when it is missing or null. The new item copies the last item's key order,
+    quoting and layout. Returns the edit and the entry with the key order written (for the self-check)."""
+    pair = mapping_get(owner, key)
+    items = pair[1].value if pair is not None and isinstance(pair[1], SequenceNode) else []
+    like = next((n for n in reversed(items) if isinstance(n, MappingNode)), None)
+    entry = ordered_like(entry, like)
+    quote = sibling_quote(_values(items or [owner]))
+    flow = render_flow_mapping(entry, like, quote)
+    if pair is None:
+        if owner.flow_style:
+            spans = map_spans(text, owner)
+            return flow_insert(text, owner, spans, len(spans) - 1 if spans else None, True,
+                               [f"{render_scalar(key, flow=True)}: [{flow}]"]), entry
+        column = owner.value[0][0].start_mark.column
+        lines = [" " * column + render_scalar(key) + ":"]
+        lines += _block_item(" " * (column + indent.offset) + "- ", entry, None, indent.mapping, quote)
+        return insert_lines(text, line_end(text, node_end(text, owner)), lines), entry
+    key_node, seq = pair
+    if is_empty_scalar(seq):
+        colon = colon_after(text, key_node)
+        if owner.flow_style:
+            return (colon + 1, colon + 1, f" [{flow}]"), entry
+        prefix = " " * (key_node.start_mark.column + indent.offset) + "- "
+        return insert_lines(text, line_end(text, colon), _block_item(prefix, entry, None, indent.mapping, quote)), entry
+    if not isinstance(seq, SequenceNode):
+        raise EditError(f"{key} at line {line_number(text, seq.start_mark.index)} is not a list")
+    if seq.flow_style:
+        spans = seq_spans(text, seq)
+        return flow_insert(text, seq, spans, len(spans) - 1 if spans else None, True, [flow]), entry
+    last = seq.value[-1]
+    lines = _block_item(block_prefix(text, last), entry, like, indent.mapping, quote)
+    return insert_lines(text, line_end(text, node_end(text, last)), lines), entry
 
 
 # --- data --------------------------------------------------------------------------------------------
