@@ -83,9 +83,10 @@ trap 'rm -rf "$work"' EXIT
 # setuptools build/ directory or egg-info can't leak into the wheel, with the generated identity
 # module that cisfix/version.py imports.
 mkdir -p "$work/src"
-git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md cisfix \
-    | while IFS= read -r -d '' f; do if [[ -f $f ]]; then printf '%s\0' "$f"; fi; done \
-    | xargs -0 cp --parents -t "$work/src"
+# cisfix/checks.d is a link to the top-level checks.d/: both are copied, the link as a link.
+git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md cisfix checks.d \
+    | while IFS= read -r -d '' f; do if [[ -f $f || -L $f ]]; then printf '%s\0' "$f"; fi; done \
+    | xargs -0 cp -P --parents -t "$work/src"
 cat >"$work/src/cisfix/_build.py" <<EOF
 """Build identity of this cisfix.pyz, written by build/build.sh; read by cisfix.version."""
 COMMIT = "$commit"

@@ -7,7 +7,7 @@
 # through its `/usr/bin/env python3` shebang, cron-like `env -i PATH=...`, HOME unset, a read-only
 # HOME (a read-only bind mount in a private mount namespace: as root, chmod would not stop a
 # write), concurrent first runs, no ruamel.yaml/jsonschema import for --version, and, when the CLI
-# has an `edit` command, a real edit, history and recover on a copy of the sample node tree.
+# a real edit, history, a crash and recover, and an audit, on a copy of the test kit's node.
 # Once: the literal cron line with the system python3, and refusal of an unsafe SHIV_ROOT.
 # Exits non-zero if anything failed.
 set -uo pipefail
@@ -59,39 +59,11 @@ fi
 can_mount=false
 unshare -m true 2>/dev/null && can_mount=true
 
-# A node tree to edit: the lead's example, else the tests' sample, else a minimal kubeadm-like one.
-sample=""
-for candidate in "$repo/examples/node" "$repo/tests/data/node"; do
-    [[ -f $candidate/etc/kubernetes/manifests/kube-apiserver.yaml ]] && { sample=$candidate; break; }
-done
-if [[ -z $sample ]]; then
-    sample=$work/sample-node
-    mkdir -p "$sample/etc/kubernetes/manifests"
-    cat >"$sample/etc/kubernetes/manifests/kube-apiserver.yaml" <<'EOF'
-apiVersion: v1
-kind: Pod
-metadata:
-  labels:
-    component: kube-apiserver
-    tier: control-plane
-  name: kube-apiserver
-  namespace: kube-system
-spec:
-  containers:
-  - command:
-    - kube-apiserver
-    - --advertise-address=192.0.2.10
-    - --authorization-mode=Node,RBAC
-    - --secure-port=6443
-    image: registry.k8s.io/kube-apiserver:v1.32.0
-    name: kube-apiserver
-  hostNetwork: true
-EOF
-fi
+# The kubeadm-shaped node the test kit ships, and the declarative checks the tests use.
+sample=$repo/cisfix/testing/node
+acme=$repo/tests/data/checks
 apiserver=/etc/kubernetes/manifests/kube-apiserver.yaml
-has_edit=false
-python3 "$pyz" --help 2>/dev/null | grep -qE '^ +edit ' && has_edit=true
-echo "archive $pyz (commit $commit), sample node $sample, edit command: $has_edit"
+echo "archive $pyz (commit $commit), sample node $sample"
 
 for py in "${interpreters[@]}"; do
     v=$("$py" -c 'import platform; print(platform.python_version())')
@@ -139,26 +111,39 @@ for py in "${interpreters[@]}"; do
     if $ok && [[ $extractions -eq 1 ]]; then pass "$v 6 concurrent first runs, 1 extraction"
     else fail "$v concurrent first runs: $(cat "$work/concurrent-$v".*), $extractions directories"; fi
 
-    if $has_edit; then
-        node=$work/node-$v
-        cp -r "$sample" "$node"
-        chmod 600 "$node"/etc/kubernetes/manifests/*
-        # As cron would run it: nothing in the environment but PATH.
-        cron=(env -i PATH="$bin:/usr/bin:/bin" "$pyz" --root "$node")
-        if out=$("${cron[@]}" edit $apiserver --flag profiling=false --format json 2>&1) \
-            && "$py" -c 'import json, sys; d = json.loads(sys.argv[1]); sys.exit(not (d["success"] and d["status"] == "FIXED"))' "$out" \
-            && grep -q -- '- --profiling=false$' "$node$apiserver"; then
-            pass "$v edit --flag profiling=false"
-        else
-            fail "$v edit: $out"
-        fi
-        if out=$("${cron[@]}" history --format json 2>&1) \
-            && "$py" -c 'import json, sys; h = json.loads(sys.argv[1]); sys.exit(not (len(h) == 1 and h[0]["state"] == "committed"))' "$out"; then
-            pass "$v history --format json"
-        else
-            fail "$v history: $out"
-        fi
-        if out=$("${cron[@]}" recover 2>&1); then pass "$v recover"; else fail "$v recover: $out"; fi
+    node=$work/node-$v
+    cp -r "$sample" "$node"
+    chmod 600 "$node"/etc/kubernetes/manifests/*
+    # As cron would run it: nothing in the environment but PATH.
+    cron=(env -i PATH="$bin:/usr/bin:/bin" "$pyz" --root "$node")
+    if out=$("${cron[@]}" edit $apiserver --flag profiling=false --format json 2>&1) \
+        && "$py" -c 'import json, sys; d = json.loads(sys.argv[1]); sys.exit(not (d["success"] and d["status"] == "FIXED"))' "$out" \
+        && grep -q -- '- --profiling=false$' "$node$apiserver"; then
+        pass "$v edit --flag profiling=false"
+    else
+        fail "$v edit: $out"
+    fi
+    if out=$("${cron[@]}" history --format json 2>&1) \
+        && "$py" -c 'import json, sys; h = json.loads(sys.argv[1]); sys.exit(not (len(h) == 1 and h[0]["state"] == "committed"))' "$out"; then
+        pass "$v history --format json"
+    else
+        fail "$v history: $out"
+    fi
+    # Killed before its commit, then recovered: the file is back byte for byte.
+    before=$(sha256sum <"$node$apiserver")
+    (env -i PATH="$bin:/usr/bin:/bin" CISFIX_FAULT=before-commit "$pyz" --root "$node" edit $apiserver \
+        --flag audit-log-maxage=30 >/dev/null 2>&1) 2>/dev/null
+    if out=$("${cron[@]}" recover 2>&1) && [[ $(sha256sum <"$node$apiserver") == "$before" ]] && [[ $out == *"restored from backup"* ]]; then
+        pass "$v crash before commit, then recover"
+    else
+        fail "$v recover: $out"
+    fi
+    # Package data from inside the archive: the schema, the bundled checks.d, declarative checks.
+    if out=$("${cron[@]}" --checks-dir "$acme" audit --format json 2>&1; true) \
+        && "$py" -c 'import json, sys; r = {x["id"]: x["status"] for x in json.loads(sys.argv[1])["results"]}; sys.exit(not (r["CISFIX-1"] == "PASS" and r["ACME-1"] == "PASS" and r["ACME-2"] == "FAIL"))' "$out"; then
+        pass "$v audit with bundled and --checks-dir checks"
+    else
+        fail "$v audit: $out"
     fi
 done
 

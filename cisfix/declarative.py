@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 import stat
-from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Tuple
 
 from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
 from .schema import DocumentError, load_documents, validate

@@ -17,6 +17,7 @@ from cisfix.plan import SetFlag
 from conftest import APISERVER, KUBELET_CONFIG, run_cisfix
 
 EDIT = ("edit", APISERVER, "--flag", "profiling=false")
+MANIFESTS = ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
 
 
 def history(node):
@@ -30,7 +31,7 @@ def intended(node):
 
 
 def no_strays(node):
-    return sorted(p.name for p in node.path("/etc/kubernetes/manifests").iterdir()) == ["kube-apiserver.yaml"]
+    return sorted(p.name for p in node.path("/etc/kubernetes/manifests").iterdir()) == MANIFESTS
 
 
 @pytest.mark.parametrize("point", [p for p in POINTS if p != "mid-rollback"])

@@ -102,4 +102,4 @@ def test_state_dir_option_moves_journal_and_backups(node, cisfix, tmp_path):
     state = tmp_path / "elsewhere"
     result = cisfix("--state-dir", str(state), "edit", APISERVER, "--flag", "profiling=false")
     assert result.returncode == 0, result.stderr
-    assert (state / "journal.jsonl").exists() and not node.state.exists()
+    assert (state / "journal.jsonl").exists() and not node.state_dir.exists()

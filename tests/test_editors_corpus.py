@@ -10,7 +10,8 @@ from corpus import changed_lines, corpus_files, node_name, read
 from cisfix.editors.config import edit_paths, read_path
 from cisfix.editors.manifest import edit_flags, read_flags
 from cisfix.errors import EditError
-from cisfix.plan import AddFlagItem, RemoveFlag, SetFlag, SetPath, UnsetPath
+from cisfix.editors.yamltext import parse
+from cisfix.plan import AddFlagItem, AddHostPathMount, RemoveFlag, SetFlag, SetPath, UnsetPath
 
 # Corpus manifests that are not a static pod for the component their node file name says.
 NOT_A_STATIC_POD = {
@@ -79,6 +80,40 @@ def test_manifest_list_item_add(path: Path) -> None:
     assert len(removed_lines) == len(added_lines) == 1
     assert removed_lines[0].replace(value, value + ",CisfixProbe", 1) == added_lines[0]
     assert result.notes == (f"added CisfixProbe to --{name}",)
+
+
+PROBE = AddHostPathMount("cisfix-probe", "/var/lib/cisfix-probe", "/var/lib/cisfix-probe", read_only=True, type="File")
+
+
+@pytest.mark.parametrize("path", [p for p in corpus_files("manifests") if not p.values[0] or p.values[0].name not in NOT_A_STATIC_POD])
+def test_manifest_mount_add(path: Path) -> None:
+    """A hostPath mount only adds lines (the list keys too where missing), into the container whose
+    flags the editor edits, reads back, and is not added twice."""
+    text, component = read(path), _component(path)
+    result = edit_flags(text, [PROBE], component)
+    assert result.notes == ("mounted /var/lib/cisfix-probe (hostPath volume cisfix-probe)",)
+
+    old_spec, new_spec = parse(text).data[0]["spec"], parse(result.text).data[0]["spec"]
+    assert new_spec["volumes"][-1] == {"hostPath": {"path": "/var/lib/cisfix-probe", "type": "File"}, "name": "cisfix-probe"}
+    entry = {"mountPath": "/var/lib/cisfix-probe", "name": "cisfix-probe", "readOnly": True}
+    holders = [i for i, c in enumerate(new_spec["containers"]) if entry in (c.get("volumeMounts") or [])]
+    assert holders == [_flagged_container(text, component)]
+
+    removed_lines, added_lines = changed_lines(text, result.text)
+    expected = ["hostPath:", "mountPath: /var/lib/cisfix-probe", "name: cisfix-probe", "name: cisfix-probe",
+                "path: /var/lib/cisfix-probe", "readOnly: true", "type: File"]
+    expected += ["volumes:"] * ("volumes" not in old_spec)
+    expected += ["volumeMounts:"] * ("volumeMounts" not in old_spec["containers"][holders[0]])
+    assert removed_lines == []
+    assert sorted(line.strip().lstrip("- ") for line in added_lines) == sorted(expected)
+
+    assert edit_flags(result.text, [PROBE], component).text == result.text
+
+
+def _flagged_container(text: str, component: str) -> int:
+    """Index of the container a flag edit goes to."""
+    flagged = parse(edit_flags(text, [SetFlag("cisfix-probe", "on")], component).text).data[0]["spec"]["containers"]
+    return next(i for i, c in enumerate(flagged) if "--cisfix-probe=on" in (c.get("command") or []) + (c.get("args") or []))
 
 
 def _assert_one_line_added(old: str, new: str, content: str) -> None:

@@ -10,8 +10,8 @@ from conftest import APISERVER
 
 
 def hold_lock(node):
-    node.state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(node.state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    node.state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(node.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
     os.pwrite(fd, b"4242\n", 0)
     return fd

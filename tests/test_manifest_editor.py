@@ -1,6 +1,8 @@
 """Static pod flag editor: hand-made tricky manifests, outcomes asserted on the text."""
 from __future__ import annotations
 
+from importlib.resources import files
+
 import re
 from typing import Dict, List, Optional
 
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from cisfix.editors import yamltext
 from cisfix.editors.manifest import edit_flags, read_flags
 from cisfix.errors import EditError
-from cisfix.plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag
+from cisfix.plan import AddFlagItem, AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag
 
 POD = """\
 apiVersion: v1
@@ -272,6 +274,162 @@ def test_self_check_catches_a_bad_splice(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(yamltext, "splice", lambda text, edits: text.replace("Node,RBAC", "Node"))
     with pytest.raises(EditError, match="internal: splice self-check failed"):
         edit(POD, SetFlag("profiling", "false"))
+
+
+# --- hostPath mounts ---------------------------------------------------------------------------------
+
+# kubeadm's own output, from the test kit's node
+KUBEADM = files("cisfix.testing").joinpath("node/etc/kubernetes/manifests/kube-apiserver.yaml").read_text()
+LAST_MOUNT = "      name: usr-share-ca-certificates\n      readOnly: true\n"
+LAST_VOLUME = "    name: usr-share-ca-certificates\n"
+POLICY = AddHostPathMount("audit-policy", "/etc/kubernetes/audit-policy.yaml", "/etc/kubernetes/audit-policy.yaml",
+                          read_only=True, type="File")
+AUDIT_LOG = AddHostPathMount("audit-log", "/var/log/kubernetes/audit", "/var/log/kubernetes/audit", read_only=False)
+POLICY_MOUNT = "    - mountPath: /etc/kubernetes/audit-policy.yaml\n      name: audit-policy\n      readOnly: true\n"
+POLICY_VOLUME = "  - hostPath:\n      path: /etc/kubernetes/audit-policy.yaml\n      type: File\n    name: audit-policy\n"
+
+
+def mount(text: str, *ops: AddHostPathMount) -> str:
+    """Edit a bare hand-made pod (no component label)."""
+    return edit(text, *ops, component="kube-apiserver")
+
+
+def mount_data(text: str, container: int = 0) -> tuple:
+    """(spec.volumes, the container's volumeMounts) as read back."""
+    spec = yamltext.parse(text).data[0]["spec"]
+    return spec.get("volumes"), spec["containers"][container].get("volumeMounts")
+
+
+class TestHostPathMount:
+    def test_kubeadm_file_and_directory_mounts_add_exactly_these_lines(self) -> None:
+        assert KUBEADM.count(LAST_MOUNT) == 1 and KUBEADM.endswith(LAST_VOLUME + "status: {}\n")
+        result = edit_flags(KUBEADM, [POLICY, AUDIT_LOG], None)
+        log_mount = "    - mountPath: /var/log/kubernetes/audit\n      name: audit-log\n"  # read-write: no readOnly
+        log_volume = "  - hostPath:\n      path: /var/log/kubernetes/audit\n      type: DirectoryOrCreate\n    name: audit-log\n"
+        assert result.text == (KUBEADM.replace(LAST_MOUNT, LAST_MOUNT + POLICY_MOUNT + log_mount)
+                               .replace(LAST_VOLUME + "status", LAST_VOLUME + POLICY_VOLUME + log_volume + "status"))
+        assert result.notes == ("mounted /etc/kubernetes/audit-policy.yaml (hostPath volume audit-policy)",
+                                "mounted /var/log/kubernetes/audit (hostPath volume audit-log)")
+
+    def test_second_application_is_a_noop(self) -> None:
+        once = edit_flags(KUBEADM, [POLICY, AUDIT_LOG], None).text
+        again = edit_flags(once, [POLICY, AUDIT_LOG, POLICY], None)
+        assert again.text == once and again.notes == ()
+        assert edit(KUBEADM, POLICY, POLICY) == edit(KUBEADM, POLICY)
+
+    def test_mounted_through_a_parent_directory_is_a_noop(self) -> None:
+        inside = AddHostPathMount("enc", "/etc/kubernetes/pki/enc.yaml", "/etc/kubernetes/pki/enc.yaml", type="File")
+        assert edit(KUBEADM, inside) == KUBEADM
+        assert edit(KUBEADM, AddHostPathMount("pki", "/etc/kubernetes/pki/", "/etc/kubernetes/pki//")) == KUBEADM
+
+    def test_parent_mounted_from_elsewhere_gets_a_mount_on_top(self) -> None:
+        op = AddHostPathMount("enc", "/srv/enc.yaml", "/etc/kubernetes/pki/enc.yaml", type="File")
+        volumes, mounts = mount_data(edit(KUBEADM, op))
+        assert mounts[-1] == {"mountPath": "/etc/kubernetes/pki/enc.yaml", "name": "enc", "readOnly": True}
+        assert volumes[-1] == {"hostPath": {"path": "/srv/enc.yaml", "type": "File"}, "name": "enc"}
+
+    def test_name_taken_by_another_volume(self) -> None:
+        with pytest.raises(EditError, match=r"volume name k8s-certs is taken by a different volume \(hostPath /etc/kubernetes/pki\)"):
+            edit(KUBEADM, AddHostPathMount("k8s-certs", "/var/log/audit", "/var/log/audit"))
+
+    def test_path_mounted_from_another_host_path(self) -> None:
+        with pytest.raises(EditError, match="/etc/kubernetes/pki is already mounted in container kube-apiserver "
+                                            "from hostPath /etc/kubernetes/pki, not /srv/pki"):
+            edit(KUBEADM, AddHostPathMount("srv-pki", "/srv/pki", "/etc/kubernetes/pki"))
+
+    def test_read_only_mount_where_writing_is_needed(self) -> None:
+        with pytest.raises(EditError, match="mounted read-only .* must be writable"):
+            edit(KUBEADM, AddHostPathMount("k8s-certs", "/etc/kubernetes/pki", "/etc/kubernetes/pki", read_only=False))
+
+    def test_volume_with_the_same_host_path_is_reused(self) -> None:
+        result = edit_flags(KUBEADM, [AddHostPathMount("pki", "/etc/kubernetes/pki", "/pki")], None)
+        assert result.text == KUBEADM.replace(LAST_MOUNT, LAST_MOUNT + "    - mountPath: /pki\n      name: k8s-certs\n      readOnly: true\n")
+        assert result.notes == ("mounted /pki (hostPath volume k8s-certs)",)
+
+    def test_name_of_an_undefined_volume_is_refused(self) -> None:
+        text = KUBEADM.replace("      name: ca-certs\n", "      name: ghost\n")
+        with pytest.raises(EditError, match="volume name ghost is used by the mount at /etc/ssl/certs but not defined"):
+            edit(text, AddHostPathMount("ghost", "/x", "/x"))
+
+    @pytest.mark.parametrize("op, message", [
+        (AddHostPathMount("Audit_Log", "/a", "/a"), "bad volume name"),
+        (AddHostPathMount("a", "var/log", "/a"), "host path must be absolute"),
+        (AddHostPathMount("a", "/a", "a"), "mount path must be absolute"),
+        (AddHostPathMount("a", "/a", "/a", type="Dir"), "unknown hostPath type 'Dir'"),
+    ])
+    def test_invalid_operations(self, op: AddHostPathMount, message: str) -> None:
+        with pytest.raises(EditError, match=message):
+            edit(KUBEADM, op)
+
+    def test_both_lists_created_when_absent(self) -> None:
+        result = edit_flags(POD, [POLICY], None)
+        assert result.text == POD + "    volumeMounts:\n" + POLICY_MOUNT + "  volumes:\n" + POLICY_VOLUME
+        assert mount_data(result.text) == (
+            [{"hostPath": {"path": "/etc/kubernetes/audit-policy.yaml", "type": "File"}, "name": "audit-policy"}],
+            [{"mountPath": "/etc/kubernetes/audit-policy.yaml", "name": "audit-policy", "readOnly": True}])
+
+    def test_lists_created_in_the_files_indentation(self) -> None:
+        text = "kind: Pod\nspec:\n    containers:\n      - name: kube-apiserver\n        command:\n          - kube-apiserver\n"
+        assert mount(text, POLICY) == text + (
+            "        volumeMounts:\n"
+            "          - mountPath: /etc/kubernetes/audit-policy.yaml\n            name: audit-policy\n            readOnly: true\n"
+            "    volumes:\n"
+            "      - hostPath:\n            path: /etc/kubernetes/audit-policy.yaml\n            type: File\n"
+            "        name: audit-policy\n")
+
+    def test_null_lists_are_filled(self) -> None:
+        text = "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    volumeMounts:\n    image: x\n  volumes:\n"
+        assert mount(text, POLICY) == text.replace("volumeMounts:\n", "volumeMounts:\n" + POLICY_MOUNT) + POLICY_VOLUME
+
+    def test_siblings_key_order_quotes_and_indentation(self) -> None:
+        text = ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    volumeMounts:\n"
+                "      - name: 'a'\n        mountPath: '/a'\n  volumes:\n"
+                "    - name: a\n      hostPath:\n          path: \"/a\"\n")
+        assert mount(text, AUDIT_LOG) == text.replace("'/a'\n", "'/a'\n"
+                                                     "      - name: 'audit-log'\n        mountPath: '/var/log/kubernetes/audit'\n") + (
+            '    - name: audit-log\n      hostPath:\n          path: "/var/log/kubernetes/audit"\n          type: DirectoryOrCreate\n')
+
+    def test_flow_lists(self) -> None:
+        text = ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    volumeMounts: [{mountPath: /a, name: a}]\n"
+                "  volumes: [{name: a, hostPath: {path: /a}}]\n")
+        assert mount(text, AUDIT_LOG) == text.replace(
+            "name: a}]", "name: a}, {mountPath: /var/log/kubernetes/audit, name: audit-log}]").replace(
+            "{path: /a}}]", "{path: /a}}, {name: audit-log, hostPath: {path: /var/log/kubernetes/audit, type: DirectoryOrCreate}}]")
+        empty = "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    volumeMounts: []\n  volumes: []\n"
+        assert mount(empty, POLICY) == empty.replace("volumeMounts: []", (
+            "volumeMounts: [{mountPath: /etc/kubernetes/audit-policy.yaml, name: audit-policy, readOnly: true}]")).replace(
+            "volumes: []", "volumes: [{hostPath: {path: /etc/kubernetes/audit-policy.yaml, type: File}, name: audit-policy}]")
+
+    def test_block_lists_of_flow_mappings(self) -> None:
+        text = ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    volumeMounts:\n    - {mountPath: \"/a\", name: a}\n"
+                "  volumes:\n  - hostPath: {path: /a}\n    name: a\n")
+        assert mount(text, POLICY) == text.replace("name: a}\n", "name: a}\n"
+                                                  '    - {mountPath: "/etc/kubernetes/audit-policy.yaml", name: audit-policy, readOnly: true}\n') + (
+            "  - hostPath: {path: /etc/kubernetes/audit-policy.yaml, type: File}\n    name: audit-policy\n")
+
+    def test_crlf_and_no_final_newline(self) -> None:
+        crlf = POD.replace("\n", "\r\n")
+        expected = POD + "    volumeMounts:\n" + POLICY_MOUNT + "  volumes:\n" + POLICY_VOLUME
+        assert edit(crlf, POLICY) == expected.replace("\n", "\r\n")
+        assert edit(POD[:-1], POLICY) == expected[:-1]
+
+    def test_with_flag_operations_in_one_edit(self) -> None:
+        flag = SetFlag("audit-policy-file", "/etc/kubernetes/audit-policy.yaml")
+        result = edit_flags(POD, [flag, POLICY, RemoveFlag("profiling")], None)
+        assert dict(read_flags(result.text, None))["audit-policy-file"] == "/etc/kubernetes/audit-policy.yaml"
+        assert "profiling" not in dict(read_flags(result.text, None))
+        assert mount_data(result.text)[1] == [{"mountPath": "/etc/kubernetes/audit-policy.yaml", "name": "audit-policy", "readOnly": True}]
+        assert len(result.notes) == 3
+
+    def test_sidecar_first_gets_no_mount(self) -> None:
+        text = POD.replace("  containers:\n", "  containers:\n  - name: shipper\n    image: s\n")
+        assert mount_data(edit(text, POLICY), 1)[1] is not None
+        assert mount_data(edit(text, POLICY), 0)[1] is None
+
+    def test_self_check_catches_a_bad_mount_splice(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(yamltext, "splice", lambda text, edits: text.replace("readOnly: true", "readOnly: false", 1))
+        with pytest.raises(EditError, match="internal: splice self-check failed"):
+            edit(KUBEADM, POLICY)
 
 
 # --- properties --------------------------------------------------------------------------------------

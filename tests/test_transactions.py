@@ -35,11 +35,11 @@ def test_journal_announces_each_step_of_a_committed_edit(node, cisfix):
 def test_backup_is_private_and_outside_the_manifest_directory(node, cisfix):
     original = node.read(APISERVER)
     out = edit(cisfix)
-    backup = node.state / "backups" / out["txid"] / APISERVER.lstrip("/")
+    backup = node.state_dir / "backups" / out["txid"] / APISERVER.lstrip("/")
     assert backup.read_bytes() == original
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
-    assert stat.S_IMODE((node.state / "backups" / out["txid"]).stat().st_mode) == 0o700
-    assert sorted(os.listdir(node.path("/etc/kubernetes/manifests"))) == ["kube-apiserver.yaml"]
+    assert stat.S_IMODE((node.state_dir / "backups" / out["txid"]).stat().st_mode) == 0o700
+    assert sorted(os.listdir(node.path("/etc/kubernetes/manifests"))) == ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
 
 
 def test_mode_owner_and_xattrs_are_preserved(node, cisfix):
@@ -129,7 +129,7 @@ def test_history_lists_transactions_with_backups_and_hashes(node, cisfix):
 
 def test_torn_last_journal_line_is_tolerated_and_cut_off(node, cisfix):
     edit(cisfix)
-    journal = node.state / "journal.jsonl"
+    journal = node.state_dir / "journal.jsonl"
     with open(journal, "ab") as f:
         f.write(b'{"v": 1, "type": "beg')
     assert cisfix("history").returncode == 0
@@ -140,7 +140,7 @@ def test_torn_last_journal_line_is_tolerated_and_cut_off(node, cisfix):
 
 def test_damaged_journal_is_reported_not_guessed(node, cisfix):
     edit(cisfix)
-    journal = node.state / "journal.jsonl"
+    journal = node.state_dir / "journal.jsonl"
     journal.write_bytes(b"garbage\n" + journal.read_bytes())
     result = cisfix("edit", APISERVER, "--flag", "profiling=true")
     assert result.returncode == 2 and f"{journal}:1" in result.stderr
