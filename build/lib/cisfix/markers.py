@@ -1,4 +1,0 @@
-"""The marker plugins put on their hook implementations: `@cisfix.hookimpl`."""
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("cisfix")
