@@ -24,6 +24,7 @@ def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--checks-dir", action="append", default=d([]), metavar="DIR",
                         help="also load checks and plugin modules from DIR (repeatable)")
     parser.add_argument("--disable", action="append", default=d([]), metavar="ID", help="leave out a check (repeatable)")
+    parser.add_argument("--benchmark", default=d(None), help="audit against this benchmark (see `cisfix benchmarks`)")
     parser.add_argument("-p", dest="plugin_options", action="append", default=d([]), metavar="no:NAME",
                         help="-p no:NAME blocks the plugin NAME (repeatable)")
 
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = command("plugins", cmd_plugins, "loaded plugins: name, version, source, number of checks")
     _format_option(plugins)
+
+    benchmarks = command("benchmarks", cmd_benchmarks, "benchmarks the plugins implement, and the node's")
+    _format_option(benchmarks)
+
+    from .lab.cli import add_commands as add_lab_commands
+
+    add_lab_commands(commands, lambda sub: _common_options(sub, argparse.SUPPRESS))
     return parser
 
 
@@ -269,7 +277,7 @@ def _plugins(args: argparse.Namespace):
         if not option.startswith("no:"):
             raise InputError(f"-p {option}", "expected -p no:NAME")
         blocked.append(option[3:])
-    plugins = Plugins(_node(args), args.checks_dir, blocked, args.disable)
+    plugins = Plugins(_node(args), args.checks_dir, blocked, args.disable, args.benchmark)
     for error in plugins.errors:
         print(f"cisfix: error: {error}", file=sys.stderr)
     return plugins
@@ -352,6 +360,21 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     else:
         for p in plugins:
             print(f"{p.name:<28} {p.version:<10} {p.checks:>4} checks  {p.source}")
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    plugins = _plugins(args)
+    chosen = plugins.info.benchmark
+    if args.format == "json":
+        print(json.dumps({"node": {"version": plugins.info.version, "benchmark": chosen},
+                          "benchmarks": [{**b.__dict__, "versions": list(b.versions)} for b in plugins.benchmarks.values()]},
+                         indent=2))
+        return 0
+    for b in plugins.benchmarks.values():
+        mark = "*" if b.name == chosen else " "
+        print(f"{mark} {b.name:<12} Kubernetes {', '.join(b.versions):<20} {b.title}")
+    print(f"node: Kubernetes {plugins.info.version or 'unknown'}, benchmark {chosen or 'none chosen'}")
     return 0
 
 

@@ -12,6 +12,9 @@ import pytest
 
 from cisfix.testing import TestNode, build_node
 
+# `lab` and `make_lab`: a running lab node (kubelet simulator, stand-ins, real etcd) per test.
+pytest_plugins = ["lab_fixtures"]
+
 APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 

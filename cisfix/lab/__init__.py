@@ -1,0 +1,9 @@
+"""The node lab: a simulated kubeadm control-plane node in a directory, for tests and demos.
+
+`lab create DIR` writes the node's files (`tree.py`, with kubeadm's contents from `kubeadm.py` and a PKI from
+`pki.py`); `lab start` runs the lab's init (`supervisor.py`, systemd's part), which runs the simulated
+kubelet (`kubelet.py`), which runs the static pods (`pods.py`): stand-ins for the API server, controller
+manager and scheduler (`standin.py`, parsing flags with `flags.py`) and the real etcd (`realbin.py`), each
+seeing only its mounts (`container.py`). `control.py` starts, stops and inspects a lab; `cli.py` is
+`cisfix lab ...`. Paths, settings and the event log are in `layout.py`.
+"""

@@ -1,0 +1,136 @@
+"""`cisfix lab ...`: create, start, stop and inspect a simulated kubeadm control-plane node.
+
+Hooked into the main parser by `add_commands(commands, common_options)`; `main(argv)` runs the same
+actions standalone (`python -m cisfix.lab.cli status DIR`), which is what the lab's own
+`lab-restart-kubelet` program calls.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, List, Optional
+
+from .layout import LabError
+
+EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from .pki import ALGORITHMS, PKIError
+    from .tree import create
+
+    if args.key_algorithm not in ALGORITHMS:
+        raise LabError(f"--key-algorithm must be one of {', '.join(ALGORITHMS)}")
+    try:
+        layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm,
+                        args.probe_time_scale)
+    except (ValueError, PKIError) as exc:
+        raise LabError(str(exc))
+    if not args.quiet:
+        print(f"created a kubeadm {layout.settings().version} control-plane node in {layout.root}")
+    return EXIT_OK
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from .control import Lab
+
+    status = Lab(args.dir).start(wait=args.wait)
+    if not args.quiet:
+        _print_status(status, "text")
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from .control import Lab
+
+    leftovers = Lab(args.dir).stop()
+    if leftovers:
+        print(f"cisfix: error: processes were left behind and killed: {leftovers}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .control import Lab
+
+    status = Lab(args.dir).status()
+    _print_status(status, args.format)
+    return EXIT_OK if all(s.healthy for s in status.values()) else EXIT_UNHEALTHY
+
+
+def cmd_restart_kubelet(args: argparse.Namespace) -> int:
+    from .control import Lab
+
+    Lab(args.dir).restart_kubelet()
+    return EXIT_OK
+
+
+def _print_status(status: dict, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps({"components": {name: s.as_dict() for name, s in status.items()}}, indent=2))
+        return
+    print(f"{'COMPONENT':<25} {'HEALTHY':<8} {'PID':>8} {'RESTARTS':>9} {'PORT':>6}")
+    for name, s in status.items():
+        print(f"{name:<25} {str(s.healthy).lower():<8} {s.pid or '-':>8} {s.restarts:>9} {s.port:>6}")
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except LabError as exc:
+            print(f"cisfix: error: {exc}", file=sys.stderr)
+            return EXIT_INPUT if handler in (cmd_create,) else EXIT_UNHEALTHY
+    return run
+
+
+def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    def action(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help, description=help)
+        common_options(sub)
+        sub.add_argument("dir", metavar="DIR", help="the lab's directory (its node root)")
+        sub.set_defaults(handler=_guarded(handler))
+        return sub
+
+    create = action("create", cmd_create, "write a kubeadm control-plane node's files under DIR")
+    create.add_argument("--k8s-version", default="1.32", metavar="X.Y", help="Kubernetes version, 1.29-1.32")
+    create.add_argument("--file-check-frequency", default="2s", metavar="DURATION",
+                        help="the kubelet's static pod re-list interval (kubelet default 20s; lab default 2s)")
+    create.add_argument("--key-algorithm", default="RSA-2048", metavar="ALG",
+                        help="RSA-2048 (kubeadm's default) or ECDSA-P256 (fast; kubeadm's encryptionAlgorithm)")
+    create.add_argument("--probe-time-scale", type=float, default=1.0, metavar="FACTOR",
+                        help="run every probe's delays, periods and timeouts FACTOR times as fast as the "
+                             "manifest says (the manifests keep kubeadm's values); 1 is real time")
+
+    start = action("start", cmd_start, "start the lab's init, kubelet and static pods")
+    start.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                       help="wait this long for every component to be healthy (0: do not wait)")
+    action("stop", cmd_stop, "stop the kubelet and every container; nothing of the lab keeps running")
+    status = action("status", cmd_status, "health, pid, restarts and port of every component")
+    status.add_argument("--format", choices=("text", "json"), default="text")
+    action("restart-kubelet", cmd_restart_kubelet, "what `systemctl restart kubelet` is on a node")
+
+
+def add_commands(commands, common_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add `lab` and its actions to the main parser's subcommands."""
+    lab = commands.add_parser("lab", help="a simulated kubeadm control-plane node for tests and demos",
+                              description="a simulated kubeadm control-plane node for tests and demos")
+    common_options(lab)
+    actions = lab.add_subparsers(dest="lab_command", metavar="ACTION")
+    actions.required = True
+    _add_actions(actions, common_options)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="cisfix lab")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    actions = parser.add_subparsers(dest="lab_command", metavar="ACTION")
+    actions.required = True
+    _add_actions(actions, lambda sub: None)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

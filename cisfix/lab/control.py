@@ -1,0 +1,195 @@
+"""Operating a lab from outside: start, stop, status and `systemctl restart kubelet`.
+
+A component's process is found in /proc by its lab-unique program path (as cisfix finds it), its health by
+the URL and certificates the lab wrote into `/etc/cisfix/config.yaml`, its restart count in the kubelet's
+pod state (the kubelet's own in the lab init's state).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+from urllib.parse import urlsplit
+
+from .layout import ALL_COMPONENTS, CISFIX_CONFIG, LabError, Layout
+from .pods import start_ticks
+
+STOP_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    healthy: bool
+    pid: Optional[int]
+    restarts: int
+    port: int
+
+    def as_dict(self) -> dict:
+        return {"healthy": self.healthy, "pid": self.pid, "restarts": self.restarts, "port": self.port}
+
+
+def processes_under(root: Path) -> List[int]:
+    """Pids whose program (argv[0], or argv[1] after an interpreter) lies under the lab directory."""
+    prefix = str(root).rstrip("/") + "/"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:2]
+        except OSError:
+            continue
+        if start_ticks(int(entry)) is not None and any(a.decode(errors="replace").startswith(prefix) for a in argv):
+            found.append(int(entry))
+    return found
+
+
+def find_process(program: str) -> Optional[int]:
+    """The newest process running `program` (argv[0] or argv[1])."""
+    best = None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:2]
+        except OSError:
+            continue
+        ticks = start_ticks(int(entry))
+        if ticks is not None and program.encode() in argv and (best is None or ticks > best[0]):
+            best = (ticks, int(entry))
+    return best[1] if best else None
+
+
+class Lab:
+    def __init__(self, root: "str | os.PathLike[str]") -> None:
+        self.layout = Layout(root)
+        if not self.layout.settings_file.exists():
+            raise LabError(f"{self.layout.root} is not a lab (no {self.layout.settings_file}); run `cisfix lab create`")
+        self.root = self.layout.root
+
+    # ---- configuration the lab wrote for cisfix ----
+    def node_config(self) -> dict:
+        from ruamel.yaml import YAML
+
+        return YAML(typ="safe", pure=True).load(self.layout.host(CISFIX_CONFIG).read_text())
+
+    def init_pid(self) -> Optional[int]:
+        try:
+            pid = int(self.layout.init_pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1].decode()
+        except (OSError, IndexError):
+            return None
+        return pid if program == str(self.layout.init_program) else None
+
+    # ---- start / stop ----
+    def start(self, wait: float = 60.0) -> Dict[str, ComponentStatus]:
+        if self.init_pid():
+            raise LabError(f"the lab at {self.root} is running already")
+        settings = self.layout.settings()
+        result = subprocess.run([settings.python, str(self.layout.init_program)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LabError(f"the lab's init did not start: {result.stderr.strip()}")
+        return self.wait_healthy(wait) if wait else self.status()
+
+    def wait_healthy(self, timeout: float) -> Dict[str, ComponentStatus]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if all(s.healthy for s in status.values()):
+                return status
+            if time.monotonic() > deadline:
+                sick = ", ".join(name for name, s in status.items() if not s.healthy)
+                raise LabError(f"not healthy after {timeout:g}s: {sick} (see {self.layout.events_file})")
+            time.sleep(0.1)
+
+    def stop(self) -> List[int]:
+        """Stop the init (which stops the kubelet and every container), then make sure nothing of the lab
+        runs on. Returns the pids that had to be killed afterwards (none, when all went well)."""
+        pid = self.init_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while start_ticks(pid) is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        leftovers = processes_under(self.root)
+        for leftover in leftovers:
+            try:
+                os.kill(leftover, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.layout.init_pidfile.unlink(missing_ok=True)
+        return leftovers
+
+    def restart_kubelet(self, timeout: float = 10.0) -> int:
+        """`systemctl restart kubelet`: returns once the new kubelet process runs; its pid."""
+        pid = self.init_pid()
+        if not pid:
+            raise LabError(f"the lab at {self.root} is not running")
+        before = self._init_state().get("kubeletStarts", 0)
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._init_state()
+            if state.get("kubeletStarts", 0) > before and state.get("kubeletPid"):
+                return state["kubeletPid"]
+            time.sleep(0.05)
+        raise LabError("the kubelet did not restart")
+
+    def _init_state(self) -> dict:
+        try:
+            return json.loads(self.layout.init_state.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    # ---- status ----
+    def status(self) -> Dict[str, ComponentStatus]:
+        components = self.node_config()["components"]
+        out = {}
+        for name in ALL_COMPONENTS:
+            settings = components[name]
+            health = settings["health"]
+            out[name] = ComponentStatus(self.probe(health), find_process(settings["process"]),
+                                        self.restarts(name), urlsplit(health["url"]).port)
+        return out
+
+    def restarts(self, component: str) -> int:
+        if component == "kubelet":
+            return max(0, self._init_state().get("kubeletStarts", 0) - 1)
+        try:
+            return json.loads((self.layout.pods_dir / f"{component}.json").read_text())["restarts"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def probe(self, health: dict, timeout: float = 2.0) -> bool:
+        """GET the health URL with the configured client certificate; healthy is HTTP 200."""
+        url = urlsplit(health["url"])
+        if url.scheme == "https":
+            context = ssl.create_default_context(cafile=self._host(health.get("caFile")))
+            if health.get("insecureSkipVerify"):
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            if health.get("certFile"):
+                context.load_cert_chain(self._host(health["certFile"]), self._host(health["keyFile"]))
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(url.hostname, url.port, timeout=timeout,
+                                                                           context=context)
+        else:
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+        try:
+            conn.request("GET", url.path + (f"?{url.query}" if url.query else ""))
+            return conn.getresponse().status == 200
+        except (OSError, ssl.SSLError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def _host(self, node_path: Optional[str]) -> Optional[str]:
+        return str(self.layout.host(node_path)) if node_path else None

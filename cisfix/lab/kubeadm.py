@@ -1,0 +1,266 @@
+"""What `kubeadm init` writes for a single control-plane node, per Kubernetes version (1.29-1.32).
+
+Pure data: the four static pods, the kubelet's config, flags file and systemd drop-in, and kubeconfig
+documents. Flags, probes, volumes and mounts follow kubeadm's `phases/controlplane/manifests.go`,
+`phases/etcd/local.go` and `util/staticpod/utils.go`. The lab deviates from kubeadm in three ways, all
+forced by running several labs on one loopback interface: every port is chosen per lab, the controller
+manager and the scheduler get an explicit `--secure-port`, and the advertise address is 127.0.0.1.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Dict, List, Tuple
+
+SUPPORTED = ("1.29", "1.30", "1.31", "1.32")
+ETCD_IMAGE = {"1.29": "3.5.10-0", "1.30": "3.5.12-0", "1.31": "3.5.15-0", "1.32": "3.5.16-0"}
+PAUSE_IMAGE = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10"}
+PKI = "/etc/kubernetes/pki"
+ADDRESS = "127.0.0.1"
+NODE_NAME = "lab-node"
+CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    version: str  # "1.32.0"
+    ports: Dict[str, int]  # apiserver, controller-manager, scheduler, etcd-client, etcd-peer, etcd-metrics, kubelet-healthz
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+    @property
+    def api_server_url(self) -> str:
+        return f"https://{ADDRESS}:{self.ports['apiserver']}"
+
+
+def parse_version(text: str) -> str:
+    """"1.32" or "v1.32.4" -> "1.32.0" / "1.32.4"; only the versions the lab knows."""
+    parts = text.lstrip("v").split(".")
+    minor = ".".join(parts[:2])
+    if minor not in SUPPORTED or len(parts) > 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"unsupported Kubernetes version {text!r} (supported: {', '.join(SUPPORTED)})")
+    return ".".join(parts + ["0"] * (3 - len(parts)))
+
+
+# ---- static pods ----
+
+def _probe(path: str, port: int, scheme: str, failure_threshold: int, host: str = ADDRESS,
+           initial_delay: int = 10, period: int = 10) -> Dict[str, Any]:
+    probe = {"failureThreshold": failure_threshold,
+             "httpGet": {"host": host, "path": path, "port": port, "scheme": scheme},
+             "periodSeconds": period, "timeoutSeconds": 15}
+    if initial_delay:
+        probe["initialDelaySeconds"] = initial_delay
+    return probe
+
+
+def _volumes(mounts: List[Tuple[str, str, str, bool]]) -> Tuple[list, list]:
+    """(name, host path, hostPath type, readOnly) -> (volumes, volumeMounts), sorted by name as kubeadm."""
+    mounts = sorted(mounts)
+    volumes = [{"hostPath": {"path": path, "type": kind}, "name": name} for name, path, kind, _ in mounts]
+    volume_mounts = [dict({"mountPath": path, "name": name}, **({"readOnly": True} if ro else {}))
+                     for name, path, kind, ro in mounts]
+    return volumes, volume_mounts
+
+
+_CA_CERT_MOUNTS = [  # kubeadm's ca-certs and the Debian-family extras it adds when they exist
+    ("ca-certs", "/etc/ssl/certs", "DirectoryOrCreate", True),
+    ("etc-ca-certificates", "/etc/ca-certificates", "DirectoryOrCreate", True),
+    ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates", "DirectoryOrCreate", True),
+    ("usr-share-ca-certificates", "/usr/share/ca-certificates", "DirectoryOrCreate", True),
+]
+
+
+def _pod(name: str, image: str, command: List[str], mounts: list, cpu: str, probes: Dict[str, Any],
+         annotations: Dict[str, str] = None, memory: str = "") -> Dict[str, Any]:
+    volumes, volume_mounts = _volumes(mounts)
+    requests = {"cpu": cpu, **({"memory": memory} if memory else {})}
+    container = {"command": command, "image": image, "imagePullPolicy": "IfNotPresent", **probes,
+                 "name": name, "resources": {"requests": requests}, "volumeMounts": volume_mounts}
+    metadata = {"creationTimestamp": None, "labels": {"component": name, "tier": "control-plane"},
+                "name": name, "namespace": "kube-system"}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+            "spec": {"containers": [container], "hostNetwork": True, "priority": 2000001000,
+                     "priorityClassName": "system-node-critical",
+                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}, "volumes": volumes},
+            "status": {}}
+
+
+def _component_probes(path: str, port: int, readiness: str = "") -> Dict[str, Any]:
+    probes = {"livenessProbe": _probe(path, port, "HTTPS", 8), "startupProbe": _probe(path, port, "HTTPS", 24)}
+    if readiness:
+        probes["readinessProbe"] = _probe(readiness, port, "HTTPS", 3, initial_delay=0, period=1)
+    return probes
+
+
+def api_server(c: Cluster) -> Dict[str, Any]:
+    port = c.ports["apiserver"]
+    flags = [
+        f"--advertise-address={ADDRESS}", "--allow-privileged=true", "--authorization-mode=Node,RBAC",
+        f"--client-ca-file={PKI}/ca.crt", "--enable-admission-plugins=NodeRestriction",
+        "--enable-bootstrap-token-auth=true", f"--etcd-cafile={PKI}/etcd/ca.crt",
+        f"--etcd-certfile={PKI}/apiserver-etcd-client.crt", f"--etcd-keyfile={PKI}/apiserver-etcd-client.key",
+        f"--etcd-servers=https://127.0.0.1:{c.ports['etcd-client']}",
+        f"--kubelet-client-certificate={PKI}/apiserver-kubelet-client.crt",
+        f"--kubelet-client-key={PKI}/apiserver-kubelet-client.key",
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+        f"--proxy-client-cert-file={PKI}/front-proxy-client.crt", f"--proxy-client-key-file={PKI}/front-proxy-client.key",
+        "--requestheader-allowed-names=front-proxy-client", f"--requestheader-client-ca-file={PKI}/front-proxy-ca.crt",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-", "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User", f"--secure-port={port}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={PKI}/sa.pub", f"--service-account-signing-key-file={PKI}/sa.key",
+        "--service-cluster-ip-range=10.96.0.0/12", f"--tls-cert-file={PKI}/apiserver.crt",
+        f"--tls-private-key-file={PKI}/apiserver.key",
+    ]
+    mounts = _CA_CERT_MOUNTS + [("k8s-certs", PKI, "DirectoryOrCreate", True)]
+    return _pod("kube-apiserver", f"registry.k8s.io/kube-apiserver:v{c.version}", ["kube-apiserver"] + flags,
+                mounts, "250m", _component_probes("/livez", port, readiness="/readyz"),
+                {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": f"{ADDRESS}:{port}"})
+
+
+def controller_manager(c: Cluster) -> Dict[str, Any]:
+    conf = "/etc/kubernetes/controller-manager.conf"
+    port = c.ports["controller-manager"]
+    flags = [
+        f"--authentication-kubeconfig={conf}", f"--authorization-kubeconfig={conf}", "--bind-address=127.0.0.1",
+        f"--client-ca-file={PKI}/ca.crt", "--cluster-name=kubernetes", f"--cluster-signing-cert-file={PKI}/ca.crt",
+        f"--cluster-signing-key-file={PKI}/ca.key", "--controllers=*,bootstrapsigner,tokencleaner",
+        f"--kubeconfig={conf}", "--leader-elect=true", f"--requestheader-client-ca-file={PKI}/front-proxy-ca.crt",
+        f"--root-ca-file={PKI}/ca.crt", f"--secure-port={port}", f"--service-account-private-key-file={PKI}/sa.key",
+        "--use-service-account-credentials=true",
+    ]
+    mounts = _CA_CERT_MOUNTS + [
+        ("flexvolume-dir", "/usr/libexec/kubernetes/kubelet-plugins/volume/exec", "DirectoryOrCreate", False),
+        ("k8s-certs", PKI, "DirectoryOrCreate", True), ("kubeconfig", conf, "FileOrCreate", True)]
+    return _pod("kube-controller-manager", f"registry.k8s.io/kube-controller-manager:v{c.version}",
+                ["kube-controller-manager"] + flags, mounts, "200m", _component_probes("/healthz", port))
+
+
+def scheduler(c: Cluster) -> Dict[str, Any]:
+    conf = "/etc/kubernetes/scheduler.conf"
+    port = c.ports["scheduler"]
+    flags = [f"--authentication-kubeconfig={conf}", f"--authorization-kubeconfig={conf}",
+             "--bind-address=127.0.0.1", f"--kubeconfig={conf}", "--leader-elect=true", f"--secure-port={port}"]
+    return _pod("kube-scheduler", f"registry.k8s.io/kube-scheduler:v{c.version}", ["kube-scheduler"] + flags,
+                [("kubeconfig", conf, "FileOrCreate", True)], "100m", _component_probes("/healthz", port))
+
+
+def etcd(c: Cluster) -> Dict[str, Any]:
+    client, peer, metrics = (f"https://{ADDRESS}:{c.ports['etcd-client']}", f"https://{ADDRESS}:{c.ports['etcd-peer']}",
+                             c.ports["etcd-metrics"])
+    flags = [
+        f"--advertise-client-urls={client}", f"--cert-file={PKI}/etcd/server.crt", "--client-cert-auth=true",
+        "--data-dir=/var/lib/etcd", "--experimental-initial-corrupt-check=true",
+        "--experimental-watch-progress-notify-interval=5s", f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster={NODE_NAME}={peer}", f"--key-file={PKI}/etcd/server.key",
+        f"--listen-client-urls={client}", f"--listen-metrics-urls=http://127.0.0.1:{metrics}",
+        f"--listen-peer-urls={peer}", f"--name={NODE_NAME}", f"--peer-cert-file={PKI}/etcd/peer.crt",
+        "--peer-client-cert-auth=true", f"--peer-key-file={PKI}/etcd/peer.key",
+        f"--peer-trusted-ca-file={PKI}/etcd/ca.crt", "--snapshot-count=10000", f"--trusted-ca-file={PKI}/etcd/ca.crt",
+    ]
+    probes = {"livenessProbe": _probe("/health?exclude=NOSPACE&serializable=true", metrics, "HTTP", 8),
+              "startupProbe": _probe("/health?serializable=false", metrics, "HTTP", 24)}
+    mounts = [("etcd-certs", f"{PKI}/etcd", "DirectoryOrCreate", False),
+              ("etcd-data", "/var/lib/etcd", "DirectoryOrCreate", False)]
+    return _pod("etcd", f"registry.k8s.io/etcd:{ETCD_IMAGE[c.minor]}", ["etcd"] + flags, mounts, "100m", probes,
+                {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client}, memory="100Mi")
+
+
+STATIC_PODS = {"etcd": etcd, "kube-apiserver": api_server, "kube-controller-manager": controller_manager,
+               "kube-scheduler": scheduler}
+
+
+# ---- kubelet ----
+
+def kubelet_config(c: Cluster, file_check_frequency: str) -> Dict[str, Any]:
+    """`/var/lib/kubelet/config.yaml` as kubeadm writes it (zero durations mean "the default"),
+    with the lab's healthz port and static pod re-list interval."""
+    zero = "0s"
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"cacheTTL": zero, "enabled": True},
+                           "x509": {"clientCAFile": f"{PKI}/ca.crt"}},
+        "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": zero, "cacheUnauthorizedTTL": zero}},
+        "cgroupDriver": "systemd", "clusterDNS": ["10.96.0.10"], "clusterDomain": "cluster.local",
+        "containerRuntimeEndpoint": "", "cpuManagerReconcilePeriod": zero, "evictionPressureTransitionPeriod": zero,
+        "fileCheckFrequency": file_check_frequency, "healthzBindAddress": "127.0.0.1",
+        "healthzPort": c.ports["kubelet-healthz"], "httpCheckFrequency": zero, "imageMaximumGCAge": zero,
+        "imageMinimumGCAge": zero, "kind": "KubeletConfiguration",
+        "logging": {"flushFrequency": 0, "options": {"json": {"infoBufferSize": "0"}, "text": {"infoBufferSize": "0"}},
+                    "verbosity": 0},
+        "memorySwap": {}, "nodeStatusReportFrequency": zero, "nodeStatusUpdateFrequency": zero,
+        "resolvConf": "/run/systemd/resolve/resolv.conf", "rotateCertificates": True, "runtimeRequestTimeout": zero,
+        "shutdownGracePeriod": zero, "shutdownGracePeriodCriticalPods": zero, "staticPodPath": "/etc/kubernetes/manifests",
+        "streamingConnectionIdleTimeout": zero, "syncFrequency": zero, "volumeStatsAggPeriod": zero,
+    }
+
+
+def kubeadm_flags_env(c: Cluster) -> str:
+    flags = [f"--container-runtime-endpoint={CRI_SOCKET}"]
+    if c.minor in ("1.29", "1.30"):  # kubeadm stopped passing the sandbox image to the kubelet in 1.31
+        flags.append(f"--pod-infra-container-image=registry.k8s.io/pause:{PAUSE_IMAGE[c.minor]}")
+    return f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n'
+
+
+# The drop-in shipped by the pkgs.k8s.io kubeadm package.
+KUBELET_DROPIN = """\
+# Note: This dropin only works with kubeadm and kubelet v1.11+
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+# This is a file that "kubeadm init" and "kubeadm join" generates at runtime, populating the KUBELET_KUBEADM_ARGS variable dynamically
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+# This is a file that the user can use for overrides of the kubelet args as a last resort. Preferably, the user should use
+# the .NodeRegistration.KubeletExtraArgs object in the configuration files instead. KUBELET_EXTRA_ARGS should be sourced from this file.
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+"""
+
+# The kubelet package's unit file (/usr/lib/systemd/system/kubelet.service).
+KUBELET_UNIT = """\
+[Unit]
+Description=kubelet: The Kubernetes Node Agent
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+# ---- kubeconfigs ----
+
+# file -> (user name, subject of the client certificate)
+KUBECONFIGS = {
+    "admin.conf": ("kubernetes-admin", "/O=kubeadm:cluster-admins/CN=kubernetes-admin"),
+    "super-admin.conf": ("kubernetes-super-admin", "/O=system:masters/CN=kubernetes-super-admin"),
+    "controller-manager.conf": ("system:kube-controller-manager", "/CN=system:kube-controller-manager"),
+    "scheduler.conf": ("system:kube-scheduler", "/CN=system:kube-scheduler"),
+}
+KUBELET_CLIENT_SUBJECT = f"/O=system:nodes/CN=system:node:{NODE_NAME}"
+KUBELET_CLIENT_PEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+
+
+def kubeconfig(c: Cluster, user: str, ca_pem: bytes, credentials: Dict[str, str]) -> Dict[str, Any]:
+    """A kubeconfig for `user`; `credentials` holds client-certificate(-data) and client-key(-data)."""
+    b64 = base64.b64encode(ca_pem).decode()
+    context = f"{user}@kubernetes"
+    return {"apiVersion": "v1",
+            "clusters": [{"cluster": {"certificate-authority-data": b64, "server": c.api_server_url},
+                          "name": "kubernetes"}],
+            "contexts": [{"context": {"cluster": "kubernetes", "user": user}, "name": context}],
+            "current-context": context, "kind": "Config", "preferences": {},
+            "users": [{"name": user, "user": credentials}]}

@@ -1,0 +1,294 @@
+"""The simulated kubelet: its flags and config file, `/healthz`, and the static pod sync loop.
+
+Like the real kubelet it refuses to start on an unknown flag or an invalid config file, re-lists the
+static pod directory every `fileCheckFrequency` reading every regular file whose name does not start with a
+dot (no extension filter: `kube-apiserver.yaml.bak` is a pod too), and restarts a pod when its decoded
+content or its source file changes (a comment-only edit restarts nothing). Two files defining the same pod:
+the later file in sorted order wins, and a duplicate-pod event names both.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .flags import FlagError, known_names, parse_command_line, parse_duration, parse_int
+from .layout import Layout, emit
+from .pods import ContainerWorker, PodSpec, Running, start_ticks
+from .standin import klog
+
+DEFAULT_FILE_CHECK = 20.0
+CONFIG_KIND = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
+
+
+class ConfigError(Exception):
+    pass
+
+
+# ---- configuration ----
+
+def _check(config: dict, path: str, check, what: str) -> None:
+    value: object = config
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return
+        value = value[key]
+    try:
+        check(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: {what}: {exc}")
+
+
+def _duration(value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"json: cannot unmarshal {type(value).__name__} into Go value of type time.Duration")
+    parse_duration(value)
+
+
+def _boolean(value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"json: cannot unmarshal {type(value).__name__} into Go value of type bool")
+
+
+def _port(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ValueError(f"Invalid value: {value!r}: must be between 0 and 65535, inclusive")
+
+
+def _one_of(*choices: str):
+    def check(value: object) -> None:
+        if value not in choices:
+            raise ValueError(f"Unsupported value: {json.dumps(value)}: supported values: "
+                             + ", ".join(json.dumps(c) for c in choices))
+    return check
+
+
+def validate_config(config: object) -> None:
+    """What the kubelet's decoder and ValidateKubeletConfiguration reject, for the fields that matter here."""
+    if not isinstance(config, dict):
+        raise ConfigError("not a KubeletConfiguration")
+    if (config.get("apiVersion"), config.get("kind")) != CONFIG_KIND:
+        raise ConfigError(f'no kind "{config.get("kind")}" is registered for version "{config.get("apiVersion")}"')
+    for key, value in config.items():
+        if key.endswith(("Frequency", "Period", "Timeout", "TTL", "Age")) and key != "shutdownGracePeriodByPodPriority":
+            _check(config, key, _duration, "invalid duration")
+    for path in ("authentication.anonymous.enabled", "authentication.webhook.enabled", "rotateCertificates",
+                 "serverTLSBootstrap", "protectKernelDefaults", "makeIPTablesUtilChains", "failSwapOn"):
+        _check(config, path, _boolean, "invalid value")
+    for path in ("healthzPort", "readOnlyPort", "port"):
+        _check(config, path, _port, "invalid port")
+    _check(config, "authorization.mode", _one_of("AlwaysAllow", "Webhook"), "invalid authorization mode")
+    _check(config, "tlsMinVersion", _one_of("VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13"),
+           "invalid TLS version")
+    ciphers = known_names("tls-cipher-suites.txt")
+    for suite in config.get("tlsCipherSuites") or ():
+        if suite not in ciphers:
+            raise ConfigError(f"tlsCipherSuites: Invalid value: {json.dumps(suite)}: unsupported cipher suite")
+    if config.get("eventRecordQPS", 0) < 0:
+        raise ConfigError("eventRecordQPS: Invalid value: must not be negative")
+
+
+def load_config(layout: Layout, node_path: str) -> dict:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        text = layout.host(node_path).read_text(encoding="utf-8")
+        config = YAML(typ="safe", pure=True).load(text)
+    except OSError as exc:
+        raise ConfigError(f"open {node_path}: {exc.strerror.lower()}")
+    except YAMLError as exc:
+        raise ConfigError(f"error converting YAML to JSON: {str(exc).splitlines()[0]}")
+    validate_config(config)
+    return config
+
+
+class Effective:
+    """Config-file values overridden by the (deprecated) flags that still win over them."""
+
+    def __init__(self, flags: Dict[str, str], config: dict) -> None:
+        self.static_pod_path = flags.get("pod-manifest-path") or config.get("staticPodPath") or ""
+        frequency = flags.get("file-check-frequency") or config.get("fileCheckFrequency") or "0s"
+        self.file_check = parse_duration(frequency) or DEFAULT_FILE_CHECK  # 0s means the default
+        self.healthz_address = flags.get("healthz-bind-address") or config.get("healthzBindAddress") or "127.0.0.1"
+        self.healthz_port = parse_int(flags["healthz-port"]) if "healthz-port" in flags else config.get("healthzPort",
+                                                                                                         10248)
+
+
+# ---- static pods ----
+
+def read_manifests(layout: Layout, directory: str) -> Tuple[Dict[str, Tuple[str, dict]], List[Tuple[str, str]]]:
+    """(pod full name -> (source file, pod), problems). Sorted by name; dotfiles and non-files skipped; a
+    later file defining the same pod replaces the earlier one; unreadable files are problems."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    pods: Dict[str, Tuple[str, dict]] = {}
+    problems: List[Tuple[str, str]] = []
+    host_dir = layout.host(directory)
+    try:
+        names = sorted(p.name for p in host_dir.iterdir() if not p.name.startswith(".") and p.is_file())
+    except OSError:
+        return pods, problems
+    for name in names:
+        source = f"{directory.rstrip('/')}/{name}"
+        try:
+            pod = YAML(typ="safe", pure=True).load((host_dir / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, YAMLError) as exc:
+            problems.append((source, f"could not process manifest file {source}: {str(exc).splitlines()[0]}"))
+            continue
+        error = _pod_error(pod)
+        if error:
+            problems.append((source, f"could not process manifest file {source}: {error}"))
+            continue
+        meta = pod["metadata"]
+        full_name = f"{meta['name']}_{meta.get('namespace') or 'default'}"
+        if full_name in pods:
+            problems.append((source, f"duplicate-pod:{full_name}:{pods[full_name][0]}"))
+        pods[full_name] = (source, pod)
+    return pods, problems
+
+
+def _pod_error(pod: object) -> Optional[str]:
+    if not isinstance(pod, dict) or pod.get("kind") != "Pod":
+        return "invalid pod: not a Pod"
+    if not (pod.get("metadata") or {}).get("name"):
+        return "invalid pod: metadata.name: Required value"
+    containers = (pod.get("spec") or {}).get("containers")
+    if not containers or not all(isinstance(c, dict) and c.get("name") and c.get("image") for c in containers):
+        return "invalid pod: spec.containers: Required value"
+    return None
+
+
+def config_hash(pod: dict, source: str) -> str:
+    """Like the kubelet's pod UID: the decoded pod plus its source file."""
+    return hashlib.md5(json.dumps(pod, sort_keys=True, default=str).encode() + f"file:{source}".encode()).hexdigest()
+
+
+def pod_specs(source: str, pod: dict) -> List[PodSpec]:
+    meta = pod["metadata"]
+    component = (meta.get("labels") or {}).get("component") or meta["name"]
+    digest = config_hash(pod, source)
+    containers = pod["spec"]["containers"]
+    return [PodSpec(component if len(containers) == 1 else f"{component}/{c['name']}", meta["name"],
+                    meta.get("namespace") or "default", source, digest, pod["spec"], c) for c in containers]
+
+
+class Kubelet:
+    def __init__(self, layout: Layout, effective: Effective) -> None:
+        self.layout, self.effective = layout, effective
+        self.settings = layout.settings()
+        self.workers: Dict[str, ContainerWorker] = {}  # by component (container) name
+        self.reported: set = set()  # problems already logged, so a re-list does not repeat them
+        self.stopping = threading.Event()
+
+    def adoptable(self) -> Dict[str, dict]:
+        """Containers a previous kubelet left running, by component."""
+        states = {}
+        for path in self.layout.pods_dir.glob("*.json"):
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if start_ticks(state["pid"]) == state["ticks"]:
+                states[state["component"]] = state
+        return states
+
+    def sync(self, adopt: Optional[Dict[str, dict]] = None) -> None:
+        pods, problems = read_manifests(self.layout, self.effective.static_pod_path)
+        self._report(problems)
+        wanted = {spec.component: spec for source, pod in pods.values() for spec in pod_specs(source, pod)}
+        for component, worker in list(self.workers.items()):
+            if component not in wanted or wanted[component].config_hash != worker.pod.config_hash:
+                klog("I", f'"Killing container" component="{component}" reason="pod changed or removed"')
+                worker.remove()
+                del self.workers[component]
+        for component, spec in wanted.items():
+            if component in self.workers:
+                continue
+            state = (adopt or {}).get(component)
+            if state and state["hash"] != spec.config_hash:
+                self._discard(state)  # the manifest changed while no kubelet ran
+                state = None
+            worker = ContainerWorker(self.layout, self.settings, spec, state)
+            self.workers[component] = worker
+            worker.start()
+        for component, state in (adopt or {}).items():
+            if component not in wanted:  # its pod was removed while no kubelet ran
+                self._discard(state)
+
+    def _discard(self, state: dict) -> None:
+        Running(state["pid"], None, self.layout.exits_dir).stop()
+        (self.layout.pods_dir / f"{state['component']}.json").unlink(missing_ok=True)
+
+    def _report(self, problems: List[Tuple[str, str]]) -> None:
+        current = set(problems)
+        for source, message in current - self.reported:
+            if message.startswith("duplicate-pod:"):
+                _, full_name, first = message.split(":", 2)
+                emit(self.layout, "duplicate-pod", full_name.split("_")[0],
+                     f"{source} defines pod {full_name} again (also in {first}); the later file in sorted order "
+                     f"replaces the earlier one")
+            else:
+                emit(self.layout, "config-invalid", Path(source).name.split(".")[0], message)
+            klog("E", message)
+        self.reported = current
+
+    def run(self) -> None:
+        self.sync(self.adoptable())
+        while not self.stopping.wait(self.effective.file_check):
+            self.sync()
+        for worker in self.workers.values():
+            worker.detach()
+        for worker in self.workers.values():
+            worker.join()
+
+
+class Healthz(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status, body = (200, b"ok") if self.path.split("?")[0] == "/healthz" else (404, b"404 page not found\n")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def main(root: str, argv: Optional[List[str]] = None) -> int:
+    layout = Layout(root)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        flags = parse_command_line("kubelet", argv)
+    except FlagError as exc:
+        klog("E", f'"command failed" err="failed to parse kubelet flag: {exc}"')
+        return 1
+    config_path = flags.get("config", "")
+    try:
+        config = load_config(layout, config_path) if config_path else {}
+        effective = Effective(flags, config)
+    except (ConfigError, ValueError) as exc:
+        message = f"failed to load kubelet config file, path: {config_path}, error: {exc}"
+        emit(layout, "config-invalid", "kubelet", message)
+        klog("E", f'"command failed" err={json.dumps(message)}')
+        return 1
+    healthz = None
+    if effective.healthz_port:
+        healthz = ThreadingHTTPServer((effective.healthz_address, effective.healthz_port), Healthz)
+        healthz.daemon_threads = True
+        threading.Thread(target=healthz.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    kubelet = Kubelet(layout, effective)
+    signal.signal(signal.SIGTERM, lambda *_: kubelet.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: kubelet.stopping.set())
+    klog("I", f'"Kubelet started" staticPodPath="{effective.static_pod_path}" fileCheckFrequency="{effective.file_check}s"')
+    kubelet.run()
+    if healthz:
+        healthz.shutdown()
+    return 0

@@ -1,0 +1,131 @@
+"""Where things are in a lab: node paths re-rooted under the lab directory, the lab's own runtime files,
+its settings (`lab.json`) and the event log.
+
+The node tree is what a kubeadm node has (`/etc/kubernetes/...`); everything the lab adds for itself lives
+under `/var/lib/lab` (settings), `/run/lab` (pid files, pod state) and `/var/log/lab` (events, logs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+ALL_COMPONENTS = COMPONENTS + ("kubelet",)
+EVENTS = ("pod-started", "container-exited", "probe-failed", "restarted", "duplicate-pod", "config-invalid")
+
+MANIFESTS = "/etc/kubernetes/manifests"
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+KUBEADM_FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
+KUBELET_DROPIN = "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
+KUBELET_DEFAULTS = "/etc/default/kubelet"
+KUBELET_BINARY = "/usr/bin/kubelet"
+IMAGE_BIN = "/usr/local/bin"  # the lab's "container images": one launcher per component
+CISFIX_CONFIG = "/etc/cisfix/config.yaml"
+
+
+class LabError(RuntimeError):
+    """A lab cannot be created, started or found; the message says why."""
+
+
+@dataclass
+class Settings:
+    """The lab's own knobs, chosen at `lab create` (lab.json). Times are seconds."""
+
+    version: str
+    ports: Dict[str, int]
+    # The kubelet restarts a crashing container after `backoff_initial`, doubling up to `backoff_max`
+    # (the real kubelet: 10 s and 300 s; the lab scales them by 1/10).
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    # Multiplies every probe's initialDelaySeconds, periodSeconds and timeoutSeconds as the simulated
+    # kubelet runs them; the manifests keep kubeadm's values. 1.0 is real time.
+    probe_time_scale: float = 1.0
+    # systemd's RestartSec for the kubelet unit (kubeadm's kubelet.service: 10 s).
+    kubelet_restart_sec: float = 1.0
+    python: str = ""  # the interpreter that runs the lab's launchers
+    import_path: list = field(default_factory=list)  # sys.path entries that hold cisfix and its dependencies
+
+
+class Layout:
+    def __init__(self, root: "os.PathLike[str] | str") -> None:
+        self.root = Path(os.path.abspath(root))
+
+    def host(self, node_path: str) -> Path:
+        return self.root / node_path.lstrip("/")
+
+    @property
+    def settings_file(self) -> Path:
+        return self.host("/var/lib/lab/lab.json")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.host("/run/lab")
+
+    @property
+    def init_pidfile(self) -> Path:
+        return self.run_dir / "init.pid"
+
+    @property
+    def init_state(self) -> Path:
+        return self.run_dir / "init.json"
+
+    @property
+    def pods_dir(self) -> Path:
+        """One JSON file per running container, written by the kubelet, read by `lab status`."""
+        return self.run_dir / "pods"
+
+    @property
+    def exits_dir(self) -> Path:
+        """Exit statuses of containers whose kubelet went away, recorded by the lab's init."""
+        return self.run_dir / "exits"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.host("/var/log/lab")
+
+    @property
+    def events_file(self) -> Path:
+        return self.log_dir / "events.jsonl"
+
+    def launcher(self, component: str) -> Path:
+        return self.host(KUBELET_BINARY if component == "kubelet" else f"{IMAGE_BIN}/{component}")
+
+    @property
+    def init_program(self) -> Path:
+        return self.host("/sbin/lab-init")
+
+    @property
+    def restart_kubelet_program(self) -> Path:
+        return self.host("/usr/local/sbin/lab-restart-kubelet")
+
+    def settings(self) -> Settings:
+        return Settings(**json.loads(self.settings_file.read_text(encoding="utf-8")))
+
+    def save_settings(self, settings: Settings) -> None:
+        self.settings_file.parent.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
+
+
+def emit(layout: Layout, event: str, component: str, message: str) -> None:
+    """Append one event line. One write of one line with O_APPEND: lines of concurrent writers never mix."""
+    assert event in EVENTS, event
+    line = json.dumps({"time": time.time(), "event": event, "component": component, "message": message})
+    layout.log_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(layout.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def read_events(layout: Layout, since: float = 0.0, component: Optional[str] = None) -> list:
+    try:
+        lines = layout.events_file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    events = [json.loads(line) for line in lines if line.strip()]
+    return [e for e in events if e["time"] >= since and component in (None, e["component"])]

@@ -1,0 +1,204 @@
+"""The lab's init: the part of systemd a kubeadm node relies on.
+
+It daemonizes (the caller returns once it runs), becomes a child subreaper so that containers left behind
+by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the kubelet unit: the command
+line is expanded from the kubeadm drop-in, `kubeadm-flags.env` and `/etc/default/kubelet` at every start,
+so flag edits take effect on restart; `Restart=always` with the lab's RestartSec; SIGHUP is
+`systemctl restart kubelet`. It records the exit status of every orphan it reaps (the next kubelet reports
+it) and on SIGTERM stops the kubelet and every container process group, and exits when none is left.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout
+from .pods import exit_code
+
+PR_SET_CHILD_SUBREAPER = 36
+STOP_GRACE = 5.0
+TICK = 0.05
+
+
+def kubelet_command(layout: Layout) -> List[str]:
+    """ExecStart of the kubelet unit with its Environment= and EnvironmentFile= variables expanded."""
+    env: Dict[str, str] = {}
+    exec_start = ""
+    for line in layout.host(KUBELET_DROPIN).read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "Environment":
+            for assignment in shlex.split(value):
+                name, _, val = assignment.partition("=")
+                env[name] = val
+        elif key == "EnvironmentFile":
+            optional = value.startswith("-")
+            path = layout.host(value.lstrip("-"))
+            if path.exists() or not optional:
+                env.update(_environment_file(path))
+        elif key == "ExecStart":
+            exec_start = value
+    words = shlex.split(re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), exec_start))
+    if words and words[0] == KUBELET_BINARY:
+        words[0] = str(layout.launcher("kubelet"))
+    return words
+
+
+def _environment_file(path: Path) -> Dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";")) and "=" in line:
+            name, _, value = line.partition("=")
+            words = shlex.split(value)
+            env[name.strip()] = words[0] if len(words) == 1 else " ".join(words)
+    return env
+
+
+class Supervisor:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.settings = layout.settings()
+        self.kubelet: Optional[subprocess.Popen] = None
+        self.kubelet_starts = 0
+        self.restart_at: Optional[float] = None
+        self.stopping = False
+        self.restart_requested = False
+
+    def _save(self) -> None:
+        state = {"kubeletPid": self.kubelet.pid if self.kubelet else None, "kubeletStarts": self.kubelet_starts}
+        tmp = self.layout.init_state.with_name(".init.json.tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.layout.init_state)
+
+    def start_kubelet(self) -> None:
+        argv = [self.settings.python] + kubelet_command(self.layout)
+        log = open(self.layout.log_dir / "kubelet.log", "ab")
+        self.kubelet = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                        cwd=str(self.layout.root), start_new_session=True)
+        log.close()
+        self.kubelet_starts += 1
+        self.restart_at = None
+        self._save()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = exit_code(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+            if self.kubelet is not None and pid == self.kubelet.pid:
+                self.kubelet.returncode = code
+                self.kubelet = None
+                self._save()
+                if not self.stopping:
+                    delay = 0.0 if self.restart_requested else self.settings.kubelet_restart_sec
+                    self.restart_at, self.restart_requested = time.monotonic() + delay, False
+            else:
+                (self.layout.exits_dir / f"{pid}.json").write_text(json.dumps({"code": code}))
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self.start_kubelet()
+        while not self.stopping:
+            self.reap()
+            if self.kubelet is None and self.restart_at is not None and time.monotonic() >= self.restart_at:
+                self.start_kubelet()
+            time.sleep(TICK)
+        self.shutdown()
+
+    def _on_term(self, *_: object) -> None:
+        self.stopping = True
+
+    def _on_hup(self, *_: object) -> None:
+        if self.kubelet is not None:
+            self.restart_requested = True
+            self.kubelet.send_signal(signal.SIGTERM)
+        else:
+            self.restart_at = time.monotonic()
+
+    def shutdown(self) -> None:
+        """The kubelet first (its containers are then all re-parented here), then every process group."""
+        if self.kubelet is not None:
+            self.kubelet.send_signal(signal.SIGTERM)
+            self._wait(lambda: self.kubelet is None, STOP_GRACE)
+            if self.kubelet is not None:
+                os.killpg(self.kubelet.pid, signal.SIGKILL)
+                self._wait(lambda: self.kubelet is None, STOP_GRACE)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.children():
+                try:
+                    os.killpg(os.getpgid(pid), sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if self._wait(lambda: not self.children(), STOP_GRACE):
+                break
+        for path in self.layout.pods_dir.glob("*.json"):
+            path.unlink()
+        self.layout.init_pidfile.unlink(missing_ok=True)
+
+    def _wait(self, done, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.reap()
+            if done():
+                return True
+            time.sleep(TICK)
+        return done()
+
+    def children(self) -> List[int]:
+        me, found = str(os.getpid()), []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                if fields[1] == me and fields[0] != "Z":
+                    found.append(int(entry))
+        return found
+
+
+def main(root: str) -> int:
+    """Daemonize; the parent returns 0 once the child has written its pid file."""
+    layout = Layout(root)
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        ready = os.read(read_end, 1)
+        return 0 if ready == b"1" else 1
+    os.close(read_end)
+    os.setsid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    log_fd = os.open(layout.log_dir / "init.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    layout.init_pidfile.write_text(f"{os.getpid()}\n")
+    os.write(write_end, b"1")
+    os.close(write_end)
+    code = 0
+    try:
+        Supervisor(layout).run()
+    except BaseException:  # the log says why; the stop command still finds no pid file
+        traceback.print_exc()
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)  # the forked child must not unwind into its parent's launcher

@@ -1,0 +1,239 @@
+"""`lab create`: write a kubeadm control-plane node's tree under a directory.
+
+Manifests, PKI, kubeconfigs and kubelet files with kubeadm's contents and modes; the lab's launchers (the
+"images" the simulated kubelet runs); the lab's settings; and `/etc/cisfix/config.yaml`, the same node
+configuration a user writes for a real node, telling cisfix where this node's processes and health
+endpoints are.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+from . import kubeadm
+from .kubeadm import KUBECONFIGS, PKI, Cluster
+from .layout import (CISFIX_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBELET_DEFAULTS, KUBELET_DROPIN, MANIFESTS,
+                     LabError, Layout, Settings)
+from .pki import Cert, issue_all
+
+PORT_NAMES = ("apiserver", "controller-manager", "scheduler", "etcd-client", "etcd-peer", "etcd-metrics",
+              "kubelet-healthz")
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML as kubeadm writes it (sigs.k8s.io/yaml: keys sorted, lists not indented, `null`)."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=2, offset=0)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def free_ports(names=PORT_NAMES) -> Dict[str, int]:
+    """Distinct free loopback ports, all held open until every one is chosen."""
+    sockets = []
+    try:
+        for _ in names:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return {name: s.getsockname()[1] for name, s in zip(names, sockets)}
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def write(path: Path, content: "str | bytes", mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def _mkdir(path: Path, mode: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+
+
+# ---- PKI ----
+
+def _pki_certs(layout: Layout, scratch: Path) -> Dict[str, Cert]:
+    """kubeadm's certificates (`kubeadm certs list`), the kubelet's, and the kubeconfigs' client certs
+    (made in `scratch`, then embedded)."""
+    pki = layout.host(PKI)
+    node, addr = kubeadm.NODE_NAME, kubeadm.ADDRESS
+    ca = Cert(pki / "ca.crt", pki / "ca.key", "/CN=kubernetes")
+    etcd_ca = Cert(pki / "etcd/ca.crt", pki / "etcd/ca.key", "/CN=etcd-ca")
+    proxy_ca = Cert(pki / "front-proxy-ca.crt", pki / "front-proxy-ca.key", "/CN=front-proxy-ca")
+    etcd_sans = (f"DNS:{node}", "DNS:localhost", f"IP:{addr}", "IP:127.0.0.1", "IP:0:0:0:0:0:0:0:1")
+
+    def leaf(dir_: Path, name: str, subject: str, issuer: Cert, usage: str, sans=()) -> Cert:
+        return Cert(dir_ / f"{name}.crt", dir_ / f"{name}.key", subject, issuer, usage, tuple(sans))
+
+    certs = {
+        "ca": ca, "etcd/ca": etcd_ca, "front-proxy-ca": proxy_ca,
+        "apiserver": leaf(pki, "apiserver", "/CN=kube-apiserver", ca, "serverAuth", (
+            "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local", f"DNS:{node}", "IP:10.96.0.1", f"IP:{addr}")),
+        "apiserver-kubelet-client": leaf(pki, "apiserver-kubelet-client",
+                                         "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client", ca, "clientAuth"),
+        "apiserver-etcd-client": leaf(pki, "apiserver-etcd-client", "/CN=kube-apiserver-etcd-client", etcd_ca,
+                                      "clientAuth"),
+        "front-proxy-client": leaf(pki, "front-proxy-client", "/CN=front-proxy-client", proxy_ca, "clientAuth"),
+        "etcd/server": leaf(pki / "etcd", "server", f"/CN={node}", etcd_ca, "serverAuth,clientAuth", etcd_sans),
+        "etcd/peer": leaf(pki / "etcd", "peer", f"/CN={node}", etcd_ca, "serverAuth,clientAuth", etcd_sans),
+        "etcd/healthcheck-client": leaf(pki / "etcd", "healthcheck-client", "/CN=kube-etcd-healthcheck-client",
+                                        etcd_ca, "clientAuth"),
+        "sa": Cert(pki / "sa.pub", pki / "sa.key", key_only=True),
+        # The kubelet's self-signed serving certificate, as a kubelet without serverTLSBootstrap makes it.
+        "kubelet": Cert(layout.host("/var/lib/kubelet/pki/kubelet.crt"), layout.host("/var/lib/kubelet/pki/kubelet.key"),
+                        f"/CN={node}-ca"),
+        "kubelet-client": leaf(scratch, "kubelet-client", kubeadm.KUBELET_CLIENT_SUBJECT, ca, "clientAuth"),
+    }
+    for conf, (_, subject) in KUBECONFIGS.items():
+        certs[conf] = leaf(scratch, conf, subject, ca, "clientAuth")
+    return certs
+
+
+def _write_kubeconfigs(layout: Layout, cluster: Cluster, certs: Dict[str, Cert]) -> None:
+    ca_pem = certs["ca"].cert.read_bytes()
+    b64 = lambda path: base64.b64encode(path.read_bytes()).decode()  # noqa: E731
+    for conf, (user, _) in KUBECONFIGS.items():
+        cert = certs[conf]
+        doc = kubeadm.kubeconfig(cluster, user, ca_pem, {"client-certificate-data": b64(cert.cert),
+                                                          "client-key-data": b64(cert.key)})
+        write(layout.host(f"/etc/kubernetes/{conf}"), dump_yaml(doc), 0o600)
+    # The kubelet's client certificate is rotated on disk; kubelet.conf points at the current one.
+    client = certs["kubelet-client"]
+    dated = layout.host("/var/lib/kubelet/pki/kubelet-client-2000-01-01-00-00-00.pem")
+    write(dated, client.cert.read_bytes() + client.key.read_bytes(), 0o600)
+    current = layout.host(kubeadm.KUBELET_CLIENT_PEM)
+    current.symlink_to(dated)
+    doc = kubeadm.kubeconfig(cluster, "default-auth", ca_pem, {"client-certificate": kubeadm.KUBELET_CLIENT_PEM,
+                                                              "client-key": kubeadm.KUBELET_CLIENT_PEM})
+    doc["contexts"][0]["name"] = doc["current-context"] = "default-auth@kubernetes"
+    write(layout.host("/etc/kubernetes/kubelet.conf"), dump_yaml(doc), 0o600)
+
+
+# ---- the lab's launchers ----
+
+def _import_path() -> List[str]:
+    """sys.path entries that hold cisfix and its dependencies, so that the launchers import the very cisfix
+    that made the lab, from a venv, a zipapp's extraction or a source checkout alike."""
+    import cisfix
+    import ruamel.yaml
+
+    entries = []
+    for module in (cisfix, ruamel.yaml):
+        path = Path(module.__file__).parent
+        for _ in module.__name__.split(".")[1:]:
+            path = path.parent
+        if str(path.parent) not in entries:
+            entries.append(str(path.parent))
+    return entries
+
+
+def _launcher(python: str, import_path: List[str], purpose: str, module: str, call: str) -> str:
+    return (f"#!{python}\n# Written by `cisfix lab create`: {purpose}.\n"
+            f"import sys\nsys.path[:0] = {import_path!r}\n"
+            f"from cisfix.lab.{module} import main\nsys.exit(main({call}))\n")
+
+
+def _write_launchers(layout: Layout, settings: Settings) -> None:
+    root = str(layout.root)
+    py, path = settings.python, settings.import_path
+    programs = {
+        layout.launcher(name): _launcher(py, path, f"the lab's {name} stand-in", "standin", repr(name))
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+    programs[layout.launcher("kubelet")] = _launcher(py, path, "the lab's simulated kubelet", "kubelet", repr(root))
+    programs[layout.init_program] = _launcher(py, path, "the lab's init (systemd's part)", "supervisor", repr(root))
+    programs[layout.restart_kubelet_program] = _launcher(
+        py, path, "`systemctl restart kubelet` for this lab", "cli", repr(["restart-kubelet", root]))
+    etcd = shutil.which("etcd") or "/usr/bin/etcd"
+    if not os.access(etcd, os.X_OK):
+        raise LabError("etcd is not installed: `apt-get install -y etcd-server` (the lab runs the real etcd)")
+    programs[layout.launcher("etcd")] = _launcher(py, path, "the real etcd, run as in its container", "realbin",
+                                                  f"'etcd', {etcd!r}, {root!r}")
+    for program, text in programs.items():
+        write(program, text, 0o755)
+
+
+# ---- cisfix's node configuration ----
+
+def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
+    p = cluster.ports
+    manifest = lambda name: f"{MANIFESTS}/{name}.yaml"  # noqa: E731
+    client = {"certFile": f"{PKI}/apiserver-kubelet-client.crt", "keyFile": f"{PKI}/apiserver-kubelet-client.key"}
+    # The controller manager and the scheduler serve a self-signed certificate made at start (kubeadm gives
+    # them none), so there is no CA to verify it with.
+    self_signed = {"insecureSkipVerify": True, **client}
+    components = {
+        "etcd": {"manifest": manifest("etcd"), "health": {
+            "url": f"https://127.0.0.1:{p['etcd-client']}/health", "caFile": f"{PKI}/etcd/ca.crt",
+            "certFile": f"{PKI}/etcd/healthcheck-client.crt", "keyFile": f"{PKI}/etcd/healthcheck-client.key"}},
+        "kube-apiserver": {"manifest": manifest("kube-apiserver"), "health": {
+            "url": f"https://127.0.0.1:{p['apiserver']}/livez", "caFile": f"{PKI}/ca.crt", **client}},
+        "kube-controller-manager": {"manifest": manifest("kube-controller-manager"), "health": {
+            "url": f"https://127.0.0.1:{p['controller-manager']}/healthz", **self_signed}},
+        "kube-scheduler": {"manifest": manifest("kube-scheduler"), "health": {
+            "url": f"https://127.0.0.1:{p['scheduler']}/healthz", **self_signed}},
+        "kubelet": {"config": KUBELET_CONFIG, "flagFiles": [KUBEADM_FLAGS, KUBELET_DROPIN],
+                    "restart": [str(layout.restart_kubelet_program)],
+                    "health": {"url": f"http://127.0.0.1:{p['kubelet-healthz']}/healthz"}},
+    }
+    for name, settings in components.items():
+        settings["process"] = str(layout.launcher(name))
+    return {"apiVersion": "cisfix/v1", "kind": "NodeConfig", "proc": "/proc", "version": cluster.version,
+            "components": components}
+
+
+# ---- create ----
+
+def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_frequency: str = "2s",
+           key_algorithm: str = "RSA-2048", probe_time_scale: float = 1.0) -> Layout:
+    layout = Layout(root)
+    if layout.root.exists() and any(layout.root.iterdir()):
+        raise LabError(f"{layout.root} is not empty")
+    cluster = Cluster(kubeadm.parse_version(version), free_ports())
+    settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
+                        python=sys.executable, import_path=_import_path())
+
+    _mkdir(layout.host("/etc/kubernetes"), 0o755)
+    _mkdir(layout.host(MANIFESTS), 0o700)
+    _mkdir(layout.host(PKI), 0o755)
+    _mkdir(layout.host(f"{PKI}/etcd"), 0o755)
+    _mkdir(layout.host("/var/lib/etcd"), 0o700)
+    _mkdir(layout.host("/var/lib/kubelet/pki"), 0o755)
+    scratch = layout.run_dir / "pki-scratch"
+    certs = _pki_certs(layout, scratch)
+    issue_all(list(certs.values()), key_algorithm)
+    _write_kubeconfigs(layout, cluster, certs)
+    shutil.rmtree(scratch)
+
+    for name, make in kubeadm.STATIC_PODS.items():
+        write(layout.host(f"{MANIFESTS}/{name}.yaml"), dump_yaml(make(cluster)), 0o600)
+    write(layout.host(KUBELET_CONFIG), dump_yaml(kubeadm.kubelet_config(cluster, file_check_frequency)), 0o644)
+    write(layout.host(KUBEADM_FLAGS), kubeadm.kubeadm_flags_env(cluster), 0o644)
+    write(layout.host(KUBELET_DROPIN), kubeadm.KUBELET_DROPIN, 0o644)
+    write(layout.host("/usr/lib/systemd/system/kubelet.service"), kubeadm.KUBELET_UNIT, 0o644)
+    write(layout.host(KUBELET_DEFAULTS), "KUBELET_EXTRA_ARGS=\n", 0o644)
+    write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
+
+    layout.save_settings(settings)
+    _write_launchers(layout, settings)
+    for directory in (layout.pods_dir, layout.exits_dir, layout.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    return layout
