@@ -84,7 +84,8 @@ trap 'rm -rf "$work"' EXIT
 # module that cisfix/version.py imports.
 mkdir -p "$work/src"
 # cisfix/checks.d is a link to the top-level checks.d/: both are copied, the link as a link.
-git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md cisfix checks.d \
+# plugins/cis is the CIS benchmark plugin package, shipped in the same wheel.
+git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md cisfix checks.d plugins/cis \
     | while IFS= read -r -d '' f; do if [[ -f $f || -L $f ]]; then printf '%s\0' "$f"; fi; done \
     | xargs -0 cp -P --parents -t "$work/src"
 cat >"$work/src/cisfix/_build.py" <<EOF

@@ -16,7 +16,7 @@ _EXPORTS = {
     # registered objects and plans
     **{name: "cisfix.types" for name in (
         "Check", "AuditResult", "Evidence", "Plan", "EditFile", "CreateFile", "SetMode", "AddHostPathMount",
-        "Component", "NodeInfo", "Editor", "Probe", "ReportFormat", "CheckResult",
+        "Component", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
         "PASS", "FAIL", "WARN", "MANUAL", "ERROR")},
     **{name: "cisfix.plan" for name in (
         "SetFlag", "RemoveFlag", "AddFlagItem", "RemoveFlagItem", "SetPath", "UnsetPath", "Edited")},

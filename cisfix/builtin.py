@@ -3,7 +3,8 @@ the text and JSON report formats. Registered like any other plugin; it answers l
 from __future__ import annotations
 
 import json
-from typing import List
+import re
+from typing import List, Optional
 
 from . import hookimpl
 from .node import Node
@@ -44,12 +45,27 @@ def _detect_types(node: Node, components: dict) -> tuple:
     return tuple(types)
 
 
+def _detect_version(node: Node, components: dict) -> Optional[str]:
+    """The Kubernetes version from a control-plane manifest's image tag (`.../kube-apiserver:v1.31.2`)."""
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        path = components[name].manifest if name in components else None
+        try:
+            text = node.host(node.resolve(path)).read_text(encoding="utf-8") if path else ""
+        except OSError:
+            continue
+        match = re.search(rf"image:\s*['\"]?\S*{name}(?:-\w+)?:v?(\d+\.\d+(?:\.\d+)?)", text)
+        if match:
+            return match.group(1)
+    return None
+
+
 @hookimpl(trylast=True)
 def cisfix_describe_node(node: Node, config: dict) -> NodeInfo:
     settings = config.get("components", {})
     components = {name: _component(name, settings.get(name, {})) for name in {*KUBEADM_COMPONENTS, *settings}}
     return NodeInfo(
-        distribution=config.get("distribution", "kubeadm"), version=config.get("version"),
+        distribution=config.get("distribution", "kubeadm"),
+        version=config.get("version") or _detect_version(node, components),
         node_types=tuple(config.get("nodeTypes", ())) or _detect_types(node, components), components=components)
 
 

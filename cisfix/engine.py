@@ -6,6 +6,7 @@ run left unfinished. Read-only work (planning, dry runs, history) needs neither.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from .lock import RunLock
 from .node import Node
 from .plan import SetPath, UnsetPath
 from .state import NodeState
-from .types import Change, CreateFile, EditFile, NodeInfo, SetMode
+from .types import Change, CreateFile, EditFile, Editor, NodeInfo, SetMode
 from .transaction import FileChange, RollbackReport, TransactionFailed, apply_changes, recover
 
 PATH_OPS = (SetPath, UnsetPath)
@@ -112,16 +113,17 @@ def read_node_file(node: Node, node_path: str, missing_ok: bool = False) -> tupl
         raise InputError(node.display(node_path), exc.strerror or str(exc))
 
 
-def plan_changes(node: Node, changes: Sequence[Change]) -> List[PlannedChange]:
+def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor] = ()) -> List[PlannedChange]:
     """Compute every file's new bytes and mode. Changes to the same file are combined in order, so a
-    batch of plans touching one manifest becomes one edit of it."""
+    batch of plans touching one manifest becomes one edit of it. `editors` registered by plugins take
+    the files that match their patterns."""
     groups: Dict[str, List[Change]] = {}
     for change in changes:
         groups.setdefault(node.resolve(node.node_path(change.path)), []).append(change)
-    return [_plan_file(node, path, group) for path, group in groups.items()]
+    return [_plan_file(node, path, group, editors) for path, group in groups.items()]
 
 
-def _plan_file(node: Node, path: str, changes: List[Change]) -> PlannedChange:
+def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor]) -> PlannedChange:
     creates = any(isinstance(c, CreateFile) for c in changes)
     real, before = read_node_file(node, path, missing_ok=creates)
     before_meta = Meta.of(os.stat(node.host(real))) if before is not None else None
@@ -138,7 +140,7 @@ def _plan_file(node: Node, path: str, changes: List[Change]) -> PlannedChange:
             meta = _meta(node, owners, change.mode, change.owner, meta or before_meta)
             notes.append(f"mode {meta.mode:04o}, owner {owners.owner_name(meta.uid, meta.gid)}")
         else:
-            content, more = _edit(node, real, content, change)
+            content, more = _edit(node, real, content, change, editors)
             notes += more
     return PlannedChange(real, before, content, before_meta, meta, tuple(notes))
 
@@ -155,7 +157,8 @@ def _meta(node: Node, owners: NodeState, mode: Optional[int], owner: Optional[st
     return Meta(new_mode, *ids)
 
 
-def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile) -> Tuple[bytes, List[str]]:
+def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile,
+          editors: Sequence[Editor]) -> Tuple[bytes, List[str]]:
     from .editors.config import edit_paths
     from .editors.manifest import edit_flags
 
@@ -168,7 +171,12 @@ def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile) -> Tu
     flag_ops = [op for op in edit.ops if not isinstance(op, PATH_OPS)]
     path_ops = [op for op in edit.ops if isinstance(op, PATH_OPS)]
     notes: List[str] = []
+    plugin_editor = next((e for e in editors if any(fnmatch.fnmatch(path, p) for p in e.patterns)
+                          and all(isinstance(op, e.op_types) for op in edit.ops)), None)
     try:
+        if plugin_editor:
+            result = plugin_editor.edit(text, list(edit.ops))
+            return result.text.encode("utf-8"), list(result.notes)
         if flag_ops:
             result = edit_flags(text, flag_ops, edit.component, fallback=_component_from_name(path))
             text, notes = result.text, notes + list(result.notes)
@@ -223,13 +231,13 @@ class EditOutcome:
 
 
 def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False, wait: float = 0.0,
-                label: str = "edit") -> EditOutcome:
+                label: str = "edit", editors: Sequence[Editor] = ()) -> EditOutcome:
     """Plan every change, then apply all changed files as one transaction (or only show them)."""
     if dry_run:
-        return _outcome_of_plan(node, plan_changes(node, changes), dry_run=True)
+        return _outcome_of_plan(node, plan_changes(node, changes, editors), dry_run=True)
     with Session(node, wait) as session:
         session.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
-        planned = plan_changes(node, changes)
+        planned = plan_changes(node, changes, editors)
         outcome = _outcome_of_plan(node, planned, dry_run=False)
         if outcome.status != status.FIXED:
             return outcome

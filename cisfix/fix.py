@@ -45,5 +45,5 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
 
 def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: float = 0.0) -> EditOutcome:
     """Apply every planned change as one transaction (no health gate: for nodes without live components)."""
-    return run_changes(plugins.node, plan.changes, dry_run=dry_run, wait=wait,
+    return run_changes(plugins.node, plan.changes, dry_run=dry_run, wait=wait, editors=plugins.editors(),
                        label="fix " + ",".join(check.id for check, _ in plan.planned))

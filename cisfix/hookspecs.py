@@ -23,7 +23,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .node import Node
-    from .types import Check, CheckResult, Editor, NodeInfo, Plan, Probe, ReportFormat
+    from .types import Benchmark, Check, CheckResult, Editor, NodeInfo, Plan, Probe, ReportFormat
 
 hookspec = pluggy.HookspecMarker("cisfix")
 
@@ -49,6 +49,23 @@ def cisfix_register_checks(node_info: "NodeInfo") -> "Optional[List[Check]]":
                 return cisfix.AuditResult(cisfix.PASS if ok else cisfix.FAIL, "false", flags.get("profiling", "<unset>"))
             return [cisfix.Check(id="ACME-1", title="Profiling is off", audit=audit,
                                  component="kube-apiserver")]
+    """
+
+
+@hookspec
+def cisfix_register_benchmarks() -> "Optional[List[Benchmark]]":
+    """Return the benchmarks this plugin implements, so `cisfix benchmarks` lists them and the core can
+    choose one for the node.
+
+    Return a list of `cisfix.Benchmark`, or None. The core sets `node_info.benchmark` to the one asked
+    for with `--benchmark` (or `benchmark:` in the node configuration), else to the benchmark whose
+    `versions` include the node's Kubernetes minor version; `cisfix_register_checks` then sees it.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_register_benchmarks():
+            return [cisfix.Benchmark("acme-2", "ACME hardening guide v2", ("1.30", "1.31"))]
     """
 
 

@@ -14,7 +14,7 @@ import types
 from dataclasses import dataclass, replace
 from importlib import import_module
 from pathlib import Path
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import pluggy
 
@@ -25,7 +25,7 @@ from .errors import InputError
 from .markers import hookimpl
 from .node import Node
 from .trust import require_trusted
-from .types import Check, NodeInfo, ReportFormat
+from .types import Check, Editor, NodeInfo, ReportFormat
 
 DEFAULT_PLUGINS = ("cisfix.builtin",)
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
@@ -60,7 +60,7 @@ class Plugins:
     """Everything loaded for one run: the plugin manager, the node description and the checks."""
 
     def __init__(self, node: Node, checks_dirs: Iterable[str] = (), blocked: Iterable[str] = (),
-                 disabled: Iterable[str] = ()) -> None:
+                 disabled: Iterable[str] = (), benchmark: Optional[str] = None) -> None:
         self.node = node
         self.pm = pluggy.PluginManager("cisfix")
         self.pm.add_hookspecs(hookspecs)
@@ -83,8 +83,19 @@ class Plugins:
                 raise InputError(path, "--checks-dir: not a directory")
             self._load_dir(path, str(path))
         self.config = load_node_config(node)
-        self.info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
+        info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
+        self.benchmarks = {b.name: b for found in self.pm.hook.cisfix_register_benchmarks() for b in found or ()}
+        self.info = replace(info, benchmark=self._choose_benchmark(info, benchmark or self.config.get("benchmark")))
         self.checks = {i: c for i, c in self._collect_checks().items() if i not in set(disabled)}
+
+    def _choose_benchmark(self, info: NodeInfo, requested: Optional[str]) -> Optional[str]:
+        """The benchmark asked for, else the one registered for the node's minor version."""
+        if requested:
+            if requested not in self.benchmarks:
+                raise InputError(f"--benchmark {requested}", f"unknown benchmark; known: {', '.join(sorted(self.benchmarks)) or 'none'}")
+            return requested
+        minor = ".".join((info.version or "").lstrip("v").split(".")[:2])
+        return next((name for name, b in self.benchmarks.items() if minor in b.versions), None)
 
     def _register(self, plugin: object, name: str, version: str, source: str) -> None:
         if self.pm.is_blocked(name):
@@ -141,6 +152,9 @@ class Plugins:
             counts[check.source] = counts.get(check.source, 0) + 1
         return [PluginInfo(name, version, source, counts.get(source, 0))
                 for name, (version, source) in self._sources.items()]
+
+    def editors(self) -> List[Editor]:
+        return [e for found in self.pm.hook.cisfix_register_editors() for e in found or ()]
 
     def report_formats(self) -> Dict[str, ReportFormat]:
         return {f.name: f for found in self.pm.hook.cisfix_register_report_formats() for f in found or ()}

@@ -128,12 +128,24 @@ class Component:
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """How a node is laid out: the answer of `cisfix_describe_node`."""
+    """How a node is laid out: the answer of `cisfix_describe_node`. `benchmark` is filled in by the
+    core: the one asked for (`--benchmark`), else the one registered for the node's version."""
 
     distribution: str = "kubeadm"
     version: Optional[str] = None  # Kubernetes version, e.g. "1.31.2", when known
     node_types: Tuple[str, ...] = ()  # e.g. ("master", "worker")
     components: Mapping[str, Component] = field(default_factory=dict)
+    benchmark: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark a plugin implements, e.g. `Benchmark("cis-1.11", "CIS Kubernetes Benchmark v1.11",
+    ("1.29", "1.30", "1.31"))`: the Kubernetes minor versions it is chosen for automatically."""
+
+    name: str
+    title: str
+    versions: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,8 @@ def test_file_changed_by_someone_else_after_it_was_read(node, monkeypatch):
     real_plan = engine.plan_changes
     meddled = node.read(APISERVER) + b"# someone else\n"
 
-    def plan_then_meddle(n, changes):
-        planned = real_plan(n, changes)
+    def plan_then_meddle(*args):
+        planned = real_plan(*args)
         node.write(APISERVER, meddled)
         return planned
 
