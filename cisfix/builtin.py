@@ -50,7 +50,7 @@ def _detect_version(node: Node, components: dict) -> Optional[str]:
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         path = components[name].manifest if name in components else None
         try:
-            text = node.host(node.resolve(path)).read_text(encoding="utf-8") if path else ""
+            text = node.host(node.resolve(path)).read_bytes().decode("utf-8", "replace") if path else ""
         except OSError:
             continue
         match = re.search(rf"image:\s*['\"]?\S*{name}(?:-\w+)?:v?(\d+\.\d+(?:\.\d+)?)", text)

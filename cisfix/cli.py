@@ -54,6 +54,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(status.EXIT_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _gate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="per component: how long it may take to restart and become healthy (default 180)")
+    parser.add_argument("--stability-window", type=float, metavar="SECONDS",
+                        help="how long it must then stay healthy without restarting (default 15)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .version import version_string
 
@@ -87,12 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
     edit.add_argument("--diff", action="store_true", help="print the diff and apply")
     edit.add_argument("--no-health-gate", action="store_true", help="do not wait for the component's health")
+    _gate_options(edit)
     edit.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                       help="wait this long for another run's lock instead of exiting 5")
     _format_option(edit)
 
     recover = command("recover", cmd_recover, "finish or undo what an interrupted run left unfinished")
     recover.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _gate_options(recover)
     _format_option(recover)
 
     rollback = command("rollback", cmd_rollback, "undo a committed transaction")
@@ -110,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
     audit.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
     audit.add_argument("--format", default="text", help="text, json, or a format a plugin registers")
+
+    fix = command("fix", cmd_fix, "remediate failing checks: one gated transaction per component")
+    fix.add_argument("--check", action="append", default=[], metavar="ID", help="only this check (repeatable)")
+    fix.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
+    fix.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
+    fix.add_argument("--dry-run", action="store_true", help="print the plan and the diffs, change nothing")
+    fix.add_argument("--diff", action="store_true", help="print the diffs and apply")
+    fix.add_argument("--one-at-a-time", action="store_true", help="one transaction (and restart) per check")
+    fix.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _gate_options(fix)
+    _format_option(fix)
+
+    resume = command("resume", cmd_resume, "clear HALT once the node has been repaired by hand")
+    resume.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
 
     checks = command("checks", None, "list, show and validate checks; print the check schema")
     checks_commands = checks.add_subparsers(dest="checks_command", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -168,7 +191,22 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
     return tuple(ops)
 
 
+def _gate(args: argparse.Namespace, plugins):
+    from .gate import Gate, GateSettings, progress_printer
+
+    configured = plugins.config.get("gate", {})
+    settings = GateSettings(
+        timeout=args.timeout or configured.get("timeout", GateSettings.timeout),
+        stability=args.stability_window if args.stability_window is not None
+        else configured.get("stabilityWindow", GateSettings.stability),
+        interval=configured.get("interval", GateSettings.interval))
+    return Gate(plugins, settings, progress_printer(args.quiet))
+
+
 def cmd_edit(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from .apply import apply_gated, component_of, gate_recovered
     from .engine import run_changes
     from .types import EditFile
 
@@ -177,7 +215,17 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
     node = _node(args)
     edit = EditFile(node.node_path(args.file), ops, args.component, args.kind)
-    outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait)
+    gated = {}
+    if not (args.dry_run or args.no_health_gate):
+        plugins = _plugins(args)
+        component = component_of(plugins.info, node.resolve(edit.path))
+        if component and not plugins.config.get("offline"):
+            gate = _gate(args, plugins)
+            gated = {"applier": partial(apply_gated, plugins=plugins, gate=gate, component=component,
+                                        label=f"edit {edit.path}"),
+                     "after_recovery": lambda session: gate_recovered(session, plugins, gate),
+                     "editors": plugins.editors()}
+    outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **gated)
     if args.format == "json":
         print(json.dumps(outcome.as_dict(), indent=2))
         return outcome.exit_code
@@ -215,11 +263,20 @@ def _print_reports(node, reports, args: argparse.Namespace, nothing: str) -> int
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    from .apply import gate_recovered
     from .engine import Session
+    from .halt import halt_file
 
     node = _node(args)
     with Session(node, args.wait) as session:
-        return _print_reports(node, session.recovered, args, "nothing to recover")
+        if session.recovered:
+            plugins = _plugins(args)
+            gate_recovered(session, plugins, _gate(args, plugins))  # restored files: prove the components healthy
+        code = _print_reports(node, session.recovered, args, "nothing to recover")
+    if halt_file(node).exists():
+        print(f"cisfix: error: a recovered component is not healthy; see {halt_file(node)}", file=sys.stderr)
+        return status.EXIT_ROLLBACK_FAILED
+    return code
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -241,6 +298,57 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 raise InputError(session.journal.path, f"no transaction {args.txid}")
         report = rollback_committed(node, session.journal, session.log, tx)
         return _print_reports(node, [report], args, "")
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from .audit import select
+    from .fix import run_fix
+
+    plugins = _plugins(args)
+    checks = select(plugins, args.check, args.node_type, args.level)
+    report = run_fix(plugins, checks, _gate(args, plugins), dry_run=args.dry_run,
+                     one_at_a_time=args.one_at_a_time, wait=args.wait)
+    if args.format == "json":
+        print(json.dumps({"summary": _fix_summary(report.results), "restarts": report.restarts,
+                          "results": [r.as_dict() for r in report.results], "diff": report.diff}, indent=2))
+        return report.exit_code
+    if (args.dry_run or args.diff) and report.diff:
+        sys.stdout.write(report.diff)
+    changed = [r for r in report.results if r.status not in (status.ALREADY_COMPLIANT,)]
+    for r in changed if args.quiet else report.results:
+        if args.quiet and r.status == status.SKIPPED:
+            continue
+        tx = f" [txid {r.txid}]" if r.txid else ""
+        print(f"{r.status:<34} {r.check.id:<10} {r.check.title}{tx}")
+        if r.status not in (status.ALREADY_COMPLIANT, status.FIXED, status.WOULD_FIX) and r.audit.reason:
+            print(f"{'':<34} {r.audit.reason}")
+    if not args.quiet:
+        print("== " + ", ".join(f"{n} {s}" for s, n in _fix_summary(report.results).items()) + " ==")
+    return report.exit_code
+
+
+def _fix_summary(results) -> dict:
+    counts: dict = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .engine import Session
+    from .halt import halt_file
+
+    node = _node(args)
+    with Session(node, args.wait, halt_check=False) as session:
+        path = halt_file(node)
+        if not path.exists():
+            print("not halted")
+            return 0
+        reason = path.read_text(encoding="utf-8", errors="replace").splitlines()[1:2] or [""]
+        path.unlink()
+        session.log.write("RESUME", "-", str(path), f"HALT cleared by the operator; it said: {reason[0][:200]}")
+    print(f"HALT cleared ({path} removed)")
+    return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:

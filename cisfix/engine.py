@@ -6,16 +6,18 @@ run left unfinished. Read-only work (planning, dry runs, history) needs neither.
 from __future__ import annotations
 
 import difflib
+from functools import partial
 import fnmatch
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .atomic import Meta, sha256
 from .changelog import ChangeLog
 from .errors import CisfixError, EditError, InputError
+from .halt import refuse_if_halted
 from .journal import Journal
 from .lock import RunLock
 from .node import Node
@@ -56,8 +58,8 @@ def describe_conflicts(node: Node, report: RollbackReport) -> str:
 class Session:
     """Hold the run lock and recover unfinished transactions before any change."""
 
-    def __init__(self, node: Node, wait: float = 0.0) -> None:
-        self.node = node
+    def __init__(self, node: Node, wait: float = 0.0, halt_check: bool = True) -> None:
+        self.node, self.halt_check = node, halt_check
         self.journal = Journal(node.state_dir / "journal.jsonl")
         self.log = ChangeLog(node.host("/var/log/cisfix.log"))
         self._lock = RunLock(node.state_dir / "lock", wait)
@@ -68,6 +70,8 @@ class Session:
                           "state directory")
         self._lock.__enter__()
         try:
+            if self.halt_check:
+                refuse_if_halted(self.node)
             self.recovered = recover(self.node, self.journal, self.log)
         except BaseException:
             self._lock.__exit__()
@@ -216,6 +220,7 @@ class EditOutcome:
     changes_made: List[str] = field(default_factory=list)
     diff: str = ""
     exit_code: int = status.EXIT_OK
+    audit_verified: Optional[bool] = None  # None: no verification ran
 
     def as_dict(self) -> dict:
         return {
@@ -225,34 +230,55 @@ class EditOutcome:
             "txid": self.txid,
             "backup_path": self.backup_path,
             "changes_made": self.changes_made,
-            "audit_verified": None,
+            "audit_verified": self.audit_verified,
             "diff": self.diff,
         }
 
 
+Applier = Callable[["Session", List[PlannedChange], "EditOutcome"], "EditOutcome"]
+
+
 def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False, wait: float = 0.0,
-                label: str = "edit", editors: Sequence[Editor] = ()) -> EditOutcome:
-    """Plan every change, then apply all changed files as one transaction (or only show them)."""
+                label: str = "edit", editors: Sequence[Editor] = (), applier: Optional[Applier] = None,
+                after_recovery: Optional[Callable[["Session"], None]] = None) -> EditOutcome:
+    """Plan every change, then apply all changed files as one transaction (or only show them).
+    `applier` replaces the plain transaction (the health-gated one does); `after_recovery` runs once
+    the lock is held and unfinished transactions are undone."""
     if dry_run:
         return _outcome_of_plan(node, plan_changes(node, changes, editors), dry_run=True)
     with Session(node, wait) as session:
         session.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
+        if after_recovery:
+            after_recovery(session)
         planned = plan_changes(node, changes, editors)
         outcome = _outcome_of_plan(node, planned, dry_run=False)
         if outcome.status != status.FIXED:
             return outcome
-        changed = [p for p in planned if p.changed]
-        for p in changed:
-            _require_writable(node.host(p.path).parent, "target directory")
-        file_changes = [FileChange(p.path, p.after if p.after != p.before else None,
-                                   sha256(p.before) if p.before is not None else None, p.meta) for p in changed]
-        try:
-            outcome.txid = apply_changes(node, session.journal, session.log, file_changes,
-                                         f"{label} {' '.join(p.path for p in changed)}")
-        except TransactionFailed as failure:
-            return _failed(node, failure, outcome)
+        for p in planned:
+            if p.changed:
+                _require_writable(node.host(p.path).parent, "target directory")
+        return (applier or partial(apply_plain, label=label))(session, planned, outcome)
+
+
+def apply_plain(session: Session, planned: List[PlannedChange], outcome: EditOutcome, label: str) -> EditOutcome:
+    """One transaction, no health gate."""
+    node = session.node
+    changed = [p for p in planned if p.changed]
+    try:
+        outcome.txid = apply_changes(node, session.journal, session.log, file_changes(changed),
+                                     f"{label} {' '.join(p.path for p in changed)}")
+    except TransactionFailed as failure:
+        return _failed(node, failure, outcome)
     outcome.backup_path = str(node.state_dir / "backups" / outcome.txid)
     return outcome
+
+
+def file_changes(planned: Sequence[PlannedChange]) -> List[FileChange]:
+    """The transaction's files, new ones first: a manifest that mounts a new file must never be seen
+    by the kubelet before that file exists."""
+    ordered = sorted((p for p in planned if p.changed), key=lambda p: p.before is not None)
+    return [FileChange(p.path, p.after if p.after != p.before else None,
+                       sha256(p.before) if p.before is not None else None, p.meta) for p in ordered]
 
 
 def _outcome_of_plan(node: Node, planned: List[PlannedChange], dry_run: bool) -> EditOutcome:

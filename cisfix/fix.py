@@ -1,22 +1,29 @@
-"""From failing audits to one transaction: ask each failing check for its plan, let plugins veto it,
-and apply what remains through the engine. (Health gating and batching per component build on this.)"""
+"""The fix engine: audit, plan the remediation of every failing automated check, group the plans by
+component and apply each group as ONE gated transaction — one restart per component, in dependency
+order. When a group fails its gate it is rolled back and bisected to find the change(s) that break
+it; the rest is applied and each culprit is reported with the component's own error."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
+from .apply import ORDER, apply_gated, gate_recovered
 from .audit import audit_one, node_state
-from .engine import EditOutcome, run_changes
+from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
+from .gate import Gate
+from .journal import Journal
 from .plugins import Plugins
-from .types import FAIL, Check, CheckResult, Plan
+from .types import FAIL, PASS, Check, CheckResult, Plan
+
+Item = Tuple[Check, Plan]
 
 
 @dataclass
 class FixPlan:
-    """What a fix would do: the checks it remediates with their plans, and the checks it skips."""
+    """What a fix would do: the checks it remediates with their plans, and the checks it leaves."""
 
-    planned: List[Tuple[Check, Plan]] = field(default_factory=list)
+    planned: List[Item] = field(default_factory=list)
     skipped: List[CheckResult] = field(default_factory=list)
     compliant: List[CheckResult] = field(default_factory=list)
 
@@ -31,7 +38,8 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
     for check in checks:
         verdict = audit_one(state, check)
         if verdict.status != FAIL:
-            result.compliant.append(CheckResult(check, verdict, status.ALREADY_COMPLIANT))
+            result.compliant.append(CheckResult(check, verdict, status.ALREADY_COMPLIANT if verdict.status == PASS
+                                                else status.SKIPPED))
             continue
         plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
         veto = None if plan.manual else plugins.pm.hook.cisfix_veto_plan(check=check, plan=plan, node_info=plugins.info)
@@ -44,6 +52,141 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
 
 
 def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: float = 0.0) -> EditOutcome:
-    """Apply every planned change as one transaction (no health gate: for nodes without live components)."""
+    """Apply every planned change as one transaction, without a health gate: for node trees with no
+    live components (tests, plugin authors' fixtures)."""
     return run_changes(plugins.node, plan.changes, dry_run=dry_run, wait=wait, editors=plugins.editors(),
                        label="fix " + ",".join(check.id for check, _ in plan.planned))
+
+
+@dataclass
+class FixReport:
+    results: List[CheckResult]
+    diff: str = ""
+    restarts: Dict[str, int] = field(default_factory=dict)  # component -> transactions that restarted it
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {r.status for r in self.results}
+        if status.REMEDIATION_FAILED_ROLLBACK_FAILED in statuses:
+            return status.EXIT_ROLLBACK_FAILED
+        if status.REMEDIATION_FAILED_ROLLED_BACK in statuses:
+            return status.EXIT_ROLLED_BACK
+        failing = any(r.check.automated and r.audit.status == FAIL and r.status not in (status.FIXED, status.WOULD_FIX)
+                      for r in self.results)
+        return status.EXIT_STILL_FAILING if failing else status.EXIT_OK
+
+
+def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[Tuple[Optional[str], List[Item]]]:
+    """Plans grouped by the component they restart, in dependency order; plans that restart nothing
+    (file modes, say) form the last group."""
+    groups: Dict[Optional[str], List[Item]] = {}
+    for check, plan in planned:
+        component = check.component if check.component in plugins.info.components else None
+        groups.setdefault(component, []).append((check, plan))
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(groups.items(), key=lambda kv: (kv[0] is None, rank.get(kv[0] or "", len(ORDER)), kv[0] or ""))
+
+
+class Fixer:
+    """Applies a FixPlan group by group through the gate, bisecting failed groups."""
+
+    def __init__(self, plugins: Plugins, gate: Gate, session: Session,
+                 observe: Callable[[CheckResult], None]) -> None:
+        self.plugins, self.gate, self.session, self.observe = plugins, gate, session, observe
+        self.results: Dict[str, CheckResult] = {}
+        self.restarts: Dict[str, int] = {}
+        self.halted = False
+
+    def attempt(self, component: Optional[str], items: Sequence[Item]) -> EditOutcome:
+        """One gated transaction for these checks' changes, planned against the node as it is now."""
+        node = self.plugins.node
+        planned = plan_changes(node, [c for _, plan in items for c in plan.changes], self.plugins.editors())
+        ids = [check.id for check, _ in items]
+        outcome = EditOutcome(status.FIXED, "applied and committed",
+                              changes_made=[f"{node.display(p.path)}: {n}" for p in planned if p.changed for n in p.notes])
+        if not any(p.changed for p in planned):
+            outcome.status = status.ALREADY_COMPLIANT
+            return outcome
+
+        def verify() -> List[Tuple[str, str]]:
+            state = self.gate.state()
+            return [(check.id, (check.verify or check.audit)(state).status) for check, _ in items]
+
+        outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,
+                              component=component, label=f"fix {','.join(ids)}", verify=verify)
+        if component and outcome.txid:
+            self.restarts[component] = self.restarts.get(component, 0) + (
+                1 if outcome.status == status.FIXED else 2)
+        self.halted = outcome.status == status.REMEDIATION_FAILED_ROLLBACK_FAILED
+        return outcome
+
+    def record(self, items: Sequence[Item], outcome: EditOutcome, audit_status: Optional[str] = None) -> None:
+        for check, plan in items:
+            verdict = audit_one(self.gate.state(), check)
+            result = CheckResult(check, replace(verdict, reason=outcome.reason if outcome.status != status.FIXED
+                                                else "; ".join(plan.notes) or verdict.reason),
+                                 outcome.status, outcome.txid)
+            self.results[check.id] = result
+            self.observe(result)
+
+    def fix_group(self, component: Optional[str], items: List[Item], one_at_a_time: bool) -> None:
+        if one_at_a_time:
+            for item in items:
+                if not self.halted:
+                    self.record([item], self.attempt(component, [item]))
+            return
+        outcome = self.attempt(component, items)
+        if outcome.status in (status.FIXED, status.ALREADY_COMPLIANT) or self.halted or len(items) == 1:
+            self.record(items, outcome)
+            return
+        self.bisect(component, items, [], outcome)
+
+    def bisect(self, component: Optional[str], suspects: List[Item], carried: List[Item],
+               failure: EditOutcome) -> None:
+        """`suspects` failed together (with `carried`, believed good, not yet applied). Try half of the
+        suspects with the carried ones; keep what passes, narrow down what fails."""
+        if self.halted:
+            self.record(suspects + carried, EditOutcome(status.SKIPPED, "not attempted: the node is HALTed"))
+            return
+        if len(suspects) == 1:
+            self.record(suspects, failure)
+            if carried:
+                outcome = self.attempt(component, carried)
+                if outcome.status in (status.FIXED, status.ALREADY_COMPLIANT) or len(carried) == 1 or self.halted:
+                    self.record(carried, outcome)
+                else:
+                    self.bisect(component, carried, [], outcome)
+            return
+        half, rest = suspects[:len(suspects) // 2], suspects[len(suspects) // 2:]
+        outcome = self.attempt(component, half + carried)
+        if outcome.status in (status.FIXED, status.ALREADY_COMPLIANT):
+            self.record(half + carried, outcome)
+            self.bisect(component, rest, [], failure)
+        else:
+            self.bisect(component, half, carried + rest, outcome)
+
+
+def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: bool = False,
+            one_at_a_time: bool = False, wait: float = 0.0) -> FixReport:
+    observe = lambda result: plugins.pm.hook.cisfix_observe_result(result=result)  # noqa: E731
+    plan = plan_fix(plugins, checks)
+    node = plugins.node
+    for result in plan.compliant + plan.skipped:
+        observe(result)
+    if dry_run:
+        planned = plan_changes(node, plan.changes, plugins.editors())
+        results = [CheckResult(check, audit_one(node_state(plugins), check), status.WOULD_FIX) for check, _ in plan.planned]
+        return FixReport(plan.compliant + plan.skipped + results,
+                         "".join(unified_diff(node, p) for p in planned if p.changed))
+    unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
+    if not plan.planned and not unfinished:
+        return FixReport(plan.compliant + plan.skipped)  # compliant: no lock, no write, no restart
+    with Session(node, wait) as session:
+        session.refuse_if_recovery_failed()
+        gate_recovered(session, plugins, gate)
+        fixer = Fixer(plugins, gate, session, observe)
+        if session.recovered:  # the node changed under the audit: plan again
+            plan = plan_fix(plugins, checks)
+        for component, items in group_by_component(plugins, plan.planned):
+            fixer.fix_group(component, items, one_at_a_time)
+    return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), restarts=fixer.restarts)

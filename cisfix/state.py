@@ -127,15 +127,25 @@ class NodeState:
     def process(self, component: str) -> Optional[Process]:
         """The component's newest process: its executable (or the script an interpreter runs, argv[1])
         is the component's `process` setting — a full path when it contains a slash, else a name."""
-        matches = [p for p in self.processes() if self._program_index(component, p) is not None]
+        matches = [p for p in self.processes() if self.program_index(component, p) is not None]
         return max(matches, key=lambda p: p.start_ticks) if matches else None
 
-    def _program_index(self, component: str, process: Process) -> Optional[int]:
+    def program_index(self, component: str, process: Process) -> Optional[int]:
         wanted = self.component(component).process or component
         for index, arg in enumerate(process.argv[:2]):
             if arg == wanted or ("/" not in wanted and os.path.basename(arg) == wanted):
                 return index
         return None
+
+    def log_tail(self, component: str, lines: int = 5) -> str:
+        """The last lines the component's container wrote (the kubelet's /var/log/pods layout)."""
+        root = self.node.host("/")
+        logs = [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
+        newest = _newest(logs)
+        if newest is None:
+            return ""
+        text = newest.read_bytes()[-4096:].decode("utf-8", "replace")
+        return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
 
     def component(self, name: str) -> Component:
         return self.info.components.get(name) or Component(name)
@@ -144,7 +154,7 @@ class NodeState:
         """Effective flags: the running process's command line, else the static pod manifest's."""
         process = self.process(component)
         if process:
-            start = self._program_index(component, process) + 1
+            start = self.program_index(component, process) + 1
             return Flags(dict(parse_argv(process.argv[start:])),
                          Evidence(process=f"{component} (pid {process.pid})"), True)
         manifest = self.component(component).manifest
@@ -154,6 +164,10 @@ class NodeState:
         from .editors.manifest import read_flags
 
         return Flags(dict(read_flags(text.decode("utf-8"), None, fallback=component)), Evidence(file=manifest), False)
+
+
+def _newest(paths: List[Path]) -> Optional[Path]:
+    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
 
 
 def _read_process(proc: Path) -> Optional[Process]:

@@ -11,8 +11,8 @@ Enable it in your `conftest.py`::
         assert cisfix_node.audit("ACME-1")["ACME-1"]["status"] == "PASS"
 
 The node is a copy of a kubeadm 1.31 control plane's files (the four static pod manifests and the
-kubelet's config.yaml, with kubeadm's modes). No component runs, so audits read the manifests and
-fixes are applied without a health gate.
+kubelet's config.yaml, with kubeadm's modes) and a node configuration saying `offline: true`: no
+component runs, so audits read the manifests and changes are applied without a health gate.
 """
 from __future__ import annotations
 
@@ -129,6 +129,10 @@ def build_node(root: Path, checks_dirs: Iterable[str] = ()) -> TestNode:
 
     root.mkdir(parents=True, exist_ok=True)
     copy(files("cisfix.testing").joinpath("node"), root)
+    # Nothing runs on this node: say so, as the configuration of any offline node image would.
+    config = root / "etc/cisfix/config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("apiVersion: cisfix/v1\nkind: NodeConfig\noffline: true\n")
     for folder, mode in MODES.items():
         for f in (root / folder).iterdir():
             os.chmod(f, mode)

@@ -1,0 +1,198 @@
+"""Health probes of a component: its authenticated health endpoints, and its pod's own probes as the
+kubelet runs them. A 401 or 403 is never healthy: an endpoint that refuses us proves nothing."""
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import socket
+import ssl
+import tempfile
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+from .state import NodeState
+
+KUBEADM_HEALTH: Dict[str, dict] = {
+    # Defaults for a kubeadm node when the node configuration names no endpoint; the ports follow the
+    # component's flags (see _default_health).
+    "kube-apiserver": {"paths": ["/livez", "/readyz"], "caFile": "/etc/kubernetes/pki/ca.crt",
+                       "kubeconfig": "/etc/kubernetes/admin.conf"},
+    "kube-controller-manager": {"url": "https://127.0.0.1:10257/healthz", "insecureSkipVerify": True},
+    "kube-scheduler": {"url": "https://127.0.0.1:10259/healthz", "insecureSkipVerify": True},
+    "etcd": {"url": "https://127.0.0.1:2379/health", "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
+             "certFile": "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+             "keyFile": "/etc/kubernetes/pki/etcd/healthcheck-client.key"},
+    "kubelet": {"url": "http://127.0.0.1:10248/healthz"},
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    healthy: bool
+    message: str
+    refused: bool = False  # the component answered and said no (401/403): waiting will not help
+
+
+def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0) -> Answer:
+    """GET `url`; healthy is 200-399. TLS verification and client certificates follow `settings`:
+    caFile, certFile, keyFile, kubeconfig (node paths) and insecureSkipVerify."""
+    parts = urlsplit(url)
+    try:
+        if parts.scheme == "https":
+            with ClientFiles(state, settings) as (cert, key):
+                context = _context(state, settings, cert, key)
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    parts.hostname, parts.port or 443, timeout=timeout, context=context)
+                return _request(conn, parts, url)
+        return _request(http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout), parts, url)
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
+        return Answer(False, f"{url}: {exc}")
+
+
+def _request(conn: http.client.HTTPConnection, parts, url: str) -> Answer:
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        response = conn.getresponse()
+        body = response.read(200).decode("utf-8", "replace").strip()
+    finally:
+        conn.close()
+    if response.status in (401, 403):
+        return Answer(False, f"{url}: HTTP {response.status} (refused: never counted as healthy)", refused=True)
+    return Answer(200 <= response.status < 400, f"{url}: HTTP {response.status} {body[:80]}".rstrip())
+
+
+def _context(state: NodeState, settings: dict, cert: Optional[str], key: Optional[str]) -> ssl.SSLContext:
+    if settings.get("insecureSkipVerify"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    else:
+        ca = settings.get("caFile")
+        context = ssl.create_default_context(cafile=str(state.node.host(ca)) if ca else None)
+        context.check_hostname = False  # components serve certificates for their node names, we dial 127.0.0.1
+    if cert and key:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class ClientFiles:
+    """Client certificate and key as host files: from certFile/keyFile, or written from a kubeconfig's
+    embedded data to a private temp directory removed afterwards."""
+
+    def __init__(self, state: NodeState, settings: dict) -> None:
+        self.state, self.settings = state, settings
+        self.tmp: Optional[tempfile.TemporaryDirectory] = None
+
+    def __enter__(self) -> Tuple[Optional[str], Optional[str]]:
+        s, host = self.settings, self.state.node.host
+        if s.get("certFile") and s.get("keyFile"):
+            return str(host(s["certFile"])), str(host(s["keyFile"]))
+        if not s.get("kubeconfig"):
+            return None, None
+        user = ((self.state.yaml(s["kubeconfig"]) or {}).get("users") or [{}])[0].get("user", {})
+        if user.get("client-certificate") and user.get("client-key"):
+            return str(host(user["client-certificate"])), str(host(user["client-key"]))
+        self.tmp = tempfile.TemporaryDirectory(prefix="cisfix-probe-")  # mode 0700
+        paths = []
+        for field in ("client-certificate-data", "client-key-data"):
+            path = os.path.join(self.tmp.name, field)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(base64.b64decode(user.get(field, "")))
+            paths.append(path)
+        return paths[0], paths[1]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp:
+            self.tmp.cleanup()
+
+
+def endpoint_settings(state: NodeState, component: str) -> List[Tuple[str, dict]]:
+    """(url, settings) pairs to probe: the node configuration's `health`, else kubeadm's defaults with
+    the ports the component's flags or config say."""
+    configured = dict(state.component(component).health or {})
+    if configured:
+        urls = configured.pop("url")
+        return [(u, configured) for u in ([urls] if isinstance(urls, str) else urls)]
+    default = dict(KUBEADM_HEALTH.get(component, {}))
+    if not default:
+        return []
+    if component == "kube-apiserver":
+        port = state.flags(component).get("secure-port", "6443")
+        return [(f"https://127.0.0.1:{port}{p}", default) for p in default.pop("paths")]
+    if component == "kubelet":
+        config = state.yaml(state.component("kubelet").config or "") or {}
+        port = config.get("healthzPort", 10248)
+        return [(f"http://127.0.0.1:{port}/healthz", default)]
+    url = default.pop("url")
+    port = state.flags(component).get("secure-port")
+    if port and component != "etcd":
+        url = url.replace(urlsplit(url).netloc, f"127.0.0.1:{port}")
+    return [(url, default)]
+
+
+def probe_endpoints(state: NodeState, component: str) -> Answer:
+    answers = [get(url, state, settings) for url, settings in endpoint_settings(state, component)]
+    if not answers:
+        return Answer(True, f"{component}: no health endpoint known")
+    failed = [a for a in answers if not a.healthy]
+    return failed[0] if failed else Answer(True, "; ".join(a.message for a in answers))
+
+
+def pod_probes(state: NodeState, component: str) -> Answer:
+    """Run the liveness, readiness and startup probes written in the component's manifest, as the
+    kubelet does: no credentials, no certificate verification, 200-399 is success."""
+    manifest = state.component(component).manifest
+    pod = state.yaml(manifest) if manifest else None
+    if not isinstance(pod, dict):
+        return Answer(True, f"{component}: no static pod probes")
+    containers = (pod.get("spec") or {}).get("containers") or []
+    container = next((c for c in containers if c.get("name") == component), containers[0] if containers else {})
+    results = []
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = container.get(kind)
+        if isinstance(probe, dict):
+            results.append((kind, _run_probe(probe, container)))
+    failed = [(kind, a) for kind, a in results if not a.healthy]
+    if failed:
+        kind, answer = failed[0]
+        return Answer(False, f"{component} {kind}: {answer.message}", answer.refused)
+    return Answer(True, f"{component}: {len(results)} pod probe(s) pass")
+
+
+def _port(port: object, container: dict) -> int:
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    named = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
+    return int(named[port])
+
+
+def _run_probe(probe: dict, container: dict) -> Answer:
+    if "httpGet" in probe:
+        action = probe["httpGet"]
+        scheme = str(action.get("scheme", "HTTP")).lower()
+        host = action.get("host") or "127.0.0.1"  # static pods run on the host network
+        url = f"{scheme}://{host}:{_port(action.get('port'), container)}{action.get('path', '/')}"
+        parts = urlsplit(url)
+        timeout = float(probe.get("timeoutSeconds", 1))
+        if scheme == "https":
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(parts.hostname, parts.port,
+                                                                           timeout=timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        try:
+            return _request(conn, parts, url)
+        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            return Answer(False, f"{url}: {exc}")
+    if "tcpSocket" in probe:
+        action = probe["tcpSocket"]
+        address = (action.get("host") or "127.0.0.1", _port(action.get("port"), container))
+        try:
+            socket.create_connection(address, timeout=float(probe.get("timeoutSeconds", 1))).close()
+            return Answer(True, f"tcp {address[0]}:{address[1]} open")
+        except OSError as exc:
+            return Answer(False, f"tcp {address[0]}:{address[1]}: {exc}")
+    return Answer(True, "exec probes run inside the container; not checked from the host")

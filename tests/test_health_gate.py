@@ -1,0 +1,128 @@
+"""The health gate on a running lab node: a change is committed only when the component restarted with
+it and stayed healthy; anything else is rolled back and the rollback gated too."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+ETCD = "/etc/kubernetes/manifests/etcd.yaml"
+FAST = ("--timeout", "40", "--stability-window", "2")
+
+
+def cisfix(lab, *args, env=None):
+    """The CLI against the lab; the CIS content is left out so these tests see only their own checks."""
+    return subprocess.run([sys.executable, "-m", "cisfix", "--root", str(lab.root), "-p", "no:cisfix_cis", *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def journal(lab):
+    path = Path(lab.root) / "var/lib/cisfix/journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def healthy(lab, component):
+    return lab.status()[component].healthy
+
+
+def test_a_good_change_restarts_once_and_is_committed_after_the_gate(lab):
+    since = time.time()
+    result = cisfix(lab, "edit", APISERVER, "--flag", "profiling=false", "--format", "json", *FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout)
+    assert out["status"] == "FIXED" and "healthy and stable" in out["reason"]
+    starts = lab.events("pod-started", "kube-apiserver", since)
+    assert len(starts) == 1
+    records = journal(lab)
+    health = [r for r in records if r["type"] == "health"]
+    assert [(h["phase"], h["healthy"]) for h in health] == [("apply", True)]
+    # Never healthy before the restart: the verdict comes after the new pod started.
+    assert health[0]["time"] > starts[0]["time"]
+    assert [r["type"] for r in records][-1] == "commit"
+
+
+@pytest.mark.parametrize("case", ["unknown flag", "anonymous auth off", "unmounted file", "missing etcd cert"])
+def test_a_bad_change_is_rolled_back_and_the_component_is_healthy_again(lab, case):
+    component, path, args = {
+        "unknown flag": ("kube-apiserver", APISERVER, ["--flag", "no-such-flag=1"]),
+        "anonymous auth off": ("kube-apiserver", APISERVER, ["--flag", "anonymous-auth=false"]),
+        "unmounted file": ("kube-apiserver", APISERVER, ["--flag", "audit-policy-file=/etc/kubernetes/audit-policy.yaml"]),
+        "missing etcd cert": ("etcd", ETCD, ["--flag", "cert-file=/etc/kubernetes/pki/etcd/missing.crt"]),
+    }[case]
+    if case == "unmounted file":  # the file exists on the host, but kubeadm does not mount /etc/kubernetes
+        (Path(lab.root) / "etc/kubernetes/audit-policy.yaml").write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\n")
+    before = (Path(lab.root) / path.lstrip("/")).read_bytes()
+    result = cisfix(lab, "edit", path, *args, "--format", "json", *FAST)
+    out = json.loads(result.stdout)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert out["status"] == "REMEDIATION_FAILED_ROLLED_BACK"
+    assert (Path(lab.root) / path.lstrip("/")).read_bytes() == before
+    assert healthy(lab, component) and healthy(lab, "kube-apiserver")
+    phases = [(r["phase"], r["healthy"]) for r in journal(lab) if r["type"] == "health"]
+    assert phases == [("apply", False), ("rollback", True)]
+
+
+def test_an_unhealthy_component_is_never_changed(lab):
+    lab.add_flag("kube-scheduler", "--no-such-flag")  # crash-loops from now on
+    lab.wait_for(lambda: not healthy(lab, "kube-scheduler"), what="scheduler unhealthy")
+    path = Path(lab.root) / "etc/kubernetes/manifests/kube-scheduler.yaml"
+    before = path.read_bytes()
+    result = cisfix(lab, "edit", "/etc/kubernetes/manifests/kube-scheduler.yaml", "--flag", "profiling=false", *FAST)
+    assert result.returncode == 2 and "not healthy before any change" in result.stderr
+    assert path.read_bytes() == before and journal(lab) == []
+
+
+FAILING_PROBE = '''
+import cisfix
+calls = []
+
+def check(state, component):
+    calls.append(1)  # healthy for the pre-gate only: neither the change nor its rollback comes back
+    return (len(calls) == 1, "the test's probe says no")
+
+@cisfix.hookimpl
+def cisfix_register_probes():
+    return [cisfix.Probe("kube-apiserver", check)]
+'''
+
+
+def test_a_rollback_that_does_not_come_back_halts_the_node(lab, tmp_path):
+    probes = tmp_path / "probes.d"
+    probes.mkdir()
+    (probes / "sick.py").write_text(FAILING_PROBE)
+    result = cisfix(lab, "--checks-dir", str(probes), "edit", APISERVER, "--flag", "profiling=false",
+                    "--timeout", "8", "--stability-window", "1")
+    assert result.returncode == 4, result.stdout + result.stderr
+    halt = Path(lab.root) / "var/lib/cisfix/HALT"
+    text = halt.read_text()
+    assert "cp -p" in text and "backups" in text and "lab-restart-kubelet" in text
+    refused = cisfix(lab, "edit", APISERVER, "--flag", "audit-log-maxage=30", *FAST)
+    assert refused.returncode == 4 and "HALT" in refused.stderr
+    assert cisfix(lab, "audit").returncode in (0, 1)  # audits still run
+    assert cisfix(lab, "resume").returncode == 0 and not halt.exists()
+    assert cisfix(lab, "edit", APISERVER, "--flag", "audit-log-maxage=30", *FAST).returncode == 0
+
+
+def test_kill_during_the_gate_is_restored_and_gated_by_the_next_run(lab):
+    before = (Path(lab.root) / APISERVER.lstrip("/")).read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "cisfix", "--root", str(lab.root), "-p", "no:cisfix_cis",
+                             "edit", APISERVER, "--flag", "no-such-flag=1", *FAST],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lab.wait_for(lambda: any(r["type"] == "applied" for r in journal(lab)), what="the change applied")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    result = cisfix(lab, "edit", APISERVER, "--flag", "profiling=false", "--format", "json", *FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (Path(lab.root) / APISERVER.lstrip("/")).read_text()
+    assert "--no-such-flag" not in text and "--profiling=false" in text
+    assert text.replace("    - --profiling=false\n", "") == before.decode()
+    phases = [(r["phase"], r["healthy"]) for r in journal(lab) if r["type"] == "health"]
+    assert ("recovery", True) in phases
+    assert healthy(lab, "kube-apiserver")
