@@ -1,0 +1,83 @@
+"""Audit results as kube-bench's JSON: `Controls[]` (one per benchmark part: master, etcd,
+controlplane, node, policies), each with `tests[]` (one per group) holding `results[]`, per-level totals
+and the top-level `Totals`. Statuses as kube-bench gives them: a failing unscored ("Manual")
+recommendation and a check that needs a human are WARN. Results of checks outside the CIS benchmarks are
+left out: kube-bench has no place for them."""
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Sequence
+
+from cisfix.types import ERROR, FAIL, MANUAL, PASS, CheckResult
+
+from .catalog import BENCHMARKS, CONTROLS, GROUPS, specs_for
+
+TOTALS = ("pass", "fail", "warn", "info")
+
+
+def status_of(result: CheckResult, scored: bool) -> str:
+    status = result.audit.status
+    if status == PASS:
+        return "PASS"
+    if status == FAIL and scored:
+        return "FAIL"
+    return "WARN"  # unscored failures, MANUAL, WARN, ERROR
+
+
+def _result(result: CheckResult, scored: bool) -> dict:
+    audit = result.audit
+    reason = audit.reason if audit.status != ERROR else f"ERROR: {audit.reason}"
+    return {
+        "test_number": result.check.id,
+        "test_desc": result.check.title,
+        "audit": result.check.target,
+        "AuditEnv": "",
+        "AuditConfig": "",
+        "type": "manual" if not result.check.automated else "",
+        "remediation": result.check.remediation,
+        "test_info": [result.check.remediation] if result.check.remediation else [],
+        "status": status_of(result, scored),
+        "actual_value": audit.actual,
+        "scored": scored,
+        "IsMultiple": False,
+        "expected_result": audit.expected if audit.status != MANUAL else "",
+        "reason": reason,
+        "evidence": [str(e) for e in audit.evidence],
+    }
+
+
+def _count(results: List[dict]) -> Dict[str, int]:
+    return {key: sum(1 for r in results if r["status"] == key.upper()) for key in TOTALS}
+
+
+def report(results: Sequence[CheckResult]) -> dict:
+    controls: Dict[str, dict] = {}
+    for result in results:
+        benchmark = result.check.benchmark
+        spec = specs_for(benchmark).get(result.check.id) if benchmark in BENCHMARKS else None
+        if spec is None:
+            continue
+        part = spec.id.split(".")[0]
+        node_type, text = CONTROLS[part]
+        control = controls.setdefault(part, {"id": part, "version": benchmark, "detected_version": "",
+                                             "text": text, "node_type": node_type, "tests": {}})
+        group = control["tests"].setdefault(spec.section, {"section": spec.section, "type": "",
+                                                           "desc": GROUPS[spec.section], "results": []})
+        group["results"].append(_result(result, spec.scored))
+    out, totals = [], {f"total_{k}": 0 for k in TOTALS}
+    for part in sorted(controls, key=int):
+        control = controls[part]
+        tests = list(control.pop("tests").values())
+        for group in tests:
+            group.update(_count(group["results"]))
+        control["tests"] = tests
+        counts = _count([r for g in tests for r in g["results"]])
+        for key in TOTALS:
+            control[f"total_{key}"] = counts[key]
+            totals[f"total_{key}"] += counts[key]
+        out.append(control)
+    return {"Controls": out, "Totals": totals}
+
+
+def render(results: Sequence[CheckResult], summary: dict) -> str:
+    return json.dumps(report(results), indent=2) + "\n"

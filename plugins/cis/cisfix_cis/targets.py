@@ -1,0 +1,86 @@
+"""Which files a file check looks at, resolved on the node: a component's manifest, the etcd data
+directory its process or manifest names, the kubelet's config and kubeconfig as its command line names
+them, globs under the PKI directory. Each resolver returns node paths or glob patterns."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+from cisfix.state import NodeState
+
+from . import kubelet
+
+PKI = "/etc/kubernetes/pki"
+
+
+@dataclass(frozen=True)
+class Target:
+    describe: str
+    resolve: Callable[[NodeState], List[str]]
+
+    def __call__(self, state: NodeState) -> List[str]:
+        return [p for p in self.resolve(state) if p]
+
+
+def paths(*patterns: str) -> Target:
+    return Target(", ".join(patterns), lambda state: list(patterns))
+
+
+def manifest(component: str) -> Target:
+    return Target(f"the {component} manifest", lambda state: [state.component(component).manifest or ""])
+
+
+def etcd_data_dir(state: NodeState) -> str:
+    return state.flags("etcd").get("data-dir") or "/var/lib/etcd"
+
+
+def _kubelet_service(state: NodeState) -> List[str]:
+    # The systemd unit's drop-ins among the kubelet's flag files (kube-bench's $kubeletsvc).
+    return [p for p in state.component(kubelet.COMPONENT).flag_files if p.endswith(".conf") and state.stat(p)]
+
+
+def _kubelet_flag_or(flag: str, config_path: Optional[str], default: str) -> Callable[[NodeState], List[str]]:
+    def resolve(state: NodeState) -> List[str]:
+        present, value, _ = kubelet.view(state).setting(flag, config_path)
+        return [str(value) if present and value else default]
+    return resolve
+
+
+def _kube_proxy_kubeconfig(state: NodeState) -> List[str]:
+    flags = state.flags("kube-proxy")
+    if flags.get("kubeconfig"):
+        return [flags.get("kubeconfig")]
+    config = state.yaml(flags.get("config")) if flags.get("config") else None
+    if isinstance(config, dict) and (config.get("clientConnection") or {}).get("kubeconfig"):
+        return [config["clientConnection"]["kubeconfig"]]
+    return ["/etc/kubernetes/proxy.conf"]
+
+
+def _cni(state: NodeState) -> List[str]:
+    conf_dir = kubelet.view(state).flags.get("cni-conf-dir") or "/etc/cni/net.d"
+    return [f"{conf_dir}/*", "/var/lib/cni/networks/*/*"]
+
+
+ETCD_DATA_DIR = Target("the etcd data directory (--data-dir)", lambda state: [etcd_data_dir(state)])
+KUBELET_SERVICE = Target("the kubelet's systemd drop-in", _kubelet_service)
+KUBELET_CONFIG = Target("the kubelet config file (--config)", lambda state: [kubelet.view(state).config_path or ""])
+KUBELET_KUBECONFIG = Target("the kubelet's --kubeconfig",
+                            _kubelet_flag_or("kubeconfig", None, "/etc/kubernetes/kubelet.conf"))
+KUBELET_CLIENT_CA = Target("the kubelet's client CA file",
+                           _kubelet_flag_or("client-ca-file", "authentication.x509.clientCAFile", f"{PKI}/ca.crt"))
+PROXY_KUBECONFIG = Target("kube-proxy's kubeconfig", _kube_proxy_kubeconfig)
+CNI_FILES = Target("the CNI configuration and state files", _cni)
+ADMIN_CONFS = paths("/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf")
+PKI_TREE = paths(PKI, f"{PKI}/**/*")
+PKI_CERTS = paths(f"{PKI}/**/*.crt")
+PKI_KEYS = paths(f"{PKI}/**/*.key")
+
+
+def expand(state: NodeState, target: Target) -> Tuple[str, ...]:
+    """The existing paths a target names, globs expanded (for remediations)."""
+    found: List[str] = []
+    for pattern in target(state):
+        for path in state.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]:
+            if state.stat(path) is not None and path not in found:
+                found.append(path)
+    return tuple(found)
