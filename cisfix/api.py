@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import threading
+from pathlib import Path
 from typing import Dict, Optional
 
 from . import status
@@ -52,3 +54,49 @@ class Runner:
         except CisfixError as exc:
             outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
         return outcome.as_dict()
+
+    def apply_remediation_with_health_gate(self, filepath: str, key: str, value: Optional[str], check_id: str,
+                                           script_dict: Optional[dict] = None, timeout: float = 60) -> dict:
+        """Set one flag like `update_manifest_safely`, then gate: the component must restart with it and
+        stay healthy within `timeout` seconds, or the change is rolled back (and HALT written when even
+        the rollback does not come back). With `script_dict={"path": ".../1.2.5_remediate.sh"}`, the
+        sibling `1.2.5_audit.sh`, when present, verifies the live result (exit 0 = pass)."""
+        from functools import partial
+
+        from .apply import apply_gated, component_of, gate_recovered
+        from .engine import EditOutcome, run_changes
+        from .gate import Gate, GateSettings
+        from .plugins import Plugins
+        from .types import EditFile
+
+        name = key.strip().lstrip("-").rstrip("=")
+        try:
+            edit = EditFile(self.node.node_path(filepath), (SetFlag(name, value),))
+            plugins = Plugins(self.node)
+            gate = Gate(plugins, GateSettings(timeout=timeout, stability=min(GateSettings.stability, timeout / 4)))
+            gated = partial(apply_gated, plugins=plugins, gate=gate, label=f"api {check_id}",
+                            component=component_of(plugins.info, self.node.resolve(edit.path)),
+                            verify=_script_verifier(check_id, script_dict))
+            with _thread_lock(os.fspath(self.node.state_dir)):
+                outcome = run_changes(self.node, [edit], wait=self.lock_wait, applier=gated,
+                                      after_recovery=lambda session: gate_recovered(session, plugins, gate))
+        except CisfixError as exc:
+            outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
+        return outcome.as_dict()
+
+
+def _script_verifier(check_id: str, script_dict: Optional[dict]):
+    """The old suites' convention: N_remediate.sh fixes, the sibling N_audit.sh exits 0 when compliant."""
+    if not script_dict or "path" not in script_dict:
+        return None
+    remediate = Path(script_dict["path"])
+    audit = remediate.with_name(remediate.name.replace("_remediate", "_audit"))
+    if audit == remediate or not audit.is_file():
+        return None
+
+    def verify():
+        command = [str(audit)] if os.access(audit, os.X_OK) else ["bash", str(audit)]
+        passed = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=120).returncode == 0
+        return [(check_id, "PASS" if passed else "FAIL")]
+    return verify

@@ -133,6 +133,8 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, compo
 def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
     """After recovery restored files a crash left changed, gate the components they belong to; a
     component that does not come back healthy HALTs the node."""
+    if plugins.config.get("offline"):
+        return
     for report in session.recovered:
         components = {component_of(plugins.info, r["path"]) for r in report.restored
                       if r["action"] == "restored from backup"} - {None}

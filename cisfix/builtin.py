@@ -1,8 +1,7 @@
 """Built-in plugin: describes a kubeadm node (adjusted by `<root>/etc/cisfix/config.yaml`) and provides
-the text and JSON report formats. Registered like any other plugin; it answers last."""
+the report formats of `cisfix.reports`. Registered like any other plugin; it answers last."""
 from __future__ import annotations
 
-import json
 import re
 from typing import List, Optional
 
@@ -69,24 +68,8 @@ def cisfix_describe_node(node: Node, config: dict) -> NodeInfo:
         node_types=tuple(config.get("nodeTypes", ())) or _detect_types(node, components), components=components)
 
 
-def render_text(results: List, summary: dict) -> str:
-    lines = []
-    for r in results:
-        lines.append(f"[{r.audit.status:<6}] {r.check.id} {r.check.title}")
-        if r.audit.status not in ("PASS",):
-            detail = f"expected {r.audit.expected}, found {r.audit.actual}" if r.audit.expected else ""
-            for text in filter(None, (detail, r.audit.reason, ", ".join(str(e) for e in r.audit.evidence))):
-                lines.append(f"           {text}")
-    counts = ", ".join(f"{n} {status}" for status, n in summary.items() if n)
-    lines.append(f"== {len(results)} checks: {counts or 'none'} ==")
-    return "\n".join(lines) + "\n"
-
-
-def render_json(results: List, summary: dict) -> str:
-    return json.dumps({"summary": summary, "results": [r.as_dict() for r in results]}, indent=2) + "\n"
-
-
 @hookimpl
 def cisfix_register_report_formats() -> List[ReportFormat]:
-    return [ReportFormat("text", render_text, "one line per check, then a summary"),
-            ReportFormat("json", render_json, '{"summary": {...}, "results": [...]}')]
+    from .reports import FORMATS
+
+    return FORMATS

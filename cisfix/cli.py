@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--check", action="append", default=[], metavar="ID", help="only this check (repeatable)")
     audit.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
     audit.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
-    audit.add_argument("--format", default="text", help="text, json, or a format a plugin registers")
+    audit.add_argument("--format", default="text",
+                       help="text, json, junit, prometheus, kube-bench, or a format a plugin registers")
+    audit.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
 
     fix = command("fix", cmd_fix, "remediate failing checks: one gated transaction per component")
     fix.add_argument("--check", action="append", default=[], metavar="ID", help="only this check (repeatable)")
@@ -399,9 +401,31 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.format not in formats:
         raise InputError(f"--format {args.format}", f"unknown format; choose from {', '.join(sorted(formats))}")
     results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
-    sys.stdout.write(formats[args.format].render(results, summarize(results)))
+    report = formats[args.format].render(results, summarize(results))
+    if args.output:
+        _write_report(args.output, report)
+    else:
+        sys.stdout.write(report)
     # Checks that did not load are bad input even though the rest ran.
     return status.EXIT_INPUT if plugins.errors else exit_code(results)
+
+
+def _write_report(path: str, text: str) -> None:
+    """Atomically, so a collector (node_exporter's textfile) never reads half a file. A new file is
+    0644: collectors run as other users."""
+    import os
+    from pathlib import Path
+
+    from .atomic import Meta, write_atomic
+
+    target = Path(path).resolve()
+    if not target.parent.is_dir():
+        raise InputError(path, "--output: no such directory")
+    meta = None if target.exists() else Meta(0o644, os.getuid(), os.getgid())
+    try:
+        write_atomic(target, text.encode("utf-8"), meta)
+    except OSError as exc:
+        raise InputError(path, f"--output: {exc.strerror}")
 
 
 def _check_dict(check) -> dict:

@@ -39,6 +39,7 @@ class Gate:
         self.plugins, self.settings = plugins, settings
         self.progress = progress or (lambda line: None)
         self.probes = [p for found in plugins.pm.hook.cisfix_register_probes() for p in found or ()]
+        self._logs_before: set = set()
 
     def state(self) -> NodeState:
         """A fresh view of the node: processes and files change while we wait."""
@@ -81,10 +82,12 @@ class Gate:
         s = self.settings
         started = time.monotonic()
         deadline = started + s.timeout
+        self._logs_before = set(self.state().log_files(component))
         process = self._await_restart(component, before, expected_flags, started, deadline)
         if process is None:
-            return Answer(False, f"{component} did not restart with the new configuration within {s.timeout:.0f}s"
-                                 + self._last_words(component))
+            looping = len(set(self.state().log_files(component)) - self._logs_before) >= 2
+            why = "is crash-looping" if looping else f"did not restart with the new configuration within {s.timeout:.0f}s"
+            return Answer(False, f"{component} {why} since the change" + self._last_words(component))
         first_success = None
         successes = 0
         last = Answer(False, "no probe answered")
@@ -119,6 +122,10 @@ class Gate:
                        started: float, deadline: float) -> Optional[Process]:
         while time.monotonic() < deadline:
             state = self.state()
+            if len(set(state.log_files(component)) - self._logs_before) >= 2:
+                # Started twice since the change and never seen up: the kubelet is crash-looping it.
+                self.progress("")
+                return None
             process = state.process(component)
             if process and (before is None or (process.pid, process.start_ticks) != (before.pid, before.start_ticks)):
                 if expected is None or dict(parse_argv(process.argv[state.program_index(component, process) + 1:])) == expected:

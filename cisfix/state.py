@@ -137,11 +137,15 @@ class NodeState:
                 return index
         return None
 
-    def log_tail(self, component: str, lines: int = 5) -> str:
-        """The last lines the component's container wrote (the kubelet's /var/log/pods layout)."""
+    def log_files(self, component: str) -> List[Path]:
+        """The component's container logs in the kubelet's layout: /var/log/pods/<ns>_<pod>_<uid>/
+        <container>/<restart count>.log — one file per container start."""
         root = self.node.host("/")
-        logs = [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
-        newest = _newest(logs)
+        return [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
+
+    def log_tail(self, component: str, lines: int = 5) -> str:
+        """The last lines the component's container wrote."""
+        newest = _newest(self.log_files(component))
         if newest is None:
             return ""
         text = newest.read_bytes()[-4096:].decode("utf-8", "replace")

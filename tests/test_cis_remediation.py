@@ -4,6 +4,7 @@ it says why it cannot be fixed safely. No process runs on this node, so audits r
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Callable, Dict
 
 import pytest
@@ -12,6 +13,7 @@ from cisfix.audit import select
 from cisfix.fix import apply_fix, plan_fix
 from cisfix.node import Node
 from cisfix.plugins import Plugins
+from cisfix.testing import TestNode, build_node
 
 API = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 CM = "/etc/kubernetes/manifests/kube-controller-manager.yaml"
@@ -109,12 +111,21 @@ def _with_flag_files(node) -> None:
     node.write(FLAGS_ENV, b'KUBELET_KUBEADM_ARGS="--pod-infra-container-image=x"\n', 0o644)
 
 
-@pytest.fixture
-def hardened(node):
+@pytest.fixture(scope="module")
+def hardened_template(tmp_path_factory):
+    """One fully fixed node per module; each test gets its own copy (a full fix takes seconds)."""
+    node = build_node(tmp_path_factory.mktemp("hardened") / "node")
     _with_flag_files(node)
     plan, outcome = _fix(node)
     assert outcome.status == "FIXED", outcome.reason
     return node
+
+
+@pytest.fixture
+def hardened(hardened_template, tmp_path):
+    root = tmp_path / "node"
+    shutil.copytree(hardened_template.root, root, symlinks=True)
+    return TestNode(root)
 
 
 def test_full_fix_leaves_only_manual_failures(hardened):

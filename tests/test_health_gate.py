@@ -98,7 +98,7 @@ def test_a_rollback_that_does_not_come_back_halts_the_node(lab, tmp_path):
     probes.mkdir()
     (probes / "sick.py").write_text(FAILING_PROBE)
     result = cisfix(lab, "--checks-dir", str(probes), "edit", APISERVER, "--flag", "profiling=false",
-                    "--timeout", "8", "--stability-window", "1")
+                    "--timeout", "5", "--stability-window", "1")
     assert result.returncode == 4, result.stdout + result.stderr
     halt = Path(lab.root) / "var/lib/cisfix/HALT"
     text = halt.read_text()

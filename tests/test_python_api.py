@@ -39,3 +39,21 @@ def test_threads_share_one_runner_safely(node):
     text = node.read(APISERVER).decode()
     assert all(f"--audit-log-maxage{i}={i}" in text for i in range(8))
     assert sum(r["type"] == "commit" for r in node.journal_records()) == 8
+
+
+def test_gated_remediation_with_a_shell_audit_on_a_lab(lab, tmp_path):
+    scripts = tmp_path / "suite"
+    scripts.mkdir()
+    (scripts / "1.2.15_remediate.sh").write_text("#!/bin/sh\nexit 0\n")
+    manifest = lab.root / APISERVER.lstrip("/")
+    (scripts / "1.2.15_audit.sh").write_text(f"#!/bin/sh\ngrep -q -- '--profiling=false' {manifest}\n")
+    runner = Runner(root=str(lab.root))
+    result = runner.apply_remediation_with_health_gate(
+        APISERVER, "--profiling=", "false", "1.2.15", script_dict={"path": str(scripts / "1.2.15_remediate.sh")},
+        timeout=30)
+    assert result["success"] is True and result["status"] == "FIXED", result
+    assert result["audit_verified"] is True and result["txid"] and result["backup_path"]
+
+    bad = runner.apply_remediation_with_health_gate(APISERVER, "no-such-flag", "1", "X-1", timeout=30)
+    assert bad["success"] is False and bad["status"] == "REMEDIATION_FAILED_ROLLED_BACK"
+    assert "unknown flag" in bad["reason"]

@@ -24,7 +24,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         raise LabError(f"--key-algorithm must be one of {', '.join(ALGORITHMS)}")
     try:
         layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm,
-                        args.probe_time_scale)
+                        args.probe_time_scale, args.startup_delay)
     except (ValueError, PKIError) as exc:
         raise LabError(str(exc))
     if not args.quiet:
@@ -102,6 +102,9 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     create.add_argument("--probe-time-scale", type=float, default=1.0, metavar="FACTOR",
                         help="run every probe's delays, periods and timeouts FACTOR times as fast as the "
                              "manifest says (the manifests keep kubeadm's values); 1 is real time")
+    create.add_argument("--startup-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="seconds the API server, controller-manager and scheduler stand-ins take to start "
+                             "serving, as real ones do (default 0)")
 
     start = action("start", cmd_start, "start the lab's init, kubelet and static pods")
     start.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",

@@ -44,6 +44,8 @@ class Settings:
     # Multiplies every probe's initialDelaySeconds, periodSeconds and timeoutSeconds as the simulated
     # kubelet runs them; the manifests keep kubeadm's values. 1.0 is real time.
     probe_time_scale: float = 1.0
+    # Seconds a stand-in spends starting before it serves, as a real API server does (30-90 s).
+    startup_delay: float = 0.0
     # systemd's RestartSec for the kubelet unit (kubeadm's kubelet.service: 10 s).
     kubelet_restart_sec: float = 1.0
     python: str = ""  # the interpreter that runs the lab's launchers

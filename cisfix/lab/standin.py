@@ -23,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .container import ENV_IMAGE, Mounts
+from .container import ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
 from .flags import FlagError, flag_bool, flag_table, known_names, parse_command_line, split_list
 
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
@@ -428,6 +428,7 @@ def main(component: str, argv: Optional[List[str]] = None) -> int:
         klog("E", f'"command failed" err={go_error(str(exc))}')
         return 1
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    time.sleep(float(os.environ.get(ENV_STARTUP_DELAY, "0")))  # a real API server takes its time to start
     host, port = server.server_address[:2]
     klog("I", f'"Serving securely on {host}:{port}"')
     server.serve_forever(poll_interval=0.2)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from . import kubeadm
+from .flags import parse_duration
 from .kubeadm import KUBECONFIGS, PKI, Cluster
 from .layout import (CISFIX_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBELET_DEFAULTS, KUBELET_DROPIN, MANIFESTS,
                      LabError, Layout, Settings)
@@ -203,12 +204,14 @@ def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
 # ---- create ----
 
 def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_frequency: str = "2s",
-           key_algorithm: str = "RSA-2048", probe_time_scale: float = 1.0) -> Layout:
+           key_algorithm: str = "RSA-2048", probe_time_scale: float = 1.0, startup_delay: float = 0.0) -> Layout:
+    parse_duration(file_check_frequency)  # a bad value would make a kubelet that never starts
     layout = Layout(root)
     if layout.root.exists() and any(layout.root.iterdir()):
         raise LabError(f"{layout.root} is not empty")
     cluster = Cluster(kubeadm.parse_version(version), free_ports())
     settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
+                        startup_delay=startup_delay,
                         python=sys.executable, import_path=_import_path())
 
     _mkdir(layout.host("/etc/kubernetes"), 0o755)

@@ -1,0 +1,101 @@
+"""The built-in report formats of `cisfix audit` (and `fix`): text, JSON, JUnit XML and the Prometheus
+text format for node_exporter's textfile collector. Plugins add more through
+`cisfix_register_report_formats`."""
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from itertools import groupby
+from typing import Dict, List, Sequence
+from xml.sax.saxutils import escape, quoteattr
+
+from .types import CheckResult, ReportFormat
+
+WIDTH = 80
+
+
+def section(check_id: str) -> str:
+    """The group a check is reported under: `1.2` for 1.2.16, `ACME` for ACME-3."""
+    parts = check_id.split(".")
+    if len(parts) > 2 and all(p.isdigit() for p in parts[:2]):
+        return ".".join(parts[:2])
+    return check_id.split("-")[0] if "-" in check_id else parts[0]
+
+
+def render_text(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
+    """Grouped by section, one wrapped line per check plus the details of those that are not PASS;
+    fits an 80-column terminal."""
+    lines: List[str] = []
+    for name, group in groupby(results, key=lambda r: section(r.check.id)):
+        lines.append(f"== {name} ==")
+        for r in group:
+            status = r.status if r.status and r.status != "ALREADY_COMPLIANT" else r.audit.status
+            head = f"[{status}] {r.check.id} {r.check.title}"
+            lines += textwrap.wrap(head, WIDTH, subsequent_indent="    ")
+            if r.audit.status != "PASS":
+                detail = f"expected {r.audit.expected}, found {r.audit.actual}" if r.audit.expected else ""
+                evidence = ", ".join(str(e) for e in r.audit.evidence)
+                for text in filter(None, (detail, r.audit.reason, evidence)):
+                    lines += textwrap.wrap(text, WIDTH, initial_indent="    ", subsequent_indent="    ")
+    counts = ", ".join(f"{n} {status}" for status, n in summary.items() if n)
+    lines.append(f"== {len(results)} checks: {counts or 'none'} ==")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
+    return json.dumps({"summary": summary, "results": [r.as_dict() for r in results]}, indent=2) + "\n"
+
+
+def render_junit(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
+    """One testcase per check: FAIL and ERROR fail, WARN and MANUAL are skipped (need a person)."""
+    failures = sum(r.audit.status == "FAIL" for r in results)
+    errors = sum(r.audit.status == "ERROR" for r in results)
+    skipped = sum(r.audit.status in ("WARN", "MANUAL") for r in results)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="cisfix" tests="{len(results)}" failures="{failures}" errors="{errors}" skipped="{skipped}">']
+    for name, group in groupby(results, key=lambda r: section(r.check.id)):
+        group = list(group)
+        out.append(f'  <testsuite name={quoteattr(name)} tests="{len(group)}" '
+                   f'failures="{sum(r.audit.status == "FAIL" for r in group)}" '
+                   f'errors="{sum(r.audit.status == "ERROR" for r in group)}" '
+                   f'skipped="{sum(r.audit.status in ("WARN", "MANUAL") for r in group)}">')
+        for r in group:
+            a = r.audit
+            message = f"expected {a.expected}, found {a.actual}" if a.expected else a.reason
+            body = "\n".join(filter(None, (a.reason, *(str(e) for e in a.evidence), r.check.remediation)))
+            out.append(f'    <testcase classname={quoteattr("cisfix." + name)} name={quoteattr(f"{r.check.id} {r.check.title}")}>')
+            tag = {"FAIL": "failure", "ERROR": "error", "WARN": "skipped", "MANUAL": "skipped"}.get(a.status)
+            if tag:
+                out.append(f"      <{tag} message={quoteattr(message or a.status)}>{escape(body)}</{tag}>")
+            out.append("    </testcase>")
+        out.append("  </testsuite>")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
+    """For node_exporter's textfile collector: one series per check and status, counts, a timestamp."""
+    lines = ["# HELP cisfix_check_status Audit verdict of a check: 1 for the status it has.",
+             "# TYPE cisfix_check_status gauge"]
+    for r in results:
+        labels = (f'id="{_label(r.check.id)}",status="{r.audit.status}",level="{r.check.level}",'
+                  f'benchmark="{_label(r.check.benchmark)}",automated="{str(r.check.automated).lower()}"')
+        lines.append(f"cisfix_check_status{{{labels}}} 1")
+    lines += ["# HELP cisfix_checks Number of checks per audit status.", "# TYPE cisfix_checks gauge"]
+    lines += [f'cisfix_checks{{status="{status}"}} {n}' for status, n in summary.items()]
+    lines += ["# HELP cisfix_audit_timestamp_seconds When the audit ran (Unix time).",
+              "# TYPE cisfix_audit_timestamp_seconds gauge", f"cisfix_audit_timestamp_seconds {time.time():.3f}"]
+    return "\n".join(lines) + "\n"
+
+
+FORMATS = [
+    ReportFormat("text", render_text, "grouped by section, with a summary; fits 80 columns"),
+    ReportFormat("json", render_json, '{"summary": {...}, "results": [...]}'),
+    ReportFormat("junit", render_junit, "JUnit XML for a CI system's test view"),
+    ReportFormat("prometheus", render_prometheus, "Prometheus text format for node_exporter's textfile collector"),
+]
