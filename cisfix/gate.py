@@ -64,7 +64,15 @@ class Gate:
         return Answer(True, f"{component} healthy")
 
     def require_healthy(self, component: str) -> None:
-        answer = self.check(component)
+        """The pre-gate: healthy now, allowing a passing hiccup (three tries, `interval` apart)."""
+        from tenacity import RetryError, Retrying, retry_if_result, stop_after_attempt, wait_fixed
+
+        retrying = Retrying(stop=stop_after_attempt(3), wait=wait_fixed(self.settings.interval),
+                            retry=retry_if_result(lambda a: not a.healthy and not a.refused))
+        try:
+            answer = retrying(self.check, component)
+        except RetryError as exc:
+            answer = exc.last_attempt.result()
         if not answer.healthy:
             raise NotHealthy(f"{component} is not healthy before any change, so nothing was changed: {answer.message}")
 
