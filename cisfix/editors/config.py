@@ -4,7 +4,6 @@ original data with the operations applied (self-check)."""
 from __future__ import annotations
 
 import copy
-from collections import Counter
 from typing import Any, List, Optional, Sequence, Tuple
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -30,7 +29,7 @@ def edit_paths(text: str, ops: Sequence[PathOp], kind: Optional[str] = None) -> 
     """Apply path operations in order; returns the input text unchanged when nothing had to change."""
     original = yt.parse(text)
     index = _select(original, kind)
-    step = _mapping_step(original.nodes[index])
+    step = yt.indentation(text, original.nodes[index]).mapping
     intended = copy.deepcopy(original.data)
     notes: List[str] = []
     current = text
@@ -73,26 +72,6 @@ def _select(parsed: yt.Parsed, kind: Optional[str]) -> int:
     if not isinstance(docs[0][1], MappingNode):
         raise EditError("not a YAML mapping")
     return docs[0][0]
-
-
-def _mapping_step(root: Node) -> int:
-    """The file's own mapping indent: the most common offset of a nested block mapping's keys."""
-    steps: Counter = Counter()
-
-    def walk(node: Node) -> None:
-        if isinstance(node, SequenceNode):
-            for item in node.value:
-                walk(item)
-        elif isinstance(node, MappingNode):
-            for key, value in node.value:
-                if isinstance(value, MappingNode) and not value.flow_style and value.value:
-                    offset = value.value[0][0].start_mark.column - key.start_mark.column
-                    if offset > 0:
-                        steps[offset] += 1
-                walk(value)
-
-    walk(root)
-    return steps.most_common(1)[0][0] if steps else 2
 
 
 # --- planning ----------------------------------------------------------------------------------------
