@@ -114,6 +114,9 @@ for py in "${interpreters[@]}"; do
     node=$work/node-$v
     cp -r "$sample" "$node"
     chmod 600 "$node"/etc/kubernetes/manifests/*
+    # A copied tree with nothing running on it: an offline node, so changes are not health-gated.
+    mkdir -p "$node/etc/cisfix"
+    printf 'apiVersion: cisfix/v1\nkind: NodeConfig\noffline: true\n' >"$node/etc/cisfix/config.yaml"
     # As cron would run it: nothing in the environment but PATH.
     cron=(env -i PATH="$bin:/usr/bin:/bin" "$pyz" --root "$node")
     if out=$("${cron[@]}" edit $apiserver --flag profiling=false --format json 2>&1) \

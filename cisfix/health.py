@@ -69,6 +69,8 @@ def _context(state: NodeState, settings: dict, cert: Optional[str], key: Optiona
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     else:
         ca = settings.get("caFile")
+        if ca and not state.node.host(ca).is_file():
+            raise ValueError(f"CA file {ca} not found")
         context = ssl.create_default_context(cafile=str(state.node.host(ca)) if ca else None)
         context.check_hostname = False  # components serve certificates for their node names, we dial 127.0.0.1
     if cert and key:
