@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import pytest
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
-def corpus_files(folder: str) -> list:
-    """Files of one corpus folder as pytest params; one skipped param when the corpus is absent."""
+def corpus_files(folder: str, named: Callable[[str], bool] = lambda name: True) -> list:
+    """Files of one corpus folder (whose node name passes `named`) as pytest params; one skipped param
+    when the corpus is absent."""
     if not (CORPUS / folder).is_dir():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"corpus not found at {CORPUS / folder}"))]
-    return [pytest.param(p, id=p.name) for p in sorted((CORPUS / folder).iterdir()) if p.is_file()]
+    return [pytest.param(p, id=p.name) for p in sorted((CORPUS / folder).iterdir())
+            if p.is_file() and "__" in p.name and named(node_name(p))]
 
 
 def read(path: Path) -> str:
