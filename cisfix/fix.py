@@ -120,9 +120,10 @@ class Fixer:
         self.halted = outcome.status == status.REMEDIATION_FAILED_ROLLBACK_FAILED
         return outcome
 
-    def record(self, items: Sequence[Item], outcome: EditOutcome, audit_status: Optional[str] = None) -> None:
+    def record(self, items: Sequence[Item], outcome: EditOutcome) -> None:
+        state = self.gate.state()  # one read of the node for the verdicts after this outcome
         for check, plan in items:
-            verdict = audit_one(self.gate.state(), check)
+            verdict = audit_one(state, check)
             result = CheckResult(check, replace(verdict, reason=outcome.reason if outcome.status != status.FIXED
                                                 else "; ".join(plan.notes) or verdict.reason),
                                  outcome.status, outcome.txid)
