@@ -15,9 +15,12 @@ from .errors import CisfixError, InputError
 log = logging.getLogger("cisfix")
 
 
-def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
-    """Global options, accepted before or after the command name."""
-    d = (lambda value: value) if default is None else (lambda value: argparse.SUPPRESS)
+def _common_options(parser: argparse.ArgumentParser, subcommand: bool = False) -> None:
+    """Global options, accepted before or after the command name. On a subcommand they have no default,
+    so that they do not overwrite a value given before the command name."""
+    def d(value: object) -> object:
+        return argparse.SUPPRESS if subcommand else value
+
     parser.add_argument("--root", default=d("/"), help="the node's root directory (default /)")
     parser.add_argument("--state-dir", default=d(None), help="journal, backups and lock (default <root>/var/lib/cisfix)")
     parser.add_argument("-v", "--verbose", action="count", default=d(0), help="more detail on stderr")
@@ -68,13 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cisfix", description="Audit and safely fix CIS Kubernetes "
                                      "Benchmark findings on a Kubernetes node.")
     parser.add_argument("--version", action="version", version=version_string())
-    _common_options(parser, None)
+    _common_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
     def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        _common_options(sub, argparse.SUPPRESS)
+        _common_options(sub, subcommand=True)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -160,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .lab.cli import add_commands as add_lab_commands
 
-    add_lab_commands(commands, lambda sub: _common_options(sub, argparse.SUPPRESS))
+    add_lab_commands(commands, lambda sub: _common_options(sub, subcommand=True))
     return parser
 
 

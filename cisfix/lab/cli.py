@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Callable, List, Optional
 
-from .layout import LabError
+from .layout import LabError, NotALab
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
 
@@ -81,7 +81,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return handler(args)
         except LabError as exc:
             print(f"cisfix: error: {exc}", file=sys.stderr)
-            return EXIT_INPUT if handler in (cmd_create,) else EXIT_UNHEALTHY
+            return EXIT_INPUT if handler is cmd_create or isinstance(exc, NotALab) else EXIT_UNHEALTHY
     return run
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
-from .layout import ALL_COMPONENTS, CISFIX_CONFIG, LabError, Layout
+from .layout import ALL_COMPONENTS, CISFIX_CONFIG, LabError, Layout, NotALab
 from .pods import start_ticks
 
 STOP_TIMEOUT = 20.0
@@ -71,7 +71,7 @@ class Lab:
     def __init__(self, root: "str | os.PathLike[str]") -> None:
         self.layout = Layout(root)
         if not self.layout.settings_file.exists():
-            raise LabError(f"{self.layout.root} is not a lab (no {self.layout.settings_file}); run `cisfix lab create`")
+            raise NotALab(f"{self.layout.root} is not a lab (no {self.layout.settings_file}); run `cisfix lab create`")
         self.root = self.layout.root
 
     # ---- configuration the lab wrote for cisfix ----

@@ -31,6 +31,10 @@ class LabError(RuntimeError):
     """A lab cannot be created, started or found; the message says why."""
 
 
+class NotALab(LabError):
+    """The directory given is not a lab: bad input rather than an unhealthy lab."""
+
+
 @dataclass
 class Settings:
     """The lab's own knobs, chosen at `lab create` (lab.json). Times are seconds."""
