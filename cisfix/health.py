@@ -63,10 +63,16 @@ def _request(conn: http.client.HTTPConnection, parts, url: str) -> Answer:
     return Answer(200 <= response.status < 400, f"{url}: HTTP {response.status} {body[:80]}".rstrip())
 
 
+def _unverified_context() -> ssl.SSLContext:
+    """TLS without certificate checks: the kubelet's probes, and endpoints with self-signed certificates."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
 def _context(state: NodeState, settings: dict, cert: Optional[str], key: Optional[str]) -> ssl.SSLContext:
     if settings.get("insecureSkipVerify"):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        context = _unverified_context()
     else:
         ca = settings.get("caFile")
         if ca and not state.node.host(ca).is_file():
@@ -179,10 +185,8 @@ def _run_probe(probe: dict, container: dict) -> Answer:
         parts = urlsplit(url)
         timeout = float(probe.get("timeoutSeconds", 1))
         if scheme == "https":
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(parts.hostname, parts.port,
-                                                                           timeout=timeout, context=context)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=timeout, context=_unverified_context())
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         try:

@@ -6,11 +6,9 @@ pod state (the kubelet's own in the lab init's state).
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -171,25 +169,11 @@ class Lab:
             return 0
 
     def probe(self, health: dict, timeout: float = 2.0) -> bool:
-        """GET the health URL with the configured client certificate; healthy is HTTP 200."""
-        url = urlsplit(health["url"])
-        if url.scheme == "https":
-            context = ssl.create_default_context(cafile=self._host(health.get("caFile")))
-            if health.get("insecureSkipVerify"):
-                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-            if health.get("certFile"):
-                context.load_cert_chain(self._host(health["certFile"]), self._host(health["keyFile"]))
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(url.hostname, url.port, timeout=timeout,
-                                                                           context=context)
-        else:
-            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-        try:
-            conn.request("GET", url.path + (f"?{url.query}" if url.query else ""))
-            return conn.getresponse().status == 200
-        except (OSError, ssl.SSLError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        """GET the health URL with the configured client certificate, exactly as cisfix's gate does."""
+        from ..health import get
+        from ..node import Node
+        from ..state import NodeState
+        from ..types import NodeInfo
 
-    def _host(self, node_path: Optional[str]) -> Optional[str]:
-        return str(self.layout.host(node_path)) if node_path else None
+        settings = {key: value for key, value in health.items() if key != "url"}
+        return get(health["url"], NodeState(Node(str(self.root)), NodeInfo()), settings, timeout).healthy
