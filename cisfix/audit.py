@@ -17,6 +17,18 @@ def node_state(plugins: Plugins) -> NodeState:
     return NodeState(plugins.node, plugins.info, Path(proc) if proc else None)
 
 
+def require_benchmark(plugins: Plugins) -> None:
+    """Plugins implement benchmarks, but none was chosen for this node: auditing without one would
+    report a handful of passes and exit 0. Say why, and how to choose one."""
+    if plugins.info.benchmark or not plugins.benchmarks:
+        return
+    version = plugins.info.version
+    why = (f"Kubernetes {version} is not covered by any benchmark" if version else
+           "the Kubernetes version is unknown (no control-plane manifest names an image tag)")
+    raise InputError("benchmark", f"none chosen: {why}; give --benchmark NAME (known: "
+                                  f"{', '.join(sorted(plugins.benchmarks))}) or `version:` in /etc/cisfix/config.yaml")
+
+
 def select(plugins: Plugins, ids: Sequence[str] = (), node_type: str = "auto",
            level: Optional[int] = None) -> List[Check]:
     """The checks to run, in id order. Explicit ids must exist; levels are cumulative (2 includes 1)."""
@@ -39,6 +51,8 @@ def audit_one(state: NodeState, check: Check) -> AuditResult:
         return AuditResult(MANUAL, reason=check.remediation or "review by hand")
     try:
         return check.audit(state)
+    except InputError as exc:  # a node file that cannot be read: FILE:LINE: reason
+        return AuditResult(ERROR, reason=str(exc))
     except Exception as exc:  # a broken audit is one ERROR, not the end of the run
         return AuditResult(ERROR, reason=f"audit raised {type(exc).__name__}: {exc}")
 
@@ -61,5 +75,8 @@ def summarize(results: Sequence[CheckResult]) -> Dict[str, int]:
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
-    failing = any(r.check.automated and r.audit.status in (FAIL, ERROR) for r in results)
+    """2 when a check could not be audited (a broken node file or audit), else 1 when one fails."""
+    if any(r.audit.status == ERROR for r in results):
+        return status.EXIT_INPUT
+    failing = any(r.check.automated and r.audit.status == FAIL for r in results)
     return status.EXIT_STILL_FAILING if failing else status.EXIT_OK

@@ -2,11 +2,14 @@
 the report formats of `cisfix.reports`. Registered like any other plugin; it answers last."""
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import List, Optional
 
 from . import hookimpl
+from .errors import InputError
 from .node import Node
+from .nodefile import read_bytes, require_regular
 from .types import Component, NodeInfo, ReportFormat
 
 MANIFESTS = "/etc/kubernetes/manifests"
@@ -49,9 +52,10 @@ def _detect_version(node: Node, components: dict) -> Optional[str]:
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         path = components[name].manifest if name in components else None
         try:
-            text = node.host(node.resolve(path)).read_bytes().decode("utf-8", "replace") if path else ""
-        except OSError:
+            data = read_bytes(node.host(node.resolve(path)), node.display(path)) if path else None
+        except InputError:  # a broken manifest: its checks say so; the others may still tell the version
             continue
+        text = (data or b"").decode("utf-8", "replace")
         match = re.search(rf"image:\s*['\"]?\S*{name}(?:-\w+)?:v?(\d+\.\d+(?:\.\d+)?)", text)
         if match:
             return match.group(1)
@@ -73,3 +77,21 @@ def cisfix_register_report_formats() -> List[ReportFormat]:
     from .reports import FORMATS
 
     return FORMATS
+
+
+def not_a_node_reason(node: Node) -> Optional[str]:
+    """Why `--root` does not look like a Kubernetes node (a typo in a cron job, an unmounted disk), or
+    None when it has a static pod manifest or a kubelet configuration where the node's configuration
+    (or kubeadm's layout) puts them. A root like that must never read as a compliant node."""
+    if not node.root.is_dir():
+        return "no such directory"
+    from .config import load_node_config
+
+    info = cisfix_describe_node(node, load_node_config(node))
+    wanted = [p for c in info.components.values() for p in (c.manifest, c.config) if p]
+    if any(require_regular(node.host(node.resolve(p)), node.display(p)) for p in wanted):
+        return None
+    manifests = sorted({posixpath.dirname(c.manifest) for c in info.components.values() if c.manifest})
+    configs = sorted(c.config for c in info.components.values() if c.config)
+    return (f"no static pod manifest in {', '.join(node.display(m) for m in manifests)} and no kubelet "
+            f"configuration at {', '.join(node.display(c) for c in configs)}")

@@ -167,10 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _node(args: argparse.Namespace):
+def _node(args: argparse.Namespace, require_node: bool = True):
+    """The node of `--root`. Commands that read or change it refuse a root that is not a node, before
+    anything (a lock, a state folder) is created there."""
+    from .builtin import not_a_node_reason
     from .node import Node
 
-    return Node(args.root, args.state_dir)
+    node = Node(args.root, args.state_dir)
+    reason = not_a_node_reason(node) if require_node else None
+    if reason:
+        raise CisfixError(f"{node.root} does not look like a Kubernetes node: {reason}")
+    return node
 
 
 def _edit_ops(args: argparse.Namespace) -> tuple:
@@ -219,18 +226,16 @@ def cmd_edit(args: argparse.Namespace) -> int:
     ops = _edit_ops(args)
     if not ops:
         raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
-    node = _node(args)
+    plugins = _plugins(args, for_changes=not args.dry_run)
+    node = plugins.node
     edit = EditFile(node.node_path(args.file), ops, args.component, args.kind)
-    gated = {}
-    if not (args.dry_run or args.no_health_gate):
-        plugins = _plugins(args)
-        component = component_of(plugins.info, node.resolve(edit.path))
-        if component and not plugins.config.get("offline"):
-            gate = _gate(args, plugins)
-            gated = {"applier": partial(apply_gated, plugins=plugins, gate=gate, component=component,
-                                        label=f"edit {edit.path}"),
-                     "after_recovery": lambda session: gate_recovered(session, plugins, gate),
-                     "editors": plugins.editors()}
+    gated = {"editors": plugins.editors()}
+    component = component_of(plugins.info, node.resolve(edit.path))
+    if component and not (args.dry_run or args.no_health_gate or plugins.config.get("offline")):
+        gate = _gate(args, plugins)
+        gated.update(applier=partial(apply_gated, plugins=plugins, gate=gate, component=component,
+                                     label=f"edit {edit.path}"),
+                     after_recovery=lambda session: gate_recovered(session, plugins, gate))
     outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **gated)
     if args.format == "json":
         print(json.dumps(outcome.as_dict(), indent=2))
@@ -307,10 +312,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from .audit import select
+    from .audit import require_benchmark, select
     from .fix import run_fix
 
-    plugins = _plugins(args)
+    plugins = _plugins(args, for_changes=True)
+    require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)
     report = run_fix(plugins, checks, _gate(args, plugins), dry_run=args.dry_run,
                      one_at_a_time=args.one_at_a_time, wait=args.wait)
@@ -383,7 +389,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plugins(args: argparse.Namespace):
+def _plugins(args: argparse.Namespace, require_node: bool = True, for_changes: bool = False):
+    """Load plugins and checks. A plugin that raises while loading is bad input naming its file and
+    line; with `for_changes` (fix, edit) so is any checks.d document that did not load: a run must
+    not change a node under a configuration it could only partly read."""
+    import traceback
+
     from .plugins import Plugins
 
     blocked = []
@@ -391,19 +402,30 @@ def _plugins(args: argparse.Namespace):
         if not option.startswith("no:"):
             raise InputError(f"-p {option}", "expected -p no:NAME")
         blocked.append(option[3:])
-    plugins = Plugins(_node(args), args.checks_dir, blocked, args.disable, args.benchmark)
+    node = _node(args, require_node)
+    try:
+        plugins = Plugins(node, args.checks_dir, blocked, args.disable, args.benchmark)
+    except CisfixError:
+        raise
+    except Exception as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise InputError(f"{frame.filename}:{frame.lineno}", f"plugin failed to load: {type(exc).__name__}: {exc}")
+    if for_changes and plugins.errors:
+        more = f" (and {len(plugins.errors) - 1} more)" if len(plugins.errors) > 1 else ""
+        raise CisfixError(f"{plugins.errors[0]}{more}: invalid configuration, refusing to change the node")
     for error in plugins.errors:
         print(f"cisfix: error: {error}", file=sys.stderr)
     return plugins
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import exit_code, run_audits, select, summarize
+    from .audit import exit_code, require_benchmark, run_audits, select, summarize
 
     plugins = _plugins(args)
     formats = plugins.report_formats()
     if args.format not in formats:
         raise InputError(f"--format {args.format}", f"unknown format; choose from {', '.join(sorted(formats))}")
+    require_benchmark(plugins)
     results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
     report = formats[args.format].render(results, summarize(results))
     if args.output:
@@ -441,7 +463,7 @@ def _check_dict(check) -> dict:
 def cmd_checks_list(args: argparse.Namespace) -> int:
     from .audit import select
 
-    plugins = _plugins(args)
+    plugins = _plugins(args, require_node=False)
     checks = select(plugins, ids=sorted(plugins.checks))
     if args.format == "json":
         print(json.dumps([_check_dict(c) for c in checks], indent=2))
@@ -452,7 +474,7 @@ def cmd_checks_list(args: argparse.Namespace) -> int:
 
 
 def cmd_checks_show(args: argparse.Namespace) -> int:
-    plugins = _plugins(args)
+    plugins = _plugins(args, require_node=False)
     check = plugins.checks.get(args.id)
     if check is None:
         raise InputError(args.id, "no such check (see `cisfix checks list`)")
@@ -490,7 +512,7 @@ def cmd_checks_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    plugins = _plugins(args).plugins()
+    plugins = _plugins(args, require_node=False).plugins()
     if args.format == "json":
         print(json.dumps([p.__dict__ for p in plugins], indent=2))
     else:
@@ -500,7 +522,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
-    plugins = _plugins(args)
+    plugins = _plugins(args, require_node=False)
     chosen = plugins.info.benchmark
     if args.format == "json":
         print(json.dumps({"node": {"version": plugins.info.version, "benchmark": chosen},

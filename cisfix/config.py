@@ -18,6 +18,7 @@ from __future__ import annotations
 from .declarative import _plain
 from .errors import InputError
 from .node import Node
+from .nodefile import decode_text, read_bytes, refuse_yaml_aliases
 from .schema import DocumentError, load_documents, validate
 
 CONFIG_PATH = "/etc/cisfix/config.yaml"
@@ -25,10 +26,11 @@ CONFIG_PATH = "/etc/cisfix/config.yaml"
 
 def load_node_config(node: Node) -> dict:
     path = node.host(node.resolve(CONFIG_PATH))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    data = read_bytes(path, path)
+    if data is None:
         return {}
+    text = decode_text(data, path)
+    refuse_yaml_aliases(text, path)
     try:
         docs = load_documents(text)
     except DocumentError as exc:

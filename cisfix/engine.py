@@ -21,6 +21,7 @@ from .halt import refuse_if_halted
 from .journal import Journal
 from .lock import RunLock
 from .node import Node
+from .nodefile import decode_text, read_bytes, refuse_yaml_aliases, require_regular
 from .plan import SetPath, UnsetPath
 from .state import NodeState
 from .types import Change, CreateFile, EditFile, Editor, NodeInfo, SetMode
@@ -104,17 +105,15 @@ def _read_only_fs(path: Path) -> bool:
 def read_node_file(node: Node, node_path: str, missing_ok: bool = False) -> tuple:
     """Resolve symlinks inside the node and read the real file: (real node path, bytes or None)."""
     real = node.resolve(node_path)
-    host = node.host(real)
-    try:
-        return real, host.read_bytes()
-    except FileNotFoundError:
-        if missing_ok:
-            return real, None
-        raise InputError(node.display(node_path), "no such file")
-    except IsADirectoryError:
-        raise InputError(node.display(node_path), "is a directory, not a file")
-    except OSError as exc:
-        raise InputError(node.display(node_path), exc.strerror or str(exc))
+    return real, read_bytes(node.host(real), node.display(node_path), missing_ok)
+
+
+def require_regular_targets(node: Node, changes: Sequence[Change]) -> None:
+    """Refuse a FIFO, socket, device or folder among the targets before the lock is taken: reading
+    one would block (or never end) while every other run waits."""
+    for change in changes:
+        path = node.node_path(change.path)
+        require_regular(node.host(node.resolve(path)), node.display(path))
 
 
 def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor] = ()) -> List[PlannedChange]:
@@ -168,10 +167,7 @@ def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile,
 
     if content is None:
         raise InputError(node.display(path), "no such file")
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(node.display(path), f"not UTF-8 text (byte {exc.start})")
+    text = decode_text(content, node.display(path))
     flag_ops = [op for op in edit.ops if not isinstance(op, PATH_OPS)]
     path_ops = [op for op in edit.ops if isinstance(op, PATH_OPS)]
     notes: List[str] = []
@@ -181,6 +177,7 @@ def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile,
         if plugin_editor:
             result = plugin_editor.edit(text, list(edit.ops))
             return result.text.encode("utf-8"), list(result.notes)
+        refuse_yaml_aliases(text, node.display(path))
         if flag_ops:
             result = edit_flags(text, flag_ops, edit.component, fallback=_component_from_name(path))
             text, notes = result.text, notes + list(result.notes)
@@ -244,6 +241,7 @@ def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False,
     """Plan every change, then apply all changed files as one transaction (or only show them).
     `applier` replaces the plain transaction (the health-gated one does); `after_recovery` runs once
     the lock is held and unfinished transactions are undone."""
+    require_regular_targets(node, changes)
     if dry_run:
         return _outcome_of_plan(node, plan_changes(node, changes, editors), dry_run=True)
     with Session(node, wait) as session:

@@ -14,7 +14,8 @@ from .engine import EditOutcome, Session, plan_changes, run_changes, unified_dif
 from .gate import Gate
 from .journal import Journal
 from .plugins import Plugins
-from .types import FAIL, PASS, Check, CheckResult, Plan
+from .errors import CisfixError
+from .types import ERROR, FAIL, PASS, Check, CheckResult, Plan
 
 Item = Tuple[Check, Plan]
 
@@ -49,6 +50,15 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
             continue
         result.planned.append((check, plan))
     return result
+
+
+def refuse_if_unreadable(plan: FixPlan) -> None:
+    """A check that could not be audited (a broken or hostile node file, a failing audit) stops the
+    fix before the lock and any change: the node is not what the plans assume."""
+    errors = [r for r in plan.compliant if r.audit.status == ERROR]
+    if errors:
+        more = f" ({len(errors)} checks could not be audited)" if len(errors) > 1 else ""
+        raise CisfixError(f"{errors[0].audit.reason}{more}; fix changes nothing on a node it cannot fully read")
 
 
 def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: float = 0.0) -> EditOutcome:
@@ -172,6 +182,7 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     observe = lambda result: plugins.pm.hook.cisfix_observe_result(result=result)  # noqa: E731
     plan = plan_fix(plugins, checks)
     node = plugins.node
+    refuse_if_unreadable(plan)
     for result in plan.compliant + plan.skipped:
         observe(result)
     if dry_run:

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .errors import EditError, InputError
 from .node import Node
+from .nodefile import decode_text, read_bytes, refuse_yaml_aliases
 from .types import Component, Evidence, NodeInfo
 
 
@@ -61,24 +63,23 @@ class NodeState:
 
     # ---- files ----
     def read(self, path: str) -> Optional[bytes]:
-        """The file's bytes (symlinks followed inside the node), or None when it does not exist."""
+        """The file's bytes (symlinks followed inside the node), or None when it does not exist.
+        Anything but a regular file of at most 1 MiB raises InputError naming it."""
         if path not in self._files:
-            try:
-                self._files[path] = self.node.host(self.node.resolve(path)).read_bytes()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                self._files[path] = None
+            self._files[path] = read_bytes(self.node.host(self.node.resolve(path)), self.node.display(path))
         return self._files[path]
 
-    def yaml(self, path: str) -> Any:
-        """The file parsed as YAML (the first document), or None when absent. Raises on invalid YAML."""
-        if path not in self._yaml:
-            data = self.read(path)
-            if data is None:
-                self._yaml[path] = None
-            else:
-                from ruamel.yaml import YAML
+    def text(self, path: str) -> Optional[str]:
+        """The file as UTF-8 text, or None when absent; NUL bytes or bad UTF-8 raise InputError."""
+        data = self.read(path)
+        return None if data is None else decode_text(data, self.node.display(path))
 
-                self._yaml[path] = next(iter(YAML(typ="safe").load_all(data.decode("utf-8"))), None)
+    def yaml(self, path: str) -> Any:
+        """The file parsed as YAML (the first document), or None when absent. Invalid YAML and YAML
+        aliases raise InputError as `FILE:LINE: reason`."""
+        if path not in self._yaml:
+            text = self.text(path)
+            self._yaml[path] = None if text is None else _parse_yaml(text, self.node.display(path))
         return self._yaml[path]
 
     def stat(self, path: str) -> Optional[os.stat_result]:
@@ -156,18 +157,38 @@ class NodeState:
 
     def flags(self, component: str) -> Flags:
         """Effective flags: the running process's command line, else the static pod manifest's."""
+        manifest = self.component(component).manifest
+        if manifest:  # a broken manifest is an error even while the old process still runs
+            self.yaml(manifest)
         process = self.process(component)
         if process:
             start = self.program_index(component, process) + 1
             return Flags(dict(parse_argv(process.argv[start:])),
                          Evidence(process=f"{component} (pid {process.pid})"), True)
-        manifest = self.component(component).manifest
-        text = self.read(manifest) if manifest else None
+        text = self.text(manifest) if manifest else None
         if text is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
         from .editors.manifest import read_flags
 
-        return Flags(dict(read_flags(text.decode("utf-8"), None, fallback=component)), Evidence(file=manifest), False)
+        try:
+            return Flags(dict(read_flags(text, None, fallback=component)), Evidence(file=manifest), False)
+        except EditError as exc:
+            raise InputError(self.node.display(manifest), str(exc))
+
+
+def _parse_yaml(text: str, shown: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    refuse_yaml_aliases(text, shown)
+    try:
+        return next(iter(YAML(typ="safe").load_all(text)), None)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise InputError(f"{shown}:{mark.line + 1}" if mark else shown,
+                         f"invalid YAML: {exc.problem or exc.context or 'unparsable'}")
+    except YAMLError as exc:
+        raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
 def _newest(paths: List[Path]) -> Optional[Path]:

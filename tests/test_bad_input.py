@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import socket
+import stat
 import subprocess
 
 import pytest
@@ -164,3 +167,95 @@ def test_file_changed_by_someone_else_after_it_was_read(node, monkeypatch):
     with pytest.raises(InputError, match="changed since it was read"):
         run_changes(Node(str(node.root)), [EditFile(APISERVER, (SetFlag("profiling", "false"),))])
     assert node.read(APISERVER) == meddled
+
+
+# ---- hostile or odd node files: one line, exit 2, never blocking, never more than linear time ----
+
+def _make_fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _make_socket(path):
+    path.unlink()
+    listener = socket.socket(socket.AF_UNIX)
+    cwd = os.getcwd()
+    os.chdir(path.parent)  # a relative name: the full path is longer than sun_path allows
+    try:
+        listener.bind(path.name)
+    finally:
+        os.chdir(cwd)
+    return listener
+
+
+@pytest.mark.parametrize("kind,make", [("FIFO", _make_fifo), ("socket", _make_socket)])
+@pytest.mark.parametrize("command", [("edit", APISERVER, "--flag", "profiling=false"), ("audit", "--format", "json"), ("fix",),
+                                     ("fix", "--dry-run")])
+def test_a_manifest_that_is_not_a_regular_file_is_refused_without_blocking(node, cisfix, kind, make, command):
+    held = make(node.path(APISERVER))
+    try:
+        result = cisfix(*command, timeout=60)  # a blocked open would hang here
+    finally:
+        if held:
+            held.close()
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"{node.path(APISERVER)}: is a {kind}, not a regular file" in result.stdout + result.stderr
+    if command[0] != "audit":
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not node.state_dir.exists()  # refused before the lock (which lives there) was taken
+
+
+def test_a_device_as_a_node_file_is_refused(node, cisfix):
+    node.path(APISERVER).unlink()
+    try:
+        os.mknod(node.path(APISERVER), stat.S_IFCHR | 0o600, os.makedev(1, 5))  # like /dev/zero: never ends
+    except PermissionError as exc:
+        pytest.skip(f"cannot create a device node here ({exc.strerror}); needs root with CAP_MKNOD")
+    result = cisfix("edit", APISERVER, "--flag", "profiling=false", timeout=60)
+    assert_refused(node, result, 2, "is a character device, not a regular file")
+
+
+def test_a_node_file_over_one_mib_is_refused(node, cisfix):
+    text = node.read(APISERVER) + b"# padding\n" * 110_000
+    node.write(APISERVER, text)
+    for command in (("edit", APISERVER, "--flag", "profiling=false"), ("fix",)):
+        result = cisfix(*command, timeout=60)
+        assert_refused(node, result, 2, str(node.path(APISERVER)), "more than the 1048576 a node file may have")
+    audit = cisfix("audit", "--check", "1.2.15", "--format", "json", timeout=60)
+    assert audit.returncode == 2 and "1048576" in audit.stdout
+
+
+def alias_bomb(levels: int = 9) -> bytes:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        prev, name = chr(96 + i), chr(97 + i)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("path", [APISERVER, KUBELET_CONFIG])
+def test_yaml_aliases_in_node_files_are_refused(node, cisfix, path):
+    node.write(path, node.read(path) + alias_bomb())
+    for command in (("edit", path, "--set", "x=1") if path == KUBELET_CONFIG else
+                    ("edit", path, "--flag", "profiling=false"), ("fix",)):
+        result = cisfix(*command, timeout=60)
+        assert_refused(node, result, 2, f"{node.path(path)}:", "anchors and aliases are not accepted")
+    audit = cisfix("audit", "--format", "json", timeout=60)
+    assert audit.returncode == 2 and "anchors and aliases" in audit.stdout
+
+
+def test_alias_check_cost_grows_linearly():
+    """Not a speed target: a nine-level bomb must be refused by scanning, not by expanding 9**9 items."""
+    from cisfix.errors import InputError
+    from cisfix.nodefile import refuse_yaml_aliases
+
+    with pytest.raises(InputError, match=r"bomb.yaml:1: YAML anchors"):
+        refuse_yaml_aliases(alias_bomb(9).decode(), "bomb.yaml")
+
+
+def test_a_nul_byte_is_one_line(node, cisfix):
+    node.write(APISERVER, node.read(APISERVER).replace(b"kind: Pod", b"kind: Po\0d", 1))
+    result = cisfix("edit", APISERVER, "--flag", "profiling=false")
+    assert_refused(node, result, 2, f"{node.path(APISERVER)}:", "NUL byte")
+    audit = cisfix("audit", "--check", "1.2.15")
+    assert audit.returncode == 2 and "NUL byte" in audit.stdout

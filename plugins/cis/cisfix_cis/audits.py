@@ -22,8 +22,9 @@ Values = Dict[str, Optional[str]]
 
 def manifest_flags(state: NodeState, component: str) -> Optional[Values]:
     path = state.component(component).manifest
-    text = state.read(path) if path else None
-    return dict(read_flags(text.decode("utf-8"), None, fallback=component)) if text is not None else None
+    if not path or state.yaml(path) is None:  # state.yaml raises FILE:LINE for a broken manifest
+        return None
+    return dict(read_flags(state.text(path), None, fallback=component))
 
 
 def with_drift(live: AuditResult, on_disk: Optional[AuditResult], component: str, where: str) -> AuditResult:

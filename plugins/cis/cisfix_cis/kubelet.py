@@ -79,12 +79,8 @@ def _build(state: NodeState) -> KubeletView:
     live = state.flags(COMPONENT)
     flags = dict(live.values) if live.running else dict(file_flags)
     config_path = flags.get("config") or file_flags.get("config") or component.config
-    config = None
-    if config_path:
-        try:
-            config = state.yaml(config_path)
-        except Exception:  # an unreadable config is reported by the checks that need it
-            config = None
+    # An unreadable config raises InputError (FILE:LINE: reason): every kubelet check is then an ERROR.
+    config = state.yaml(config_path) if config_path else None
     return KubeletView(flags, live.running, live.evidence if live.running else None, file_flags, sources,
                        config_path, config if isinstance(config, dict) else None)
 

@@ -1,0 +1,102 @@
+"""Reading a node file without trusting it: only regular files, at most `MAX_BYTES`, UTF-8 text without
+NUL bytes, YAML without aliases. Every refusal is an `InputError` naming the file: one line, exit 2.
+
+Opening a FIFO blocks until a writer comes and reading a device may never end, so the file type is
+checked before `open` and again on the open descriptor (O_NONBLOCK: a FIFO swapped in between cannot
+block either). Node files are small (a kubeadm manifest is a few KiB); a 1 MiB limit keeps one hostile
+file from costing minutes and gigabytes. YAML aliases make a few hundred bytes expand exponentially
+for anything that walks the data (comparisons, validation, JSON); Kubernetes' files never use them.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Optional
+
+from .errors import InputError
+
+MAX_BYTES = 1 << 20
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
+
+
+def _refuse_kind(mode: int, shown: object) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise InputError(shown, f"is {kind}, not a regular file; refused")
+
+
+def require_regular(host: Path, shown: object) -> bool:
+    """True when `host` is a regular file, False when it does not exist; refuse anything else."""
+    try:
+        info = os.stat(host)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    _refuse_kind(info.st_mode, shown)
+    return True
+
+
+def read_bytes(host: Path, shown: object, missing_ok: bool = True) -> Optional[bytes]:
+    """The bytes of a regular file of at most MAX_BYTES; None when it does not exist (and missing_ok)."""
+    if not require_regular(host, shown):
+        if missing_ok:
+            return None
+        raise InputError(shown, "no such file")
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise InputError(shown, "no such file")
+    except OSError as exc:
+        raise InputError(shown, exc.strerror or str(exc))
+    try:
+        info = os.fstat(fd)
+        _refuse_kind(info.st_mode, shown)
+        if info.st_size > MAX_BYTES:
+            raise InputError(shown, f"is {info.st_size} bytes, more than the {MAX_BYTES} a node file may have; refused")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_BYTES:  # it grew while being read
+                raise InputError(shown, f"is more than {MAX_BYTES} bytes, the most a node file may have; refused")
+            chunks.append(chunk)
+    except OSError as exc:
+        raise InputError(shown, exc.strerror or str(exc))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def decode_text(data: bytes, shown: object) -> str:
+    """UTF-8 text without NUL bytes (no configuration file holds one; parsers report them badly)."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise InputError(f"{shown}:{line}", f"contains a NUL byte (offset {nul}); not a text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(shown, f"not UTF-8 text (byte {exc.start})")
+
+
+def refuse_yaml_aliases(text: str, shown: object) -> None:
+    """Refuse YAML anchors and aliases, in time linear in the text (the scanner only, no data built)."""
+    if "&" not in text:  # without an anchor there is nothing an alias could expand
+        return
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.tokens import AliasToken, AnchorToken
+
+    try:
+        for token in YAML(typ="safe", pure=True).scan(text):
+            if isinstance(token, (AnchorToken, AliasToken)):
+                line = token.start_mark.line + 1
+                raise InputError(f"{shown}:{line}", "YAML anchors and aliases are not accepted in node files")
+    except YAMLError:
+        return  # not valid YAML: the parser that follows says where and why
