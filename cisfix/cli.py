@@ -91,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--flag-drop", type=_key_item, action="append", default=[], metavar="NAME=ITEM",
                       help="remove ITEM from the comma-separated value of --NAME")
     edit.add_argument("--set", type=_key_value, action="append", default=[], metavar="PATH=VALUE",
-                      help="set a dotted YAML path; VALUE is a YAML scalar (quote it to force a string)")
-    edit.add_argument("--unset", action="append", default=[], metavar="PATH", help="delete a dotted YAML path")
+                      help='set a dotted YAML path (a."b.c" for a key with dots); VALUE is a YAML flow value: '
+                           'a scalar (quote it to force a string), [A, B] or {key: value}')
+    edit.add_argument("--unset", action="append", default=[], metavar="PATH",
+                      help='delete a dotted YAML path (a."b.c" for a key with dots)')
     edit.add_argument("--component", help="the container to edit, when neither its label nor the file name says")
     edit.add_argument("--kind", help="the document to edit in a multi-document YAML file, by its kind")
     edit.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
@@ -184,22 +186,23 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    from .nodefile import refuse_yaml_aliases
     from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
 
-    def scalar(path: str, text: Optional[str]) -> object:
+    def flow_value(path: str, text: Optional[str]) -> object:
+        """A YAML flow value: a scalar, `[A, B]` or `{memory.available: 100Mi}`."""
+        refuse_yaml_aliases(text or "", f"--set {path}")
         try:
-            value = YAML(typ="safe").load(text or "")
+            return YAML(typ="safe", pure=True).load(text or "")
         except YAMLError as exc:
-            raise InputError(f"--set {path}", f"value is not valid YAML: {exc.problem or exc}")
-        if isinstance(value, (dict, list)):
-            raise InputError(f"--set {path}", "value must be a YAML scalar, not a mapping or list")
-        return value
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InputError(f"--set {path}", f"value is not valid YAML: {problem}")
 
     ops: list = [SetFlag(n, v) for n, v in args.flag]
     ops += [RemoveFlag(n.lstrip("-")) for n in args.unflag]
     ops += [AddFlagItem(n, i) for n, i in args.flag_add]
     ops += [RemoveFlagItem(n, i) for n, i in args.flag_drop]
-    ops += [SetPath(p, scalar(p, v)) for p, v in args.set]
+    ops += [SetPath(p, flow_value(p, v)) for p, v in args.set]
     ops += [UnsetPath(p) for p in args.unset]
     return tuple(ops)
 

@@ -78,8 +78,12 @@ def test_no_operation_given(node, refused):
     refused(("edit", APISERVER), 2, "nothing to do")
 
 
-def test_set_value_that_is_not_a_scalar(node, refused):
-    refused(("edit", KUBELET_CONFIG, "--set", "a=[1, 2]"), 2, "scalar")
+def test_set_value_that_is_not_valid_yaml(node, refused):
+    refused(("edit", KUBELET_CONFIG, "--set", "a=[1, 2"), 2, "--set a", "not valid YAML")
+
+
+def test_set_path_with_an_unclosed_quote(node, refused):
+    refused(("edit", KUBELET_CONFIG, "--set", 'evictionHard."memory.available=1Gi'), 2, "unclosed double quote")
 
 
 def test_relative_path_with_a_root(node, refused):

@@ -110,11 +110,55 @@ class TestUnset:
         assert edit("a: 1\nb: 2", UnsetPath("b")) == "a: 1"
 
 
+EVICTION = """\
+kind: KubeletConfiguration
+evictionHard:
+  imagefs.available: 15%   # kubelet default
+  memory.available: 100Mi
+  nodefs.available: 10%
+tlsCipherSuites:
+- TLS_AES_128_GCM_SHA256
+"""
+
+
+class TestFlowValuesAndQuotedKeys:
+    def test_quoted_segment_addresses_a_key_with_dots(self) -> None:
+        assert edit(EVICTION, SetPath('evictionHard."memory.available"', "200Mi")) == EVICTION.replace(
+            "memory.available: 100Mi", "memory.available: 200Mi")
+
+    def test_quoted_segment_adds_a_key_with_dots_not_a_nested_map(self) -> None:
+        out = edit(EVICTION, SetPath('evictionHard."nodefs.inodesFree"', "5%"))
+        assert out == EVICTION.replace("  nodefs.available: 10%\n", "  nodefs.available: 10%\n  nodefs.inodesFree: 5%\n")
+        assert read_path(out, 'evictionHard."nodefs.inodesFree"') == (True, "5%")
+
+    def test_unset_with_a_quoted_segment(self) -> None:
+        assert edit(EVICTION, UnsetPath('evictionHard."memory.available"')) == EVICTION.replace(
+            "  memory.available: 100Mi\n", "")
+
+    def test_a_list_replaces_a_block_list_on_the_key_line(self) -> None:
+        out = edit(EVICTION, SetPath("tlsCipherSuites", ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"]))
+        assert out.endswith("tlsCipherSuites: [TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384]\n")
+        assert out.startswith(EVICTION.split("tlsCipherSuites")[0])  # the lines above are untouched
+
+    def test_a_mapping_replaces_a_block_mapping_and_keeps_the_rest(self) -> None:
+        out = edit(EVICTION, SetPath("evictionHard", {"memory.available": "100Mi"}))
+        assert out == "kind: KubeletConfiguration\nevictionHard: {memory.available: 100Mi}\n" + \
+            EVICTION.split("10%\n", 1)[1]
+
+    def test_a_new_mapping_is_written_in_flow_style(self) -> None:
+        out = edit(EVICTION, SetPath("evictionSoft", {"memory.available": "300Mi", "nodefs.available": "15%"}))
+        assert out == EVICTION + "evictionSoft: {memory.available: 300Mi, nodefs.available: 15%}\n"
+
+
 class TestRefusals:
     @pytest.mark.parametrize("op, message", [
         (SetPath("readOnlyPort.x", 1), "readOnlyPort is a scalar, not a mapping"),
         (SetPath("tlsCipherSuites.x", 1), "tlsCipherSuites is a list, not a mapping"),
-        (SetPath("authentication", False), "authentication is a mapping; it cannot be replaced"),
+        (SetPath("authentication", False), "authentication is a mapping; it can only be replaced with a mapping"),
+        (SetPath("tlsCipherSuites", "A"), "tlsCipherSuites is a list; it can only be replaced with a list"),
+        (SetPath('a."b', 1), "unclosed double quote"),
+        (SetPath('a."b"c', 1), "quoted key must be followed"),
+        (SetPath('a.b"c"', 1), "quote a whole key"),
         (UnsetPath("readOnlyPort.x"), "not a mapping"),
         (SetPath("a..b", 1), "bad path"),
     ])

@@ -103,3 +103,25 @@ def test_state_dir_option_moves_journal_and_backups(node, cisfix, tmp_path):
     result = cisfix("--state-dir", str(state), "edit", APISERVER, "--flag", "profiling=false")
     assert result.returncode == 0, result.stderr
     assert (state / "journal.jsonl").exists() and not node.state_dir.exists()
+
+
+def test_set_takes_yaml_flow_values_and_quoted_keys(node, cisfix):
+    """A real kubeadm kubelet config: lists, mappings and keys holding dots, each a one-line splice."""
+    from ruamel.yaml import YAML
+
+    before = node.read(KUBELET_CONFIG).decode()
+    result = cisfix("edit", KUBELET_CONFIG, "--set",
+                    "tlsCipherSuites=[TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]",
+                    "--set", "evictionHard={memory.available: 100Mi}",
+                    "--set", 'evictionHard."nodefs.available"=10%')
+    assert result.returncode == 0, result.stderr
+    after = node.read(KUBELET_CONFIG).decode()
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert added == ["tlsCipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]",
+                     "evictionHard: {memory.available: 100Mi, nodefs.available: 10%}"]
+    assert [line for line in before.splitlines() if line not in after.splitlines()] == []
+    data = YAML(typ="safe").load(after)
+    assert data["evictionHard"] == {"memory.available": "100Mi", "nodefs.available": "10%"}  # not nested maps
+    result = cisfix("edit", KUBELET_CONFIG, "--unset", 'evictionHard."memory.available"')
+    assert result.returncode == 0, result.stderr
+    assert YAML(typ="safe").load(node.read(KUBELET_CONFIG))["evictionHard"] == {"nodefs.available": "10%"}

@@ -78,10 +78,29 @@ def _select(parsed: yt.Parsed, kind: Optional[str]) -> int:
 
 
 def _split(path: str) -> List[str]:
-    parts = path.split(".")
-    if not all(parts):
-        raise EditError(f"bad path {path!r}")
-    return parts
+    """`a.b.c` into keys; a double-quoted segment holds dots: `evictionHard."memory.available"`."""
+    parts: List[str] = []
+    i = 0
+    while True:
+        if path.startswith('"', i):
+            end = path.find('"', i + 1)
+            if end < 0:
+                raise EditError(f"bad path {path!r}: unclosed double quote")
+            part, i = path[i + 1:end], end + 1
+            if i < len(path) and path[i] != ".":
+                raise EditError(f"bad path {path!r}: a quoted key must be followed by '.' or the end")
+        else:
+            end = path.find(".", i)
+            end = len(path) if end < 0 else end
+            part, i = path[i:end], end
+            if '"' in part:
+                raise EditError(f"bad path {path!r}: quote a whole key, as in a.\"b.c\"")
+        if not part:
+            raise EditError(f"bad path {path!r}: empty key")
+        parts.append(part)
+        if i >= len(path):
+            return parts
+        i += 1  # the dot
 
 
 def _describe(node: Node) -> str:
@@ -113,25 +132,36 @@ def _plan(text: str, root: Node, data: Any, op: PathOp, step: int) -> Tuple[List
 
 
 def _shown(value: Any) -> str:
-    return yt.render_flow_sequence(value) if isinstance(value, list) else yt.render_scalar(value)
+    return _render_value(value, None, False, '"')
 
 
 def _render_value(value: Any, style: Optional[str], flow: bool, quote: str) -> str:
+    """A scalar in the file's style, or a list or mapping as a YAML flow collection (`[a, b]`,
+    `{memory.available: 100Mi}`) whose items are scalars or further flow collections."""
     if isinstance(value, list):
-        return yt.render_flow_sequence(value, quote)
+        return "[" + ", ".join(_render_value(v, None, True, quote) for v in value) + "]"
     if isinstance(value, dict):
-        raise EditError("only scalars and lists of scalars can be set")
+        return "{" + ", ".join(f"{_render_key(k)}: {_render_value(v, None, True, quote)}"
+                               for k, v in value.items()) + "}"
     return yt.render_scalar(value, style, flow, quote)
+
+
+def _render_key(key: Any) -> str:
+    if isinstance(key, (list, dict)):
+        raise EditError("mapping keys must be scalars")
+    return yt.render_scalar(key, flow=True)
 
 
 def _replace(text: str, mapping: MappingNode, key: Node, node: Node, op: SetPath) -> yt.Edit:
     """Replace an existing value in place, keeping its quotes (for strings) and trailing comment."""
     quote = yt.sibling_quote(v for _, v in mapping.value)
-    if isinstance(node, MappingNode) or (isinstance(node, SequenceNode) and not isinstance(op.value, list)):
-        raise EditError(f"{op.path} is {_describe(node)}; it cannot be replaced with a scalar")
+    collection = {MappingNode: dict, SequenceNode: list}.get(type(node))
+    if collection and not isinstance(op.value, collection):
+        raise EditError(f"{op.path} is {_describe(node)}; it can only be replaced with "
+                        f"{'a mapping {...}' if collection is dict else 'a list [...]'}")
     style = node.style if isinstance(node, ScalarNode) and isinstance(op.value, str) else None
     rendered = _render_value(op.value, style if style in yt.QUOTES else None, bool(mapping.flow_style), quote)
-    if yt.is_empty_scalar(node) or (isinstance(node, SequenceNode) and not node.flow_style):
+    if yt.is_empty_scalar(node) or (collection and not node.flow_style):
         # nothing (or block lines) after the colon: the new value goes on the key's line
         colon = yt.colon_after(text, key) + 1
         end = colon if yt.is_empty_scalar(node) else yt.node_end(text, node)
