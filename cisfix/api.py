@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Dict, Optional
@@ -37,7 +38,7 @@ class Runner:
 
         self.node = Node(root, state_dir)
         self.lock_wait = lock_wait
-        logging.getLogger("cisfix").setLevel(logging.DEBUG if verbose else logging.WARNING)
+        _configure_logging(verbose)
 
     def update_manifest_safely(self, filepath: str, key: str, value: Optional[str],
                                dry_run: bool = False) -> dict:
@@ -83,6 +84,33 @@ class Runner:
         except CisfixError as exc:
             outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
         return outcome.as_dict()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a script may redirect it after creating a Runner)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("cisfix: %(message)s"))
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+_stderr_handler = _StderrHandler()
+
+
+def _configure_logging(verbose: int) -> None:
+    """`verbose=1` shows what the older runner printed: every REMEDIATION and ROLLBACK line, on stderr."""
+    logger = logging.getLogger("cisfix")
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if verbose and _stderr_handler not in logger.handlers:
+        logger.addHandler(_stderr_handler)
 
 
 def _script_verifier(check_id: str, script_dict: Optional[dict]):

@@ -84,18 +84,20 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
         return _undo(session, plugins, gate, tx, component if gated else None, manifest, outcome, f"apply failed: {exc}")
     if not gated:
         tx.commit()
-        outcome.backup_path = str(node.state_dir / "backups" / tx.txid)
+        outcome.record_backups(node, tx.txid)
         return outcome
     if spec.restart:
         gate.restart(component)
     answer = gate.await_healthy(component, before, _manifest_flags(manifest.after, component) if manifest else None)
     session.journal.append("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
                            message=answer.message)
+    if manifest:  # healthy means a new process carrying the manifest's intended flags was seen
+        outcome.audit_verified = answer.healthy
     if answer.healthy and verify:
         verdicts = verify()
         session.journal.append("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
         failing = [i for i, s in verdicts if s != "PASS"]
-        outcome.audit_verified = not failing
+        outcome.audit_verified = not failing  # the live checks decide, whatever the flags said
         if failing:
             answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
     if not answer.healthy:
@@ -126,7 +128,7 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, compo
                restart_command(plugins.info, component))
     outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLBACK_FAILED, status.EXIT_ROLLBACK_FAILED
     outcome.reason = f"{reason}; rollback failed: {problem}; see {plugins.node.state_dir / 'HALT'}"
-    outcome.backup_path = str(plugins.node.state_dir / "backups" / tx.txid)
+    outcome.record_backups(plugins.node, tx.txid)
     return outcome
 
 

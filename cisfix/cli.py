@@ -246,7 +246,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if (args.dry_run or args.diff) and outcome.diff:
         sys.stdout.write(outcome.diff)
     if not args.quiet:
-        for note in outcome.changes_made:
+        for note in outcome.changes:
             print(f"  {note}")
         tx = f" [txid {outcome.txid}]" if outcome.txid else ""
         print(f"{outcome.status}: {outcome.reason}{tx}")

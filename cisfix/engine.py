@@ -208,16 +208,25 @@ def unified_diff(node: Node, planned: PlannedChange) -> str:
 
 @dataclass
 class EditOutcome:
-    """The result every command reports, as text or as one JSON object."""
+    """The result every command reports, as text or as one JSON object. The dict keeps the older
+    runner's contract: `changes_made` is a count, `backup_path` the backup file of a one-file change
+    (the transaction's backup folder otherwise; `backup_dir` always)."""
 
     status: str
     reason: str = ""
     txid: Optional[str] = None
+    backup_dir: Optional[str] = None
     backup_path: Optional[str] = None
-    changes_made: List[str] = field(default_factory=list)
+    changes: List[str] = field(default_factory=list)  # one line per change: "FILE: what"
     diff: str = ""
     exit_code: int = status.EXIT_OK
-    audit_verified: Optional[bool] = None  # None: no verification ran
+    audit_verified: Optional[bool] = None  # None: nothing was gated or verified
+
+    def record_backups(self, node: Node, txid: str) -> None:
+        folder = node.state_dir / "backups" / txid
+        files = [Path(d, f) for d, _, names in os.walk(folder) for f in names]
+        self.backup_dir = str(folder)
+        self.backup_path = str(files[0] if len(files) == 1 else folder)
 
     def as_dict(self) -> dict:
         return {
@@ -226,7 +235,9 @@ class EditOutcome:
             "reason": self.reason,
             "txid": self.txid,
             "backup_path": self.backup_path,
-            "changes_made": self.changes_made,
+            "backup_dir": self.backup_dir,
+            "changes_made": len(self.changes),
+            "changes": self.changes,
             "audit_verified": self.audit_verified,
             "diff": self.diff,
         }
@@ -267,7 +278,7 @@ def apply_plain(session: Session, planned: List[PlannedChange], outcome: EditOut
                                      f"{label} {' '.join(p.path for p in changed)}")
     except TransactionFailed as failure:
         return _failed(node, failure, outcome)
-    outcome.backup_path = str(node.state_dir / "backups" / outcome.txid)
+    outcome.record_backups(node, outcome.txid)
     return outcome
 
 
@@ -286,8 +297,8 @@ def _outcome_of_plan(node: Node, planned: List[PlannedChange], dry_run: bool) ->
     diff = "".join(unified_diff(node, p) for p in changed)
     notes = [f"{node.display(p.path)}: {note}" for p in changed for note in p.notes]
     if dry_run:
-        return EditOutcome(status.WOULD_FIX, "dry run: nothing was written", changes_made=notes, diff=diff)
-    return EditOutcome(status.FIXED, "applied and committed", changes_made=notes, diff=diff)
+        return EditOutcome(status.WOULD_FIX, "dry run: nothing was written", changes=notes, diff=diff)
+    return EditOutcome(status.FIXED, "applied and committed", changes=notes, diff=diff)
 
 
 def _failed(node: Node, failure: TransactionFailed, planned: EditOutcome) -> EditOutcome:
@@ -301,5 +312,5 @@ def _failed(node: Node, failure: TransactionFailed, planned: EditOutcome) -> Edi
     else:
         planned.status, planned.exit_code = status.REMEDIATION_FAILED_ROLLBACK_FAILED, status.EXIT_ROLLBACK_FAILED
         planned.reason = f"{reason}; rollback failed: {describe_conflicts(node, report)}"
-        planned.backup_path = str(node.state_dir / "backups" / report.txid)
+        planned.record_backups(node, report.txid)
     return planned

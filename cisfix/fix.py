@@ -113,7 +113,7 @@ class Fixer:
         planned = plan_changes(node, [c for _, plan in items for c in plan.changes], self.plugins.editors())
         ids = [check.id for check, _ in items]
         outcome = EditOutcome(status.FIXED, "applied and committed",
-                              changes_made=[f"{node.display(p.path)}: {n}" for p in planned if p.changed for n in p.notes])
+                              changes=[f"{node.display(p.path)}: {n}" for p in planned if p.changed for n in p.notes])
         if not any(p.changed for p in planned):
             outcome.status = status.ALREADY_COMPLIANT
             return outcome

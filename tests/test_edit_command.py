@@ -14,11 +14,13 @@ def test_set_flag_changes_one_line_and_reports_fixed(node, cisfix):
     out = json.loads(result.stdout)
     assert out["success"] is True and out["status"] == "FIXED"
     assert out["txid"] and out["audit_verified"] is None
-    assert out["changes_made"] and "--profiling=false" in out["changes_made"][0]
+    assert out["changes_made"] == 1 and "--profiling=false" in out["changes"][0]
     after = node.read(APISERVER)
     assert after.replace(b"    - --profiling=false\n", b"") == before
     assert "+    - --profiling=false" in out["diff"]
-    assert os.path.isfile(os.path.join(out["backup_path"], APISERVER.lstrip("/")))
+    assert out["backup_path"] == os.path.join(out["backup_dir"], APISERVER.lstrip("/"))
+    with open(out["backup_path"], "rb") as backup:
+        assert backup.read() == before
 
 
 def test_setting_a_flag_to_its_value_writes_nothing(node, cisfix):

@@ -1,11 +1,16 @@
 """The Python API that scripts of the older runner call."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from cisfix import Runner
+from cisfix.audit import node_state
+from cisfix.node import Node
+from cisfix.plugins import Plugins
 from conftest import APISERVER
 
 
@@ -14,10 +19,10 @@ def test_update_manifest_safely_sets_the_flag(node, key):
     runner = Runner(root=str(node.root), verbose=1)
     result = runner.update_manifest_safely(filepath=APISERVER, key=key, value="/etc/kubernetes/audit-policy.yaml")
     assert result["success"] is True and result["status"] == "FIXED"
-    assert result["txid"] and result["backup_path"] and result["changes_made"]
+    assert result["txid"] and result["backup_path"] and result["changes_made"] == 1
     assert b"    - --audit-policy-file=/etc/kubernetes/audit-policy.yaml\n" in node.read(APISERVER)
     again = runner.update_manifest_safely(filepath=APISERVER, key=key, value="/etc/kubernetes/audit-policy.yaml")
-    assert again["success"] is True and again["status"] == "ALREADY_COMPLIANT" and not again["changes_made"]
+    assert again["success"] is True and again["status"] == "ALREADY_COMPLIANT" and again["changes_made"] == 0
 
 
 def test_bad_input_is_a_result_not_an_exception(node):
@@ -57,3 +62,37 @@ def test_gated_remediation_with_a_shell_audit_on_a_lab(lab, tmp_path):
     bad = runner.apply_remediation_with_health_gate(APISERVER, "no-such-flag", "1", "X-1", timeout=30)
     assert bad["success"] is False and bad["status"] == "REMEDIATION_FAILED_ROLLED_BACK"
     assert "unknown flag" in bad["reason"]
+    assert bad["audit_verified"] is False  # no new process with the flag came up
+
+
+def test_a_gated_edit_reports_verified_once_the_live_process_carries_the_flag(lab):
+    runner = Runner(root=str(lab.root))
+    result = runner.apply_remediation_with_health_gate(APISERVER, "--profiling", "false", "1.2.15", timeout=30)
+    assert result["status"] == "FIXED" and result["audit_verified"] is True, result
+    live = node_state(Plugins(Node(str(lab.root)))).flags("kube-apiserver")
+    assert live.running and live.get("profiling") == "false"
+    ungated = runner.update_manifest_safely(APISERVER, "--audit-log-maxage", "30")
+    assert ungated["status"] == "FIXED" and ungated["audit_verified"] is None  # nothing was gated
+
+
+def test_scripts_written_for_the_older_runner_work_unchanged(node, tmp_path):
+    """What such a script does: import the old name, count changes, copy the backup back."""
+    script = tmp_path / "old_runner_script.py"
+    script.write_text(f"""
+import shutil, sys
+from cis_k8s_unified import CISUnifiedRunner
+
+runner = CISUnifiedRunner(root={str(node.root)!r}, verbose=1)
+result = runner.update_manifest_safely(filepath={APISERVER!r}, key="--profiling=", value="false")
+assert isinstance(result["changes_made"], int) and result["changes_made"] == 1, result
+assert result["changes"] and result["backup_dir"], result
+shutil.copy(result["backup_path"], {str(node.path(APISERVER))!r})
+print("restored")
+""")
+    before = node.read(APISERVER)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "restored\n"
+    assert node.read(APISERVER) == before  # the backup is the file itself, as the old runner's was
+    remediation = [line for line in run.stderr.splitlines() if "REMEDIATION" in line]
+    assert remediation and APISERVER in remediation[0], run.stderr
