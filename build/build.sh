@@ -84,8 +84,10 @@ trap 'rm -rf "$work"' EXIT
 # module that cisfix/version.py imports.
 mkdir -p "$work/src"
 # cisfix/checks.d is a link to the top-level checks.d/: both are copied, the link as a link.
-# plugins/cis is the CIS benchmark plugin package, shipped in the same wheel.
+# plugins/cis is the CIS benchmark plugin package, shipped in the same wheel; cis_k8s_unified the
+# older runner's import name.
 git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md cisfix checks.d plugins/cis \
+        cis_k8s_unified \
     | while IFS= read -r -d '' f; do if [[ -f $f || -L $f ]]; then printf '%s\0' "$f"; fi; done \
     | xargs -0 cp -P --parents -t "$work/src"
 cat >"$work/src/cisfix/_build.py" <<EOF

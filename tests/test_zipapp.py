@@ -105,3 +105,20 @@ def test_refuses_an_extraction_root_others_can_write(pyz, tmp_path):
     assert result.returncode != 0
     assert "refusing SHIV_ROOT" in result.stderr
     assert not (shared / "root").exists()
+
+
+def test_the_older_runners_import_works_from_the_archive(pyz, tmp_path):
+    """`from cis_k8s_unified import CISUnifiedRunner` with only the archive on the path (shiv's
+    interpreter mode runs the script inside it), changing a copy of the test kit's node."""
+    from cisfix.testing import build_node
+
+    node = build_node(tmp_path / "node")
+    script = (f"from cis_k8s_unified import CISUnifiedRunner\n"
+              f"r = CISUnifiedRunner(root={str(node.root)!r}).update_manifest_safely("
+              f"'/etc/kubernetes/manifests/kube-apiserver.yaml', '--profiling=', 'false')\n"
+              f"print(r['status'], r['changes_made'], r['backup_path'] != r['backup_dir'])\n")
+    env = dict(os.environ, SHIV_INTERPRETER="1", SHIV_ROOT=str(tmp_path / "extracted"))
+    result = run([sys.executable, pyz, "-c", script], env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "FIXED 1 True\n"
+    assert b"--profiling=false" in node.read("/etc/kubernetes/manifests/kube-apiserver.yaml")
