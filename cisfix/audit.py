@@ -2,14 +2,17 @@
 sum up. Audits read files and /proc once per run and never start a subprocess."""
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from . import status
+from .config import CONFIG_PATH
 from .errors import InputError
 from .plugins import Plugins
 from .state import NodeState
-from .types import AUDIT_STATUSES, ERROR, FAIL, MANUAL, AuditResult, Check, CheckResult
+from .types import AUDIT_STATUSES, ERROR, EXCEPTED, FAIL, MANUAL, PASS, AuditResult, Check, CheckResult
 
 
 def node_state(plugins: Plugins) -> NodeState:
@@ -46,7 +49,47 @@ def _natural(check_id: str) -> list:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in check_id.replace("-", ".").split(".")]
 
 
-def audit_one(state: NodeState, check: Check) -> AuditResult:
+@dataclass(frozen=True)
+class AcceptedRisk:
+    """An accepted risk from the node configuration: the check is EXCEPTED until `expires`."""
+
+    id: str
+    reason: str
+    expires: datetime.date
+
+
+def node_exceptions(plugins: Plugins) -> Dict[str, AcceptedRisk]:
+    """The `exceptions` of the node configuration, by check id (validated by its schema but dates)."""
+    found: Dict[str, AcceptedRisk] = {}
+    for entry in plugins.config.get("exceptions", ()):
+        try:
+            expires = datetime.date.fromisoformat(str(entry["expires"])[:10])
+        except ValueError:
+            raise InputError(plugins.node.display(CONFIG_PATH),
+                             f"exception {entry['id']}: expires: {entry['expires']!r} is not a date (YYYY-MM-DD)")
+        found[entry["id"]] = AcceptedRisk(entry["id"], entry["reason"], expires)
+    return found
+
+
+def apply_exception(verdict: AuditResult, exception: Optional[AcceptedRisk],
+                    today: Optional[datetime.date] = None) -> AuditResult:
+    """A failing (or manual) verdict of an excepted check is EXCEPTED while the exception holds; after
+    its expiry it stays a FAIL, with a note saying so. PASS and ERROR are never excepted."""
+    if exception is None or verdict.status in (PASS, ERROR):
+        return verdict
+    if (today or datetime.date.today()) < exception.expires:
+        return replace(verdict, status=EXCEPTED,
+                       reason=f"excepted until {exception.expires}: {exception.reason}")
+    note = f"exception expired on {exception.expires} ({exception.reason})"
+    return replace(verdict, reason=f"{note}; {verdict.reason}" if verdict.reason else note)
+
+
+def audit_one(state: NodeState, check: Check, exceptions: Mapping[str, AcceptedRisk] = {}) -> AuditResult:
+    """The check's verdict, with the node's accepted risks applied."""
+    return apply_exception(_audit(state, check), exceptions.get(check.id))
+
+
+def _audit(state: NodeState, check: Check) -> AuditResult:
     if not check.automated:
         return AuditResult(MANUAL, reason=check.remediation or "review by hand")
     try:
@@ -59,9 +102,10 @@ def audit_one(state: NodeState, check: Check) -> AuditResult:
 
 def run_audits(plugins: Plugins, checks: Sequence[Check]) -> List[CheckResult]:
     state = node_state(plugins)
+    exceptions = node_exceptions(plugins)
     results = []
     for check in checks:
-        result = CheckResult(check, audit_one(state, check))
+        result = CheckResult(check, audit_one(state, check, exceptions))
         plugins.pm.hook.cisfix_observe_result(result=result)
         results.append(result)
     return results

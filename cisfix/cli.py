@@ -329,17 +329,37 @@ def cmd_fix(args: argparse.Namespace) -> int:
         return report.exit_code
     if (args.dry_run or args.diff) and report.diff:
         sys.stdout.write(report.diff)
-    changed = [r for r in report.results if r.status not in (status.ALREADY_COMPLIANT,)]
-    for r in changed if args.quiet else report.results:
-        if args.quiet and r.status == status.SKIPPED:
-            continue
-        tx = f" [txid {r.txid}]" if r.txid else ""
-        print(f"{r.status:<34} {r.check.id:<10} {r.check.title}{tx}")
-        if r.status not in (status.ALREADY_COMPLIANT, status.FIXED, status.WOULD_FIX) and r.audit.reason:
-            print(f"{'':<34} {r.audit.reason}")
-    if not args.quiet:
-        print("== " + ", ".join(f"{n} {s}" for s, n in _fix_summary(report.results).items()) + " ==")
+    _print_fix_text(report, args.quiet, args.dry_run)
     return report.exit_code
+
+
+def _print_fix_text(report, quiet: bool, dry_run: bool) -> None:
+    """One line per change made or failed and per check that needs a person (with what to do), counts
+    for the rest, and a closing line: `fixed 19 · needs a person 2 · excepted 4 · exit 1`. Quiet: the
+    changes made or failed, and when the exit code is not 0, one line saying why."""
+    from .audit import _natural
+
+    groups = report.by_outcome()
+    shown = groups["changed"] + groups["failed"] + ([] if quiet else groups["needs a person"])
+    for r in sorted(shown, key=lambda r: _natural(r.check.id)):
+        label = "NEEDS A PERSON" if r in groups["needs a person"] else r.status
+        tx = f" [txid {r.txid}]" if r.txid else ""
+        print(f"{label:<34} {r.check.id:<10} {r.check.title}{tx}")
+        if r.status not in (status.FIXED, status.WOULD_FIX) and r.audit.reason:
+            print(f"{'':<34} {r.audit.reason}")
+    if quiet:
+        if report.why():
+            print(report.why())
+        return
+    for key in ("excepted", "compliant", "manual or not applicable"):
+        if groups[key]:
+            print(f"{len(groups[key])} {key}" + (": " + ", ".join(r.check.id for r in groups[key])
+                                                 if key == "excepted" else ""))
+    if report.why():
+        print(report.why())
+    failed = f" · failed {len(groups['failed'])}" if groups["failed"] else ""
+    print(f"{'would fix' if dry_run else 'fixed'} {len(groups['changed'])}{failed} · needs a person "
+          f"{len(groups['needs a person'])} · excepted {len(groups['excepted'])} · exit {report.exit_code}")
 
 
 def _fix_summary(results) -> dict:

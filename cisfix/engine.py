@@ -41,6 +41,7 @@ class PlannedChange:
     before_meta: Optional[Meta]
     meta: Optional[Meta]
     notes: tuple
+    shown: Optional[bytes] = None  # `after` as diffs show it: secret material replaced by a description
 
     @property
     def changed(self) -> bool:
@@ -130,7 +131,7 @@ def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[E
     creates = any(isinstance(c, CreateFile) for c in changes)
     real, before = read_node_file(node, path, missing_ok=creates)
     before_meta = Meta.of(os.stat(node.host(real))) if before is not None else None
-    content, meta, notes = before, None, []
+    content, meta, notes, shown = before, None, [], None
     owners = NodeState(node, NodeInfo())
     for change in changes:
         if isinstance(change, CreateFile):
@@ -138,14 +139,17 @@ def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[E
                 notes.append("exists; left as it is")
                 continue
             content, meta = change.content, _meta(node, owners, change.mode, change.owner, None)
+            shown = change.shown
             notes.append(f"created, mode {change.mode:04o}, owner {change.owner}")
         elif isinstance(change, SetMode):
             meta = _meta(node, owners, change.mode, change.owner, meta or before_meta)
             notes.append(f"mode {meta.mode:04o}, owner {owners.owner_name(meta.uid, meta.gid)}")
         else:
+            if shown is not None:
+                raise InputError(node.display(real), "cannot edit a file holding secret material in the same plan")
             content, more = _edit(node, real, content, change, editors)
             notes += more
-    return PlannedChange(real, before, content, before_meta, meta, tuple(notes))
+    return PlannedChange(real, before, content, before_meta, meta, tuple(notes), shown)
 
 
 def _meta(node: Node, owners: NodeState, mode: Optional[int], owner: Optional[str],
@@ -203,7 +207,18 @@ def unified_diff(node: Node, planned: PlannedChange) -> str:
         return out
 
     label = node.display(planned.path)
-    return "".join(difflib.unified_diff(lines(planned.before), lines(planned.after), f"a{label}", f"b{label}"))
+    after = planned.after if planned.shown is None else planned.shown
+    text = "".join(difflib.unified_diff(lines(planned.before), lines(after), f"a{label}", f"b{label}"))
+    old, new = planned.before_meta, planned.meta
+    if new is None or old is None or new == old:
+        return text
+    owners = NodeState(node, NodeInfo())
+    if new.mode != old.mode:
+        text = (text or f"--- a{label}\n+++ b{label}\n") + f"mode {old.mode:04o} → {new.mode:04o}\n"
+    if (new.uid, new.gid) != (old.uid, old.gid):
+        text = (text or f"--- a{label}\n+++ b{label}\n") + \
+            f"owner {owners.owner_name(old.uid, old.gid)} → {owners.owner_name(new.uid, new.gid)}\n"
+    return text
 
 
 @dataclass

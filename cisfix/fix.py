@@ -9,13 +9,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .apply import ORDER, apply_gated, gate_recovered
-from .audit import audit_one, node_state
+from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
 from .journal import Journal
 from .plugins import Plugins
 from .errors import CisfixError
-from .types import ERROR, FAIL, PASS, Check, CheckResult, Plan
+from .types import ERROR, EXCEPTED, FAIL, MANUAL, PASS, Check, CheckResult, Plan
 
 Item = Tuple[Check, Plan]
 
@@ -35,12 +35,13 @@ class FixPlan:
 
 def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
     state = node_state(plugins)
+    exceptions = node_exceptions(plugins)
     result = FixPlan()
     for check in checks:
-        verdict = audit_one(state, check)
+        verdict = audit_one(state, check, exceptions)
         if verdict.status != FAIL:
-            result.compliant.append(CheckResult(check, verdict, status.ALREADY_COMPLIANT if verdict.status == PASS
-                                                else status.SKIPPED))
+            fix_status = {PASS: status.ALREADY_COMPLIANT, EXCEPTED: status.EXCEPTED}.get(verdict.status, status.SKIPPED)
+            result.compliant.append(CheckResult(check, verdict, fix_status))
             continue
         plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
         veto = None if plan.manual else plugins.pm.hook.cisfix_veto_plan(check=check, plan=plan, node_info=plugins.info)
@@ -71,8 +72,43 @@ def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: floa
 @dataclass
 class FixReport:
     results: List[CheckResult]
-    diff: str = ""
+    diff: str = ""  # what was applied (or, in a dry run, would be)
     restarts: Dict[str, int] = field(default_factory=dict)  # component -> transactions that restarted it
+
+    def by_outcome(self) -> Dict[str, List[CheckResult]]:
+        """The results as a person reads them: changed, failed, needing a person (an automated check
+        that still fails: no safe fix, vetoed, HALT), excepted, compliant, and the rest (manual
+        recommendations and checks that do not apply)."""
+        groups: Dict[str, List[CheckResult]] = {k: [] for k in (
+            "changed", "failed", "needs a person", "excepted", "compliant", "manual or not applicable")}
+        for r in self.results:
+            if r.status in (status.FIXED, status.WOULD_FIX):
+                key = "changed"
+            elif r.status.startswith(status.REMEDIATION_FAILED):
+                key = "failed"
+            elif r.status == status.EXCEPTED:
+                key = "excepted"
+            elif r.status == status.ALREADY_COMPLIANT:
+                key = "compliant"
+            elif r.check.automated and r.audit.status in (FAIL, ERROR):
+                key = "needs a person"
+            else:
+                key = "manual or not applicable"
+            groups[key].append(r)
+        return groups
+
+    def why(self) -> str:
+        """One line saying why the exit code is not 0 (empty when it is)."""
+        code, groups = self.exit_code, self.by_outcome()
+        if code == status.EXIT_OK:
+            return ""
+        if groups["failed"]:
+            return (f"exit {code}: {len(groups['failed'])} change(s) failed: "
+                    + ", ".join(f"{r.check.id} ({r.status})" for r in groups["failed"]))
+        people = groups["needs a person"]
+        return (f"exit {code}: {len(people)} check(s) still fail and need a person: "
+                + ", ".join(r.check.id for r in people)
+                + "; fix them by hand, or record an accepted risk under `exceptions:` in /etc/cisfix/config.yaml")
 
     @property
     def exit_code(self) -> int:
@@ -105,6 +141,7 @@ class Fixer:
         self.plugins, self.gate, self.session, self.observe = plugins, gate, session, observe
         self.results: Dict[str, CheckResult] = {}
         self.restarts: Dict[str, int] = {}
+        self.diffs: Dict[str, str] = {}  # txid -> diff of what that committed transaction applied
         self.halted = False
 
     def attempt(self, component: Optional[str], items: Sequence[Item]) -> EditOutcome:
@@ -113,7 +150,8 @@ class Fixer:
         planned = plan_changes(node, [c for _, plan in items for c in plan.changes], self.plugins.editors())
         ids = [check.id for check, _ in items]
         outcome = EditOutcome(status.FIXED, "applied and committed",
-                              changes=[f"{node.display(p.path)}: {n}" for p in planned if p.changed for n in p.notes])
+                              changes=[f"{node.display(p.path)}: {n}" for p in planned if p.changed for n in p.notes],
+                              diff="".join(unified_diff(node, p) for p in planned if p.changed))
         if not any(p.changed for p in planned):
             outcome.status = status.ALREADY_COMPLIANT
             return outcome
@@ -131,6 +169,8 @@ class Fixer:
         return outcome
 
     def record(self, items: Sequence[Item], outcome: EditOutcome) -> None:
+        if outcome.status == status.FIXED and outcome.txid:
+            self.diffs[outcome.txid] = outcome.diff
         state = self.gate.state()  # one read of the node for the verdicts after this outcome
         for check, plan in items:
             verdict = audit_one(state, check)
@@ -201,4 +241,5 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
             plan = plan_fix(plugins, checks)
         for component, items in group_by_component(plugins, plan.planned):
             fixer.fix_group(component, items, one_at_a_time)
-    return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), restarts=fixer.restarts)
+    return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), "".join(fixer.diffs.values()),
+                     restarts=fixer.restarts)

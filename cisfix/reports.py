@@ -48,10 +48,10 @@ def render_json(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
 
 
 def render_junit(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
-    """One testcase per check: FAIL and ERROR fail, WARN and MANUAL are skipped (need a person)."""
+    """One testcase per check: FAIL and ERROR fail, WARN, MANUAL and EXCEPTED are skipped (a person's call)."""
     failures = sum(r.audit.status == "FAIL" for r in results)
     errors = sum(r.audit.status == "ERROR" for r in results)
-    skipped = sum(r.audit.status in ("WARN", "MANUAL") for r in results)
+    skipped = sum(r.audit.status in ("WARN", "MANUAL", "EXCEPTED") for r in results)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuites name="cisfix" tests="{len(results)}" failures="{failures}" errors="{errors}" skipped="{skipped}">']
     for name, group in groupby(results, key=lambda r: section(r.check.id)):
@@ -59,13 +59,14 @@ def render_junit(results: Sequence[CheckResult], summary: Dict[str, int]) -> str
         out.append(f'  <testsuite name={quoteattr(name)} tests="{len(group)}" '
                    f'failures="{sum(r.audit.status == "FAIL" for r in group)}" '
                    f'errors="{sum(r.audit.status == "ERROR" for r in group)}" '
-                   f'skipped="{sum(r.audit.status in ("WARN", "MANUAL") for r in group)}">')
+                   f'skipped="{sum(r.audit.status in ("WARN", "MANUAL", "EXCEPTED") for r in group)}">')
         for r in group:
             a = r.audit
             message = f"expected {a.expected}, found {a.actual}" if a.expected else a.reason
             body = "\n".join(filter(None, (a.reason, *(str(e) for e in a.evidence), r.check.remediation)))
             out.append(f'    <testcase classname={quoteattr("cisfix." + name)} name={quoteattr(f"{r.check.id} {r.check.title}")}>')
-            tag = {"FAIL": "failure", "ERROR": "error", "WARN": "skipped", "MANUAL": "skipped"}.get(a.status)
+            tag = {"FAIL": "failure", "ERROR": "error", "WARN": "skipped", "MANUAL": "skipped",
+                   "EXCEPTED": "skipped"}.get(a.status)
             if tag:
                 out.append(f"      <{tag} message={quoteattr(message or a.status)}>{escape(body)}</{tag}>")
             out.append("    </testcase>")

@@ -10,9 +10,10 @@ from .plan import AddHostPathMount, FlagOp, PathOp  # AddHostPathMount: re-expor
 if TYPE_CHECKING:  # pragma: no cover
     from .state import NodeState
 
-# Audit statuses.
-PASS, FAIL, WARN, MANUAL, ERROR = "PASS", "FAIL", "WARN", "MANUAL", "ERROR"
-AUDIT_STATUSES = (PASS, FAIL, WARN, MANUAL, ERROR)
+# Audit statuses. EXCEPTED is set by the core, never by an audit: a failing check whose risk the
+# node's configuration accepts until a date (`exceptions` in <root>/etc/cisfix/config.yaml).
+PASS, FAIL, WARN, MANUAL, ERROR, EXCEPTED = "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "EXCEPTED"
+AUDIT_STATUSES = (PASS, FAIL, WARN, MANUAL, ERROR, EXCEPTED)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class CreateFile:
     mode: int = 0o600
     owner: str = "root:root"
     replace: bool = False  # False: an existing file is left as it is
+    shown: Optional[bytes] = None  # what diffs show instead of `content` when it holds secret material
 
 
 @dataclass(frozen=True)

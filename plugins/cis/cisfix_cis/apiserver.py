@@ -185,7 +185,11 @@ class EventRateLimit:
                            f"{EVENT_RATE_LIMIT} to the cluster",))
 
 
-def encryption_config(key: bytes) -> str:
+GENERATED_KEY = "<32 random bytes, generated when applied>"  # how diffs show the key: never the key itself
+
+
+def encryption_config(secret: str) -> str:
+    """The configuration holding `secret` (the base64 key, or GENERATED_KEY for what diffs show)."""
     name = time.strftime("key-%Y%m%d", time.gmtime())
     return f"""\
 # Written by cisfix for CIS 1.2.27/1.2.28. Keep a copy of this key somewhere safe: without it the
@@ -199,7 +203,7 @@ resources:
       - secretbox:
           keys:
             - name: {name}
-              secret: {base64.b64encode(key).decode()}
+              secret: {secret}
       - identity: {{}}
 """
 
@@ -216,7 +220,9 @@ class Encryption:
         others = _other_control_planes(state)
         if others:
             return Plan(manual=others)
-        return Plan((CreateFile(ENCRYPTION_CONFIG, encryption_config(os.urandom(32)).encode(), 0o600),)
+        key = base64.b64encode(os.urandom(32)).decode()
+        return Plan((CreateFile(ENCRYPTION_CONFIG, encryption_config(key).encode(), 0o600,
+                                shown=encryption_config(GENERATED_KEY).encode()),)
                     + edit_manifest(state, COMPONENT, SetFlag("encryption-provider-config", ENCRYPTION_CONFIG),
                                     _file_mount("encryption-config", ENCRYPTION_CONFIG)).changes,
                     notes=(f"back up {ENCRYPTION_CONFIG}: it holds the only copy of the key",
