@@ -21,6 +21,9 @@ ROOT_MODES = {
     "/etc/kubernetes/pki/etcd/healthcheck-client.key": 0o600, "/var/lib/etcd": 0o700,
     "/var/lib/kubelet/config.yaml": 0o644, "/var/lib/kubelet/kubeadm-flags.env": 0o644,
     "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": 0o644,
+    # a network plugin is installed (flannel): its conflist and host-local IPAM state, as on a real node
+    "/etc/cni/net.d/10-flannel.conflist": 0o644, "/var/lib/cni/networks/cbr0/10.244.0.2": 0o644,
+    "/var/lib/cni/networks/cbr0/last_reserved_ip.0": 0o644,
 }
 
 
@@ -127,3 +130,14 @@ def test_anonymous_access_restricted_to_health_paths_by_an_authentication_config
         standin.anonymous_paths(values, files, (1, 30))
     assert standin.api_server_authorizer(())("/livez", None)[0] == 401
     assert standin.api_server_authorizer(())("/livez", "kubernetes-admin")[0] == 200
+
+
+def test_cni_files_audit_as_on_a_real_kubeadm_node(tmp_path):
+    """1.1.9 (mode 600) fails, unscored, on the 644 files flannel writes; 1.1.10 (root:root) passes."""
+    import json
+
+    layout = create(tmp_path / "lab", "1.31", key_algorithm="ECDSA-P256")
+    audit = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(layout.root), "audit", "--check", "1.1.9",
+                            "--check", "1.1.10", "--format", "json"], capture_output=True, text=True)
+    verdicts = {r["id"]: r["status"] for r in json.loads(audit.stdout)["results"]}
+    assert verdicts == {"1.1.9": "FAIL", "1.1.10": "PASS"}, audit.stdout

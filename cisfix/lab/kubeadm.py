@@ -9,6 +9,7 @@ manager and the scheduler get an explicit `--secure-port`, and the advertise add
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
@@ -239,6 +240,29 @@ RestartSec=10
 [Install]
 WantedBy=multi-user.target
 """
+
+
+# ---- the network plugin ----
+
+POD_NETWORK = "cbr0"
+
+
+def cni_files() -> Dict[str, str]:
+    """What a kubeadm node holds once a network plugin is installed (flannel, kubeadm's documented
+    example), each written with mode 0644 as on a real node: the conflist its DaemonSet's install-cni
+    container copies with `cp`, and host-local IPAM's allocations (one file per IP, holding the
+    container id and interface) under /var/lib/cni/networks/<network>."""
+    conflist = {"name": POD_NETWORK, "cniVersion": "0.3.1", "plugins": [
+        {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    state = f"/var/lib/cni/networks/{POD_NETWORK}"
+    return {
+        "/etc/cni/net.d/10-flannel.conflist": json.dumps(conflist, indent=2) + "\n",
+        f"{state}/10.244.0.2": "4f1c3a9e0b7d\r\neth0",
+        f"{state}/10.244.0.3": "9b2e7d4c1a05\r\neth0",
+        f"{state}/last_reserved_ip.0": "10.244.0.3",
+        f"{state}/lock": "",
+    }
 
 
 # ---- kubeconfigs ----

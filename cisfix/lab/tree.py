@@ -233,6 +233,8 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     write(layout.host(KUBELET_DROPIN), kubeadm.KUBELET_DROPIN, 0o644)
     write(layout.host("/usr/lib/systemd/system/kubelet.service"), kubeadm.KUBELET_UNIT, 0o644)
     write(layout.host(KUBELET_DEFAULTS), "KUBELET_EXTRA_ARGS=\n", 0o644)
+    for path, text in kubeadm.cni_files().items():
+        write(layout.host(path), text, 0o644)
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
 
     layout.save_settings(settings)

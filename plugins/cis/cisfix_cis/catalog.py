@@ -221,7 +221,7 @@ SPECS: Tuple[Spec, ...] = (
          scored=False, per={CIS_1_11: {"audit": OnlyItems(API, "tls-cipher-suites", API_CIPHERS_1_11)}}),
     flag("1.2.30", "Service account tokens are not extended beyond their expiry", API,
          "service-account-extend-token-expiration", "eq", "false", default="true",
-         fix=set_to(API, "service-account-extend-token-expiration", "false"), per={CIS_1_11: {"scored": False}},
+         fix=set_to(API, "service-account-extend-token-expiration", "false"),
          guidance="clients must refresh their projected tokens (client-go does)"),
 
     # ---- 1.3 controller manager, 1.4 scheduler ----
