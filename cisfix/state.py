@@ -145,12 +145,17 @@ class NodeState:
         return [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
 
     def log_tail(self, component: str, lines: int = 5) -> str:
-        """The last lines the component's container wrote."""
-        newest = _newest(self.log_files(component))
-        if newest is None:
-            return ""
-        text = newest.read_bytes()[-4096:].decode("utf-8", "replace")
-        return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
+        """The last lines the component's container wrote: from its newest log that has any. A start
+        the kubelet has only just made has an empty log; the crash before it said why."""
+        for path in sorted(self.log_files(component), key=_mtime, reverse=True):
+            try:
+                text = path.read_bytes()[-4096:].decode("utf-8", "replace")
+            except FileNotFoundError:
+                continue
+            words = [line.strip() for line in text.splitlines() if line.strip()]
+            if words:
+                return " | ".join(words[-lines:])
+        return ""
 
     def component(self, name: str) -> Component:
         return self.info.components.get(name) or Component(name)
@@ -191,8 +196,11 @@ def _parse_yaml(text: str, shown: str) -> Any:
         raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
-def _newest(paths: List[Path]) -> Optional[Path]:
-    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # rotated away meanwhile
+        return 0.0
 
 
 def _read_process(proc: Path) -> Optional[Process]:

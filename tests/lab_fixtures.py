@@ -47,7 +47,7 @@ class LabNode(Lab):
     def events(self, event: Optional[str] = None, component: Optional[str] = None, since: float = 0.0) -> List[dict]:
         return [e for e in read_events(self.layout, since, component) if event in (None, e["event"])]
 
-    def wait_for(self, condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
+    def wait_for(self, condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = condition()
@@ -58,7 +58,7 @@ class LabNode(Lab):
                              "\n".join(str(e) for e in self.events()[-15:]))
 
     def wait_for_event(self, event: str, component: str, since: float = 0.0, count: int = 1,
-                       timeout: float = 20.0) -> List[dict]:
+                       timeout: float = 60.0) -> List[dict]:
         return self.wait_for(lambda: (lambda found: found if len(found) >= count else None)(
             self.events(event, component, since)), timeout, f"{count} {event} event(s) of {component}")
 
