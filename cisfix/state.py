@@ -125,11 +125,20 @@ class NodeState:
                         self._processes.append(process)
         return self._processes
 
-    def process(self, component: str) -> Optional[Process]:
-        """The component's newest process: its executable (or the script an interpreter runs, argv[1])
-        is the component's `process` setting — a full path when it contains a slash, else a name."""
+    def processes_of(self, component: str) -> List[Process]:
+        """The component's processes, newest first: its executable (or the script an interpreter runs,
+        argv[1]) is the component's `process` setting — a full path when it contains a slash, else a name."""
         matches = [p for p in self.processes() if self.program_index(component, p) is not None]
-        return max(matches, key=lambda p: p.start_ticks) if matches else None
+        return sorted(matches, key=lambda p: p.start_ticks, reverse=True)
+
+    def process(self, component: str) -> Optional[Process]:
+        """The component's newest process."""
+        matches = self.processes_of(component)
+        return matches[0] if matches else None
+
+    def process_flags(self, component: str, process: Process) -> Dict[str, Optional[str]]:
+        """The flags on a process's command line, after the program (the last occurrence wins)."""
+        return dict(parse_argv(process.argv[self.program_index(component, process) + 1:]))
 
     def program_index(self, component: str, process: Process) -> Optional[int]:
         wanted = self.component(component).process or component
@@ -144,13 +153,13 @@ class NodeState:
         root = self.node.host("/")
         return [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
 
-    def log_tail(self, component: str, lines: int = 5) -> str:
-        """The last lines the component's container wrote: from its newest log that has any. A start
-        the kubelet has only just made has an empty log; the crash before it said why."""
-        for path in sorted(self.log_files(component), key=_mtime, reverse=True):
+    def log_tail(self, files: List[Path], lines: int = 5) -> str:
+        """The last lines written to the newest of these container logs that has any: a start the
+        kubelet has only just made has an empty log; the crash before it said why."""
+        for path in sorted(files, key=_mtime, reverse=True):
             try:
                 text = path.read_bytes()[-4096:].decode("utf-8", "replace")
-            except FileNotFoundError:
+            except OSError:  # rotated or removed by the kubelet while we looked
                 continue
             words = [line.strip() for line in text.splitlines() if line.strip()]
             if words:
@@ -167,9 +176,7 @@ class NodeState:
             self.yaml(manifest)
         process = self.process(component)
         if process:
-            start = self.program_index(component, process) + 1
-            return Flags(dict(parse_argv(process.argv[start:])),
-                         Evidence(process=f"{component} (pid {process.pid})"), True)
+            return Flags(self.process_flags(component, process), Evidence(process=f"{component} (pid {process.pid})"), True)
         text = self.text(manifest) if manifest else None
         if text is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
