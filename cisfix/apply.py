@@ -107,7 +107,7 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     if not answer.healthy:
         return _undo(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
     tx.commit()
-    outcome.backup_path = str(node.state_dir / "backups" / tx.txid)
+    outcome.record_backups(node, tx.txid)
     outcome.reason = answer.message
     return outcome
 

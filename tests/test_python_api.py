@@ -69,6 +69,7 @@ def test_a_gated_edit_reports_verified_once_the_live_process_carries_the_flag(la
     runner = Runner(root=str(lab.root))
     result = runner.apply_remediation_with_health_gate(APISERVER, "--profiling", "false", "1.2.15", timeout=30)
     assert result["status"] == "FIXED" and result["audit_verified"] is True, result
+    assert result["backup_path"].endswith(APISERVER) and result["backup_path"].startswith(result["backup_dir"])
     live = node_state(Plugins(Node(str(lab.root)))).flags("kube-apiserver")
     assert live.running and live.get("profiling") == "false"
     ungated = runner.update_manifest_safely(APISERVER, "--audit-log-maxage", "30")
