@@ -178,9 +178,7 @@ def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
             if spec.manifest:
                 path = plugins.node.host(plugins.node.resolve(spec.manifest))
                 expected = _manifest_flags(path.read_bytes(), component) if os.path.exists(path) else None
-            # Which pod directory the restored manifest's pod uses is unknown here, so only processes
-            # carrying the restored flags are evidence: the failed pod's crashes are not.
-            watch = Watch.take(gate.state(), component, expected, fresh=bool(spec.restart), pod_dirs=frozenset())
+            watch = Watch.after_recovery(gate.state(), component, expected, fresh=bool(spec.restart))
             if spec.restart:
                 gate.restart(component)
             answer = gate.await_healthy(watch)
