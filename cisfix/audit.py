@@ -41,10 +41,10 @@ def select(plugins: Plugins, ids: Sequence[str] = (), node_type: str = "auto",
     types = set(plugins.info.node_types) if node_type == "auto" else {node_type}
     chosen = [plugins.checks[i] for i in ids] if ids else [
         c for c in plugins.checks.values() if types & set(c.node_types) and (level is None or c.level <= level)]
-    return sorted(chosen, key=lambda c: _natural(c.id))
+    return sorted(chosen, key=lambda c: natural_order(c.id))
 
 
-def _natural(check_id: str) -> list:
+def natural_order(check_id: str) -> list:
     """Sort 1.2.10 after 1.2.9."""
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in check_id.replace("-", ".").split(".")]
 

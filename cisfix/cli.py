@@ -337,11 +337,11 @@ def _print_fix_text(report, quiet: bool, dry_run: bool) -> None:
     """One line per change made or failed and per check that needs a person (with what to do), counts
     for the rest, and a closing line: `fixed 19 · needs a person 2 · excepted 4 · exit 1`. Quiet: the
     changes made or failed, and when the exit code is not 0, one line saying why."""
-    from .audit import _natural
+    from .audit import natural_order
 
     groups = report.by_outcome()
     shown = groups["changed"] + groups["failed"] + ([] if quiet else groups["needs a person"])
-    for r in sorted(shown, key=lambda r: _natural(r.check.id)):
+    for r in sorted(shown, key=lambda r: natural_order(r.check.id)):
         label = "NEEDS A PERSON" if r in groups["needs a person"] else r.status
         tx = f" [txid {r.txid}]" if r.txid else ""
         print(f"{label:<34} {r.check.id:<10} {r.check.title}{tx}")
