@@ -126,6 +126,16 @@ def set_meta(target: Path, meta: Meta) -> None:
     fsync_dir(target.parent)
 
 
+def remove_strays_under(directory: Path) -> list:
+    """Delete the temp files a killed run left anywhere under `directory` (the backups); return them."""
+    removed = []
+    for stray in directory.rglob(f".*{_TEMP_MARK}*.tmp") if directory.is_dir() else ():
+        stray.unlink(missing_ok=True)
+        fsync_dir(stray.parent)
+        removed.append(stray)
+    return removed
+
+
 def remove_strays(target: Path) -> list:
     """Delete temp files a killed run left next to `target`; return what was removed."""
     removed = []

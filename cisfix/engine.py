@@ -23,6 +23,7 @@ from .lock import RunLock
 from .node import Node
 from .plan import SetPath, UnsetPath
 from .state import NodeState
+from .statedir import confined, prepare_state_dir
 from .types import Change, CreateFile, EditFile, Editor, NodeInfo, SetMode
 from .transaction import FileChange, RollbackReport, TransactionFailed, apply_changes, recover
 
@@ -61,13 +62,14 @@ class Session:
     def __init__(self, node: Node, wait: float = 0.0, halt_check: bool = True) -> None:
         self.node, self.halt_check = node, halt_check
         self.journal = Journal(node.state_dir / "journal.jsonl")
-        self.log = ChangeLog(node.host("/var/log/cisfix.log"))
+        self.log = ChangeLog(confined(node, node.host("/var/log/cisfix.log")))
         self._lock = RunLock(node.state_dir / "lock", wait)
         self.recovered: List[RollbackReport] = []
 
     def __enter__(self) -> "Session":
         _require_writable(self.node.state_dir.parent if not self.node.state_dir.exists() else self.node.state_dir,
                           "state directory")
+        prepare_state_dir(self.node)
         self._lock.__enter__()
         try:
             if self.halt_check:
