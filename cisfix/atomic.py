@@ -121,7 +121,9 @@ def write_atomic(
 
 
 def set_meta(target: Path, meta: Meta) -> None:
+    """Owner, then mode (chown may clear setuid bits). Not atomic: recovery recognises the state between."""
     os.chown(target, meta.uid, meta.gid)
+    crash_point("mid-metadata")
     os.chmod(target, meta.mode)
     fsync_dir(target.parent)
 

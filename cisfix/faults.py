@@ -19,6 +19,7 @@ POINTS = (
     "after-replace",  # a target was replaced, its `applied` record not yet written
     "before-commit",  # every target replaced, no commit record
     "mid-rollback",  # the first file of a rollback restored, the rest not
+    "mid-metadata",  # a mode/owner change: owner changed, mode not yet
 )
 
 STATE_WRITES = ("journal-write", "backup-write")  # where `enospc@N` counts
