@@ -46,7 +46,10 @@ class RunLock:
                 raise LockHeld(f"another cisfix run (pid {holder}) holds the lock {self.path}")
             time.sleep(0.1)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the pid only tells a second run whom it waits for: a full disk must not stop this one
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 
