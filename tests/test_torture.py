@@ -277,20 +277,30 @@ def test_random_kills_on_a_lab_node(make_lab):
     root, state = Path(lab.root), Path(lab.root) / "var/lib/cisfix"
     rng = random.Random(int(os.environ.get("CISFIX_TORTURE_SEED", "20261130")))
     kills, started = Counter(), time.monotonic()
-    while sum(kills.values()) < LAB_KILLS and time.monotonic() - started < LAB_BUDGET:
-        args = lab_command(rng)
+    def run_and_maybe_kill(args: List[str], longest: float) -> bool:
         proc = subprocess.Popen([sys.executable, "-m", "cisfix", "--root", str(root), *args],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            proc.wait(timeout=rng.uniform(0.3, 4.0))
+            proc.wait(timeout=rng.uniform(0.3, longest))
+            killed = False
         except subprocess.TimeoutExpired:
             proc.kill()
             kills[args[0]] += 1
             COUNTS["kills"] += 1
+            killed = True
         _, err = proc.communicate()
         if "Traceback" in err:
             violation(f"{args}: {err.strip()[-400:]}")
         check_not_torn(root, journal_of(state), f"kill during {args[0]}")
+        return killed
+
+    while sum(kills.values()) < LAB_KILLS and time.monotonic() - started < LAB_BUDGET:
+        args = lab_command(rng)
+        # Rollbacks are quick: kill them sooner. A kill of a change is often followed by a kill of
+        # the recovery that restores it and gates the restart.
+        if run_and_maybe_kill(args, 1.5 if args[0] == "rollback" else 4.0) and args[0] in ("fix", "edit"):
+            if rng.random() < 0.5:
+                run_and_maybe_kill(["recover", *GATE], 3.0)
         if sum(kills.values()) % 8 == 7:
             recover_cleanly(lab, state, f"after {dict(kills)} kills", *GATE)
     recover_cleanly(lab, state, "at the end", *GATE)
