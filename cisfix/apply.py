@@ -89,11 +89,11 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     if spec.restart:
         gate.restart(component)
     answer = gate.await_healthy(component, before, _manifest_flags(manifest.after, component) if manifest else None)
-    session.journal.append("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
+    session.journal.note("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
                            message=answer.message)
     if answer.healthy and verify:
         verdicts = verify()
-        session.journal.append("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
+        session.journal.note("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
         failing = [i for i, s in verdicts if s != "PASS"]
         outcome.audit_verified = not failing
         if failing:
@@ -115,7 +115,7 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, compo
         if gate.state().component(component).restart:
             gate.restart(component)
         back = gate.await_healthy(component, None, _manifest_flags(manifest.before, component) if manifest else None)
-        session.journal.append("health", tx.txid, component=component, phase="rollback", healthy=back.healthy,
+        session.journal.note("health", tx.txid, component=component, phase="rollback", healthy=back.healthy,
                                message=back.message)
     if report.ok and back.healthy:
         outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
@@ -147,7 +147,7 @@ def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
                 path = plugins.node.host(plugins.node.resolve(spec.manifest))
                 expected = _manifest_flags(path.read_bytes(), component) if os.path.exists(path) else None
             answer = gate.await_healthy(component, None, expected)
-            session.journal.append("health", report.txid, component=component, phase="recovery",
+            session.journal.note("health", report.txid, component=component, phase="recovery",
                                    healthy=answer.healthy, message=answer.message)
             if not answer.healthy:
                 tx = session.journal.get(report.txid)

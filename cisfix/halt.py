@@ -49,8 +49,11 @@ def clear_halt(node: Node) -> Optional[str]:
     text = _halt_text(node)
     if text is None:
         return None
-    halt_file(node).unlink()
-    fsync_dir(halt_file(node).parent)
+    try:
+        halt_file(node).unlink()
+        fsync_dir(halt_file(node).parent)
+    except OSError as exc:
+        raise Halted(f"{halt_file(node)}: cannot remove HALT: {exc.strerror}")
     return (text.splitlines()[1:2] or [""])[0]
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import re
@@ -153,6 +154,14 @@ class Journal:
             os.close(fd)
         return record
 
+    def note(self, record_type: str, txid: str, **fields: object) -> None:
+        """A record that announces no step (a health verdict, a verification): on a full disk it is
+        left out with a warning rather than failing a transaction that is otherwise sound."""
+        try:
+            self.append(record_type, txid, **fields)
+        except JournalWriteFailed as exc:
+            logging.getLogger("cisfix").warning("%s record of %s not kept: %s", record_type, txid, exc)
+
     @staticmethod
     def _cut_torn_tail(fd: int) -> None:
         size = os.fstat(fd).st_size
@@ -203,6 +212,8 @@ class Journal:
                 sealed = True
             elif version != 1 or sealed or "check" in record:
                 raise JournalCorrupt(where, f"record of format {version!r} where cisfix writes format {VERSION}")
+            else:
+                _relative_conflict_backups(record)
             _validate(record, where)
             records.append(record)
         return records
@@ -239,6 +250,15 @@ def _undo_append(fd: int, size: int) -> None:
         os.fsync(fd)
     except OSError:
         pass
+
+
+def _relative_conflict_backups(record: dict) -> None:
+    """Format 1 named a conflict's backup by its absolute path; format 2 by its path in the state folder."""
+    for conflict in record.get("conflicts", []) if isinstance(record.get("conflicts"), list) else []:
+        if isinstance(conflict, dict) and isinstance(conflict.get("backup"), str) and isinstance(conflict.get("path"), str):
+            relative = f"backups/{record.get('txid')}{conflict['path']}"
+            if conflict["backup"].endswith("/" + relative):
+                conflict["backup"] = relative
 
 
 def _node_path(value: object) -> bool:

@@ -159,7 +159,11 @@ class Transaction:
         self.journal.append("applied", self.txid, path=entry["path"], sha256=entry["after"]["sha256"])
 
     def commit(self) -> None:
-        self.journal.append("commit", self.txid)
+        """Record the commit; if it cannot be recorded (a full disk), the transaction is undone instead."""
+        try:
+            self.journal.append("commit", self.txid)
+        except JournalWriteFailed as exc:
+            raise TransactionFailed(exc, self.rollback(f"failed: {exc}")) from exc
         for entry in self.files:
             self.log.write("REMEDIATION", self.txid, entry["path"], "applied and committed")
 
@@ -173,12 +177,12 @@ def apply_changes(node: Node, journal: Journal, log: ChangeLog, changes: Sequenc
     tx = Transaction.begin(node, journal, log, changes, label)
     try:
         tx.apply()
-        tx.commit()
     except BaseException as exc:  # an interrupt, too, is undone at once rather than at the next run
         report = tx.rollback(f"failed: {exc or type(exc).__name__}")
         if isinstance(exc, Exception):
             raise TransactionFailed(exc, report) from exc
         raise
+    tx.commit()
     return tx.txid
 
 

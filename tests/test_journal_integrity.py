@@ -111,6 +111,13 @@ def test_a_format_1_journal_is_read_and_continued(node):
     assert history(node)[0]["state"] == "rolled-back" and history(node)[0]["txid"] == tx["txid"]
     versions = [json.loads(line)["v"] for line in journal(node).read_text().splitlines()]
     assert versions == [1] * len(old) + [2] * (len(versions) - len(old))
+    # A format-1 failed rollback named its conflict's backup by the absolute path.
+    absolute = str(node.state_dir / "backups" / tx["txid"]) + APISERVER
+    failed = {"v": 1, "type": "rollback-failed", "time": 1.0, "txid": tx["txid"],
+              "conflicts": [{"path": APISERVER, "reason": "changed since", "backup": absolute}]}
+    lines = journal(node).read_text().splitlines(keepends=True)
+    journal(node).write_text("".join(lines[:len(old)]) + json.dumps(failed) + "\n" + "".join(lines[len(old):]))
+    assert run_cisfix(node, "history").returncode == 0
     with open(journal(node), "a") as f:
         f.write(json.dumps(old[0]) + "\n")
     result = run_cisfix(node, "history")
@@ -153,6 +160,31 @@ def test_halt_as_a_directory(node):
         assert result.returncode == 4, (args, result.stderr)
         assert f"{halt}: is a directory" in one_line(result)
     assert node.snapshot() == before and halt.is_dir()
+
+
+def test_an_immutable_halt_is_reported_by_resume(node):
+    halt = node.state_dir / "HALT"
+    halt.parent.mkdir(parents=True)
+    halt.write_text("cisfix HALT\nthe API server did not come back\n")
+    os.chmod(halt, 0o600)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(halt)]).returncode:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        result = run_cisfix(node, "resume")
+        assert result.returncode == 4
+        assert f"{halt}: cannot remove HALT" in one_line(result)
+    finally:
+        subprocess.run(["chattr", "-i", str(halt)], check=True)
+
+
+def test_halt_that_cannot_be_written_still_halts_with_one_line(node):
+    from cisfix.halt import Halted, write_halt
+    from cisfix.node import Node
+
+    (node.state_dir / "HALT").mkdir(parents=True)
+    with pytest.raises(Halted, match="cannot write HALT .*the node needs a person: the gate failed") as caught:
+        write_halt(Node(str(node.root)), "the gate failed", "20261130T000000Z-abcdef", [], ("true",))
+    assert caught.value.exit_code == 4
 
 
 def test_an_immutable_journal(node):
