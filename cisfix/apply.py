@@ -4,12 +4,13 @@ write HALT when even that fails."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import status
 from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, file_changes
-from .gate import Gate
+from .gate import Gate, Watch
 from .halt import write_halt
+from .journal import Journal
 from .health import Answer
 from .plugins import Plugins
 from .transaction import Transaction
@@ -73,24 +74,27 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     gated = component is not None and not plugins.config.get("offline") and _restarts(info, component, changed)
     spec = info.components.get(component) if component else None
     manifest = next((p for p in changed if spec and p.path == spec.manifest), None)
-    before = gate.process(component) if gated else None
+    watch = None
     if gated:
         gate.require_healthy(component)
+        watch = gate.watch(component, _manifest_flags(manifest.after, component) if manifest else None)
     tx = Transaction.begin(node, session.journal, session.log, file_changes(changed), label)
     outcome.txid = tx.txid
+    if watch:
+        session.journal.append("gate", tx.txid, component=component, phase="apply")
     try:
         tx.apply()
     except Exception as exc:
-        return _undo(session, plugins, gate, tx, component if gated else None, manifest, outcome, f"apply failed: {exc}")
-    if not gated:
+        return _undo(session, plugins, gate, tx, watch, manifest, outcome, f"apply failed: {exc}")
+    if watch is None:
         tx.commit()
         outcome.backup_path = str(node.state_dir / "backups" / tx.txid)
         return outcome
     if spec.restart:
         gate.restart(component)
-    answer = gate.await_healthy(component, before, _manifest_flags(manifest.after, component) if manifest else None)
+    answer = gate.await_healthy(watch)
     session.journal.note("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
-                           message=answer.message)
+                         message=answer.message)
     if answer.healthy and verify:
         verdicts = verify()
         session.journal.note("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
@@ -99,24 +103,32 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
         if failing:
             answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
     if not answer.healthy:
-        return _undo(session, plugins, gate, tx, component, manifest, outcome, answer.message)
+        return _undo(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
     tx.commit()
     outcome.backup_path = str(node.state_dir / "backups" / tx.txid)
     outcome.reason = answer.message
     return outcome
 
 
-def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, component: Optional[str],
+def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch: Optional[Watch],
           manifest: Optional[PlannedChange], outcome: EditOutcome, reason: str) -> EditOutcome:
-    """Roll back; when the change restarted a component, gate the rollback too."""
+    """Roll back; when the change restarted a component, gate the rollback too — judged only on the pod
+    started from the restored files, never on the failed one the kubelet may still be restarting."""
+    component = watch.component if watch else None
+    back_watch = None
+    if watch:
+        service = bool(plugins.info.components[component].restart)
+        back_watch = watch.undo(gate.state(), _manifest_flags(manifest.before, component) if manifest else None,
+                                fresh=service)
+        session.journal.append("gate", tx.txid, component=component, phase="rollback")
     report = tx.rollback(reason)
     back = Answer(True, "")
-    if component:
-        if gate.state().component(component).restart:
+    if back_watch:
+        if back_watch.fresh:
             gate.restart(component)
-        back = gate.await_healthy(component, None, _manifest_flags(manifest.before, component) if manifest else None)
+        back = gate.await_healthy(back_watch)
         session.journal.note("health", tx.txid, component=component, phase="rollback", healthy=back.healthy,
-                               message=back.message)
+                             message=back.message)
     if report.ok and back.healthy:
         outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
         outcome.reason = f"{reason}; rolled back" + (f", {component} healthy again" if component else "")
@@ -130,26 +142,49 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, compo
     return outcome
 
 
+def interrupted_gates(journal: Journal) -> Dict[str, Set[str]]:
+    """Components whose gate a crash cut short after their files were finished (a rollback restored, a
+    commit never reached): txid -> components. A `gate` record opens a gate, a `health` record closes it."""
+    pending: Dict[str, Set[str]] = {}
+    for tx in journal.transactions().values():
+        opened: Dict[str, bool] = {}
+        for record in tx.records:
+            if record["type"] in ("gate", "health"):
+                opened[record.get("component")] = record["type"] == "gate"
+        components = {c for c, still_open in opened.items() if still_open and c}
+        if components and not tx.unfinished:
+            pending[tx.txid] = components
+    return pending
+
+
 def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
-    """After recovery restored files a crash left changed, gate the components they belong to; a
-    component that does not come back healthy HALTs the node."""
+    """After a crash, prove healthy every component whose files recovery restored, or whose gate the crash
+    cut short; a component that does not come back healthy HALTs the node."""
     if plugins.config.get("offline"):
         return
+    pending = interrupted_gates(session.journal)
     for report in session.recovered:
-        components = {component_of(plugins.info, r["path"]) for r in report.restored
-                      if r["action"] == "restored from backup"} - {None}
+        pending.setdefault(report.txid, set()).update(
+            {component_of(plugins.info, r["path"]) for r in report.restored if r["action"] == "restored from backup"}
+            - {None})
+    for txid, components in pending.items():
         for component in sorted(components, key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER)):
-            spec = plugins.info.components[component]
-            if spec.restart:
-                gate.restart(component)
+            spec = plugins.info.components.get(component)
+            if spec is None:
+                continue
             expected = None
             if spec.manifest:
                 path = plugins.node.host(plugins.node.resolve(spec.manifest))
                 expected = _manifest_flags(path.read_bytes(), component) if os.path.exists(path) else None
-            answer = gate.await_healthy(component, None, expected)
-            session.journal.note("health", report.txid, component=component, phase="recovery",
-                                   healthy=answer.healthy, message=answer.message)
+            # Which pod directory the restored manifest's pod uses is unknown here, so only processes
+            # carrying the restored flags are evidence: the failed pod's crashes are not.
+            watch = Watch.take(gate.state(), component, expected, fresh=bool(spec.restart), pod_dirs=frozenset())
+            if spec.restart:
+                gate.restart(component)
+            answer = gate.await_healthy(watch)
+            session.journal.note("health", txid, component=component, phase="recovery",
+                                 healthy=answer.healthy, message=answer.message)
             if not answer.healthy:
-                tx = session.journal.get(report.txid)
+                tx = session.journal.get(txid)
                 write_halt(plugins.node, f"recovered {component}'s files, but it is not healthy: {answer.message}",
-                           report.txid, tx.files if tx else [], restart_command(plugins.info, component))
+                           txid, tx.files if tx else [], restart_command(plugins.info, component))

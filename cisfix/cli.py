@@ -279,9 +279,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
     node = _node(args)
     with Session(node, args.wait) as session:
-        if session.recovered:
-            plugins = _plugins(args)
-            gate_recovered(session, plugins, _gate(args, plugins))  # restored files: prove the components healthy
+        plugins = _plugins(args)
+        # Restored files, and gates a crash cut short: prove those components healthy.
+        gate_recovered(session, plugins, _gate(args, plugins))
         code = _print_reports(node, session.recovered, args, "nothing to recover")
     if halt_file(node).exists():
         print(f"cisfix: error: a recovered component is not healthy; see {halt_file(node)}", file=sys.stderr)
