@@ -27,14 +27,11 @@ def halt_file(node: Node):
 def _halt_text(node: Node) -> Optional[str]:
     """What HALT says, or None when the node is not halted. HALT in any other form than a file (a
     directory, a FIFO) halts the node all the same and is named as what it is."""
-    path = halt_file(node)
     try:
-        return read_trusted(path, UntrustedState, "; HALT must be root's own file, remove it by hand").decode(
-            "utf-8", errors="replace")
-    except UntrustedState:
-        if not os.path.lexists(path):
-            return None
-        raise
+        return read_trusted(halt_file(node), UntrustedState, "; HALT must be root's own file, remove it by hand"
+                            ).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
 
 
 def refuse_if_halted(node: Node) -> None:

@@ -120,7 +120,11 @@ class Plugins:
         real = require_trusted_dir(directory, why=_REFUSED)
         for name in sorted(os.listdir(real)):
             if _is_checks_file(name):
-                self._load_file(name, read_trusted(real / name, why=_REFUSED), str(directory / name))
+                try:
+                    data = read_trusted(real / name, why=_REFUSED)
+                except FileNotFoundError:
+                    raise InputError(directory / name, "no such file (a symlink to nothing?)")
+                self._load_file(name, data, str(directory / name))
 
     def _load_file(self, name: str, data: bytes, source: str) -> None:
         try:

@@ -103,10 +103,13 @@ def require_trusted_file(fd: int, path: Path, error: Type[InputError] = Untruste
 
 
 def read_trusted(path: Path, error: Type[InputError] = Untrusted, why: str = "") -> bytes:
-    """The bytes of the file `path` names, read from the very file whose path and status were checked."""
+    """The bytes of the file `path` names, read from the very file whose path and status were checked.
+    A file that does not exist raises FileNotFoundError."""
     real = trusted_realpath(path, error, why)
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise error(path, f"{exc.strerror}{why}")
     try:

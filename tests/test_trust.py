@@ -196,6 +196,26 @@ def test_a_checks_d_link_to_a_root_owned_file_in_a_root_owned_folder_loads(node,
     assert any(p.source == str(checks / "mine.py") for p in plugins.plugins())
 
 
+def test_a_node_configuration_she_can_write_is_refused(node, mallory):
+    """It names the commands root runs to restart components."""
+    config = node.path("/etc/cisfix/config.yaml")
+    os.chown(config, *mallory)
+    for command in (("audit",), ("edit", APISERVER, "--flag", "profiling=false")):
+        result = run_cisfix(node, *command)
+        assert result.returncode == 2
+        line = one_line(result)
+        assert str(config) in line and "owned by uid" in line
+    assert b"profiling" not in node.read(APISERVER)
+
+
+def test_a_dangling_checks_d_link_is_one_line(node, tmp_path):
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    os.symlink(tmp_path / "gone.py", checks / "gone.py")
+    with pytest.raises(InputError, match="no such file"):
+        Plugins(Node(str(node.root)), [str(checks)])
+
+
 def test_her_file_in_a_root_owned_checks_d_is_refused(node, tmp_path, mallory):
     checks = tmp_path / "checks.d"
     checks.mkdir()
