@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import stat
 import subprocess
 import sys
 import time
@@ -36,14 +34,11 @@ LAB_BUDGET = 150.0  # seconds for the random kills on the lab node
 @pytest.fixture(scope="module", autouse=True)
 def report(request):
     yield
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
     line = (f"torture: {COUNTS['kills']} kills, {COUNTS['enospc']} full-disk failures, "
             f"{COUNTS['files checked']} files checked, {len(VIOLATIONS)} violations")
-    if reporter:
-        reporter.write_line("")
-        reporter.write_line(line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n{line}", flush=True)
 
 
 def violation(text: str) -> None:
