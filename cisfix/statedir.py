@@ -16,7 +16,7 @@ from . import status
 from .atomic import fsync_dir
 from .errors import InputError
 from .node import Node
-from .trust import Untrusted, enforced, require_trusted_dir, trusted_realpath
+from .trust import Untrusted, require_trusted_dir, trusted_realpath
 
 WHY = "; the state folder must be writable by root only"
 
@@ -56,8 +56,7 @@ def prepare_state_dir(node: Node) -> Path:
         except OSError as exc:
             raise InputError(directory, f"cannot create the state folder: {exc.strerror}; nothing was changed")
     real = require_trusted_dir(node.state_dir, UntrustedState, WHY)
-    if stat.S_IMODE(os.stat(real).st_mode) != 0o700 and os.stat(real).st_uid == os.geteuid():
-        os.chmod(real, 0o700)
-    if enforced() and os.stat(real).st_uid != 0:
-        raise UntrustedState(real, f"owned by uid {os.stat(real).st_uid}, not root{WHY}")
+    st = os.stat(real)
+    if stat.S_IMODE(st.st_mode) != 0o700 and st.st_uid == os.geteuid():
+        os.chmod(real, 0o700)  # e.g. 0755 from an older cisfix: backups are root's to read
     return real
