@@ -93,13 +93,13 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     if spec.restart:
         gate.restart(component)
     answer = gate.await_healthy(watch)
-    session.journal.append("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
-                           message=answer.message)
+    session.journal.note("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
+                         message=answer.message)
     if manifest:  # healthy means a new process carrying the manifest's intended flags was seen
         outcome.audit_verified = answer.healthy
     if answer.healthy and verify:
         verdicts = verify()
-        session.journal.append("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
+        session.journal.note("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
         failing = [i for i, s in verdicts if s != "PASS"]
         outcome.audit_verified = not failing  # the live checks decide, whatever the flags said
         if failing:
@@ -129,8 +129,8 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
         if back_watch.fresh:
             gate.restart(component)
         back = gate.await_healthy(back_watch)
-        session.journal.append("health", tx.txid, component=component, phase="rollback", healthy=back.healthy,
-                               message=back.message)
+        session.journal.note("health", tx.txid, component=component, phase="rollback", healthy=back.healthy,
+                             message=back.message)
     if report.ok and back.healthy:
         outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
         outcome.reason = f"{reason}; rolled back" + (f", {component} healthy again" if component else "")
@@ -182,8 +182,8 @@ def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
             if spec.restart:
                 gate.restart(component)
             answer = gate.await_healthy(watch)
-            session.journal.append("health", txid, component=component, phase="recovery",
-                                   healthy=answer.healthy, message=answer.message)
+            session.journal.note("health", txid, component=component, phase="recovery",
+                                 healthy=answer.healthy, message=answer.message)
             if not answer.healthy:
                 tx = session.journal.get(txid)
                 write_halt(plugins.node, f"recovered {component}'s files, but it is not healthy: {answer.message}",
