@@ -15,8 +15,6 @@ from .plugins import Plugins
 from .transaction import Transaction
 from .types import NodeInfo
 
-# Component order of a fix: what others depend on first.
-ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 
 Verify = Callable[[], List[Tuple[str, str]]]  # -> [(check id, audit status)] against the live node
 
@@ -29,14 +27,30 @@ def component_of(info: NodeInfo, node_path: str) -> Optional[str]:
     return None
 
 
+def fix_order(info: NodeInfo) -> List[str]:
+    """The components in the order a fix takes them: each after those it depends on, ties by name."""
+    ordered: List[str] = []
+
+    def visit(name: str, path: Tuple[str, ...]) -> None:
+        if name in ordered or name in path or name not in info.components:
+            return
+        for dependency in sorted(info.components[name].depends_on):
+            visit(dependency, path + (name,))
+        ordered.append(name)
+    for name in sorted(info.components):
+        visit(name, ())
+    return ordered
+
+
 def restart_command(info: NodeInfo, component: Optional[str]) -> Tuple[str, ...]:
-    """How a person restarts the component: its own command, else the kubelet's (which restarts
-    static pods from their manifests)."""
-    for name in (component, "kubelet"):
-        spec = info.components.get(name) if name else None
-        if spec and spec.restart:
+    """How a person restarts the component: its own command, else that of the component that runs it
+    (the kubelet restarts static pods from their manifests)."""
+    spec = info.components.get(component) if component else None
+    while spec is not None:
+        if spec.restart:
             return tuple(spec.restart)
-    return ("systemctl", "restart", "kubelet")
+        spec = info.components.get(spec.managed_by) if spec.managed_by else None
+    return ()
 
 
 def _manifest_flags(text: Optional[bytes], component: str) -> Optional[Dict[str, Optional[str]]]:
@@ -138,7 +152,8 @@ def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
     for report in session.recovered:
         components = {component_of(plugins.info, r["path"]) for r in report.restored
                       if r["action"] == "restored from backup"} - {None}
-        for component in sorted(components, key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER)):
+        order = fix_order(plugins.info)
+        for component in sorted(components, key=lambda c: order.index(c) if c in order else len(order)):
             spec = plugins.info.components[component]
             if spec.restart:
                 gate.restart(component)

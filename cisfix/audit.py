@@ -9,7 +9,7 @@ from . import status
 from .errors import InputError
 from .plugins import Plugins
 from .state import NodeState
-from .types import AUDIT_STATUSES, ERROR, FAIL, MANUAL, AuditResult, Check, CheckResult
+from .types import AUDIT_STATUSES, ERROR, FAIL, MANUAL, NOT_APPLICABLE, AuditResult, Check, CheckResult
 
 
 def node_state(plugins: Plugins) -> NodeState:
@@ -35,6 +35,8 @@ def _natural(check_id: str) -> list:
 
 
 def audit_one(state: NodeState, check: Check) -> AuditResult:
+    if check.component and not state.present(check.component):
+        return AuditResult(NOT_APPLICABLE, reason=f"{check.component} is not on this node")
     if not check.automated:
         return AuditResult(MANUAL, reason=check.remediation or "review by hand")
     try:

@@ -23,7 +23,7 @@ from .lock import RunLock
 from .node import Node
 from .plan import SetPath, UnsetPath
 from .state import NodeState
-from .types import Change, CreateFile, EditFile, Editor, NodeInfo, SetMode
+from .types import Change, Configure, CreateFile, EditFile, Editor, NodeInfo, SetMode
 from .transaction import FileChange, RollbackReport, TransactionFailed, apply_changes, recover
 
 PATH_OPS = (SetPath, UnsetPath)
@@ -117,17 +117,24 @@ def read_node_file(node: Node, node_path: str, missing_ok: bool = False) -> tupl
         raise InputError(node.display(node_path), exc.strerror or str(exc))
 
 
-def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor] = ()) -> List[PlannedChange]:
-    """Compute every file's new bytes and mode. Changes to the same file are combined in order, so a
-    batch of plans touching one manifest becomes one edit of it. `editors` registered by plugins take
-    the files that match their patterns."""
+def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor] = (),
+                 state: Optional[NodeState] = None) -> List[PlannedChange]:
+    """Compute every file's new bytes and mode. Changes of settings (`Configure`) become edits of the
+    files the layout says they live in (`state.info`); changes to the same file are combined in order,
+    so a batch of plans touching one manifest becomes one edit of it. `editors` registered by plugins
+    take the files that match their patterns."""
+    from .settings import resolve
+
+    state = state or NodeState(node, NodeInfo())
     groups: Dict[str, List[Change]] = {}
     for change in changes:
-        groups.setdefault(node.resolve(node.node_path(change.path)), []).append(change)
-    return [_plan_file(node, path, group, editors) for path, group in groups.items()]
+        for edit in resolve(state, change) if isinstance(change, Configure) else [change]:
+            groups.setdefault(node.resolve(node.node_path(edit.path)), []).append(edit)
+    return [_plan_file(node, path, group, editors, state.info) for path, group in groups.items()]
 
 
-def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor]) -> PlannedChange:
+def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor],
+               info: NodeInfo) -> PlannedChange:
     creates = any(isinstance(c, CreateFile) for c in changes)
     real, before = read_node_file(node, path, missing_ok=creates)
     before_meta = Meta.of(os.stat(node.host(real))) if before is not None else None
@@ -144,7 +151,7 @@ def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[E
             meta = _meta(node, owners, change.mode, change.owner, meta or before_meta)
             notes.append(f"mode {meta.mode:04o}, owner {owners.owner_name(meta.uid, meta.gid)}")
         else:
-            content, more = _edit(node, real, content, change, editors)
+            content, more = _edit(node, real, content, change, editors, info)
             notes += more
     return PlannedChange(real, before, content, before_meta, meta, tuple(notes))
 
@@ -161,9 +168,11 @@ def _meta(node: Node, owners: NodeState, mode: Optional[int], owner: Optional[st
     return Meta(new_mode, *ids)
 
 
-def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile,
-          editors: Sequence[Editor]) -> Tuple[bytes, List[str]]:
+def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile, editors: Sequence[Editor],
+          info: NodeInfo) -> Tuple[bytes, List[str]]:
+    from .editors import flagfile
     from .editors.config import edit_paths
+    from .settings import FLAG_FILE
     from .editors.manifest import edit_flags
 
     if content is None:
@@ -181,11 +190,14 @@ def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile,
         if plugin_editor:
             result = plugin_editor.edit(text, list(edit.ops))
             return result.text.encode("utf-8"), list(result.notes)
-        if flag_ops:
+        if flag_ops and (edit.kind == FLAG_FILE or any(path in c.flag_files for c in info.components.values())):
+            result = flagfile.edit(text, flag_ops)
+            text, notes = result.text, notes + list(result.notes)
+        elif flag_ops:
             result = edit_flags(text, flag_ops, edit.component, fallback=_component_from_name(path))
             text, notes = result.text, notes + list(result.notes)
         if path_ops:
-            result = edit_paths(text, path_ops, edit.kind)
+            result = edit_paths(text, path_ops, None if edit.kind == FLAG_FILE else edit.kind)
             text, notes = result.text, notes + list(result.notes)
     except EditError as exc:
         raise InputError(node.display(path), str(exc))
@@ -240,17 +252,18 @@ Applier = Callable[["Session", List[PlannedChange], "EditOutcome"], "EditOutcome
 
 def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False, wait: float = 0.0,
                 label: str = "edit", editors: Sequence[Editor] = (), applier: Optional[Applier] = None,
-                after_recovery: Optional[Callable[["Session"], None]] = None) -> EditOutcome:
+                after_recovery: Optional[Callable[["Session"], None]] = None,
+                state: Optional[NodeState] = None) -> EditOutcome:
     """Plan every change, then apply all changed files as one transaction (or only show them).
     `applier` replaces the plain transaction (the health-gated one does); `after_recovery` runs once
     the lock is held and unfinished transactions are undone."""
     if dry_run:
-        return _outcome_of_plan(node, plan_changes(node, changes, editors), dry_run=True)
+        return _outcome_of_plan(node, plan_changes(node, changes, editors, state), dry_run=True)
     with Session(node, wait) as session:
         session.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
         if after_recovery:
             after_recovery(session)
-        planned = plan_changes(node, changes, editors)
+        planned = plan_changes(node, changes, editors, state)
         outcome = _outcome_of_plan(node, planned, dry_run=False)
         if outcome.status != status.FIXED:
             return outcome

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
-from .apply import ORDER, apply_gated, gate_recovered
+from .apply import apply_gated, fix_order, gate_recovered
 from .audit import audit_one, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
 from .journal import Journal
 from .plugins import Plugins
-from .types import FAIL, PASS, Check, CheckResult, Plan
+from .types import FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Plan
 
 Item = Tuple[Check, Plan]
 
@@ -38,8 +38,9 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
     for check in checks:
         verdict = audit_one(state, check)
         if verdict.status != FAIL:
-            result.compliant.append(CheckResult(check, verdict, status.ALREADY_COMPLIANT if verdict.status == PASS
-                                                else status.SKIPPED))
+            outcome = {PASS: status.ALREADY_COMPLIANT, NOT_APPLICABLE: status.NOT_APPLICABLE}.get(verdict.status,
+                                                                                                 status.SKIPPED)
+            result.compliant.append(CheckResult(check, verdict, outcome))
             continue
         plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
         veto = None if plan.manual else plugins.pm.hook.cisfix_veto_plan(check=check, plan=plan, node_info=plugins.info)
@@ -55,6 +56,7 @@ def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: floa
     """Apply every planned change as one transaction, without a health gate: for node trees with no
     live components (tests, plugin authors' fixtures)."""
     return run_changes(plugins.node, plan.changes, dry_run=dry_run, wait=wait, editors=plugins.editors(),
+                       state=node_state(plugins),
                        label="fix " + ",".join(check.id for check, _ in plan.planned))
 
 
@@ -83,8 +85,8 @@ def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[Tuple[
     for check, plan in planned:
         component = check.component if check.component in plugins.info.components else None
         groups.setdefault(component, []).append((check, plan))
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(groups.items(), key=lambda kv: (kv[0] is None, rank.get(kv[0] or "", len(ORDER)), kv[0] or ""))
+    rank = {name: i for i, name in enumerate(fix_order(plugins.info))}
+    return sorted(groups.items(), key=lambda kv: (kv[0] is None, rank.get(kv[0] or "", len(rank)), kv[0] or ""))
 
 
 class Fixer:
@@ -100,7 +102,8 @@ class Fixer:
     def attempt(self, component: Optional[str], items: Sequence[Item]) -> EditOutcome:
         """One gated transaction for these checks' changes, planned against the node as it is now."""
         node = self.plugins.node
-        planned = plan_changes(node, [c for _, plan in items for c in plan.changes], self.plugins.editors())
+        planned = plan_changes(node, [c for _, plan in items for c in plan.changes], self.plugins.editors(),
+                               self.gate.state())
         ids = [check.id for check, _ in items]
         outcome = EditOutcome(status.FIXED, "applied and committed",
                               changes_made=[f"{node.display(p.path)}: {n}" for p in planned if p.changed for n in p.notes])
@@ -175,7 +178,7 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     for result in plan.compliant + plan.skipped:
         observe(result)
     if dry_run:
-        planned = plan_changes(node, plan.changes, plugins.editors())
+        planned = plan_changes(node, plan.changes, plugins.editors(), node_state(plugins))
         results = [CheckResult(check, audit_one(node_state(plugins), check), status.WOULD_FIX) for check, _ in plan.planned]
         return FixReport(plan.compliant + plan.skipped + results,
                          "".join(unified_diff(node, p) for p in planned if p.changed))

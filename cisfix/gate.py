@@ -16,7 +16,8 @@ from typing import Callable, Dict, Optional
 from .errors import CisfixError
 from .health import Answer, pod_probes, probe_endpoints
 from .plugins import Plugins
-from .state import NodeState, Process, parse_argv
+from . import flags
+from .state import NodeState, Process
 from . import status
 
 
@@ -136,7 +137,7 @@ class Gate:
                 return None
             process = state.process(component)
             if process and (before is None or (process.pid, process.start_ticks) != (before.pid, before.start_ticks)):
-                if expected is None or dict(parse_argv(process.argv[state.program_index(component, process) + 1:])) == expected:
+                if expected is None or flags.effective(process.argv[state.program_index(component, process) + 1:]) == expected:
                     return process
             self.progress(f"waiting for {component} to restart… {time.monotonic() - started:.0f}s")
             time.sleep(self.settings.interval)

@@ -9,24 +9,10 @@ import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .state import NodeState
-
-KUBEADM_HEALTH: Dict[str, dict] = {
-    # Defaults for a kubeadm node when the node configuration names no endpoint; the ports follow the
-    # component's flags (see _default_health).
-    "kube-apiserver": {"paths": ["/livez", "/readyz"], "caFile": "/etc/kubernetes/pki/ca.crt",
-                       "kubeconfig": "/etc/kubernetes/admin.conf"},
-    "kube-controller-manager": {"url": "https://127.0.0.1:10257/healthz", "insecureSkipVerify": True},
-    "kube-scheduler": {"url": "https://127.0.0.1:10259/healthz", "insecureSkipVerify": True},
-    "etcd": {"url": "https://127.0.0.1:2379/health", "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
-             "certFile": "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-             "keyFile": "/etc/kubernetes/pki/etcd/healthcheck-client.key"},
-    "kubelet": {"url": "http://127.0.0.1:10248/healthz"},
-}
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -116,28 +102,27 @@ class ClientFiles:
             self.tmp.cleanup()
 
 
-def endpoint_settings(state: NodeState, component: str) -> List[Tuple[str, dict]]:
-    """(url, settings) pairs to probe: the node configuration's `health`, else kubeadm's defaults with
-    the ports the component's flags or config say."""
-    configured = dict(state.component(component).health or {})
-    if configured:
-        urls = configured.pop("url")
-        return [(u, configured) for u in ([urls] if isinstance(urls, str) else urls)]
-    default = dict(KUBEADM_HEALTH.get(component, {}))
-    if not default:
+def endpoint_settings(state: NodeState, component: str, which: str = "health") -> List[Tuple[str, dict]]:
+    """(url, settings) pairs of the component's `health` endpoints (or its `live_config`), as its layout
+    gives them; `portFlag`/`portPath` name the setting whose value, when set, replaces the URL's port."""
+    spec = state.component(component)
+    settings = dict((spec.health if which == "health" else spec.live_config) or {})
+    if not settings:
         return []
-    if component == "kube-apiserver":
-        port = state.flags(component).get("secure-port", "6443")
-        return [(f"https://127.0.0.1:{port}{p}", default) for p in default.pop("paths")]
-    if component == "kubelet":
-        config = state.yaml(state.component("kubelet").config or "") or {}
-        port = config.get("healthzPort", 10248)
-        return [(f"http://127.0.0.1:{port}/healthz", default)]
-    url = default.pop("url")
-    port = state.flags(component).get("secure-port")
-    if port and component != "etcd":
-        url = url.replace(urlsplit(url).netloc, f"127.0.0.1:{port}")
-    return [(url, default)]
+    urls = settings.pop("url")
+    port_flag, port_path = settings.pop("portFlag", None), settings.pop("portPath", None)
+    port = None
+    if port_flag or port_path:
+        present, value, _ = state.settings(component).setting(port_flag, port_path)
+        port = value if present and value not in (None, "", 0, "0") else None
+    return [(_with_port(url, port), settings) for url in ([urls] if isinstance(urls, str) else urls)]
+
+
+def _with_port(url: str, port: object) -> str:
+    if port is None:
+        return url
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{port}").geturl()
 
 
 def probe_endpoints(state: NodeState, component: str) -> Answer:

@@ -27,7 +27,7 @@ from .node import Node
 from .trust import require_trusted
 from .types import Check, Editor, NodeInfo, ReportFormat
 
-DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix_cis")
+DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.kubeadm", "cisfix_cis")
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
 
 

@@ -8,10 +8,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from . import flags, sources
+from .errors import EditError, InputError
 from .node import Node
 from .types import Component, Evidence, NodeInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .editors.flagfile import FlagFile
+    from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -19,21 +25,6 @@ class Process:
     pid: int
     argv: Tuple[str, ...]
     start_ticks: int  # /proc/<pid>/stat field 22: changes when the process is restarted
-
-
-def parse_argv(argv: Tuple[str, ...]) -> List[Tuple[str, Optional[str]]]:
-    """Flags of a command line in order: `--k=v`, `--k v` and bare `--k` (value None)."""
-    flags: List[Tuple[str, Optional[str]]] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("-") and len(arg) > 1 and arg != "--":
-            name, eq, value = arg.lstrip("-").partition("=")
-            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
-                value, i = argv[i + 1], i + 1
-            flags.append((name, value if (eq or value) else None))
-        i += 1
-    return flags
 
 
 @dataclass(frozen=True)
@@ -55,31 +46,68 @@ class NodeState:
     def __init__(self, node: Node, info: NodeInfo, proc_dir: Optional[Path] = None) -> None:
         self.node, self.info = node, info
         self.proc_dir = proc_dir or node.host("/proc")
-        self._files: Dict[str, Optional[bytes]] = {}
-        self._yaml: Dict[str, Any] = {}
+        self._files: Dict[str, Tuple[Optional[bytes], Any]] = {}  # node path -> (bytes, (size, mtime))
+        self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
 
     # ---- files ----
     def read(self, path: str) -> Optional[bytes]:
         """The file's bytes (symlinks followed inside the node), or None when it does not exist."""
         if path not in self._files:
-            try:
-                self._files[path] = self.node.host(self.node.resolve(path)).read_bytes()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                self._files[path] = None
-        return self._files[path]
+            self._files[path] = sources.read(self.node.host(self.node.resolve(path)))
+        return self._files[path][0]
+
+    def _parsed(self, path: str, kind: str, parse) -> Any:
+        """A file parsed once per run (see `cisfix.sources`); None when it does not exist."""
+        data = self.read(path)
+        if data is None:
+            return None
+        return sources.parsed(self.node.host(path), data, self._files[path][1], kind, parse)
 
     def yaml(self, path: str) -> Any:
         """The file parsed as YAML (the first document), or None when absent. Raises on invalid YAML."""
-        if path not in self._yaml:
-            data = self.read(path)
-            if data is None:
-                self._yaml[path] = None
-            else:
-                from ruamel.yaml import YAML
+        def load(data: bytes) -> Any:
+            from ruamel.yaml import YAML
 
-                self._yaml[path] = next(iter(YAML(typ="safe").load_all(data.decode("utf-8"))), None)
-        return self._yaml[path]
+            return next(iter(YAML(typ="safe").load_all(data.decode("utf-8"))), None)
+        return self._parsed(path, "yaml", load)
+
+    def flag_file(self, path: str) -> "Optional[FlagFile]":
+        """A flag file (environment file, systemd drop-in) parsed, or None when absent."""
+        from .editors import flagfile
+
+        return self._parsed(path, "flag-file", lambda data: flagfile.parse(data.decode("utf-8", "replace")))
+
+    def manifest_flags(self, component: str) -> Optional[Dict[str, Optional[str]]]:
+        """The effective flags of the component's static pod manifest, or None when it has none. A
+        manifest the kubelet would refuse (not a Pod, two containers of one name) is invalid input."""
+        path = self.component(component).manifest
+        if not path:
+            return None
+
+        def parse(data: bytes) -> Dict[str, Optional[str]]:
+            from .editors.manifest import read_flags
+
+            try:
+                return dict(read_flags(data.decode("utf-8"), None, fallback=component))
+            except (EditError, UnicodeDecodeError) as exc:
+                raise InputError(self.node.display(path), str(exc))
+        return self._parsed(path, f"manifest-flags:{component}", parse)
+
+    def settings(self, component: str) -> "Settings":
+        """The component's effective settings: command line (live, else from its sources) over its
+        config file (see `cisfix.settings`)."""
+        if component not in self._settings:
+            from .settings import read_settings
+
+            self._settings[component] = read_settings(self, component)
+        return self._settings[component]
+
+    def present(self, component: str) -> bool:
+        """Is the component on this node: running, or with a source file where its layout says?"""
+        spec = self.component(component)
+        files = [p for p in (spec.manifest, spec.config, *spec.flag_files) if p]
+        return any(self.read(p) is not None for p in files) or self.process(component) is not None
 
     def stat(self, path: str) -> Optional[os.stat_result]:
         try:
@@ -157,17 +185,15 @@ class NodeState:
     def flags(self, component: str) -> Flags:
         """Effective flags: the running process's command line, else the static pod manifest's."""
         process = self.process(component)
+        manifest = self.component(component).manifest
+        values = self.manifest_flags(component)
         if process:
             start = self.program_index(component, process) + 1
-            return Flags(dict(parse_argv(process.argv[start:])),
+            return Flags(flags.effective(process.argv[start:]),
                          Evidence(process=f"{component} (pid {process.pid})"), True)
-        manifest = self.component(component).manifest
-        text = self.read(manifest) if manifest else None
-        if text is None:
+        if values is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
-        from .editors.manifest import read_flags
-
-        return Flags(dict(read_flags(text.decode("utf-8"), None, fallback=component)), Evidence(file=manifest), False)
+        return Flags(values, Evidence(file=manifest), False)
 
 
 def _newest(paths: List[Path]) -> Optional[Path]:

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .. import flags
 from ..errors import EditError
 from ..plan import AddFlagItem, AddHostPathMount, Edited, FlagOp, ManifestOp, RemoveFlag, RemoveFlagItem, SetFlag
 from . import yamltext as yt
@@ -203,24 +204,7 @@ def _program(argv: List[_Item]) -> Tuple[Set[str], int]:
 
 
 def _parse_flags(items: List[_Item]) -> List[_Flag]:
-    flags: List[_Flag] = []
-    i = 0
-    while i < len(items):
-        text = items[i].text
-        if text is None or not text.startswith("--") or text == "--":
-            i += 1
-            continue
-        name, eq, value = text[2:].partition("=")
-        following = items[i + 1].text if i + 1 < len(items) else None
-        if eq:
-            flags.append(_Flag(name, value, (items[i],)))
-        elif following is not None and not following.startswith("-"):
-            flags.append(_Flag(name, following, (items[i], items[i + 1])))
-            i += 1
-        else:
-            flags.append(_Flag(name, None, (items[i],)))
-        i += 1
-    return flags
+    return [_Flag(f.name, f.value, tuple(items[f.first:f.last + 1])) for f in flags.parse([i.text for i in items])]
 
 
 def _spec_data(data: List) -> dict:

@@ -2,13 +2,14 @@
 controlplane, node, policies), each with `tests[]` (one per group) holding `results[]`, per-level totals
 and the top-level `Totals`. Statuses as kube-bench gives them: a failing unscored ("Manual")
 recommendation and a check that needs a human are WARN. Results of checks outside the CIS benchmarks are
-left out: kube-bench has no place for them."""
+left out, as are checks whose component is not on the node (NOT_APPLICABLE): kube-bench has no place
+for them."""
 from __future__ import annotations
 
 import json
 from typing import Dict, List, Sequence
 
-from cisfix.types import ERROR, FAIL, MANUAL, PASS, CheckResult
+from cisfix.types import ERROR, FAIL, MANUAL, NOT_APPLICABLE, PASS, CheckResult
 
 from .catalog import BENCHMARKS, CONTROLS, GROUPS, specs_for
 
@@ -55,8 +56,8 @@ def report(results: Sequence[CheckResult]) -> dict:
     for result in results:
         benchmark = result.check.benchmark
         spec = specs_for(benchmark).get(result.check.id) if benchmark in BENCHMARKS else None
-        if spec is None:
-            continue
+        if spec is None or result.audit.status == NOT_APPLICABLE:
+            continue  # kube-bench has no place for these
         part = spec.id.split(".")[0]
         node_type, text = CONTROLS[part]
         control = controls.setdefault(part, {"id": part, "version": benchmark, "detected_version": "",
