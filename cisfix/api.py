@@ -26,8 +26,8 @@ class Runner:
     """Change node files safely from Python.
 
     >>> runner = Runner(root="/", verbose=1)
-    >>> runner.update_manifest_safely(filepath="/etc/kubernetes/manifests/kube-apiserver.yaml",
-    ...                               key="--audit-policy-file=", value="/etc/kubernetes/audit-policy.yaml")
+    >>> runner.update_manifest_safely(filepath="/srv/manifests/kube-apiserver.yaml",
+    ...                               key="--audit-policy-file=", value="/srv/audit-policy.yaml")
     {'success': True, 'status': 'FIXED', ...}
     """
 

@@ -41,6 +41,8 @@ def audit_one(state: NodeState, check: Check) -> AuditResult:
         return AuditResult(MANUAL, reason=check.remediation or "review by hand")
     try:
         return check.audit(state)
+    except InputError:  # a node file the component would refuse (one line naming it, exit 2)
+        raise
     except Exception as exc:  # a broken audit is one ERROR, not the end of the run
         return AuditResult(ERROR, reason=f"audit raised {type(exc).__name__}: {exc}")
 

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     edit = command("edit", cmd_edit, "change flags of a static pod manifest or paths of a YAML config file")
-    edit.add_argument("file", help="node path of the file, e.g. /etc/kubernetes/manifests/kube-apiserver.yaml")
+    edit.add_argument("file", help="node path of the file: a static pod manifest, a flag file or a YAML config file")
     edit.add_argument("--flag", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
                       help="set --NAME=VALUE on the component's command line (NAME alone: a bare flag)")
     edit.add_argument("--unflag", action="append", default=[], metavar="NAME", help="remove --NAME")
@@ -213,6 +213,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from functools import partial
 
     from .apply import apply_gated, component_of, gate_recovered
+    from .audit import node_state
     from .engine import run_changes
     from .types import EditFile
 
@@ -221,17 +222,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
     node = _node(args)
     edit = EditFile(node.node_path(args.file), ops, args.component, args.kind)
-    gated = {}
-    if not (args.dry_run or args.no_health_gate):
-        plugins = _plugins(args)
-        component = component_of(plugins.info, node.resolve(edit.path))
-        if component and not plugins.config.get("offline"):
-            gate = _gate(args, plugins)
-            gated = {"applier": partial(apply_gated, plugins=plugins, gate=gate, component=component,
-                                        label=f"edit {edit.path}"),
-                     "after_recovery": lambda session: gate_recovered(session, plugins, gate),
-                     "editors": plugins.editors()}
-    outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **gated)
+    plugins = _plugins(args)  # the layout says which editor a file takes, gated or not
+    options = {"editors": plugins.editors(), "state": node_state(plugins)}
+    component = component_of(plugins.info, node.resolve(edit.path))
+    if component and not (args.dry_run or args.no_health_gate or plugins.config.get("offline")):
+        gate = _gate(args, plugins)
+        options.update(applier=partial(apply_gated, plugins=plugins, gate=gate, component=component,
+                                       label=f"edit {edit.path}"),
+                       after_recovery=lambda session: gate_recovered(session, plugins, gate))
+    outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **options)
     if args.format == "json":
         print(json.dumps(outcome.as_dict(), indent=2))
         return outcome.exit_code

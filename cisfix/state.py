@@ -116,7 +116,7 @@ class NodeState:
             return None
 
     def glob(self, pattern: str) -> List[str]:
-        """Node paths matching a glob such as `/etc/kubernetes/pki/*.key`, sorted."""
+        """Node paths matching a glob such as `/etc/ssl/private/*.key`, sorted."""
         root = self.node.host("/")
         return sorted("/" + str(p.relative_to(root)) for p in root.glob(pattern.lstrip("/")))
 

@@ -116,7 +116,7 @@ class Check:
     node_types: Tuple[str, ...] = ("master",)
     automated: bool = True
     component: Optional[str] = None
-    target: str = ""  # what it inspects, e.g. "flag --profiling" or "file /etc/kubernetes/admin.conf"
+    target: str = ""  # what it inspects, e.g. "flag --profiling" or "file /var/lib/kubelet/config.yaml"
     remediate: Optional[Callable[["NodeState"], Plan]] = None
     verify: Optional[Callable[["NodeState"], AuditResult]] = None
     remediation: str = ""  # human guidance, shown by audit and `checks show`

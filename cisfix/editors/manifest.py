@@ -10,6 +10,7 @@ model of the container's `command`/`args`. A mount operation appends list items 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -166,12 +167,16 @@ def _locate(parsed: yt.Parsed, component: Optional[str], fallback: Optional[str]
 
 def _target(spec: MappingNode, containers: SequenceNode, component: str) -> _Target:
     by_name: Optional[_Target] = None
-    names = []
+    names = [yt.scalar(yt.node_at(node, "name")) or f"#{index + 1}"
+             for index, node in enumerate(containers.value) if isinstance(node, MappingNode)]
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
+    if twice:
+        # The kubelet refuses such a pod; which container is "the" component would be a guess.
+        raise EditError(f"two containers are named {twice[0]} (the kubelet refuses such a pod)")
     for index, node in enumerate(containers.value):
         if not isinstance(node, MappingNode):
             continue
         name = yt.scalar(yt.node_at(node, "name")) or f"#{index + 1}"
-        names.append(name)
         seqs = {
             key: pair for key in SEQUENCES
             if (pair := yt.mapping_get(node, key)) is not None and isinstance(pair[1], SequenceNode)
