@@ -404,7 +404,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.format not in formats:
         raise InputError(f"--format {args.format}", f"unknown format; choose from {', '.join(sorted(formats))}")
     results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
-    report = formats[args.format].render(results, summarize(results))
+    report = formats[args.format](results, summarize(results), plugins.info)
     if args.output:
         _write_report(args.output, report)
     else:

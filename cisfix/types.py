@@ -187,11 +187,19 @@ class Probe:
 
 @dataclass(frozen=True)
 class ReportFormat:
-    """An output format for audit results: `render(results, summary) -> str`."""
+    """An output format for audit results: `render(results, summary, node_info) -> str`; like a hook
+    implementation, `render` may leave out `node_info`."""
 
     name: str
     render: Callable[..., str]
     description: str = ""
+
+    def __call__(self, results: Any, summary: Mapping[str, int], node_info: "NodeInfo") -> str:
+        import inspect
+
+        wanted = inspect.signature(self.render).parameters
+        extra = {"node_info": node_info} if "node_info" in wanted or len(wanted) > 2 else {}
+        return self.render(results, summary, *extra.values())
 
 
 @dataclass(frozen=True)

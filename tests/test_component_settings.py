@@ -98,7 +98,7 @@ def test_a_component_that_is_not_on_the_node_is_not_applicable_and_never_planned
 def test_two_containers_of_one_name_are_invalid_input(node, cisfix):
     text = node.read(SCHEDULER)
     pod = text.replace(b"  hostNetwork: true", b"""  - name: kube-scheduler
-    image: registry.k8s.io/kube-scheduler:v1.31.0
+    image: registry.k8s.io/kube-scheduler:v1.31.2
     command:
     - kube-scheduler
     - --profiling=true

@@ -7,9 +7,9 @@ for them."""
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from cisfix.types import ERROR, FAIL, MANUAL, NOT_APPLICABLE, PASS, CheckResult
+from cisfix.types import ERROR, FAIL, MANUAL, NOT_APPLICABLE, PASS, CheckResult, NodeInfo
 
 from .catalog import BENCHMARKS, CONTROLS, GROUPS, specs_for
 
@@ -51,7 +51,7 @@ def _count(results: List[dict]) -> Dict[str, int]:
     return {key: sum(1 for r in results if r["status"] == key.upper()) for key in TOTALS}
 
 
-def report(results: Sequence[CheckResult]) -> dict:
+def report(results: Sequence[CheckResult], node_info: Optional[NodeInfo] = None) -> dict:
     controls: Dict[str, dict] = {}
     for result in results:
         benchmark = result.check.benchmark
@@ -60,7 +60,7 @@ def report(results: Sequence[CheckResult]) -> dict:
             continue  # kube-bench has no place for these
         part = spec.id.split(".")[0]
         node_type, text = CONTROLS[part]
-        control = controls.setdefault(part, {"id": part, "version": benchmark, "detected_version": "",
+        control = controls.setdefault(part, {"id": part, "version": benchmark, "detected_version": _version(node_info),
                                              "text": text, "node_type": node_type, "tests": {}})
         group = control["tests"].setdefault(spec.section, {"section": spec.section, "type": "",
                                                            "desc": GROUPS[spec.section], "results": []})
@@ -80,5 +80,11 @@ def report(results: Sequence[CheckResult]) -> dict:
     return {"Controls": out, "Totals": totals}
 
 
-def render(results: Sequence[CheckResult], summary: dict) -> str:
-    return json.dumps(report(results), indent=2) + "\n"
+def _version(node_info: Optional[NodeInfo]) -> str:
+    """kube-bench's `detected_version`: the node's Kubernetes minor version."""
+    version = (node_info.version if node_info else None) or ""
+    return ".".join(version.lstrip("v").split(".")[:2])
+
+
+def render(results: Sequence[CheckResult], summary: dict, node_info: NodeInfo) -> str:
+    return json.dumps(report(results, node_info), indent=2) + "\n"
