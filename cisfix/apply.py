@@ -13,10 +13,11 @@ from .halt import write_halt
 from .health import Answer
 from .plugins import Plugins
 from .transaction import Transaction
-from .types import NodeInfo
+from .types import Component, NodeInfo
 
 
-Verify = Callable[[], List[Tuple[str, str]]]  # -> [(check id, audit status)] against the live node
+# -> [(check id, audit status[, evidence])] against the live node
+Verify = Callable[[], List[Tuple[str, ...]]]
 
 
 def component_of(info: NodeInfo, node_path: str) -> Optional[str]:
@@ -25,6 +26,13 @@ def component_of(info: NodeInfo, node_path: str) -> Optional[str]:
         if node_path == component.manifest or node_path == component.config or node_path in component.flag_files:
             return component.name
     return None
+
+
+def live_source(spec: Component) -> str:
+    """What verification reads of a running component: the configuration it serves, or its argv."""
+    if spec.live_config:
+        return f"live configuration {spec.live_config.get('url')}"
+    return "command line of the running process"
 
 
 def fix_order(info: NodeInfo) -> List[str]:
@@ -107,8 +115,10 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
                            message=answer.message)
     if answer.healthy and verify:
         verdicts = verify()
-        session.journal.append("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
-        failing = [i for i, s in verdicts if s != "PASS"]
+        session.journal.append("verified", tx.txid, component=component, source=live_source(spec),
+                               checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {})}
+                                       for v in verdicts])
+        failing = [v[0] for v in verdicts if v[1] != "PASS"]
         outcome.audit_verified = not failing
         if failing:
             answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")

@@ -14,7 +14,7 @@ from .engine import EditOutcome, Session, plan_changes, run_changes, unified_dif
 from .gate import Gate
 from .journal import Journal
 from .plugins import Plugins
-from .types import FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Plan
+from .types import FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
 
 Item = Tuple[Check, Plan]
 
@@ -83,8 +83,9 @@ def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[Tuple[
     (file modes, say) form the last group."""
     groups: Dict[Optional[str], List[Item]] = {}
     for check, plan in planned:
-        component = check.component if check.component in plugins.info.components else None
-        groups.setdefault(component, []).append((check, plan))
+        configured = [c.component for c in plan.changes if isinstance(c, Configure)]
+        component = next(iter(configured), check.component)
+        groups.setdefault(component if component in plugins.info.components else None, []).append((check, plan))
     rank = {name: i for i, name in enumerate(fix_order(plugins.info))}
     return sorted(groups.items(), key=lambda kv: (kv[0] is None, rank.get(kv[0] or "", len(rank)), kv[0] or ""))
 
@@ -111,9 +112,10 @@ class Fixer:
             outcome.status = status.ALREADY_COMPLIANT
             return outcome
 
-        def verify() -> List[Tuple[str, str]]:
-            state = self.gate.state()
-            return [(check.id, (check.verify or check.audit)(state).status) for check, _ in items]
+        def verify() -> List[Tuple[str, ...]]:
+            state = self.gate.state(live=True)
+            verdicts = [(check.id, audit_one(state, check, check.verify or check.audit)) for check, _ in items]
+            return [(i, v.status, [str(e) for e in v.evidence]) for i, v in verdicts]
 
         outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,
                               component=component, label=f"fix {','.join(ids)}", verify=verify)

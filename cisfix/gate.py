@@ -42,11 +42,12 @@ class Gate:
         self.probes = [p for found in plugins.pm.hook.cisfix_register_probes() for p in found or ()]
         self._logs_before: set = set()
 
-    def state(self) -> NodeState:
-        """A fresh view of the node: processes and files change while we wait."""
+    def state(self, live: bool = False) -> NodeState:
+        """A fresh view of the node: processes and files change while we wait. `live`: running
+        components' settings from what they serve (the kubelet's /configz), to verify a change."""
         from .audit import node_state
 
-        return node_state(self.plugins)
+        return node_state(self.plugins, live)
 
     def process(self, component: str) -> Optional[Process]:
         return self.state().process(component)

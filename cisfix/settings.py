@@ -10,7 +10,7 @@ name, expanded into `ExecStart=` as systemd does) — and below the command line
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .editors import flagfile
@@ -93,8 +93,36 @@ def read_settings(state: "NodeState", name: str) -> Settings:
             config = state.yaml(config_path)
         except Exception:  # an unreadable config is reported by the checks that need it
             config = None
-    return Settings(name, flags, live.running, live.evidence if live.running else None, file_flags, sources,
-                    config_path, config if isinstance(config, dict) else None, live.evidence)
+    settings = Settings(name, flags, live.running, live.evidence if live.running else None, file_flags, sources,
+                        config_path, config if isinstance(config, dict) else None, live.evidence)
+    if state.live and live.running and component.live_config:
+        return _with_live_config(state, settings)
+    return settings
+
+
+def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
+    """The settings with the configuration the running component serves (the kubelet's /configz) in
+    place of its config file: what it really runs with, flags and defaults included."""
+    import http.client
+    import json
+    import ssl
+
+    from .health import endpoint_settings, fetch
+
+    (url, options), *_ = endpoint_settings(state, settings.component, "live_config", settings)
+    try:
+        code, body = fetch(url, state, options)
+        served = json.loads(body.decode("utf-8")) if code == 200 else None
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
+        raise LiveConfigUnavailable(f"{settings.component}: {url}: {exc}")
+    config = next(iter(served.values()), None) if isinstance(served, dict) and len(served) == 1 else None
+    if not isinstance(config, dict):
+        raise LiveConfigUnavailable(f"{settings.component}: {url}: HTTP {code}, no configuration")
+    return replace(settings, config=config, config_path=url)
+
+
+class LiveConfigUnavailable(Exception):
+    """The running component did not serve its configuration: verification cannot use it."""
 
 
 def command_line_from_files(state: "NodeState", flag_files: Tuple[str, ...]) -> Tuple[Values, Dict[str, FlagSource]]:

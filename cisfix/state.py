@@ -43,8 +43,9 @@ class Flags:
 
 
 class NodeState:
-    def __init__(self, node: Node, info: NodeInfo, proc_dir: Optional[Path] = None) -> None:
+    def __init__(self, node: Node, info: NodeInfo, proc_dir: Optional[Path] = None, live: bool = False) -> None:
         self.node, self.info = node, info
+        self.live = live  # read a running component's served configuration (verification after a change)
         self.proc_dir = proc_dir or node.host("/proc")
         self._files: Dict[str, Tuple[Optional[bytes], Any]] = {}  # node path -> (bytes, (size, mtime))
         self._settings: Dict[str, "Settings"] = {}

@@ -246,6 +246,7 @@ class KubeletSetting:
     default: Any = None
     zero_is_default: bool = False
     allowed: Tuple[str, ...] = ()  # op "only": every item in this list
+    component = kubelet.COMPONENT
 
     @property
     def target(self) -> str:
