@@ -1,6 +1,11 @@
-"""Applying changes to one component, health-gated: apply, prove it came back healthy with the new
-configuration and that the checks verify, commit — or roll back, gate the rollback the same way, and
-write HALT when even that fails."""
+"""The one path of every change to a running component — fix, edit, rollback, recover, resume and the
+Python API: hold the lock, recover unfinished transactions and gate what recovery restored
+(`open_session`); apply each change as one transaction, gated when it restarts a component; verify
+against the live component; commit — or roll back, gate the rollback the same way, and write HALT when
+even that fails. A requested rollback (`rollback_gated`) gates the components it restored.
+
+Every "did the component come back" question goes through `_gate_component`, and the gate's evidence
+rules live in `cisfix.gate`."""
 from __future__ import annotations
 
 import os
@@ -11,8 +16,10 @@ from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, fil
 from .gate import Gate
 from .halt import write_halt
 from .health import Answer
+from .journal import TxInfo
 from .plugins import Plugins
-from .transaction import Transaction
+from .state import Process
+from .transaction import RollbackReport, Transaction, rollback_committed
 from .types import Component, NodeInfo
 
 
@@ -92,7 +99,7 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     """One transaction for `planned`; gated when it restarts `component`. Fills in and returns `outcome`."""
     node, info = plugins.node, plugins.info
     changed = [p for p in planned if p.changed]
-    gated = component is not None and not plugins.config.get("offline") and _restarts(info, component, changed)
+    gated = component is not None and gate.gates(component) and _restarts(info, component, changed)
     spec = info.components.get(component) if component else None
     manifest = next((p for p in changed if spec and p.path == spec.manifest), None)
     before = gate.process(component) if gated else None
@@ -108,11 +115,8 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
         tx.commit()
         outcome.backup_path = str(node.state_dir / "backups" / tx.txid)
         return outcome
-    if spec.restart:
-        gate.restart(component)
-    answer = gate.await_healthy(component, before, _manifest_flags(manifest.after, component) if manifest else None)
-    session.journal.append("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
-                           message=answer.message)
+    answer = _gate_component(session, plugins, gate, tx.txid, component, "apply", before,
+                             _manifest_flags(manifest.after, component) if manifest else None)
     if answer.healthy and verify:
         verdicts = verify()
         session.journal.append("verified", tx.txid, component=component, source=live_source(spec),
@@ -130,17 +134,39 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     return outcome
 
 
+def _expected_flags(plugins: Plugins, component: str) -> Optional[Dict[str, Optional[str]]]:
+    """The flags the component's manifest now gives (what its next process must carry)."""
+    path = plugins.info.components[component].manifest
+    if not path:
+        return None
+    host = plugins.node.host(plugins.node.resolve(path))
+    return _manifest_flags(host.read_bytes(), component) if os.path.exists(host) else None
+
+
+def _gate_component(session: Session, plugins: Plugins, gate: Gate, txid: str, component: str, phase: str,
+                    before: Optional[Process] = None,
+                    expected: Optional[Dict[str, Optional[str]]] = None) -> Answer:
+    """After `component`'s files changed (`phase`: apply, rollback, recovery): restart it when it is a
+    service, wait for it to come back healthy (a static pod: a new process carrying `expected`, by
+    default what its manifest now says), and journal the answer."""
+    if gate.state().component(component).restart:
+        gate.restart(component)
+    if expected is None:
+        expected = _expected_flags(plugins, component)
+    answer = gate.await_healthy(component, before, expected)
+    session.journal.append("health", txid, component=component, phase=phase, healthy=answer.healthy,
+                           message=answer.message)
+    return answer
+
+
 def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, component: Optional[str],
           manifest: Optional[PlannedChange], outcome: EditOutcome, reason: str) -> EditOutcome:
     """Roll back; when the change restarted a component, gate the rollback too."""
     report = tx.rollback(reason)
     back = Answer(True, "")
     if component:
-        if gate.state().component(component).restart:
-            gate.restart(component)
-        back = gate.await_healthy(component, None, _manifest_flags(manifest.before, component) if manifest else None)
-        session.journal.append("health", tx.txid, component=component, phase="rollback", healthy=back.healthy,
-                               message=back.message)
+        back = _gate_component(session, plugins, gate, tx.txid, component, "rollback",
+                               expected=_manifest_flags(manifest.before, component) if manifest else None)
     if report.ok and back.healthy:
         outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
         outcome.reason = f"{reason}; rolled back" + (f", {component} healthy again" if component else "")
@@ -154,27 +180,40 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, compo
     return outcome
 
 
+def _gate_restored(session: Session, plugins: Plugins, gate: Gate, report: RollbackReport, phase: str) -> bool:
+    """Gate, in dependency order, every component whose files the undone transaction touched — whether
+    this run restored them or a run killed mid-rollback already had — and HALT on one that does not
+    come back healthy. True when all are healthy."""
+    touched = {component_of(plugins.info, r["path"]) for r in report.restored} - {None}
+    order = fix_order(plugins.info)
+    for component in sorted(touched, key=lambda c: order.index(c) if c in order else len(order)):
+        if not gate.gates(component):
+            continue
+        answer = _gate_component(session, plugins, gate, report.txid, component, phase)
+        if not answer.healthy:
+            tx = session.journal.get(report.txid)
+            write_halt(plugins.node, f"restored {component}'s files ({phase}), but it is not healthy: {answer.message}",
+                       report.txid, tx.files if tx else [], restart_command(plugins.info, component))
+            return False
+    return True
+
+
 def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
-    """After recovery restored files a crash left changed, gate the components they belong to; a
-    component that does not come back healthy HALTs the node."""
-    if plugins.config.get("offline"):
-        return
+    """After recovery undid what a crash left unfinished, gate the components it touched; a component
+    that does not come back healthy HALTs the node."""
     for report in session.recovered:
-        components = {component_of(plugins.info, r["path"]) for r in report.restored
-                      if r["action"] == "restored from backup"} - {None}
-        order = fix_order(plugins.info)
-        for component in sorted(components, key=lambda c: order.index(c) if c in order else len(order)):
-            spec = plugins.info.components[component]
-            if spec.restart:
-                gate.restart(component)
-            expected = None
-            if spec.manifest:
-                path = plugins.node.host(plugins.node.resolve(spec.manifest))
-                expected = _manifest_flags(path.read_bytes(), component) if os.path.exists(path) else None
-            answer = gate.await_healthy(component, None, expected)
-            session.journal.append("health", report.txid, component=component, phase="recovery",
-                                   healthy=answer.healthy, message=answer.message)
-            if not answer.healthy:
-                tx = session.journal.get(report.txid)
-                write_halt(plugins.node, f"recovered {component}'s files, but it is not healthy: {answer.message}",
-                           report.txid, tx.files if tx else [], restart_command(plugins.info, component))
+        _gate_restored(session, plugins, gate, report, "recovery")
+
+
+def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True) -> Session:
+    """A mutating run: the lock, recovery, and the components recovery touched proven healthy."""
+    return Session(plugins.node, wait, halt_check, on_recovered=lambda session: gate_recovered(session, plugins, gate))
+
+
+def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> RollbackReport:
+    """Undo a committed transaction as the operator asked, then gate the components it restored
+    (HALT when one does not come back)."""
+    report = rollback_committed(plugins.node, session.journal, session.log, tx)
+    if report.ok:
+        _gate_restored(session, plugins, gate, report, "rollback")
+    return report

@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("txid", nargs="?", help="the transaction to undo (see `cisfix history`)")
     which.add_argument("--last", action="store_true", help="the most recent committed transaction")
     rollback.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _gate_options(rollback)
     _format_option(rollback)
 
     history = command("history", cmd_history, "list transactions, their state, files, hashes and backups")
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = command("resume", cmd_resume, "clear HALT once the node has been repaired by hand")
     resume.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _gate_options(resume)
 
     checks = command("checks", None, "list, show and validate checks; print the check schema")
     checks_commands = checks.add_subparsers(dest="checks_command", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -198,21 +200,16 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
 
 
 def _gate(args: argparse.Namespace, plugins):
-    from .gate import Gate, GateSettings, progress_printer
+    from .gate import gate_settings, make_gate, progress_printer
 
-    configured = plugins.config.get("gate", {})
-    settings = GateSettings(
-        timeout=args.timeout or configured.get("timeout", GateSettings.timeout),
-        stability=args.stability_window if args.stability_window is not None
-        else configured.get("stabilityWindow", GateSettings.stability),
-        interval=configured.get("interval", GateSettings.interval))
-    return Gate(plugins, settings, progress_printer(args.quiet))
+    settings = gate_settings(plugins.config, args.timeout, args.stability_window)
+    return make_gate(plugins, settings, progress_printer(args.quiet))
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from .apply import apply_gated, component_of, gate_recovered
+    from .apply import apply_gated, component_of, open_session
     from .audit import node_state
     from .engine import run_changes
     from .types import EditFile
@@ -223,13 +220,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     node = _node(args)
     edit = EditFile(node.node_path(args.file), ops, args.component, args.kind)
     plugins = _plugins(args)  # the layout says which editor a file takes, gated or not
-    options = {"editors": plugins.editors(), "state": node_state(plugins)}
-    component = component_of(plugins.info, node.resolve(edit.path))
-    if component and not (args.dry_run or args.no_health_gate or plugins.config.get("offline")):
-        gate = _gate(args, plugins)
-        options.update(applier=partial(apply_gated, plugins=plugins, gate=gate, component=component,
-                                       label=f"edit {edit.path}"),
-                       after_recovery=lambda session: gate_recovered(session, plugins, gate))
+    gate = _gate(args, plugins)
+    component = None if args.no_health_gate else component_of(plugins.info, node.resolve(edit.path))
+    options = {"editors": plugins.editors(), "state": node_state(plugins),
+               "session": partial(open_session, plugins, gate, args.wait),
+               "applier": partial(apply_gated, plugins=plugins, gate=gate, component=component, label=f"edit {edit.path}")}
     outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **options)
     if args.format == "json":
         print(json.dumps(outcome.as_dict(), indent=2))
@@ -268,15 +263,12 @@ def _print_reports(node, reports, args: argparse.Namespace, nothing: str) -> int
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from .apply import gate_recovered
-    from .engine import Session
+    from .apply import open_session
     from .halt import halt_file
 
     node = _node(args)
-    with Session(node, args.wait) as session:
-        if session.recovered:
-            plugins = _plugins(args)
-            gate_recovered(session, plugins, _gate(args, plugins))  # restored files: prove the components healthy
+    plugins = _plugins(args)
+    with open_session(plugins, _gate(args, plugins), args.wait) as session:  # restored files: gated
         code = _print_reports(node, session.recovered, args, "nothing to recover")
     if halt_file(node).exists():
         print(f"cisfix: error: a recovered component is not healthy; see {halt_file(node)}", file=sys.stderr)
@@ -285,11 +277,13 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .engine import Session
-    from .transaction import rollback_committed
+    from .apply import open_session, rollback_gated
+    from .halt import halt_file
 
     node = _node(args)
-    with Session(node, args.wait) as session:
+    plugins = _plugins(args)
+    gate = _gate(args, plugins)
+    with open_session(plugins, gate, args.wait) as session:
         session.refuse_if_recovery_failed()
         txs = session.journal.transactions()
         if args.last:
@@ -301,8 +295,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             tx = txs.get(args.txid)
             if tx is None:
                 raise InputError(session.journal.path, f"no transaction {args.txid}")
-        report = rollback_committed(node, session.journal, session.log, tx)
-        return _print_reports(node, [report], args, "")
+        report = rollback_gated(session, plugins, gate, tx)
+        code = _print_reports(node, [report], args, "")
+    if halt_file(node).exists():
+        print(f"cisfix: error: a component is not healthy after the rollback; see {halt_file(node)}", file=sys.stderr)
+        return status.EXIT_ROLLBACK_FAILED
+    return code
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
@@ -340,11 +338,12 @@ def _fix_summary(results) -> dict:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .engine import Session
+    from .apply import open_session
     from .halt import halt_file
 
     node = _node(args)
-    with Session(node, args.wait, halt_check=False) as session:
+    plugins = _plugins(args)
+    with open_session(plugins, _gate(args, plugins), args.wait, halt_check=False) as session:
         path = halt_file(node)
         if not path.exists():
             print("not halted")

@@ -56,10 +56,12 @@ def describe_conflicts(node: Node, report: RollbackReport) -> str:
 
 
 class Session:
-    """Hold the run lock and recover unfinished transactions before any change."""
+    """Hold the run lock and recover unfinished transactions before any change; `on_recovered` (see
+    `cisfix.apply.open_session`) gates the components recovery touched."""
 
-    def __init__(self, node: Node, wait: float = 0.0, halt_check: bool = True) -> None:
-        self.node, self.halt_check = node, halt_check
+    def __init__(self, node: Node, wait: float = 0.0, halt_check: bool = True,
+                 on_recovered: Optional[Callable[["Session"], None]] = None) -> None:
+        self.node, self.halt_check, self.on_recovered = node, halt_check, on_recovered
         self.journal = Journal(node.state_dir / "journal.jsonl")
         self.log = ChangeLog(node.host("/var/log/cisfix.log"))
         self._lock = RunLock(node.state_dir / "lock", wait)
@@ -73,6 +75,8 @@ class Session:
             if self.halt_check:
                 refuse_if_halted(self.node)
             self.recovered = recover(self.node, self.journal, self.log)
+            if self.recovered and self.on_recovered:
+                self.on_recovered(self)  # prove what recovery touched healthy before anything else
         except BaseException:
             self._lock.__exit__()
             raise
@@ -252,17 +256,14 @@ Applier = Callable[["Session", List[PlannedChange], "EditOutcome"], "EditOutcome
 
 def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False, wait: float = 0.0,
                 label: str = "edit", editors: Sequence[Editor] = (), applier: Optional[Applier] = None,
-                after_recovery: Optional[Callable[["Session"], None]] = None,
-                state: Optional[NodeState] = None) -> EditOutcome:
+                session: Optional[Callable[[], "Session"]] = None, state: Optional[NodeState] = None) -> EditOutcome:
     """Plan every change, then apply all changed files as one transaction (or only show them).
-    `applier` replaces the plain transaction (the health-gated one does); `after_recovery` runs once
-    the lock is held and unfinished transactions are undone."""
+    `applier` replaces the plain transaction (the health-gated one does); `session` opens the run
+    (`cisfix.apply.open_session`: recovery gated), else a plain Session."""
     if dry_run:
         return _outcome_of_plan(node, plan_changes(node, changes, editors, state), dry_run=True)
-    with Session(node, wait) as session:
-        session.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
-        if after_recovery:
-            after_recovery(session)
+    with (session or partial(Session, node, wait))() as opened:
+        opened.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
         planned = plan_changes(node, changes, editors, state)
         outcome = _outcome_of_plan(node, planned, dry_run=False)
         if outcome.status != status.FIXED:
@@ -270,7 +271,7 @@ def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False,
         for p in planned:
             if p.changed:
                 _require_writable(node.host(p.path).parent, "target directory")
-        return (applier or partial(apply_plain, label=label))(session, planned, outcome)
+        return (applier or partial(apply_plain, label=label))(opened, planned, outcome)
 
 
 def apply_plain(session: Session, planned: List[PlannedChange], outcome: EditOutcome, label: str) -> EditOutcome:

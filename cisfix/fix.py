@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
-from .apply import apply_gated, fix_order, gate_recovered
+from .apply import apply_gated, fix_order, open_session
 from .audit import audit_one, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
@@ -187,9 +187,8 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
     if not plan.planned and not unfinished:
         return FixReport(plan.compliant + plan.skipped)  # compliant: no lock, no write, no restart
-    with Session(node, wait) as session:
+    with open_session(plugins, gate, wait) as session:
         session.refuse_if_recovery_failed()
-        gate_recovered(session, plugins, gate)
         fixer = Fixer(plugins, gate, session, observe)
         if session.recovered:  # the node changed under the audit: plan again
             plan = plan_fix(plugins, checks)

@@ -28,6 +28,15 @@ class GateSettings:
     interval: float = 1.0
 
 
+def gate_settings(config: dict, timeout: Optional[float] = None, stability: Optional[float] = None) -> GateSettings:
+    """The gate's timing: what is asked for, else the node configuration's `gate:`, else the defaults."""
+    configured = config.get("gate", {})
+    return GateSettings(
+        timeout=timeout or configured.get("timeout", GateSettings.timeout),
+        stability=stability if stability is not None else configured.get("stabilityWindow", GateSettings.stability),
+        interval=configured.get("interval", GateSettings.interval))
+
+
 class NotHealthy(CisfixError):
     """The component is unhealthy before any change: a sick node is never 'fixed'."""
 
@@ -41,6 +50,10 @@ class Gate:
         self.progress = progress or (lambda line: None)
         self.probes = [p for found in plugins.pm.hook.cisfix_register_probes() for p in found or ()]
         self._logs_before: set = set()
+
+    def gates(self, component: str) -> bool:
+        """Does a change to this component's files wait for it? (Not on a node where nothing runs.)"""
+        return component in self.plugins.info.components
 
     def state(self, live: bool = False) -> NodeState:
         """A fresh view of the node: processes and files change while we wait. `live`: running
@@ -148,6 +161,20 @@ class Gate:
     def _last_words(self, component: str) -> str:
         tail = self.state().log_tail(component)
         return f"; last log lines: {tail}" if tail else ""
+
+
+class OfflineGate(Gate):
+    """The gate of a node where nothing runs (`offline: true`: a disk image, a test tree): no component
+    to wait for, nothing to restart."""
+
+    def gates(self, component: str) -> bool:
+        return False
+
+
+def make_gate(plugins: Plugins, settings: GateSettings = GateSettings(),
+              progress: Optional[Callable[[str], None]] = None) -> Gate:
+    """The gate for this node, chosen once."""
+    return (OfflineGate if plugins.config.get("offline") else Gate)(plugins, settings, progress)
 
 
 def progress_printer(quiet: bool) -> Callable[[str], None]:
