@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import status
 from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, file_changes
 from .gate import Gate
-from .halt import write_halt
+from .halt import refuse_if_halted, write_halt
 from .health import Answer
 from .journal import TxInfo
 from .plugins import Plugins
@@ -206,8 +206,13 @@ def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
 
 
 def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True) -> Session:
-    """A mutating run: the lock, recovery, and the components recovery touched proven healthy."""
-    return Session(plugins.node, wait, halt_check, on_recovered=lambda session: gate_recovered(session, plugins, gate))
+    """A mutating run: the lock, recovery, and the components recovery touched proven healthy — one
+    that is not has HALTed the node, and the run goes no further (exit 4)."""
+    def gate_then_check(session: Session) -> None:
+        gate_recovered(session, plugins, gate)
+        if halt_check:
+            refuse_if_halted(plugins.node)
+    return Session(plugins.node, wait, halt_check, on_recovered=gate_then_check)
 
 
 def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> RollbackReport:

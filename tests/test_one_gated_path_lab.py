@@ -1,11 +1,15 @@
-"""Kubelet settings on a running lab node go through the same gate as a manifest: the kubelet is
-restarted once, proven healthy and verified against the configuration it serves at /configz; a setting
-it rejects is rolled back; `rollback` gates too."""
+"""Every change on a running lab node takes the one gated path: kubelet settings like manifests (the
+kubelet restarted once, proven healthy, verified against the configuration it serves at /configz; a
+setting it rejects rolled back), `rollback` and `recover` gated too, and the gate reads `-v=2` as the
+component does."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 GATE = ("--timeout", "60", "--stability-window", "1")
 FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
@@ -65,3 +69,34 @@ def test_flag_file_edit_dry_run_shows_the_diff_on_a_lab_node(lab):
     assert "--read-only-port=0" in result.stdout and result.stdout.startswith("--- a")
     assert lab.layout.host(FLAGS_ENV).read_bytes() == before
     assert lab.restarts("kubelet") == 0
+
+
+APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+
+
+def test_a_single_dash_flag_in_the_manifest_does_not_confuse_the_gate(lab):
+    since = time.time()
+    lab.add_flag("kube-apiserver", "-v=2")
+    lab.wait_for_event("pod-started", "kube-apiserver", since, timeout=60)
+    lab.wait_for(lambda: lab.status()["kube-apiserver"].healthy, 60, "the API server healthy with -v=2")
+    since = time.time()
+    result = cisfix(lab, "edit", APISERVER, "--flag", "profiling=false", "--format", "json", *GATE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["status"] == "FIXED"
+    assert len(lab.events("pod-started", "kube-apiserver", since)) == 1
+    assert "    - -v=2\n" in lab.manifest("kube-apiserver").read_text()
+
+
+def test_recover_after_a_kill_during_a_rollback_returns_only_once_healthy(lab):
+    before = lab.manifest("kube-apiserver").read_bytes()
+    killed = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(lab.root), "edit", APISERVER,
+                             "--flag", "no-such-flag=1", *GATE], capture_output=True, text=True,
+                            env={**os.environ, "CISFIX_FAULT": "mid-rollback"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    result = cisfix(lab, "recover", "--format", "json", *GATE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lab.status()["kube-apiserver"].healthy  # at once: recover returned only after the gate
+    assert lab.manifest("kube-apiserver").read_bytes() == before
+    recovery = [r for r in map(json.loads, (lab.root / "var/lib/cisfix/journal.jsonl").read_text().splitlines())
+                if r["type"] == "health" and r["phase"] == "recovery"]
+    assert [(r["component"], r["healthy"]) for r in recovery] == [("kube-apiserver", True)]
