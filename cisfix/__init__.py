@@ -15,7 +15,8 @@ _EXPORTS = {
     "EditError": "cisfix.errors",
     # registered objects and plans
     **{name: "cisfix.types" for name in (
-        "Check", "AuditResult", "Evidence", "Plan", "Configure", "EditFile", "CreateFile", "SetMode", "AddHostPathMount",
+        "Check", "AuditResult", "Evidence", "Plan", "Configure", "EditFile", "CreateFile", "SetMode",
+        "AddHostPathMount",
         "Component", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
         "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "NOT_APPLICABLE")},
     **{name: "cisfix.plan" for name in (
