@@ -9,19 +9,17 @@ rules live in `cisfix.gate`."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import status
 from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, file_changes
-from .gate import Gate
+from .gate import Gate, Watch
 from .halt import refuse_if_halted, write_halt
 from .health import Answer
-from .journal import TxInfo
+from .journal import Journal, TxInfo
 from .plugins import Plugins
-from .state import Process
 from .transaction import RollbackReport, Transaction, rollback_committed
 from .types import Component, NodeInfo
-
 
 # -> [(check id, audit status[, evidence])] against the live node
 Verify = Callable[[], List[Tuple[str, ...]]]
@@ -102,21 +100,23 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     gated = component is not None and gate.gates(component) and _restarts(info, component, changed)
     spec = info.components.get(component) if component else None
     manifest = next((p for p in changed if spec and p.path == spec.manifest), None)
-    before = gate.process(component) if gated else None
+    watch = None
     if gated:
         gate.require_healthy(component)
+        watch = gate.watch(component, _manifest_flags(manifest.after, component) if manifest else None)
     tx = Transaction.begin(node, session.journal, session.log, file_changes(changed), label)
     outcome.txid = tx.txid
+    if watch:
+        session.journal.append("gate", tx.txid, component=component, phase="apply")
     try:
         tx.apply()
     except Exception as exc:
-        return _undo(session, plugins, gate, tx, component if gated else None, manifest, outcome, f"apply failed: {exc}")
-    if not gated:
+        return _undo(session, plugins, gate, tx, watch, manifest, outcome, f"apply failed: {exc}")
+    if watch is None:
         tx.commit()
         outcome.backup_path = str(node.state_dir / "backups" / tx.txid)
         return outcome
-    answer = _gate_component(session, plugins, gate, tx.txid, component, "apply", before,
-                             _manifest_flags(manifest.after, component) if manifest else None)
+    answer = _await(session, plugins, gate, tx.txid, watch, "apply")
     if answer.healthy and verify:
         verdicts = verify()
         session.journal.append("verified", tx.txid, component=component, source=live_source(spec),
@@ -127,46 +127,28 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
         if failing:
             answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
     if not answer.healthy:
-        return _undo(session, plugins, gate, tx, component, manifest, outcome, answer.message)
+        return _undo(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
     tx.commit()
     outcome.backup_path = str(node.state_dir / "backups" / tx.txid)
     outcome.reason = answer.message
     return outcome
 
 
-def _expected_flags(plugins: Plugins, component: str) -> Optional[Dict[str, Optional[str]]]:
-    """The flags the component's manifest now gives (what its next process must carry)."""
-    path = plugins.info.components[component].manifest
-    if not path:
-        return None
-    host = plugins.node.host(plugins.node.resolve(path))
-    return _manifest_flags(host.read_bytes(), component) if os.path.exists(host) else None
-
-
-def _gate_component(session: Session, plugins: Plugins, gate: Gate, txid: str, component: str, phase: str,
-                    before: Optional[Process] = None,
-                    expected: Optional[Dict[str, Optional[str]]] = None) -> Answer:
-    """After `component`'s files changed (`phase`: apply, rollback, recovery): restart it when it is a
-    service, wait for it to come back healthy (a static pod: a new process carrying `expected`, by
-    default what its manifest now says), and journal the answer."""
-    if gate.state().component(component).restart:
-        gate.restart(component)
-    if expected is None:
-        expected = _expected_flags(plugins, component)
-    answer = gate.await_healthy(component, before, expected)
-    session.journal.append("health", txid, component=component, phase=phase, healthy=answer.healthy,
-                           message=answer.message)
-    return answer
-
-
-def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, component: Optional[str],
+def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch: Optional[Watch],
           manifest: Optional[PlannedChange], outcome: EditOutcome, reason: str) -> EditOutcome:
-    """Roll back; when the change restarted a component, gate the rollback too."""
+    """Roll back; when the change restarted a component, gate the rollback too — judged only on the pod
+    started from the restored files, never on the failed one the kubelet may still be restarting."""
+    component = watch.component if watch else None
+    back_watch = None
+    if watch:
+        service = bool(plugins.info.components[component].restart)
+        back_watch = watch.undo(gate.state(), _manifest_flags(manifest.before, component) if manifest else None,
+                                fresh=service)
+        session.journal.append("gate", tx.txid, component=component, phase="rollback")
     report = tx.rollback(reason)
     back = Answer(True, "")
-    if component:
-        back = _gate_component(session, plugins, gate, tx.txid, component, "rollback",
-                               expected=_manifest_flags(manifest.before, component) if manifest else None)
+    if back_watch:
+        back = _await(session, plugins, gate, tx.txid, back_watch, "rollback")
     if report.ok and back.healthy:
         outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
         outcome.reason = f"{reason}; rolled back" + (f", {component} healthy again" if component else "")
@@ -180,34 +162,83 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, compo
     return outcome
 
 
-def _gate_restored(session: Session, plugins: Plugins, gate: Gate, report: RollbackReport, phase: str) -> bool:
-    """Gate, in dependency order, every component whose files the undone transaction touched — whether
-    this run restored them or a run killed mid-rollback already had — and HALT on one that does not
-    come back healthy. True when all are healthy."""
-    touched = {component_of(plugins.info, r["path"]) for r in report.restored} - {None}
+def interrupted_gates(journal: Journal) -> Dict[str, Set[str]]:
+    """Components whose gate a crash cut short after their files were finished (a rollback restored, a
+    commit never reached): txid -> components. A `gate` record opens a gate, a `health` record closes it."""
+    pending: Dict[str, Set[str]] = {}
+    for tx in journal.transactions().values():
+        opened: Dict[str, bool] = {}
+        for record in tx.records:
+            if record["type"] in ("gate", "health"):
+                opened[record.get("component")] = record["type"] == "gate"
+        components = {c for c, still_open in opened.items() if still_open and c}
+        if components and not tx.unfinished:
+            pending[tx.txid] = components
+    return pending
+
+
+def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Watch, phase: str) -> Answer:
+    """After the watched component's files were written (`phase`: apply, rollback, recovery): restart it
+    when it is a service, wait for the process the watch expects to be healthy and stable (the evidence
+    rules are the gate's), and journal the answer."""
+    if plugins.info.components[watch.component].restart:
+        gate.restart(watch.component)
+    answer = gate.await_healthy(watch)
+    session.journal.append("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
+                           message=answer.message)
+    return answer
+
+
+def _restored(plugins: Plugins, report: RollbackReport) -> Set[str]:
+    """The components whose files an undo put back."""
+    return {component_of(plugins.info, r["path"]) for r in report.restored
+            if r["action"] == "restored from backup"} - {None}
+
+
+def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Dict[str, Set[str]],
+                     phase: str) -> bool:
+    """Prove healthy, in dependency order, every component of `pending` (txid -> components) whose files
+    were put back; one that does not come back HALTs the node. True when all came back."""
     order = fix_order(plugins.info)
-    for component in sorted(touched, key=lambda c: order.index(c) if c in order else len(order)):
-        if not gate.gates(component):
-            continue
-        answer = _gate_component(session, plugins, gate, report.txid, component, phase)
-        if not answer.healthy:
-            tx = session.journal.get(report.txid)
-            write_halt(plugins.node, f"restored {component}'s files ({phase}), but it is not healthy: {answer.message}",
-                       report.txid, tx.files if tx else [], restart_command(plugins.info, component))
-            return False
+    for txid, components in pending.items():
+        for component in sorted(components, key=lambda c: order.index(c) if c in order else len(order)):
+            if not gate.gates(component):
+                continue
+            # Which pod directory the restored manifest's pod uses is unknown here, so only processes
+            # carrying the restored flags are evidence: the failed pod's crashes are not.
+            spec = plugins.info.components[component]
+            watch = Watch.take(gate.state(), component, _expected_flags(plugins, component), fresh=bool(spec.restart),
+                               pod_dirs=frozenset())
+            answer = _await(session, plugins, gate, txid, watch, phase)
+            if not answer.healthy:
+                tx = session.journal.get(txid)
+                write_halt(plugins.node, f"restored {component}'s files ({phase}), but it is not healthy: "
+                           f"{answer.message}", txid, tx.files if tx else [], restart_command(plugins.info, component))
+                return False
     return True
 
 
+def _expected_flags(plugins: Plugins, component: str) -> Optional[Dict[str, Optional[str]]]:
+    """The flags the component's manifest now gives: what its next process must carry."""
+    path = plugins.info.components[component].manifest
+    if not path:
+        return None
+    host = plugins.node.host(plugins.node.resolve(path))
+    return _manifest_flags(host.read_bytes(), component) if os.path.exists(host) else None
+
+
 def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
-    """After recovery undid what a crash left unfinished, gate the components it touched; a component
-    that does not come back healthy HALTs the node."""
+    """After a crash, prove healthy every component whose files recovery restored, or whose gate the crash
+    cut short; a component that does not come back healthy HALTs the node."""
+    pending = interrupted_gates(session.journal)
     for report in session.recovered:
-        _gate_restored(session, plugins, gate, report, "recovery")
+        pending.setdefault(report.txid, set()).update(_restored(plugins, report))
+    _gate_components(session, plugins, gate, pending, "recovery")
 
 
 def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True) -> Session:
-    """A mutating run: the lock, recovery, and the components recovery touched proven healthy — one
-    that is not has HALTed the node, and the run goes no further (exit 4)."""
+    """A mutating run: the lock, recovery, and the components recovery touched (or whose gate a crash
+    cut short) proven healthy — one that is not has HALTed the node, and the run goes no further."""
     def gate_then_check(session: Session) -> None:
         gate_recovered(session, plugins, gate)
         if halt_check:
@@ -216,9 +247,12 @@ def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bo
 
 
 def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> RollbackReport:
-    """Undo a committed transaction as the operator asked, then gate the components it restored
-    (HALT when one does not come back)."""
+    """Undo a committed transaction as the operator asked, then gate the components it restored (a
+    `gate` record first, so that a crash in between is gated by the next run); HALT when one does not
+    come back."""
+    touched = {component_of(plugins.info, f["path"]) for f in tx.files} - {None}
+    for component in sorted(c for c in touched if gate.gates(c)):
+        session.journal.append("gate", tx.txid, component=component, phase="rollback")
     report = rollback_committed(plugins.node, session.journal, session.log, tx)
-    if report.ok:
-        _gate_restored(session, plugins, gate, report, "rollback")
+    _gate_components(session, plugins, gate, {tx.txid: touched}, "rollback")
     return report

@@ -75,7 +75,7 @@ class Session:
             if self.halt_check:
                 refuse_if_halted(self.node)
             self.recovered = recover(self.node, self.journal, self.log)
-            if self.recovered and self.on_recovered:
+            if self.on_recovered:
                 self.on_recovered(self)  # prove what recovery touched healthy before anything else
         except BaseException:
             self._lock.__exit__()

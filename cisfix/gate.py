@@ -4,6 +4,11 @@ new configuration and stayed healthy — or report why not, with the component's
 Probing before the restart proves nothing (the old process keeps answering), so the gate first waits
 for a new process whose command line carries the new flags, then for the component's endpoints and
 its pod's own probes to pass, then for a stability window with no restart.
+
+Every verdict is about the pod started from the configuration the gate expects, never about another:
+after a rollback the kubelet may keep restarting the failed pod until it notices the restored manifest
+(up to its 20 s re-list), and that pod's crashes say nothing about the restored one. A `Watch`, taken
+just before the files are written, says which processes and which container logs are evidence.
 """
 from __future__ import annotations
 
@@ -11,12 +16,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from pathlib import Path
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from .errors import CisfixError
 from .health import Answer, pod_probes, probe_endpoints
 from .plugins import Plugins
-from . import flags
 from .state import NodeState, Process
 from . import status
 
@@ -43,13 +48,80 @@ class NotHealthy(CisfixError):
     exit_code = status.EXIT_INPUT
 
 
+Flags = Optional[Dict[str, Optional[str]]]
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What counts as evidence about a component after a write, taken just before the write.
+
+    Processes: only those whose flags are `flags` (None: any flags); with `fresh`, only processes started
+    after the watch — a change that needs a restart is never proven by the process that ran before it.
+    Without `fresh` (a rollback or recovery of a static pod, which the kubelet may never have replaced) a
+    process that already ran with the expected flags may be judged, and when the kubelet replaces it after
+    all, the gate waits for its successor instead of calling that a crash.
+
+    Container logs (one directory per pod: the kubelet's /var/log/pods/<ns>_<pod>_<uid>/<container>, the
+    uid a hash of the decoded manifest) count as starts of the expected pod only in `pod_dirs`, or, when
+    that is None, in directories that appear after the watch: the pod of a new configuration.
+    """
+
+    component: str
+    flags: Flags
+    fresh: bool
+    processes_before: FrozenSet[Tuple[int, int]]
+    logs_before: FrozenSet[Path]
+    pod_dirs: Optional[FrozenSet[Path]] = None
+
+    @classmethod
+    def take(cls, state: NodeState, component: str, flags: Flags, fresh: bool,
+             pod_dirs: Optional[FrozenSet[Path]] = None) -> "Watch":
+        return cls(component, flags, fresh, frozenset((p.pid, p.start_ticks) for p in state.processes_of(component)),
+                   frozenset(state.log_files(component)), pod_dirs)
+
+    @property
+    def dirs_before(self) -> FrozenSet[Path]:
+        return frozenset(path.parent for path in self.logs_before)
+
+    def undo(self, state: NodeState, flags: Flags, fresh: bool) -> "Watch":
+        """The watch for putting back what this watch's change replaced: the expected pod is the one that
+        ran before the change (same manifest, same pod uid), so only its log directories count."""
+        return Watch.take(state, self.component, flags, fresh, self.dirs_before)
+
+    def existed(self, process: Process) -> bool:
+        return (process.pid, process.start_ticks) in self.processes_before
+
+    def candidate(self, state: NodeState) -> Optional[Process]:
+        """The newest process that may be the one started from the expected configuration."""
+        for process in state.processes_of(self.component):
+            if self.fresh and self.existed(process):
+                continue
+            if self.flags is None or state.process_flags(self.component, process) == self.flags:
+                return process
+        return None
+
+    def pod_logs(self, state: NodeState) -> List[Path]:
+        """The container logs of the expected pod."""
+        if self.pod_dirs is not None:
+            return [p for p in state.log_files(self.component) if p.parent in self.pod_dirs]
+        return [p for p in state.log_files(self.component) if p.parent not in self.dirs_before]
+
+    def new_logs(self, state: NodeState) -> List[Path]:
+        """Container starts of the expected pod since the watch, one log file each."""
+        return [p for p in self.pod_logs(state) if p not in self.logs_before]
+
+    def last_words(self, state: NodeState) -> str:
+        """The expected pod's last log lines; the component's newest when that pod wrote none."""
+        tail = state.log_tail(self.pod_logs(state)) or state.log_tail(state.log_files(self.component))
+        return f"; last log lines: {tail}" if tail else ""
+
+
 class Gate:
     def __init__(self, plugins: Plugins, settings: GateSettings = GateSettings(),
                  progress: Optional[Callable[[str], None]] = None) -> None:
         self.plugins, self.settings = plugins, settings
         self.progress = progress or (lambda line: None)
         self.probes = [p for found in plugins.pm.hook.cisfix_register_probes() for p in found or ()]
-        self._logs_before: set = set()
 
     def gates(self, component: str) -> bool:
         """Does a change to this component's files wait for it? (Not on a node where nothing runs.)"""
@@ -62,8 +134,9 @@ class Gate:
 
         return node_state(self.plugins, live)
 
-    def process(self, component: str) -> Optional[Process]:
-        return self.state().process(component)
+    def watch(self, component: str, flags: Flags, fresh: bool = True) -> Watch:
+        """Call just before writing the component's files; `flags` are what the new process will carry."""
+        return Watch.take(self.state(), component, flags, fresh)
 
     def check(self, component: str, state: Optional[NodeState] = None) -> Answer:
         """One round of every probe: authenticated endpoints, the pod's own probes, plugin probes."""
@@ -98,27 +171,35 @@ class Gate:
             subprocess.run(command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=self.settings.timeout)
 
-    def await_healthy(self, component: str, before: Optional[Process],
-                      expected_flags: Optional[Dict[str, Optional[str]]]) -> Answer:
-        """Wait for a restart (a process other than `before`, carrying `expected_flags` when given),
-        then for health, then for the stability window."""
-        s = self.settings
+    def await_healthy(self, watch: Watch) -> Answer:
+        """Wait for the process the watch expects, then for health, then for the stability window."""
         started = time.monotonic()
-        deadline = started + s.timeout
-        self._logs_before = set(self.state().log_files(component))
-        process = self._await_restart(component, before, expected_flags, started, deadline)
-        if process is None:
-            looping = len(set(self.state().log_files(component)) - self._logs_before) >= 2
-            why = "is crash-looping" if looping else f"did not restart with the new configuration within {s.timeout:.0f}s"
-            return Answer(False, f"{component} {why} since the change" + self._last_words(component))
+        deadline = started + self.settings.timeout
+        while True:
+            process = self._await_process(watch, started, deadline)
+            if process is None:
+                state = self.state()
+                why = ("is crash-looping" if len(watch.new_logs(state)) >= 2
+                       else f"did not restart with the new configuration within {self.settings.timeout:.0f}s")
+                return Answer(False, f"{watch.component} {why} since the change" + watch.last_words(state))
+            answer = self._judge(watch, process, started, deadline)
+            if answer is not None:
+                return answer
+            # The process that ran before the write was replaced by the kubelet after all: judge its successor.
+
+    def _judge(self, watch: Watch, process: Process, started: float, deadline: float) -> Optional[Answer]:
+        """Health, then stability, of one process; None when it was a process from before the write that
+        went away (not a crash of the expected pod)."""
+        component, s = watch.component, self.settings
         first_success = None
         successes = 0
         last = Answer(False, "no probe answered")
         while time.monotonic() < deadline:
             state = self.state()
-            current = state.process(component)
-            if current is None or (current.pid, current.start_ticks) != (process.pid, process.start_ticks):
-                return Answer(False, f"{component} restarted again (crashed) after the change" + self._last_words(component))
+            if process not in state.processes_of(component):
+                if watch.existed(process):
+                    return None
+                return Answer(False, f"{component} restarted again (crashed) after the change" + watch.last_words(state))
             answer = self.check(component, state)
             if answer.healthy:
                 successes += 1
@@ -132,35 +213,29 @@ class Gate:
                 # not after the kubelet's failure threshold.
                 self.progress("")
                 when = " (after being healthy)" if first_success is not None else ""
-                return Answer(False, f"{answer.message}{when}" + self._last_words(component))
+                return Answer(False, f"{answer.message}{when}" + watch.last_words(state))
             else:
                 self.progress(f"waiting for {component} to become healthy… {time.monotonic() - started:.0f}s")
                 last = answer
             time.sleep(s.interval)
         self.progress("")
         reason = last.message if first_success is None else "stability window not reached"
-        return Answer(False, f"{component} not healthy within {s.timeout:.0f}s: {reason}" + self._last_words(component))
+        return Answer(False, f"{component} not healthy within {s.timeout:.0f}s: {reason}" + watch.last_words(self.state()))
 
-    def _await_restart(self, component: str, before: Optional[Process], expected: Optional[dict],
-                       started: float, deadline: float) -> Optional[Process]:
+    def _await_process(self, watch: Watch, started: float, deadline: float) -> Optional[Process]:
         while time.monotonic() < deadline:
             state = self.state()
-            if len(set(state.log_files(component)) - self._logs_before) >= 2:
-                # Started twice since the change and never seen up: the kubelet is crash-looping it.
+            if len(watch.new_logs(state)) >= 2:
+                # The expected pod started twice and was never seen up: the kubelet is crash-looping it.
                 self.progress("")
                 return None
-            process = state.process(component)
-            if process and (before is None or (process.pid, process.start_ticks) != (before.pid, before.start_ticks)):
-                if expected is None or flags.effective(process.argv[state.program_index(component, process) + 1:]) == expected:
-                    return process
-            self.progress(f"waiting for {component} to restart… {time.monotonic() - started:.0f}s")
+            process = watch.candidate(state)
+            if process is not None:
+                return process
+            self.progress(f"waiting for {watch.component} to restart… {time.monotonic() - started:.0f}s")
             time.sleep(self.settings.interval)
         self.progress("")
         return None
-
-    def _last_words(self, component: str) -> str:
-        tail = self.state().log_tail(component)
-        return f"; last log lines: {tail}" if tail else ""
 
 
 class OfflineGate(Gate):

@@ -153,11 +153,20 @@ class NodeState:
                         self._processes.append(process)
         return self._processes
 
-    def process(self, component: str) -> Optional[Process]:
-        """The component's newest process: its executable (or the script an interpreter runs, argv[1])
-        is the component's `process` setting — a full path when it contains a slash, else a name."""
+    def processes_of(self, component: str) -> List[Process]:
+        """The component's processes, newest first: its executable (or the script an interpreter runs,
+        argv[1]) is the component's `process` setting — a full path when it contains a slash, else a name."""
         matches = [p for p in self.processes() if self.program_index(component, p) is not None]
-        return max(matches, key=lambda p: p.start_ticks) if matches else None
+        return sorted(matches, key=lambda p: p.start_ticks, reverse=True)
+
+    def process(self, component: str) -> Optional[Process]:
+        """The component's newest process."""
+        matches = self.processes_of(component)
+        return matches[0] if matches else None
+
+    def process_flags(self, component: str, process: Process) -> Dict[str, Optional[str]]:
+        """The flags on a process's command line, after the program (the last occurrence wins)."""
+        return flags.effective(process.argv[self.program_index(component, process) + 1:])
 
     def program_index(self, component: str, process: Process) -> Optional[int]:
         wanted = self.component(component).process or component
@@ -172,12 +181,13 @@ class NodeState:
         root = self.node.host("/")
         return [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
 
-    def log_tail(self, component: str, lines: int = 5) -> str:
-        """The last lines the component's container wrote."""
-        newest = _newest(self.log_files(component))
-        if newest is None:
+    def log_tail(self, files: List[Path], lines: int = 5) -> str:
+        """The last lines written to the newest of these container logs."""
+        try:
+            newest = _newest(files)
+            text = newest.read_bytes()[-4096:].decode("utf-8", "replace") if newest else ""
+        except OSError:  # rotated or removed by the kubelet while we looked
             return ""
-        text = newest.read_bytes()[-4096:].decode("utf-8", "replace")
         return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
 
     def component(self, name: str) -> Component:
@@ -189,9 +199,7 @@ class NodeState:
         manifest = self.component(component).manifest
         values = self.manifest_flags(component)
         if process:
-            start = self.program_index(component, process) + 1
-            return Flags(flags.effective(process.argv[start:]),
-                         Evidence(process=f"{component} (pid {process.pid})"), True)
+            return Flags(self.process_flags(component, process), Evidence(process=f"{component} (pid {process.pid})"), True)
         if values is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
         return Flags(values, Evidence(file=manifest), False)

@@ -63,13 +63,20 @@ class LabNode(Lab):
             self.events(event, component, since)), timeout, f"{count} {event} event(s) of {component}")
 
 
+# A lab's defaults are a real node's timings (20 s re-list, 10 s/300 s back-off, 10 s kubelet RestartSec);
+# most tests ask for these instead, and the tests of the gate also run once at the real ones.
+FAST = {"file_check_frequency": "1s", "backoff": (1.0, 30.0), "kubelet_restart_sec": 1.0}
+REAL = {}
+
+
 @pytest.fixture
 def make_lab(tmp_path: Path):
-    """make_lab(name="lab", start=True, **create options) -> LabNode; every lab is stopped at teardown."""
+    """make_lab(name="lab", start=True, timing=FAST, **create options) -> LabNode; every lab is stopped at
+    teardown."""
     labs: List[LabNode] = []
 
-    def make(name: str = "lab", start: bool = True, **options) -> LabNode:
-        options = {"key_algorithm": "ECDSA-P256", "file_check_frequency": "1s", **options}
+    def make(name: str = "lab", start: bool = True, timing: dict = FAST, **options) -> LabNode:
+        options = {"key_algorithm": "ECDSA-P256", **timing, **options}
         node = LabNode(create(tmp_path / name, **options).root)
         labs.append(node)
         if start:

@@ -6,6 +6,9 @@ import math
 import time
 from pathlib import Path
 
+import pytest
+
+from lab_fixtures import FAST as FAST_LAB, REAL
 from test_health_gate import APISERVER, FAST, cisfix, journal
 
 CHECKS = str(Path(__file__).parent / "data" / "gate")
@@ -17,7 +20,9 @@ def fix(lab, *args):
     return result, json.loads(result.stdout) if result.stdout.strip() else None
 
 
-def test_eight_changes_one_bad_applies_seven_and_names_the_culprit(lab):
+@pytest.mark.parametrize("timing", [FAST_LAB, REAL], ids=["fast", "real timing"])
+def test_eight_changes_one_bad_applies_seven_and_names_the_culprit(make_lab, timing):
+    lab = make_lab(timing=timing)
     since = time.time()
     result, report = fix(lab)
     assert result.returncode == 3, result.stderr
@@ -31,6 +36,7 @@ def test_eight_changes_one_bad_applies_seven_and_names_the_culprit(lab):
     # 2 for the failed batch (apply, undo), then at most 2 per halving, then the last good ones.
     assert restarts <= 3 + 2 * math.ceil(math.log2(8)), restarts
     assert lab.status()["kube-apiserver"].healthy
+    assert not (Path(lab.root) / "var/lib/cisfix/HALT").exists()
 
 
 def test_a_batch_is_one_restart_and_a_compliant_node_is_left_alone(lab):

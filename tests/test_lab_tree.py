@@ -11,6 +11,7 @@ import pytest
 
 from cisfix.lab import standin
 from cisfix.lab.flags import FlagError, parse_command_line
+from cisfix.lab.layout import Layout
 from cisfix.lab.tree import create
 
 ROOT_MODES = {
@@ -127,3 +128,22 @@ def test_anonymous_access_restricted_to_health_paths_by_an_authentication_config
         standin.anonymous_paths(values, files, (1, 30))
     assert standin.api_server_authorizer(())("/livez", None)[0] == 401
     assert standin.api_server_authorizer(())("/livez", "kubernetes-admin")[0] == 200
+
+
+def test_a_lab_has_a_real_nodes_timings_unless_asked_for_others(tmp_path):
+    cli = [sys.executable, "-m", "cisfix.lab.cli", "create", "--key-algorithm", "ECDSA-P256"]
+    assert subprocess.run(cli + [str(tmp_path / "real")], capture_output=True).returncode == 0
+    settings = Layout(tmp_path / "real").settings()
+    assert (settings.backoff_initial, settings.backoff_max, settings.kubelet_restart_sec) == (10, 300, 10)
+    assert settings.file_watch and settings.probe_time_scale == 1
+    assert "fileCheckFrequency: 20s" in (tmp_path / "real/var/lib/kubelet/config.yaml").read_text()
+
+    fast = ["--file-check-frequency", "1s", "--no-watch", "--backoff-initial", "1", "--backoff-max", "30",
+            "--kubelet-restart-sec", "1"]
+    assert subprocess.run(cli + [str(tmp_path / "fast"), *fast], capture_output=True).returncode == 0
+    settings = Layout(tmp_path / "fast").settings()
+    assert (settings.backoff_initial, settings.backoff_max, settings.kubelet_restart_sec) == (1, 30, 1)
+    assert not settings.file_watch
+    assert "fileCheckFrequency: 1s" in (tmp_path / "fast/var/lib/kubelet/config.yaml").read_text()
+    bad = subprocess.run(cli + [str(tmp_path / "bad"), "--backoff-initial", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "back-off" in bad.stderr

@@ -24,7 +24,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         raise LabError(f"--key-algorithm must be one of {', '.join(ALGORITHMS)}")
     try:
         layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm,
-                        args.probe_time_scale, args.startup_delay)
+                        args.probe_time_scale, args.startup_delay, (args.backoff_initial, args.backoff_max),
+                        args.kubelet_restart_sec, not args.no_watch)
     except (ValueError, PKIError) as exc:
         raise LabError(str(exc))
     if not args.quiet:
@@ -95,8 +96,18 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
 
     create = action("create", cmd_create, "write a kubeadm control-plane node's files under DIR")
     create.add_argument("--k8s-version", default="1.32", metavar="X.Y", help="Kubernetes version, 1.29-1.32")
-    create.add_argument("--file-check-frequency", default="2s", metavar="DURATION",
-                        help="the kubelet's static pod re-list interval (kubelet default 20s; lab default 2s)")
+    # Every default below is a real node's timing; tests and impatient demos ask for speed explicitly.
+    create.add_argument("--file-check-frequency", default="20s", metavar="DURATION",
+                        help="the kubelet's static pod re-list interval (default 20s, the kubelet's)")
+    create.add_argument("--no-watch", action="store_true",
+                        help="the kubelet sees manifest changes only at its re-list, as when its inotify watch "
+                             "missed an event (default: it sees them at once, then re-lists)")
+    create.add_argument("--backoff-initial", type=float, default=10.0, metavar="SECONDS",
+                        help="CrashLoopBackOff's first delay, doubled per restart (default 10, the kubelet's)")
+    create.add_argument("--backoff-max", type=float, default=300.0, metavar="SECONDS",
+                        help="CrashLoopBackOff's longest delay (default 300, the kubelet's)")
+    create.add_argument("--kubelet-restart-sec", type=float, default=10.0, metavar="SECONDS",
+                        help="systemd's RestartSec for a kubelet that exited (default 10, kubeadm's unit)")
     create.add_argument("--key-algorithm", default="RSA-2048", metavar="ALG",
                         help="RSA-2048 (kubeadm's default) or ECDSA-P256 (fast; kubeadm's encryptionAlgorithm)")
     create.add_argument("--probe-time-scale", type=float, default=1.0, metavar="FACTOR",

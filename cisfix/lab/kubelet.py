@@ -1,7 +1,7 @@
 """The simulated kubelet: its flags and config file, `/healthz`, and the static pod sync loop.
 
-Like the real kubelet it refuses to start on an unknown flag or an invalid config file, re-lists the
-static pod directory every `fileCheckFrequency` reading every regular file whose name does not start with a
+Like the real kubelet it refuses to start on an unknown flag or an invalid config file, watches the
+static pod directory and re-lists it every `fileCheckFrequency`, reading every regular file whose name does not start with a
 dot (no extension filter: `kube-apiserver.yaml.bak` is a pod too), and restarts a pod when its decoded
 content or its source file changes (a comment-only edit restarts nothing). Two files defining the same pod:
 the later file in sorted order wins, and a duplicate-pod event names both.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -23,6 +25,7 @@ from .pods import ContainerWorker, PodSpec, Running, start_ticks
 from .standin import klog
 
 DEFAULT_FILE_CHECK = 20.0
+WATCH_POLL = 0.2  # seconds between looks standing in for inotify events
 CONFIG_KIND = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
 
 
@@ -284,6 +287,21 @@ class Kubelet:
             if component not in wanted:  # its pod was removed while no kubelet ran
                 self._discard(state)
 
+    def _listing(self) -> Tuple[Tuple[str, int, int, int], ...]:
+        """What an inotify watch on the static pod directory would report a change of."""
+        try:
+            entries = list(os.scandir(self.layout.host(self.effective.static_pod_path)))
+        except OSError:
+            return ()
+        stats = []
+        for entry in entries:
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            stats.append((entry.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        return tuple(sorted(stats))
+
     def _discard(self, state: dict) -> None:
         Running(state["pid"], None, self.layout.exits_dir).stop()
         (self.layout.pods_dir / f"{state['component']}.json").unlink(missing_ok=True)
@@ -302,9 +320,17 @@ class Kubelet:
         self.reported = current
 
     def run(self) -> None:
+        """Sync at every re-list and, with the watch on, whenever the directory's listing changes: the
+        real kubelet's inotify watch (a rename onto a name counts as a create) sees an edit at once."""
         self.sync(self.adoptable())
-        while not self.stopping.wait(self.effective.file_check):
-            self.sync()
+        watching = self.settings.file_watch
+        relist_at = time.monotonic() + self.effective.file_check
+        seen = self._listing() if watching else None
+        while not self.stopping.wait(WATCH_POLL if watching else self.effective.file_check):
+            listing = self._listing() if watching else None
+            if time.monotonic() >= relist_at or listing != seen:
+                self.sync()
+                relist_at, seen = time.monotonic() + self.effective.file_check, listing
         for worker in self.workers.values():
             worker.detach()
         for worker in self.workers.values():

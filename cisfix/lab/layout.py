@@ -41,17 +41,22 @@ class Settings:
 
     version: str
     ports: Dict[str, int]
+    # Every default is the real node's timing, so that demos and tests see real behaviour; tests that
+    # need speed ask for it at `lab create`.
     # The kubelet restarts a crashing container after `backoff_initial`, doubling up to `backoff_max`
-    # (the real kubelet: 10 s and 300 s; the lab scales them by 1/10).
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
+    # (CrashLoopBackOff: 10 s and 300 s).
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
     # Multiplies every probe's initialDelaySeconds, periodSeconds and timeoutSeconds as the simulated
     # kubelet runs them; the manifests keep kubeadm's values. 1.0 is real time.
     probe_time_scale: float = 1.0
     # Seconds a stand-in spends starting before it serves, as a real API server does (30-90 s).
     startup_delay: float = 0.0
     # systemd's RestartSec for the kubelet unit (kubeadm's kubelet.service: 10 s).
-    kubelet_restart_sec: float = 1.0
+    kubelet_restart_sec: float = 10.0
+    # The kubelet's inotify watch on the static pod directory; off, it sees changes only at its re-list
+    # (fileCheckFrequency), as a kubelet whose watch missed an event does.
+    file_watch: bool = True
     python: str = ""  # the interpreter that runs the lab's launchers
     import_path: list = field(default_factory=list)  # sys.path entries that hold cisfix and its dependencies
 

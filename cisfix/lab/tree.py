@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from . import kubeadm
 from .flags import parse_duration
@@ -206,15 +206,21 @@ def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
 
 # ---- create ----
 
-def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_frequency: str = "2s",
-           key_algorithm: str = "RSA-2048", probe_time_scale: float = 1.0, startup_delay: float = 0.0) -> Layout:
+def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_frequency: str = "20s",
+           key_algorithm: str = "RSA-2048", probe_time_scale: float = 1.0, startup_delay: float = 0.0,
+           backoff: Tuple[float, float] = (10.0, 300.0), kubelet_restart_sec: float = 10.0,
+           file_watch: bool = True) -> Layout:
+    """Write a lab node. The defaults are a real node's timings; see `Settings` for each knob."""
     parse_duration(file_check_frequency)  # a bad value would make a kubelet that never starts
+    if not 0 < backoff[0] <= backoff[1] or kubelet_restart_sec < 0:
+        raise ValueError("back-off must be 0 < initial <= max, and the kubelet's restart delay not negative")
     layout = Layout(root)
     if layout.root.exists() and any(layout.root.iterdir()):
         raise LabError(f"{layout.root} is not empty")
     cluster = Cluster(kubeadm.parse_version(version), free_ports())
     settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
-                        startup_delay=startup_delay,
+                        startup_delay=startup_delay, backoff_initial=backoff[0], backoff_max=backoff[1],
+                        kubelet_restart_sec=kubelet_restart_sec, file_watch=file_watch,
                         python=sys.executable, import_path=_import_path())
 
     _mkdir(layout.host("/etc/kubernetes"), 0o755)
