@@ -90,6 +90,10 @@ def test_a_component_that_is_not_on_the_node_is_not_applicable_and_never_planned
     after = node.snapshot()
     written = {p for p in after if after[p] != before.get(p)}
     assert written <= {SCHEDULER}, written  # nothing for the API server, no admission or encryption files
+    plain = cisfix("fix", "--level", "1")  # node types as detected: no API server, no master
+    assert plain.returncode in (0, 1), plain.stderr
+    after = node.snapshot()
+    assert {p for p in after if after[p] != before.get(p)} <= {SCHEDULER}
     kube_bench = json.loads(cisfix("audit", "--node-type", "master", "--format", "kube-bench").stdout)
     ids = {r["test_number"] for c in kube_bench["Controls"] for t in c["tests"] for r in t["results"]}
     assert "1.2.9" not in ids and "1.4.1" in ids
@@ -119,3 +123,15 @@ def test_only_the_kubeadm_layout_the_lab_and_the_test_kit_name_kubeadm_paths():
                            capture_output=True, text=True).stdout.split()
     assert found and all(p == "cisfix/layouts/kubeadm.py" or p.startswith(("cisfix/lab/", "cisfix/testing/"))
                          for p in found), found
+
+
+def test_each_source_is_parsed_once_per_run(node, monkeypatch):
+    from cisfix.editors import yamltext
+
+    parsed = []
+    real = yamltext.parse
+    monkeypatch.setattr(yamltext, "parse", lambda text, *a, **k: parsed.append(text) or real(text, *a, **k))
+    assert node.run("audit").exit_code in (0, 1)
+    manifests = [node.read(f"/etc/kubernetes/manifests/{n}.yaml").decode()
+                 for n in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")]
+    assert sorted(parsed) == sorted(manifests)  # once each, however many checks read them

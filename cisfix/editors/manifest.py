@@ -101,8 +101,7 @@ def read_flags(text: str, component: Optional[str], fallback: Optional[str] = No
 
     The component is `component` if given, else the pod's `component` label, else `fallback` (the
     manifest's file name, say)."""
-    parsed = yt.parse(text)
-    target = _locate(parsed, component, fallback)
+    target = _locate(yt.parse(text, with_data=False), component, fallback)
     return [(f.name, f.value) for f in target.flags]
 
 
