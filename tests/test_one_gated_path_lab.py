@@ -100,3 +100,29 @@ def test_recover_after_a_kill_during_a_rollback_returns_only_once_healthy(lab):
     recovery = [r for r in map(json.loads, (lab.root / "var/lib/cisfix/journal.jsonl").read_text().splitlines())
                 if r["type"] == "health" and r["phase"] == "recovery"]
     assert [(r["component"], r["healthy"]) for r in recovery] == [("kube-apiserver", True)]
+
+
+def test_every_kubelet_fix_in_one_run_restarts_it_once_and_verifies_live(lab):
+    config = lab.layout.host(KUBELET_CONFIG)
+    text = config.read_text()
+    for old, new in (("    enabled: false\n", "    enabled: true\n"), ("  mode: Webhook\n", "  mode: AlwaysAllow\n"),
+                     ("rotateCertificates: true\n", "rotateCertificates: false\nmakeIPTablesUtilChains: false\n")):
+        assert old in text
+        text = text.replace(old, new, 1)
+    config.write_text(text)
+    flags = lab.layout.host(FLAGS_ENV)
+    flags.write_text(flags.read_text().replace('"\n', ' --read-only-port=10255"\n'))  # a flag overrides the file
+    lab.restart_kubelet()
+    lab.wait_for(lambda: lab.status()["kubelet"].healthy, 30, "the kubelet healthy")
+    wanted = ("4.2.1", "4.2.2", "4.2.4", "4.2.6", "4.2.10", "4.2.12")
+    before = lab.restarts("kubelet")
+    result = cisfix(lab, "fix", *[a for i in wanted for a in ("--check", i)], "--format", "json", *GATE)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert {r["id"]: r["fix"] for r in report["results"]} == {i: "FIXED" for i in wanted}
+    assert report["restarts"] == {"kubelet": 1} and lab.restarts("kubelet") == before + 1
+    assert "--read-only-port=0" in flags.read_text()  # set where it takes effect
+    (verified,) = [r for r in records(lab, report["results"][0]["txid"]) if r["type"] == "verified"]
+    assert {c["id"]: c["status"] for c in verified["checks"]} == {i: "PASS" for i in wanted}
+    assert verified["source"].endswith("/configz")
+    assert all(s.healthy for s in lab.status().values())
