@@ -182,13 +182,17 @@ class NodeState:
         return [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
 
     def log_tail(self, files: List[Path], lines: int = 5) -> str:
-        """The last lines written to the newest of these container logs."""
-        try:
-            newest = _newest(files)
-            text = newest.read_bytes()[-4096:].decode("utf-8", "replace") if newest else ""
-        except OSError:  # rotated or removed by the kubelet while we looked
-            return ""
-        return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
+        """The last lines written to the newest of these container logs that has any: a container the
+        kubelet has just started again has not written yet, its previous start has."""
+        for path in _newest_first(files):
+            try:
+                text = path.read_bytes()[-4096:].decode("utf-8", "replace")
+            except OSError:  # rotated or removed by the kubelet while we looked
+                continue
+            tail = [line.strip() for line in text.splitlines()[-lines:] if line.strip()]
+            if tail:
+                return " | ".join(tail)
+        return ""
 
     def component(self, name: str) -> Component:
         return self.info.components.get(name) or Component(name)
@@ -205,8 +209,13 @@ class NodeState:
         return Flags(values, Evidence(file=manifest), False)
 
 
-def _newest(paths: List[Path]) -> Optional[Path]:
-    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
+def _newest_first(paths: List[Path]) -> List[Path]:
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+    return sorted(paths, key=mtime, reverse=True)
 
 
 def _read_process(proc: Path) -> Optional[Process]:
