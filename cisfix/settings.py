@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from . import flags as flag_parser
 from .editors import flagfile
 from .errors import InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
@@ -40,12 +41,11 @@ class Settings:
     component: str
     flags: Values  # the effective command line
     running: bool  # `flags` come from the live process
-    process: Optional[Evidence]
     file_flags: Values  # the command line its sources give (what a restart would run)
     sources: Dict[str, FlagSource]  # flag -> where the sources define it (last definition)
     config_path: Optional[str]
     config: Optional[dict]
-    evidence: Evidence  # where the command line was read: the process, or the manifest
+    evidence: Evidence  # where the command line was read: the live process, or the manifest
 
     def setting(self, flag: Optional[str], path: Optional[str]) -> Tuple[bool, Any, Evidence]:
         """The effective value of a setting known as `--flag` and as `path` in the config file."""
@@ -62,7 +62,7 @@ class Settings:
         if flag and flag in flags:
             source = self.sources.get(flag)
             if running:
-                evidence = Evidence(process=self.process.process if self.process else self.component, detail=f"--{flag}")
+                evidence = Evidence(process=self.evidence.process, detail=f"--{flag}")
             else:
                 evidence = Evidence(file=source.file if source else None, line=source.line if source else None,
                                     detail=f"--{flag}")
@@ -93,8 +93,8 @@ def read_settings(state: "NodeState", name: str) -> Settings:
             config = state.yaml(config_path)
         except Exception:  # an unreadable config is reported by the checks that need it
             config = None
-    settings = Settings(name, flags, live.running, live.evidence if live.running else None, file_flags, sources,
-                        config_path, config if isinstance(config, dict) else None, live.evidence)
+    settings = Settings(name, flags, live.running, file_flags, sources, config_path,
+                        config if isinstance(config, dict) else None, live.evidence)
     if state.live and live.running and component.live_config:
         return _with_live_config(state, settings)
     return settings
@@ -144,8 +144,6 @@ def command_line_from_files(state: "NodeState", flag_files: Tuple[str, ...]) -> 
         queue.extend(parsed.env_files)
         if parsed.exec_start:
             order = re.findall(r"\$\{?(\w+)\}?", parsed.exec_start)
-            from . import flags as flag_parser
-
             literal = flag_parser.effective([w for w in parsed.exec_start.split() if not w.startswith("$")])
     names = [v for v in order if v in variables] or list(variables)
     flags: Values = dict(literal)
