@@ -119,9 +119,9 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     answer = _await(session, plugins, gate, tx.txid, watch, "apply")
     if answer.healthy and verify:
         verdicts = verify()
-        session.journal.append("verified", tx.txid, component=component, source=live_source(spec),
-                               checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {})}
-                                       for v in verdicts])
+        session.journal.note("verified", tx.txid, component=component, source=live_source(spec),
+                             checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {})}
+                                     for v in verdicts])
         failing = [v[0] for v in verdicts if v[1] != "PASS"]
         outcome.audit_verified = not failing
         if failing:
@@ -184,8 +184,8 @@ def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Wat
     if plugins.info.components[watch.component].restart:
         gate.restart(watch.component)
     answer = gate.await_healthy(watch)
-    session.journal.append("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
-                           message=answer.message)
+    session.journal.note("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
+                         message=answer.message)
     return answer
 
 
@@ -207,8 +207,8 @@ def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Di
             # Which pod directory the restored manifest's pod uses is unknown here, so only processes
             # carrying the restored flags are evidence: the failed pod's crashes are not.
             spec = plugins.info.components[component]
-            watch = Watch.take(gate.state(), component, _expected_flags(plugins, component), fresh=bool(spec.restart),
-                               pod_dirs=frozenset())
+            watch = Watch.after_recovery(gate.state(), component, _expected_flags(plugins, component),
+                                         fresh=bool(spec.restart))
             answer = _await(session, plugins, gate, txid, watch, phase)
             if not answer.healthy:
                 tx = session.journal.get(txid)

@@ -121,9 +121,21 @@ def write_atomic(
 
 
 def set_meta(target: Path, meta: Meta) -> None:
+    """Owner, then mode (chown may clear setuid bits). Not atomic: recovery recognises the state between."""
     os.chown(target, meta.uid, meta.gid)
+    crash_point("mid-metadata")
     os.chmod(target, meta.mode)
     fsync_dir(target.parent)
+
+
+def remove_strays_under(directory: Path) -> list:
+    """Delete the temp files a killed run left anywhere under `directory` (the backups); return them."""
+    removed = []
+    for stray in directory.rglob(f".*{_TEMP_MARK}*.tmp") if directory.is_dir() else ():
+        stray.unlink(missing_ok=True)
+        fsync_dir(stray.parent)
+        removed.append(stray)
+    return removed
 
 
 def remove_strays(target: Path) -> list:

@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     _gate_options(rollback)
     _format_option(rollback)
 
+    prune = command("prune", cmd_prune, "remove finished transactions and their backups past the retention")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be pruned, change nothing")
+    prune.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+
     history = command("history", cmd_history, "list transactions, their state, files, hashes and backups")
     _format_option(history)
 
@@ -335,19 +339,38 @@ def _fix_summary(results) -> dict:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .apply import open_session
-    from .halt import halt_file
+    from .halt import clear_halt, halt_file
 
     node = _node(args)
     plugins = _plugins(args)
     with open_session(plugins, _gate(args, plugins), args.wait, halt_check=False) as session:
         path = halt_file(node)
-        if not path.exists():
+        reason = clear_halt(node)
+        if reason is None:
             print("not halted")
             return 0
-        reason = path.read_text(encoding="utf-8", errors="replace").splitlines()[1:2] or [""]
-        path.unlink()
-        session.log.write("RESUME", "-", str(path), f"HALT cleared by the operator; it said: {reason[0][:200]}")
+        session.log.write("RESUME", "-", str(path), f"HALT cleared by the operator; it said: {reason[:200]}")
     print(f"HALT cleared ({path} removed)")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .engine import Session
+    from .journal import Journal
+    from .retention import prune_node
+
+    node = _node(args)
+    if args.dry_run:
+        pruned = prune_node(node, Journal(node.state_dir / "journal.jsonl"), dry_run=True)
+    else:
+        with Session(node, args.wait) as session:
+            pruned = session.pruned + prune_node(node, session.journal)
+    verb = "would prune" if args.dry_run else "pruned"
+    for tx in pruned:
+        if not args.quiet:
+            print(f"{verb} {tx.txid}  {tx.state:<12} {tx.label}")
+    if not args.quiet:
+        print(f"{verb} {len(pruned)} transaction(s) and their backups")
     return 0
 
 

@@ -19,16 +19,21 @@ from .declarative import _plain
 from .errors import InputError
 from .node import Node
 from .schema import DocumentError, load_documents, validate
+from .trust import read_trusted
 
 CONFIG_PATH = "/etc/cisfix/config.yaml"
 
 
 def load_node_config(node: Node) -> dict:
     path = node.host(node.resolve(CONFIG_PATH))
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # it names commands root runs (`restart`): only root may have written it
+        data = read_trusted(path, InputError, "; refusing the node configuration")
     except FileNotFoundError:
         return {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})")
     try:
         docs = load_documents(text)
     except DocumentError as exc:

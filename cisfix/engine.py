@@ -18,11 +18,13 @@ from .atomic import Meta, sha256
 from .changelog import ChangeLog
 from .errors import CisfixError, EditError, InputError
 from .halt import refuse_if_halted
-from .journal import Journal
+from .journal import Journal, TxInfo
 from .lock import RunLock
 from .node import Node
 from .plan import SetPath, UnsetPath
 from .state import NodeState
+from .retention import housekeeping
+from .statedir import confined, prepare_state_dir
 from .types import Change, Configure, CreateFile, EditFile, Editor, NodeInfo, SetMode
 from .transaction import FileChange, RollbackReport, TransactionFailed, apply_changes, recover
 
@@ -63,13 +65,15 @@ class Session:
                  on_recovered: Optional[Callable[["Session"], None]] = None) -> None:
         self.node, self.halt_check, self.on_recovered = node, halt_check, on_recovered
         self.journal = Journal(node.state_dir / "journal.jsonl")
-        self.log = ChangeLog(node.host("/var/log/cisfix.log"))
+        self.log = ChangeLog(confined(node, node.host("/var/log/cisfix.log")))
         self._lock = RunLock(node.state_dir / "lock", wait)
         self.recovered: List[RollbackReport] = []
+        self.pruned: List[TxInfo] = []
 
     def __enter__(self) -> "Session":
         _require_writable(self.node.state_dir.parent if not self.node.state_dir.exists() else self.node.state_dir,
                           "state directory")
+        prepare_state_dir(self.node)
         self._lock.__enter__()
         try:
             if self.halt_check:
@@ -77,6 +81,7 @@ class Session:
             self.recovered = recover(self.node, self.journal, self.log)
             if self.on_recovered:
                 self.on_recovered(self)  # prove what recovery touched healthy before anything else
+            self.pruned = housekeeping(self.node, self.journal)
         except BaseException:
             self._lock.__exit__()
             raise

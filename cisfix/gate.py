@@ -51,6 +51,26 @@ class NotHealthy(CisfixError):
 Flags = Optional[Dict[str, Optional[str]]]
 
 
+LogMarks = Dict[Path, Tuple[int, int]]  # container log -> (size, mtime): what was written by when
+
+
+def log_marks(state: NodeState, component: str) -> LogMarks:
+    marks = {}
+    for path in state.log_files(component):
+        try:
+            stat = path.stat()
+        except OSError:  # removed by the kubelet's log rotation or garbage collection meanwhile
+            continue
+        marks[path] = (stat.st_size, stat.st_mtime_ns)
+    return marks
+
+
+def written_since(now: LogMarks, before: LogMarks) -> List[Path]:
+    """Logs created or written to between two looks: one per container start (a retried configuration's
+    pod appends to the logs its earlier run left, so growth counts as well as creation)."""
+    return [path for path, mark in now.items() if before.get(path) != mark]
+
+
 @dataclass(frozen=True)
 class Watch:
     """What counts as evidence about a component after a write, taken just before the write.
@@ -62,31 +82,39 @@ class Watch:
     all, the gate waits for its successor instead of calling that a crash.
 
     Container logs (one directory per pod: the kubelet's /var/log/pods/<ns>_<pod>_<uid>/<container>, the
-    uid a hash of the decoded manifest) count as starts of the expected pod only in `pod_dirs`, or, when
-    that is None, in directories that appear after the watch: the pod of a new configuration.
+    uid a hash of the decoded manifest) count as starts of the expected pod unless they are in a directory
+    of another pod (`foreign`); with `foreign` None, no log is evidence (nothing tells the pods apart).
     """
 
     component: str
     flags: Flags
     fresh: bool
     processes_before: FrozenSet[Tuple[int, int]]
-    logs_before: FrozenSet[Path]
-    pod_dirs: Optional[FrozenSet[Path]] = None
+    logs_before: LogMarks
+    foreign: Optional[FrozenSet[Path]]
 
     @classmethod
-    def take(cls, state: NodeState, component: str, flags: Flags, fresh: bool,
-             pod_dirs: Optional[FrozenSet[Path]] = None) -> "Watch":
-        return cls(component, flags, fresh, frozenset((p.pid, p.start_ticks) for p in state.processes_of(component)),
-                   frozenset(state.log_files(component)), pod_dirs)
-
-    @property
-    def dirs_before(self) -> FrozenSet[Path]:
-        return frozenset(path.parent for path in self.logs_before)
+    def before_change(cls, state: NodeState, component: str, flags: Flags) -> "Watch":
+        """Before applying a change: the pod running now is not the one to judge. Its directory is the one
+        written since its process started (static pods run one at a time, so the others are dead pods)."""
+        logs = log_marks(state, component)
+        running = state.process(component)
+        since = (state.started_at(running) - 1.0) * 1e9 if running else float("inf")  # 1 s: btime's precision
+        foreign = frozenset(path.parent for path, (_, mtime) in logs.items() if mtime >= since)
+        return cls(component, flags, True, _pids(state, component), logs, foreign)
 
     def undo(self, state: NodeState, flags: Flags, fresh: bool) -> "Watch":
-        """The watch for putting back what this watch's change replaced: the expected pod is the one that
-        ran before the change (same manifest, same pod uid), so only its log directories count."""
-        return Watch.take(state, self.component, flags, fresh, self.dirs_before)
+        """Before putting back what this watch's change replaced: the pods that wrote since the change —
+        the failed one, the one it replaced shutting down — are not the restored one."""
+        logs = log_marks(state, self.component)
+        foreign = frozenset(path.parent for path in written_since(logs, self.logs_before))
+        return Watch(self.component, flags, fresh, _pids(state, self.component), logs, foreign)
+
+    @classmethod
+    def after_recovery(cls, state: NodeState, component: str, flags: Flags, fresh: bool) -> "Watch":
+        """After recovery restored files a crash left: which pod is which is unknown, so only processes
+        carrying the restored flags are evidence."""
+        return cls(component, flags, fresh, _pids(state, component), {}, None)
 
     def existed(self, process: Process) -> bool:
         return (process.pid, process.start_ticks) in self.processes_before
@@ -100,20 +128,21 @@ class Watch:
                 return process
         return None
 
-    def pod_logs(self, state: NodeState) -> List[Path]:
-        """The container logs of the expected pod."""
-        if self.pod_dirs is not None:
-            return [p for p in state.log_files(self.component) if p.parent in self.pod_dirs]
-        return [p for p in state.log_files(self.component) if p.parent not in self.dirs_before]
-
     def new_logs(self, state: NodeState) -> List[Path]:
         """Container starts of the expected pod since the watch, one log file each."""
-        return [p for p in self.pod_logs(state) if p not in self.logs_before]
+        if self.foreign is None:
+            return []
+        return [p for p in written_since(log_marks(state, self.component), self.logs_before)
+                if p.parent not in self.foreign]
 
     def last_words(self, state: NodeState) -> str:
         """The expected pod's last log lines; the component's newest when that pod wrote none."""
-        tail = state.log_tail(self.pod_logs(state)) or state.log_tail(state.log_files(self.component))
+        tail = state.log_tail(self.new_logs(state)) or state.log_tail(state.log_files(self.component))
         return f"; last log lines: {tail}" if tail else ""
+
+
+def _pids(state: NodeState, component: str) -> FrozenSet[Tuple[int, int]]:
+    return frozenset((p.pid, p.start_ticks) for p in state.processes_of(component))
 
 
 class Gate:
@@ -134,9 +163,10 @@ class Gate:
 
         return node_state(self.plugins, live)
 
-    def watch(self, component: str, flags: Flags, fresh: bool = True) -> Watch:
-        """Call just before writing the component's files; `flags` are what the new process will carry."""
-        return Watch.take(self.state(), component, flags, fresh)
+    def watch(self, component: str, flags: Flags) -> Watch:
+        """Call just before writing a change to the component's files; `flags` are what the new process
+        will carry."""
+        return Watch.before_change(self.state(), component, flags)
 
     def check(self, component: str, state: Optional[NodeState] = None) -> Answer:
         """One round of every probe: authenticated endpoints, the pod's own probes, plugin probes."""

@@ -3,14 +3,17 @@ while `<state>/HALT` exists every mutating command refuses (exit 4) and audits s
 operator has repaired the node and run `cisfix resume`."""
 from __future__ import annotations
 
+import os
 import shlex
 import time
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from . import status
-from .atomic import write_atomic
+from .atomic import Meta, fsync_dir, write_atomic
 from .errors import CisfixError
 from .node import Node
+from .statedir import UntrustedState
+from .trust import read_trusted
 
 
 class Halted(CisfixError):
@@ -21,11 +24,34 @@ def halt_file(node: Node):
     return node.state_dir / "HALT"
 
 
+def _halt_text(node: Node) -> Optional[str]:
+    """What HALT says, or None when the node is not halted. HALT in any other form than a file (a
+    directory, a FIFO) halts the node all the same and is named as what it is."""
+    try:
+        return read_trusted(halt_file(node), UntrustedState, "; HALT must be root's own file, remove it by hand"
+                            ).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
 def refuse_if_halted(node: Node) -> None:
-    path = halt_file(node)
-    if path.exists():
-        first = path.read_text(encoding="utf-8", errors="replace").splitlines()[1:2] or ["(no reason recorded)"]
-        raise Halted(f"{path} exists: {first[0]}; repair the node as it says, then run `cisfix resume`")
+    text = _halt_text(node)
+    if text is not None:
+        first = text.splitlines()[1:2] or ["(no reason recorded)"]
+        raise Halted(f"{halt_file(node)} exists: {first[0]}; repair the node as it says, then run `cisfix resume`")
+
+
+def clear_halt(node: Node) -> Optional[str]:
+    """Remove HALT; return the reason it gave, or None when the node was not halted."""
+    text = _halt_text(node)
+    if text is None:
+        return None
+    try:
+        halt_file(node).unlink()
+        fsync_dir(halt_file(node).parent)
+    except OSError as exc:
+        raise Halted(f"{halt_file(node)}: cannot remove HALT: {exc.strerror}")
+    return (text.splitlines()[1:2] or [""])[0]
 
 
 def write_halt(node: Node, reason: str, txid: str, files: Sequence[dict], restart: Sequence[str]) -> str:
@@ -43,6 +69,8 @@ def write_halt(node: Node, reason: str, txid: str, files: Sequence[dict], restar
         lines.append(f"  {' '.join(shlex.quote(a) for a in restart)}")
     lines += ["", "Check the component is healthy, then run: cisfix resume"]
     text = "\n".join(lines) + "\n"
-    node.state_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(halt_file(node), text.encode())
+    try:
+        write_atomic(halt_file(node), text.encode(), Meta(0o600, os.geteuid(), os.getegid()))
+    except OSError as exc:
+        raise Halted(f"{halt_file(node)}: cannot write HALT ({exc.strerror}); the node needs a person: {reason}")
     return text

@@ -1,7 +1,7 @@
 """The write-ahead journal: `<state>/journal.jsonl`, one JSON record per line, fsync'd before the step it
 announces is taken.
 
-Record types (field `type`), each with `v` (format version), `time` and `txid`:
+Record types (field `type`), each with `v` (format version), `time`, `txid` and `check`:
 
 - `begin`: `files`, a list of {path, before, after, backup}; `before`/`after` are {sha256, mode, uid,
   gid} or null for a file that does not exist. Written before anything else happens.
@@ -14,20 +14,42 @@ Record types (field `type`), each with `v` (format version), `time` and `txid`:
 - `rollback-failed`: `conflicts`, a list of {path, reason, backup} — files left untouched.
 
 Later record types (health, verification) may be added; readers ignore types they do not know.
-A torn last line (a crash mid-append) is ignored on reading and cut off before the next append.
+
+Trust and integrity. Records are read only from a journal that is a regular file (never through a
+symlink), owned by root and writable by no one else, in a trusted state folder (`cisfix.statedir`).
+`check` is the sha256 of the record's other fields (canonical JSON), so a cut or altered record is
+detected as such. Every `path` is a normalised absolute node path and every `backup` is exactly
+`backups/<txid><path>`, relative to the state folder: a record can never make root read a backup from,
+or restore a file to, anywhere else. A torn last line (a crash mid-append) is ignored on reading and
+cut off before the next append; a short write (a full disk) is undone at once and fails the step before
+it is taken.
+
+Format 1 (before checksums) is read as it is when it comes before every format-2 record (a journal of
+an older cisfix, continued by this one); compaction (`cisfix prune`) rewrites it as format 2.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
+import posixpath
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
+from .atomic import Meta, write_atomic
 from .errors import CisfixError
+from .faults import fail_point
+from .statedir import WHY, UntrustedState
+from .trust import require_trusted_dir, require_trusted_file
 
-VERSION = 1
+VERSION = 2
+_TXID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # The state a transaction is in after its last record of these types.
 _STATE_AFTER = {
@@ -40,8 +62,17 @@ _STATE_AFTER = {
 UNFINISHED = ("open", "rolling-back")
 
 
-class JournalCorrupt(CisfixError):
-    pass
+class JournalCorrupt(UntrustedState):
+    """A record was cut, altered or forged: nothing is believed, a person must look (exit 4)."""
+
+
+class JournalWriteFailed(CisfixError):
+    """A record could not be written in full (a full disk, an immutable file): the step it announces
+    is not taken."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot write the journal: {reason}; that step was not taken")
+        self.reason = reason
 
 
 @dataclass
@@ -60,22 +91,76 @@ class TxInfo:
         return self.state in UNFINISHED
 
 
+def _checksum(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "check"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def seal(record: dict) -> dict:
+    """The record as format 2, with the checksum of its content."""
+    body = {k: v for k, v in record.items() if k != "check"}
+    body["v"] = VERSION
+    return {**body, "check": _checksum(body)}
+
+
+def _line(record: dict) -> bytes:
+    return (json.dumps(record, sort_keys=True) + "\n").encode()
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def _open(self, flags: int) -> int:
+        """Open the journal itself (never a symlink, never a FIFO that would block) and check it."""
+        require_trusted_dir(self.path.parent, UntrustedState, WHY)
+        try:
+            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise JournalCorrupt(self.path, "is a symbolic link; the journal must be a file of its own")
+            if exc.errno == errno.EISDIR:
+                raise JournalCorrupt(self.path, "is a directory, not the journal file")
+            if exc.errno == errno.ENOENT:
+                raise
+            raise JournalWriteFailed(self.path, exc.strerror or str(exc))
+        try:
+            st = require_trusted_file(fd, self.path, JournalCorrupt, "; the journal must be root's alone")
+            if st.st_mode & 0o077:
+                raise JournalCorrupt(self.path, f"mode {st.st_mode & 0o7777:04o}, not 0600; "
+                                                "the journal must be root's alone")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def append(self, record_type: str, txid: str, **fields: object) -> dict:
-        record = {"v": VERSION, "type": record_type, "time": round(time.time(), 6), "txid": txid, **fields}
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        record = seal({"type": record_type, "time": round(time.time(), 6), "txid": txid, **fields})
+        line = _line(record)
+        fd = self._open(os.O_RDWR | os.O_CREAT | os.O_APPEND)
         try:
             self._cut_torn_tail(fd)
-            os.write(fd, line)
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                fail_point("journal-write", fd, line)
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, f"short write, {written} of {len(line)} bytes")
+                os.fsync(fd)
+            except OSError as exc:
+                _undo_append(fd, size)
+                raise JournalWriteFailed(self.path, exc.strerror or str(exc)) from exc
         finally:
             os.close(fd)
         return record
+
+    def note(self, record_type: str, txid: str, **fields: object) -> None:
+        """A record that announces no step (a health verdict, a verification): on a full disk it is
+        left out with a warning rather than failing a transaction that is otherwise sound."""
+        try:
+            self.append(record_type, txid, **fields)
+        except JournalWriteFailed as exc:
+            logging.getLogger("cisfix").warning("%s record of %s not kept: %s", record_type, txid, exc)
 
     @staticmethod
     def _cut_torn_tail(fd: int) -> None:
@@ -88,29 +173,57 @@ class Journal:
         cut = tail.rfind(b"\n")
         os.ftruncate(fd, (size - chunk + cut + 1) if cut >= 0 else 0)
 
-    def records(self) -> List[dict]:
+    def _raw(self) -> bytes:
         try:
-            raw = self.path.read_bytes()
+            fd = self._open(os.O_RDONLY)
         except FileNotFoundError:
+            return b""
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+
+    def records(self) -> List[dict]:
+        if not self.path.parent.exists() and not self.path.parent.is_symlink():
             return []
         # The last piece is empty, or a torn line whose step never started.
-        lines = raw.split(b"\n")[:-1]
+        lines = self._raw().split(b"\n")[:-1]
         records = []
+        sealed = False
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            where = f"{self.path}:{number}"
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
-                raise JournalCorrupt(f"{self.path}:{number}: not a JSON record; the journal is damaged")
+                raise JournalCorrupt(where, "not a JSON record; the journal is damaged")
+            if not isinstance(record, dict):
+                raise JournalCorrupt(where, "not a journal record; the journal is damaged")
+            version = record.get("v")
+            if version == VERSION:
+                if record.get("check") != _checksum(record):
+                    raise JournalCorrupt(where, "checksum mismatch: the record was cut or altered")
+                sealed = True
+            elif version != 1 or sealed or "check" in record:
+                raise JournalCorrupt(where, f"record of format {version!r} where cisfix writes format {VERSION}")
+            else:
+                _relative_conflict_backups(record)
+            _validate(record, where)
+            records.append(record)
         return records
 
     def transactions(self) -> Dict[str, TxInfo]:
         """Every transaction in the journal, oldest first."""
         txs: Dict[str, TxInfo] = {}
         for record in self.records():
-            txid = record.get("txid")
-            if record.get("type") == "begin":
+            txid = record["txid"]
+            if record["type"] == "begin":
                 txs[txid] = TxInfo(txid, record["time"], record.get("label", ""), record["files"])
             tx = txs.get(txid)
             if tx is None:
@@ -121,3 +234,68 @@ class Journal:
 
     def get(self, txid: str) -> Optional[TxInfo]:
         return self.transactions().get(txid)
+
+    def compact(self, txids: Iterable[str]) -> None:
+        """Rewrite the journal with only these transactions' records (in format 2), atomically."""
+        keep = set(txids)
+        data = b"".join(_line(seal(r)) for r in self.records() if r["txid"] in keep)
+        write_atomic(self.path, data, Meta(0o600, os.geteuid(), os.getegid()))
+
+
+def _undo_append(fd: int, size: int) -> None:
+    """Cut off the part of a record a failed write left (truncating frees space, so it works on a full
+    disk); should even that fail, the unterminated line is a torn tail that readers ignore."""
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass
+
+
+def _relative_conflict_backups(record: dict) -> None:
+    """Format 1 named a conflict's backup by its absolute path; format 2 by its path in the state folder."""
+    for conflict in record.get("conflicts", []) if isinstance(record.get("conflicts"), list) else []:
+        if isinstance(conflict, dict) and isinstance(conflict.get("backup"), str) and isinstance(conflict.get("path"), str):
+            relative = f"backups/{record.get('txid')}{conflict['path']}"
+            if conflict["backup"].endswith("/" + relative):
+                conflict["backup"] = relative
+
+
+def _node_path(value: object) -> bool:
+    return (isinstance(value, str) and value.startswith("/") and not value.startswith("//")
+            and "\0" not in value and posixpath.normpath(value) == value and value != "/")
+
+
+def _validate(record: dict, where: str) -> None:
+    """Refuse a record that names anything but node paths and this transaction's own backups."""
+    txid = record.get("txid")
+    if not isinstance(txid, str) or not _TXID.fullmatch(txid):
+        raise JournalCorrupt(where, f"invalid transaction id {txid!r}")
+    if not isinstance(record.get("type"), str) or not isinstance(record.get("time"), (int, float)):
+        raise JournalCorrupt(where, "a record needs a type and a time")
+    entries = record.get("files") if record["type"] == "begin" else record.get("conflicts", [])
+    if record["type"] == "begin" and (not isinstance(entries, list) or not entries):
+        raise JournalCorrupt(where, "a begin record needs its files")
+    if "path" in record:
+        entries = [*entries, {"path": record["path"]}]
+    for entry in entries if isinstance(entries, list) else [None]:
+        if not isinstance(entry, dict) or not _node_path(entry.get("path")):
+            raise JournalCorrupt(where, f"{entry!r}: not an absolute node path")
+        backup = entry.get("backup")
+        if backup is not None and backup != f"backups/{txid}{entry['path']}":
+            raise JournalCorrupt(where, f"backup {backup!r} is not this transaction's backup of {entry['path']}")
+        for side in ("before", "after") if record["type"] == "begin" else ():
+            _validate_state(entry.get(side), where, entry["path"], allow_none=side == "before")
+        if record["type"] == "begin" and (entry.get("before") is None) != (backup is None):
+            raise JournalCorrupt(where, f"{entry['path']}: a file that existed needs a backup, a new one none")
+
+
+def _validate_state(state: object, where: str, path: str, allow_none: bool) -> None:
+    if state is None and allow_none:
+        return
+    try:
+        ok = bool(_SHA256.fullmatch(state["sha256"])) and Meta.from_dict(state) is not None
+    except (TypeError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise JournalCorrupt(where, f"{path}: invalid before/after state {state!r}")

@@ -4,17 +4,19 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Optional
 
-from .errors import LockHeld
+from .errors import CisfixError, LockHeld
 
 
 class RunLock:
     """`flock` on `<state>/lock`, holding the owner's pid for the message a second run prints.
 
-    The kernel drops the lock when the process dies, so a killed run never leaves a stale lock.
+    The kernel drops the lock when the process dies, so a killed run never leaves a stale lock. The
+    state folder must exist (`cisfix.statedir.prepare_state_dir`).
     """
 
     def __init__(self, path: Path, wait: float = 0.0) -> None:
@@ -22,8 +24,13 @@ class RunLock:
         self._fd: Optional[int] = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file")
+        except OSError as exc:
+            raise CisfixError(f"{self.path}: cannot take the run lock: {exc.strerror}; nothing was changed")
         deadline = time.monotonic() + self.wait
         while True:
             try:
@@ -39,7 +46,10 @@ class RunLock:
                 raise LockHeld(f"another cisfix run (pid {holder}) holds the lock {self.path}")
             time.sleep(0.1)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the pid only tells a second run whom it waits for: a full disk must not stop this one
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 

@@ -9,6 +9,7 @@ Sources, all registered through the same pluggy contract (`cisfix.hookspecs`):
 """
 from __future__ import annotations
 
+import os
 import sys
 import types
 from dataclasses import dataclass, replace
@@ -24,10 +25,11 @@ from .declarative import load_checks
 from .errors import InputError
 from .markers import hookimpl
 from .node import Node
-from .trust import require_trusted
+from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
 DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.kubeadm", "cisfix_cis")
+_REFUSED = "; refusing to load checks or plugins from it"
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
 
 
@@ -135,24 +137,35 @@ class Plugins:
         return {name: item for name, (item, _) in found.items()}
 
     def _load_dir(self, directory, label: str) -> None:
-        real = isinstance(directory, Path)
-        if real:
-            require_trusted(directory)
-        if not directory.is_dir():
+        """Register every plugin module and declarative file of a checks.d directory. A directory on the
+        node is read through `cisfix.trust`: each file's content comes from the descriptor whose owner and
+        mode were checked, along a path whose every directory was checked."""
+        if not isinstance(directory, Path):  # the bundled checks.d, part of cisfix itself
+            if directory.is_dir():
+                for entry in sorted(directory.iterdir(), key=lambda e: e.name):
+                    if _is_checks_file(entry.name):
+                        self._load_file(entry.name, entry.read_bytes(), f"{label}/{entry.name}")
             return
-        for entry in sorted(directory.iterdir(), key=lambda e: e.name):
-            source = f"{label}/{entry.name}" if not real else str(entry)
-            if entry.name.startswith(".") or not entry.name.endswith((".py", ".yaml", ".yml")):
-                continue
-            if real:
-                require_trusted(entry)
-            text = entry.read_text(encoding="utf-8")
-            if entry.name.endswith(".py"):
-                self._register(_module_from_source(entry.name[:-3], text, source), entry.name[:-3], "-", source)
-            else:
-                declarative = DeclarativeFile(source, text)
-                self.errors += declarative.errors
-                self._register(declarative, entry.name, "-", source)
+        real = require_trusted_dir(directory, why=_REFUSED)
+        for name in sorted(os.listdir(real)):
+            if _is_checks_file(name):
+                try:
+                    data = read_trusted(real / name, why=_REFUSED)
+                except FileNotFoundError:
+                    raise InputError(directory / name, "no such file (a symlink to nothing?)")
+                self._load_file(name, data, str(directory / name))
+
+    def _load_file(self, name: str, data: bytes, source: str) -> None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(source, f"not UTF-8 text (byte {exc.start})")
+        if name.endswith(".py"):
+            self._register(_module_from_source(name[:-3], text, source), name[:-3], "-", source)
+        else:
+            declarative = DeclarativeFile(source, text)
+            self.errors += declarative.errors
+            self._register(declarative, name, "-", source)
 
     def _collect_checks(self) -> Dict[str, Check]:
         """Every registered check by id; a second definition of an id is an error unless it overrides."""
@@ -187,6 +200,10 @@ class Plugins:
 
     def report_formats(self) -> Dict[str, ReportFormat]:
         return self._by_name("cisfix_register_report_formats", "report format")
+
+
+def _is_checks_file(name: str) -> bool:
+    return not name.startswith(".") and name.endswith((".py", ".yaml", ".yml"))
 
 
 def _module_from_source(name: str, text: str, source: str) -> types.ModuleType:

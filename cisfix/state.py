@@ -50,6 +50,7 @@ class NodeState:
         self._files: Dict[str, Tuple[Optional[bytes], Any]] = {}  # node path -> (bytes, (size, mtime))
         self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
+        self._boot_time: Optional[float] = None
 
     # ---- files ----
     def read(self, path: str) -> Optional[bytes]:
@@ -163,6 +164,16 @@ class NodeState:
         """The component's newest process."""
         matches = self.processes_of(component)
         return matches[0] if matches else None
+
+    def started_at(self, process: Process) -> float:
+        """When a process started, as a Unix time: boot time plus its start in clock ticks."""
+        if self._boot_time is None:
+            try:
+                stat = (self.proc_dir / "stat").read_text()
+                self._boot_time = float(next(line.split()[1] for line in stat.splitlines() if line.startswith("btime ")))
+            except (OSError, StopIteration, IndexError, ValueError):
+                self._boot_time = 0.0  # unknown: every process seems to have started long ago
+        return self._boot_time + process.start_ticks / os.sysconf("SC_CLK_TCK")
 
     def process_flags(self, component: str, process: Process) -> Dict[str, Optional[str]]:
         """The flags on a process's command line, after the program (the last occurrence wins)."""

@@ -9,8 +9,11 @@ journal and fsync'd before it is taken:
 
 Undoing follows one rule per file, whether after a failure, after a crash (`recover`) or on request
 (`rollback TXID`): a file that holds what cisfix wrote is restored from its backup; a file that holds
-what it held before is left alone; anything else was changed by someone else meanwhile, so it is not
-touched and is reported as a conflict with the path of its backup.
+what it held before is left alone (its mode and owner put back if a crash came between `chown` and
+`chmod`); anything else was changed by someone else meanwhile, so it is not touched and is reported as
+a conflict with the path of its backup. The rule reads only the files, so undoing stays safe even when
+the journal cannot record it (a full disk): the transaction then stays unfinished in the journal and
+the next run's recovery confirms it.
 """
 from __future__ import annotations
 
@@ -21,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .atomic import Meta, fsync_dir, remove_strays, set_meta, sha256, write_atomic
+from .atomic import Meta, fsync_dir, remove_strays, remove_strays_under, set_meta, sha256, write_atomic
 from .changelog import ChangeLog
 from .errors import CisfixError, InputError
-from .faults import crash_point
-from .journal import Journal, TxInfo
+from .faults import crash_point, fail_point
+from .journal import Journal, JournalWriteFailed, TxInfo
 from .node import Node
 from . import status
 
@@ -48,6 +51,7 @@ class RollbackReport:
     txid: str
     restored: List[dict] = field(default_factory=list)  # {path, action}
     conflicts: List[dict] = field(default_factory=list)  # {path, reason, backup}
+    unrecorded: Optional[str] = None  # why the journal could not record the undoing, if it could not
 
     @property
     def ok(self) -> bool:
@@ -81,7 +85,8 @@ def _state_of(path: Path) -> Optional[dict]:
 
 
 def _mkdir_private(directory: Path) -> None:
-    """Create `directory` and any missing parents with mode 0700: backups are readable by root only."""
+    """Create `directory` and any missing parents with mode 0700 (backups are readable by root only),
+    each made durable in its parent before the backup inside it is journaled."""
     missing = []
     while not directory.exists():
         missing.append(directory)
@@ -89,6 +94,7 @@ def _mkdir_private(directory: Path) -> None:
     for d in reversed(missing):
         d.mkdir(mode=0o700)
         os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask
+        fsync_dir(d.parent)
 
 
 class Transaction:
@@ -126,6 +132,7 @@ class Transaction:
             backup = self.backup_path(entry)
             if backup:
                 _mkdir_private(backup.parent)
+                fail_point("backup-write")
                 write_atomic(backup, self.node.host(entry["path"]).read_bytes(),
                              Meta(0o600, os.geteuid(), os.getegid()))
                 self.journal.append("backup", self.txid, path=entry["path"])
@@ -152,7 +159,11 @@ class Transaction:
         self.journal.append("applied", self.txid, path=entry["path"], sha256=entry["after"]["sha256"])
 
     def commit(self) -> None:
-        self.journal.append("commit", self.txid)
+        """Record the commit; if it cannot be recorded (a full disk), the transaction is undone instead."""
+        try:
+            self.journal.append("commit", self.txid)
+        except JournalWriteFailed as exc:
+            raise TransactionFailed(exc, self.rollback(f"failed: {exc}")) from exc
         for entry in self.files:
             self.log.write("REMEDIATION", self.txid, entry["path"], "applied and committed")
 
@@ -166,12 +177,12 @@ def apply_changes(node: Node, journal: Journal, log: ChangeLog, changes: Sequenc
     tx = Transaction.begin(node, journal, log, changes, label)
     try:
         tx.apply()
-        tx.commit()
     except BaseException as exc:  # an interrupt, too, is undone at once rather than at the next run
         report = tx.rollback(f"failed: {exc or type(exc).__name__}")
         if isinstance(exc, Exception):
             raise TransactionFailed(exc, report) from exc
         raise
+    tx.commit()
     return tx.txid
 
 
@@ -191,19 +202,31 @@ def _undo_file(node: Node, entry: dict) -> str:
     if now is None:
         raise _Conflict("deleted since cisfix changed it")
     if now["sha256"] == before["sha256"]:
-        if now != before and now == after:  # only the mode or owner had changed
+        if now == before:
+            return "unchanged, as before"
+        if _between(Meta.from_dict(now), Meta.from_dict(before), Meta.from_dict(after)):
             set_meta(target, Meta.from_dict(before))
             return "mode and owner restored"
-        if now != before:
-            raise _Conflict("mode or owner changed since cisfix changed it")
-        return "unchanged, as before"
+        raise _Conflict("mode or owner changed since cisfix changed it")
     if now["sha256"] != after["sha256"]:
         raise _Conflict("changed since cisfix wrote it")
-    data = (node.state_dir / entry["backup"]).read_bytes()
+    backup = node.state_dir / entry["backup"]
+    try:
+        data = backup.read_bytes()
+    except OSError as exc:
+        raise _Conflict(f"its backup {backup} cannot be read: {exc.strerror}")
     if sha256(data) != before["sha256"]:
-        raise _Conflict("its backup is damaged")
+        raise _Conflict(f"its backup {backup} is damaged")
     write_atomic(target, data, Meta.from_dict(before))
     return "restored from backup"
+
+
+def _between(now: Meta, before: Meta, after: Meta) -> bool:
+    """Is `now` what cisfix leaves on its way from `before` to `after` or back? A mode and owner change
+    is `chown` then `chmod`; a crash between them leaves some ids changed and the mode not yet (or with
+    the setuid/setgid bits that `chown` clears already gone)."""
+    return (now.uid in (before.uid, after.uid) and now.gid in (before.gid, after.gid)
+            and now.mode in (before.mode, after.mode, before.mode & ~0o6000, after.mode & ~0o6000))
 
 
 class _Conflict(Exception):
@@ -213,30 +236,42 @@ class _Conflict(Exception):
 def rollback(node: Node, journal: Journal, log: ChangeLog, txid: str, files: List[dict],
              reason: str) -> RollbackReport:
     """Undo a transaction's files, last first. Safe to repeat: a crash here is finished by the next run."""
-    journal.append("rollback-begin", txid, reason=reason)
     report = RollbackReport(txid)
+
+    def record(record_type: str, **fields: object) -> None:
+        if report.unrecorded is None:
+            try:
+                journal.append(record_type, txid, **fields)
+            except JournalWriteFailed as exc:
+                report.unrecorded = exc.reason
+
+    record("rollback-begin", reason=reason)
+    journaled_conflicts = []
     for index, entry in enumerate(reversed(files)):
         try:
             action = _undo_file(node, entry)
         except _Conflict as conflict:
             backup = str(node.state_dir / entry["backup"]) if entry["backup"] else None
             report.conflicts.append({"path": entry["path"], "reason": str(conflict), "backup": backup})
+            journaled_conflicts.append({"path": entry["path"], "reason": str(conflict), "backup": entry["backup"]})
             log.write("ROLLBACK", txid, entry["path"], f"CONFLICT {conflict}; left untouched; backup {backup}")
             continue
         if index == 0:
             crash_point("mid-rollback")
-        journal.append("restored", txid, path=entry["path"], action=action)
+        record("restored", path=entry["path"], action=action)
         log.write("ROLLBACK", txid, entry["path"], action)
         report.restored.append({"path": entry["path"], "action": action})
     if report.conflicts:
-        journal.append("rollback-failed", txid, conflicts=report.conflicts)
+        record("rollback-failed", conflicts=journaled_conflicts)
     else:
-        journal.append("rolled-back", txid)
+        record("rolled-back")
     return report
 
 
 def recover(node: Node, journal: Journal, log: ChangeLog) -> List[RollbackReport]:
-    """Undo every transaction a crash left unfinished (begun but not committed, or half rolled back)."""
+    """Undo every transaction a crash left unfinished (begun but not committed, or half rolled back),
+    and remove the temp files a crash left among the backups."""
+    remove_strays_under(node.state_dir / "backups")
     return [rollback(node, journal, log, tx.txid, tx.files, "recovery of an unfinished transaction")
             for tx in journal.transactions().values() if tx.unfinished]
 

@@ -58,7 +58,7 @@ BAD_CHANGES = {
 }
 
 
-def assert_bad_change_rolled_back(lab, case, *gate_options):
+def assert_bad_change_rolled_back(lab, case, *gate_options, attempt=1):
     component, path, args = BAD_CHANGES[case]
     if case == "unmounted file":  # the file exists on the host, but kubeadm does not mount /etc/kubernetes
         (Path(lab.root) / "etc/kubernetes/audit-policy.yaml").write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\n")
@@ -71,7 +71,8 @@ def assert_bad_change_rolled_back(lab, case, *gate_options):
     assert not (Path(lab.root) / "var/lib/cisfix/HALT").exists()
     assert healthy(lab, component) and healthy(lab, "kube-apiserver")
     phases = [(r["phase"], r["healthy"]) for r in journal(lab) if r["type"] == "health"]
-    assert phases == [("apply", False), ("rollback", True)]
+    assert phases == [("apply", False), ("rollback", True)] * attempt
+    return out
 
 
 @pytest.mark.parametrize("case", list(BAD_CHANGES))
@@ -88,7 +89,13 @@ AT_REAL_TIMING = ("--timeout", "120", "--stability-window", "2")
 
 @pytest.mark.parametrize("case", ["unknown flag", "anonymous auth off", "unmounted file"])
 def test_at_the_kubelets_real_timing_a_bad_change_is_rolled_back_not_halted(make_lab, case):
-    assert_bad_change_rolled_back(make_lab(timing=REAL_NO_WATCH), case, *AT_REAL_TIMING)
+    lab = make_lab(timing=REAL_NO_WATCH)
+    assert_bad_change_rolled_back(lab, case, *AT_REAL_TIMING)
+    if case == "unknown flag":
+        # Tried again (a timer run): the same manifest makes the same pod, whose logs its first run left.
+        # Its crashes are still seen at once, and the first run's leftovers do not count against the rollback.
+        out = assert_bad_change_rolled_back(lab, case, *AT_REAL_TIMING, attempt=2)
+        assert "crash-looping" in out["reason"]
 
 
 def test_an_unhealthy_component_is_never_changed(lab):

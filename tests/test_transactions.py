@@ -21,7 +21,7 @@ def test_journal_announces_each_step_of_a_committed_edit(node, cisfix):
     out = edit(cisfix)
     records = node.journal_records()
     assert [r["type"] for r in records] == ["begin", "backup", "applied", "commit"]
-    assert all(r["v"] == 1 and r["txid"] == out["txid"] for r in records)
+    assert all(r["v"] == 2 and r["txid"] == out["txid"] for r in records)
     (entry,) = records[0]["files"]
     import hashlib
 
@@ -143,7 +143,8 @@ def test_damaged_journal_is_reported_not_guessed(node, cisfix):
     journal = node.state_dir / "journal.jsonl"
     journal.write_bytes(b"garbage\n" + journal.read_bytes())
     result = cisfix("edit", APISERVER, "--flag", "profiling=true")
-    assert result.returncode == 2 and f"{journal}:1" in result.stderr
+    # A journal that cannot be believed needs a person, like a recovery conflict.
+    assert result.returncode == 4 and f"{journal}:1" in result.stderr
 
 
 def test_recovery_conflict_touches_nothing_and_exits_4(node, cisfix):

@@ -1,0 +1,62 @@
+"""The state folder (`<root>/var/lib/cisfix` or `--state-dir`): journal, backups, lock and HALT.
+
+Root acts on what it finds there, so it must be as trusted as root's own files (see `cisfix.trust`):
+the folder and every directory above it owned by root and not writable by group or others. It is
+created with explicit modes whatever the umask (0700; missing parents 0755), an existing folder is
+tightened to 0700, and a folder inside `--root` must really be inside it: a symlink that leads out of
+the node is refused, so nothing is ever written outside the root.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from . import status
+from .atomic import fsync_dir
+from .errors import InputError
+from .node import Node
+from .trust import Untrusted, require_trusted_dir, trusted_realpath
+
+WHY = "; the state folder must be writable by root only"
+
+
+class UntrustedState(Untrusted):
+    """The state folder or journal could have been written by someone else: a person must look."""
+
+    exit_code = status.EXIT_ROLLBACK_FAILED
+
+
+def confined(node: Node, host_path: Path) -> Path:
+    """The real path of `host_path`; when it is inside the root, a symlink may not lead out of it."""
+    real = Path(os.path.realpath(host_path))
+    if _inside(host_path, node.root) and not _inside(real, node.root):
+        raise InputError(host_path, f"leads outside --root {node.root} (to {real}); refusing to write there")
+    return real
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents or root == Path("/")
+
+
+def prepare_state_dir(node: Node) -> Path:
+    """Check (and create, or tighten) the state folder before a mutating run writes to it."""
+    confined(node, node.state_dir)
+    real = trusted_realpath(node.state_dir, UntrustedState, WHY)
+    missing = []
+    while not real.exists():
+        missing.append(real)
+        real = real.parent
+    for directory in reversed(missing):
+        mode = 0o700 if directory == missing[0] else 0o755
+        try:
+            directory.mkdir(mode=mode)
+            os.chmod(directory, mode)  # mkdir's mode is filtered by the umask
+            fsync_dir(directory.parent)
+        except OSError as exc:
+            raise InputError(directory, f"cannot create the state folder: {exc.strerror}; nothing was changed")
+    real = require_trusted_dir(node.state_dir, UntrustedState, WHY)
+    st = os.stat(real)
+    if stat.S_IMODE(st.st_mode) != 0o700 and st.st_uid == os.geteuid():
+        os.chmod(real, 0o700)  # e.g. 0755 from an older cisfix: backups are root's to read
+    return real
