@@ -3,18 +3,20 @@ sum up. Audits read files and /proc once per run and never start a subprocess.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from . import status
 from .errors import InputError
 from .plugins import Plugins
 from .state import NodeState
-from .types import AUDIT_STATUSES, ERROR, FAIL, MANUAL, AuditResult, Check, CheckResult
+from .types import AUDIT_STATUSES, ERROR, FAIL, MANUAL, NOT_APPLICABLE, AuditResult, Check, CheckResult
 
 
-def node_state(plugins: Plugins) -> NodeState:
+def node_state(plugins: Plugins, live: bool = False) -> NodeState:
+    """A view of the node; `live`: settings of running components from what they serve (their live
+    configuration), for verifying a change."""
     proc = plugins.config.get("proc")
-    return NodeState(plugins.node, plugins.info, Path(proc) if proc else None)
+    return NodeState(plugins.node, plugins.info, Path(proc) if proc else None, live)
 
 
 def select(plugins: Plugins, ids: Sequence[str] = (), node_type: str = "auto",
@@ -34,11 +36,16 @@ def _natural(check_id: str) -> list:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in check_id.replace("-", ".").split(".")]
 
 
-def audit_one(state: NodeState, check: Check) -> AuditResult:
+def audit_one(state: NodeState, check: Check, audit: Optional[Callable[[NodeState], AuditResult]] = None) -> AuditResult:
+    """The check's verdict (`audit`: its verify function instead of its audit, after a change)."""
+    if check.component and not state.present(check.component):
+        return AuditResult(NOT_APPLICABLE, reason=f"{check.component} is not on this node")
     if not check.automated:
         return AuditResult(MANUAL, reason=check.remediation or "review by hand")
     try:
-        return check.audit(state)
+        return (audit or check.audit)(state)
+    except InputError:  # a node file the component would refuse (one line naming it, exit 2)
+        raise
     except Exception as exc:  # a broken audit is one ERROR, not the end of the run
         return AuditResult(ERROR, reason=f"audit raised {type(exc).__name__}: {exc}")
 
