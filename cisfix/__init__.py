@@ -15,11 +15,12 @@ _EXPORTS = {
     "EditError": "cisfix.errors",
     # registered objects and plans
     **{name: "cisfix.types" for name in (
-        "Check", "AuditResult", "Evidence", "Plan", "EditFile", "CreateFile", "SetMode", "AddHostPathMount",
+        "Check", "AuditResult", "Evidence", "Plan", "Configure", "EditFile", "CreateFile", "SetMode",
+        "AddHostPathMount",
         "Component", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
-        "PASS", "FAIL", "WARN", "MANUAL", "ERROR")},
+        "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "NOT_APPLICABLE")},
     **{name: "cisfix.plan" for name in (
-        "SetFlag", "RemoveFlag", "AddFlagItem", "RemoveFlagItem", "SetPath", "UnsetPath", "Edited")},
+        "SetFlag", "RemoveFlag", "AddFlagItem", "RemoveFlagItem", "SetPath", "UnsetPath", "SetSetting", "Edited")},
     "NodeState": "cisfix.state",
 }
 

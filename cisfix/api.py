@@ -27,8 +27,8 @@ class Runner:
     """Change node files safely from Python.
 
     >>> runner = Runner(root="/", verbose=1)
-    >>> runner.update_manifest_safely(filepath="/etc/kubernetes/manifests/kube-apiserver.yaml",
-    ...                               key="--audit-policy-file=", value="/etc/kubernetes/audit-policy.yaml")
+    >>> runner.update_manifest_safely(filepath="/srv/manifests/kube-apiserver.yaml",
+    ...                               key="--audit-policy-file=", value="/srv/audit-policy.yaml")
     {'success': True, 'status': 'FIXED', ...}
     """
 
@@ -42,19 +42,10 @@ class Runner:
 
     def update_manifest_safely(self, filepath: str, key: str, value: Optional[str],
                                dry_run: bool = False) -> dict:
-        """Set one flag in a static pod manifest, transactionally. `key` may be `--name=`, `--name`
-        or `name`; `value` None writes a bare flag. Never raises for bad input: the dict says why."""
-        from .engine import EditOutcome, run_changes
-        from .types import EditFile
-
-        name = key.strip().lstrip("-").rstrip("=")
-        try:
-            edit = EditFile(self.node.node_path(filepath), (SetFlag(name, value),))
-            with _thread_lock(os.fspath(self.node.state_dir)):
-                outcome = run_changes(self.node, [edit], dry_run=dry_run, wait=self.lock_wait, label="api")
-        except CisfixError as exc:
-            outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
-        return outcome.as_dict()
+        """Set one flag in a static pod manifest, transactionally and, like every change, gated on the
+        component's health. `key` may be `--name=`, `--name` or `name`; `value` None writes a bare flag.
+        Never raises for bad input: the dict says why."""
+        return self._change(filepath, key, value, dry_run=dry_run, label="api")
 
     def apply_remediation_with_health_gate(self, filepath: str, key: str, value: Optional[str], check_id: str,
                                            script_dict: Optional[dict] = None, timeout: float = 60) -> dict:
@@ -62,11 +53,18 @@ class Runner:
         stay healthy within `timeout` seconds, or the change is rolled back (and HALT written when even
         the rollback does not come back). With `script_dict={"path": ".../1.2.5_remediate.sh"}`, the
         sibling `1.2.5_audit.sh`, when present, verifies the live result (exit 0 = pass)."""
+        return self._change(filepath, key, value, label=f"api {check_id}", timeout=timeout,
+                            verify=_script_verifier(check_id, script_dict))
+
+    def _change(self, filepath: str, key: str, value: Optional[str], *, label: str, dry_run: bool = False,
+                timeout: Optional[float] = None, verify=None) -> dict:
+        """The one path of every change (`cisfix.apply`): recovery gated, the change gated."""
         from functools import partial
 
-        from .apply import apply_gated, component_of, gate_recovered
+        from .apply import apply_gated, component_of, open_session
+        from .audit import node_state
         from .engine import EditOutcome, run_changes
-        from .gate import Gate, GateSettings
+        from .gate import gate_settings, make_gate
         from .plugins import Plugins
         from .types import EditFile
 
@@ -74,13 +72,15 @@ class Runner:
         try:
             edit = EditFile(self.node.node_path(filepath), (SetFlag(name, value),))
             plugins = Plugins(self.node)
-            gate = Gate(plugins, GateSettings(timeout=timeout, stability=min(GateSettings.stability, timeout / 4)))
-            gated = partial(apply_gated, plugins=plugins, gate=gate, label=f"api {check_id}",
-                            component=component_of(plugins.info, self.node.resolve(edit.path)),
-                            verify=_script_verifier(check_id, script_dict))
+            settings = gate_settings(plugins.config, timeout,
+                                     None if timeout is None else min(gate_settings({}).stability, timeout / 4))
+            gate = make_gate(plugins, settings)
+            gated = partial(apply_gated, plugins=plugins, gate=gate, label=label, verify=verify,
+                            component=component_of(plugins.info, self.node.resolve(edit.path)))
             with _thread_lock(os.fspath(self.node.state_dir)):
-                outcome = run_changes(self.node, [edit], wait=self.lock_wait, applier=gated,
-                                      after_recovery=lambda session: gate_recovered(session, plugins, gate))
+                outcome = run_changes(self.node, [edit], dry_run=dry_run, wait=self.lock_wait, applier=gated,
+                                      editors=plugins.editors(), state=node_state(plugins),
+                                      session=partial(open_session, plugins, gate, self.lock_wait))
         except CisfixError as exc:
             outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
         return outcome.as_dict()

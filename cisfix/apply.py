@@ -1,6 +1,11 @@
-"""Applying changes to one component, health-gated: apply, prove it came back healthy with the new
-configuration and that the checks verify, commit — or roll back, gate the rollback the same way, and
-write HALT when even that fails."""
+"""The one path of every change to a running component — fix, edit, rollback, recover, resume and the
+Python API: hold the lock, recover unfinished transactions and gate what recovery restored
+(`open_session`); apply each change as one transaction, gated when it restarts a component; verify
+against the live component; commit — or roll back, gate the rollback the same way, and write HALT when
+even that fails. A requested rollback (`rollback_gated`) gates the components it restored.
+
+Every "did the component come back" question goes through `_gate_component`, and the gate's evidence
+rules live in `cisfix.gate`."""
 from __future__ import annotations
 
 import os
@@ -9,17 +14,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 from . import status
 from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, file_changes
 from .gate import Gate, Watch
-from .halt import write_halt
-from .journal import Journal
+from .halt import refuse_if_halted, write_halt
 from .health import Answer
+from .journal import Journal, TxInfo
 from .plugins import Plugins
-from .transaction import Transaction
-from .types import NodeInfo
+from .transaction import RollbackReport, Transaction, rollback_committed
+from .types import Component, NodeInfo
 
-# Component order of a fix: what others depend on first.
-ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
-
-Verify = Callable[[], List[Tuple[str, str]]]  # -> [(check id, audit status)] against the live node
+# -> [(check id, audit status[, evidence])] against the live node
+Verify = Callable[[], List[Tuple[str, ...]]]
 
 
 def component_of(info: NodeInfo, node_path: str) -> Optional[str]:
@@ -30,14 +33,37 @@ def component_of(info: NodeInfo, node_path: str) -> Optional[str]:
     return None
 
 
+def live_source(spec: Component) -> str:
+    """What verification reads of a running component: the configuration it serves, or its argv."""
+    if spec.live_config:
+        return f"live configuration {spec.live_config.get('url')}"
+    return "command line of the running process"
+
+
+def fix_order(info: NodeInfo) -> List[str]:
+    """The components in the order a fix takes them: each after those it depends on, ties by name."""
+    ordered: List[str] = []
+
+    def visit(name: str, path: Tuple[str, ...]) -> None:
+        if name in ordered or name in path or name not in info.components:
+            return
+        for dependency in sorted(info.components[name].depends_on):
+            visit(dependency, path + (name,))
+        ordered.append(name)
+    for name in sorted(info.components):
+        visit(name, ())
+    return ordered
+
+
 def restart_command(info: NodeInfo, component: Optional[str]) -> Tuple[str, ...]:
-    """How a person restarts the component: its own command, else the kubelet's (which restarts
-    static pods from their manifests)."""
-    for name in (component, "kubelet"):
-        spec = info.components.get(name) if name else None
-        if spec and spec.restart:
+    """How a person restarts the component: its own command, else that of the component that runs it
+    (the kubelet restarts static pods from their manifests)."""
+    spec = info.components.get(component) if component else None
+    while spec is not None:
+        if spec.restart:
             return tuple(spec.restart)
-    return ("systemctl", "restart", "kubelet")
+        spec = info.components.get(spec.managed_by) if spec.managed_by else None
+    return ()
 
 
 def _manifest_flags(text: Optional[bytes], component: str) -> Optional[Dict[str, Optional[str]]]:
@@ -71,7 +97,7 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     """One transaction for `planned`; gated when it restarts `component`. Fills in and returns `outcome`."""
     node, info = plugins.node, plugins.info
     changed = [p for p in planned if p.changed]
-    gated = component is not None and not plugins.config.get("offline") and _restarts(info, component, changed)
+    gated = component is not None and gate.gates(component) and _restarts(info, component, changed)
     spec = info.components.get(component) if component else None
     manifest = next((p for p in changed if spec and p.path == spec.manifest), None)
     watch = None
@@ -90,17 +116,15 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
         tx.commit()
         outcome.record_backups(node, tx.txid)
         return outcome
-    if spec.restart:
-        gate.restart(component)
-    answer = gate.await_healthy(watch)
-    session.journal.note("health", tx.txid, component=component, phase="apply", healthy=answer.healthy,
-                         message=answer.message)
+    answer = _await(session, plugins, gate, tx.txid, watch, "apply")
     if manifest:  # healthy means a new process carrying the manifest's intended flags was seen
         outcome.audit_verified = answer.healthy
     if answer.healthy and verify:
         verdicts = verify()
-        session.journal.note("verified", tx.txid, checks=[{"id": i, "status": s} for i, s in verdicts])
-        failing = [i for i, s in verdicts if s != "PASS"]
+        session.journal.note("verified", tx.txid, component=component, source=live_source(spec),
+                             checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {})}
+                                     for v in verdicts])
+        failing = [v[0] for v in verdicts if v[1] != "PASS"]
         outcome.audit_verified = not failing  # the live checks decide, whatever the flags said
         if failing:
             answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
@@ -126,11 +150,7 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
     report = tx.rollback(reason)
     back = Answer(True, "")
     if back_watch:
-        if back_watch.fresh:
-            gate.restart(component)
-        back = gate.await_healthy(back_watch)
-        session.journal.note("health", tx.txid, component=component, phase="rollback", healthy=back.healthy,
-                             message=back.message)
+        back = _await(session, plugins, gate, tx.txid, back_watch, "rollback")
     if report.ok and back.healthy:
         outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
         outcome.reason = f"{reason}; rolled back" + (f", {component} healthy again" if component else "")
@@ -159,32 +179,82 @@ def interrupted_gates(journal: Journal) -> Dict[str, Set[str]]:
     return pending
 
 
+def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Watch, phase: str) -> Answer:
+    """After the watched component's files were written (`phase`: apply, rollback, recovery): restart it
+    when it is a service, wait for the process the watch expects to be healthy and stable (the evidence
+    rules are the gate's), and journal the answer."""
+    if plugins.info.components[watch.component].restart:
+        gate.restart(watch.component)
+    answer = gate.await_healthy(watch)
+    session.journal.note("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
+                         message=answer.message)
+    return answer
+
+
+def _restored(plugins: Plugins, report: RollbackReport) -> Set[str]:
+    """The components whose files an undo put back."""
+    return {component_of(plugins.info, r["path"]) for r in report.restored
+            if r["action"] == "restored from backup"} - {None}
+
+
+def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Dict[str, Set[str]],
+                     phase: str) -> bool:
+    """Prove healthy, in dependency order, every component of `pending` (txid -> components) whose files
+    were put back; one that does not come back HALTs the node. True when all came back."""
+    order = fix_order(plugins.info)
+    for txid, components in pending.items():
+        for component in sorted(components, key=lambda c: order.index(c) if c in order else len(order)):
+            if not gate.gates(component):
+                continue
+            # Which pod directory the restored manifest's pod uses is unknown here, so only processes
+            # carrying the restored flags are evidence: the failed pod's crashes are not.
+            spec = plugins.info.components[component]
+            watch = Watch.after_recovery(gate.state(), component, _expected_flags(plugins, component),
+                                         fresh=bool(spec.restart))
+            answer = _await(session, plugins, gate, txid, watch, phase)
+            if not answer.healthy:
+                tx = session.journal.get(txid)
+                write_halt(plugins.node, f"restored {component}'s files ({phase}), but it is not healthy: "
+                           f"{answer.message}", txid, tx.files if tx else [], restart_command(plugins.info, component))
+                return False
+    return True
+
+
+def _expected_flags(plugins: Plugins, component: str) -> Optional[Dict[str, Optional[str]]]:
+    """The flags the component's manifest now gives: what its next process must carry."""
+    path = plugins.info.components[component].manifest
+    if not path:
+        return None
+    host = plugins.node.host(plugins.node.resolve(path))
+    return _manifest_flags(host.read_bytes(), component) if os.path.exists(host) else None
+
+
 def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
     """After a crash, prove healthy every component whose files recovery restored, or whose gate the crash
     cut short; a component that does not come back healthy HALTs the node."""
-    if plugins.config.get("offline"):
-        return
     pending = interrupted_gates(session.journal)
     for report in session.recovered:
-        pending.setdefault(report.txid, set()).update(
-            {component_of(plugins.info, r["path"]) for r in report.restored if r["action"] == "restored from backup"}
-            - {None})
-    for txid, components in pending.items():
-        for component in sorted(components, key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER)):
-            spec = plugins.info.components.get(component)
-            if spec is None:
-                continue
-            expected = None
-            if spec.manifest:
-                path = plugins.node.host(plugins.node.resolve(spec.manifest))
-                expected = _manifest_flags(path.read_bytes(), component) if os.path.exists(path) else None
-            watch = Watch.after_recovery(gate.state(), component, expected, fresh=bool(spec.restart))
-            if spec.restart:
-                gate.restart(component)
-            answer = gate.await_healthy(watch)
-            session.journal.note("health", txid, component=component, phase="recovery",
-                                 healthy=answer.healthy, message=answer.message)
-            if not answer.healthy:
-                tx = session.journal.get(txid)
-                write_halt(plugins.node, f"recovered {component}'s files, but it is not healthy: {answer.message}",
-                           txid, tx.files if tx else [], restart_command(plugins.info, component))
+        pending.setdefault(report.txid, set()).update(_restored(plugins, report))
+    _gate_components(session, plugins, gate, pending, "recovery")
+
+
+def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True) -> Session:
+    """A mutating run: the lock, recovery, and the components recovery touched (or whose gate a crash
+    cut short) proven healthy — one that is not has HALTed the node, and the run goes no further."""
+    def gate_then_check(session: Session) -> None:
+        gate_recovered(session, plugins, gate)
+        if halt_check:
+            refuse_if_halted(plugins.node)
+    return Session(plugins.node, wait, halt_check, on_recovered=gate_then_check)
+
+
+def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> RollbackReport:
+    """Undo a committed transaction as the operator asked, then gate the components it restored (a
+    `gate` record first, so that a crash in between is gated by the next run); HALT when one does not
+    come back."""
+    touched = {component_of(plugins.info, f["path"]) for f in tx.files} - {None}
+    for component in sorted(c for c in touched if gate.gates(c)):
+        session.journal.append("gate", tx.txid, component=component, phase="rollback")
+    report = rollback_committed(plugins.node, session.journal, session.log, tx)
+    _gate_components(session, plugins, gate, {tx.txid: touched}, "rollback")
+    return report

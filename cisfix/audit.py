@@ -5,19 +5,22 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from . import status
 from .config import CONFIG_PATH
 from .errors import InputError
 from .plugins import Plugins
 from .state import NodeState
-from .types import AUDIT_STATUSES, ERROR, EXCEPTED, FAIL, MANUAL, PASS, AuditResult, Check, CheckResult
+from .types import (AUDIT_STATUSES, ERROR, EXCEPTED, FAIL, MANUAL, NOT_APPLICABLE, PASS, AuditResult, Check,
+                    CheckResult)
 
 
-def node_state(plugins: Plugins) -> NodeState:
+def node_state(plugins: Plugins, live: bool = False) -> NodeState:
+    """A view of the node; `live`: settings of running components from what they serve (their live
+    configuration), for verifying a change."""
     proc = plugins.config.get("proc")
-    return NodeState(plugins.node, plugins.info, Path(proc) if proc else None)
+    return NodeState(plugins.node, plugins.info, Path(proc) if proc else None, live)
 
 
 def require_benchmark(plugins: Plugins) -> None:
@@ -74,8 +77,8 @@ def node_exceptions(plugins: Plugins) -> Dict[str, AcceptedRisk]:
 def apply_exception(verdict: AuditResult, exception: Optional[AcceptedRisk],
                     today: Optional[datetime.date] = None) -> AuditResult:
     """A failing (or manual) verdict of an excepted check is EXCEPTED while the exception holds; after
-    its expiry it stays a FAIL, with a note saying so. PASS and ERROR are never excepted."""
-    if exception is None or verdict.status in (PASS, ERROR):
+    its expiry it stays a FAIL, with a note saying so. PASS, ERROR and NOT_APPLICABLE are never excepted."""
+    if exception is None or verdict.status in (PASS, ERROR, NOT_APPLICABLE):
         return verdict
     if (today or datetime.date.today()) < exception.expires:
         return replace(verdict, status=EXCEPTED,
@@ -84,16 +87,20 @@ def apply_exception(verdict: AuditResult, exception: Optional[AcceptedRisk],
     return replace(verdict, reason=f"{note}; {verdict.reason}" if verdict.reason else note)
 
 
-def audit_one(state: NodeState, check: Check, exceptions: Mapping[str, AcceptedRisk] = {}) -> AuditResult:
-    """The check's verdict, with the node's accepted risks applied."""
-    return apply_exception(_audit(state, check), exceptions.get(check.id))
+def audit_one(state: NodeState, check: Check, exceptions: Mapping[str, AcceptedRisk] = {},
+              audit: Optional[Callable[[NodeState], AuditResult]] = None) -> AuditResult:
+    """The check's verdict (`audit`: its verify function instead of its audit, after a change), with the
+    node's accepted risks applied."""
+    return apply_exception(_audit(state, check, audit), exceptions.get(check.id))
 
 
-def _audit(state: NodeState, check: Check) -> AuditResult:
+def _audit(state: NodeState, check: Check, audit: Optional[Callable[[NodeState], AuditResult]]) -> AuditResult:
+    if check.component and not state.present(check.component):
+        return AuditResult(NOT_APPLICABLE, reason=f"{check.component} is not on this node")
     if not check.automated:
         return AuditResult(MANUAL, reason=check.remediation or "review by hand")
     try:
-        return check.audit(state)
+        return (audit or check.audit)(state)
     except InputError as exc:  # a node file that cannot be read: FILE:LINE: reason
         return AuditResult(ERROR, reason=str(exc))
     except Exception as exc:  # a broken audit is one ERROR, not the end of the run

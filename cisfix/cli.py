@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     edit = command("edit", cmd_edit, "change flags of a static pod manifest or paths of a YAML config file")
-    edit.add_argument("file", help="node path of the file, e.g. /etc/kubernetes/manifests/kube-apiserver.yaml")
+    edit.add_argument("file", help="node path of the file: a static pod manifest, a flag file or a YAML config file")
     edit.add_argument("--flag", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
                       help="set --NAME=VALUE on the component's command line (NAME alone: a bare flag)")
     edit.add_argument("--unflag", action="append", default=[], metavar="NAME", help="remove --NAME")
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("txid", nargs="?", help="the transaction to undo (see `cisfix history`)")
     which.add_argument("--last", action="store_true", help="the most recent committed transaction")
     rollback.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _gate_options(rollback)
     _format_option(rollback)
 
     prune = command("prune", cmd_prune, "remove finished transactions and their backups past the retention")
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = command("resume", cmd_resume, "clear HALT once the node has been repaired by hand")
     resume.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _gate_options(resume)
 
     checks = command("checks", None, "list, show and validate checks; print the check schema")
     checks_commands = checks.add_subparsers(dest="checks_command", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -212,21 +214,17 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
 
 
 def _gate(args: argparse.Namespace, plugins):
-    from .gate import Gate, GateSettings, progress_printer
+    from .gate import gate_settings, make_gate, progress_printer
 
-    configured = plugins.config.get("gate", {})
-    settings = GateSettings(
-        timeout=args.timeout or configured.get("timeout", GateSettings.timeout),
-        stability=args.stability_window if args.stability_window is not None
-        else configured.get("stabilityWindow", GateSettings.stability),
-        interval=configured.get("interval", GateSettings.interval))
-    return Gate(plugins, settings, progress_printer(args.quiet))
+    settings = gate_settings(plugins.config, args.timeout, args.stability_window)
+    return make_gate(plugins, settings, progress_printer(args.quiet))
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from .apply import apply_gated, component_of, gate_recovered
+    from .apply import apply_gated, component_of, open_session
+    from .audit import node_state
     from .engine import run_changes
     from .types import EditFile
 
@@ -236,14 +234,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
     plugins = _plugins(args, for_changes=not args.dry_run)
     node = plugins.node
     edit = EditFile(node.node_path(args.file), ops, args.component, args.kind)
-    gated = {"editors": plugins.editors()}
-    component = component_of(plugins.info, node.resolve(edit.path))
-    if component and not (args.dry_run or args.no_health_gate or plugins.config.get("offline")):
-        gate = _gate(args, plugins)
-        gated.update(applier=partial(apply_gated, plugins=plugins, gate=gate, component=component,
-                                     label=f"edit {edit.path}"),
-                     after_recovery=lambda session: gate_recovered(session, plugins, gate))
-    outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **gated)
+    plugins = _plugins(args)  # the layout says which editor a file takes, gated or not
+    gate = _gate(args, plugins)
+    component = None if args.no_health_gate else component_of(plugins.info, node.resolve(edit.path))
+    options = {"editors": plugins.editors(), "state": node_state(plugins),
+               "session": partial(open_session, plugins, gate, args.wait),
+               "applier": partial(apply_gated, plugins=plugins, gate=gate, component=component, label=f"edit {edit.path}")}
+    outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **options)
     if args.format == "json":
         print(json.dumps(outcome.as_dict(), indent=2))
         return outcome.exit_code
@@ -281,28 +278,23 @@ def _print_reports(node, reports, args: argparse.Namespace, nothing: str) -> int
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from .apply import gate_recovered
-    from .engine import Session
-    from .halt import halt_file
+    from .apply import open_session
 
     node = _node(args)
-    with Session(node, args.wait) as session:
-        plugins = _plugins(args)
-        # Restored files, and gates a crash cut short: prove those components healthy.
-        gate_recovered(session, plugins, _gate(args, plugins))
-        code = _print_reports(node, session.recovered, args, "nothing to recover")
-    if halt_file(node).exists():
-        print(f"cisfix: error: a recovered component is not healthy; see {halt_file(node)}", file=sys.stderr)
-        return status.EXIT_ROLLBACK_FAILED
-    return code
+    plugins = _plugins(args)
+    # What recovery restored is gated: a component that does not come back HALTs the node (exit 4).
+    with open_session(plugins, _gate(args, plugins), args.wait) as session:
+        return _print_reports(node, session.recovered, args, "nothing to recover")
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .engine import Session
-    from .transaction import rollback_committed
+    from .apply import open_session, rollback_gated
+    from .halt import halt_file
 
     node = _node(args)
-    with Session(node, args.wait) as session:
+    plugins = _plugins(args)
+    gate = _gate(args, plugins)
+    with open_session(plugins, gate, args.wait) as session:
         session.refuse_if_recovery_failed()
         txs = session.journal.transactions()
         if args.last:
@@ -314,8 +306,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             tx = txs.get(args.txid)
             if tx is None:
                 raise InputError(session.journal.path, f"no transaction {args.txid}")
-        report = rollback_committed(node, session.journal, session.log, tx)
-        return _print_reports(node, [report], args, "")
+        report = rollback_gated(session, plugins, gate, tx)
+        code = _print_reports(node, [report], args, "")
+    if halt_file(node).exists():
+        print(f"cisfix: error: a component is not healthy after the rollback; see {halt_file(node)}", file=sys.stderr)
+        return status.EXIT_ROLLBACK_FAILED
+    return code
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
@@ -374,11 +370,12 @@ def _fix_summary(results) -> dict:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .engine import Session
+    from .apply import open_session
     from .halt import clear_halt, halt_file
 
     node = _node(args)
-    with Session(node, args.wait, halt_check=False) as session:
+    plugins = _plugins(args)
+    with open_session(plugins, _gate(args, plugins), args.wait, halt_check=False) as session:
         path = halt_file(node)
         reason = clear_halt(node)
         if reason is None:
@@ -473,7 +470,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise InputError(f"--format {args.format}", f"unknown format; choose from {', '.join(sorted(formats))}")
     require_benchmark(plugins)
     results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
-    report = formats[args.format].render(results, summarize(results))
+    report = formats[args.format](results, summarize(results), plugins.info)
     if args.output:
         _write_report(args.output, report)
     else:

@@ -5,7 +5,7 @@
     proc: /proc                      # host path of the proc file system (default <root>/proc)
     components:
       kube-apiserver:
-        manifest: /etc/kubernetes/manifests/kube-apiserver.yaml
+        manifest: /srv/manifests/kube-apiserver.yaml
         process: kube-apiserver      # executable name in /proc/<pid>/cmdline
       kubelet:
         config: /var/lib/kubelet/config.yaml

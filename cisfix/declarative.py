@@ -11,10 +11,10 @@ import re
 import stat
 from typing import Any, Callable, List, Tuple
 
-from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
+from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetSetting
 from .schema import DocumentError, load_documents, validate
 from .state import NodeState
-from .types import FAIL, PASS, WARN, AuditResult, Check, EditFile, Evidence, Plan, SetMode
+from .types import FAIL, PASS, WARN, AuditResult, Check, Configure, Evidence, Plan, SetMode
 
 UNSET = "<unset>"
 
@@ -77,19 +77,17 @@ def _auditor(doc: dict) -> Callable[[NodeState], AuditResult]:
     expect = doc["expect"]
     if "flag" in doc:
         def audit_flag(state: NodeState) -> AuditResult:
-            flags = state.flags(doc["component"])
-            present = doc["flag"] in flags
-            return compare(expect, present, flags.get(doc["flag"]), (flags.evidence,))
+            present, value, evidence = state.settings(doc["component"]).setting(doc["flag"], None)
+            return compare(expect, present, value, (evidence,))
         return audit_flag
     if "configPath" in doc:
         def audit_config(state: NodeState) -> AuditResult:
-            path = state.component(doc["component"]).config
-            data = state.yaml(path) if path else None
-            if data is None:
+            settings = state.settings(doc["component"])
+            if settings.config is None:
                 return AuditResult(WARN, _expected(expect), "no config file",
                                    reason=f"{doc['component']} has no config file on this node")
-            present, value = lookup(data, doc["configPath"])
-            return compare(expect, present, value, (Evidence(file=path, detail=doc["configPath"]),))
+            present, value, evidence = settings.setting(None, doc["configPath"])
+            return compare(expect, present, value, (evidence,))
         return audit_config
     return lambda state: audit_files(state, doc["file"], expect)
 
@@ -176,16 +174,10 @@ def _remediator(doc: dict, remediation: dict) -> Callable[[NodeState], Plan]:
             paths = state.glob(doc["file"]) if any(c in doc["file"] for c in "*?[") else [doc["file"]]
             return Plan(tuple(SetMode(p, int(mode, 8) if mode else None, remediation.get("owner"))
                               for p in paths if state.stat(p) is not None))
-        component = state.component(doc["component"])
         if "flag" in doc:
-            if not component.manifest:
-                return Plan(manual=f"{component.name} has no static pod manifest; change --{doc['flag']} "
-                                   "where its command line is defined")
-            return Plan((EditFile(component.manifest, (_flag_op(doc["flag"], remediation),), component.name),))
-        if not component.config:
-            return Plan(manual=f"{component.name} has no config file on this node")
-        op = UnsetPath(doc["configPath"]) if "unset" in remediation else SetPath(doc["configPath"], remediation["set"])
-        return Plan((EditFile(component.config, (op,)),))
+            return Plan((Configure(doc["component"], (_flag_op(doc["flag"], remediation),)),))
+        value = None if "unset" in remediation else remediation["set"]
+        return Plan((Configure(doc["component"], (SetSetting(None, doc["configPath"], value),)),))
     return plan
 
 

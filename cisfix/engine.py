@@ -26,7 +26,7 @@ from .plan import SetPath, UnsetPath
 from .state import NodeState
 from .retention import housekeeping
 from .statedir import confined, prepare_state_dir
-from .types import Change, CreateFile, EditFile, Editor, NodeInfo, SetMode
+from .types import Change, Configure, CreateFile, EditFile, Editor, NodeInfo, SetMode
 from .transaction import FileChange, RollbackReport, TransactionFailed, apply_changes, recover
 
 PATH_OPS = (SetPath, UnsetPath)
@@ -60,10 +60,12 @@ def describe_conflicts(node: Node, report: RollbackReport) -> str:
 
 
 class Session:
-    """Hold the run lock and recover unfinished transactions before any change."""
+    """Hold the run lock and recover unfinished transactions before any change; `on_recovered` (see
+    `cisfix.apply.open_session`) gates the components recovery touched."""
 
-    def __init__(self, node: Node, wait: float = 0.0, halt_check: bool = True) -> None:
-        self.node, self.halt_check = node, halt_check
+    def __init__(self, node: Node, wait: float = 0.0, halt_check: bool = True,
+                 on_recovered: Optional[Callable[["Session"], None]] = None) -> None:
+        self.node, self.halt_check, self.on_recovered = node, halt_check, on_recovered
         self.journal = Journal(node.state_dir / "journal.jsonl")
         self.log = ChangeLog(confined(node, node.host("/var/log/cisfix.log")))
         self._lock = RunLock(node.state_dir / "lock", wait)
@@ -79,6 +81,8 @@ class Session:
             if self.halt_check:
                 refuse_if_halted(self.node)
             self.recovered = recover(self.node, self.journal, self.log)
+            if self.on_recovered:
+                self.on_recovered(self)  # prove what recovery touched healthy before anything else
             self.pruned = housekeeping(self.node, self.journal)
         except BaseException:
             self._lock.__exit__()
@@ -122,17 +126,24 @@ def require_regular_targets(node: Node, changes: Sequence[Change]) -> None:
         require_regular(node.host(node.resolve(path)), node.display(path))
 
 
-def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor] = ()) -> List[PlannedChange]:
-    """Compute every file's new bytes and mode. Changes to the same file are combined in order, so a
-    batch of plans touching one manifest becomes one edit of it. `editors` registered by plugins take
-    the files that match their patterns."""
+def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor] = (),
+                 state: Optional[NodeState] = None) -> List[PlannedChange]:
+    """Compute every file's new bytes and mode. Changes of settings (`Configure`) become edits of the
+    files the layout says they live in (`state.info`); changes to the same file are combined in order,
+    so a batch of plans touching one manifest becomes one edit of it. `editors` registered by plugins
+    take the files that match their patterns."""
+    from .settings import resolve
+
+    state = state or NodeState(node, NodeInfo())
     groups: Dict[str, List[Change]] = {}
     for change in changes:
-        groups.setdefault(node.resolve(node.node_path(change.path)), []).append(change)
-    return [_plan_file(node, path, group, editors) for path, group in groups.items()]
+        for edit in resolve(state, change) if isinstance(change, Configure) else [change]:
+            groups.setdefault(node.resolve(node.node_path(edit.path)), []).append(edit)
+    return [_plan_file(node, path, group, editors, state.info) for path, group in groups.items()]
 
 
-def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor]) -> PlannedChange:
+def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor],
+               info: NodeInfo) -> PlannedChange:
     creates = any(isinstance(c, CreateFile) for c in changes)
     real, before = read_node_file(node, path, missing_ok=creates)
     before_meta = Meta.of(os.stat(node.host(real))) if before is not None else None
@@ -152,7 +163,7 @@ def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[E
         else:
             if shown is not None:
                 raise InputError(node.display(real), "cannot edit a file holding secret material in the same plan")
-            content, more = _edit(node, real, content, change, editors)
+            content, more = _edit(node, real, content, change, editors, info)
             notes += more
     return PlannedChange(real, before, content, before_meta, meta, tuple(notes), shown)
 
@@ -169,9 +180,11 @@ def _meta(node: Node, owners: NodeState, mode: Optional[int], owner: Optional[st
     return Meta(new_mode, *ids)
 
 
-def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile,
-          editors: Sequence[Editor]) -> Tuple[bytes, List[str]]:
+def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile, editors: Sequence[Editor],
+          info: NodeInfo) -> Tuple[bytes, List[str]]:
+    from .editors import flagfile
     from .editors.config import edit_paths
+    from .settings import FLAG_FILE
     from .editors.manifest import edit_flags
 
     if content is None:
@@ -187,11 +200,14 @@ def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile,
             result = plugin_editor.edit(text, list(edit.ops))
             return result.text.encode("utf-8"), list(result.notes)
         refuse_yaml_aliases(text, node.display(path))
-        if flag_ops:
+        if flag_ops and (edit.kind == FLAG_FILE or any(path in c.flag_files for c in info.components.values())):
+            result = flagfile.edit(text, flag_ops)
+            text, notes = result.text, notes + list(result.notes)
+        elif flag_ops:
             result = edit_flags(text, flag_ops, edit.component, fallback=_component_from_name(path))
             text, notes = result.text, notes + list(result.notes)
         if path_ops:
-            result = edit_paths(text, path_ops, edit.kind)
+            result = edit_paths(text, path_ops, None if edit.kind == FLAG_FILE else edit.kind)
             text, notes = result.text, notes + list(result.notes)
     except EditError as exc:
         raise InputError(node.display(path), str(exc))
@@ -268,25 +284,23 @@ Applier = Callable[["Session", List[PlannedChange], "EditOutcome"], "EditOutcome
 
 def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False, wait: float = 0.0,
                 label: str = "edit", editors: Sequence[Editor] = (), applier: Optional[Applier] = None,
-                after_recovery: Optional[Callable[["Session"], None]] = None) -> EditOutcome:
+                session: Optional[Callable[[], "Session"]] = None, state: Optional[NodeState] = None) -> EditOutcome:
     """Plan every change, then apply all changed files as one transaction (or only show them).
-    `applier` replaces the plain transaction (the health-gated one does); `after_recovery` runs once
-    the lock is held and unfinished transactions are undone."""
+    `applier` replaces the plain transaction (the health-gated one does); `session` opens the run
+    (`cisfix.apply.open_session`: recovery gated), else a plain Session."""
     require_regular_targets(node, changes)
     if dry_run:
-        return _outcome_of_plan(node, plan_changes(node, changes, editors), dry_run=True)
-    with Session(node, wait) as session:
-        session.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
-        if after_recovery:
-            after_recovery(session)
-        planned = plan_changes(node, changes, editors)
+        return _outcome_of_plan(node, plan_changes(node, changes, editors, state), dry_run=True)
+    with (session or partial(Session, node, wait))() as opened:
+        opened.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
+        planned = plan_changes(node, changes, editors, state)
         outcome = _outcome_of_plan(node, planned, dry_run=False)
         if outcome.status != status.FIXED:
             return outcome
         for p in planned:
             if p.changed:
                 _require_writable(node.host(p.path).parent, "target directory")
-        return (applier or partial(apply_plain, label=label))(session, planned, outcome)
+        return (applier or partial(apply_plain, label=label))(opened, planned, outcome)
 
 
 def apply_plain(session: Session, planned: List[PlannedChange], outcome: EditOutcome, label: str) -> EditOutcome:

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
-from .apply import ORDER, apply_gated, gate_recovered
+from .apply import apply_gated, fix_order, open_session
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
 from .journal import Journal
 from .plugins import Plugins
 from .errors import CisfixError
-from .types import ERROR, EXCEPTED, FAIL, MANUAL, PASS, Check, CheckResult, Plan
+from .types import ERROR, EXCEPTED, FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
 
 Item = Tuple[Check, Plan]
 
@@ -40,7 +40,8 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
     for check in checks:
         verdict = audit_one(state, check, exceptions)
         if verdict.status != FAIL:
-            fix_status = {PASS: status.ALREADY_COMPLIANT, EXCEPTED: status.EXCEPTED}.get(verdict.status, status.SKIPPED)
+            fix_status = {PASS: status.ALREADY_COMPLIANT, EXCEPTED: status.EXCEPTED,
+                          NOT_APPLICABLE: status.NOT_APPLICABLE}.get(verdict.status, status.SKIPPED)
             result.compliant.append(CheckResult(check, verdict, fix_status))
             continue
         plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
@@ -66,6 +67,7 @@ def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: floa
     """Apply every planned change as one transaction, without a health gate: for node trees with no
     live components (tests, plugin authors' fixtures)."""
     return run_changes(plugins.node, plan.changes, dry_run=dry_run, wait=wait, editors=plugins.editors(),
+                       state=node_state(plugins),
                        label="fix " + ",".join(check.id for check, _ in plan.planned))
 
 
@@ -127,10 +129,11 @@ def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[Tuple[
     (file modes, say) form the last group."""
     groups: Dict[Optional[str], List[Item]] = {}
     for check, plan in planned:
-        component = check.component if check.component in plugins.info.components else None
-        groups.setdefault(component, []).append((check, plan))
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(groups.items(), key=lambda kv: (kv[0] is None, rank.get(kv[0] or "", len(ORDER)), kv[0] or ""))
+        configured = [c.component for c in plan.changes if isinstance(c, Configure)]
+        component = next(iter(configured), check.component)
+        groups.setdefault(component if component in plugins.info.components else None, []).append((check, plan))
+    rank = {name: i for i, name in enumerate(fix_order(plugins.info))}
+    return sorted(groups.items(), key=lambda kv: (kv[0] is None, rank.get(kv[0] or "", len(rank)), kv[0] or ""))
 
 
 class Fixer:
@@ -147,7 +150,8 @@ class Fixer:
     def attempt(self, component: Optional[str], items: Sequence[Item]) -> EditOutcome:
         """One gated transaction for these checks' changes, planned against the node as it is now."""
         node = self.plugins.node
-        planned = plan_changes(node, [c for _, plan in items for c in plan.changes], self.plugins.editors())
+        planned = plan_changes(node, [c for _, plan in items for c in plan.changes], self.plugins.editors(),
+                               self.gate.state())
         ids = [check.id for check, _ in items]
         outcome = EditOutcome(status.FIXED, "applied and committed",
                               changes=[f"{node.display(p.path)}: {n}" for p in planned if p.changed for n in p.notes],
@@ -156,9 +160,10 @@ class Fixer:
             outcome.status = status.ALREADY_COMPLIANT
             return outcome
 
-        def verify() -> List[Tuple[str, str]]:
-            state = self.gate.state()
-            return [(check.id, (check.verify or check.audit)(state).status) for check, _ in items]
+        def verify() -> List[Tuple[str, ...]]:
+            state = self.gate.state(live=True)
+            verdicts = [(check.id, audit_one(state, check, audit=check.verify or check.audit)) for check, _ in items]
+            return [(i, v.status, [str(e) for e in v.evidence]) for i, v in verdicts]
 
         outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,
                               component=component, label=f"fix {','.join(ids)}", verify=verify)
@@ -226,16 +231,15 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     for result in plan.compliant + plan.skipped:
         observe(result)
     if dry_run:
-        planned = plan_changes(node, plan.changes, plugins.editors())
+        planned = plan_changes(node, plan.changes, plugins.editors(), node_state(plugins))
         results = [CheckResult(check, audit_one(node_state(plugins), check), status.WOULD_FIX) for check, _ in plan.planned]
         return FixReport(plan.compliant + plan.skipped + results,
                          "".join(unified_diff(node, p) for p in planned if p.changed))
     unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
     if not plan.planned and not unfinished:
         return FixReport(plan.compliant + plan.skipped)  # compliant: no lock, no write, no restart
-    with Session(node, wait) as session:
+    with open_session(plugins, gate, wait) as session:
         session.refuse_if_recovery_failed()
-        gate_recovered(session, plugins, gate)
         fixer = Fixer(plugins, gate, session, observe)
         if session.recovered:  # the node changed under the audit: plan again
             plan = plan_fix(plugins, checks)

@@ -33,6 +33,15 @@ class GateSettings:
     interval: float = 1.0
 
 
+def gate_settings(config: dict, timeout: Optional[float] = None, stability: Optional[float] = None) -> GateSettings:
+    """The gate's timing: what is asked for, else the node configuration's `gate:`, else the defaults."""
+    configured = config.get("gate", {})
+    return GateSettings(
+        timeout=timeout or configured.get("timeout", GateSettings.timeout),
+        stability=stability if stability is not None else configured.get("stabilityWindow", GateSettings.stability),
+        interval=configured.get("interval", GateSettings.interval))
+
+
 class NotHealthy(CisfixError):
     """The component is unhealthy before any change: a sick node is never 'fixed'."""
 
@@ -143,11 +152,16 @@ class Gate:
         self.progress = progress or (lambda line: None)
         self.probes = [p for found in plugins.pm.hook.cisfix_register_probes() for p in found or ()]
 
-    def state(self) -> NodeState:
-        """A fresh view of the node: processes and files change while we wait."""
+    def gates(self, component: str) -> bool:
+        """Does a change to this component's files wait for it? (Not on a node where nothing runs.)"""
+        return component in self.plugins.info.components
+
+    def state(self, live: bool = False) -> NodeState:
+        """A fresh view of the node: processes and files change while we wait. `live`: running
+        components' settings from what they serve (the kubelet's /configz), to verify a change."""
         from .audit import node_state
 
-        return node_state(self.plugins)
+        return node_state(self.plugins, live)
 
     def watch(self, component: str, flags: Flags) -> Watch:
         """Call just before writing a change to the component's files; `flags` are what the new process
@@ -252,6 +266,20 @@ class Gate:
             time.sleep(self.settings.interval)
         self.progress("")
         return None
+
+
+class OfflineGate(Gate):
+    """The gate of a node where nothing runs (`offline: true`: a disk image, a test tree): no component
+    to wait for, nothing to restart."""
+
+    def gates(self, component: str) -> bool:
+        return False
+
+
+def make_gate(plugins: Plugins, settings: GateSettings = GateSettings(),
+              progress: Optional[Callable[[str], None]] = None) -> Gate:
+    """The gate for this node, chosen once."""
+    return (OfflineGate if plugins.config.get("offline") else Gate)(plugins, settings, progress)
 
 
 def progress_printer(quiet: bool) -> Callable[[str], None]:

@@ -9,24 +9,13 @@ import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .state import NodeState
 
-KUBEADM_HEALTH: Dict[str, dict] = {
-    # Defaults for a kubeadm node when the node configuration names no endpoint; the ports follow the
-    # component's flags (see _default_health).
-    "kube-apiserver": {"paths": ["/livez", "/readyz"], "caFile": "/etc/kubernetes/pki/ca.crt",
-                       "kubeconfig": "/etc/kubernetes/admin.conf"},
-    "kube-controller-manager": {"url": "https://127.0.0.1:10257/healthz", "insecureSkipVerify": True},
-    "kube-scheduler": {"url": "https://127.0.0.1:10259/healthz", "insecureSkipVerify": True},
-    "etcd": {"url": "https://127.0.0.1:2379/health", "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
-             "certFile": "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-             "keyFile": "/etc/kubernetes/pki/etcd/healthcheck-client.key"},
-    "kubelet": {"url": "http://127.0.0.1:10248/healthz"},
-}
-
+if TYPE_CHECKING:  # pragma: no cover
+    from .settings import Settings
 
 @dataclass(frozen=True)
 class Answer:
@@ -38,29 +27,41 @@ class Answer:
 def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0) -> Answer:
     """GET `url`; healthy is 200-399. TLS verification and client certificates follow `settings`:
     caFile, certFile, keyFile, kubeconfig (node paths) and insecureSkipVerify."""
-    parts = urlsplit(url)
     try:
-        if parts.scheme == "https":
-            with ClientFiles(state, settings) as (cert, key):
-                context = _context(state, settings, cert, key)
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    parts.hostname, parts.port or 443, timeout=timeout, context=context)
-                return _request(conn, parts, url)
-        return _request(http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout), parts, url)
+        code, body = fetch(url, state, settings, timeout, limit=200)
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
         return Answer(False, f"{url}: {exc}")
+    return _answer(url, code, body)
 
 
-def _request(conn: http.client.HTTPConnection, parts, url: str) -> Answer:
+def fetch(url: str, state: NodeState, settings: dict, timeout: float = 5.0,
+          limit: Optional[int] = None) -> Tuple[int, bytes]:
+    """GET `url` with the node's credentials (as `get`): the status and the body (its first `limit`
+    bytes). Raises OSError, ssl.SSLError, http.client.HTTPException or ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        with ClientFiles(state, settings) as (cert, key):
+            context = _context(state, settings, cert, key)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port or 443, timeout=timeout, context=context)
+            return _request(conn, parts, limit)
+    return _request(http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout), parts, limit)
+
+
+def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int]) -> Tuple[int, bytes]:
     try:
         conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
         response = conn.getresponse()
-        body = response.read(200).decode("utf-8", "replace").strip()
+        return response.status, response.read(limit) if limit else response.read()
     finally:
         conn.close()
-    if response.status in (401, 403):
-        return Answer(False, f"{url}: HTTP {response.status} (refused: never counted as healthy)", refused=True)
-    return Answer(200 <= response.status < 400, f"{url}: HTTP {response.status} {body[:80]}".rstrip())
+
+
+def _answer(url: str, code: int, body: bytes) -> Answer:
+    text = body.decode("utf-8", "replace").strip()
+    if code in (401, 403):
+        return Answer(False, f"{url}: HTTP {code} (refused: never counted as healthy)", refused=True)
+    return Answer(200 <= code < 400, f"{url}: HTTP {code} {text[:80]}".rstrip())
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -116,28 +117,29 @@ class ClientFiles:
             self.tmp.cleanup()
 
 
-def endpoint_settings(state: NodeState, component: str) -> List[Tuple[str, dict]]:
-    """(url, settings) pairs to probe: the node configuration's `health`, else kubeadm's defaults with
-    the ports the component's flags or config say."""
-    configured = dict(state.component(component).health or {})
-    if configured:
-        urls = configured.pop("url")
-        return [(u, configured) for u in ([urls] if isinstance(urls, str) else urls)]
-    default = dict(KUBEADM_HEALTH.get(component, {}))
-    if not default:
+def endpoint_settings(state: NodeState, component: str, which: str = "health",
+                      current: "Optional[Settings]" = None) -> List[Tuple[str, dict]]:
+    """(url, settings) pairs of the component's `health` endpoints (or its `live_config`), as its layout
+    gives them; `portFlag`/`portPath` name the setting (of `current`, else of the component's effective
+    settings) whose value, when set, replaces the URL's port."""
+    spec = state.component(component)
+    settings = dict((spec.health if which == "health" else spec.live_config) or {})
+    if not settings:
         return []
-    if component == "kube-apiserver":
-        port = state.flags(component).get("secure-port", "6443")
-        return [(f"https://127.0.0.1:{port}{p}", default) for p in default.pop("paths")]
-    if component == "kubelet":
-        config = state.yaml(state.component("kubelet").config or "") or {}
-        port = config.get("healthzPort", 10248)
-        return [(f"http://127.0.0.1:{port}/healthz", default)]
-    url = default.pop("url")
-    port = state.flags(component).get("secure-port")
-    if port and component != "etcd":
-        url = url.replace(urlsplit(url).netloc, f"127.0.0.1:{port}")
-    return [(url, default)]
+    urls = settings.pop("url")
+    port_flag, port_path = settings.pop("portFlag", None), settings.pop("portPath", None)
+    port = None
+    if port_flag or port_path:
+        present, value, _ = (current or state.settings(component)).setting(port_flag, port_path)
+        port = value if present and value not in (None, "", 0, "0") else None
+    return [(_with_port(url, port), settings) for url in ([urls] if isinstance(urls, str) else urls)]
+
+
+def _with_port(url: str, port: object) -> str:
+    if port is None:
+        return url
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{port}").geturl()
 
 
 def probe_endpoints(state: NodeState, component: str) -> Answer:
@@ -190,7 +192,7 @@ def _run_probe(probe: dict, container: dict) -> Answer:
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         try:
-            return _request(conn, parts, url)
+            return _answer(url, *_request(conn, parts, 200))
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             return Answer(False, f"{url}: {exc}")
     if "tcpSocket" in probe:

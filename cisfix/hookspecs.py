@@ -57,7 +57,8 @@ def cisfix_register_benchmarks() -> "Optional[List[Benchmark]]":
     """Return the benchmarks this plugin implements, so `cisfix benchmarks` lists them and the core can
     choose one for the node.
 
-    Return a list of `cisfix.Benchmark`, or None. The core sets `node_info.benchmark` to the one asked
+    Return a list of `cisfix.Benchmark`, or None; two benchmarks of one name are an error naming both
+    plugins. The core sets `node_info.benchmark` to the one asked
     for with `--benchmark` (or `benchmark:` in the node configuration), else to the benchmark whose
     `versions` include the node's Kubernetes minor version; `cisfix_register_checks` then sees it.
 
@@ -71,14 +72,19 @@ def cisfix_register_benchmarks() -> "Optional[List[Benchmark]]":
 
 @hookspec(firstresult=True)
 def cisfix_describe_node(node: "Node", config: dict) -> "Optional[NodeInfo]":
-    """Describe the node: its distribution, Kubernetes version, node types and components.
+    """The layout hook: describe the node — its distribution, Kubernetes version, node types and, for
+    each component, where its settings live and in which precedence, how it is probed, restarted and
+    what it depends on.
 
     :param node: the node root; `node.host("/etc/...")` gives the host path of a node path.
     :param config: the parsed node configuration file `<root>/etc/cisfix/config.yaml` (empty when absent).
 
     firstresult: the first plugin that returns a `cisfix.NodeInfo` wins; return None when this is not a
-    node your plugin knows (e.g. an RKE2 plugin returns None on a kubeadm node). The built-in
-    implementation, which runs last, describes a kubeadm node, adjusted by the configuration file.
+    node your layout knows (e.g. an RKE2 layout returns None on a kubeadm node). The built-in kubeadm
+    layout (`cisfix.layouts.kubeadm`), which runs last, describes a kubeadm node, adjusted by the
+    configuration file. Checks never name a component's files: they plan `cisfix.Configure` changes of
+    settings, and the layout's `Component` says which file holds each (see plugins/README.md, "Writing
+    a layout").
 
     Example::
 
@@ -127,8 +133,10 @@ def cisfix_register_probes() -> "Optional[List[Probe]]":
 def cisfix_register_report_formats() -> "Optional[List[ReportFormat]]":
     """Return further output formats for `cisfix audit --format NAME`.
 
-    Return a list of `cisfix.ReportFormat`, or None. `render(results, summary)` receives the list of
-    `cisfix.CheckResult` and the summary counts (a dict of status -> number) and returns the text.
+    Return a list of `cisfix.ReportFormat`, or None. `render(results, summary, node_info)` receives the
+    list of `cisfix.CheckResult`, the summary counts (a dict of status -> number) and the node's
+    `cisfix.NodeInfo` (it may leave that out), and returns the text. Two formats of one name are an
+    error naming both plugins.
 
     Example::
 

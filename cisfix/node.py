@@ -1,7 +1,7 @@
 """The node cisfix works on: every path the tool touches is a node path resolved under `--root`.
 
-`/etc/kubernetes/manifests/kube-apiserver.yaml` on a node mounted at `/host` is
-`/host/etc/kubernetes/manifests/kube-apiserver.yaml`; symlinks inside the node are followed as the
+`/var/lib/kubelet/config.yaml` on a node mounted at `/host` is
+`/host/var/lib/kubelet/config.yaml`; symlinks inside the node are followed as the
 node itself would follow them (an absolute link target is re-rooted, `..` never climbs above the root).
 """
 from __future__ import annotations

@@ -67,10 +67,22 @@ class UnsetPath:
     path: str
 
 
+@dataclass(frozen=True)
+class SetSetting:
+    """A setting known as a flag (`--read-only-port`) and/or a config-file path (`readOnlyPort`): set
+    where it takes effect, as the component's layout says (value None: unset it, so the default applies)."""
+
+    flag: Optional[str]
+    path: Optional[str]
+    value: Any
+
+
 FlagOp = Union[SetFlag, RemoveFlag, AddFlagItem, RemoveFlagItem]
 # What the static pod manifest editor (`cisfix.editors.manifest.edit_flags`) accepts.
 ManifestOp = Union[FlagOp, AddHostPathMount]
 PathOp = Union[SetPath, UnsetPath]
+# What a change of a component's settings (`cisfix.types.Configure`) may hold.
+SettingOp = Union[FlagOp, SetSetting, AddHostPathMount]
 
 
 @dataclass(frozen=True)

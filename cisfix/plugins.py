@@ -15,7 +15,7 @@ import types
 from dataclasses import dataclass, replace
 from importlib import import_module
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pluggy
 
@@ -28,7 +28,7 @@ from .node import Node
 from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
-DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix_cis")
+DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.kubeadm", "cisfix_cis")
 _REFUSED = "; refusing to load checks or plugins from it"
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
 
@@ -72,7 +72,10 @@ class Plugins:
             self.pm.set_blocked(name)
         for module in DEFAULT_PLUGINS:
             self._register(import_module(module), module, "-", "built-in")
-        self.pm.load_setuptools_entrypoints("cisfix")
+        try:
+            self.pm.load_setuptools_entrypoints("cisfix")
+        except pluggy.PluginValidationError as exc:
+            raise InputError(f"entry point {self.pm.get_name(exc.plugin) or exc.plugin}", str(exc))
         for plugin, dist in self.pm.list_plugin_distinfo():
             self._sources[self.pm.get_name(plugin)] = (dist.version, f"entry point of {dist.project_name}")
         self._load_dir(_bundled_checks_dir(), "bundled checks.d")
@@ -84,9 +87,10 @@ class Plugins:
             if not path.is_dir():
                 raise InputError(path, "--checks-dir: not a directory")
             self._load_dir(path, str(path))
+        self._check_pending()
         self.config = load_node_config(node)
         info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
-        self.benchmarks = {b.name: b for found in self.pm.hook.cisfix_register_benchmarks() for b in found or ()}
+        self.benchmarks = self._by_name("cisfix_register_benchmarks", "benchmark")
         self.info = replace(info, benchmark=self._choose_benchmark(info, benchmark or self.config.get("benchmark")))
         self.checks = {i: c for i, c in self._collect_checks().items() if i not in set(disabled)}
 
@@ -104,8 +108,33 @@ class Plugins:
             return
         if self.pm.has_plugin(name):
             raise InputError(source, f"a plugin named {name} is already loaded from {self._sources[name][1]}")
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # a hook implementation with parameters the hook lacks
+            raise InputError(source, f"plugin {name}: {exc}")
         self._sources[name] = (version, source)
+
+    def _check_pending(self) -> None:
+        """A hook implementation whose name is no cisfix hook (a typo) would silently never run."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            plugin = self.pm.get_name(exc.plugin) or str(exc.plugin)
+            hook = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+            raise InputError(self._sources.get(plugin, ("", plugin))[1],
+                             f"plugin {plugin} implements {hook}, which is not a cisfix hook (misspelled?)")
+
+    def _by_name(self, hook_name: str, what: str) -> Dict[str, Any]:
+        """What every plugin registers through `hook_name`, by name; one name registered twice is an error
+        naming both plugins."""
+        found: Dict[str, Tuple[Any, str]] = {}
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            source = self._sources.get(impl.plugin_name, ("", impl.plugin_name))[1]
+            for item in impl.function() or ():
+                if item.name in found:
+                    raise InputError(f"{what} {item.name}", f"registered twice: by {found[item.name][1]} and by {source}")
+                found[item.name] = (item, source)
+        return {name: item for name, (item, _) in found.items()}
 
     def _load_dir(self, directory, label: str) -> None:
         """Register every plugin module and declarative file of a checks.d directory. A directory on the
@@ -170,7 +199,7 @@ class Plugins:
         return [e for found in self.pm.hook.cisfix_register_editors() for e in found or ()]
 
     def report_formats(self) -> Dict[str, ReportFormat]:
-        return {f.name: f for found in self.pm.hook.cisfix_register_report_formats() for f in found or ()}
+        return self._by_name("cisfix_register_report_formats", "report format")
 
 
 def _is_checks_file(name: str) -> bool:

@@ -8,12 +8,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from . import flags, sources
 from .errors import EditError, InputError
 from .node import Node
-from .nodefile import decode_text, read_bytes, refuse_yaml_aliases
+from .nodefile import decode_text, refuse_yaml_aliases
 from .types import Component, Evidence, NodeInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .editors.flagfile import FlagFile
+    from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -21,21 +26,6 @@ class Process:
     pid: int
     argv: Tuple[str, ...]
     start_ticks: int  # /proc/<pid>/stat field 22: changes when the process is restarted
-
-
-def parse_argv(argv: Tuple[str, ...]) -> List[Tuple[str, Optional[str]]]:
-    """Flags of a command line in order: `--k=v`, `--k v` and bare `--k` (value None)."""
-    flags: List[Tuple[str, Optional[str]]] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("-") and len(arg) > 1 and arg != "--":
-            name, eq, value = arg.lstrip("-").partition("=")
-            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
-                value, i = argv[i + 1], i + 1
-            flags.append((name, value if (eq or value) else None))
-        i += 1
-    return flags
 
 
 @dataclass(frozen=True)
@@ -54,11 +44,12 @@ class Flags:
 
 
 class NodeState:
-    def __init__(self, node: Node, info: NodeInfo, proc_dir: Optional[Path] = None) -> None:
+    def __init__(self, node: Node, info: NodeInfo, proc_dir: Optional[Path] = None, live: bool = False) -> None:
         self.node, self.info = node, info
+        self.live = live  # read a running component's served configuration (verification after a change)
         self.proc_dir = proc_dir or node.host("/proc")
-        self._files: Dict[str, Optional[bytes]] = {}
-        self._yaml: Dict[str, Any] = {}
+        self._files: Dict[str, Tuple[Optional[bytes], Any]] = {}  # node path -> (bytes, (size, mtime))
+        self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
         self._boot_time: Optional[float] = None
 
@@ -67,21 +58,68 @@ class NodeState:
         """The file's bytes (symlinks followed inside the node), or None when it does not exist.
         Anything but a regular file of at most 1 MiB raises InputError naming it."""
         if path not in self._files:
-            self._files[path] = read_bytes(self.node.host(self.node.resolve(path)), self.node.display(path))
-        return self._files[path]
+            self._files[path] = sources.read(self.node.host(self.node.resolve(path)), self.node.display(path))
+        return self._files[path][0]
 
     def text(self, path: str) -> Optional[str]:
         """The file as UTF-8 text, or None when absent; NUL bytes or bad UTF-8 raise InputError."""
         data = self.read(path)
         return None if data is None else decode_text(data, self.node.display(path))
 
+    def _parsed(self, path: str, kind: str, parse) -> Any:
+        """A file parsed once per run (see `cisfix.sources`); None when it does not exist."""
+        data = self.read(path)
+        if data is None:
+            return None
+        return sources.parsed(self.node.host(path), data, self._files[path][1], kind, parse)
+
     def yaml(self, path: str) -> Any:
         """The file parsed as YAML (the first document), or None when absent. Invalid YAML and YAML
         aliases raise InputError as `FILE:LINE: reason`."""
-        if path not in self._yaml:
-            text = self.text(path)
-            self._yaml[path] = None if text is None else _parse_yaml(text, self.node.display(path))
-        return self._yaml[path]
+        shown = self.node.display(path)
+        return self._parsed(path, "yaml", lambda data: _parse_yaml(decode_text(data, shown), shown))
+
+    def flag_file(self, path: str) -> "Optional[FlagFile]":
+        """A flag file (environment file, systemd drop-in) parsed, or None when absent."""
+        from .editors import flagfile
+
+        return self._parsed(path, "flag-file", lambda data: flagfile.parse(data.decode("utf-8", "replace")))
+
+    def manifest_flags(self, component: str) -> Optional[Dict[str, Optional[str]]]:
+        """The effective flags of the component's static pod manifest, or None when it has none. A
+        manifest the kubelet would refuse (not a Pod, two containers of one name) is invalid input."""
+        path = self.component(component).manifest
+        if not path:
+            return None
+
+        def parse(data: bytes) -> Dict[str, Optional[str]]:
+            from .editors.manifest import read_flags
+
+            try:
+                return dict(read_flags(data.decode("utf-8"), None, fallback=component))
+            except (EditError, UnicodeDecodeError) as exc:
+                raise InputError(self.node.display(path), str(exc))
+        return self._parsed(path, f"manifest-flags:{component}", parse)
+
+    def settings(self, component: str) -> "Settings":
+        """The component's effective settings: command line (live, else from its sources) over its
+        config file (see `cisfix.settings`)."""
+        if component not in self._settings:
+            from .settings import read_settings
+
+            self._settings[component] = read_settings(self, component)
+        return self._settings[component]
+
+    def present(self, component: str) -> bool:
+        """Is the component on this node: running, or with a source file where its layout says?"""
+        spec = self.component(component)
+        files = [p for p in (spec.manifest, spec.config, *spec.flag_files) if p]
+        def exists(path: str) -> bool:
+            try:
+                return self.read(path) is not None
+            except InputError:  # there, but broken: its checks say so
+                return True
+        return any(exists(p) for p in files) or self.process(component) is not None
 
     def stat(self, path: str) -> Optional[os.stat_result]:
         try:
@@ -90,7 +128,7 @@ class NodeState:
             return None
 
     def glob(self, pattern: str) -> List[str]:
-        """Node paths matching a glob such as `/etc/kubernetes/pki/*.key`, sorted."""
+        """Node paths matching a glob such as `/etc/ssl/private/*.key`, sorted."""
         root = self.node.host("/")
         return sorted("/" + str(p.relative_to(root)) for p in root.glob(pattern.lstrip("/")))
 
@@ -149,7 +187,7 @@ class NodeState:
 
     def process_flags(self, component: str, process: Process) -> Dict[str, Optional[str]]:
         """The flags on a process's command line, after the program (the last occurrence wins)."""
-        return dict(parse_argv(process.argv[self.program_index(component, process) + 1:]))
+        return flags.effective(process.argv[self.program_index(component, process) + 1:])
 
     def program_index(self, component: str, process: Process) -> Optional[int]:
         wanted = self.component(component).process or component
@@ -165,16 +203,16 @@ class NodeState:
         return [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
 
     def log_tail(self, files: List[Path], lines: int = 5) -> str:
-        """The last lines written to the newest of these container logs that has any: a start the
-        kubelet has only just made has an empty log; the crash before it said why."""
-        for path in sorted(files, key=_mtime, reverse=True):
+        """The last lines written to the newest of these container logs that has any: a container the
+        kubelet has just started again has not written yet, its previous start has."""
+        for path in _newest_first(files):
             try:
                 text = path.read_bytes()[-4096:].decode("utf-8", "replace")
             except OSError:  # rotated or removed by the kubelet while we looked
                 continue
-            words = [line.strip() for line in text.splitlines() if line.strip()]
-            if words:
-                return " | ".join(words[-lines:])
+            tail = [line.strip() for line in text.splitlines()[-lines:] if line.strip()]
+            if tail:
+                return " | ".join(tail)
         return ""
 
     def component(self, name: str) -> Component:
@@ -186,17 +224,13 @@ class NodeState:
         if manifest:  # a broken manifest is an error even while the old process still runs
             self.yaml(manifest)
         process = self.process(component)
+        manifest = self.component(component).manifest
+        values = self.manifest_flags(component)
         if process:
             return Flags(self.process_flags(component, process), Evidence(process=f"{component} (pid {process.pid})"), True)
-        text = self.text(manifest) if manifest else None
-        if text is None:
+        if values is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
-        from .editors.manifest import read_flags
-
-        try:
-            return Flags(dict(read_flags(text, None, fallback=component)), Evidence(file=manifest), False)
-        except EditError as exc:
-            raise InputError(self.node.display(manifest), str(exc))
+        return Flags(values, Evidence(file=manifest), False)
 
 
 def _parse_yaml(text: str, shown: str) -> Any:
@@ -214,11 +248,13 @@ def _parse_yaml(text: str, shown: str) -> Any:
         raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:  # rotated away meanwhile
-        return 0.0
+def _newest_first(paths: List[Path]) -> List[Path]:
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+    return sorted(paths, key=mtime, reverse=True)
 
 
 def _read_process(proc: Path) -> Optional[Process]:

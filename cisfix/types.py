@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
-from .plan import AddHostPathMount, FlagOp, PathOp  # AddHostPathMount: re-exported, defined with the other ops
+from .plan import AddHostPathMount, FlagOp, PathOp, SettingOp  # AddHostPathMount: re-exported, defined with the other ops
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import NodeState
@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # Audit statuses. EXCEPTED is set by the core, never by an audit: a failing check whose risk the
 # node's configuration accepts until a date (`exceptions` in <root>/etc/cisfix/config.yaml).
 PASS, FAIL, WARN, MANUAL, ERROR, EXCEPTED = "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "EXCEPTED"
-AUDIT_STATUSES = (PASS, FAIL, WARN, MANUAL, ERROR, EXCEPTED)
+NOT_APPLICABLE = "NOT_APPLICABLE"  # the check's component is not on this node: never planned
+AUDIT_STATUSES = (PASS, FAIL, WARN, MANUAL, ERROR, EXCEPTED, NOT_APPLICABLE)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,17 @@ class SetMode:
     owner: Optional[str] = None
 
 
-Change = Union[EditFile, CreateFile, SetMode]
+@dataclass(frozen=True)
+class Configure:
+    """Change settings of a component: "set profiling=false on kube-scheduler", "add NodeRestriction to
+    enable-admission-plugins", "kubelet readOnlyPort: 0". The node's layout decides which file and which
+    editor (for the kubelet: the flag file that sets the flag, else its config file)."""
+
+    component: str
+    ops: Tuple[SettingOp, ...]
+
+
+Change = Union[Configure, EditFile, CreateFile, SetMode]
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,7 @@ class Check:
     node_types: Tuple[str, ...] = ("master",)
     automated: bool = True
     component: Optional[str] = None
-    target: str = ""  # what it inspects, e.g. "flag --profiling" or "file /etc/kubernetes/admin.conf"
+    target: str = ""  # what it inspects, e.g. "flag --profiling" or "file /var/lib/kubelet/config.yaml"
     remediate: Optional[Callable[["NodeState"], Plan]] = None
     verify: Optional[Callable[["NodeState"], AuditResult]] = None
     remediation: str = ""  # human guidance, shown by audit and `checks show`
@@ -117,15 +128,22 @@ class Check:
 
 @dataclass(frozen=True)
 class Component:
-    """A component running on the node and where its configuration lives (node paths)."""
+    """A component of the node, as its layout describes it: where its settings live (node paths, in
+    precedence: the live process's argv; the manifest's command/args or the flag files; the config
+    file), how its health is probed, how it is restarted and what it depends on."""
 
     name: str
-    manifest: Optional[str] = None  # static pod manifest, for control-plane components
+    manifest: Optional[str] = None  # static pod manifest: the component is a static pod
     config: Optional[str] = None  # its config file, e.g. the kubelet's config.yaml
     flag_files: Tuple[str, ...] = ()  # files whose flags override the config (kubelet env files, drop-ins)
     process: Optional[str] = None  # executable name to find it in /proc (default: the component name)
-    health: Mapping[str, Any] = field(default_factory=dict)  # probe settings, see `Probe`
+    health: Mapping[str, Any] = field(default_factory=dict)  # endpoints: url, caFile, ..., portFlag/portPath
     restart: Tuple[str, ...] = ()  # command that restarts it (e.g. systemctl restart kubelet)
+    config_flag: Optional[str] = None  # the flag that names its config file (the kubelet's --config)
+    config_kind: Optional[str] = None  # the document of the config file that holds the settings
+    depends_on: Tuple[str, ...] = ()  # components to fix before this one
+    managed_by: Optional[str] = None  # the component that runs it (static pods: the kubelet)
+    live_config: Mapping[str, Any] = field(default_factory=dict)  # where it serves its effective config
 
 
 @dataclass(frozen=True)
@@ -171,11 +189,19 @@ class Probe:
 
 @dataclass(frozen=True)
 class ReportFormat:
-    """An output format for audit results: `render(results, summary) -> str`."""
+    """An output format for audit results: `render(results, summary, node_info) -> str`; like a hook
+    implementation, `render` may leave out `node_info`."""
 
     name: str
     render: Callable[..., str]
     description: str = ""
+
+    def __call__(self, results: Any, summary: Mapping[str, int], node_info: "NodeInfo") -> str:
+        import inspect
+
+        wanted = inspect.signature(self.render).parameters
+        extra = {"node_info": node_info} if "node_info" in wanted or len(wanted) > 2 else {}
+        return self.render(results, summary, *extra.values())
 
 
 @dataclass(frozen=True)

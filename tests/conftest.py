@@ -36,3 +36,24 @@ def run_cisfix(node: TestNode, *args: str, env: dict = None, **kwargs) -> subpro
 def cisfix(node: TestNode):
     """Run the CLI against the node: `cisfix("edit", APISERVER, "--flag", "profiling=false")`."""
     return lambda *args, **kwargs: run_cisfix(node, *args, **kwargs)
+
+
+# Lines a test module wants in the run's closing summary (the torture suite's counts). Under xdist a
+# worker's prints are lost, so workers hand their lines to the controller, which prints them all.
+SUMMARY_LINES: list = []
+
+
+def add_summary_line(config, line: str) -> None:
+    if hasattr(config, "workeroutput"):
+        config.workeroutput.setdefault("cisfix_summary", []).append(line)
+    else:
+        SUMMARY_LINES.append(line)
+
+
+def pytest_testnodedown(node, error) -> None:
+    SUMMARY_LINES.extend(getattr(node, "workeroutput", {}).get("cisfix_summary", []))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in SUMMARY_LINES:
+        terminalreporter.write_line(line)

@@ -78,7 +78,7 @@ components:
         process.wait()
     (acme1,) = [r for r in report["results"] if r["id"] == "ACME-1"]
     assert acme1["status"] == "PASS"
-    assert acme1["evidence"] == [{"process": f"kube-apiserver (pid {process.pid})"}]
+    assert acme1["evidence"] == [{"process": f"kube-apiserver (pid {process.pid})", "detail": "--profiling"}]
 
 
 def test_an_invalid_document_is_reported_by_line_and_the_rest_still_run(node, cisfix, checks_dir):

@@ -6,7 +6,7 @@ from corpus import changed_lines, corpus_files, node_name, read
 
 from cisfix.errors import EditError
 from cisfix.plan import AddFlagItem, RemoveFlag, SetFlag
-from cisfix_cis import flagfile
+from cisfix.editors import flagfile
 
 
 def _flag_file(name: str) -> bool:

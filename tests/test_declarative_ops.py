@@ -7,7 +7,8 @@ import pytest
 
 from cisfix.declarative import audit_files, compare
 from cisfix.node import Node
-from cisfix.state import NodeState, parse_argv
+from cisfix.flags import effective
+from cisfix.state import NodeState
 from cisfix.types import NodeInfo
 
 
@@ -80,4 +81,4 @@ def test_missing_file_is_a_warning_and_absent_passes(state):
     (("-v=2", "--x", "--y"), [("v", "2"), ("x", None), ("y", None)]),
 ])
 def test_parse_argv(argv, flags):
-    assert parse_argv(argv) == flags
+    assert effective(argv) == dict(flags)

@@ -34,7 +34,7 @@ def test_fresh_lab_is_healthy_and_status_json_shows_every_component(lab):
 def test_cisfix_finds_the_processes_and_reads_the_manifest_flags_from_proc(lab):
     from pathlib import Path
 
-    from cisfix.builtin import cisfix_describe_node
+    from cisfix.layouts.kubeadm import cisfix_describe_node
     from cisfix.config import load_node_config
     from cisfix.editors.manifest import read_flags
     from cisfix.node import Node

@@ -22,7 +22,7 @@ import pytest
 
 from cisfix.faults import POINTS
 from cisfix.journal import Journal
-from conftest import APISERVER, KUBELET_CONFIG, run_cisfix
+from conftest import APISERVER, KUBELET_CONFIG, add_summary_line, run_cisfix
 
 COUNTS: Counter = Counter()
 VIOLATIONS: List[str] = []
@@ -36,9 +36,7 @@ def report(request):
     yield
     line = (f"torture: {COUNTS['kills']} kills, {COUNTS['enospc']} full-disk failures, "
             f"{COUNTS['files checked']} files checked, {len(VIOLATIONS)} violations")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        print(f"\n{line}", flush=True)
+    add_summary_line(request.config, line)
 
 
 def violation(text: str) -> None:

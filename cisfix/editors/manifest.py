@@ -10,6 +10,7 @@ model of the container's `command`/`args`. A mount operation appends list items 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .. import flags
 from ..errors import EditError
 from ..plan import AddFlagItem, AddHostPathMount, Edited, FlagOp, ManifestOp, RemoveFlag, RemoveFlagItem, SetFlag
 from . import yamltext as yt
@@ -99,8 +101,7 @@ def read_flags(text: str, component: Optional[str], fallback: Optional[str] = No
 
     The component is `component` if given, else the pod's `component` label, else `fallback` (the
     manifest's file name, say)."""
-    parsed = yt.parse(text)
-    target = _locate(parsed, component, fallback)
+    target = _locate(yt.parse(text, with_data=False), component, fallback)
     return [(f.name, f.value) for f in target.flags]
 
 
@@ -165,12 +166,16 @@ def _locate(parsed: yt.Parsed, component: Optional[str], fallback: Optional[str]
 
 def _target(spec: MappingNode, containers: SequenceNode, component: str) -> _Target:
     by_name: Optional[_Target] = None
-    names = []
+    names = [yt.scalar(yt.node_at(node, "name")) or f"#{index + 1}"
+             for index, node in enumerate(containers.value) if isinstance(node, MappingNode)]
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
+    if twice:
+        # The kubelet refuses such a pod; which container is "the" component would be a guess.
+        raise EditError(f"two containers are named {twice[0]} (the kubelet refuses such a pod)")
     for index, node in enumerate(containers.value):
         if not isinstance(node, MappingNode):
             continue
         name = yt.scalar(yt.node_at(node, "name")) or f"#{index + 1}"
-        names.append(name)
         seqs = {
             key: pair for key in SEQUENCES
             if (pair := yt.mapping_get(node, key)) is not None and isinstance(pair[1], SequenceNode)
@@ -203,24 +208,7 @@ def _program(argv: List[_Item]) -> Tuple[Set[str], int]:
 
 
 def _parse_flags(items: List[_Item]) -> List[_Flag]:
-    flags: List[_Flag] = []
-    i = 0
-    while i < len(items):
-        text = items[i].text
-        if text is None or not text.startswith("--") or text == "--":
-            i += 1
-            continue
-        name, eq, value = text[2:].partition("=")
-        following = items[i + 1].text if i + 1 < len(items) else None
-        if eq:
-            flags.append(_Flag(name, value, (items[i],)))
-        elif following is not None and not following.startswith("-"):
-            flags.append(_Flag(name, following, (items[i], items[i + 1])))
-            i += 1
-        else:
-            flags.append(_Flag(name, None, (items[i],)))
-        i += 1
-    return flags
+    return [_Flag(f.name, f.value, tuple(items[f.first:f.last + 1])) for f in flags.parse([i.text for i in items])]
 
 
 def _spec_data(data: List) -> dict:

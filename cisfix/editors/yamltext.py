@@ -35,12 +35,13 @@ class Parsed:
     data: List[Any]
 
 
-def parse(text: str) -> Parsed:
-    """Parse all documents; any parser, scanner or duplicate-key error becomes an EditError."""
+def parse(text: str, with_data: bool = True) -> Parsed:
+    """Parse all documents; any parser, scanner or duplicate-key error becomes an EditError. Without
+    `with_data` only the nodes are made (enough to read, and half the work; duplicate keys go unseen)."""
     try:
         nodes = list(YAML(typ="rt").compose_all(text))
         # The composer does not see duplicate keys; the constructor does.
-        data = list(YAML(typ="safe", pure=True).load_all(text))
+        data = list(YAML(typ="safe", pure=True).load_all(text)) if with_data else []
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f" at line {mark.line + 1}" if mark is not None else ""

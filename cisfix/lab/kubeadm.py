@@ -25,7 +25,7 @@ CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 @dataclass(frozen=True)
 class Cluster:
     version: str  # "1.32.0"
-    ports: Dict[str, int]  # apiserver, controller-manager, scheduler, etcd-client, etcd-peer, etcd-metrics, kubelet-healthz
+    ports: Dict[str, int]  # apiserver, controller-manager, scheduler, etcd-client, etcd-peer, etcd-metrics, kubelet-healthz, kubelet
 
     @property
     def minor(self) -> str:
@@ -180,7 +180,7 @@ STATIC_PODS = {"etcd": etcd, "kube-apiserver": api_server, "kube-controller-mana
 
 def kubelet_config(c: Cluster, file_check_frequency: str) -> Dict[str, Any]:
     """`/var/lib/kubelet/config.yaml` as kubeadm writes it (zero durations mean "the default"),
-    with the lab's healthz port and static pod re-list interval."""
+    with the lab's healthz and serving ports and static pod re-list interval."""
     zero = "0s"
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -190,7 +190,8 @@ def kubelet_config(c: Cluster, file_check_frequency: str) -> Dict[str, Any]:
         "cgroupDriver": "systemd", "clusterDNS": ["10.96.0.10"], "clusterDomain": "cluster.local",
         "containerRuntimeEndpoint": "", "cpuManagerReconcilePeriod": zero, "evictionPressureTransitionPeriod": zero,
         "fileCheckFrequency": file_check_frequency, "healthzBindAddress": "127.0.0.1",
-        "healthzPort": c.ports["kubelet-healthz"], "httpCheckFrequency": zero, "imageMaximumGCAge": zero,
+        "healthzPort": c.ports["kubelet-healthz"], "port": c.ports["kubelet"], "httpCheckFrequency": zero,
+        "imageMaximumGCAge": zero,
         "imageMinimumGCAge": zero, "kind": "KubeletConfiguration",
         "logging": {"flushFrequency": 0, "options": {"json": {"infoBufferSize": "0"}, "text": {"infoBufferSize": "0"}},
                     "verbosity": 0},

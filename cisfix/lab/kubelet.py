@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .flags import FlagError, known_names, parse_command_line, parse_duration, parse_int
+from .flags import FlagError, flag_table, known_names, parse_command_line, parse_duration, parse_int
 from .layout import Layout, emit
 from .pods import ContainerWorker, PodSpec, Running, start_ticks
 from .standin import klog
@@ -111,16 +111,78 @@ def load_config(layout: Layout, node_path: str) -> dict:
     return config
 
 
+# Flags that set a config field whose name is not the flag's in camelCase.
+FLAG_PATHS = {"anonymous-auth": "authentication.anonymous.enabled", "client-ca-file": "authentication.x509.clientCAFile",
+              "authorization-mode": "authorization.mode", "event-qps": "eventRecordQPS",
+              "make-iptables-util-chains": "makeIPTablesUtilChains", "pod-manifest-path": "staticPodPath",
+              "tls-cert-file": "tlsCertFile", "tls-private-key-file": "tlsPrivateKeyFile"}
+# Flags that are no configuration at all.
+NOT_CONFIG = frozenset({"config", "kubeconfig", "bootstrap-kubeconfig", "container-runtime-endpoint", "v",
+                        "pod-infra-container-image", "hostname-override", "node-ip", "node-labels"})
+# KubeletConfiguration v1beta1 defaults for the fields the benchmark reads.
+DEFAULTS = {"apiVersion": CONFIG_KIND[0], "kind": CONFIG_KIND[1], "port": 10250, "readOnlyPort": 0, "healthzPort": 10248, "healthzBindAddress": "127.0.0.1",
+            "eventRecordQPS": 50, "makeIPTablesUtilChains": True, "rotateCertificates": False,
+            "streamingConnectionIdleTimeout": "4h0m0s", "protectKernelDefaults": False,
+            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
+            "authorization": {"mode": "Webhook"}}
+
+
+def _camel(flag: str) -> str:
+    head, *rest = flag.split("-")
+    return head + "".join(word.upper() if word in ("qps", "tls", "ip") else word.capitalize() for word in rest)
+
+
+LIST_FLAGS = frozenset({"tls-cipher-suites", "cluster-dns"})  # `string` in the table, lists in the config
+
+
+def _typed(name: str, value: str, kind: str) -> object:
+    if kind == "bool":
+        return value.lower() in ("1", "t", "true")
+    if kind.startswith("int"):
+        return parse_int(value)
+    if kind == "strings" or name in LIST_FLAGS:
+        return [v for v in value.split(",") if v]
+    return value
+
+
+def effective_config(flags: Dict[str, str], config: dict) -> dict:
+    """The configuration the kubelet runs with, as its /configz serves it: defaults, then the config
+    file, then the (deprecated) flags that still override it."""
+    merged = json.loads(json.dumps(DEFAULTS))
+
+    def put(path: str, value: object) -> None:
+        keys = path.split(".")
+        target = merged
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+
+    def overlay(data: dict, prefix: str = "") -> None:
+        for key, value in data.items():
+            if isinstance(value, dict) and value:
+                overlay(value, f"{prefix}{key}.")
+            else:
+                put(prefix + key, value)
+    overlay(config)
+    table = flag_table("kubelet")
+    for name, value in flags.items():
+        if name not in NOT_CONFIG:
+            put(FLAG_PATHS.get(name, _camel(name)), _typed(name, value, table[name].type))
+    return merged
+
+
 class Effective:
-    """Config-file values overridden by the (deprecated) flags that still win over them."""
+    """The effective configuration, and the values the simulator itself uses."""
 
     def __init__(self, flags: Dict[str, str], config: dict) -> None:
-        self.static_pod_path = flags.get("pod-manifest-path") or config.get("staticPodPath") or ""
+        self.config = effective_config(flags, config)
+        validate_config(self.config)  # a flag the kubelet rejects, e.g. an unknown cipher suite
+        self.static_pod_path = self.config.get("staticPodPath") or ""
         frequency = flags.get("file-check-frequency") or config.get("fileCheckFrequency") or "0s"
         self.file_check = parse_duration(frequency) or DEFAULT_FILE_CHECK  # 0s means the default
-        self.healthz_address = flags.get("healthz-bind-address") or config.get("healthzBindAddress") or "127.0.0.1"
-        self.healthz_port = parse_int(flags["healthz-port"]) if "healthz-port" in flags else config.get("healthzPort",
-                                                                                                         10248)
+        self.healthz_address = self.config["healthzBindAddress"]
+        self.healthz_port = self.config["healthzPort"]
+        self.port = self.config["port"]
 
 
 # ---- static pods ----
@@ -276,16 +338,66 @@ class Kubelet:
 
 
 class Healthz(BaseHTTPRequestHandler):
+    """The healthz port: plain HTTP, no authentication, only /healthz."""
+
     def do_GET(self) -> None:
-        status, body = (200, b"ok") if self.path.split("?")[0] == "/healthz" else (404, b"404 page not found\n")
+        if self.path.split("?")[0] == "/healthz":
+            self.answer(200, b"ok")
+        else:
+            self.answer(404, b"404 page not found\n")
+
+    def answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
     def log_message(self, format: str, *args) -> None:
         pass
+
+
+class Authenticated(Healthz):
+    """The kubelet's authenticated port: a client certificate signed by the client CA is required
+    (anonymous requests are refused with 401, as with `authentication.anonymous.enabled: false`), and
+    /configz serves the effective configuration."""
+
+    effective: Optional["Effective"] = None
+
+    def do_GET(self) -> None:
+        if not self.connection.getpeercert():
+            self.answer(401, b"Unauthorized\n")
+        elif self.path.split("?")[0] == "/configz":
+            body = json.dumps({"kubeletconfig": self.effective.config if self.effective else {}}).encode()
+            self.answer(200, body, "application/json")
+        else:
+            super().do_GET()
+
+
+def _serve(server: ThreadingHTTPServer) -> ThreadingHTTPServer:
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    return server
+
+
+def serve_authenticated(layout: Layout, effective: Effective) -> Optional[ThreadingHTTPServer]:
+    """HTTPS on `port` with the kubelet's serving certificate, when it has one and a client CA."""
+    import ssl
+
+    config = effective.config
+    cert = config.get("tlsCertFile") or "/var/lib/kubelet/pki/kubelet.crt"
+    key = config.get("tlsPrivateKeyFile") or "/var/lib/kubelet/pki/kubelet.key"
+    client_ca = ((config.get("authentication") or {}).get("x509") or {}).get("clientCAFile")
+    if not effective.port or not client_ca or not layout.host(cert).is_file():
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(layout.host(cert)), str(layout.host(key)))
+    context.load_verify_locations(str(layout.host(client_ca)))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    handler = type("KubeletServer", (Authenticated,), {"effective": effective})
+    server = ThreadingHTTPServer(("127.0.0.1", effective.port), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return _serve(server)
 
 
 def main(root: str, argv: Optional[List[str]] = None) -> int:
@@ -305,16 +417,15 @@ def main(root: str, argv: Optional[List[str]] = None) -> int:
         emit(layout, "config-invalid", "kubelet", message)
         klog("E", f'"command failed" err={json.dumps(message)}')
         return 1
-    healthz = None
+    servers = [serve_authenticated(layout, effective)]
     if effective.healthz_port:
-        healthz = ThreadingHTTPServer((effective.healthz_address, effective.healthz_port), Healthz)
-        healthz.daemon_threads = True
-        threading.Thread(target=healthz.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+        servers.append(_serve(ThreadingHTTPServer((effective.healthz_address, effective.healthz_port), Healthz)))
     kubelet = Kubelet(layout, effective)
     signal.signal(signal.SIGTERM, lambda *_: kubelet.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: kubelet.stopping.set())
     klog("I", f'"Kubelet started" staticPodPath="{effective.static_pod_path}" fileCheckFrequency="{effective.file_check}s"')
     kubelet.run()
-    if healthz:
-        healthz.shutdown()
+    for server in servers:
+        if server:
+            server.shutdown()
     return 0

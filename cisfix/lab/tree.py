@@ -23,7 +23,7 @@ from .layout import (CISFIX_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBELET_DEFAU
 from .pki import Cert, issue_all
 
 PORT_NAMES = ("apiserver", "controller-manager", "scheduler", "etcd-client", "etcd-peer", "etcd-metrics",
-              "kubelet-healthz")
+              "kubelet-healthz", "kubelet")
 
 
 def dump_yaml(data: Any) -> str:
@@ -193,7 +193,10 @@ def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
             "url": f"https://127.0.0.1:{p['scheduler']}/healthz", **self_signed}},
         "kubelet": {"config": KUBELET_CONFIG, "flagFiles": [KUBEADM_FLAGS, KUBELET_DROPIN],
                     "restart": [str(layout.restart_kubelet_program)],
-                    "health": {"url": f"http://127.0.0.1:{p['kubelet-healthz']}/healthz"}},
+                    "health": {"url": f"http://127.0.0.1:{p['kubelet-healthz']}/healthz"},
+                    # Its effective configuration, on its authenticated port, as a real kubelet serves it.
+                    "liveConfig": {"url": f"https://127.0.0.1:{p['kubelet']}/configz", "insecureSkipVerify": True,
+                                   **client}},
     }
     for name, settings in components.items():
         settings["process"] = str(layout.launcher(name))

@@ -1,23 +1,17 @@
 """The CIS Kubernetes Benchmark, as a cisfix plugin (registered by default, like any other plugin).
 
 `catalog` holds the recommendations of v1.11 and v1.12 as data; `audits`, `fixes` and `apiserver` are the
-builders it uses; `kubelet` reads the kubelet's effective configuration; `flagfile` reads and edits the
-kubelet's flag files; `kubebench` renders results as kube-bench's JSON.
+builders it uses; `kubelet` reads the kubelet's effective configuration; `kubebench` renders results as
+kube-bench's JSON.
 """
 from __future__ import annotations
 
 from typing import List, Optional
 
 from cisfix.markers import hookimpl
-from cisfix.plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag
-from cisfix.types import Benchmark, Check, Editor, NodeInfo, ReportFormat
+from cisfix.types import Benchmark, Check, NodeInfo, ReportFormat
 
-from . import flagfile
 from .catalog import BENCHMARKS
-
-# Where kubelet flags live: kubeadm's env file, distribution defaults files, systemd drop-ins.
-FLAG_FILE_PATTERNS = ("*/kubeadm-flags.env", "/etc/default/kubelet", "/etc/sysconfig/kubelet",
-                      "*/kubelet.service.d/*.conf")
 
 
 @hookimpl
@@ -32,12 +26,6 @@ def cisfix_register_checks(node_info: NodeInfo) -> Optional[List[Check]]:
     from .checks import checks_for
 
     return checks_for(node_info.benchmark)
-
-
-@hookimpl
-def cisfix_register_editors() -> List[Editor]:
-    return [Editor("kubelet-flag-file", FLAG_FILE_PATTERNS, (SetFlag, RemoveFlag, AddFlagItem, RemoveFlagItem),
-                   flagfile.edit)]
 
 
 @hookimpl

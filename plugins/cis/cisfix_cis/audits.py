@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from cisfix.declarative import audit_files, compare
-from cisfix.editors.manifest import read_flags
 from cisfix.state import NodeState
 from cisfix.types import FAIL, PASS, WARN, AuditResult, Evidence
 
@@ -19,13 +18,6 @@ Values = Dict[str, Optional[str]]
 
 
 # ---- flags of static-pod components ----
-
-def manifest_flags(state: NodeState, component: str) -> Optional[Values]:
-    path = state.component(component).manifest
-    if not path or state.yaml(path) is None:  # state.yaml raises FILE:LINE for a broken manifest
-        return None
-    return dict(read_flags(state.text(path), None, fallback=component))
-
 
 def with_drift(live: AuditResult, on_disk: Optional[AuditResult], component: str, where: str) -> AuditResult:
     """Add to a verdict on the live process what the file on disk would give after a restart."""
@@ -50,7 +42,7 @@ def audit_component(state: NodeState, component: str, evaluate: Callable[[Values
     live = evaluate(flags.values, (flags.evidence,))
     if not flags.running:
         return live
-    manifest = manifest_flags(state, component)
+    manifest = state.manifest_flags(component)
     path = state.component(component).manifest
     on_disk = evaluate(manifest, (Evidence(file=path),)) if manifest is not None else None
     return with_drift(live, on_disk, component, path or "its manifest")
@@ -254,6 +246,7 @@ class KubeletSetting:
     default: Any = None
     zero_is_default: bool = False
     allowed: Tuple[str, ...] = ()  # op "only": every item in this list
+    component = kubelet.COMPONENT
 
     @property
     def target(self) -> str:

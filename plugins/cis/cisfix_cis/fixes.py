@@ -7,27 +7,25 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-from cisfix.plan import AddFlagItem, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
+from cisfix.plan import AddFlagItem, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag, SetSetting
 from cisfix.state import NodeState
-from cisfix.types import EditFile, Plan, SetMode
+from cisfix.types import Configure, Plan, SetMode
 
 from . import kubelet, targets
 
 
 def edit_manifest(state: NodeState, component: str, *ops: Any, notes: Tuple[str, ...] = ()) -> Plan:
-    path = state.component(component).manifest
-    if not path or state.read(path) is None:
+    """Change flags (and mounts) of a static pod component; the layout says where they live."""
+    if state.manifest_flags(component) is None:
         return Plan(manual=f"{component} has no static pod manifest on this node; change its command line "
                            "where it is defined")
-    return Plan((EditFile(path, _without_empty_lists(state, component, ops), component),), notes=notes)
+    return Plan((Configure(component, _without_empty_lists(state, component, ops)),), notes=notes)
 
 
 def _without_empty_lists(state: NodeState, component: str, ops: Tuple[Any, ...]) -> Tuple[Any, ...]:
     """Removing the last item of a list flag removes the flag (the editor refuses to leave it empty);
     removing an item that is not there is no operation at all."""
-    from .audits import manifest_flags
-
-    values = dict(manifest_flags(state, component) or {})
+    values = dict(state.manifest_flags(component) or {})
     out = []
     for op in ops:
         items = [i for i in (values.get(getattr(op, "name", "")) or "").split(",") if i]
@@ -153,41 +151,24 @@ def _etcd_uid(state: NodeState) -> Optional[int]:
 
 @dataclass(frozen=True)
 class KubeletFix:
-    """Fix a kubelet setting where it takes effect: the flag in the flag file that sets it when the
-    command line sets it (it overrides the config file), else the config file (`path`). `value` None
-    removes the key or flag, so that the kubelet's default applies."""
+    """Set a kubelet setting, known as `--flag` and as `path` in its config file, where it takes effect
+    (the layout decides: the flag file that sets the flag, else the config file). `value` None unsets
+    it, so that the kubelet's default applies."""
 
     flag: Optional[str]
     path: Optional[str]
     value: Any
-    flag_value: Optional[str] = None  # the value as a flag, when it differs from str(value)
 
     def __call__(self, state: NodeState) -> Plan:
         view = kubelet.view(state)
-        notes = ("restart the kubelet for the change to take effect",)
-        if self.flag and (self.flag in view.flags or self.flag in view.file_flags):
-            source = view.sources.get(self.flag)
-            if self.flag not in view.file_flags:
-                return Plan(manual=f"the running kubelet has --{self.flag} but no flag file sets it any more: "
-                                   "restart the kubelet")
-            if source is None or source.file is None:
-                return Plan(manual=f"--{self.flag} is written into the kubelet's ExecStart line; edit the unit")
-            op = RemoveFlag(self.flag) if self.value is None else SetFlag(self.flag, self.flag_value or _flag_text(self.value))
-            return Plan((EditFile(source.file, (op,), kubelet.COMPONENT),), notes=notes)
-        if not self.path:
+        if self.flag and self.flag in view.flags and self.flag not in view.file_flags:
+            return Plan(manual=f"the running kubelet has --{self.flag} but no flag file sets it any more: "
+                               "restart the kubelet")
+        if not self.path and self.flag not in view.file_flags:
             return Plan(manual=f"--{self.flag} can only be set on the kubelet's command line")
-        if not view.config_path or view.config is None:
+        if self.flag not in view.file_flags and view.config is None:
             return Plan(manual="the kubelet has no readable config file on this node")
-        op = UnsetPath(self.path) if self.value is None else SetPath(self.path, self.value)
-        return Plan((EditFile(view.config_path, (op,), kubelet.COMPONENT, "KubeletConfiguration"),), notes=notes)
-
-
-def _flag_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
+        return Plan((Configure(kubelet.COMPONENT, (SetSetting(self.flag, self.path, self.value),)),))
 
 
 @dataclass(frozen=True)
@@ -197,11 +178,9 @@ class KubeletFeatureGate:
     gate: str
 
     def __call__(self, state: NodeState) -> Plan:
-        view = kubelet.view(state)
         item = f"{self.gate}=false"
-        source = view.sources.get("feature-gates")
-        if item in (view.file_flags.get("feature-gates") or "").split(",") and source and source.file:
-            return Plan((EditFile(source.file, (RemoveFlagItem("feature-gates", item),), kubelet.COMPONENT),))
+        if item in (kubelet.view(state).file_flags.get("feature-gates") or "").split(","):
+            return Plan((Configure(kubelet.COMPONENT, (RemoveFlagItem("feature-gates", item),)),))
         return KubeletFix(None, f"featureGates.{self.gate}", None)(state)
 
 

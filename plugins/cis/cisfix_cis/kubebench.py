@@ -2,13 +2,14 @@
 controlplane, node, policies), each with `tests[]` (one per group) holding `results[]`, per-level totals
 and the top-level `Totals`. Statuses as kube-bench gives them: a failing unscored ("Manual")
 recommendation and a check that needs a human are WARN. Results of checks outside the CIS benchmarks are
-left out: kube-bench has no place for them."""
+left out, as are checks whose component is not on the node (NOT_APPLICABLE): kube-bench has no place
+for them."""
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from cisfix.types import ERROR, FAIL, MANUAL, PASS, CheckResult
+from cisfix.types import ERROR, FAIL, MANUAL, NOT_APPLICABLE, PASS, CheckResult, NodeInfo
 
 from .catalog import BENCHMARKS, CONTROLS, GROUPS, specs_for
 
@@ -50,16 +51,16 @@ def _count(results: List[dict]) -> Dict[str, int]:
     return {key: sum(1 for r in results if r["status"] == key.upper()) for key in TOTALS}
 
 
-def report(results: Sequence[CheckResult]) -> dict:
+def report(results: Sequence[CheckResult], node_info: Optional[NodeInfo] = None) -> dict:
     controls: Dict[str, dict] = {}
     for result in results:
         benchmark = result.check.benchmark
         spec = specs_for(benchmark).get(result.check.id) if benchmark in BENCHMARKS else None
-        if spec is None:
-            continue
+        if spec is None or result.audit.status == NOT_APPLICABLE:
+            continue  # kube-bench has no place for these
         part = spec.id.split(".")[0]
         node_type, text = CONTROLS[part]
-        control = controls.setdefault(part, {"id": part, "version": benchmark, "detected_version": "",
+        control = controls.setdefault(part, {"id": part, "version": benchmark, "detected_version": _version(node_info),
                                              "text": text, "node_type": node_type, "tests": {}})
         group = control["tests"].setdefault(spec.section, {"section": spec.section, "type": "",
                                                            "desc": GROUPS[spec.section], "results": []})
@@ -79,5 +80,11 @@ def report(results: Sequence[CheckResult]) -> dict:
     return {"Controls": out, "Totals": totals}
 
 
-def render(results: Sequence[CheckResult], summary: dict) -> str:
-    return json.dumps(report(results), indent=2) + "\n"
+def _version(node_info: Optional[NodeInfo]) -> str:
+    """kube-bench's `detected_version`: the node's Kubernetes minor version."""
+    version = (node_info.version if node_info else None) or ""
+    return ".".join(version.lstrip("v").split(".")[:2])
+
+
+def render(results: Sequence[CheckResult], summary: dict, node_info: NodeInfo) -> str:
+    return json.dumps(report(results, node_info), indent=2) + "\n"

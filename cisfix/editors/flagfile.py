@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from cisfix.errors import EditError
-from cisfix.plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
+from .. import flags
+from ..errors import EditError
+from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
 
 # NAME="value", NAME=value, Environment="NAME=value" (systemd quotes the whole assignment).
 _ASSIGNMENT = re.compile(
@@ -42,21 +43,10 @@ class Assignment:
     value_end: int
     line: int  # 1-based
 
-    def flags(self) -> List[Tuple[str, Optional[str], int, int]]:
-        """(name, value, first token index, last token index) in order; `--k v` pairs as systemd
-        passes them through to the kubelet's flag parser."""
-        found, i, words = [], 0, self.tokens
-        while i < len(words):
-            word = words[i].text
-            if word.startswith("--") and len(word) > 2:
-                name, eq, value = word[2:].partition("=")
-                if not eq and i + 1 < len(words) and not words[i + 1].text.startswith("-"):
-                    found.append((name, words[i + 1].text, i, i + 1))
-                    i += 2
-                    continue
-                found.append((name, value if eq else None, i, i))
-            i += 1
-        return found
+    def flags(self) -> List[flags.FlagWord]:
+        """The flags of the value in order (`first`/`last` index `tokens`), read as the kubelet's flag
+        parser reads the words systemd passes it."""
+        return flags.parse([t.text for t in self.tokens])
 
 
 @dataclass(frozen=True)
@@ -91,7 +81,7 @@ def parse(text: str) -> FlagFile:
 
 def flags_of(text: str) -> Dict[str, Optional[str]]:
     """Every flag the file sets, the last definition winning (for the self-check and tests)."""
-    return {name: value for a in parse(text).assignments for name, value, _, _ in a.flags()}
+    return {f.name: f.value for a in parse(text).assignments for f in a.flags()}
 
 
 # ---- editing ----
@@ -110,14 +100,14 @@ def edit(text: str, ops: Sequence[FlagOp]) -> Edited:
 
 def _apply(text: str, op: FlagOp) -> Tuple[str, str]:
     parsed = parse(text)
-    occurrences = [(a, f) for a in parsed.assignments for f in a.flags() if f[0] == op.name]
+    occurrences = [(a, f) for a in parsed.assignments for f in a.flags() if f.name == op.name]
     if isinstance(op, RemoveFlag):
         if not occurrences:
             return text, ""
         for assignment, flag in reversed(occurrences):
-            text = _remove_words(text, assignment, flag[2], flag[3])
+            text = _remove_words(text, assignment, flag.first, flag.last)
         return text, f"removed --{op.name}"
-    current = occurrences[-1][1][1] if occurrences else None
+    current = occurrences[-1][1].value if occurrences else None
     if isinstance(op, SetFlag):
         value = op.value
     else:
@@ -134,8 +124,8 @@ def _apply(text: str, op: FlagOp) -> Tuple[str, str]:
     _check_word(word)
     if occurrences:
         # Earlier duplicates are dead (the last one wins); only the effective one is changed.
-        assignment, (_, _, first, last) = occurrences[-1]
-        span = (assignment.tokens[first].start, assignment.tokens[last].end)
+        assignment, flag = occurrences[-1]
+        span = (assignment.tokens[flag.first].start, assignment.tokens[flag.last].end)
         return text[:span[0]] + word + text[span[1]:], f"set --{op.name}={value} (was {current})"
     flagged = [a for a in parsed.assignments if a.var.endswith("_ARGS")] or list(parsed.assignments)
     if len(flagged) != 1:

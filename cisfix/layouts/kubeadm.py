@@ -1,0 +1,102 @@
+"""The built-in kubeadm layout: where a kubeadm node keeps each component's settings, how each is probed
+and restarted, and the order of a fix — adjusted by `<root>/etc/cisfix/config.yaml`. It is the only
+module of the core that names kubeadm's paths. Registered like any other plugin; it answers last, so a
+layout plugin for another distribution (RKE2, k3s) answers first on its own nodes.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, Optional, Tuple
+
+from ..markers import hookimpl
+from ..errors import InputError
+from ..node import Node
+from ..nodefile import read_bytes
+from ..types import Component, NodeInfo
+
+MANIFESTS = "/etc/kubernetes/manifests"
+PKI = "/etc/kubernetes/pki"
+STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+KUBELET_RESTART = ("systemctl", "restart", "kubelet")
+APISERVER_CLIENT = {"certFile": f"{PKI}/apiserver-kubelet-client.crt", "keyFile": f"{PKI}/apiserver-kubelet-client.key"}
+
+# Health endpoints as kubeadm's probes use them; `portFlag`/`portPath` take the port from the setting
+# when it is set (see cisfix.health.endpoint_settings).
+HEALTH: Dict[str, dict] = {
+    "etcd": {"url": "https://127.0.0.1:2379/health", "caFile": f"{PKI}/etcd/ca.crt",
+             "certFile": f"{PKI}/etcd/healthcheck-client.crt", "keyFile": f"{PKI}/etcd/healthcheck-client.key"},
+    "kube-apiserver": {"url": ["https://127.0.0.1:6443/livez", "https://127.0.0.1:6443/readyz"],
+                       "caFile": f"{PKI}/ca.crt", "kubeconfig": "/etc/kubernetes/admin.conf", "portFlag": "secure-port"},
+    "kube-controller-manager": {"url": "https://127.0.0.1:10257/healthz", "insecureSkipVerify": True,
+                                "portFlag": "secure-port"},
+    "kube-scheduler": {"url": "https://127.0.0.1:10259/healthz", "insecureSkipVerify": True, "portFlag": "secure-port"},
+    "kubelet": {"url": "http://127.0.0.1:10248/healthz", "portFlag": "healthz-port", "portPath": "healthzPort"},
+}
+DEPENDS_ON: Dict[str, Tuple[str, ...]] = {
+    "kube-apiserver": ("etcd",), "kube-controller-manager": ("kube-apiserver",),
+    "kube-scheduler": ("kube-apiserver",), "kubelet": ("kube-apiserver",)}
+
+COMPONENTS: Dict[str, Component] = {
+    name: Component(name, manifest=f"{MANIFESTS}/{name}.yaml", health=HEALTH[name], depends_on=DEPENDS_ON.get(name, ()),
+                    managed_by="kubelet")
+    for name in STATIC_PODS
+}
+COMPONENTS["kubelet"] = Component(
+    "kubelet", config="/var/lib/kubelet/config.yaml",
+    flag_files=("/var/lib/kubelet/kubeadm-flags.env", "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+                "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"),
+    restart=KUBELET_RESTART, health=HEALTH["kubelet"], config_flag="config", config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"],
+    # A real kubelet serves its effective configuration on its authenticated port; the API server's
+    # kubelet client certificate may read it.
+    live_config={"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, **APISERVER_CLIENT,
+                 "portFlag": "port", "portPath": "port"})
+
+
+def _component(name: str, settings: dict) -> Component:
+    base = COMPONENTS.get(name, Component(name))
+    return Component(
+        name, manifest=settings.get("manifest", base.manifest), config=settings.get("config", base.config),
+        flag_files=tuple(settings.get("flagFiles", base.flag_files)), process=settings.get("process", base.process),
+        health=settings.get("health", base.health), restart=tuple(settings.get("restart", base.restart)),
+        config_flag=base.config_flag, config_kind=base.config_kind, depends_on=tuple(settings.get("dependsOn", base.depends_on)),
+        managed_by=base.managed_by, live_config=settings.get("liveConfig", base.live_config))
+
+
+def _exists(node: Node, path: Optional[str]) -> bool:
+    return bool(path) and node.host(node.resolve(path)).exists()
+
+
+def _detect_types(node: Node, components: Dict[str, Component]) -> tuple:
+    types = []
+    if _exists(node, components["kube-apiserver"].manifest):
+        types.append("master")
+    if _exists(node, components["etcd"].manifest):
+        types.append("etcd")
+    if _exists(node, components["kubelet"].config):
+        types.append("worker")
+    return tuple(types)
+
+
+def _detect_version(node: Node, components: Dict[str, Component]) -> Optional[str]:
+    """The Kubernetes version from a control-plane manifest's image tag (`.../kube-apiserver:v1.31.2`)."""
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        path = components[name].manifest
+        try:
+            data = read_bytes(node.host(node.resolve(path)), node.display(path)) if path else None
+        except InputError:  # a broken manifest: its checks say so; the others may still tell the version
+            continue
+        text = (data or b"").decode("utf-8", "replace")
+        match = re.search(rf"image:\s*['\"]?\S*{name}(?:-\w+)?:v?(\d+\.\d+(?:\.\d+)?)", text)
+        if match:
+            return match.group(1)
+    return None
+
+
+@hookimpl(trylast=True)
+def cisfix_describe_node(node: Node, config: dict) -> NodeInfo:
+    settings = config.get("components", {})
+    components = {name: _component(name, settings.get(name, {})) for name in {*COMPONENTS, *settings}}
+    return NodeInfo(
+        distribution=config.get("distribution", "kubeadm"),
+        version=config.get("version") or _detect_version(node, components),
+        node_types=tuple(config.get("nodeTypes", ())) or _detect_types(node, components), components=components)

@@ -1,0 +1,222 @@
+"""Settings of a component, read as the component itself reads them, and changes of settings resolved to
+the file (and editor) where they take effect.
+
+The layout (`cisfix_describe_node`) says where a component's settings live and in which precedence:
+the live process's command line first; else the command line its sources would give — a static pod's
+manifest (`command`/`args`), or a service's flag files (systemd drop-ins and the environment files they
+name, expanded into `ExecStart=` as systemd does) — and below the command line the config file that
+`--<config_flag>` names (else the component's `config`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from . import flags as flag_parser
+from .editors import flagfile
+from .errors import InputError
+from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
+from .types import Component, Configure, EditFile, Evidence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .state import NodeState
+
+Values = Dict[str, Optional[str]]
+FLAG_FILE = "flag-file"  # EditFile.kind of a flag file: edited with cisfix.editors.flagfile
+
+
+@dataclass(frozen=True)
+class FlagSource:
+    """Where a flag of the command line is defined: a file and line, or only the live process."""
+
+    file: Optional[str]
+    line: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A component's effective settings."""
+
+    component: str
+    flags: Values  # the effective command line
+    running: bool  # `flags` come from the live process
+    file_flags: Values  # the command line its sources give (what a restart would run)
+    sources: Dict[str, FlagSource]  # flag -> where the sources define it (last definition)
+    config_path: Optional[str]
+    config: Optional[dict]
+    evidence: Evidence  # where the command line was read: the live process, or the manifest
+
+    def setting(self, flag: Optional[str], path: Optional[str]) -> Tuple[bool, Any, Evidence]:
+        """The effective value of a setting known as `--flag` and as `path` in the config file."""
+        return self._lookup(self.flags, self.running, flag, path)
+
+    def setting_on_disk(self, flag: Optional[str], path: Optional[str]) -> Tuple[bool, Any, Evidence]:
+        """The value the component would have after a restart."""
+        return self._lookup(self.file_flags, False, flag, path)
+
+    def _lookup(self, flags: Values, running: bool, flag: Optional[str],
+                path: Optional[str]) -> Tuple[bool, Any, Evidence]:
+        from .declarative import lookup
+
+        if flag and flag in flags:
+            source = self.sources.get(flag)
+            if running:
+                evidence = Evidence(process=self.evidence.process, detail=f"--{flag}")
+            else:
+                evidence = Evidence(file=source.file if source else None, line=source.line if source else None,
+                                    detail=f"--{flag}")
+            return True, flags[flag], evidence
+        if path and isinstance(self.config, dict):
+            present, value = lookup(self.config, path)
+            return present, value, Evidence(file=self.config_path, detail=path)
+        if path:
+            return False, None, Evidence(file=self.config_path, detail=path)
+        return False, None, self.evidence
+
+
+def read_settings(state: "NodeState", name: str) -> Settings:
+    component = state.component(name)
+    live = state.flags(name)
+    if component.manifest:
+        file_flags = state.manifest_flags(name) or {}
+        sources = {flag: FlagSource(component.manifest) for flag in file_flags}
+    else:
+        file_flags, sources = command_line_from_files(state, component.flag_files)
+    flags = dict(live.values) if live.running else dict(file_flags)
+    config_path = component.config
+    if component.config_flag:
+        config_path = flags.get(component.config_flag) or file_flags.get(component.config_flag) or config_path
+    config = None
+    if config_path:
+        try:
+            config = state.yaml(config_path)
+        except Exception:  # an unreadable config is reported by the checks that need it
+            config = None
+    settings = Settings(name, flags, live.running, file_flags, sources, config_path,
+                        config if isinstance(config, dict) else None, live.evidence)
+    if state.live and live.running and component.live_config:
+        return _with_live_config(state, settings)
+    return settings
+
+
+def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
+    """The settings with the configuration the running component serves (the kubelet's /configz) in
+    place of its config file: what it really runs with, flags and defaults included."""
+    import http.client
+    import json
+    import ssl
+
+    from .health import endpoint_settings, fetch
+
+    (url, options), *_ = endpoint_settings(state, settings.component, "live_config", settings)
+    try:
+        code, body = fetch(url, state, options)
+        served = json.loads(body.decode("utf-8")) if code == 200 else None
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
+        raise LiveConfigUnavailable(f"{settings.component}: {url}: {exc}")
+    config = next(iter(served.values()), None) if isinstance(served, dict) and len(served) == 1 else None
+    if not isinstance(config, dict):
+        raise LiveConfigUnavailable(f"{settings.component}: {url}: HTTP {code}, no configuration")
+    return replace(settings, config=config, config_path=url)
+
+
+class LiveConfigUnavailable(Exception):
+    """The running component did not serve its configuration: verification cannot use it."""
+
+
+def command_line_from_files(state: "NodeState", flag_files: Tuple[str, ...]) -> Tuple[Values, Dict[str, FlagSource]]:
+    """The command line systemd would start the service with, and where each flag is defined."""
+    variables: Dict[str, Tuple[str, flagfile.Assignment]] = {}
+    order: List[str] = []  # variable names in ExecStart order
+    literal: Values = {}  # flags written straight into ExecStart
+    seen, queue = set(), list(flag_files)
+    while queue:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        parsed = state.flag_file(path)
+        if parsed is None:
+            continue
+        for assignment in parsed.assignments:
+            variables[assignment.var] = (path, assignment)
+        queue.extend(parsed.env_files)
+        if parsed.exec_start:
+            order = re.findall(r"\$\{?(\w+)\}?", parsed.exec_start)
+            literal = flag_parser.effective([w for w in parsed.exec_start.split() if not w.startswith("$")])
+    names = [v for v in order if v in variables] or list(variables)
+    flags: Values = dict(literal)
+    sources: Dict[str, FlagSource] = {name: FlagSource(None) for name in flags}
+    for var in names:
+        path, assignment = variables[var]
+        for flag in assignment.flags():
+            flags[flag.name] = flag.value
+            sources[flag.name] = FlagSource(path, assignment.line)
+    return flags, sources
+
+
+# ---- changes of settings -> edits of files ----
+
+def flag_text(value: Any) -> Optional[str]:
+    """A config value as the flag writes it."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def resolve(state: "NodeState", change: Configure) -> List[EditFile]:
+    """The file edits that make a change of settings: for a static pod its manifest; for a service, the
+    flag file that defines the flag (it overrides the config file), else the config file, else the
+    flag file that holds its command line."""
+    component = state.info.components.get(change.component)
+    if component is None or not state.present(change.component):
+        raise InputError(change.component, "no such component on this node")
+    if component.manifest:
+        ops = tuple(SetFlag(op.flag, flag_text(op.value)) if isinstance(op, SetSetting) and op.value is not None
+                    else RemoveFlag(op.flag) if isinstance(op, SetSetting) else op for op in change.ops)
+        return [EditFile(component.manifest, ops, component.name)]
+    settings = state.settings(change.component)
+    edits: Dict[Tuple[str, Optional[str]], List[Any]] = {}
+    for op in change.ops:
+        target = _service_edit(component, settings, op)
+        if target is None:
+            continue
+        path, edit = target
+        kind = component.config_kind if isinstance(edit, (SetPath, UnsetPath)) else FLAG_FILE
+        edits.setdefault((path, kind), []).append(edit)
+    return [EditFile(path, tuple(ops), component.name, kind) for (path, kind), ops in edits.items()]
+
+
+def _service_edit(component: Component, settings: Settings, op: Any) -> Optional[Tuple[str, Any]]:
+    """(file, operation) for one change of a service's setting; None when there is nothing to change."""
+    if isinstance(op, AddHostPathMount):
+        raise InputError(component.name, "is not a static pod: nothing to mount into")
+    flag = op.flag if isinstance(op, SetSetting) else op.name
+    source = settings.sources.get(flag) if flag else None
+    if flag and flag in settings.file_flags:
+        if source is None or source.file is None:
+            raise InputError(component.name, f"--{flag} is written into the service's ExecStart line; edit the unit")
+        return source.file, _flag_op(op)
+    if isinstance(op, SetSetting) and op.path:
+        if not settings.config_path or settings.config is None:
+            raise InputError(component.name, "has no readable config file on this node")
+        return settings.config_path, UnsetPath(op.path) if op.value is None else SetPath(op.path, op.value)
+    if isinstance(op, (RemoveFlag, RemoveFlagItem)) or (isinstance(op, SetSetting) and op.value is None):
+        return None  # nothing defines it: nothing to remove
+    holders = [path for path, source in ((s.file, s) for s in settings.sources.values()) if path]
+    target = holders[-1] if holders else next(iter(component.flag_files), None)
+    if not target:
+        raise InputError(component.name, f"has no flag file to set --{flag} in")
+    return target, _flag_op(op)
+
+
+def _flag_op(op: Any) -> Any:
+    if isinstance(op, SetSetting):
+        return RemoveFlag(op.flag) if op.value is None else SetFlag(op.flag, flag_text(op.value))
+    return op
+
