@@ -118,12 +118,18 @@ def read_node_file(node: Node, node_path: str, missing_ok: bool = False) -> tupl
     return real, read_bytes(node.host(real), node.display(node_path), missing_ok)
 
 
-def require_regular_targets(node: Node, changes: Sequence[Change]) -> None:
+def require_regular_targets(node: Node, changes: Sequence[Change], info: NodeInfo) -> None:
     """Refuse a FIFO, socket, device or folder among the targets before the lock is taken: reading
-    one would block (or never end) while every other run waits."""
+    one would block (or never end) while every other run waits. A change of settings may touch any of
+    its component's files."""
     for change in changes:
-        path = node.node_path(change.path)
-        require_regular(node.host(node.resolve(path)), node.display(path))
+        if isinstance(change, Configure):
+            spec = info.components.get(change.component)
+            paths = [p for p in (spec.manifest, spec.config, *spec.flag_files) if p] if spec else []
+        else:
+            paths = [change.path]
+        for path in map(node.node_path, paths):
+            require_regular(node.host(node.resolve(path)), node.display(path))
 
 
 def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor] = (),
@@ -288,7 +294,7 @@ def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False,
     """Plan every change, then apply all changed files as one transaction (or only show them).
     `applier` replaces the plain transaction (the health-gated one does); `session` opens the run
     (`cisfix.apply.open_session`: recovery gated), else a plain Session."""
-    require_regular_targets(node, changes)
+    require_regular_targets(node, changes, state.info if state else NodeInfo())
     if dry_run:
         return _outcome_of_plan(node, plan_changes(node, changes, editors, state), dry_run=True)
     with (session or partial(Session, node, wait))() as opened:

@@ -87,12 +87,8 @@ def read_settings(state: "NodeState", name: str) -> Settings:
     config_path = component.config
     if component.config_flag:
         config_path = flags.get(component.config_flag) or file_flags.get(component.config_flag) or config_path
-    config = None
-    if config_path:
-        try:
-            config = state.yaml(config_path)
-        except Exception:  # an unreadable config is reported by the checks that need it
-            config = None
+    # An unreadable config raises InputError (FILE:LINE: reason): the component's checks are then ERROR.
+    config = state.yaml(config_path) if config_path else None
     settings = Settings(name, flags, live.running, file_flags, sources, config_path,
                         config if isinstance(config, dict) else None, live.evidence)
     if state.live and live.running and component.live_config:

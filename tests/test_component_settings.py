@@ -110,11 +110,16 @@ def test_two_containers_of_one_name_are_invalid_input(node, cisfix):
     assert pod != text
     node.write(SCHEDULER, pod)
     before = node.snapshot()
-    for args in (("edit", SCHEDULER, "--flag", "profiling=false"), ("audit", "--check", "1.4.1")):
-        result = cisfix(*args)
-        assert result.returncode == 2, (args, result.stdout, result.stderr)
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and SCHEDULER in lines[0] and "two containers are named kube-scheduler" in lines[0]
+    edit = cisfix("edit", SCHEDULER, "--flag", "profiling=false")
+    assert edit.returncode == 2, (edit.stdout, edit.stderr)
+    lines = edit.stderr.strip().splitlines()
+    assert len(lines) == 1 and SCHEDULER in lines[0] and "two containers are named kube-scheduler" in lines[0]
+    # An audit reports the scheduler's checks as ERROR naming the file, and exits 2.
+    audit = cisfix("audit", "--check", "1.4.1", "--format", "json")
+    assert audit.returncode == 2, (audit.stdout, audit.stderr)
+    [only] = json.loads(audit.stdout)["results"]
+    assert only["status"] == "ERROR" and SCHEDULER in only["reason"]
+    assert "two containers are named kube-scheduler" in only["reason"]
     assert node.snapshot() == before
 
 
