@@ -2,7 +2,7 @@
 Python API: hold the lock, recover unfinished transactions and gate what recovery restored
 (`open_session`); apply each change as one transaction, gated when it restarts a component; verify
 against the live component; commit — or roll back, gate the rollback the same way, and write HALT when
-even that fails. A requested rollback (`rollback_gated`) gates the components it restored.
+even that fails. A requested rollback (`rollback_gated`) is gated the same way.
 
 Every "did the component come back" question goes through `_gate_component`, and the gate's evidence
 rules live in `cisfix.gate`."""
@@ -12,6 +12,7 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import status
+from .atomic import Meta
 from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, file_changes
 from .gate import Gate, Watch
 from .halt import refuse_if_halted, write_halt
@@ -93,8 +94,10 @@ def _restarts(info: NodeInfo, component: str, planned: Sequence[PlannedChange]) 
 
 
 def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: EditOutcome, *, plugins: Plugins,
-                gate: Gate, component: Optional[str], label: str, verify: Optional[Verify] = None) -> EditOutcome:
-    """One transaction for `planned`; gated when it restarts `component`. Fills in and returns `outcome`."""
+                gate: Gate, component: Optional[str], label: str, verify: Optional[Verify] = None,
+                pre_gate: bool = True) -> EditOutcome:
+    """One transaction for `planned`; gated when it restarts `component`. Fills in and returns `outcome`.
+    Without `pre_gate` the component need not be healthy first (putting back a state it was healthy in)."""
     node, info = plugins.node, plugins.info
     changed = [p for p in planned if p.changed]
     gated = component is not None and gate.gates(component) and _restarts(info, component, changed)
@@ -102,7 +105,8 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     manifest = next((p for p in changed if spec and p.path == spec.manifest), None)
     watch = None
     if gated:
-        gate.require_healthy(component)
+        if pre_gate:
+            gate.require_healthy(component)
         watch = gate.watch(component, _manifest_flags(manifest.after, component) if manifest else None)
     tx = Transaction.begin(node, session.journal, session.log, file_changes(changed), label)
     outcome.txid = tx.txid
@@ -198,9 +202,9 @@ def _restored(plugins: Plugins, report: RollbackReport) -> Set[str]:
 
 
 def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Dict[str, Set[str]],
-                     phase: str) -> bool:
+                     phase: str) -> Optional[Tuple[str, str, Answer]]:
     """Prove healthy, in dependency order, every component of `pending` (txid -> components) whose files
-    were put back; one that does not come back HALTs the node. True when all came back."""
+    were put back. The first that does not come back, as (txid, component, answer); None when all did."""
     order = fix_order(plugins.info)
     for txid, components in pending.items():
         for component in sorted(components, key=lambda c: order.index(c) if c in order else len(order)):
@@ -213,11 +217,15 @@ def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Di
                                          fresh=bool(spec.restart))
             answer = _await(session, plugins, gate, txid, watch, phase)
             if not answer.healthy:
-                tx = session.journal.get(txid)
-                write_halt(plugins.node, f"restored {component}'s files ({phase}), but it is not healthy: "
-                           f"{answer.message}", txid, tx.files if tx else [], restart_command(plugins.info, component))
-                return False
-    return True
+                return txid, component, answer
+    return None
+
+
+def _halt_for(session: Session, plugins: Plugins, failure: Tuple[str, str, Answer], phase: str) -> None:
+    txid, component, answer = failure
+    tx = session.journal.get(txid)
+    write_halt(plugins.node, f"restored {component}'s files ({phase}), but it is not healthy: {answer.message}",
+               txid, tx.files if tx else [], restart_command(plugins.info, component))
 
 
 def _expected_flags(plugins: Plugins, component: str) -> Optional[Dict[str, Optional[str]]]:
@@ -235,7 +243,9 @@ def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
     pending = interrupted_gates(session.journal)
     for report in session.recovered:
         pending.setdefault(report.txid, set()).update(_restored(plugins, report))
-    _gate_components(session, plugins, gate, pending, "recovery")
+    failure = _gate_components(session, plugins, gate, pending, "recovery")
+    if failure:
+        _halt_for(session, plugins, failure, "recovery")
 
 
 def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True) -> Session:
@@ -248,13 +258,43 @@ def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bo
     return Session(plugins.node, wait, halt_check, on_recovered=gate_then_check)
 
 
-def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> RollbackReport:
-    """Undo a committed transaction as the operator asked, then gate the components it restored (a
-    `gate` record first, so that a crash in between is gated by the next run); HALT when one does not
-    come back."""
+def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> Tuple[RollbackReport, int, str]:
+    """Undo a committed transaction as the operator asked, gated like any change (a `gate` record first,
+    so that a crash in between is gated by the next run). When a restored component does not come back
+    healthy, the transaction's files are put back as they were before the rollback, gated in turn: exit 3
+    when that brings the component back, HALT (exit 4) when not. Returns the report, the exit code and
+    what happened after the rollback, if anything did."""
+    kept = _files_now(plugins.node, tx)
     touched = {component_of(plugins.info, f["path"]) for f in tx.files} - {None}
     for component in sorted(c for c in touched if gate.gates(c)):
         session.journal.append("gate", tx.txid, component=component, phase="rollback")
     report = rollback_committed(plugins.node, session.journal, session.log, tx)
-    _gate_components(session, plugins, gate, {tx.txid: touched}, "rollback")
-    return report
+    if not report.ok:
+        return report, status.EXIT_ROLLBACK_FAILED, ""
+    failure = _gate_components(session, plugins, gate, {tx.txid: touched}, "rollback")
+    if failure is None:
+        return report, status.EXIT_OK, ""
+    _, component, answer = failure
+    now = _files_now(plugins.node, tx)
+    planned = [PlannedChange(path, now[path][0], data, now[path][1], meta, ("put back: its rollback did not come back",))
+               for path, (data, meta) in kept.items()]
+    outcome = EditOutcome(status.FIXED, "")
+    apply_gated(session, planned, outcome, plugins=plugins, gate=gate, component=component,
+                label=f"undo the rollback of {tx.txid}: {answer.message}", pre_gate=False)
+    if outcome.status == status.FIXED:
+        return report, status.EXIT_ROLLED_BACK, (
+            f"{component} did not come back after the rollback ({answer.message}); the transaction's files "
+            f"were put back and {component} is healthy again [txid {outcome.txid}]")
+    return report, status.EXIT_ROLLBACK_FAILED, outcome.reason
+
+
+def _files_now(node, tx: TxInfo) -> Dict[str, Tuple[Optional[bytes], Optional[Meta]]]:
+    """The transaction's files as they are: bytes and mode/owner, None for a file that does not exist."""
+    files = {}
+    for f in tx.files:
+        host = node.host(f["path"])
+        try:
+            files[f["path"]] = (host.read_bytes(), Meta.of(os.stat(host)))
+        except FileNotFoundError:
+            files[f["path"]] = (None, None)
+    return files

@@ -306,8 +306,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             tx = txs.get(args.txid)
             if tx is None:
                 raise InputError(session.journal.path, f"no transaction {args.txid}")
-        report = rollback_gated(session, plugins, gate, tx)
-        code = _print_reports(node, [report], args, "")
+        report, code, after = rollback_gated(session, plugins, gate, tx)
+        code = max(code, _print_reports(node, [report], args, ""))
+    if after:
+        print(f"cisfix: {after}", file=sys.stderr)
     if halt_file(node).exists():
         print(f"cisfix: error: a component is not healthy after the rollback; see {halt_file(node)}", file=sys.stderr)
         return status.EXIT_ROLLBACK_FAILED

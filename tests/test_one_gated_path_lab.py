@@ -126,3 +126,26 @@ def test_every_kubelet_fix_in_one_run_restarts_it_once_and_verifies_live(lab):
     assert {c["id"]: c["status"] for c in verified["checks"]} == {i: "PASS" for i in wanted}
     assert verified["source"].endswith("/configz")
     assert all(s.healthy for s in lab.status().values())
+
+
+def test_a_rollback_that_does_not_come_back_is_undone_exit_3(lab):
+    """The operator rolls back a change whose old state no longer works (a certificate it named was
+    removed since): the rollback fails its gate, the change is put back, the API server is healthy."""
+    pki = lab.root / "etc/kubernetes/pki"
+    (pki / "apiserver-etcd-client-new.crt").write_bytes((pki / "apiserver-etcd-client.crt").read_bytes())
+    manifest = lab.root / "etc/kubernetes/manifests/kube-apiserver.yaml"
+    edit = cisfix(lab, "-p", "no:cisfix_cis", "edit", "/etc/kubernetes/manifests/kube-apiserver.yaml", "--flag",
+                  "etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client-new.crt", *GATE)
+    assert edit.returncode == 0, edit.stdout + edit.stderr
+    changed = manifest.read_bytes()
+    (pki / "apiserver-etcd-client.crt").rename(pki / "apiserver-etcd-client.crt.moved")
+
+    result = cisfix(lab, "-p", "no:cisfix_cis", "rollback", "--last", *GATE)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "put back" in result.stderr and "healthy again" in result.stderr
+    assert manifest.read_bytes() == changed
+    assert not (lab.root / "var/lib/cisfix/HALT").exists()
+    assert lab.status()["kube-apiserver"].healthy
+    lines = (lab.root / "var/lib/cisfix/journal.jsonl").read_text().splitlines()
+    health = [(r["phase"], r["healthy"]) for r in map(json.loads, lines) if r["type"] == "health"]
+    assert health[-2:] == [("rollback", False), ("apply", True)]
