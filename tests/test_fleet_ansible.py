@@ -154,6 +154,12 @@ def test_a_rolled_back_control_plane_node_stops_the_line(fleet):
     assert fleet.journal("cp1") and fleet.journal("cp2") == [] and fleet.journal("w1") == []
     assert fleet.labs["cp1"].manifest("kube-apiserver").read_bytes() == manifest
     assert "PLAY [cisfix | fix the workers in batches]" not in result.stdout
+    # The fleet report is written as the line stops: the failed check first, the untouched nodes audited.
+    table = (fleet.report_dir / "fleet.txt").read_text().splitlines()
+    assert table[1].split()[:4] == ["TEST-8", "REMEDIATION_FAILED_ROLLED_BACK", "-", "-"]
+    nodes = json.loads((fleet.report_dir / "fleet.json").read_text())["nodes"]
+    assert nodes["cp1"]["fix"] == {"REMEDIATION_FAILED_ROLLED_BACK": 1}
+    assert nodes["cp2"]["fix"] is None and nodes["w1"]["fix"] is None and nodes["w1"]["audit"]["FAIL"] == 1
 
 
 def test_an_unready_api_server_on_another_control_plane_node_stops_the_play_before_it_starts(fleet):
