@@ -159,24 +159,25 @@ def test_dry_runs_change_no_byte_and_report_would_be_changes(fleet, mode):
 
 
 def test_a_rolled_back_control_plane_node_stops_the_line(fleet):
-    fleet.host_vars["cp1"] = {
-                              "cisfix_args": f"--checks-dir {FAILING_CHECKS} --check TEST-8"}
-    manifest = fleet.labs["cp1"].manifest("kube-apiserver").read_bytes()
+    # Node 2 of 3: cp1 is fixed, cp2's change is one its API server rejects, w1 must not be touched.
+    fleet.host_vars["cp2"] = {"cisfix_args": f"--checks-dir {FAILING_CHECKS} --check TEST-8"}
+    manifest = fleet.labs["cp2"].manifest("kube-apiserver").read_bytes()
 
     result = fleet.play("-e", "cisfix_mode=fix")
     assert result.returncode != 0
-    assert ("cisfix stopped the line on cp1: exit 3 (a change failed and was rolled back; the component is "
-            "healthy again): ") in result.stdout, output(result)
-    assert "TEST-8 REMEDIATION_FAILED_ROLLED_BACK" in result.stdout
-    assert fleet.journal("cp1") and fleet.journal("cp2") == [] and fleet.journal("w1") == []
-    assert fleet.labs["cp1"].manifest("kube-apiserver").read_bytes() == manifest
+    assert ("cisfix stopped the line on cp2: exit 3 (a change failed and was rolled back; the component is "
+            "healthy again): TEST-8 REMEDIATION_FAILED_ROLLED_BACK: kube-apiserver is crash-looping since the "
+            "change") in result.stdout, output(result)
+    assert fleet.journal("cp1") and fleet.journal("cp2") and fleet.journal("w1") == []
+    assert fleet.labs["cp2"].manifest("kube-apiserver").read_bytes() == manifest  # rolled back
     assert "PLAY [cisfix | fix the workers in batches]" not in result.stdout
-    # The fleet report is written as the line stops: the failed check first, the untouched nodes audited.
+    assert recap(result)["w1"]["failed"] == 0 and recap(result)["cp2"]["failed"] == 1
+    # The fleet report is written as the line stops: the failed check first; the worker only audited.
     table = (fleet.report_dir / "fleet.txt").read_text().splitlines()
-    assert table[1].split()[:4] == ["TEST-8", "REMEDIATION_FAILED_ROLLED_BACK", "-", "-"]
+    assert table[1].split()[:4] == ["TEST-8", "-", "REMEDIATION_FAILED_ROLLED_BACK", "-"]
     nodes = json.loads((fleet.report_dir / "fleet.json").read_text())["nodes"]
-    assert nodes["cp1"]["fix"] == {"REMEDIATION_FAILED_ROLLED_BACK": 1}
-    assert nodes["cp2"]["fix"] is None and nodes["w1"]["fix"] is None and nodes["w1"]["audit"]["FAIL"] == 1
+    assert nodes["cp1"]["fix"] == {"FIXED": 1} and nodes["cp2"]["fix"] == {"REMEDIATION_FAILED_ROLLED_BACK": 1}
+    assert nodes["w1"]["fix"] is None and nodes["w1"]["audit"]["FAIL"] == 1
 
 
 def test_an_unready_api_server_on_another_control_plane_node_stops_the_play_before_it_starts(fleet):
