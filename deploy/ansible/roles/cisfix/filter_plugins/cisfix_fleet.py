@@ -99,6 +99,7 @@ def _cell(cell: Optional[Mapping[str, str]]) -> str:
 
 
 def _natural(check_id: str) -> list:
+    """1.2.10 after 1.2.9, as cisfix orders checks (the controller need not have cisfix installed)."""
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in check_id.replace("-", ".").split(".")]
 
 
