@@ -135,27 +135,26 @@ def test_control_plane_nodes_are_fixed_one_at_a_time_then_workers(fleet):
     assert any(line.startswith("w1: ") and "fix: 1 FIXED" in line for line in table)
 
 
-@pytest.mark.parametrize("mode", [("-e", "cisfix_mode=fix", "--check", "--diff"), ("-e", "cisfix_mode=drift")],
-                         ids=["check-mode", "drift"])
-def test_dry_runs_change_no_byte_and_report_would_be_changes(fleet, mode):
+def test_check_mode_and_drift_change_no_byte_and_report_would_be_changes(fleet):
     # w1 is compliant already: it must be reported ok, the others changed.
     fixed = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(fleet.labs["w1"].root), "fix",
                             *GATE.split(), *CHECK.split()], capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     before = fleet.snapshot()
 
-    result = fleet.play(*mode)
-    assert result.returncode == 0, output(result)
-    assert fleet.snapshot() == before
-    assert task_outcomes(result, "cisfix : cisfix | what fix would change") == {
-        "cp1": "changed", "cp2": "changed", "w1": "ok"}
-    assert "+    - --profiling=false" in result.stdout  # the would-be diff
-    fix_reports = {name: json.loads((fleet.report_dir / f"nodes/{name}.fix.json").read_text()) for name in NODES}
-    assert {n: r["results"][0]["fix"] for n, r in fix_reports.items()} == {
-        "cp1": "WOULD_FIX", "cp2": "WOULD_FIX", "w1": "ALREADY_COMPLIANT"}
-    if "--check" in mode:  # nothing else changed either, not even the pyz was installed
-        assert {h: r["changed"] for h, r in recap(result).items()} == {"cp1": 1, "cp2": 1, "w1": 0}
-        assert not any((fleet.work / f"bin-{name}").exists() for name in NODES)
+    for mode in (("-e", "cisfix_mode=fix", "--check", "--diff"), ("-e", "cisfix_mode=drift")):
+        result = fleet.play(*mode)
+        assert result.returncode == 0, output(result)
+        assert fleet.snapshot() == before, mode
+        assert task_outcomes(result, "cisfix : cisfix | what fix would change") == {
+            "cp1": "changed", "cp2": "changed", "w1": "ok"}, mode
+        assert "+    - --profiling=false" in result.stdout  # the would-be diff
+        fix_reports = {name: json.loads((fleet.report_dir / f"nodes/{name}.fix.json").read_text()) for name in NODES}
+        assert {n: r["results"][0]["fix"] for n, r in fix_reports.items()} == {
+            "cp1": "WOULD_FIX", "cp2": "WOULD_FIX", "w1": "ALREADY_COMPLIANT"}, mode
+        if "--check" in mode:  # nothing else changed either: not even the pyz was installed
+            assert {h: r["changed"] for h, r in recap(result).items()} == {"cp1": 1, "cp2": 1, "w1": 0}
+            assert not any((fleet.work / f"bin-{name}").exists() for name in NODES)
 
 
 def test_a_rolled_back_control_plane_node_stops_the_line(fleet):
