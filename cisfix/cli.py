@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     benchmarks = command("benchmarks", cmd_benchmarks, "benchmarks the plugins implement, and the node's")
     _format_option(benchmarks)
 
+    from .health_command import add_command as add_health_command
+
+    add_health_command(command)
+
     from .lab.cli import add_commands as add_lab_commands
 
     add_lab_commands(commands, lambda sub: _common_options(sub, subcommand=True))

@@ -15,24 +15,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BUILD_SH = REPO / "build" / "build.sh"
-WHEELS_UNAVAILABLE = 3  # build.sh's exit status when the pinned wheels are neither cached nor downloadable
+from pyz_fixtures import REPO, build
+
 COMPILED_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
-
-
-def build(outdir: Path) -> Path:
-    result = subprocess.run(["bash", str(BUILD_SH), str(outdir)], capture_output=True, text=True)
-    if result.returncode == WHEELS_UNAVAILABLE:
-        pytest.skip("cannot build cisfix.pyz: the pinned wheels are not in build/.cache/wheels and the "
-                    "package index is unreachable; run build/build.sh once online")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return outdir / "cisfix.pyz"
-
-
-@pytest.fixture(scope="module")
-def pyz(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture

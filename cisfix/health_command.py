@@ -1,0 +1,39 @@
+"""`cisfix health [--component NAME]...`: probe components of the node as the gate's pre-check does, and
+change nothing. Fleet tooling runs it on the *other* control-plane nodes before touching one (their API
+servers answer /readyz, every etcd member is healthy), with each node's own credentials under `--root`.
+
+Exit 0 when every component asked about is healthy, 2 otherwise (one line per unhealthy component)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from . import status
+
+DEFAULT_COMPONENTS = ("kube-apiserver", "etcd")
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from .cli import _plugins
+    from .gate import Gate
+
+    gate = Gate(_plugins(args))
+    state = gate.state()
+    answers = {component: gate.check(component, state) for component in args.component or DEFAULT_COMPONENTS}
+    healthy = all(a.healthy for a in answers.values())
+    if args.format == "json":
+        print(json.dumps({"healthy": healthy, "components": {
+            c: {"healthy": a.healthy, "message": a.message} for c, a in answers.items()}}, indent=2))
+    else:
+        for component, answer in answers.items():
+            if not (args.quiet and answer.healthy):
+                print(f"{component}: {'healthy' if answer.healthy else 'UNHEALTHY'}: {answer.message}")
+    return status.EXIT_OK if healthy else status.EXIT_INPUT
+
+
+def add_command(command: Callable[[str, Callable, str], argparse.ArgumentParser]) -> None:
+    health = command("health", cmd_health, "probe components with the node's credentials; change nothing")
+    health.add_argument("--component", action="append", default=[], metavar="NAME",
+                        help=f"a component to probe (repeatable; default {', '.join(DEFAULT_COMPONENTS)})")
+    health.add_argument("--format", choices=("text", "json"), default="text")

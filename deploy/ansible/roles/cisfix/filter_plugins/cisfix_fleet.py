@@ -1,0 +1,135 @@
+"""Filters of the cisfix role: how a node's `cisfix fix` ended, and the fleet report merged from every
+node's reports. Runs on the controller; stdlib only.
+
+A node's reports, as the role fetches them into <report dir>/nodes/: `<host>.audit.json` (`cisfix audit
+--format json`: summary, results) and, in fix and drift mode, `<host>.fix.json` (`cisfix fix --format
+json`: summary, restarts, results with each check's `fix` outcome, diff).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+CHANGED = ("FIXED", "WOULD_FIX")
+# What each exit code of `cisfix fix` means when it stops the line (README "Statuses and exit codes").
+EXIT_MEANINGS = {
+    2: "unhealthy before any change, or bad input; nothing was changed",
+    3: "a change failed and was rolled back; the component is healthy again",
+    4: "a rollback failed, recovery found a conflict, or the node is HALTed: manual intervention needed",
+    5: "another cisfix run holds the lock",
+}
+# Cells of the fleet table that need a person or a fix run, ranked worst first.
+NOT_GOOD = ("REMEDIATION_FAILED_ROLLBACK_FAILED", "REMEDIATION_FAILED_ROLLED_BACK", "REMEDIATION_FAILED",
+            "ERROR", "FAIL", "WOULD_FIX", "WARN")
+
+
+def _fix_report(result: Mapping[str, Any]) -> Optional[dict]:
+    try:
+        report = json.loads(result.get("stdout") or "")
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def cisfix_changed(result: Mapping[str, Any]) -> bool:
+    """A node is changed when cisfix fixed a check (or, in a dry run, would fix one)."""
+    report = _fix_report(result) or {}
+    return any(r.get("fix") in CHANGED for r in report.get("results", []))
+
+
+def cisfix_failure(result: Mapping[str, Any], host: str) -> str:
+    """One line naming the node, the exit code's meaning and each failed check with its reason."""
+    rc = result.get("rc")
+    report = _fix_report(result) or {}
+    failed = [f"{r['id']} {r['fix']}: {r.get('reason') or 'no reason given'}"
+              for r in report.get("results", []) if str(r.get("fix", "")).startswith("REMEDIATION_FAILED")]
+    stderr = [line for line in (result.get("stderr") or "").splitlines() if line.strip()]
+    why = "; ".join(failed) or (stderr[-1] if stderr else "no output")
+    return f"cisfix stopped the line on {host}: exit {rc} ({EXIT_MEANINGS.get(rc, 'unexpected exit code')}): {why}"
+
+
+def cisfix_unaudited(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> List[str]:
+    """Hosts whose audit did not run to an end (exit 0 or 1) in this play."""
+    def audited(host: str) -> bool:
+        audit = hostvars[host].get("cisfix_audit") if host in hostvars else None
+        return isinstance(audit, Mapping) and audit.get("rc") in (0, 1)
+    return [h for h in dict.fromkeys(hosts) if not audited(h)]
+
+
+def _load(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        return {"error": f"{path}: not JSON: {exc}"}
+    return data if isinstance(data, dict) else {"error": f"{path}: not a JSON object"}
+
+
+def cisfix_fleet_report(report_dir: str, hosts: Sequence[str]) -> Dict[str, Any]:
+    """{"nodes": {host: {"audit": summary, "fix": summary, "restarts", "error"}}, "checks": {id: {"title",
+    "nodes": {host: {"status", "fix"?}}}}}: per node and check, the status after this run (a fix report's
+    verdict where the node was fixed, else the audit's)."""
+    nodes: Dict[str, dict] = {}
+    checks: Dict[str, dict] = {}
+    for host in dict.fromkeys(hosts):
+        audit = _load(os.path.join(report_dir, "nodes", f"{host}.audit.json"))
+        fix = _load(os.path.join(report_dir, "nodes", f"{host}.fix.json"))
+        errors = [r["error"] for r in (audit, fix) if r and "error" in r]
+        if audit is None:
+            errors.insert(0, "no audit report (the node failed or was not reached)")
+        nodes[host] = {"audit": (audit or {}).get("summary"), "fix": (fix or {}).get("summary"),
+                       "restarts": (fix or {}).get("restarts"), "error": "; ".join(errors) or None}
+        for report in (audit, fix):
+            for r in (report or {}).get("results", []):
+                cell = {"status": r.get("status")}
+                if r.get("fix"):
+                    cell["fix"] = r["fix"]
+                checks.setdefault(r["id"], {"title": r.get("title", ""), "nodes": {}})["nodes"][host] = cell
+    return {"nodes": nodes, "checks": checks}
+
+
+def _cell(cell: Optional[Mapping[str, str]]) -> str:
+    if not cell:
+        return "-"
+    fix = cell.get("fix")
+    return fix if fix and fix not in ("ALREADY_COMPLIANT", "SKIPPED") else cell.get("status") or "-"
+
+
+def _natural(check_id: str) -> list:
+    """1.2.10 after 1.2.9, as cisfix orders checks (the controller need not have cisfix installed)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in check_id.replace("-", ".").split(".")]
+
+
+def cisfix_fleet_table(fleet: Mapping[str, Any]) -> str:
+    """A check × node table of statuses, failures first (the worst, then the most nodes), then a line per
+    node: its audit summary, what was fixed, and its error if it had one."""
+    hosts = list(fleet["nodes"])
+    rows = []
+    for check_id, check in fleet["checks"].items():
+        cells = [_cell(check["nodes"].get(h)) for h in hosts]
+        ranks = [NOT_GOOD.index(c) for c in cells if c in NOT_GOOD]
+        order = (min(ranks) if ranks else len(NOT_GOOD), -len(ranks), _natural(check_id))
+        rows.append((order, [check_id, *cells, check["title"][:60]]))
+    header = ["CHECK", *hosts, "TITLE"]
+    table = [header] + [cells for _, cells in sorted(rows, key=lambda row: row[0])]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)) + "  " + line[-1] for line in table]
+    lines.append("")
+    for host, node in fleet["nodes"].items():
+        parts = [", ".join(f"{n} {s}" for s, n in (node["audit"] or {}).items() if n) or "not audited"]
+        if node["fix"]:
+            parts.append("fix: " + ", ".join(f"{n} {s}" for s, n in node["fix"].items()))
+        if node["error"]:
+            parts.append(f"ERROR: {node['error']}")
+        lines.append(f"{host}: " + "; ".join(parts))
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+class FilterModule:
+    def filters(self) -> dict:
+        return {"cisfix_changed": cisfix_changed, "cisfix_failure": cisfix_failure,
+                "cisfix_unaudited": cisfix_unaudited, "cisfix_fleet_report": cisfix_fleet_report,
+                "cisfix_fleet_table": cisfix_fleet_table}
