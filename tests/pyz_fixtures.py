@@ -2,6 +2,7 @@
 runs it (the zipapp's own tests, the fleet playbook), so the suite builds it once."""
 from __future__ import annotations
 
+import fcntl
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,12 @@ WHEELS_UNAVAILABLE = 3  # build.sh's exit status when the pinned wheels are neit
 
 def build(outdir: Path) -> Path:
     """dist/cisfix.pyz and its .sha256 in `outdir`; skips when the pinned wheels cannot be had."""
-    result = subprocess.run(["bash", str(BUILD_SH), str(outdir)], capture_output=True, text=True)
+    # One build at a time: test workers share build/.cache and the generated cisfix/_build.py.
+    lock = REPO / "build" / ".cache" / "build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = subprocess.run(["bash", str(BUILD_SH), str(outdir)], capture_output=True, text=True)
     if result.returncode == WHEELS_UNAVAILABLE:
         pytest.skip("cannot build cisfix.pyz: the pinned wheels are not in build/.cache/wheels and the "
                     "package index is unreachable; run build/build.sh once online")
