@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole suite three times in a row while two CPU-bound processes run beside it: a loaded CI
+# The whole suite (as the README runs it: four xdist workers) three times in a row while two CPU-bound processes run beside it: a loaded CI
 # machine (load about 3 on 2 cores). Tests must wait for events with deadlines, never for fixed
 # sleeps; a test that passes alone but fails here is timing-sensitive and must be fixed.
 #
@@ -26,7 +26,7 @@ done
 
 for run in 1 2 3; do
     echo "=== run $run of 3 beside two CPU-bound processes (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    "$python" -m pytest -q -p no:cacheprovider "$@"
+    "$python" -m pytest -q -p no:cacheprovider -n 4 --dist loadfile "$@"
     status=$?
     if [[ $status -ne 0 ]]; then
         echo "stress: run $run of 3 failed (pytest exit $status)"
