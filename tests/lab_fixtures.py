@@ -80,7 +80,7 @@ def make_lab(tmp_path: Path):
         node = LabNode(create(tmp_path / name, **options).root)
         labs.append(node)
         if start:
-            node.start(wait=30)
+            node.start(wait=120)  # bounds a failure only: a loaded machine starts a lab slowly
         return node
 
     yield make
