@@ -3,7 +3,6 @@ an invalid checks.d document are errors (exit 2) naming the file, never a green 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
