@@ -31,6 +31,9 @@ class GateSettings:
     timeout: float = 180.0  # per component: an API server needs 30-90 s, the kubelet notices within 20 s
     stability: float = 15.0  # seconds of uninterrupted health, same process, after the first success
     interval: float = 1.0
+    # Consecutive failed probes tolerated after the first success, as the kubelet's failureThreshold
+    # (kubeadm's readiness probes use 3): one slow answer on a loaded node is not a broken change.
+    failure_threshold: int = 3
 
 
 def gate_settings(config: dict, timeout: Optional[float] = None, stability: Optional[float] = None) -> GateSettings:
@@ -39,7 +42,8 @@ def gate_settings(config: dict, timeout: Optional[float] = None, stability: Opti
     return GateSettings(
         timeout=timeout or configured.get("timeout", GateSettings.timeout),
         stability=stability if stability is not None else configured.get("stabilityWindow", GateSettings.stability),
-        interval=configured.get("interval", GateSettings.interval))
+        interval=configured.get("interval", GateSettings.interval),
+        failure_threshold=configured.get("failureThreshold", GateSettings.failure_threshold))
 
 
 class NotHealthy(CisfixError):
@@ -222,7 +226,7 @@ class Gate:
         went away (not a crash of the expected pod)."""
         component, s = watch.component, self.settings
         first_success = None
-        successes = 0
+        successes = failures = 0
         last = Answer(False, "no probe answered")
         while time.monotonic() < deadline:
             state = self.state()
@@ -231,6 +235,7 @@ class Gate:
                     return None
                 return Answer(False, f"{component} restarted again (crashed) after the change" + watch.last_words(state))
             answer = self.check(component, state)
+            failures = 0 if answer.healthy else failures + 1
             if answer.healthy:
                 successes += 1
                 first_success = first_success or time.monotonic()
@@ -238,12 +243,15 @@ class Gate:
                     self.progress("")
                     return Answer(True, f"{component} healthy and stable for {s.stability:.0f}s (pid {process.pid})")
                 self.progress(f"{component} healthy, watching for {s.stability:.0f}s… {time.monotonic() - started:.0f}s")
-            elif first_success is not None or answer.refused:
+            elif answer.refused or (first_success is not None and failures >= s.failure_threshold):
                 # A component that refuses its own kubelet's probes will be killed by it: fail now,
                 # not after the kubelet's failure threshold.
                 self.progress("")
                 when = " (after being healthy)" if first_success is not None else ""
                 return Answer(False, f"{answer.message}{when}" + watch.last_words(state))
+            elif first_success is not None:
+                self.progress(f"{component} failed {failures} probe(s) of {s.failure_threshold} allowed… "
+                              f"{time.monotonic() - started:.0f}s")
             else:
                 self.progress(f"waiting for {component} to become healthy… {time.monotonic() - started:.0f}s")
                 last = answer

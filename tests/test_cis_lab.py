@@ -77,7 +77,7 @@ def test_fresh_node_matches_kube_bench_then_api_server_fix(make_lab, version):
                  what="the API server healthy with the new flags")
     results = TestNode(lab.root).audit(*(c.id for c, _ in plan.planned))
     assert {i: r["status"] for i, r in results.items()} == {c.id: "PASS" for c, _ in plan.planned}
-    assert lab.status()["kube-apiserver"].healthy
+    lab.wait_for(lambda: lab.status()["kube-apiserver"].healthy, timeout=30, what="the API server still healthy")
     again = Plugins(Node(str(lab.root)))
     assert plan_fix(again, [c for c in select(again) if c.id.startswith("1.2.") and c.level == 1]).planned == []
     assert ("1.2.1" in {c.id for c, _ in plan.planned}) == (version == "1.32")

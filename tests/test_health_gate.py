@@ -142,6 +142,39 @@ def test_a_rollback_that_does_not_come_back_halts_the_node(lab, tmp_path):
     assert cisfix(lab, "edit", APISERVER, "--flag", "audit-log-maxage=30", *FAST).returncode == 0
 
 
+HICCUP_PROBE = '''
+import cisfix
+calls = []
+
+def check(state, component):
+    calls.append(1)  # the pre-gate, the first success after the restart, then FAILURES failed answers
+    return (not 3 <= len(calls) < 3 + FAILURES, "the test's probe timed out")
+
+@cisfix.hookimpl
+def cisfix_register_probes():
+    return [cisfix.Probe("kube-apiserver", check)]
+'''
+
+
+@pytest.mark.parametrize("failures, code", [(1, 0), (2, 0), (3, 3)])
+def test_probes_failing_after_success_roll_back_only_at_the_failure_threshold(lab, tmp_path, failures, code):
+    """As the kubelet's failureThreshold (3): one slow answer on a loaded node is not a broken change."""
+    probes = tmp_path / "probes.d"
+    probes.mkdir()
+    (probes / "hiccup.py").write_text(HICCUP_PROBE.replace("FAILURES", str(failures)))
+    path = Path(lab.root) / APISERVER.lstrip("/")
+    before = path.read_bytes()
+    result = cisfix(lab, "--checks-dir", str(probes), "edit", APISERVER, "--flag", "profiling=false",
+                    "--format", "json", *FAST)
+    assert result.returncode == code, result.stdout + result.stderr
+    if code == 0:
+        assert b"--profiling=false" in path.read_bytes()
+    else:
+        assert path.read_bytes() == before
+        assert "timed out (after being healthy)" in json.loads(result.stdout)["reason"]
+    assert not (Path(lab.root) / "var/lib/cisfix/HALT").exists()
+
+
 def test_kill_during_the_gate_is_restored_and_gated_by_the_next_run(lab):
     before = (Path(lab.root) / APISERVER.lstrip("/")).read_bytes()
     proc = subprocess.Popen([sys.executable, "-m", "cisfix", "--root", str(lab.root), "-p", "no:cisfix_cis",

@@ -168,7 +168,7 @@ class Lab:
         except (OSError, ValueError, KeyError):
             return 0
 
-    def probe(self, health: dict, timeout: float = 2.0) -> bool:
+    def probe(self, health: dict, timeout: float = 10.0) -> bool:
         """GET the health URL with the configured client certificate, exactly as cisfix's gate does."""
         from ..health import get
         from ..node import Node

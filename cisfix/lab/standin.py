@@ -201,7 +201,8 @@ def anonymous_paths(values: Dict[str, str], files: Files, version: Tuple[int, in
 # ---- serving ----
 
 class EtcdCheck:
-    """The API server's etcd health check, cached for a second as the real one is."""
+    """The API server's etcd health check, cached for a second and bounded by 2 s
+    (--etcd-healthcheck-timeout's default) as the real one is."""
 
     def __init__(self, values: Dict[str, str], files: Files) -> None:
         self.url = split_list(values.get("etcd-servers", ""))[:1]
@@ -224,8 +225,8 @@ class EtcdCheck:
     def _check(self) -> bool:
         host_port = self.url[0].split("://", 1)[1].rstrip("/")
         host, _, port = host_port.rpartition(":")
-        conn = (http.client.HTTPSConnection(host, int(port), context=self.context, timeout=1) if self.context
-                else http.client.HTTPConnection(host, int(port), timeout=1))
+        conn = (http.client.HTTPSConnection(host, int(port), context=self.context, timeout=2) if self.context
+                else http.client.HTTPConnection(host, int(port), timeout=2))
         try:
             conn.request("GET", "/health")
             return conn.getresponse().status == 200
