@@ -18,6 +18,7 @@ _EXPORTS = {
         "Check", "AuditResult", "Evidence", "Plan", "Configure", "EditFile", "CreateFile", "SetMode",
         "AddHostPathMount",
         "Component", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
+        "NetChange", "ApiObject", "ObjectUpdate", "PersistPlan",
         "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "NOT_APPLICABLE")},
     **{name: "cisfix.plan" for name in (
         "SetFlag", "RemoveFlag", "AddFlagItem", "RemoveFlagItem", "SetPath", "UnsetPath", "SetSetting", "Edited")},

@@ -141,8 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--diff", action="store_true", help="print the diffs and apply")
     fix.add_argument("--one-at-a-time", action="store_true", help="one transaction (and restart) per check")
     fix.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    fix.add_argument("--persist", action="store_true",
+                     help="after a fix that rolled nothing back, persist the fixes as `cisfix persist` does")
+    fix.add_argument("--force", action="store_true", help="with --persist: as `cisfix persist --force`")
     _gate_options(fix)
     _format_option(fix)
+
+    persist = command("persist", cmd_persist, "keep the committed fixes where the node's installer regenerates "
+                                              "them from (kubeadm: ClusterConfiguration, kubelet-config, patch files)")
+    persist.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    persist.add_argument("--diff", action="store_true", help="show the changes and apply them")
+    persist.add_argument("--force", action="store_true",
+                         help="replace values someone else set there (default: report them and keep them)")
+    persist.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _format_option(persist)
 
     resume = command("resume", cmd_resume, "clear HALT once the node has been repaired by hand")
     resume.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
@@ -329,13 +341,36 @@ def cmd_fix(args: argparse.Namespace) -> int:
     checks = select(plugins, args.check, args.node_type, args.level)
     report = run_fix(plugins, checks, _gate(args, plugins), dry_run=args.dry_run,
                      one_at_a_time=args.one_at_a_time, wait=args.wait)
+    # Persist what is committed once the fix has ended well (fixed, or failing only where a person must act).
+    persisted = None
+    if args.persist and not args.dry_run and report.exit_code in (status.EXIT_OK, status.EXIT_STILL_FAILING):
+        from .persist import run_persist
+
+        persisted = run_persist(_plugins(args, for_changes=True), args.force, wait=args.wait)
+    code = report.exit_code if report.exit_code or persisted is None else persisted.exit_code
     if args.format == "json":
         print(json.dumps({"summary": _fix_summary(report.results), "restarts": report.restarts,
-                          "results": [r.as_dict() for r in report.results], "diff": report.diff}, indent=2))
-        return report.exit_code
+                          "results": [r.as_dict() for r in report.results], "diff": report.diff,
+                          **({"persist": persisted.as_dict()} if persisted else {})}, indent=2))
+        return code
     if (args.dry_run or args.diff) and report.diff:
         sys.stdout.write(report.diff)
     _print_fix_text(report, args.quiet, args.dry_run)
+    if persisted:
+        from .persist import print_report
+
+        print_report(persisted, args.quiet, args.diff)
+    return code
+
+
+def cmd_persist(args: argparse.Namespace) -> int:
+    from .persist import print_report, run_persist
+
+    report = run_persist(_plugins(args, for_changes=not args.dry_run), args.force, args.dry_run, args.wait)
+    if args.format == "json":
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_report(report, args.quiet, args.diff or args.dry_run)
     return report.exit_code
 
 

@@ -23,7 +23,8 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .node import Node
-    from .types import Benchmark, Check, CheckResult, Editor, NodeInfo, Plan, Probe, ReportFormat
+    from .state import NodeState
+    from .types import Benchmark, Check, CheckResult, Editor, NetChange, NodeInfo, PersistPlan, Plan, Probe, ReportFormat
 
 hookspec = pluggy.HookspecMarker("cisfix")
 
@@ -181,4 +182,32 @@ def cisfix_observe_result(result: "CheckResult") -> None:
         @cisfix.hookimpl
         def cisfix_observe_result(result):
             syslog.syslog(f"{result.check.id} {result.audit.status}")
+    """
+
+
+@hookspec(firstresult=True)
+def cisfix_plan_persistence(node_info: "NodeInfo", state: "NodeState",
+                            changes: "List[NetChange]") -> "Optional[PersistPlan]":
+    """The layout hook for `cisfix persist` (and `fix --persist`): say where the node's installer keeps
+    what it regenerates the fixed files from, so that its next upgrade keeps the fixes.
+
+    :param node_info: the node description (`cisfix_describe_node`).
+    :param state: the node's files and settings; read node files through it.
+    :param changes: every node file cisfix's committed fixes changed, as `cisfix.NetChange` (the file
+        before the first of them, and now).
+
+    firstresult: return a `cisfix.PersistPlan` — API objects to update (the core reads, shows and writes
+    them with optimistic concurrency, or writes their `offline` YAML under the state folder when the
+    API server cannot be reached), files for the installer (written under `<state>/persist/files`) and
+    notes — or None when this is not your layout's node. The built-in kubeadm layout persists into the
+    `kubeadm-config` and `kubelet-config` ConfigMaps and kubeadm patch files
+    (`cisfix.layouts.kubeadm_persist`).
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_plan_persistence(node_info, state, changes):
+            if node_info.distribution != "rke2":
+                return None
+            return cisfix.PersistPlan(notes=("RKE2 keeps its config in /etc/rancher/rke2/config.yaml",))
     """

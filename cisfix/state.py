@@ -5,6 +5,7 @@ component's effective flags (the running process first, its manifest otherwise) 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ class NodeState:
         self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
         self._boot_time: Optional[float] = None
+        self._created: Optional[Dict[str, str]] = None  # node path -> sha256 cisfix created it with
 
     # ---- files ----
     def read(self, path: str) -> Optional[bytes]:
@@ -60,6 +62,20 @@ class NodeState:
         if path not in self._files:
             self._files[path] = sources.read(self.node.host(self.node.resolve(path)), self.node.display(path))
         return self._files[path][0]
+
+    def written_by_cisfix(self, path: str) -> bool:
+        """Whether a committed cisfix transaction created the file and it still holds what was written
+        then: a fix may put it back in use (an upgrade dropped the flag naming it) rather than treat it
+        as a file of someone else's."""
+        if self._created is None:
+            from .journal import Journal
+
+            self._created = {entry["path"]: entry["after"]["sha256"]
+                             for tx in Journal(self.node.state_dir / "journal.jsonl").transactions().values()
+                             if tx.state == "committed"
+                             for entry in tx.files if entry["before"] is None and entry["after"]}
+        data = self.read(path)
+        return data is not None and hashlib.sha256(data).hexdigest() == self._created.get(self.node.resolve(path))
 
     def text(self, path: str) -> Optional[str]:
         """The file as UTF-8 text, or None when absent; NUL bytes or bad UTF-8 raise InputError."""
@@ -77,7 +93,7 @@ class NodeState:
         """The file parsed as YAML (the first document), or None when absent. Invalid YAML and YAML
         aliases raise InputError as `FILE:LINE: reason`."""
         shown = self.node.display(path)
-        return self._parsed(path, "yaml", lambda data: _parse_yaml(decode_text(data, shown), shown))
+        return self._parsed(path, "yaml", lambda data: parse_yaml(decode_text(data, shown), shown))
 
     def flag_file(self, path: str) -> "Optional[FlagFile]":
         """A flag file (environment file, systemd drop-in) parsed, or None when absent."""
@@ -233,7 +249,7 @@ class NodeState:
         return Flags(values, Evidence(file=manifest), False)
 
 
-def _parse_yaml(text: str, shown: str) -> Any:
+def parse_yaml(text: str, shown: str) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 

@@ -17,6 +17,7 @@ EXIT_INPUT = 2
 EXIT_ROLLED_BACK = 3
 EXIT_ROLLBACK_FAILED = 4
 EXIT_LOCKED = 5
+EXIT_APPLY_ELSEWHERE = 6  # persist: the API server could not be reached; what to apply elsewhere is written
 
 # Where several outcomes apply, the most serious decides the exit code.
 _SEVERITY = [EXIT_OK, EXIT_STILL_FAILING, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED]

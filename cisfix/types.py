@@ -227,3 +227,44 @@ class CheckResult:
             "remediation": self.check.remediation,
             **({"fix": self.status, "txid": self.txid} if self.status else {}),
         }
+
+
+# ---- persisting fixes where the node's installer regenerates its files (cisfix_plan_persistence) ----
+
+@dataclass(frozen=True)
+class NetChange:
+    """A node file as cisfix's committed fixes left it, against what it was before the first of them."""
+
+    path: str  # node path
+    before: Optional[bytes]  # None: a fix created it
+    after: Optional[bytes]  # None: it is gone
+
+
+@dataclass(frozen=True)
+class ObjectUpdate:
+    """What an API object's data should become, what that changes and what it leaves alone."""
+
+    data: Mapping[str, str]  # the object's new `data` (equal to the current one: nothing to do)
+    changes: Tuple[str, ...] = ()  # one line per setting added or changed
+    conflicts: Tuple[str, ...] = ()  # one line per value someone else set there, kept (without force)
+
+
+@dataclass(frozen=True)
+class ApiObject:
+    """A Kubernetes API object with a `data` map (a ConfigMap) that must hold part of the fixes. The core
+    reads it, calls `update(current data, force)`, and writes the result with its resourceVersion (a
+    conflict is read and updated again, then reported)."""
+
+    name: str  # e.g. "kube-system/kubeadm-config"; also the name of its offline file
+    url: str  # the object's API URL
+    credentials: Optional[Mapping[str, Any]]  # caFile, kubeconfig, ... as for health endpoints; None: none here
+    update: Callable[[Mapping[str, str], bool], ObjectUpdate]
+    offline: bytes  # YAML for a person to merge into the object where the API server cannot be reached
+
+
+@dataclass(frozen=True)
+class PersistPlan:
+    objects: Tuple[ApiObject, ...] = ()
+    files: Mapping[str, bytes] = field(default_factory=dict)  # file name -> content, for the installer to read
+    files_usage: str = ""  # how the installer is told to read them, e.g. "kubeadm upgrade apply --patches {dir}"
+    notes: Tuple[str, ...] = ()  # what stays where it is, what cannot be persisted and why

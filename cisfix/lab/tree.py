@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from ..kubeyaml import dump as dump_yaml
 from . import kubeadm
 from .configmaps import STORE, ConfigMapStore
 from .flags import parse_duration
@@ -25,21 +26,6 @@ from .pki import Cert, issue_all
 
 PORT_NAMES = ("apiserver", "controller-manager", "scheduler", "etcd-client", "etcd-peer", "etcd-metrics",
               "kubelet-healthz", "kubelet")
-
-
-def dump_yaml(data: Any) -> str:
-    """YAML as kubeadm writes it (sigs.k8s.io/yaml: keys sorted, lists not indented, `null`)."""
-    import io
-
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=2, offset=0)
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue()
 
 
 def free_ports(names=PORT_NAMES) -> Dict[str, int]:

@@ -6,8 +6,8 @@ uploaded again; every static pod is generated anew from it by the same code as a
 image tags, kubeadm's default flags overridden by extraArgs, extraVolumes mounted, patch files applied)
 — so whatever was edited into a manifest by hand is gone; a manifest whose content is unchanged is
 left alone; the old one is kept under /etc/kubernetes/tmp/kubeadm-backup-manifests-<date>. The kubelet's
-config.yaml is rewritten from the `kubelet-config` ConfigMap (plus `kubeletconfiguration` patches) and
-the kubelet restarted; `kubeadm-flags.env` is the node's own and stays as it is.
+config.yaml is rewritten in place (it keeps its mode) from the `kubelet-config` ConfigMap (plus
+`kubeletconfiguration` patches) and the kubelet restarted; `kubeadm-flags.env` is the node's own and stays as it is.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
             report.backups = str(backups)
         _replace(manifest, new)
         report.changed.append(name)
-    write(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config), 0o644)
+    _rewrite(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config))
     settings.version = target
     layout.save_settings(settings)
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
@@ -102,6 +102,14 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
             _wait_restarted(lab, report.changed, since, wait)
             lab.wait_healthy(wait)
     return report
+
+
+def _rewrite(target: Path, text: str) -> None:
+    """As Go's os.WriteFile(name, data, 0644), which kubeadm writes the kubelet config with: an existing
+    file keeps its mode."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def _replace(target: Path, text: str) -> None:

@@ -6,13 +6,13 @@ layout plugin for another distribution (RKE2, k3s) answers first on its own node
 from __future__ import annotations
 
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..markers import hookimpl
 from ..errors import InputError
 from ..node import Node
 from ..nodefile import read_bytes
-from ..types import Component, NodeInfo
+from ..types import Component, NetChange, NodeInfo, PersistPlan
 
 MANIFESTS = "/etc/kubernetes/manifests"
 PKI = "/etc/kubernetes/pki"
@@ -100,3 +100,13 @@ def cisfix_describe_node(node: Node, config: dict) -> NodeInfo:
         distribution=config.get("distribution", "kubeadm"),
         version=config.get("version") or _detect_version(node, components),
         node_types=tuple(config.get("nodeTypes", ())) or _detect_types(node, components), components=components)
+
+
+@hookimpl(trylast=True)
+def cisfix_plan_persistence(node_info: NodeInfo, state, changes: List[NetChange]) -> Optional[PersistPlan]:
+    """kubeadm regenerates manifests and the kubelet config from its ConfigMaps: see `kubeadm_persist`."""
+    if node_info.distribution != "kubeadm":
+        return None
+    from .kubeadm_persist import plan
+
+    return plan(node_info, state, changes)

@@ -1,0 +1,330 @@
+"""Persisting fixes on a kubeadm node: what `kubeadm upgrade` regenerates each fixed file from, and what
+to put there so that the next upgrade generates the fixed file again.
+
+- A static pod manifest is regenerated from the ClusterConfiguration in the `kube-system/kubeadm-config`
+  ConfigMap: a flag the fixes set or changed becomes an `extraArgs` entry of the component's section
+  (`apiServer`, `controllerManager`, `scheduler`, `etcd.local`; v1beta3's map or v1beta4's list of
+  name/value, as the stored configuration has it), which replaces kubeadm's default of that name; a
+  hostPath volume the fixes mounted (audit policy and log, encryption and admission configs) becomes an
+  `extraVolumes` entry. What extraArgs cannot say — a flag removed, a volume of local etcd, which has
+  no extraVolumes — goes into a kubeadm patch file (`target+strategic.yaml`, for `--patches DIR`).
+- The kubelet's config.yaml is rewritten from the `kube-system/kubelet-config` ConfigMap: a changed
+  setting goes there (cluster-wide). Its flag files (`kubeadm-flags.env`, node-local) are left alone by
+  an upgrade, and so are files a fix created.
+
+A value already there is left as it is; a different value someone set there is a conflict, reported and
+kept unless forced. For the kubelet ConfigMap, which holds every setting, a value still equal to the
+node's before the fix is replaced without conflict.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from ..editors.manifest import read_flags
+from ..errors import EditError, InputError
+from ..kubeyaml import dump
+from ..nodefile import decode_text
+from ..state import NodeState, parse_yaml
+from ..types import ApiObject, NetChange, NodeInfo, ObjectUpdate, PersistPlan
+
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+CA_FILE = "/etc/kubernetes/pki/ca.crt"
+KUBEADM_CONFIG, KUBELET_CONFIG = "kube-system/kubeadm-config", "kube-system/kubelet-config"
+V1BETA3, V1BETA4 = "kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"
+SECTIONS = {"kube-apiserver": ("apiServer",), "kube-controller-manager": ("controllerManager",),
+            "kube-scheduler": ("scheduler",), "etcd": ("etcd", "local")}
+NO_EXTRA_VOLUMES = frozenset({"etcd"})  # ClusterConfiguration's etcd.local has extraArgs only
+_GONE = object()  # a setting the fix removed
+
+
+@dataclass
+class PodChange:
+    """What the fixes changed in one static pod, in kubeadm's terms."""
+
+    args: Dict[str, str] = field(default_factory=dict)  # flag -> value set or changed
+    removed: List[str] = field(default_factory=list)  # flags removed
+    volumes: List[dict] = field(default_factory=list)  # extraVolumes entries (HostPathMount)
+    command: List[str] = field(default_factory=list)  # the fixed container's command
+    mounts: List[dict] = field(default_factory=list)  # its new volumeMounts (for a patch file)
+    pod_volumes: List[dict] = field(default_factory=list)  # the pod's new volumes (for a patch file)
+
+
+def go_string(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _doc(data: Optional[bytes], shown: str) -> Any:
+    return parse_yaml(decode_text(data, shown), shown) if data is not None else None
+
+
+# ---- what the fixes changed ----
+
+def _container(pod: Any, component: str) -> dict:
+    containers = ((pod or {}).get("spec") or {}).get("containers") or [] if isinstance(pod, dict) else []
+    return next((c for c in containers if c.get("name") == component), containers[0] if containers else {})
+
+
+def pod_change(component: str, change: NetChange, shown: str) -> PodChange:
+    def flags(data: Optional[bytes]) -> Dict[str, str]:
+        if data is None:
+            return {}
+        try:
+            return {n: "true" if v is None else v for n, v in read_flags(decode_text(data, shown), component)}
+        except EditError as exc:
+            raise InputError(shown, str(exc))
+
+    before, after = flags(change.before), flags(change.after)
+    pods = _doc(change.before, shown), _doc(change.after, shown)
+    result = PodChange(args={n: v for n, v in after.items() if before.get(n) != v},
+                       removed=[n for n in before if n not in after],
+                       command=list(_container(pods[1], component).get("command") or []))
+    old_volumes = {v.get("name"): v for v in ((pods[0] or {}).get("spec") or {}).get("volumes") or []}
+    mounts = {m.get("name"): m for m in _container(pods[1], component).get("volumeMounts") or []}
+    for volume in ((pods[1] or {}).get("spec") or {}).get("volumes") or []:
+        name, host = volume.get("name"), volume.get("hostPath")
+        if old_volumes.get(name) == volume or not host or name not in mounts:
+            continue
+        mount = mounts[name]
+        result.volumes.append({"name": name, "hostPath": host.get("path"), "mountPath": mount.get("mountPath"),
+                               "readOnly": bool(mount.get("readOnly")), "pathType": host.get("type") or ""})
+        result.mounts.append(mount)
+        result.pod_volumes.append(volume)
+    return result
+
+
+def setting_changes(before: Any, after: Any, path: Tuple[str, ...] = ()) -> List[Tuple[Tuple[str, ...], Any, Any]]:
+    """(path, value before, value after) of every setting that differs; `_GONE` for an absent one."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out = []
+        for key in list(after) + [k for k in before if k not in after]:
+            out += setting_changes(before.get(key, _GONE), after.get(key, _GONE), path + (str(key),))
+        return out
+    return [] if before == after else [(path, before, after)]
+
+
+# ---- ClusterConfiguration ----
+
+def _section(config: dict, path: Tuple[str, ...]) -> dict:
+    for key in path:
+        if not isinstance(config.get(key), dict):
+            config[key] = {}
+        config = config[key]
+    return config
+
+
+def _arg_values(args: Any, name: str) -> List[str]:
+    if isinstance(args, dict):
+        return [go_string(args[name])] if name in args else []
+    return [go_string(a.get("value", "")) for a in args or () if isinstance(a, dict) and a.get("name") == name]
+
+
+def _set_arg(section: dict, list_form: bool, name: str, value: str) -> None:
+    args = section.get("extraArgs")
+    if args is None:
+        args = section["extraArgs"] = [] if list_form else {}
+    if isinstance(args, dict):
+        args[name] = value
+    else:
+        args[:] = [a for a in args if a.get("name") != name] + [{"name": name, "value": value}]
+
+
+def _drop_arg(section: dict, name: str) -> None:
+    args = section.get("extraArgs")
+    if isinstance(args, dict):
+        args.pop(name, None)
+    elif args:
+        args[:] = [a for a in args if a.get("name") != name]
+
+
+def update_cluster_configuration(config: dict, pods: Mapping[str, PodChange], force: bool) -> Tuple[List[str], List[str]]:
+    """Put the pods' changes into `config` (in place); (changes, conflicts) as lines."""
+    list_form = config.get("apiVersion") == V1BETA4
+    changes: List[str] = []
+    conflicts: List[str] = []
+    for component, pod in pods.items():
+        path = SECTIONS[component]
+        section = _section(config, path)
+        where = f"ClusterConfiguration {'.'.join(path)}"
+        for name, value in sorted(pod.args.items()):
+            there = _arg_values(section.get("extraArgs"), name)
+            if there == [value]:
+                continue
+            if there and not force:
+                conflicts.append(f"{where}.extraArgs: {name} is {', '.join(map(repr, there))} there, the fixed node "
+                                 f"has {value!r}; kept (--force replaces it)")
+                continue
+            _set_arg(section, list_form, name, value)
+            changes.append(f"{where}.extraArgs: {name}={value} ({'replaced' if there else 'added'})")
+        for name in pod.removed:
+            there = _arg_values(section.get("extraArgs"), name)
+            if there and not force:
+                conflicts.append(f"{where}.extraArgs: {name} is {', '.join(map(repr, there))} there, the fix removed "
+                                 f"it; kept (--force removes it)")
+            elif there:
+                _drop_arg(section, name)
+                changes.append(f"{where}.extraArgs: {name} removed")
+        if component in NO_EXTRA_VOLUMES:
+            continue
+        for volume in pod.volumes:
+            existing = [v for v in section.get("extraVolumes") or () if isinstance(v, dict) and v.get("name") == volume["name"]]
+            same = [v for v in existing if (v.get("hostPath"), v.get("mountPath")) == (volume["hostPath"], volume["mountPath"])]
+            if same:
+                continue
+            if existing and not force:
+                conflicts.append(f"{where}.extraVolumes: {volume['name']} mounts {existing[0].get('hostPath')} there, the "
+                                 f"fixed node mounts {volume['hostPath']}; kept (--force replaces it)")
+                continue
+            others = [v for v in section.get("extraVolumes") or () if not (isinstance(v, dict) and v.get("name") == volume["name"])]
+            section["extraVolumes"] = others + [volume]
+            changes.append(f"{where}.extraVolumes: {volume['name']} ({volume['hostPath']} at {volume['mountPath']}) "
+                           f"{'replaced' if existing else 'added'}")
+    return changes, conflicts
+
+
+# ---- KubeletConfiguration ----
+
+def _get(doc: Any, path: Tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(doc, dict) or key not in doc:
+            return _GONE
+        doc = doc[key]
+    return doc
+
+
+def _put(doc: dict, path: Tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        if not isinstance(doc.get(key), dict):
+            doc[key] = {}
+        doc = doc[key]
+    if value is _GONE:
+        doc.pop(path[-1], None)
+    else:
+        doc[path[-1]] = value
+
+
+def update_kubelet_configuration(config: dict, settings: List[Tuple[Tuple[str, ...], Any, Any]],
+                                 force: bool) -> Tuple[List[str], List[str]]:
+    changes: List[str] = []
+    conflicts: List[str] = []
+    for path, before, after in settings:
+        there, where = _get(config, path), f"KubeletConfiguration {'.'.join(path)}"
+        if there == after:
+            continue
+        if there != before and not force:
+            conflicts.append(f"{where} is {_show(there)} there, the fixed node has {_show(after)}; kept (--force "
+                             f"replaces it)")
+            continue
+        _put(config, path, after)
+        changes.append(f"{where}: {_show(after)}" if after is not _GONE else f"{where}: removed")
+    return changes, conflicts
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is _GONE else repr(value)
+
+
+# ---- the plan ----
+
+def _updater(key: str, shown: str, apply: Callable[[dict, bool], Tuple[List[str], List[str]]]):
+    """update(current data, force) of a ConfigMap whose `key` holds one YAML document."""
+    def update(data: Mapping[str, str], force: bool) -> ObjectUpdate:
+        doc = parse_yaml(data.get(key, ""), f"{shown} {key}") or {}
+        if not isinstance(doc, dict):
+            raise InputError(f"{shown} {key}", "not a YAML mapping")
+        new = copy.deepcopy(doc)
+        changes, conflicts = apply(new, force)
+        if new == doc:
+            return ObjectUpdate(dict(data), (), tuple(conflicts))
+        return ObjectUpdate({**data, key: dump(new)}, tuple(changes), tuple(conflicts))
+    return update
+
+
+def _offline(header: str, skeleton: dict, apply: Callable[[dict, bool], Tuple[List[str], List[str]]]) -> bytes:
+    apply(skeleton, True)
+    return (header + dump(skeleton)).encode()
+
+
+def _api(state: NodeState) -> Tuple[str, Optional[dict]]:
+    """The API server's URL and the admin credentials, from admin.conf; no credentials on a node
+    without it (a worker)."""
+    if state.read(ADMIN_CONF) is None:
+        return "", None
+    kubeconfig = state.yaml(ADMIN_CONF) or {}
+    clusters = kubeconfig.get("clusters") if isinstance(kubeconfig, dict) else None
+    server = ((clusters or [{}])[0].get("cluster") or {}).get("server", "") if isinstance(clusters, list) else ""
+    if not server:
+        raise InputError(state.node.display(ADMIN_CONF), "names no API server (clusters[0].cluster.server)")
+    return server.rstrip("/"), {"kubeconfig": ADMIN_CONF, "caFile": CA_FILE}
+
+
+def _url(server: str, name: str) -> str:
+    namespace, _, configmap = name.partition("/")
+    return f"{server}/api/v1/namespaces/{namespace}/configmaps/{configmap}" if server else ""
+
+
+def _patch_file(component: str, pod: PodChange) -> Optional[bytes]:
+    """A strategic-merge patch for what extraArgs and extraVolumes cannot say, or None."""
+    container: Dict[str, Any] = {"name": component}
+    if pod.removed:
+        container["command"] = pod.command  # a removed default flag: the whole command, as fixed
+    spec: Dict[str, Any] = {}
+    if component in NO_EXTRA_VOLUMES and pod.pod_volumes:
+        container["volumeMounts"] = pod.mounts
+        spec["volumes"] = pod.pod_volumes
+    if len(container) == 1:
+        return None
+    spec["containers"] = [container]
+    return (f"# Written by `cisfix persist`: what kubeadm's ClusterConfiguration cannot express for {component}.\n"
+            + dump({"spec": spec})).encode()
+
+
+def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistPlan:
+    manifests = {spec.manifest: name for name, spec in info.components.items() if spec.manifest and name in SECTIONS}
+    kubelet = info.components.get("kubelet")
+    pods: Dict[str, PodChange] = {}
+    kubelet_settings: List[Tuple[Tuple[str, ...], Any, Any]] = []
+    files: Dict[str, bytes] = {}
+    notes: List[str] = []
+    for change in changes:
+        shown = state.node.display(change.path)
+        if change.path in manifests and change.after is not None:
+            component = manifests[change.path]
+            pods[component] = pod_change(component, change, shown)
+            patch = _patch_file(component, pods[component])
+            if patch:
+                files[f"{component}+strategic.yaml"] = patch
+        elif kubelet and change.path == kubelet.config and change.after is not None:
+            kubelet_settings += setting_changes(_doc(change.before, shown) or {}, _doc(change.after, shown) or {})
+        elif kubelet and change.path in kubelet.flag_files:
+            notes.append(f"{shown}: node-local kubelet flags; kubeadm upgrade leaves the file as it is")
+        elif change.before is None:
+            notes.append(f"{shown}: created by a fix; kubeadm upgrade leaves it as it is")
+        else:
+            notes.append(f"{shown}: kubeadm upgrade does not regenerate it; it stays as fixed")
+
+    server, credentials = _api(state)
+    api_version = V1BETA4 if tuple(int(p) for p in (info.version or "0.0").split(".")[:2]) >= (1, 31) else V1BETA3
+    elsewhere = ("# Written by `cisfix persist` on {node}: merge this into the {key} of the {name} ConfigMap\n"
+                 "# (kubectl -n kube-system edit configmap {configmap}) where the API server can be reached.\n")
+    objects = []
+    if any(pod.args or pod.removed or pod.volumes for pod in pods.values()):
+        def apply_pods(config: dict, force: bool) -> Tuple[List[str], List[str]]:
+            return update_cluster_configuration(config, pods, force)
+        header = elsewhere.format(node=state.node.root, key="ClusterConfiguration", name=KUBEADM_CONFIG,
+                                  configmap="kubeadm-config")
+        objects.append(ApiObject(KUBEADM_CONFIG, _url(server, KUBEADM_CONFIG), credentials,
+                                 _updater("ClusterConfiguration", KUBEADM_CONFIG, apply_pods),
+                                 _offline(header, {"apiVersion": api_version, "kind": "ClusterConfiguration"},
+                                          apply_pods)))
+    if kubelet_settings:
+        def apply_kubelet(config: dict, force: bool) -> Tuple[List[str], List[str]]:
+            return update_kubelet_configuration(config, kubelet_settings, force)
+        header = elsewhere.format(node=state.node.root, key="kubelet KubeletConfiguration", name=KUBELET_CONFIG,
+                                  configmap="kubelet-config")
+        objects.append(ApiObject(KUBELET_CONFIG, _url(server, KUBELET_CONFIG), credentials,
+                                 _updater("kubelet", KUBELET_CONFIG, apply_kubelet),
+                                 _offline(header, {"apiVersion": "kubelet.config.k8s.io/v1beta1",
+                                                   "kind": "KubeletConfiguration"}, apply_kubelet)))
+    return PersistPlan(tuple(objects), files, "kubeadm upgrade apply|node --patches {dir}", tuple(notes))
