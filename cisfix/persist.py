@@ -36,6 +36,7 @@ from .types import ApiObject, NetChange, PersistPlan
 
 ATTEMPTS = 3  # reads and writes of one object before its conflicts are reported
 TIMEOUT = 10.0
+MAX_ANSWER = 4 << 20  # the API server refuses objects over 3 MiB
 FILES_DIR = "persist/files"
 
 
@@ -51,7 +52,7 @@ class ObjectOutcome:
     file: Optional[str] = None  # the YAML written for a person to apply elsewhere
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items()}
+        return dict(vars(self))
 
 
 @dataclass
@@ -123,8 +124,10 @@ def _diff(name: str, old: Dict[str, str], new: Dict[str, str]) -> str:
 
 
 def _call(obj: ApiObject, state: NodeState, method: str, body: Optional[dict] = None) -> Tuple[int, dict]:
-    code, data = fetch(obj.url, state, dict(obj.credentials or {}), TIMEOUT, method=method,
+    code, data = fetch(obj.url, state, dict(obj.credentials or {}), TIMEOUT, limit=MAX_ANSWER + 1, method=method,
                        body=json.dumps(body).encode() if body is not None else None)
+    if len(data) > MAX_ANSWER:
+        raise ValueError(f"its answer is larger than {MAX_ANSWER >> 20} MiB, more than any object it may hold")
     try:
         answer = json.loads(data.decode("utf-8"))
     except ValueError:

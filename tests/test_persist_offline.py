@@ -109,3 +109,23 @@ def test_a_different_value_there_is_a_conflict_kept_unless_forced():
 
     changes, conflicts = update_cluster_configuration(config, pods, force=True)
     assert conflicts == [] and config["scheduler"]["extraArgs"] == [{"name": "profiling", "value": "false"}]
+
+
+def test_a_mount_for_local_etcd_becomes_a_patch_file_that_kubeadm_merges_by_name():
+    from cisfix.lab import kubeadm, patches
+    from cisfix.layouts.kubeadm_persist import patch_file
+
+    volume = {"hostPath": {"path": "/etc/kubernetes/etcd-extra", "type": "DirectoryOrCreate"}, "name": "etcd-extra"}
+    mount = {"mountPath": "/etc/kubernetes/etcd-extra", "name": "etcd-extra", "readOnly": True}
+    text = patch_file("etcd", PodChange(pod_volumes=[volume], mounts=[mount]))
+    assert patch_file("kube-scheduler", PodChange(args={"profiling": "false"})) is None  # extraArgs say it all
+
+    cluster = kubeadm.Cluster("1.31.0", {name: 30000 + i for i, name in enumerate(
+        ("apiserver", "controller-manager", "scheduler", "etcd-client", "etcd-peer", "etcd-metrics",
+         "kubelet-healthz", "kubelet"))})
+    pod = kubeadm.etcd(cluster, {})
+    patch = patches.Patch("etcd", "strategic", (YAML(typ="safe").load(text),), "etcd+strategic.yaml")
+    patched = patches.apply([patch], "etcd", pod)
+    assert [v["name"] for v in patched["spec"]["volumes"]] == ["etcd-certs", "etcd-data", "etcd-extra"]
+    assert patched["spec"]["containers"][0]["volumeMounts"][-1] == mount
+    assert patched["spec"]["containers"][0]["command"] == pod["spec"]["containers"][0]["command"]

@@ -264,7 +264,7 @@ def _url(server: str, name: str) -> str:
     return f"{server}/api/v1/namespaces/{namespace}/configmaps/{configmap}" if server else ""
 
 
-def _patch_file(component: str, pod: PodChange) -> Optional[bytes]:
+def patch_file(component: str, pod: PodChange) -> Optional[bytes]:
     """A strategic-merge patch for what extraArgs and extraVolumes cannot say, or None."""
     container: Dict[str, Any] = {"name": component}
     if pod.removed:
@@ -292,7 +292,7 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
         if change.path in manifests and change.after is not None:
             component = manifests[change.path]
             pods[component] = pod_change(component, change, shown)
-            patch = _patch_file(component, pods[component])
+            patch = patch_file(component, pods[component])
             if patch:
                 files[f"{component}+strategic.yaml"] = patch
         elif kubelet and change.path == kubelet.config and change.after is not None:
@@ -305,26 +305,22 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
             notes.append(f"{shown}: kubeadm upgrade does not regenerate it; it stays as fixed")
 
     server, credentials = _api(state)
+
+    def configmap(name: str, key: str, skeleton: dict, apply: Callable[[dict, bool], Tuple[List[str], List[str]]]):
+        header = (f"# Written by `cisfix persist` on {state.node.root}: merge this into the {key} of the {name}\n"
+                  f"# ConfigMap (kubectl -n kube-system edit configmap {name.split('/')[1]}) where the API server "
+                  "can be reached.\n")
+        return ApiObject(name, _url(server, name), credentials, _updater(key, name, apply),
+                         _offline(header, skeleton, apply))
+
     api_version = V1BETA4 if tuple(int(p) for p in (info.version or "0.0").split(".")[:2]) >= (1, 31) else V1BETA3
-    elsewhere = ("# Written by `cisfix persist` on {node}: merge this into the {key} of the {name} ConfigMap\n"
-                 "# (kubectl -n kube-system edit configmap {configmap}) where the API server can be reached.\n")
     objects = []
     if any(pod.args or pod.removed or pod.volumes for pod in pods.values()):
-        def apply_pods(config: dict, force: bool) -> Tuple[List[str], List[str]]:
-            return update_cluster_configuration(config, pods, force)
-        header = elsewhere.format(node=state.node.root, key="ClusterConfiguration", name=KUBEADM_CONFIG,
-                                  configmap="kubeadm-config")
-        objects.append(ApiObject(KUBEADM_CONFIG, _url(server, KUBEADM_CONFIG), credentials,
-                                 _updater("ClusterConfiguration", KUBEADM_CONFIG, apply_pods),
-                                 _offline(header, {"apiVersion": api_version, "kind": "ClusterConfiguration"},
-                                          apply_pods)))
+        objects.append(configmap(KUBEADM_CONFIG, "ClusterConfiguration",
+                                 {"apiVersion": api_version, "kind": "ClusterConfiguration"},
+                                 lambda config, force: update_cluster_configuration(config, pods, force)))
     if kubelet_settings:
-        def apply_kubelet(config: dict, force: bool) -> Tuple[List[str], List[str]]:
-            return update_kubelet_configuration(config, kubelet_settings, force)
-        header = elsewhere.format(node=state.node.root, key="kubelet KubeletConfiguration", name=KUBELET_CONFIG,
-                                  configmap="kubelet-config")
-        objects.append(ApiObject(KUBELET_CONFIG, _url(server, KUBELET_CONFIG), credentials,
-                                 _updater("kubelet", KUBELET_CONFIG, apply_kubelet),
-                                 _offline(header, {"apiVersion": "kubelet.config.k8s.io/v1beta1",
-                                                   "kind": "KubeletConfiguration"}, apply_kubelet)))
+        objects.append(configmap(KUBELET_CONFIG, "kubelet",
+                                 {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"},
+                                 lambda config, force: update_kubelet_configuration(config, kubelet_settings, force)))
     return PersistPlan(tuple(objects), files, "kubeadm upgrade apply|node --patches {dir}", tuple(notes))
