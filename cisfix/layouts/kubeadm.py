@@ -16,6 +16,7 @@ from ..types import Component, NetChange, NodeInfo, PersistPlan
 
 MANIFESTS = "/etc/kubernetes/manifests"
 PKI = "/etc/kubernetes/pki"
+ADMIN_CONF = "/etc/kubernetes/admin.conf"  # the admin kubeconfig kubeadm writes on control-plane nodes
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBELET_RESTART = ("systemctl", "restart", "kubelet")
 APISERVER_CLIENT = {"certFile": f"{PKI}/apiserver-kubelet-client.crt", "keyFile": f"{PKI}/apiserver-kubelet-client.key"}
@@ -26,7 +27,7 @@ HEALTH: Dict[str, dict] = {
     "etcd": {"url": "https://127.0.0.1:2379/health", "caFile": f"{PKI}/etcd/ca.crt",
              "certFile": f"{PKI}/etcd/healthcheck-client.crt", "keyFile": f"{PKI}/etcd/healthcheck-client.key"},
     "kube-apiserver": {"url": ["https://127.0.0.1:6443/livez", "https://127.0.0.1:6443/readyz"],
-                       "caFile": f"{PKI}/ca.crt", "kubeconfig": "/etc/kubernetes/admin.conf", "portFlag": "secure-port"},
+                       "caFile": f"{PKI}/ca.crt", "kubeconfig": ADMIN_CONF, "portFlag": "secure-port"},
     "kube-controller-manager": {"url": "https://127.0.0.1:10257/healthz", "insecureSkipVerify": True,
                                 "portFlag": "secure-port"},
     "kube-scheduler": {"url": "https://127.0.0.1:10259/healthz", "insecureSkipVerify": True, "portFlag": "secure-port"},

@@ -28,9 +28,8 @@ from ..kubeyaml import dump
 from ..nodefile import decode_text
 from ..state import NodeState, parse_yaml
 from ..types import ApiObject, NetChange, NodeInfo, ObjectUpdate, PersistPlan
+from .kubeadm import ADMIN_CONF, PKI
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
-CA_FILE = "/etc/kubernetes/pki/ca.crt"
 KUBEADM_CONFIG, KUBELET_CONFIG = "kube-system/kubeadm-config", "kube-system/kubelet-config"
 V1BETA3, V1BETA4 = "kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"
 SECTIONS = {"kube-apiserver": ("apiServer",), "kube-controller-manager": ("controllerManager",),
@@ -256,7 +255,7 @@ def _api(state: NodeState) -> Tuple[str, Optional[dict]]:
     server = ((clusters or [{}])[0].get("cluster") or {}).get("server", "") if isinstance(clusters, list) else ""
     if not server:
         raise InputError(state.node.display(ADMIN_CONF), "names no API server (clusters[0].cluster.server)")
-    return server.rstrip("/"), {"kubeconfig": ADMIN_CONF, "caFile": CA_FILE}
+    return server.rstrip("/"), {"kubeconfig": ADMIN_CONF, "caFile": f"{PKI}/ca.crt"}
 
 
 def _url(server: str, name: str) -> str:
