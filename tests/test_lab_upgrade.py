@@ -51,8 +51,12 @@ def manifest(lab, component: str) -> str:
 
 
 def cmdline(lab, component: str) -> list:
+    """The running container's argv; [] between a container's exit and its restart."""
     pid = find_process(str(lab.layout.launcher(component)))
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0") if pid else []
+    except FileNotFoundError:
+        return []
 
 
 def test_configmaps_need_an_admin_certificate_to_change_and_a_stale_resource_version_conflicts(make_lab):

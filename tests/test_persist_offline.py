@@ -129,3 +129,12 @@ def test_a_mount_for_local_etcd_becomes_a_patch_file_that_kubeadm_merges_by_name
     assert [v["name"] for v in patched["spec"]["volumes"]] == ["etcd-certs", "etcd-data", "etcd-extra"]
     assert patched["spec"]["containers"][0]["volumeMounts"][-1] == mount
     assert patched["spec"]["containers"][0]["command"] == pod["spec"]["containers"][0]["command"]
+
+
+def test_a_cluster_configuration_kubeadm_could_not_read_is_bad_input_naming_the_configmap():
+    from cisfix.errors import InputError
+
+    for section in ({"extraArgs": "profiling=false"}, {"extraArgs": ["profiling"]}, {"extraVolumes": {"a": 1}}):
+        config = {"apiVersion": "kubeadm.k8s.io/v1beta4", "scheduler": section}
+        with pytest.raises(InputError, match="kube-system/kubeadm-config: ClusterConfiguration scheduler: extraArgs"):
+            update_cluster_configuration(config, {"kube-scheduler": PodChange(args={"profiling": "false"})}, False)

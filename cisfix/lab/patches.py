@@ -10,7 +10,6 @@ error naming it.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path

@@ -60,8 +60,18 @@ def _doc(data: Optional[bytes], shown: str) -> Any:
 
 # ---- what the fixes changed ----
 
+def _dicts(value: Any) -> List[dict]:
+    """The mappings of a YAML list (anything else in it, or a list that is not one, is no entry)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _get_dict(value: Any, key: str) -> dict:
+    found = value.get(key) if isinstance(value, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 def _container(pod: Any, component: str) -> dict:
-    containers = ((pod or {}).get("spec") or {}).get("containers") or [] if isinstance(pod, dict) else []
+    containers = _dicts(_get_dict(pod, "spec").get("containers"))
     return next((c for c in containers if c.get("name") == component), containers[0] if containers else {})
 
 
@@ -79,10 +89,10 @@ def pod_change(component: str, change: NetChange, shown: str) -> PodChange:
     result = PodChange(args={n: v for n, v in after.items() if before.get(n) != v},
                        removed=[n for n in before if n not in after],
                        command=list(_container(pods[1], component).get("command") or []))
-    old_volumes = {v.get("name"): v for v in ((pods[0] or {}).get("spec") or {}).get("volumes") or []}
-    mounts = {m.get("name"): m for m in _container(pods[1], component).get("volumeMounts") or []}
-    for volume in ((pods[1] or {}).get("spec") or {}).get("volumes") or []:
-        name, host = volume.get("name"), volume.get("hostPath")
+    old_volumes = {v.get("name"): v for v in _dicts(_get_dict(pods[0], "spec").get("volumes"))}
+    mounts = {m.get("name"): m for m in _dicts(_container(pods[1], component).get("volumeMounts"))}
+    for volume in _dicts(_get_dict(pods[1], "spec").get("volumes")):
+        name, host = volume.get("name"), _get_dict(volume, "hostPath")
         if old_volumes.get(name) == volume or not host or name not in mounts:
             continue
         mount = mounts[name]
@@ -116,7 +126,7 @@ def _section(config: dict, path: Tuple[str, ...]) -> dict:
 def _arg_values(args: Any, name: str) -> List[str]:
     if isinstance(args, dict):
         return [go_string(args[name])] if name in args else []
-    return [go_string(a.get("value", "")) for a in args or () if isinstance(a, dict) and a.get("name") == name]
+    return [go_string(a.get("value", "")) for a in _dicts(args) if a.get("name") == name]
 
 
 def _set_arg(section: dict, list_form: bool, name: str, value: str) -> None:
@@ -137,6 +147,10 @@ def _drop_arg(section: dict, name: str) -> None:
         args[:] = [a for a in args if a.get("name") != name]
 
 
+def _is_list_of_maps(value: Any) -> bool:
+    return isinstance(value, list) and len(_dicts(value)) == len(value)
+
+
 def update_cluster_configuration(config: dict, pods: Mapping[str, PodChange], force: bool) -> Tuple[List[str], List[str]]:
     """Put the pods' changes into `config` (in place); (changes, conflicts) as lines."""
     list_form = config.get("apiVersion") == V1BETA4
@@ -146,6 +160,11 @@ def update_cluster_configuration(config: dict, pods: Mapping[str, PodChange], fo
         path = SECTIONS[component]
         section = _section(config, path)
         where = f"ClusterConfiguration {'.'.join(path)}"
+        args, volumes = section.get("extraArgs"), section.get("extraVolumes")
+        if not (args is None or isinstance(args, dict) or _is_list_of_maps(args)) or \
+                not (volumes is None or _is_list_of_maps(volumes)):
+            raise InputError(KUBEADM_CONFIG, f"{where}: extraArgs is neither a map nor a list of name/value, or "
+                                             "extraVolumes not a list of mounts; kubeadm could not read it either")
         for name, value in sorted(pod.args.items()):
             there = _arg_values(section.get("extraArgs"), name)
             if there == [value]:
@@ -167,7 +186,7 @@ def update_cluster_configuration(config: dict, pods: Mapping[str, PodChange], fo
         if component in NO_EXTRA_VOLUMES:
             continue
         for volume in pod.volumes:
-            existing = [v for v in section.get("extraVolumes") or () if isinstance(v, dict) and v.get("name") == volume["name"]]
+            existing = [v for v in _dicts(section.get("extraVolumes")) if v.get("name") == volume["name"]]
             same = [v for v in existing if (v.get("hostPath"), v.get("mountPath")) == (volume["hostPath"], volume["mountPath"])]
             if same:
                 continue
@@ -175,7 +194,7 @@ def update_cluster_configuration(config: dict, pods: Mapping[str, PodChange], fo
                 conflicts.append(f"{where}.extraVolumes: {volume['name']} mounts {existing[0].get('hostPath')} there, the "
                                  f"fixed node mounts {volume['hostPath']}; kept (--force replaces it)")
                 continue
-            others = [v for v in section.get("extraVolumes") or () if not (isinstance(v, dict) and v.get("name") == volume["name"])]
+            others = [v for v in section.get("extraVolumes") or () if v.get("name") != volume["name"]]
             section["extraVolumes"] = others + [volume]
             changes.append(f"{where}.extraVolumes: {volume['name']} ({volume['hostPath']} at {volume['mountPath']}) "
                            f"{'replaced' if existing else 'added'}")
