@@ -349,10 +349,14 @@ def cmd_fix(args: argparse.Namespace) -> int:
         persisted = run_persist(_plugins(args, for_changes=True), args.force, wait=args.wait)
     code = report.exit_code if report.exit_code or persisted is None else persisted.exit_code
     if args.format == "json":
-        print(json.dumps({"summary": _fix_summary(report.results), "restarts": report.restarts,
-                          "results": [r.as_dict() for r in report.results], "diff": report.diff,
-                          **({"persist": persisted.as_dict()} if persisted else {})}, indent=2))
+        print(json.dumps({"summary": _fix_summary(report.results), "warnings": list(plugins.info.warnings),
+                          "restarts": report.restarts, "results": [r.as_dict() for r in report.results],
+                          "diff": report.diff, **({"persist": persisted.as_dict()} if persisted else {})}, indent=2))
         return code
+    from .reports import warning_lines
+
+    for line in warning_lines(plugins.info):  # first, even before a long diff
+        print(line)
     if (args.dry_run or args.diff) and report.diff:
         sys.stdout.write(report.diff)
     _print_fix_text(report, args.quiet, args.dry_run)
@@ -609,7 +613,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     plugins = _plugins(args, require_node=False)
     chosen = plugins.info.benchmark
     if args.format == "json":
-        print(json.dumps({"node": {"version": plugins.info.version, "benchmark": chosen},
+        print(json.dumps({"node": {"version": plugins.info.version, "benchmark": chosen,
+                                   "warnings": list(plugins.info.warnings)},
                           "benchmarks": [{**b.__dict__, "versions": list(b.versions)} for b in plugins.benchmarks.values()]},
                          indent=2))
         return 0
@@ -617,6 +622,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
         mark = "*" if b.name == chosen else " "
         print(f"{mark} {b.name:<12} Kubernetes {', '.join(b.versions):<20} {b.title}")
     print(f"node: Kubernetes {plugins.info.version or 'unknown'}, benchmark {chosen or 'none chosen'}")
+    for warning in plugins.info.warnings:
+        print(f"WARNING: {warning}")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import pluggy
 
 from . import hookspecs
-from .config import load_node_config
+from .config import CONFIG_PATH, load_node_config
 from .declarative import load_checks
 from .errors import InputError
 from .markers import hookimpl
@@ -39,6 +39,12 @@ class PluginInfo:
     version: str
     source: str
     checks: int
+
+
+def minor_version(version: Optional[str]) -> Optional[Tuple[int, int]]:
+    """"v1.31.2" or "1.31" -> (1, 31); None when there is no such version."""
+    parts = (version or "").lstrip("v").split(".")
+    return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
 
 
 class DeclarativeFile:
@@ -91,17 +97,30 @@ class Plugins:
         self.config = load_node_config(node)
         info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
         self.benchmarks = self._by_name("cisfix_register_benchmarks", "benchmark")
-        self.info = replace(info, benchmark=self._choose_benchmark(info, benchmark or self.config.get("benchmark")))
+        chosen, warnings = self._choose_benchmark(info, benchmark or self.config.get("benchmark"))
+        self.info = replace(info, benchmark=chosen, warnings=tuple(info.warnings) + warnings)
         self.checks = {i: c for i, c in self._collect_checks().items() if i not in set(disabled)}
 
-    def _choose_benchmark(self, info: NodeInfo, requested: Optional[str]) -> Optional[str]:
-        """The benchmark asked for, else the one registered for the node's minor version."""
+    def _choose_benchmark(self, info: NodeInfo, requested: Optional[str]) -> Tuple[Optional[str], Tuple[str, ...]]:
+        """The benchmark asked for, else the one registered for the node's minor version, else, for a
+        node newer than every benchmark, the newest benchmark and a warning saying so (never silently,
+        unlike kube-bench's fallback). With it, the warnings every report must carry."""
         if requested:
             if requested not in self.benchmarks:
                 raise InputError(f"--benchmark {requested}", f"unknown benchmark; known: {', '.join(sorted(self.benchmarks)) or 'none'}")
-            return requested
-        minor = ".".join((info.version or "").lstrip("v").split(".")[:2])
-        return next((name for name, b in self.benchmarks.items() if minor in b.versions), None)
+            return requested, ()
+        minor = minor_version(info.version)
+        chosen = next((name for name, b in self.benchmarks.items()
+                       if minor and minor in map(minor_version, b.versions)), None)
+        newest = max(((max(minor_version(v) or (0, 0) for v in b.versions), name)
+                      for name, b in self.benchmarks.items() if b.versions), default=None)
+        if chosen or not minor or not newest or minor <= newest[0]:
+            return chosen, ()
+        newest_minor, name = newest
+        covered = ".".join(map(str, newest_minor))
+        return name, (f"Kubernetes {info.version} is newer than every benchmark: audited against {name}, "
+                      f"the newest (for Kubernetes up to {covered}); choose one with --benchmark or "
+                      f"`benchmark:` in {CONFIG_PATH} to confirm it",)
 
     def _register(self, plugin: object, name: str, version: str, source: str) -> None:
         if self.pm.is_blocked(name):

@@ -1,16 +1,17 @@
 """The built-in report formats of `cisfix audit` (and `fix`): text, JSON, JUnit XML and the Prometheus
 text format for node_exporter's textfile collector. Plugins add more through
-`cisfix_register_report_formats`."""
+`cisfix_register_report_formats`. Every format carries the node's warnings (`NodeInfo.warnings`, e.g.
+a benchmark chosen for a Kubernetes version newer than it covers): a report read alone must not hide them."""
 from __future__ import annotations
 
 import json
 import textwrap
 import time
 from itertools import groupby
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape, quoteattr
 
-from .types import CheckResult, ReportFormat
+from .types import CheckResult, NodeInfo, ReportFormat
 
 WIDTH = 80
 
@@ -23,10 +24,20 @@ def section(check_id: str) -> str:
     return check_id.split("-")[0] if "-" in check_id else parts[0]
 
 
-def render_text(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
+def warnings_of(node_info: Optional[NodeInfo]) -> Tuple[str, ...]:
+    return tuple(node_info.warnings) if node_info else ()
+
+
+def warning_lines(node_info: Optional[NodeInfo]) -> List[str]:
+    """`WARNING: ...` lines for a text report, wrapped to fit 80 columns."""
+    return [line for w in warnings_of(node_info)
+            for line in textwrap.wrap(f"WARNING: {w}", WIDTH, subsequent_indent="    ")]
+
+
+def render_text(results: Sequence[CheckResult], summary: Dict[str, int], node_info: Optional[NodeInfo] = None) -> str:
     """Grouped by section, one wrapped line per check plus the details of those that are not PASS;
-    fits an 80-column terminal."""
-    lines: List[str] = []
+    fits an 80-column terminal. Warnings come first and again last, beside the summary."""
+    lines: List[str] = warning_lines(node_info)
     for name, group in groupby(results, key=lambda r: section(r.check.id)):
         lines.append(f"== {name} ==")
         for r in group:
@@ -40,15 +51,18 @@ def render_text(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
                     lines += textwrap.wrap(text, WIDTH, initial_indent="    ", subsequent_indent="    ")
     counts = ", ".join(f"{n} {status}" for status, n in summary.items() if n)
     lines.append(f"== {len(results)} checks: {counts or 'none'} ==")
+    lines += warning_lines(node_info)
     return "\n".join(lines) + "\n"
 
 
-def render_json(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
-    return json.dumps({"summary": summary, "results": [r.as_dict() for r in results]}, indent=2) + "\n"
+def render_json(results: Sequence[CheckResult], summary: Dict[str, int], node_info: Optional[NodeInfo] = None) -> str:
+    return json.dumps({"summary": summary, "warnings": list(warnings_of(node_info)),
+                       "results": [r.as_dict() for r in results]}, indent=2) + "\n"
 
 
-def render_junit(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
-    """One testcase per check: FAIL and ERROR fail, WARN, MANUAL and EXCEPTED are skipped (a person's call)."""
+def render_junit(results: Sequence[CheckResult], summary: Dict[str, int], node_info: Optional[NodeInfo] = None) -> str:
+    """One testcase per check: FAIL and ERROR fail, WARN, MANUAL and EXCEPTED are skipped (a person's call).
+    Warnings are `warning` properties of every testsuite, where CI systems show suite properties."""
     failures = sum(r.audit.status == "FAIL" for r in results)
     errors = sum(r.audit.status == "ERROR" for r in results)
     skipped = sum(r.audit.status in ("WARN", "MANUAL", "EXCEPTED") for r in results)
@@ -60,6 +74,10 @@ def render_junit(results: Sequence[CheckResult], summary: Dict[str, int]) -> str
                    f'failures="{sum(r.audit.status == "FAIL" for r in group)}" '
                    f'errors="{sum(r.audit.status == "ERROR" for r in group)}" '
                    f'skipped="{sum(r.audit.status in ("WARN", "MANUAL", "EXCEPTED") for r in group)}">')
+        if warnings_of(node_info):
+            out.append("    <properties>")
+            out += [f'      <property name="warning" value={quoteattr(w)}/>' for w in warnings_of(node_info)]
+            out.append("    </properties>")
         for r in group:
             a = r.audit
             message = f"expected {a.expected}, found {a.actual}" if a.expected else a.reason
@@ -79,8 +97,10 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int]) -> str:
-    """For node_exporter's textfile collector: one series per check and status, counts, a timestamp."""
+def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int],
+                      node_info: Optional[NodeInfo] = None) -> str:
+    """For node_exporter's textfile collector: one series per check and status, counts, warnings (a
+    count that alerts can use, and one series per warning with its text), a timestamp."""
     lines = ["# HELP cisfix_check_status Audit verdict of a check: 1 for the status it has.",
              "# TYPE cisfix_check_status gauge"]
     for r in results:
@@ -89,6 +109,10 @@ def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int]) -
         lines.append(f"cisfix_check_status{{{labels}}} 1")
     lines += ["# HELP cisfix_checks Number of checks per audit status.", "# TYPE cisfix_checks gauge"]
     lines += [f'cisfix_checks{{status="{status}"}} {n}' for status, n in summary.items()]
+    lines += ["# HELP cisfix_warnings Number of warnings about this audit (e.g. no benchmark covers the node's version).",
+              "# TYPE cisfix_warnings gauge", f"cisfix_warnings {len(warnings_of(node_info))}",
+              "# HELP cisfix_warning A warning about this audit, in its message label.", "# TYPE cisfix_warning gauge"]
+    lines += [f'cisfix_warning{{message="{_label(w)}"}} 1' for w in warnings_of(node_info)]
     lines += ["# HELP cisfix_audit_timestamp_seconds When the audit ran (Unix time).",
               "# TYPE cisfix_audit_timestamp_seconds gauge", f"cisfix_audit_timestamp_seconds {time.time():.3f}"]
     return "\n".join(lines) + "\n"

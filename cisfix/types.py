@@ -149,13 +149,16 @@ class Component:
 @dataclass(frozen=True)
 class NodeInfo:
     """How a node is laid out: the answer of `cisfix_describe_node`. `benchmark` is filled in by the
-    core: the one asked for (`--benchmark`), else the one registered for the node's version."""
+    core: the one asked for (`--benchmark`), else the one registered for the node's version, else, for
+    a version newer than every benchmark, the newest one with a warning in `warnings` that every
+    report carries."""
 
     distribution: str = "kubeadm"
     version: Optional[str] = None  # Kubernetes version, e.g. "1.31.2", when known
     node_types: Tuple[str, ...] = ()  # e.g. ("master", "worker")
     components: Mapping[str, Component] = field(default_factory=dict)
     benchmark: Optional[str] = None
+    warnings: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

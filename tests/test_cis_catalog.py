@@ -10,8 +10,9 @@ import pytest
 from cisfix_cis.catalog import BENCHMARKS, SPECS, specs_for
 from cisfix_cis.checks import checks_for
 
-# kube-bench's cfg/cis-1.11 and cfg/cis-1.12: checks per part (master, etcd, controlplane, node, policies).
+# kube-bench's cfg/cis-1.11, cfg/cis-1.12 and cfg/cis-2.0: checks per part (master, etcd, controlplane, node, policies).
 EXPECTED_COUNTS = {"cis-1.11": {"1": 60, "2": 7, "3": 5, "4": 26, "5": 35},
+                   "cis-2.0": {"1": 60, "2": 7, "3": 5, "4": 25, "5": 34},
                    "cis-1.12": {"1": 60, "2": 7, "3": 5, "4": 25, "5": 34}}
 
 

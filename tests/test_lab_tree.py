@@ -70,12 +70,12 @@ def test_create_refuses_an_unknown_version_and_a_non_empty_directory(tmp_path):
 ])
 def test_command_line_errors_carry_the_binarys_message(argv, message):
     with pytest.raises(FlagError) as raised:
-        parse_command_line("kube-apiserver", argv)
+        parse_command_line("kube-apiserver", "1.32.0", argv)
     assert message in str(raised.value)
 
 
 def test_command_line_forms_pflag_accepts():
-    values = parse_command_line("kube-apiserver", ["--anonymous-auth", "--v", "2", "-v=3", "--secure-port=0x1F90",
+    values = parse_command_line("kube-apiserver", "1.32.0", ["--anonymous-auth", "--v", "2", "-v=3", "--secure-port=0x1F90",
                                                    "--request-timeout=1m30s"])
     assert values == {"anonymous-auth": "true", "v": "3", "secure-port": "0x1F90", "request-timeout": "1m30s"}
 

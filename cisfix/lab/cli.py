@@ -109,7 +109,7 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
         return sub
 
     create = action("create", cmd_create, "write a kubeadm control-plane node's files under DIR")
-    create.add_argument("--k8s-version", default="1.32", metavar="X.Y", help="Kubernetes version, 1.29-1.32")
+    create.add_argument("--k8s-version", default="1.32", metavar="X.Y", help="Kubernetes version, 1.29-1.35")
     # Every default below is a real node's timing; tests and impatient demos ask for speed explicitly.
     create.add_argument("--file-check-frequency", default="20s", metavar="DURATION",
                         help="the kubelet's static pod re-list interval (default 20s, the kubelet's)")

@@ -1,7 +1,9 @@
 """Command lines parsed the way the Kubernetes binaries parse them (spf13/pflag under cobra).
 
 The flag tables (name, type, default) are the components' published 1.32 references, shipped in
-`cisfix/lab/data/` and read with importlib.resources so that they load from the zipapp too. Errors carry
+`cisfix/lab/data/` and read with importlib.resources so that they load from the zipapp too; the other
+versions' tables are those plus the flags added, removed or re-defaulted between 1.32 and them
+(`flag-changes.tsv`, sources in `data/SOURCES.md`). Errors carry
 the real binaries' wording: `unknown flag: --x`, `invalid argument "x" for "--y" flag: strconv.ParseBool:
 parsing "x": invalid syntax`, `time: unknown unit "x" in duration "5x"`.
 """
@@ -33,10 +35,40 @@ def data_text(name: str) -> str:
     return files("cisfix.lab").joinpath("data", name).read_text(encoding="utf-8")
 
 
+BASE_VERSION = (1, 32)  # the version of the `<component>-flags.tsv` tables
+
+
+def _tsv(name: str) -> List[List[str]]:
+    """A TSV data file's rows, header dropped."""
+    return [r for r in csv.reader(data_text(name).splitlines(), delimiter="\t")][1:]
+
+
+def minor_of(version: str) -> Tuple[int, int]:
+    """"1.33.2" or "1.33" -> (1, 33)."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    return int(major), int(minor)
+
+
 @lru_cache(maxsize=None)
-def flag_table(component: str) -> Dict[str, FlagSpec]:
-    rows = list(csv.reader(data_text(f"{component}-flags.tsv").splitlines(), delimiter="\t"))
-    return {r[0]: FlagSpec(r[0], r[1], r[2], r[3] == "yes") for r in rows[1:] if r}
+def flag_table(component: str, version: str) -> Dict[str, FlagSpec]:
+    """The flags `component` of Kubernetes `version` ("1.33.0" or "1.33") registers: the 1.32 table
+    with the changes between 1.32 and `version` applied. A flag added in X exists from X on, one
+    removed in X exists before X; a `default` change gives the default from its version on."""
+    minor = minor_of(version)
+    table = {r[0]: FlagSpec(r[0], r[1], r[2], r[3] == "yes") for r in _tsv(f"{component}-flags.tsv") if r}
+    for row in _tsv("flag-changes.tsv"):
+        owner, name, change, since, kind, default, deprecated = row[:7]
+        if owner != component:
+            continue
+        present = (minor >= minor_of(since)) == (change == "added")
+        if change == "default":
+            if minor >= minor_of(since):
+                table[name] = FlagSpec(name, kind, default, table[name].deprecated)
+        elif not present:
+            table.pop(name, None)
+        elif name not in table:  # added after 1.32, or removed before it
+            table[name] = FlagSpec(name, kind, default, deprecated == "yes")
+    return table
 
 
 @lru_cache(maxsize=None)
@@ -187,11 +219,11 @@ _CHECKS: Dict[str, Callable[[str], object]] = {
 _OPTIONAL_VALUE = frozenset({"bool", "version"})  # `--flag` alone means true
 
 
-def parse_command_line(component: str, argv: Sequence[str]) -> Dict[str, str]:
-    """The flags of `argv` (program name excluded) as name -> raw value, the last occurrence winning.
-    Raises FlagError with the binary's message for an unknown flag, a missing or invalid value, or a
-    positional argument."""
-    table = flag_table(component)
+def parse_command_line(component: str, version: str, argv: Sequence[str]) -> Dict[str, str]:
+    """The flags of `argv` (program name excluded) as name -> raw value, the last occurrence winning,
+    as `component` of Kubernetes `version` parses them. Raises FlagError with the binary's message for
+    an unknown flag, a missing or invalid value, or a positional argument."""
+    table = flag_table(component, version)
     values: Dict[str, str] = {}
     i = 0
     while i < len(argv):

@@ -1,4 +1,4 @@
-"""What `kubeadm init` writes for a single control-plane node, per Kubernetes version (1.29-1.32).
+"""What `kubeadm init` writes for a single control-plane node, per Kubernetes version (1.29-1.35).
 
 Pure data: the ClusterConfiguration kubeadm stores in the `kubeadm-config` ConfigMap, the four static pods
 generated from it (at `init` and at `upgrade apply` alike), the kubelet's config, flags file and systemd drop-in, and kubeconfig
@@ -14,8 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
-SUPPORTED = ("1.29", "1.30", "1.31", "1.32")
-ETCD_IMAGE = {"1.29": "3.5.10-0", "1.30": "3.5.12-0", "1.31": "3.5.15-0", "1.32": "3.5.16-0"}
+SUPPORTED = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
+# The etcd image kubeadm picks per version (1.33-1.35 from memory, see data/SOURCES.md). From 1.34 that
+# is etcd 3.6, for which kubeadm writes the non-experimental flag names; the lab keeps the 3.5 names
+# that the etcd it runs (Debian's 3.4) accepts.
+ETCD_IMAGE = {"1.29": "3.5.10-0", "1.30": "3.5.12-0", "1.31": "3.5.15-0", "1.32": "3.5.16-0", "1.33": "3.5.21-0",
+              "1.34": "3.6.4-0", "1.35": "3.6.5-0"}
 PAUSE_IMAGE = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10"}
 PKI = "/etc/kubernetes/pki"
 ADDRESS = "127.0.0.1"

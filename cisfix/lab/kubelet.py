@@ -145,9 +145,9 @@ def _typed(name: str, value: str, kind: str) -> object:
     return value
 
 
-def effective_config(flags: Dict[str, str], config: dict) -> dict:
-    """The configuration the kubelet runs with, as its /configz serves it: defaults, then the config
-    file, then the (deprecated) flags that still override it."""
+def effective_config(flags: Dict[str, str], config: dict, version: str) -> dict:
+    """The configuration the kubelet of Kubernetes `version` runs with, as its /configz serves it:
+    defaults, then the config file, then the (deprecated) flags that still override it."""
     merged = json.loads(json.dumps(DEFAULTS))
 
     def put(path: str, value: object) -> None:
@@ -164,7 +164,7 @@ def effective_config(flags: Dict[str, str], config: dict) -> dict:
             else:
                 put(prefix + key, value)
     overlay(config)
-    table = flag_table("kubelet")
+    table = flag_table("kubelet", version)
     for name, value in flags.items():
         if name not in NOT_CONFIG:
             put(FLAG_PATHS.get(name, _camel(name)), _typed(name, value, table[name].type))
@@ -174,8 +174,8 @@ def effective_config(flags: Dict[str, str], config: dict) -> dict:
 class Effective:
     """The effective configuration, and the values the simulator itself uses."""
 
-    def __init__(self, flags: Dict[str, str], config: dict) -> None:
-        self.config = effective_config(flags, config)
+    def __init__(self, flags: Dict[str, str], config: dict, version: str) -> None:
+        self.config = effective_config(flags, config, version)
         validate_config(self.config)  # a flag the kubelet rejects, e.g. an unknown cipher suite
         self.static_pod_path = self.config.get("staticPodPath") or ""
         frequency = flags.get("file-check-frequency") or config.get("fileCheckFrequency") or "0s"
@@ -403,15 +403,16 @@ def serve_authenticated(layout: Layout, effective: Effective) -> Optional[Thread
 def main(root: str, argv: Optional[List[str]] = None) -> int:
     layout = Layout(root)
     argv = sys.argv[1:] if argv is None else argv
+    version = layout.settings().version  # the node's, which the kubelet package matches
     try:
-        flags = parse_command_line("kubelet", argv)
+        flags = parse_command_line("kubelet", version, argv)
     except FlagError as exc:
         klog("E", f'"command failed" err="failed to parse kubelet flag: {exc}"')
         return 1
     config_path = flags.get("config", "")
     try:
         config = load_config(layout, config_path) if config_path else {}
-        effective = Effective(flags, config)
+        effective = Effective(flags, config, version)
     except (ConfigError, ValueError) as exc:
         message = f"failed to load kubelet config file, path: {config_path}, error: {exc}"
         emit(layout, "config-invalid", "kubelet", message)

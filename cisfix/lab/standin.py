@@ -95,13 +95,13 @@ class Files:
         return doc if isinstance(doc, dict) else {}
 
 
-def file_flags(component: str) -> List[str]:
-    return [f.name for f in flag_table(component).values()
+def file_flags(component: str, version: str) -> List[str]:
+    return [f.name for f in flag_table(component, version).values()
             if f.type in ("string", "strings") and f.name.endswith(FILE_SUFFIXES) and f.name not in NOT_FILES]
 
 
-def check_files(component: str, values: Dict[str, str], files: Files) -> None:
-    for name in file_flags(component):
+def check_files(component: str, version: str, values: Dict[str, str], files: Files) -> None:
+    for name in file_flags(component, version):
         for path in split_list(values.get(name, "")) if name in values else ():
             try:
                 files.read(path)
@@ -122,7 +122,7 @@ def check_tls(values: Dict[str, str]) -> None:
         raise StartupError(f"unknown tls version {json.dumps(version)}")
 
 
-def check_api_server(values: Dict[str, str], files: Files, version: Tuple[int, int]) -> None:
+def check_api_server(values: Dict[str, str], files: Files, version: str) -> None:
     errors = []
     for mode in split_list(values.get("authorization-mode", "")):
         if mode not in known_names("authorization-modes.txt"):
@@ -135,7 +135,7 @@ def check_api_server(values: Dict[str, str], files: Files, version: Tuple[int, i
     if errors:
         raise StartupError("[" + ", ".join(errors) + "]")
     check_tls(values)
-    check_files("kube-apiserver", values, files)
+    check_files("kube-apiserver", version, values, files)
     if "EventRateLimit" in split_list(values.get("enable-admission-plugins", "")):
         check_event_rate_limit(values, files)
 
@@ -181,13 +181,17 @@ def check_event_rate_limit(values: Dict[str, str], files: Files) -> None:
 
 def anonymous_paths(values: Dict[str, str], files: Files, version: Tuple[int, int]) -> Optional[Tuple[str, ...]]:
     """Paths anonymous requests may reach: None for all, () for none. `--anonymous-auth` or, since 1.31,
-    an AuthenticationConfiguration's `anonymous` with conditions (KEP-4633)."""
+    an AuthenticationConfiguration's `anonymous` with conditions (KEP-4633: alpha 1.31, beta 1.32, GA
+    1.34, where its feature gate is locked on)."""
+    gate = re.search(r"AnonymousAuthConfigurableEndpoints=(\w+)", values.get("feature-gates", ""))
+    if gate and version >= (1, 34) and gate.group(1).lower() != "true":
+        raise StartupError("cannot set feature gate AnonymousAuthConfigurableEndpoints to false, feature is "
+                           "locked to true")
     path = values.get("authentication-config")
     anonymous = files.yaml(path).get("anonymous") if path else None
     if anonymous is not None:
         if version < (1, 31):
             raise StartupError('strict decoding error: unknown field "anonymous"')
-        gate = re.search(r"AnonymousAuthConfigurableEndpoints=(\w+)", values.get("feature-gates", ""))
         enabled = gate.group(1).lower() == "true" if gate else version >= (1, 32)
         if not enabled:
             raise StartupError("anonymous is not supported when AnonymousAuthConfigurableEnpoints feature gate "
@@ -442,7 +446,7 @@ def image_version() -> str:
 def build_server(component: str, values: Dict[str, str], files: Files, version: str) -> Server:
     numbers = tuple(int(p) for p in version.split(".")[:2])
     if component == "kube-apiserver":
-        check_api_server(values, files, numbers)
+        check_api_server(values, files, version)
         anonymous = anonymous_paths(values, files, numbers)
         authorize, checks = api_server_authorizer(anonymous), api_server_checks(EtcdCheck(values, files), version)
         audit_log(values, files)
@@ -450,7 +454,7 @@ def build_server(component: str, values: Dict[str, str], files: Files, version: 
         configmaps = ConfigMapStore(store) if store else None
     else:
         check_tls(values)
-        check_files(component, values, files)
+        check_files(component, version, values, files)
         authorize, checks, configmaps = delegated_authorizer(values), simple_checks, None
     bind = values.get("bind-address", "0.0.0.0")
     # The lab binds only the loopback interface, whatever the manifest asks for.
@@ -475,13 +479,13 @@ def audit_log(values: Dict[str, str], files: Files) -> None:
 
 def main(component: str, argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    version = image_version()  # the binary's version: which flags it knows
     try:
-        values = parse_command_line(component, argv)
+        values = parse_command_line(component, version, argv)
     except FlagError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         print(f"Usage:\n  {component} [flags]\n\nRun '{component} --help' for the flags.", file=sys.stderr)
         return 1
-    version = image_version()
     if flag_bool(values, "help", False):
         print(f"Usage:\n  {component} [flags]")
         return 0

@@ -242,15 +242,17 @@ def _other_control_planes(state: NodeState) -> str:
 
 @dataclass(frozen=True)
 class AnonymousHealthOnly:
-    """Since 1.32 (beta, on by default) an AuthenticationConfiguration can allow anonymous requests for
-    the health endpoints only. 1.31 has it as alpha behind AnonymousAuthConfigurableEndpoints; cisfix
-    does not turn on alpha features, so there (and before) the fix is manual."""
+    """Since 1.32 (beta, on by default; GA and always on from 1.34) an AuthenticationConfiguration can
+    allow anonymous requests for the health endpoints only: the default remediation from 1.32 on. 1.31
+    has it as alpha behind AnonymousAuthConfigurableEndpoints; cisfix does not turn on alpha features,
+    so there (and before) the fix is manual, as on a 1.32-1.33 server that turned the feature off."""
 
     def __call__(self, state: NodeState) -> Plan:
         minor = tuple(int(p) for p in (state.info.version or "0.0").split(".")[:2])
         flags = state.flags(COMPONENT)
         gates = flags.get("feature-gates") or ""
-        if minor < (1, 32) or "AnonymousAuthConfigurableEndpoints=false" in gates:
+        switched_off = minor < (1, 34) and "AnonymousAuthConfigurableEndpoints=false" in gates
+        if minor < (1, 32) or switched_off:
             return Plan(manual="--anonymous-auth=false breaks kubeadm's liveness probes (they get 401 and the "
                                "kubelet restarts the API server); restricting anonymous access to /livez, "
                                "/readyz and /healthz needs an AuthenticationConfiguration with `anonymous`, "

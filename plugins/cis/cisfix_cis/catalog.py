@@ -1,8 +1,10 @@
-"""The recommendations of CIS Kubernetes Benchmark v1.11 (Kubernetes 1.29-1.31) and v1.12 (1.32-1.34)
-as data: one entry per recommendation shared by both, with what differs per benchmark in `per`.
+"""The recommendations of CIS Kubernetes Benchmark v1.11 (Kubernetes 1.29-1.31), v1.12 (1.32-1.33) and
+v2.0 (1.34-1.35) as data: one entry per recommendation shared by all, with what differs per benchmark in
+`per`. v2.0 has v1.12's checks with new remediation text for 2.2 and 1.2.29 (kube-bench PR #2126): it is
+declared as based on v1.12 (`BASED_ON`), so only those two entries name it.
 
-What each entry tests, whether it is scored, and its number follow kube-bench's cfg/cis-1.11 and
-cfg/cis-1.12; the titles and guidance are cisfix's own words. Levels are the CIS profile levels
+What each entry tests, whether it is scored, and its number follow kube-bench's cfg/cis-1.11,
+cfg/cis-1.12 and cfg/cis-2.0; the titles and guidance are cisfix's own words. Levels are the CIS profile levels
 (kube-bench does not record them). `scored=False` marks the benchmark's "Manual" recommendations: a
 failing one is FAIL for cisfix (so that `cisfix fix` can remediate it) and WARN in the kube-bench report,
 as kube-bench reports it.
@@ -20,9 +22,22 @@ from .audits import (AllSet, AnonymousAuth, DistinctFiles, EncryptionProviders, 
 from .fixes import (EtcdDataDirOwner, FlagOps, KubeletFeatureGate, KubeletFix, KubeletStrongCiphers, Manual,
                     ModeFix, SetFlagsToFiles, StrongCiphers)
 
-CIS_1_11, CIS_1_12 = "cis-1.11", "cis-1.12"
+CIS_1_11, CIS_1_12, CIS_2_0 = "cis-1.11", "cis-1.12", "cis-2.0"
+# kube-bench maps 1.34 to cis-1.12 too; CIS v2.0.1 is scoped to 1.34-1.35, and the newer benchmark wins.
 BENCHMARKS = {CIS_1_11: ("CIS Kubernetes Benchmark v1.11", ("1.29", "1.30", "1.31")),
-              CIS_1_12: ("CIS Kubernetes Benchmark v1.12", ("1.32", "1.33", "1.34"))}
+              CIS_1_12: ("CIS Kubernetes Benchmark v1.12", ("1.32", "1.33")),
+              CIS_2_0: ("CIS Kubernetes Benchmark v2.0", ("1.34", "1.35"))}
+# A benchmark that is another plus differences: what `per`, `only` and per-benchmark ids do not say for
+# it, it takes from its base.
+BASED_ON = {CIS_2_0: CIS_1_12}
+
+
+def lineage(benchmark: str) -> Tuple[str, ...]:
+    """The benchmark, then what it is based on: ("cis-2.0", "cis-1.12")."""
+    chain = (benchmark,)
+    while chain[-1] in BASED_ON:
+        chain += (BASED_ON[chain[-1]],)
+    return chain
 
 # Sections: node types cisfix selects the check for, kube-bench's control (id, type, text), group text.
 CONTROLS = {"1": ("master", "Control Plane Security Configuration"), "2": ("etcd", "Etcd Node Configuration"),
@@ -72,10 +87,15 @@ class Spec:
     per: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def for_benchmark(self, benchmark: str) -> Optional["Spec"]:
-        if self.only and benchmark not in self.only:
+        chain = lineage(benchmark)
+        if self.only and not set(chain) & set(self.only):
             return None
-        spec = replace(self, **self.per.get(benchmark, {}))
-        check_id = spec.id.get(benchmark) if isinstance(spec.id, Mapping) else spec.id
+        changes: Dict[str, Any] = {}
+        for name in reversed(chain):  # the base first, the benchmark's own differences last
+            changes.update(self.per.get(name, {}))
+        spec = replace(self, **changes)
+        ids = spec.id if isinstance(spec.id, Mapping) else {}
+        check_id = next((ids[name] for name in chain if name in ids), None) if ids else spec.id
         return replace(spec, id=check_id) if check_id else None
 
     @property
@@ -218,7 +238,10 @@ SPECS: Tuple[Spec, ...] = (
          apiserver.Encryption(), scored=False),
     Spec("1.2.29", "The API server offers only strong TLS cipher suites",
          OnlyItems(API, "tls-cipher-suites", API_CIPHERS_1_12), StrongCiphers(API, "tls-cipher-suites", API_CIPHERS_1_12),
-         scored=False, per={CIS_1_11: {"audit": OnlyItems(API, "tls-cipher-suites", API_CIPHERS_1_11)}}),
+         scored=False, per={CIS_1_11: {"audit": OnlyItems(API, "tls-cipher-suites", API_CIPHERS_1_11)},
+                            CIS_2_0: {"guidance": "Set --tls-cipher-suites to the full list of strong suites, or "
+                                                  "to the strong suites your organisation uses: "
+                                                  + ",".join(API_CIPHERS_1_12)}}),
     flag("1.2.30", "Service account tokens are not extended beyond their expiry", API,
          "service-account-extend-token-expiration", "eq", "false", default="true",
          fix=set_to(API, "service-account-extend-token-expiration", "false"),
@@ -252,7 +275,9 @@ SPECS: Tuple[Spec, ...] = (
     Spec("2.1", "etcd serves clients over TLS", AllSet(ETCD, ("cert-file", "key-file")),
          Manual("set up etcd's serving certificate together with its clients (kubeadm does this by default)")),
     flag("2.2", "etcd requires client certificates", ETCD, "client-cert-auth", "eq", "true", default="false",
-         fix=set_to(ETCD, "client-cert-auth", "true")),
+         fix=set_to(ETCD, "client-cert-auth", "true"),
+         per={CIS_2_0: {"guidance": 'Set --client-cert-auth="true" in etcd\'s static pod manifest; etcd then '
+                                    "refuses clients without a certificate signed by its trusted CA"}}),
     flag("2.3", "etcd does not use self-signed automatic TLS for clients", ETCD, "auto-tls", "noteq", "true",
          fix=set_to(ETCD, "auto-tls", "false")),
     Spec("2.4", "etcd peers talk over TLS", AllSet(ETCD, ("peer-cert-file", "peer-key-file")),

@@ -3,7 +3,8 @@ controlplane, node, policies), each with `tests[]` (one per group) holding `resu
 and the top-level `Totals`. Statuses as kube-bench gives them: a failing unscored ("Manual")
 recommendation and a check that needs a human are WARN. Results of checks outside the CIS benchmarks are
 left out, as are checks whose component is not on the node (NOT_APPLICABLE): kube-bench has no place
-for them."""
+for them. The node's warnings (a benchmark chosen for a newer Kubernetes) are a top-level `Warnings`
+list, present only when there are some."""
 from __future__ import annotations
 
 import json
@@ -77,7 +78,8 @@ def report(results: Sequence[CheckResult], node_info: Optional[NodeInfo] = None)
             control[f"total_{key}"] = counts[key]
             totals[f"total_{key}"] += counts[key]
         out.append(control)
-    return {"Controls": out, "Totals": totals}
+    warnings = list(node_info.warnings) if node_info else []
+    return {"Controls": out, "Totals": totals, **({"Warnings": warnings} if warnings else {})}
 
 
 def _version(node_info: Optional[NodeInfo]) -> str:

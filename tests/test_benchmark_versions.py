@@ -1,0 +1,94 @@
+"""Which benchmark a node is audited against, by its Kubernetes version (kube-bench's mapping, with CIS
+v2.0 for 1.34-1.35), and a node newer than every benchmark: the newest one, with a warning that every
+report format carries. Offline trees whose manifests name the version in their image tags."""
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from cisfix.testing import TestNode, build_node
+from cisfix_cis.catalog import specs_for
+
+MANIFESTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def node_at(tmp_path, version: str) -> TestNode:
+    """The test kit's kubeadm node with its control-plane images retagged to `version`."""
+    node = build_node(tmp_path / f"node-{version}")
+    for name in MANIFESTS:
+        path = f"/etc/kubernetes/manifests/{name}.yaml"
+        node.write(path, re.sub(rb":v1\.31\.2", f":v{version}".encode(), node.read(path)))
+    return node
+
+
+@pytest.mark.parametrize("version, benchmark", [
+    ("1.29.0", "cis-1.11"), ("1.31.2", "cis-1.11"), ("1.32.1", "cis-1.12"), ("1.33.0", "cis-1.12"),
+    ("1.34.0", "cis-2.0"), ("1.35.2", "cis-2.0")])
+def test_audit_picks_the_benchmark_of_the_version(tmp_path, version, benchmark):
+    result = node_at(tmp_path, version).run("audit", "--format", "kube-bench")
+    assert result.exit_code in (0, 1), result.stderr
+    report = result.json()
+    assert {c["version"] for c in report["Controls"]} == {benchmark}
+    assert "Warnings" not in report
+
+
+def test_cis_2_0_is_1_12_with_new_remediation_for_2_2_and_1_2_29():
+    old, new = specs_for("cis-1.12"), specs_for("cis-2.0")
+    assert old.keys() == new.keys()
+    differing = {i for i in old if old[i] != new[i]}
+    assert differing == {"2.2", "1.2.29"}
+    for check_id in differing:
+        assert new[check_id].guidance != old[check_id].guidance
+        assert new[check_id].audit == old[check_id].audit and new[check_id].fix == old[check_id].fix
+
+
+def test_a_version_older_than_every_benchmark_is_refused(tmp_path):
+    result = node_at(tmp_path, "1.28.3").run("audit")
+    assert result.exit_code == 2 and "Kubernetes 1.28.3 is not covered by any benchmark" in result.stderr
+
+
+NEWER = "Kubernetes 1.36.0 is newer than every benchmark: audited against cis-2.0"
+
+
+def test_newer_node_gets_the_newest_benchmark_with_a_warning_in_every_report(tmp_path):
+    node = node_at(tmp_path, "1.36.0")
+
+    def report(fmt: str) -> str:
+        result = node.run("audit", "--format", fmt)
+        assert result.exit_code in (0, 1), result.stderr
+        return result.stdout
+
+    text = report("text")
+    assert text.startswith("WARNING: Kubernetes 1.36.0 is newer than every benchmark")
+    assert "the newest (for Kubernetes up to 1.35)" in " ".join(text.split())
+    as_json = json.loads(report("json"))
+    assert as_json["warnings"][0].startswith(NEWER) and as_json["results"]
+    kube_bench = json.loads(report("kube-bench"))
+    assert {c["version"] for c in kube_bench["Controls"]} == {"cis-2.0"}
+    assert kube_bench["Warnings"][0].startswith(NEWER)
+    suites = ET.fromstring(report("junit")).findall("testsuite")
+    assert suites and all(s.find("properties/property[@name='warning']").get("value").startswith(NEWER)
+                          for s in suites)
+    prometheus = report("prometheus")
+    assert "\ncisfix_warnings 1\n" in prometheus
+    assert re.search(r'\ncisfix_warning\{message="Kubernetes 1\.36\.0 is newer than every benchmark[^"]*"\} 1\n',
+                     prometheus)
+    fix_text = node.run("fix", "--dry-run", "--check", "1.2.15")
+    assert fix_text.stdout.startswith("WARNING: Kubernetes 1.36.0 is newer")
+    fix_json = node.run("fix", "--dry-run", "--check", "1.2.15", "--format", "json").json()
+    assert fix_json["warnings"][0].startswith(NEWER)
+    benchmarks = node.run("benchmarks").stdout
+    assert "* cis-2.0" in benchmarks and "WARNING: Kubernetes 1.36.0 is newer" in benchmarks
+
+
+def test_an_explicit_benchmark_silences_the_warning(tmp_path):
+    node = node_at(tmp_path, "1.36.0")
+    node.write("/etc/cisfix/config.yaml", b"apiVersion: cisfix/v1\nkind: NodeConfig\nbenchmark: cis-2.0\n")
+    assert node.run("audit", "--format", "json").json()["warnings"] == []
+    kube_bench = node.run("audit", "--format", "kube-bench").json()
+    assert {c["version"] for c in kube_bench["Controls"]} == {"cis-2.0"} and "Warnings" not in kube_bench
+    assert not node.run("audit", "--benchmark", "cis-2.0").stdout.startswith("WARNING")
+    assert "\ncisfix_warnings 0\n" in node.run("audit", "--format", "prometheus", "--benchmark", "cis-2.0").stdout
