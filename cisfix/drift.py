@@ -123,8 +123,9 @@ class DriftState:
         self._saved = self._data()
 
     def _data(self) -> dict:
-        return {"detected": self.detected, "corrections": self.corrections, "drifted": self.drifted,
-                "flapping": self.flapping, "resets": self.resets}
+        """A copy: what the run changes is compared with what was read."""
+        return json.loads(json.dumps({"detected": self.detected, "corrections": self.corrections,
+                                      "drifted": self.drifted, "flapping": self.flapping, "resets": self.resets}))
 
     def save(self, node: Node) -> None:
         data = self._data()
@@ -133,7 +134,7 @@ class DriftState:
         prepare_state_dir(node)
         write_atomic(self.path, json.dumps(data, sort_keys=True).encode() + b"\n",
                      Meta(0o600, os.geteuid(), os.getegid()))
-        self._saved = json.loads(json.dumps(data))
+        self._saved = data
 
     @staticmethod
     def key(*parts: str) -> str:
@@ -240,8 +241,10 @@ def standing_aside(processes: Sequence) -> Optional[str]:
     (it writes the same files and restarts the same components)."""
     for process in processes:
         argv = process.argv
-        if argv and os.path.basename(argv[0]) == "kubeadm":
-            verbs = [a for a in argv[1:3] if a in ("upgrade", "init", "join")]
-            if verbs:
-                return f"{' '.join(argv[:3])} is running (pid {process.pid}); drift stands aside until it ends"
+        if not argv or os.path.basename(argv[0]) != "kubeadm":
+            continue
+        words = [a for a in argv[1:] if not a.startswith("-")][:2]  # `kubeadm --config F init` too
+        verb = next((w for w in words if w in ("upgrade", "init", "join")), None)
+        if verb:
+            return f"kubeadm {verb} is running (pid {process.pid}); drift stands aside until it ends"
     return None

@@ -36,6 +36,8 @@ class EventLog:
     def read(self) -> List[dict]:
         """Every event, oldest first. A torn last line (a crash mid-append) is ignored; any other line
         that is not an event is refused naming its line."""
+        if not self.path.parent.exists() and not self.path.parent.is_symlink():
+            return []  # no state folder yet: cisfix never changed this node
         try:
             fd = open_state_file(self.path, os.O_RDONLY, WHAT)
         except FileNotFoundError:
