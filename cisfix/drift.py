@@ -5,7 +5,8 @@ For each baseline check that no longer holds, the drift is classified by compari
 with what cisfix last committed to them:
 
 - `upgrade`: the file was regenerated with another image tag than the one cisfix committed against
-  (`kubeadm upgrade` rewrites the manifests from its ClusterConfiguration and drops hand edits);
+  (`kubeadm upgrade` rewrites the manifests from its ClusterConfiguration and drops hand edits), or it
+  has no image of its own (the kubelet's config) and changed while the node's images did;
 - `manual`: the bytes (or mode, owner) differ from what cisfix committed, same version;
 - `unknown`: cisfix's files are as it committed them (something else overrides them), or the check
   was never fixed by cisfix (`--all`).
@@ -74,11 +75,31 @@ def _images(data: bytes) -> List[bytes]:
     return _IMAGE.findall(data)
 
 
+def _committed_against(node: Node, entry: dict) -> Optional[bytes]:
+    """The file as it was before cisfix last committed to it (its backup): the version cisfix's change
+    was made against, since cisfix changes flags and modes, never image tags."""
+    backup = node.state_dir / entry["backup"] if entry["backup"] else None
+    return backup.read_bytes() if backup and backup.is_file() else None
+
+
+def node_upgraded(node: Node, written: Dict[str, Tuple[TxInfo, dict]]) -> bool:
+    """Whether any manifest cisfix committed to now runs other images than then: the node was upgraded,
+    and files with no image of their own (the kubelet's config, which `kubeadm upgrade` rewrites too)
+    changed with it."""
+    for path, (_, entry) in written.items():
+        before = _committed_against(node, entry)
+        host = node.host(path)
+        if before and _images(before) and host.is_file() and _images(host.read_bytes()) != _images(before):
+            return True
+    return False
+
+
 def classify(node: Node, result: CheckResult, fix_tx: Optional[TxInfo],
-             written: Dict[str, Tuple[TxInfo, dict]]) -> Drift:
-    found = result.audit.actual or result.audit.reason or "fails"
+             written: Dict[str, Tuple[TxInfo, dict]], upgraded: bool) -> Drift:
+    """`upgraded`: the node's images changed since cisfix committed (`node_upgraded`)."""
+    found = str(result.audit.actual or result.audit.reason or "fails")
     if fix_tx is None:
-        return Drift(result.check, UNKNOWN, None, str(found))
+        return Drift(result.check, UNKNOWN, None, found)
     for entry in fix_tx.files:
         path = entry["path"]
         _, last = written[path]
@@ -90,14 +111,12 @@ def classify(node: Node, result: CheckResult, fix_tx: Optional[TxInfo],
         after = last["after"]
         if sha256(data) == after["sha256"] and meta == Meta.from_dict(after):
             continue
-        backup = node.state_dir / last["backup"] if last["backup"] else None
-        before = backup.read_bytes() if backup and backup.is_file() else None
+        before = _committed_against(node, last)
         if before is None:
-            return Drift(result.check, UNKNOWN, path, str(found))
-        if _images(before) and _images(data) != _images(before):
-            return Drift(result.check, UPGRADE, path, str(found))
-        return Drift(result.check, MANUAL, path, str(found))
-    return Drift(result.check, UNKNOWN, None, str(found))
+            return Drift(result.check, UNKNOWN, path, found)
+        regenerated = _images(data) != _images(before) if _images(before) else upgraded
+        return Drift(result.check, UPGRADE if regenerated else MANUAL, path, found)
+    return Drift(result.check, UNKNOWN, None, found)
 
 
 class DriftState:
@@ -186,6 +205,7 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
     events = log.read()
 
     drifts: List[Drift] = []
+    upgraded: Optional[bool] = None  # read only when something drifted
     for result in report.results:
         check = result.check
         if result.audit.status != FAIL or not check.automated:
@@ -193,7 +213,9 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
         if check.id not in fixed and not enforce_all:
             report.unenforced.append(result)
             continue
-        drift = classify(node, result, fixed.get(check.id), written)
+        if upgraded is None:
+            upgraded = node_upgraded(node, written)
+        drift = classify(node, result, fixed.get(check.id), written, upgraded)
         if check.id not in state.drifted:
             key = state.key(check.id, drift.cls)
             state.detected[key] = state.detected.get(key, 0) + 1
