@@ -230,3 +230,23 @@ def test_state_files_another_user_could_write_are_refused(node, drift, name, con
                                   or "not 0600" in line)
     assert node.read(APISERVER) == before
     assert value(samples, "cisfix_compliance_state") == 3
+
+
+def test_an_upgrade_is_corrected_reusing_the_files_cisfix_wrote(node, cisfix, drift):
+    """kubeadm regenerates the manifest: every flag and mount cisfix added is gone, the files it created
+    (audit policy, encryption key, admission and authentication configuration) are still there. They are
+    used again as they are — a new encryption key would make the encrypted secrets unreadable."""
+    expires = datetime.date.today() + datetime.timedelta(days=30)
+    with_exceptions(node, NEEDS_A_PERSON, expires.isoformat())
+    regenerated = node.read(APISERVER).decode()
+    assert cisfix("fix").returncode == 0
+    created = {p: p.read_bytes() for p in (node.root / "etc/kubernetes").rglob("*")
+               if p.is_file() and "manifests" not in p.parts and "pki" not in p.parts}
+    assert any("encryption" in p.name for p in created)
+    tag = next(line for line in regenerated.splitlines() if "image:" in line)
+    node.write(APISERVER, regenerated.replace(tag, tag.rsplit(":", 1)[0] + ":v1.31.9").encode())
+    result, _ = drift("-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {e["class"] for e in events(node)} == {"upgrade"} and len(events(node)) > 5
+    assert {p: p.read_bytes() for p in created} == created
+    assert drift()[0].stdout == ""
