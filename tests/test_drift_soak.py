@@ -126,15 +126,19 @@ def test_soak_drift_runs_with_a_scripted_actor(make_lab, tmp_path, request):
     for _ in range(4):
         soak.quiet_run()
 
-    # An actor that re-breaks one flag after every correction: FLAPPING after K corrections, no restart.
+    # An actor that re-breaks one flag after every correction: FLAPPING once the check was corrected K
+    # times in the window (the upgrade's correction of it counts too), and no restart after that.
     check_id, component, good, bad = FLAPPER
-    for _ in range(FLAP_LIMIT):
+    while True:
         soak.act(component, good, bad)
         result, restarts, _ = soak.drift()
+        if result.returncode == 6:
+            break
         assert result.returncode == 0 and result.stdout.startswith(f"CORRECTED {check_id} (manual")
         assert restarts == {component: 1}
-    soak.act(component, good, bad)
+    assert len([e for e in soak.events() if e["id"] == check_id]) == FLAP_LIMIT
     broken = lab.manifest(component).read_bytes()
+    assert restarts == {} and f"FLAPPING {check_id}" in result.stdout
     for _ in range(2):
         result, restarts, samples = soak.drift()
         assert result.returncode == 6, result.stdout + result.stderr
