@@ -119,6 +119,18 @@ def classify(node: Node, result: CheckResult, fix_tx: Optional[TxInfo],
     return Drift(result.check, UNKNOWN, None, found)
 
 
+def _valid_state(data: object) -> bool:
+    def mapping(key: str, valid) -> bool:
+        value = data.get(key, {})  # type: ignore[union-attr]
+        return isinstance(value, dict) and all(isinstance(k, str) and valid(v) for k, v in value.items())
+
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return isinstance(data, dict) and all((
+        mapping("detected", lambda v: isinstance(v, int)), mapping("corrections", lambda v: isinstance(v, int)),
+        mapping("drifted", lambda v: isinstance(v, str)), mapping("resets", number),
+        mapping("flapping", lambda v: isinstance(v, dict) and number(v.get("since")) and number(v.get("lastDrift")))))
+
+
 class DriftState:
     """`<state>/drift.json`: counters for the metrics, the checks drifted at the end of the last run (so
     a drift is counted once, not at every run it lasts), flapping checks and resets."""
@@ -131,8 +143,7 @@ class DriftState:
             data = {}
         except ValueError:
             data = None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in
-                                                 ("detected", "corrections", "drifted", "flapping", "resets")):
+        if not _valid_state(data):
             raise UntrustedState(self.path, "not a drift state cisfix wrote" + _STATE_WHY)
         self.detected: Dict[str, int] = data.get("detected", {})  # "id class" -> count
         self.corrections: Dict[str, int] = data.get("corrections", {})  # "id outcome" -> count

@@ -57,8 +57,8 @@ class EventLog:
                 event = json.loads(line)
             except ValueError:
                 event = None
-            if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
-                    or not isinstance(event.get("time"), (int, float)):
+            if not isinstance(event, dict) or not isinstance(event.get("time"), (int, float)) \
+                    or not all(isinstance(event.get(k), str) for k in ("id", "class", "outcome")):
                 raise JournalCorrupt(f"{self.path}:{number}", "not a drift event; the events log is damaged")
             events.append(event)
         return events

@@ -92,10 +92,17 @@ def test_drift_of_a_fixed_check_is_corrected_and_classified(fixed, drift):
     assert [e["class"] for e in events(fixed)] == ["manual", "upgrade"]
     assert value(samples, "cisfix_drift_detected_total", id=PROFILING, **{"class": "upgrade"}) == 1
 
+    set_profiling(fixed, "true")
+    result, _ = drift("--format", "json", "--random-delay", "0.2")
+    report = json.loads(result.stdout)
+    assert result.returncode == report["exit_code"] == 0
+    assert [(c["id"], c["class"], c["outcome"]) for c in report["corrections"]] == [(PROFILING, "manual", "FIXED")]
+    assert report["corrections"][0]["txid"] == events(fixed)[-1]["txid"] and PROFILING in report["baseline"]
+
     result, samples = drift()  # nothing drifted since
     assert result.returncode == 0 and result.stdout == ""
-    assert len(events(fixed)) == 2
-    assert value(samples, "cisfix_corrections_total", id=PROFILING, outcome="FIXED") == 2
+    assert len(events(fixed)) == 3
+    assert value(samples, "cisfix_corrections_total", id=PROFILING, outcome="FIXED") == 3
 
 
 def test_checks_cisfix_never_fixed_are_reported_not_changed(node, drift):
@@ -204,6 +211,23 @@ def test_a_halted_node_exits_4_and_says_so_in_the_metrics(fixed, drift):
     assert result.returncode == 4 and "HALT exists" in result.stderr
     assert fixed.read(APISERVER) == broken
     assert value(samples, "cisfix_halted") == 1 and value(samples, "cisfix_compliance_state") == 3
+
+
+@pytest.mark.parametrize("name, content", [
+    ("drift.json", b'{"detected": {"1.2.15 manual": "many"}}\n'),
+    ("events.jsonl", b'{"id": "1.2.15", "time": 1}\n'),
+    ("PAUSE", b"paused\n"),
+])
+def test_state_files_cisfix_did_not_write_are_refused_naming_them(node, drift, name, content):
+    path = node.root / STATE.lstrip("/") / name
+    path.parent.mkdir(mode=0o700, parents=True)
+    path.write_bytes(content)
+    os.chmod(path, 0o600)
+    result, samples = drift("-q")
+    assert result.returncode == 4
+    [line] = result.stderr.splitlines()
+    assert str(path) in line and ("not a drift state" in line or "damaged" in line or "not a pause" in line)
+    assert value(samples, "cisfix_compliance_state") == 3
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="trust is enforced only when cisfix runs as root")
