@@ -195,27 +195,49 @@ class DriftReport:
         return status.worst(*codes)
 
 
-def _recent_corrections(events: Sequence[dict], check_id: str, since: float) -> List[dict]:
-    return [e for e in events if e["id"] == check_id and e["time"] >= since]
+@dataclass
+class _Run:
+    """What one drift run works with."""
+
+    node: Node
+    state: DriftState
+    events: List[dict]  # the corrections logged so far
+    now: float
+    limit: int
+    window: float  # seconds
+
+    def history(self, check_id: str) -> List[dict]:
+        """The check's corrections that count for the flap guard: in the window, after its last reset."""
+        since = max(self.now - self.window, self.state.resets.get(check_id, 0.0))
+        return [e for e in self.events if e["id"] == check_id and e["time"] >= since]
 
 
 def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_all: bool = False,
               resets: Sequence[str] = (), wait: float = 0.0) -> DriftReport:
     node = plugins.node
     guard = plugins.config.get("drift", {})
-    limit = guard.get("flapLimit", FLAP_LIMIT)
-    window = guard.get("flapWindowHours", FLAP_WINDOW_HOURS) * 3600
-    now = time.time()
-    state = DriftState(node)
     log = EventLog(node.state_dir / "events.jsonl")
+    run = _Run(node, DriftState(node), log.read(), time.time(), guard.get("flapLimit", FLAP_LIMIT),
+               guard.get("flapWindowHours", FLAP_WINDOW_HOURS) * 3600)
     for check_id in resets:
-        state.flapping.pop(check_id, None)
-        state.resets[check_id] = now
+        run.state.flapping.pop(check_id, None)
+        run.state.resets[check_id] = run.now
     fixed, written = committed_fixes(Journal(node.state_dir / "journal.jsonl"))
-    report = DriftReport(run_audits(plugins, checks), baseline=sorted(set(fixed) & {c.id for c in checks}))
-    events = log.read()
+    report = DriftReport(run_audits(plugins, checks), baseline=sorted(set(fixed) & {c.id for c in checks}),
+                         state=run.state)
+    drifts = _detect(run, report, fixed, written, enforce_all)
+    _end_flapping(run, report)
+    if drifts:
+        _correct(plugins, gate, run, report, drifts, log, wait)
+    run.state.save(node)
+    return report
 
-    drifts: List[Drift] = []
+
+def _detect(run: _Run, report: DriftReport, fixed: Dict[str, TxInfo], written: Dict[str, Tuple[TxInfo, dict]],
+            enforce_all: bool) -> List[Drift]:
+    """Classify every failing check of the baseline (every automated one with `enforce_all`), count each
+    drift once, and hold back the flapping ones; the rest is to be corrected."""
+    state, drifts = run.state, []
     upgraded: Optional[bool] = None  # read only when something drifted
     for result in report.results:
         check = result.check
@@ -225,48 +247,50 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
             report.unenforced.append(result)
             continue
         if upgraded is None:
-            upgraded = node_upgraded(node, written)
-        drift = classify(node, result, fixed.get(check.id), written, upgraded)
+            upgraded = node_upgraded(run.node, written)
+        drift = classify(run.node, result, fixed.get(check.id), written, upgraded)
         if check.id not in state.drifted:
             key = state.key(check.id, drift.cls)
             state.detected[key] = state.detected.get(key, 0) + 1
         state.drifted[check.id] = drift.cls
-        since = max(now - window, state.resets.get(check.id, 0.0))
-        history = _recent_corrections(events, check.id, since)
-        if check.id in state.flapping or len(history) >= limit:
-            state.flapping.setdefault(check.id, {"since": now})["lastDrift"] = now
+        history = run.history(check.id)
+        if check.id in state.flapping or len(history) >= run.limit:
+            state.flapping.setdefault(check.id, {"since": run.now})["lastDrift"] = run.now
             report.flapping[check.id] = history
-            continue
-        drifts.append(drift)
+        else:
+            drifts.append(drift)
     failing = {r.check.id for r in report.results if r.audit.status == FAIL}
     for check_id in [i for i in state.drifted if i not in failing]:
         del state.drifted[check_id]
-    for check_id, flap in list(state.flapping.items()):
+    return drifts
+
+
+def _end_flapping(run: _Run, report: DriftReport) -> None:
+    """A flapping check that holds now stays FLAPPING until a whole window passes with no drift of it."""
+    for check_id, flap in list(run.state.flapping.items()):
         if check_id in report.flapping:
             continue
-        if now - flap["lastDrift"] >= window:
-            del state.flapping[check_id]  # a whole window with no drift of it
-        else:  # holding now, but flapping until a whole window passes with no drift
-            since = max(now - window, state.resets.get(check_id, 0.0))
-            report.flapping[check_id] = _recent_corrections(events, check_id, since)
+        if run.now - flap["lastDrift"] >= run.window:
+            del run.state.flapping[check_id]
+        else:
+            report.flapping[check_id] = run.history(check_id)
 
-    if drifts:
-        by_id = {d.check.id: d for d in drifts}
-        report.fix = run_fix(plugins, [d.check for d in drifts], gate, wait=wait)
-        for result in report.fix.results:
-            drift = by_id.get(result.check.id)
-            if drift is None or result.status not in (status.FIXED, *status.FAILED):
-                continue
-            report.corrected.append((drift, result))
-            log.append({"time": round(time.time(), 3), **drift.as_event(), "txid": result.txid,
-                        "outcome": result.status})
-            key = state.key(result.check.id, result.status)
-            state.corrections[key] = state.corrections.get(key, 0) + 1
-            if result.status == status.FIXED:
-                state.drifted.pop(result.check.id, None)
-    state.save(node)
-    report.state = state
-    return report
+
+def _correct(plugins: Plugins, gate: Gate, run: _Run, report: DriftReport, drifts: List[Drift], log: EventLog,
+             wait: float) -> None:
+    """Through the engine `fix` uses (one gated transaction per component); one event per correction."""
+    by_id = {d.check.id: d for d in drifts}
+    report.fix = run_fix(plugins, [d.check for d in drifts], gate, wait=wait)
+    for result in report.fix.results:
+        drift = by_id.get(result.check.id)
+        if drift is None or result.status not in (status.FIXED, *status.FAILED):
+            continue  # compliant again meanwhile, or no safe fix: nothing was changed
+        report.corrected.append((drift, result))
+        log.append({"time": round(time.time(), 3), **drift.as_event(), "txid": result.txid, "outcome": result.status})
+        key = run.state.key(result.check.id, result.status)
+        run.state.corrections[key] = run.state.corrections.get(key, 0) + 1
+        if result.status == status.FIXED:
+            run.state.drifted.pop(result.check.id, None)
 
 
 def standing_aside(processes: Sequence) -> Optional[str]:

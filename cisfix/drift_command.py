@@ -12,7 +12,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Sequence
 
 from . import status
 from .errors import CisfixError, InputError
@@ -128,7 +128,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     return report.exit_code
 
 
-def _counters(run: RunMetrics, state, baseline: List[str] = ()) -> None:
+def _counters(run: RunMetrics, state, baseline: Sequence[str] = ()) -> None:
     run.detected, run.corrections = dict(state.detected), dict(state.corrections)
     run.flapping = {check_id: check_id in state.flapping for check_id in {*baseline, *state.flapping}}
 
