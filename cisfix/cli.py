@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_health_command(command)
 
+    from .drift_command import add_commands as add_drift_commands
+
+    add_drift_commands(command)
+
     from .lab.cli import add_commands as add_lab_commands
 
     add_lab_commands(commands, lambda sub: _common_options(sub, subcommand=True))
@@ -323,7 +327,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_fix(args: argparse.Namespace) -> int:
     from .audit import require_benchmark, select
     from .fix import run_fix
+    from .pause import read_pause
 
+    paused = None if args.dry_run else read_pause(_node(args))
+    if paused:
+        print(paused.line())
+        return status.EXIT_OK
     plugins = _plugins(args, for_changes=True)
     require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)

@@ -35,22 +35,26 @@ def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0) -> Ans
 
 
 def fetch(url: str, state: NodeState, settings: dict, timeout: float = 5.0,
-          limit: Optional[int] = None) -> Tuple[int, bytes]:
-    """GET `url` with the node's credentials (as `get`): the status and the body (its first `limit`
-    bytes). Raises OSError, ssl.SSLError, http.client.HTTPException or ValueError."""
+          limit: Optional[int] = None, method: str = "GET", body: Optional[bytes] = None) -> Tuple[int, bytes]:
+    """`method` (GET; PUT with a JSON `body`) on `url` with the node's credentials (as `get`): the status
+    and the body (its first `limit` bytes). Raises OSError, ssl.SSLError, http.client.HTTPException or
+    ValueError."""
     parts = urlsplit(url)
     if parts.scheme == "https":
         with ClientFiles(state, settings) as (cert, key):
             context = _context(state, settings, cert, key)
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 parts.hostname, parts.port or 443, timeout=timeout, context=context)
-            return _request(conn, parts, limit)
-    return _request(http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout), parts, limit)
+            return _request(conn, parts, limit, method, body)
+    return _request(http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout), parts, limit,
+                    method, body)
 
 
-def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int]) -> Tuple[int, bytes]:
+def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int], method: str = "GET",
+             body: Optional[bytes] = None) -> Tuple[int, bytes]:
     try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers)
         response = conn.getresponse()
         return response.status, response.read(limit) if limit else response.read()
     finally:

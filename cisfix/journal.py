@@ -112,27 +112,7 @@ class Journal:
         self.path = path
 
     def _open(self, flags: int) -> int:
-        """Open the journal itself (never a symlink, never a FIFO that would block) and check it."""
-        require_trusted_dir(self.path.parent, UntrustedState, WHY)
-        try:
-            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise JournalCorrupt(self.path, "is a symbolic link; the journal must be a file of its own")
-            if exc.errno == errno.EISDIR:
-                raise JournalCorrupt(self.path, "is a directory, not the journal file")
-            if exc.errno == errno.ENOENT:
-                raise
-            raise JournalWriteFailed(self.path, exc.strerror or str(exc))
-        try:
-            st = require_trusted_file(fd, self.path, JournalCorrupt, "; the journal must be root's alone")
-            if st.st_mode & 0o077:
-                raise JournalCorrupt(self.path, f"mode {st.st_mode & 0o7777:04o}, not 0600; "
-                                                "the journal must be root's alone")
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return open_state_file(self.path, flags, "the journal")
 
     def append(self, record_type: str, txid: str, **fields: object) -> dict:
         record = seal({"type": record_type, "time": round(time.time(), 6), "txid": txid, **fields})
@@ -240,6 +220,30 @@ class Journal:
         keep = set(txids)
         data = b"".join(_line(seal(r)) for r in self.records() if r["txid"] in keep)
         write_atomic(self.path, data, Meta(0o600, os.geteuid(), os.getegid()))
+
+
+def open_state_file(path: Path, flags: int, what: str) -> int:
+    """Open a record file of the state folder (the journal, the drift events) itself — never a symlink,
+    never a FIFO that would block — and check it is root's alone. A missing file raises FileNotFoundError."""
+    require_trusted_dir(path.parent, UntrustedState, WHY)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JournalCorrupt(path, f"is a symbolic link; {what} must be a file of its own")
+        if exc.errno == errno.EISDIR:
+            raise JournalCorrupt(path, f"is a directory, not {what} file")
+        if exc.errno == errno.ENOENT:
+            raise
+        raise JournalWriteFailed(path, exc.strerror or str(exc))
+    try:
+        st = require_trusted_file(fd, path, JournalCorrupt, f"; {what} must be root's alone")
+        if st.st_mode & 0o077:
+            raise JournalCorrupt(path, f"mode {st.st_mode & 0o7777:04o}, not 0600; {what} must be root's alone")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _undo_append(fd: int, size: int) -> None:

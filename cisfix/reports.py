@@ -93,7 +93,7 @@ def render_junit(results: Sequence[CheckResult], summary: Dict[str, int], node_i
     return "\n".join(out) + "\n"
 
 
-def _label(value: str) -> str:
+def label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -104,8 +104,9 @@ def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int],
     lines = ["# HELP cisfix_check_status Audit verdict of a check: 1 for the status it has.",
              "# TYPE cisfix_check_status gauge"]
     for r in results:
-        labels = (f'id="{_label(r.check.id)}",status="{r.audit.status}",level="{r.check.level}",'
-                  f'benchmark="{_label(r.check.benchmark)}",automated="{str(r.check.automated).lower()}"')
+        labels = (f'id="{label_value(r.check.id)}",status="{r.audit.status}",level="{r.check.level}",'
+                  f'benchmark="{label_value(r.check.benchmark)}",automated="{str(r.check.automated).lower()}",'
+                  f'component="{label_value(r.check.component or "")}"')
         lines.append(f"cisfix_check_status{{{labels}}} 1")
     lines += ["# HELP cisfix_checks Number of checks per audit status.", "# TYPE cisfix_checks gauge"]
     lines += [f'cisfix_checks{{status="{status}"}} {n}' for status, n in summary.items()]

@@ -52,6 +52,7 @@ class NodeState:
         self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
         self._boot_time: Optional[float] = None
+        self._committed: Optional[Dict[str, str]] = None  # node path -> sha256 cisfix last committed
 
     # ---- files ----
     def read(self, path: str) -> Optional[bytes]:
@@ -60,6 +61,21 @@ class NodeState:
         if path not in self._files:
             self._files[path] = sources.read(self.node.host(self.node.resolve(path)), self.node.display(path))
         return self._files[path][0]
+
+    def cisfix_wrote(self, path: str) -> bool:
+        """Whether the file holds exactly what a committed cisfix transaction last wrote to it: a plan may
+        use it again (after `kubeadm upgrade` dropped the flag that named it, say) instead of asking a
+        person to review a file nobody else wrote."""
+        from .atomic import sha256
+        from .journal import Journal
+
+        if self._committed is None:
+            self._committed = {}
+            for tx in Journal(self.node.state_dir / "journal.jsonl").transactions().values():
+                if tx.state == "committed":
+                    self._committed.update((f["path"], f["after"]["sha256"]) for f in tx.files)
+        data = self.read(path)
+        return data is not None and self._committed.get(self.node.resolve(path)) == sha256(data)
 
     def text(self, path: str) -> Optional[str]:
         """The file as UTF-8 text, or None when absent; NUL bytes or bad UTF-8 raise InputError."""

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Callable, List, Optional
 
-from .layout import LabError, NotALab
+from .layout import BadLabInput, LabError
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
 
@@ -60,6 +60,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if all(s.healthy for s in status.values()) else EXIT_UNHEALTHY
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .upgrade import upgrade
+
+    report = upgrade(args.dir, args.to, Path(args.patches) if args.patches else None, args.wait)
+    if not args.quiet:
+        print(f"upgraded from v{report.version_from} to v{report.version_to}: regenerated "
+              f"{', '.join(report.changed) or 'no static pod'}"
+              f"{'; unchanged: ' + ', '.join(report.unchanged) if report.unchanged else ''}"
+              f"{'; old manifests in ' + report.backups if report.backups else ''}; kubelet config rewritten")
+    return EXIT_OK
+
+
 def cmd_restart_kubelet(args: argparse.Namespace) -> int:
     from .control import Lab
 
@@ -82,7 +96,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return handler(args)
         except LabError as exc:
             print(f"cisfix: error: {exc}", file=sys.stderr)
-            return EXIT_INPUT if handler is cmd_create or isinstance(exc, NotALab) else EXIT_UNHEALTHY
+            return EXIT_INPUT if handler is cmd_create or isinstance(exc, BadLabInput) else EXIT_UNHEALTHY
     return run
 
 
@@ -124,6 +138,13 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     status = action("status", cmd_status, "health, pid, restarts and port of every component")
     status.add_argument("--format", choices=("text", "json"), default="text")
     action("restart-kubelet", cmd_restart_kubelet, "what `systemctl restart kubelet` is on a node")
+    upgrade = action("upgrade", cmd_upgrade, "what `kubeadm upgrade apply` does: regenerate the static pods and "
+                                             "the kubelet config from the cluster's ConfigMaps, then restart them")
+    upgrade.add_argument("--to", metavar="X.Y[.Z]", help="the version to upgrade to (default: the next minor)")
+    upgrade.add_argument("--patches", metavar="DIR",
+                         help="kubeadm patch files, named target[suffix][+patchtype].{yaml|json}")
+    upgrade.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                         help="wait this long for the upgraded components to restart and be healthy (0: do not wait)")
 
 
 def add_commands(commands, common_options: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 ENV_MOUNTS = "LAB_MOUNTS"  # JSON: [[mountPath, host path, readOnly], ...]
 ENV_IMAGE = "LAB_IMAGE"  # the container's image, which tells a stand-in its version
 ENV_STARTUP_DELAY = "LAB_STARTUP_DELAY"  # seconds a stand-in takes to start serving
+ENV_CONFIGMAPS = "LAB_CONFIGMAPS"  # the lab's cluster store (configmaps.py): the API server's etcd data
 
 
 class Mounts:

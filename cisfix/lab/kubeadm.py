@@ -1,6 +1,7 @@
 """What `kubeadm init` writes for a single control-plane node, per Kubernetes version (1.29-1.35).
 
-Pure data: the four static pods, the kubelet's config, flags file and systemd drop-in, and kubeconfig
+Pure data: the ClusterConfiguration kubeadm stores in the `kubeadm-config` ConfigMap, the four static pods
+generated from it (at `init` and at `upgrade apply` alike), the kubelet's config, flags file and systemd drop-in, and kubeconfig
 documents. Flags, probes, volumes and mounts follow kubeadm's `phases/controlplane/manifests.go`,
 `phases/etcd/local.go` and `util/staticpod/utils.go`. The lab deviates from kubeadm in three ways, all
 forced by running several labs on one loopback interface: every port is chosen per lab, the controller
@@ -49,6 +50,87 @@ def parse_version(text: str) -> str:
     return ".".join(parts + ["0"] * (3 - len(parts)))
 
 
+# ---- ClusterConfiguration (the kubeadm-config ConfigMap) ----
+
+KUBEADM_CONFIG, KUBELET_CONFIGMAP = "kubeadm-config", "kubelet-config"  # their data keys: ClusterConfiguration, kubelet
+V1BETA3, V1BETA4 = "kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"
+# Where each static pod's settings are in a ClusterConfiguration.
+SECTIONS = {"kube-apiserver": ("apiServer",), "kube-controller-manager": ("controllerManager",),
+            "kube-scheduler": ("scheduler",), "etcd": ("etcd", "local")}
+
+
+def config_api_version(version: str) -> str:
+    """kubeadm stores its configuration in the newest API it has: v1beta4 from 1.31 on (where it became
+    the default), v1beta3 before."""
+    major, minor = (int(p) for p in version.split(".")[:2])
+    return V1BETA4 if (major, minor) >= (1, 31) else V1BETA3
+
+
+def cluster_configuration(c: Cluster) -> Dict[str, Any]:
+    """The ClusterConfiguration `kubeadm init` uploads for this node (no customisation)."""
+    config: Dict[str, Any] = {
+        "apiServer": {}, "apiVersion": config_api_version(c.version), "certificatesDir": PKI,
+        "clusterName": "kubernetes", "controlPlaneEndpoint": f"{ADDRESS}:{c.ports['apiserver']}",
+        "controllerManager": {}, "dns": {}, "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
+        "imageRepository": "registry.k8s.io", "kind": "ClusterConfiguration", "kubernetesVersion": f"v{c.version}",
+        "networking": {"dnsDomain": "cluster.local", "serviceSubnet": "10.96.0.0/12"}, "scheduler": {}}
+    if config["apiVersion"] == V1BETA4:
+        config.update({"caCertificateValidityPeriod": "87600h0m0s", "certificateValidityPeriod": "8760h0m0s",
+                       "encryptionAlgorithm": "RSA-2048", "proxy": {}})
+    return config
+
+
+def upgraded_configuration(config: Dict[str, Any], c: Cluster) -> Dict[str, Any]:
+    """The ClusterConfiguration `kubeadm upgrade apply` uploads: the new kubernetesVersion, in the newest
+    API of the new kubeadm (v1beta3 extraArgs maps become v1beta4 lists of name/value)."""
+    new = json.loads(json.dumps(config))
+    new["kubernetesVersion"] = f"v{c.version}"
+    if config_api_version(c.version) == V1BETA4 and new.get("apiVersion") == V1BETA3:
+        new["apiVersion"] = V1BETA4
+        for path in SECTIONS.values():
+            section = _section(new, path)
+            if isinstance(section.get("extraArgs"), dict):
+                section["extraArgs"] = [{"name": k, "value": v} for k, v in sorted(section["extraArgs"].items())]
+    return new
+
+
+def _section(config: Dict[str, Any], path: Tuple[str, ...]) -> Dict[str, Any]:
+    for key in path:
+        config = config.get(key) or {}
+    return config
+
+
+def component_section(config: Dict[str, Any], component: str) -> Dict[str, Any]:
+    return _section(config, SECTIONS[component])
+
+
+def _go_string(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def extra_args(section: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """extraArgs as (name, value) pairs: v1beta3's map or v1beta4's list of {name, value}."""
+    args = section.get("extraArgs") or {}
+    if isinstance(args, dict):
+        return [(str(k), _go_string(v)) for k, v in args.items()]
+    return [(str(a.get("name")), _go_string(a.get("value", ""))) for a in args]
+
+
+def arguments_to_command(defaults: List[str], overrides: List[Tuple[str, str]]) -> List[str]:
+    """kubeadm's ArgumentsToCommand: a flag named in the overrides replaces every default of that name;
+    the result is sorted by name, then value."""
+    named = set(name for name, _ in overrides)
+    args = list(overrides) + [(n, v) for n, _, v in (f[2:].partition("=") for f in defaults) if n not in named]
+    return [f"--{name}={value}" for name, value in sorted(args)]
+
+
+def extra_volumes(section: Dict[str, Any]) -> Dict[str, Mount]:
+    """extraVolumes (HostPathMount: name, hostPath, mountPath, readOnly, pathType); a name kubeadm uses
+    already replaces its mount."""
+    return {v["name"]: (v["hostPath"], v["mountPath"], v.get("pathType") or "DirectoryOrCreate", bool(v.get("readOnly")))
+            for v in section.get("extraVolumes") or ()}
+
+
 # ---- static pods ----
 
 def _probe(path: str, port: int, scheme: str, failure_threshold: int, host: str = ADDRESS,
@@ -61,13 +143,21 @@ def _probe(path: str, port: int, scheme: str, failure_threshold: int, host: str 
     return probe
 
 
-def _volumes(mounts: List[Tuple[str, str, str, bool]]) -> Tuple[list, list]:
-    """(name, host path, hostPath type, readOnly) -> (volumes, volumeMounts), sorted by name as kubeadm."""
-    mounts = sorted(mounts)
-    volumes = [{"hostPath": {"path": path, "type": kind}, "name": name} for name, path, kind, _ in mounts]
-    volume_mounts = [dict({"mountPath": path, "name": name}, **({"readOnly": True} if ro else {}))
-                     for name, path, kind, ro in mounts]
+Mount = Tuple[str, str, str, bool]  # host path, mount path, hostPath type, readOnly
+
+
+def _volumes(mounts: Dict[str, Mount]) -> Tuple[list, list]:
+    """name -> mount  =>  (volumes, volumeMounts), sorted by name as kubeadm's VolumeMapToSlice."""
+    names = sorted(mounts)
+    volumes = [{"hostPath": {"path": mounts[n][0], "type": mounts[n][2]}, "name": n} for n in names]
+    volume_mounts = [dict({"mountPath": mounts[n][1], "name": n}, **({"readOnly": True} if mounts[n][3] else {}))
+                     for n in names]
     return volumes, volume_mounts
+
+
+def _same_path(entries: List[Tuple[str, str, str, bool]]) -> Dict[str, Mount]:
+    """(name, path, type, readOnly) entries mounted at their host path, as all of kubeadm's own are."""
+    return {name: (path, path, kind, ro) for name, path, kind, ro in entries}
 
 
 _CA_CERT_MOUNTS = [  # kubeadm's ca-certs and the Debian-family extras it adds when they exist
@@ -78,10 +168,13 @@ _CA_CERT_MOUNTS = [  # kubeadm's ca-certs and the Debian-family extras it adds w
 ]
 
 
-def _pod(name: str, image: str, command: List[str], mounts: list, cpu: str, probes: Dict[str, Any],
-         annotations: Dict[str, str] = None, memory: str = "") -> Dict[str, Any]:
-    volumes, volume_mounts = _volumes(mounts)
+def _pod(name: str, image: str, flags: List[str], mounts: list, cpu: str, probes: Dict[str, Any],
+         section: Dict[str, Any], annotations: Dict[str, str] = None, memory: str = "") -> Dict[str, Any]:
+    """The static pod of `name`, its default flags and mounts overridden by its ClusterConfiguration
+    `section`'s extraArgs and extraVolumes."""
+    volumes, volume_mounts = _volumes({**_same_path(mounts), **extra_volumes(section)})
     requests = {"cpu": cpu, **({"memory": memory} if memory else {})}
+    command = [name] + arguments_to_command(flags, extra_args(section))
     container = {"command": command, "image": image, "imagePullPolicy": "IfNotPresent", **probes,
                  "name": name, "resources": {"requests": requests}, "volumeMounts": volume_mounts}
     metadata = {"creationTimestamp": None, "labels": {"component": name, "tier": "control-plane"},
@@ -102,7 +195,7 @@ def _component_probes(path: str, port: int, readiness: str = "") -> Dict[str, An
     return probes
 
 
-def api_server(c: Cluster) -> Dict[str, Any]:
+def api_server(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
     port = c.ports["apiserver"]
     flags = [
         f"--advertise-address={ADDRESS}", "--allow-privileged=true", "--authorization-mode=Node,RBAC",
@@ -123,12 +216,12 @@ def api_server(c: Cluster) -> Dict[str, Any]:
         f"--tls-private-key-file={PKI}/apiserver.key",
     ]
     mounts = _CA_CERT_MOUNTS + [("k8s-certs", PKI, "DirectoryOrCreate", True)]
-    return _pod("kube-apiserver", f"registry.k8s.io/kube-apiserver:v{c.version}", ["kube-apiserver"] + flags,
-                mounts, "250m", _component_probes("/livez", port, readiness="/readyz"),
+    return _pod("kube-apiserver", f"registry.k8s.io/kube-apiserver:v{c.version}", flags,
+                mounts, "250m", _component_probes("/livez", port, readiness="/readyz"), section,
                 {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": f"{ADDRESS}:{port}"})
 
 
-def controller_manager(c: Cluster) -> Dict[str, Any]:
+def controller_manager(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
     conf = "/etc/kubernetes/controller-manager.conf"
     port = c.ports["controller-manager"]
     flags = [
@@ -143,19 +236,19 @@ def controller_manager(c: Cluster) -> Dict[str, Any]:
         ("flexvolume-dir", "/usr/libexec/kubernetes/kubelet-plugins/volume/exec", "DirectoryOrCreate", False),
         ("k8s-certs", PKI, "DirectoryOrCreate", True), ("kubeconfig", conf, "FileOrCreate", True)]
     return _pod("kube-controller-manager", f"registry.k8s.io/kube-controller-manager:v{c.version}",
-                ["kube-controller-manager"] + flags, mounts, "200m", _component_probes("/healthz", port))
+                flags, mounts, "200m", _component_probes("/healthz", port), section)
 
 
-def scheduler(c: Cluster) -> Dict[str, Any]:
+def scheduler(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
     conf = "/etc/kubernetes/scheduler.conf"
     port = c.ports["scheduler"]
     flags = [f"--authentication-kubeconfig={conf}", f"--authorization-kubeconfig={conf}",
              "--bind-address=127.0.0.1", f"--kubeconfig={conf}", "--leader-elect=true", f"--secure-port={port}"]
-    return _pod("kube-scheduler", f"registry.k8s.io/kube-scheduler:v{c.version}", ["kube-scheduler"] + flags,
-                [("kubeconfig", conf, "FileOrCreate", True)], "100m", _component_probes("/healthz", port))
+    return _pod("kube-scheduler", f"registry.k8s.io/kube-scheduler:v{c.version}", flags,
+                [("kubeconfig", conf, "FileOrCreate", True)], "100m", _component_probes("/healthz", port), section)
 
 
-def etcd(c: Cluster) -> Dict[str, Any]:
+def etcd(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
     client, peer, metrics = (f"https://{ADDRESS}:{c.ports['etcd-client']}", f"https://{ADDRESS}:{c.ports['etcd-peer']}",
                              c.ports["etcd-metrics"])
     flags = [
@@ -172,12 +265,18 @@ def etcd(c: Cluster) -> Dict[str, Any]:
               "startupProbe": _probe("/health?serializable=false", metrics, "HTTP", 24)}
     mounts = [("etcd-certs", f"{PKI}/etcd", "DirectoryOrCreate", False),
               ("etcd-data", "/var/lib/etcd", "DirectoryOrCreate", False)]
-    return _pod("etcd", f"registry.k8s.io/etcd:{ETCD_IMAGE[c.minor]}", ["etcd"] + flags, mounts, "100m", probes,
+    return _pod("etcd", f"registry.k8s.io/etcd:{ETCD_IMAGE[c.minor]}", flags, mounts, "100m", probes, section,
                 {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client}, memory="100Mi")
 
 
 STATIC_PODS = {"etcd": etcd, "kube-apiserver": api_server, "kube-controller-manager": controller_manager,
                "kube-scheduler": scheduler}
+
+
+def static_pods(c: Cluster, config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The four static pods kubeadm generates from a ClusterConfiguration (`kubeadm init`, and `kubeadm
+    upgrade apply` with the stored one): its defaults, then each component's extraArgs and extraVolumes."""
+    return {name: make(c, component_section(config, name)) for name, make in STATIC_PODS.items()}
 
 
 # ---- kubelet ----

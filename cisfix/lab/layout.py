@@ -31,8 +31,12 @@ class LabError(RuntimeError):
     """A lab cannot be created, started or found; the message says why."""
 
 
-class NotALab(LabError):
-    """The directory given is not a lab: bad input rather than an unhealthy lab."""
+class BadLabInput(LabError):
+    """Bad input (a version, a patch file) rather than an unhealthy lab."""
+
+
+class NotALab(BadLabInput):
+    """The directory given is not a lab."""
 
 
 @dataclass

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from .container import ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
+from .configmaps import STORE
+from .container import ENV_CONFIGMAPS, ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
 from .layout import Layout, Settings, emit
 
 MIN_PROBE_PERIOD = 0.1  # seconds: a scaled-down probe period never goes below this
@@ -212,7 +213,8 @@ class ContainerWorker(threading.Thread):
         self.log_file = log_dir / f"{self.restarts}.log"
         self._set_up_volumes()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENV_IMAGE: self.pod.image,
-               ENV_STARTUP_DELAY: str(self.settings.startup_delay), **self.mounts.to_env()}
+               ENV_STARTUP_DELAY: str(self.settings.startup_delay), ENV_CONFIGMAPS: str(self.layout.host(STORE)),
+               **self.mounts.to_env()}
         with open(self.log_file, "ab") as log:
             try:
                 popen = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,

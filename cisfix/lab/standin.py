@@ -4,7 +4,9 @@ Each parses its command line like the real binary (the flag tables of `flags.py`
 server validates before it serves (enumerations, files that must exist inside the container, admission
 plugins that need a configuration), and on success serves HTTPS on its secure port with the lab's PKI:
 `/livez`, `/readyz` and `/healthz` with the real authentication rules, which is what health probes and a
-remediation tool's health gate see. It opens files only through the container's mounts (`container.py`).
+remediation tool's health gate see. The API server also serves the kube-system ConfigMaps kubeadm keeps
+(GET and PUT with resourceVersion, `configmaps.py`), to clients with a certificate of a group RBAC lets
+read or write them. It opens files only through the container's mounts (`container.py`).
 Failures print what the real binary prints and exit 1.
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .container import ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
+from .configmaps import NAMESPACE, ConfigMapStore, Conflict
+from .container import ENV_CONFIGMAPS, ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
 from .flags import FlagError, flag_bool, flag_table, known_names, parse_command_line, split_list
 
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
@@ -243,9 +246,10 @@ class EtcdCheck:
 class Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, handler, context: ssl.SSLContext, authorize: Callable, checks: Callable) -> None:
+    def __init__(self, address, handler, context: ssl.SSLContext, authorize: Callable, checks: Callable,
+                 configmaps: Optional[ConfigMapStore] = None) -> None:
         super().__init__(address, handler)
-        self.context, self.authorize, self.checks = context, authorize, checks
+        self.context, self.authorize, self.checks, self.configmaps = context, authorize, checks, configmaps
 
     def finish_request(self, request, client_address) -> None:
         # The TLS handshake happens in the request's thread, so a slow client never blocks accept().
@@ -263,13 +267,36 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # quiet, like the real servers at -v=0
         pass
 
+    def _subject(self) -> Tuple[Optional[str], Tuple[str, ...]]:
+        """The client certificate's user (CN) and groups (O), as the API server's x509 authenticator."""
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        return (_subject_field(cert, "commonName")[:1] or (None,))[0], _subject_field(cert, "organizationName")
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
-        user = _common_name(cert) if cert else None
+        user, groups = self._subject()
+        if self.server.configmaps is not None and CONFIGMAP_PATH.match(path):
+            self._reply(*configmap_request(self.server.configmaps, "GET", path, user, groups, b""))
+            return
         status, body = self.server.authorize(path, user)
         if status == 200:
             status, body = self.server.checks(path)
+        self._reply(status, body)
+
+    def do_PUT(self) -> None:
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._reply(*_status(413, "RequestEntityTooLarge", "the request body is too large"))
+            return
+        body = self.rfile.read(length)
+        if self.server.configmaps is None or not CONFIGMAP_PATH.match(path):
+            self._reply(*_status(405, "MethodNotAllowed", "the server does not allow this method"))
+            return
+        self._reply(*configmap_request(self.server.configmaps, "PUT", path, *self._subject(), body))
+
+    def _reply(self, status: int, body: str) -> None:
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json" if body.startswith("{") else "text/plain; charset=utf-8")
@@ -278,12 +305,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _common_name(cert: dict) -> Optional[str]:
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return value
-    return None
+def _subject_field(cert: Optional[dict], key: str) -> Tuple[str, ...]:
+    return tuple(value for rdn in (cert or {}).get("subject", ()) for k, value in rdn if k == key)
 
 
 def _status(code: int, reason: str, message: str) -> Tuple[int, str]:
@@ -296,6 +319,46 @@ UNAUTHORIZED = _status(401, "Unauthorized", "Unauthorized")
 
 def _forbidden(user: str, path: str) -> Tuple[int, str]:
     return _status(403, "Forbidden", f'forbidden: User "{user}" cannot get path "{path}"')
+
+
+# ---- the kube-system ConfigMaps kubeadm keeps ----
+
+CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps/([^/]+)$")
+MAX_BODY = 3 * 1024 * 1024  # the API server's request size limit
+# RBAC as kubeadm sets it up: admins read and write; nodes read kubeadm-config and kubelet-config
+# (kubeadm:nodes-kubeadm-config, kubeadm:kubelet-config).
+READERS = frozenset({"system:masters", "kubeadm:cluster-admins", "system:nodes"})
+WRITERS = frozenset({"system:masters", "kubeadm:cluster-admins"})
+
+
+def configmap_request(store: ConfigMapStore, method: str, path: str, user: Optional[str], groups: Tuple[str, ...],
+                      body: bytes) -> Tuple[int, str]:
+    namespace, name = CONFIGMAP_PATH.match(path).groups()
+    if user is None:
+        return UNAUTHORIZED
+    allowed = READERS if method == "GET" else WRITERS
+    if not allowed.intersection(groups):
+        verb = "get" if method == "GET" else "update"
+        return _status(403, "Forbidden", f'configmaps "{name}" is forbidden: User "{user}" cannot {verb} resource '
+                                         f'"configmaps" in API group "" in the namespace "{namespace}"')
+    current = store.get(name) if namespace == NAMESPACE else None
+    if current is None:
+        return _status(404, "NotFound", f'configmaps "{name}" not found')
+    if method == "GET":
+        return 200, json.dumps(current)
+    try:
+        sent = json.loads(body.decode("utf-8"))
+        metadata, data = sent.get("metadata") or {}, sent.get("data") or {}
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return _status(400, "BadRequest", "the body of the request was in an unknown format")
+    if metadata.get("name") != name or not all(isinstance(v, str) for v in data.values()):
+        return _status(422, "Invalid", f'ConfigMap "{name}" is invalid: the name must match the URL and '
+                                       'every data value must be a string')
+    try:
+        return 200, json.dumps(store.put(name, data, metadata.get("resourceVersion")))
+    except Conflict:
+        return _status(409, "Conflict", f'Operation cannot be fulfilled on configmaps "{name}": the object has been '
+                                        'modified; please apply your changes to the latest version and try again')
 
 
 def _is_health(path: str, paths) -> bool:
@@ -387,17 +450,19 @@ def build_server(component: str, values: Dict[str, str], files: Files, version: 
         anonymous = anonymous_paths(values, files, numbers)
         authorize, checks = api_server_authorizer(anonymous), api_server_checks(EtcdCheck(values, files), version)
         audit_log(values, files)
+        store = os.environ.get(ENV_CONFIGMAPS)
+        configmaps = ConfigMapStore(store) if store else None
     else:
         check_tls(values)
         check_files(component, version, values, files)
-        authorize, checks = delegated_authorizer(values), simple_checks
+        authorize, checks, configmaps = delegated_authorizer(values), simple_checks, None
     bind = values.get("bind-address", "0.0.0.0")
     # The lab binds only the loopback interface, whatever the manifest asks for.
     host = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
     port = int(values.get("secure-port", DEFAULT_PORTS[component]), 0)
     context = tls_context(component, values, files)
     try:
-        return Server((host, port), Handler, context, authorize, checks)
+        return Server((host, port), Handler, context, authorize, checks, configmaps)
     except OSError as exc:
         raise StartupError(f"failed to create listener: failed to listen on {host}:{port}: listen tcp "
                            f"{host}:{port}: bind: {os.strerror(exc.errno) if exc.errno else exc}".lower()) from None

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from . import kubeadm
+from .configmaps import STORE, ConfigMapStore
 from .flags import parse_duration
-from .kubeadm import KUBECONFIGS, PKI, Cluster
+from .kubeadm import KUBEADM_CONFIG, KUBECONFIGS, KUBELET_CONFIGMAP, PKI, Cluster
 from .layout import (CISFIX_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBELET_DEFAULTS, KUBELET_DROPIN, MANIFESTS,
                      LabError, Layout, Settings)
 from .pki import Cert, issue_all
@@ -172,6 +173,11 @@ def _write_launchers(layout: Layout, settings: Settings) -> None:
         write(program, text, 0o755)
 
 
+def write_static_pods(layout: Layout, pods: Dict[str, Dict[str, Any]]) -> None:
+    for name, pod in pods.items():
+        write(layout.host(f"{MANIFESTS}/{name}.yaml"), dump_yaml(pod), 0o600)
+
+
 # ---- cisfix's node configuration ----
 
 def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
@@ -235,9 +241,13 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     _write_kubeconfigs(layout, cluster, certs)
     shutil.rmtree(scratch)
 
-    for name, make in kubeadm.STATIC_PODS.items():
-        write(layout.host(f"{MANIFESTS}/{name}.yaml"), dump_yaml(make(cluster)), 0o600)
-    write(layout.host(KUBELET_CONFIG), dump_yaml(kubeadm.kubelet_config(cluster, file_check_frequency)), 0o644)
+    config = kubeadm.cluster_configuration(cluster)
+    kubelet_config = kubeadm.kubelet_config(cluster, file_check_frequency)
+    write_static_pods(layout, kubeadm.static_pods(cluster, config))
+    write(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config), 0o644)
+    store = ConfigMapStore(layout.host(STORE))
+    store.create(KUBEADM_CONFIG, {"ClusterConfiguration": dump_yaml(config)})
+    store.create(KUBELET_CONFIGMAP, {"kubelet": dump_yaml(kubelet_config)})
     write(layout.host(KUBEADM_FLAGS), kubeadm.kubeadm_flags_env(cluster), 0o644)
     write(layout.host(KUBELET_DROPIN), kubeadm.KUBELET_DROPIN, 0o644)
     write(layout.host("/usr/lib/systemd/system/kubelet.service"), kubeadm.KUBELET_UNIT, 0o644)

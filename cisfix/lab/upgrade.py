@@ -1,0 +1,128 @@
+"""`lab upgrade`: what `kubeadm upgrade apply vX.Y.Z [--patches DIR]` does to a control-plane node.
+
+As kubeadm (`cmd/kubeadm/app/phases/upgrade`): the ClusterConfiguration is read from the `kubeadm-config`
+ConfigMap, its kubernetesVersion set to the new one (and converted to the new kubeadm's API), and
+uploaded again; every static pod is generated anew from it by the same code as at `lab create` (new
+image tags, kubeadm's default flags overridden by extraArgs, extraVolumes mounted, patch files applied)
+— so whatever was edited into a manifest by hand is gone; a manifest whose content is unchanged is
+left alone; the old one is kept under /etc/kubernetes/tmp/kubeadm-backup-manifests-<date>. The kubelet's
+config.yaml is rewritten from the `kubelet-config` ConfigMap (plus `kubeletconfiguration` patches) and
+the kubelet restarted; `kubeadm-flags.env` is the node's own and stays as it is.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from . import kubeadm, patches
+from .configmaps import STORE, ConfigMapStore
+from .control import Lab
+from .layout import CISFIX_CONFIG, COMPONENTS, KUBELET_CONFIG, MANIFESTS, BadLabInput, LabError
+from .tree import cisfix_config, dump_yaml, write
+
+
+@dataclass
+class UpgradeReport:
+    version_from: str
+    version_to: str
+    changed: List[str] = field(default_factory=list)  # static pods whose manifest was rewritten
+    unchanged: List[str] = field(default_factory=list)
+    backups: Optional[str] = None
+
+
+def _yaml(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def _minor(version: str) -> tuple:
+    return tuple(int(p) for p in version.split(".")[:2])
+
+
+def check_versions(current: str, target: str) -> None:
+    """kubeadm upgrades one minor version at a time, never down."""
+    if _minor(target) < _minor(current) or (_minor(target) == _minor(current) and target < current):
+        raise BadLabInput(f"cannot upgrade from v{current} down to v{target}")
+    if _minor(target)[1] > _minor(current)[1] + 1:
+        raise BadLabInput(f"cannot upgrade from v{current} to v{target}: kubeadm upgrades one minor version at a time")
+
+
+def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir: Optional[Path] = None,
+            wait: float = 60.0) -> UpgradeReport:
+    """Upgrade the lab to version `to` (default: the next minor version)."""
+    lab = Lab(root)
+    layout, settings = lab.layout, lab.layout.settings()
+    major, minor = _minor(settings.version)
+    try:
+        target = kubeadm.parse_version(to or f"{major}.{minor + 1}")
+    except ValueError as exc:
+        raise BadLabInput(str(exc)) from None
+    check_versions(settings.version, target)
+    cluster = kubeadm.Cluster(target, settings.ports)
+    patch_set = patches.load(patch_dir) if patch_dir else []
+    store = ConfigMapStore(layout.host(STORE))
+    stored, kubelet_map = store.get(kubeadm.KUBEADM_CONFIG), store.get(kubeadm.KUBELET_CONFIGMAP)
+    if stored is None or kubelet_map is None:
+        raise LabError(f"{layout.host(STORE)} holds no kubeadm-config or kubelet-config ConfigMap")
+
+    # Everything is computed (and every patch applied) before anything changes.
+    config = kubeadm.upgraded_configuration(_yaml(stored["data"]["ClusterConfiguration"]), cluster)
+    pods = {name: patches.apply(patch_set, name, pod) for name, pod in kubeadm.static_pods(cluster, config).items()}
+    kubelet_config = patches.apply(patch_set, "kubeletconfiguration", _yaml(kubelet_map["data"]["kubelet"]))
+
+    store.put(kubeadm.KUBEADM_CONFIG, {**stored["data"], "ClusterConfiguration": dump_yaml(config)},
+              stored["metadata"]["resourceVersion"])
+    report = UpgradeReport(settings.version, target)
+    backups = layout.host(f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
+    since = time.time()
+    for name in COMPONENTS:  # etcd first, as kubeadm
+        manifest = layout.host(f"{MANIFESTS}/{name}.yaml")
+        old = manifest.read_bytes() if manifest.exists() else b""
+        new = dump_yaml(pods[name])
+        if old and _yaml(old.decode("utf-8", "replace")) == pods[name]:
+            report.unchanged.append(name)
+            continue
+        if old:
+            write(backups / manifest.name, old, 0o600)
+            report.backups = str(backups)
+        _replace(manifest, new)
+        report.changed.append(name)
+    write(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config), 0o644)
+    settings.version = target
+    layout.save_settings(settings)
+    write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
+
+    if lab.init_pid():
+        lab.restart_kubelet()
+        if wait:
+            _wait_restarted(lab, report.changed, since, wait)
+            lab.wait_healthy(wait)
+    return report
+
+
+def _replace(target: Path, text: str) -> None:
+    """Atomically, through a dotfile the kubelet ignores."""
+    tmp = target.with_name(f".{target.name}.kubeadm-upgrade")
+    write(tmp, text, 0o600)
+    os.replace(tmp, target)
+
+
+def _wait_restarted(lab: Lab, components: List[str], since: float, timeout: float) -> None:
+    """kubeadm waits for each upgraded static pod to come back (a new pod hash)."""
+    from .layout import read_events
+
+    deadline = time.monotonic() + timeout
+    waiting = set(components)
+    while waiting:
+        started = {e["component"] for e in read_events(lab.layout, since) if e["event"] == "pod-started"}
+        waiting -= started
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"upgraded static pods did not restart within {timeout:g}s: {', '.join(sorted(waiting))}")
+        time.sleep(0.1)
+

@@ -1,0 +1,165 @@
+"""`cisfix lab upgrade`: the lab's API server keeps kubeadm's ConfigMaps, and an upgrade regenerates the
+node from them the way `kubeadm upgrade apply` does."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from cisfix.health import fetch
+from cisfix.lab.control import find_process
+from cisfix.node import Node
+from cisfix.state import NodeState
+from cisfix.types import NodeInfo
+
+ADMIN = {"kubeconfig": "/etc/kubernetes/admin.conf", "caFile": "/etc/kubernetes/pki/ca.crt"}
+# The kubelet's credentials: a node may read kubeadm's ConfigMaps, not change them.
+NODE = {"kubeconfig": "/etc/kubernetes/kubelet.conf", "caFile": "/etc/kubernetes/pki/ca.crt"}
+
+
+def api(lab, method: str, name: str, credentials: dict = ADMIN, body: dict = None):
+    url = (f"https://127.0.0.1:{lab.layout.settings().ports['apiserver']}"
+           f"/api/v1/namespaces/kube-system/configmaps/{name}")
+    state = NodeState(Node(str(lab.root)), NodeInfo())
+    code, data = fetch(url, state, credentials, timeout=10, method=method,
+                       body=json.dumps(body).encode() if body is not None else None)
+    return code, json.loads(data)
+
+
+def cluster_configuration(lab) -> dict:
+    return YAML(typ="safe").load(api(lab, "GET", "kubeadm-config")[1]["data"]["ClusterConfiguration"])
+
+
+def put_cluster_configuration(lab, config: dict) -> dict:
+    code, current = api(lab, "GET", "kubeadm-config")
+    current["data"]["ClusterConfiguration"] = json.dumps(config)
+    code, stored = api(lab, "PUT", "kubeadm-config", body=current)
+    assert code == 200, stored
+    return stored
+
+
+def lab_upgrade(lab, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade", str(lab.root), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def manifest(lab, component: str) -> str:
+    return lab.manifest(component).read_text()
+
+
+def cmdline(lab, component: str) -> list:
+    pid = find_process(str(lab.layout.launcher(component)))
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def test_configmaps_need_an_admin_certificate_to_change_and_a_stale_resource_version_conflicts(make_lab):
+    lab = make_lab(version="1.31")
+    code, kubelet_config = api(lab, "GET", "kubelet-config", NODE)
+    assert code == 200 and "kind: KubeletConfiguration" in kubelet_config["data"]["kubelet"]
+    code, status = api(lab, "GET", "kubeadm-config", {"caFile": "/etc/kubernetes/pki/ca.crt"})
+    assert (code, status["reason"]) == (401, "Unauthorized")
+
+    code, config = api(lab, "GET", "kubeadm-config")
+    version = config["metadata"]["resourceVersion"]
+    code, status = api(lab, "PUT", "kubeadm-config", NODE, body=config)
+    assert (code, status["reason"]) == (403, "Forbidden")
+    code, stored = api(lab, "PUT", "kubeadm-config", body=config)
+    assert code == 200 and int(stored["metadata"]["resourceVersion"]) > int(version)
+    code, status = api(lab, "PUT", "kubeadm-config", body=config)  # still names the old resourceVersion
+    assert (code, status["reason"]) == (409, "Conflict")
+    assert api(lab, "GET", "kubeadm-config")[1] == stored
+
+
+def test_configmaps_survive_an_api_server_restart(lab):
+    code, before = api(lab, "GET", "kubeadm-config")
+    old_pid = find_process(str(lab.layout.launcher("kube-apiserver")))
+    lab.edit_manifest("kube-apiserver", "--allow-privileged=true", "--allow-privileged=false")
+    lab.wait_for(lambda: find_process(str(lab.layout.launcher("kube-apiserver"))) not in (None, old_pid),
+                 what="a new API server")
+    lab.wait_healthy(60)
+    assert api(lab, "GET", "kubeadm-config") == (200, before)
+
+
+def test_upgrade_drops_a_manual_edit_applies_patch_files_and_restarts_the_components(make_lab, tmp_path):
+    lab = make_lab(version="1.31")
+    assert cluster_configuration(lab)["apiVersion"] == "kubeadm.k8s.io/v1beta4"  # kubeadm 1.31's default
+    lab.add_flag("kube-scheduler", "--profiling=false")  # a hand edit: kubeadm does not know it
+    lab.wait_for(lambda: "--profiling=false" in cmdline(lab, "kube-scheduler"), what="the edited scheduler")
+    old_api_server = find_process(str(lab.layout.launcher("kube-apiserver")))
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "kube-apiserver+json.yaml").write_text(
+        "- op: add\n  path: /spec/containers/0/command/-\n  value: --profiling=false\n")
+    (patches / "kube-controller-manager0.yaml").write_text(  # strategic: containers merge by name
+        "spec:\n  containers:\n  - name: kube-controller-manager\n    resources:\n      requests:\n        cpu: 300m\n")
+    (patches / "kubeletconfiguration+merge.yaml").write_text("eventRecordQPS: 7\n")
+    (patches / "README.txt").write_text("not a patch: skipped, as kubeadm skips it\n")
+
+    result = lab_upgrade(lab, "--to", "1.32", "--patches", str(patches))
+
+    assert result.returncode == 0, result.stderr
+    assert "upgraded from v1.31.0 to v1.32.0" in result.stdout
+    for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        assert f"image: registry.k8s.io/{component}:v1.32.0" in manifest(lab, component)
+    assert "--profiling" not in manifest(lab, "kube-scheduler")
+    assert "--profiling=false" not in cmdline(lab, "kube-scheduler")
+    assert "--profiling=false" in manifest(lab, "kube-apiserver")
+    assert "--profiling=false" in cmdline(lab, "kube-apiserver")
+    assert find_process(str(lab.layout.launcher("kube-apiserver"))) != old_api_server
+    assert "cpu: 300m" in manifest(lab, "kube-controller-manager")
+    kubelet_config = lab.layout.host("/var/lib/kubelet/config.yaml").read_text()
+    assert "eventRecordQPS: 7" in kubelet_config
+    assert cluster_configuration(lab)["kubernetesVersion"] == "v1.32.0"
+    assert "version: 1.32.0" in lab.layout.host("/etc/cisfix/config.yaml").read_text()
+    backups = list(lab.layout.host("/etc/kubernetes/tmp").glob("kubeadm-backup-manifests-*/kube-scheduler.yaml"))
+    assert len(backups) == 1 and "--profiling=false" in backups[0].read_text()
+    assert all(s.healthy for s in lab.status().values())
+
+
+def test_extra_args_and_volumes_override_kubeadm_defaults_and_v1beta3_becomes_v1beta4(make_lab):
+    lab = make_lab(version="1.30")
+    config = cluster_configuration(lab)
+    assert config["apiVersion"] == "kubeadm.k8s.io/v1beta3"
+    policy = lab.layout.host("/etc/kubernetes/audit/policy.yaml")
+    policy.parent.mkdir()
+    policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
+    config["apiServer"] = {
+        "extraArgs": {"authorization-mode": "Node,RBAC", "audit-policy-file": "/etc/kubernetes/audit/policy.yaml"},
+        "extraVolumes": [{"name": "audit", "hostPath": "/etc/kubernetes/audit", "mountPath": "/etc/kubernetes/audit",
+                          "readOnly": True, "pathType": "DirectoryOrCreate"}]}
+    config["scheduler"] = {"extraArgs": {"profiling": "false"}}
+    put_cluster_configuration(lab, config)
+
+    result = lab_upgrade(lab, "--to", "1.31")
+
+    assert result.returncode == 0, result.stderr
+    upgraded = cluster_configuration(lab)
+    assert upgraded["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+    assert upgraded["scheduler"]["extraArgs"] == [{"name": "profiling", "value": "false"}]
+    api_server = manifest(lab, "kube-apiserver")
+    assert api_server.count("--authorization-mode=") == 1  # an extraArg replaces kubeadm's default by name
+    assert "--audit-policy-file=/etc/kubernetes/audit/policy.yaml" in api_server
+    assert "mountPath: /etc/kubernetes/audit" in api_server
+    assert "--audit-policy-file=/etc/kubernetes/audit/policy.yaml" in cmdline(lab, "kube-apiserver")
+    assert "--profiling=false" in cmdline(lab, "kube-scheduler")
+
+
+def test_bad_upgrade_input_is_refused_before_anything_changes(make_lab, tmp_path):
+    lab = make_lab(version="1.30", start=False)
+    manifests = lab.layout.host("/etc/kubernetes/manifests")
+    before = {p.name: p.read_bytes() for p in manifests.iterdir()}
+    store = lab.layout.host("/var/lib/lab/configmaps.json").read_bytes()
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "kube-apiserver.yaml").write_text("spec: [unclosed\n")
+
+    for args, message in ((("--to", "1.29"), "down to"), (("--to", "1.32"), "one minor version at a time"),
+                          (("--to", "1.31", "--patches", str(patches)), "kube-apiserver.yaml: cannot read the patch")):
+        result = lab_upgrade(lab, *args)
+        assert result.returncode == 2, result
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in manifests.iterdir()} == before
+    assert lab.layout.host("/var/lib/lab/configmaps.json").read_bytes() == store
