@@ -113,7 +113,7 @@ def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int],
     lines += ["# HELP cisfix_warnings Number of warnings about this audit (e.g. no benchmark covers the node's version).",
               "# TYPE cisfix_warnings gauge", f"cisfix_warnings {len(warnings_of(node_info))}",
               "# HELP cisfix_warning A warning about this audit, in its message label.", "# TYPE cisfix_warning gauge"]
-    lines += [f'cisfix_warning{{message="{_label(w)}"}} 1' for w in warnings_of(node_info)]
+    lines += [f'cisfix_warning{{message="{label_value(w)}"}} 1' for w in warnings_of(node_info)]
     lines += ["# HELP cisfix_audit_timestamp_seconds When the audit ran (Unix time).",
               "# TYPE cisfix_audit_timestamp_seconds gauge", f"cisfix_audit_timestamp_seconds {time.time():.3f}"]
     return "\n".join(lines) + "\n"
