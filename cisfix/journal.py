@@ -36,6 +36,7 @@ import logging
 import os
 import posixpath
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,9 @@ _STATE_AFTER = {
     "rollback-failed": "rollback-failed",
 }
 UNFINISHED = ("open", "rolling-back")
+# One append at a time in this process: a fix gates a level's components from several threads, and an
+# append's torn-tail cut must never see another thread's record half written.
+_APPEND_LOCK = threading.Lock()
 
 
 class JournalCorrupt(UntrustedState):
@@ -135,6 +139,10 @@ class Journal:
         return fd
 
     def append(self, record_type: str, txid: str, **fields: object) -> dict:
+        with _APPEND_LOCK:  # the lock also orders the records' times as their lines
+            return self._append(record_type, txid, fields)
+
+    def _append(self, record_type: str, txid: str, fields: Dict[str, object]) -> dict:
         record = seal({"type": record_type, "time": round(time.time(), 6), "txid": txid, **fields})
         line = _line(record)
         fd = self._open(os.O_RDWR | os.O_CREAT | os.O_APPEND)
