@@ -204,8 +204,9 @@ def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Wat
     if plugins.info.components[watch.component].restart:
         gate.restart(watch.component)
     answer = gate.await_healthy(watch)
+    timeline = {k: round(v, 3) for k, v in (("seen", answer.seen), ("healthySince", answer.healthy_since)) if v}
     session.journal.note("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
-                         message=answer.message)
+                         message=answer.message, **timeline)
     return answer
 
 

@@ -238,7 +238,7 @@ class Gate:
         """Health, then stability, of one process; None when it was a process from before the write that
         went away (not a crash of the expected pod)."""
         component, s = watch.component, self.settings
-        first_success = None
+        seen, first_success = time.time(), None
         successes = failures = 0
         last = Answer(False, "no probe answered")
         pauses = self.pauses()
@@ -255,7 +255,8 @@ class Gate:
                 first_success = first_success or time.monotonic()
                 if time.monotonic() - first_success >= s.stability and successes >= 2:
                     self.progress(f"{component}: ")
-                    return Answer(True, f"{component} healthy and stable for {s.stability:.0f}s (pid {process.pid})")
+                    return Answer(True, f"{component} healthy and stable for {s.stability:.0f}s (pid {process.pid})",
+                                  seen=seen, healthy_since=time.time() - (time.monotonic() - first_success))
                 self.progress(f"{component}: healthy, watching for {s.stability:.0f}s… {time.monotonic() - started:.0f}s")
             elif answer.refused or (first_success is not None and failures >= s.failure_threshold):
                 # A component that refuses its own kubelet's probes will be killed by it: fail now,
