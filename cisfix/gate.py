@@ -271,8 +271,12 @@ class Gate:
                 self.progress(f"{component}: waiting to become healthy… {time.monotonic() - started:.0f}s")
                 last = answer
             # Until the first success every look may be the one that starts the stability window;
-            # after it, probing once an interval is what the window needs.
-            time.sleep(next(pauses) if first_success is None else s.interval)
+            # after it, once an interval, and the last probe when the window ends, not up to an interval later.
+            if first_success is None:
+                time.sleep(next(pauses))
+            else:
+                window_left = first_success + s.stability - time.monotonic()
+                time.sleep(window_left if 0 < window_left < s.interval else s.interval)
         self.progress(f"{component}: ")
         reason = last.message if first_success is None else "stability window not reached"
         return Answer(False, f"{component} not healthy within {s.timeout:.0f}s: {reason}" + watch.last_words(self.state()))

@@ -13,7 +13,10 @@ Record types (field `type`), each with `v` (format version), `time`, `txid` and 
 - `rolled-back`: every file is as before.
 - `rollback-failed`: `conflicts`, a list of {path, reason, backup} — files left untouched.
 
-Later record types (health, verification) may be added; readers ignore types they do not know.
+Records that announce no step: `gate` (`component`, `phase`: a gate opens), `health` (`component`,
+`phase`, `healthy`, `message`; a healthy verdict on a restart adds `seen` and `healthySince`, when the gate
+first saw the judged process and when it first answered healthy), `verified`. Later record types may be
+added; readers ignore types they do not know.
 
 Trust and integrity. Records are read only from a journal that is a regular file (never through a
 symlink), owned by root and writable by no one else, in a trusted state folder (`cisfix.statedir`).

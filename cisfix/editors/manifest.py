@@ -123,7 +123,9 @@ def edit_flags(text: str, ops: Sequence[ManifestOp], component: Optional[str], f
     notes: List[str] = []
     current = text
     for op in ops:
-        parsed = yt.parse(current)
+        # Only a mount needs the data; a flag needs only the nodes (a third of the work), and the
+        # self-check below reads the result in full once.
+        parsed = yt.parse(current, with_data=isinstance(op, AddHostPathMount))
         target = _locate(parsed, component)
         if isinstance(op, AddHostPathMount):
             appends, note = _plan_mount(parsed.data, target, op)
