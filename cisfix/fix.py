@@ -8,7 +8,6 @@ other groups of its level never notice."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -163,10 +162,23 @@ class Fixer:
         if len(groups) == 1:
             self.fix_group(*groups[0], one_at_a_time)
             return
-        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="cisfix-gate") as pool:
-            running = [pool.submit(self.fix_group, component, items, one_at_a_time) for component, items in groups]
-        for done in running:
-            done.result()
+        errors: List[BaseException] = []
+
+        def fix_one(component: Optional[str], items: List[Item]) -> None:
+            try:
+                self.fix_group(component, items, one_at_a_time)
+            except BaseException as exc:  # raised in the caller's thread below
+                errors.append(exc)
+        # Daemon threads: an interrupt ends the run at once, as with one component — transactions it cut
+        # short stay unfinished in the journal, and the next run's recovery undoes and gates them.
+        threads = [threading.Thread(target=fix_one, args=group, name=f"cisfix-gate-{group[0]}", daemon=True)
+                   for group in groups]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
     def attempt(self, component: Optional[str], items: Sequence[Item]) -> EditOutcome:
         """One gated transaction for these checks' changes, planned against the node as it is now."""

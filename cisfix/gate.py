@@ -209,14 +209,15 @@ class Gate:
             subprocess.run(command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=self.settings.timeout)
 
-    def pauses(self) -> Iterator[float]:
+    def pauses(self, longest: Optional[float] = None) -> Iterator[float]:
         """Pauses between looks at the node while waiting for something to happen: 0.1 s at first, so a
-        restart or the first healthy answer is seen within a fraction of a second of the node showing
-        it, growing by half each time up to `interval`, so a long wait costs the node little."""
-        pause = min(FIRST_PAUSE, self.settings.interval)
+        restart is seen within a fraction of a second of the node showing it, growing by half each time
+        up to `longest` (default `interval`), so a long wait costs the node little."""
+        longest = self.settings.interval if longest is None else longest
+        pause = min(FIRST_PAUSE, longest)
         while True:
             yield pause
-            pause = min(pause * 1.5, self.settings.interval)
+            pause = min(pause * 1.5, longest)
 
     def await_healthy(self, watch: Watch) -> Answer:
         """Wait for the process the watch expects, then for health, then for the stability window."""
@@ -241,7 +242,9 @@ class Gate:
         seen, first_success = time.time(), None
         successes = failures = 0
         last = Answer(False, "no probe answered")
-        pauses = self.pauses()
+        # The first healthy answer starts the stability window, so each moment it goes unseen is added
+        # to the fix: while the process starts, look at least four times an interval.
+        pauses = self.pauses(self.settings.interval / 4)
         while time.monotonic() < deadline:
             state = self.state()
             if process not in state.processes_of(component):
@@ -270,8 +273,7 @@ class Gate:
             else:
                 self.progress(f"{component}: waiting to become healthy… {time.monotonic() - started:.0f}s")
                 last = answer
-            # Until the first success every look may be the one that starts the stability window;
-            # after it, once an interval, and the last probe when the window ends, not up to an interval later.
+            # After the first success: once an interval, the last probe when the window ends.
             if first_success is None:
                 time.sleep(next(pauses))
             else:

@@ -8,7 +8,7 @@
 For each version and mode, a fresh lab node (a real node's timings, its components taking
 `--startup-delay` seconds to serve, the kubelet re-listing every `--file-check-frequency`) is fixed once.
 Printed per run: the wall time of `fix`; each restarted component's own cycle — from its start (the
-lab's pod-started event, or the kubelet's first log line) to the moment it served (its own "Serving
+lab's pod-started event; the kubelet's process start time in /proc) to the moment it served (its own "Serving
 securely" / "Kubelet started" log line) plus the stability window; the per-level limit (the longest
 cycle of each dependency level, summed over the levels fix restarted); their ratio (target <= 1.15x);
 how long after its start the gate first looked at each component's new process (target < 1 s); the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -53,6 +54,18 @@ def klog_lines(lab: Lab) -> List[Tuple[float, int, str]]:
     return found
 
 
+def process_start(pid: int) -> Optional[float]:
+    """When a running process started (epoch seconds): /proc/<pid>/stat field 22, in clock ticks since
+    boot, against /proc/uptime (10 ms precision; btime has only whole seconds)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def cycles(lab: Lab, since: float, window: float) -> Dict[str, dict]:
     """Each component the fix restarted and judged healthy: the pid judged, its start, when it served,
     when the gate first saw it (from the journal's health record)."""
@@ -67,9 +80,7 @@ def cycles(lab: Lab, since: float, window: float) -> Dict[str, dict]:
         component = record["component"]
         started = next((e["time"] for e in events if e["event"] == "pod-started" and e["component"] == component
                         and f"pid {pid}" in e["message"]), None)
-        own = [when for when, p, _ in logs if p == pid]
-        if started is None and own:
-            started = min(own)  # the kubelet: its first log line
+        started = started or process_start(pid)  # the kubelet, still running
         served = next((when for when, p, line in logs if p == pid and any(s in line for s in SERVING)), None)
         if started is None or served is None:
             sys.exit(f"{component} pid {pid}: start or serving time not found in the lab's events and logs")
