@@ -4,6 +4,10 @@ transaction of its own that commits, or rolls back and is bisected, on its own."
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -140,3 +144,22 @@ def test_the_cautious_modes_restart_one_component_after_another(lab, mode):
     (cm_started, cm_stable), (s_started, s_stable) = (gate_span(lab, records, c, since) for c in (CM, SCHEDULER))
     assert cm_stable < s_started  # the scheduler only after the controller manager was judged stable
     assert sorted(transactions(records).values()) == [(CM, "commit"), (SCHEDULER, "commit")]
+
+
+def test_an_interrupt_during_a_levels_gates_leaves_both_transactions_to_recovery(lab):
+    before = {c: manifest(lab, c) for c in (CM, SCHEDULER)}
+    proc = subprocess.Popen([sys.executable, "-m", "cisfix", "--root", str(lab.root), "-p", "no:cisfix_cis",
+                             "--checks-dir", CHECKS, "fix", "--disable", "LVL-SCHED-BAD", "--timeout", "120",
+                             "--stability-window", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lab.wait_for(lambda: len([r for r in journal(lab) if r["type"] == "gate"]) >= 2, timeout=120,
+                 what="both components' gates open")
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    assert sorted(state for _, state in transactions(journal(lab)).values()) == ["open", "open"]
+
+    result = cisfix(lab, "recover", *FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {c: manifest(lab, c) for c in (CM, SCHEDULER)} == before
+    recovery = [r for r in journal(lab) if r["type"] == "health" and r["phase"] == "recovery"]
+    assert sorted((r["component"], r["healthy"]) for r in recovery) == [(CM, True), (SCHEDULER, True)]
+    assert not (Path(lab.root) / "var/lib/cisfix/HALT").exists()
