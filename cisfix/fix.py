@@ -272,8 +272,9 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     for result in plan.compliant + plan.skipped:
         observe(result)
     if dry_run:
-        planned = plan_changes(node, plan.changes, plugins.editors(), node_state(plugins))
-        results = [CheckResult(check, audit_one(node_state(plugins), check), status.WOULD_FIX) for check, _ in plan.planned]
+        state = node_state(plugins)
+        planned = plan_changes(node, plan.changes, plugins.editors(), state)
+        results = [CheckResult(check, audit_one(state, check), status.WOULD_FIX) for check, _ in plan.planned]
         return FixReport(plan.compliant + plan.skipped + results,
                          "".join(unified_diff(node, p) for p in planned if p.changed))
     unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
