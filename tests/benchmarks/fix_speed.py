@@ -12,8 +12,9 @@ lab's pod-started event; the kubelet's process start time in /proc) to the momen
 securely" / "Kubelet started" log line) plus the stability window; the per-level limit (the longest
 cycle of each dependency level, summed over the levels fix restarted); their ratio (target <= 1.15x);
 how long after its start the gate first looked at each component's new process (target < 1 s); the
-starts of each component and whether all are healthy at the end. Not a test: figures depend on the
-machine and its load.
+starts of each component and whether all are healthy at the end, and the load average (cisfix's own
+work — start-up, audit, planning — slows with the machine's load; the components' cycles, mostly
+waiting, do not). Not a test: figures depend on the machine and its load.
 """
 from __future__ import annotations
 
@@ -120,7 +121,8 @@ def run(version: str, mode: str, args: argparse.Namespace, scratch: Path) -> dic
 def report(version: str, mode: str, figures: dict) -> None:
     wall, limit = figures["wall"], figures["limit"]
     print(f"{version} fix --level 1 ({mode}): {wall:6.1f} s; per-level limit {limit:6.1f} s; "
-          f"ratio {wall / limit:.2f}x (target <= 1.15x); all healthy: {figures['healthy']}")
+          f"ratio {wall / limit:.2f}x (target <= 1.15x); all healthy: {figures['healthy']}; "
+          f"load average after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for level in figures["levels"]:
         cells = []
         for c in level:
