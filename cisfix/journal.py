@@ -13,7 +13,10 @@ Record types (field `type`), each with `v` (format version), `time`, `txid` and 
 - `rolled-back`: every file is as before.
 - `rollback-failed`: `conflicts`, a list of {path, reason, backup} — files left untouched.
 
-Later record types (health, verification) may be added; readers ignore types they do not know.
+Records that announce no step: `gate` (`component`, `phase`: a gate opens), `health` (`component`,
+`phase`, `healthy`, `message`; a healthy verdict on a restart adds `seen` and `healthySince`, when the gate
+first saw the judged process and when it first answered healthy), `verified`. Later record types may be
+added; readers ignore types they do not know.
 
 Trust and integrity. Records are read only from a journal that is a regular file (never through a
 symlink), owned by root and writable by no one else, in a trusted state folder (`cisfix.statedir`).
@@ -36,6 +39,7 @@ import logging
 import os
 import posixpath
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +64,9 @@ _STATE_AFTER = {
     "rollback-failed": "rollback-failed",
 }
 UNFINISHED = ("open", "rolling-back")
+# One append at a time in this process: a fix gates a level's components from several threads, and an
+# append's torn-tail cut must never see another thread's record half written.
+_APPEND_LOCK = threading.Lock()
 
 
 class JournalCorrupt(UntrustedState):
@@ -115,6 +122,10 @@ class Journal:
         return open_state_file(self.path, flags, "the journal")
 
     def append(self, record_type: str, txid: str, **fields: object) -> dict:
+        with _APPEND_LOCK:  # the lock also orders the records' times as their lines
+            return self._append(record_type, txid, fields)
+
+    def _append(self, record_type: str, txid: str, fields: Dict[str, object]) -> dict:
         record = seal({"type": record_type, "time": round(time.time(), 6), "txid": txid, **fields})
         line = _line(record)
         fd = self._open(os.O_RDWR | os.O_CREAT | os.O_APPEND)
