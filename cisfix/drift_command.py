@@ -93,9 +93,11 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     from .drift import DriftState, run_drift, standing_aside
     from .halt import Halted, halt_file, refuse_if_halted
     from .pause import read_pause
+    from .reports import warning_lines
 
     plugins = _plugins(args, for_changes=True)
     require_benchmark(plugins)
+    run.node_info = plugins.info
     node = plugins.node
     unknown = [i for i in args.reset if i not in plugins.checks]
     if unknown:
@@ -121,9 +123,12 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     run.results = report.results
     _counters(run, report.state, report.baseline)
     if args.format == "json":
-        print(json.dumps(_as_json(report), indent=2))
+        print(json.dumps({**_as_json(report), "warnings": list(plugins.info.warnings)}, indent=2))
     else:
-        for line in _lines(report, args.quiet):
+        lines = _lines(report, args.quiet)
+        # A timer's run stays silent when nothing happened; the warning rides with any other output and
+        # is always in the textfile and the JSON.
+        for line in (warning_lines(plugins.info) + lines) if lines else ():
             print(line)
     return report.exit_code
 

@@ -11,12 +11,12 @@ files never disagree on a metric's labels) plus the state of the run:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from . import status
 from .audit import summarize
 from .reports import label_value, render_prometheus
-from .types import ERROR, EXCEPTED, FAIL, CheckResult
+from .types import ERROR, EXCEPTED, FAIL, CheckResult, NodeInfo
 
 
 @dataclass
@@ -30,6 +30,7 @@ class RunMetrics:
     flapping: Dict[str, bool] = field(default_factory=dict)  # id -> flapping
     paused: bool = False
     halted: bool = False
+    node_info: Optional[NodeInfo] = None  # its warnings (no benchmark covers the node's version) are carried
 
 
 def compliance_state(results: Sequence[CheckResult], exit_code: int) -> int:
@@ -54,7 +55,7 @@ def _counter(name: str, labels: str, counts: Dict[str, int]) -> List[str]:
 
 
 def render(run: RunMetrics) -> str:
-    text = render_prometheus(run.results, summarize(run.results)) if run.results else ""
+    text = render_prometheus(run.results, summarize(run.results), run.node_info) if run.results else ""
     lines = _family("cisfix_compliance_state", "gauge",
                     "0 compliant, 1 non-compliant, 2 compliant but for accepted risks, 3 error.",
                     [f"cisfix_compliance_state {compliance_state(run.results, run.exit_code)}"])
