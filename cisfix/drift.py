@@ -56,16 +56,14 @@ class Drift:
 
 
 def committed_fixes(journal: Journal) -> Tuple[Dict[str, TxInfo], Dict[str, Tuple[TxInfo, dict]]]:
-    """The baseline: check id -> the last committed transaction that fixed it (its label is
-    `fix ID,ID...`); and node path -> (the last committed transaction that wrote it, its file entry)."""
+    """The baseline: check id -> the last committed transaction that fixed it; and node path -> (the last committed transaction that wrote it, its file entry)."""
     fixed: Dict[str, TxInfo] = {}
     written: Dict[str, Tuple[TxInfo, dict]] = {}
     for tx in journal.transactions().values():
         if tx.state != "committed":
             continue
-        if tx.label.startswith("fix "):
-            for check_id in tx.label[4:].split(","):
-                fixed[check_id] = tx
+        for check_id in tx.fixed_checks:
+            fixed[check_id] = tx
         for entry in tx.files:
             written[entry["path"]] = (tx, entry)
     return fixed, written

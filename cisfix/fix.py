@@ -16,7 +16,7 @@ from .apply import apply_gated, fix_levels, open_session
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
-from .journal import Journal
+from .journal import Journal, fix_label
 from .plugins import Plugins
 from .errors import CisfixError
 from .types import ERROR, EXCEPTED, FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
@@ -72,7 +72,7 @@ def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: floa
     live components (tests, plugin authors' fixtures)."""
     return run_changes(plugins.node, plan.changes, dry_run=dry_run, wait=wait, editors=plugins.editors(),
                        state=node_state(plugins),
-                       label="fix " + ",".join(check.id for check, _ in plan.planned))
+                       label=fix_label(check.id for check, _ in plan.planned))
 
 
 @dataclass
@@ -199,7 +199,7 @@ class Fixer:
             return [(i, v.status, [str(e) for e in v.evidence]) for i, v in verdicts]
 
         outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,
-                              component=component, label=f"fix {','.join(ids)}", verify=verify)
+                              component=component, label=fix_label(ids), verify=verify)
         if component and outcome.txid:
             self.restarts[component] = self.restarts.get(component, 0) + (
                 1 if outcome.status == status.FIXED else 2)

@@ -82,6 +82,13 @@ class JournalWriteFailed(CisfixError):
         self.reason = reason
 
 
+FIX_LABEL = "fix "  # a `fix` transaction's label names the checks it remedied
+
+
+def fix_label(check_ids: Iterable[str]) -> str:
+    return FIX_LABEL + ",".join(check_ids)
+
+
 @dataclass
 class TxInfo:
     """A transaction as the journal tells it."""
@@ -96,6 +103,12 @@ class TxInfo:
     @property
     def unfinished(self) -> bool:
         return self.state in UNFINISHED
+
+    @property
+    def fixed_checks(self) -> List[str]:
+        """The checks a `fix` transaction remedied (its label is `fix_label`'s): what `drift` enforces."""
+        return self.label[len(FIX_LABEL):].split(",") if self.label.startswith(FIX_LABEL) else []
+
 
 
 def _checksum(record: dict) -> str:
