@@ -103,34 +103,48 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     if unknown:
         raise InputError("--reset", f"no such check: {', '.join(unknown)}")
     checks = select(plugins, (), args.node_type, args.level)
-    run.halted = halt_file(node).exists() or halt_file(node).is_symlink()
-    paused = read_pause(node)
-    run.paused = paused is not None
-    aside = None if paused else standing_aside(node_state(plugins).processes())
-    if run.halted or paused or aside:
-        run.results = run_audits(plugins, checks)
-        _counters(run, DriftState(node))
-        if run.halted:
-            try:
-                refuse_if_halted(node)
-            except Halted as exc:
-                print(f"cisfix: error: {exc}", file=sys.stderr)
-                return exc.exit_code
-        line = paused.line() if paused else aside
-        print(json.dumps({"exit_code": 0, "standing_aside": line}) if args.format == "json" else line)
-        return status.EXIT_OK
-    report = run_drift(plugins, checks, _gate(args, plugins), enforce_all=args.all, resets=args.reset, wait=args.wait)
-    run.results = report.results
-    _counters(run, report.state, report.baseline)
-    if args.format == "json":
-        print(json.dumps({**_as_json(report), "warnings": list(plugins.info.warnings)}, indent=2))
-    else:
-        lines = _lines(report, args.quiet)
-        # A timer's run stays silent when nothing happened; the warning rides with any other output and
-        # is always in the textfile and the JSON.
-        for line in (warning_lines(plugins.info) + lines) if lines else ():
-            print(line)
-    return report.exit_code
+    with _drift_lock(node, args.wait):
+        run.halted = halt_file(node).exists() or halt_file(node).is_symlink()
+        paused = read_pause(node)
+        run.paused = paused is not None
+        aside = None if paused else standing_aside(node_state(plugins).processes())
+        if run.halted or paused or aside:
+            run.results = run_audits(plugins, checks)
+            _counters(run, DriftState(node))
+            if run.halted:
+                try:
+                    refuse_if_halted(node)
+                except Halted as exc:
+                    print(f"cisfix: error: {exc}", file=sys.stderr)
+                    return exc.exit_code
+            line = paused.line() if paused else aside
+            print(json.dumps({"exit_code": 0, "standing_aside": line}) if args.format == "json" else line)
+            return status.EXIT_OK
+        report = run_drift(plugins, checks, _gate(args, plugins), enforce_all=args.all, resets=args.reset, wait=args.wait)
+        run.results = report.results
+        _counters(run, report.state, report.baseline)
+        if args.format == "json":
+            print(json.dumps({**_as_json(report), "warnings": list(plugins.info.warnings)}, indent=2))
+        else:
+            lines = _lines(report, args.quiet)
+            # A timer's run stays silent when nothing happened; the warning rides with any other output and
+            # is always in the textfile and the JSON.
+            for line in (warning_lines(plugins.info) + lines) if lines else ():
+                print(line)
+        return report.exit_code
+
+
+def _drift_lock(node, wait: float):
+    """Drift runs never overlap (a timer and a person, two cron lines): their flap guard reads and writes
+    `drift.json` and `events.jsonl` around the fix, which takes the run lock only for its changes."""
+    from contextlib import nullcontext
+
+    from .lock import RunLock
+    from .statedir import prepare_state_dir
+
+    if not node.state_dir.exists():
+        return nullcontext()  # cisfix never changed this node: no baseline, nothing to guard yet
+    return RunLock(prepare_state_dir(node) / "drift.lock", wait)
 
 
 def _counters(run: RunMetrics, state, baseline: Sequence[str] = ()) -> None:

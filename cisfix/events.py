@@ -43,14 +43,15 @@ class EventLog:
         except FileNotFoundError:
             return []
         try:
-            data = b""
+            chunks = []
             while True:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     break
-                data += chunk
+                chunks.append(chunk)
         finally:
             os.close(fd)
+        data = b"".join(chunks)
         events = []
         for number, line in enumerate(data.split(b"\n")[:-1], 1):
             try:

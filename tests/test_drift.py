@@ -274,3 +274,17 @@ def test_an_upgrade_is_corrected_reusing_the_files_cisfix_wrote(node, cisfix, dr
     assert {e["class"] for e in events(node)} == {"upgrade"} and len(events(node)) > 5
     assert {p: p.read_bytes() for p in created} == created
     assert drift()[0].stdout == ""
+
+
+def test_drift_runs_never_overlap(fixed, drift):
+    """A second drift run while one holds the drift lock (a timer and a person) exits 5 and changes nothing."""
+    from cisfix.lock import RunLock
+
+    set_profiling(fixed, "true")
+    before = fixed.read(APISERVER)
+    with RunLock(fixed.root / STATE.lstrip("/") / "drift.lock"):
+        result, samples = drift()
+    assert result.returncode == 5 and "holds the lock" in result.stderr
+    assert fixed.read(APISERVER) == before and events(fixed) == []
+    result, _ = drift()
+    assert result.returncode == 0 and b"--profiling=false" in fixed.read(APISERVER) and len(events(fixed)) == 1
