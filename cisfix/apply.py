@@ -41,19 +41,33 @@ def live_source(spec: Component) -> str:
     return "command line of the running process"
 
 
-def fix_order(info: NodeInfo) -> List[str]:
-    """The components in the order a fix takes them: each after those it depends on, ties by name."""
-    ordered: List[str] = []
+def fix_levels(info: NodeInfo) -> List[List[str]]:
+    """The components in dependency levels, the order a fix takes them: each level after the levels of
+    what its components depend on, names sorted within a level. A component that runs others (the
+    kubelet runs the static pods) also comes after them, never beside them: its restart would disturb
+    their gates. A dependency cycle is cut where it closes."""
+    level: Dict[str, int] = {}
 
-    def visit(name: str, path: Tuple[str, ...]) -> None:
-        if name in ordered or name in path or name not in info.components:
-            return
-        for dependency in sorted(info.components[name].depends_on):
-            visit(dependency, path + (name,))
-        ordered.append(name)
+    def after(name: str) -> Set[str]:
+        managed = {m for m, spec in info.components.items() if spec.managed_by == name and m != name}
+        return (set(info.components[name].depends_on) | managed) & set(info.components)
+
+    def visit(name: str, path: Tuple[str, ...]) -> int:
+        if name not in level:
+            level[name] = 1 + max((visit(d, path + (name,)) for d in sorted(after(name)) if d not in path),
+                                  default=-1)
+        return level[name]
     for name in sorted(info.components):
         visit(name, ())
-    return ordered
+    levels: List[List[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for name in sorted(level):
+        levels[level[name]].append(name)
+    return [names for names in levels if names]
+
+
+def fix_order(info: NodeInfo) -> List[str]:
+    """The components in the order a fix takes them, one after another: level by level."""
+    return [name for names in fix_levels(info) for name in names]
 
 
 def restart_command(info: NodeInfo, component: Optional[str]) -> Tuple[str, ...]:
@@ -190,8 +204,9 @@ def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Wat
     if plugins.info.components[watch.component].restart:
         gate.restart(watch.component)
     answer = gate.await_healthy(watch)
+    timeline = {k: round(v, 3) for k, v in (("seen", answer.seen), ("healthySince", answer.healthy_since)) if v}
     session.journal.note("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
-                         message=answer.message)
+                         message=answer.message, **timeline)
     return answer
 
 

@@ -133,13 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="text, json, junit, prometheus, kube-bench, or a format a plugin registers")
     audit.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
 
-    fix = command("fix", cmd_fix, "remediate failing checks: one gated transaction per component")
+    fix = command("fix", cmd_fix, "remediate failing checks: one gated transaction per component, the "
+                                  "components of one dependency level restarted and gated together")
     fix.add_argument("--check", action="append", default=[], metavar="ID", help="only this check (repeatable)")
     fix.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
     fix.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
     fix.add_argument("--dry-run", action="store_true", help="print the plan and the diffs, change nothing")
     fix.add_argument("--diff", action="store_true", help="print the diffs and apply")
-    fix.add_argument("--one-at-a-time", action="store_true", help="one transaction (and restart) per check")
+    fix.add_argument("--sequential", action="store_true",
+                     help="one component at a time, in dependency order, instead of a level's together")
+    fix.add_argument("--one-at-a-time", action="store_true",
+                     help="one transaction (and restart) per check, one component at a time")
     fix.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
     fix.add_argument("--persist", action="store_true",
                      help="after a fix that rolled nothing back, persist the fixes as `cisfix persist` does")
@@ -184,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .health_command import add_command as add_health_command
 
     add_health_command(command)
+
+    from .drift_command import add_commands as add_drift_commands
+
+    add_drift_commands(command)
 
     from .lab.cli import add_commands as add_lab_commands
 
@@ -335,12 +343,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_fix(args: argparse.Namespace) -> int:
     from .audit import require_benchmark, select
     from .fix import run_fix
+    from .pause import read_pause
 
+    paused = None if args.dry_run else read_pause(_node(args))
+    if paused:
+        print(paused.line())
+        return status.EXIT_OK
     plugins = _plugins(args, for_changes=True)
     require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)
     report = run_fix(plugins, checks, _gate(args, plugins), dry_run=args.dry_run,
-                     one_at_a_time=args.one_at_a_time, wait=args.wait)
+                     one_at_a_time=args.one_at_a_time, sequential=args.sequential, wait=args.wait)
     # Persist what is committed once the fix has ended well (fixed, or failing only where a person must act).
     persisted = None
     if args.persist and not args.dry_run and report.exit_code in (status.EXIT_OK, status.EXIT_STILL_FAILING):

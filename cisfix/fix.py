@@ -1,18 +1,22 @@
 """The fix engine: audit, plan the remediation of every failing automated check, group the plans by
-component and apply each group as ONE gated transaction — one restart per component, in dependency
-order. When a group fails its gate it is rolled back and bisected to find the change(s) that break
-it; the rest is applied and each culprit is reported with the component's own error."""
+component and apply each group as ONE gated transaction — one restart per component. The components of
+one dependency level (the controller manager and the scheduler, say, which need only the API server)
+are applied together and gated concurrently, one thread each; the next level starts when the whole level
+is done. When a group fails its gate it is rolled back and bisected on its own, to find the change(s)
+that break it; the rest is applied and each culprit is reported with the component's own error. The
+other groups of its level never notice."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
-from .apply import apply_gated, fix_order, open_session
+from .apply import apply_gated, fix_levels, open_session
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
-from .journal import Journal
+from .journal import Journal, fix_label
 from .plugins import Plugins
 from .errors import CisfixError
 from .types import ERROR, EXCEPTED, FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
@@ -68,7 +72,7 @@ def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: floa
     live components (tests, plugin authors' fixtures)."""
     return run_changes(plugins.node, plan.changes, dry_run=dry_run, wait=wait, editors=plugins.editors(),
                        state=node_state(plugins),
-                       label="fix " + ",".join(check.id for check, _ in plan.planned))
+                       label=fix_label(check.id for check, _ in plan.planned))
 
 
 @dataclass
@@ -124,16 +128,19 @@ class FixReport:
         return status.EXIT_STILL_FAILING if failing else status.EXIT_OK
 
 
-def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[Tuple[Optional[str], List[Item]]]:
-    """Plans grouped by the component they restart, in dependency order; plans that restart nothing
-    (file modes, say) form the last group."""
+Group = Tuple[Optional[str], List[Item]]
+
+
+def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[List[Group]]:
+    """Plans grouped by the component they restart, the groups by dependency level (see `fix_levels`);
+    plans that restart nothing (file modes, say) form the last level, alone."""
     groups: Dict[Optional[str], List[Item]] = {}
     for check, plan in planned:
         configured = [c.component for c in plan.changes if isinstance(c, Configure)]
         component = next(iter(configured), check.component)
         groups.setdefault(component if component in plugins.info.components else None, []).append((check, plan))
-    rank = {name: i for i, name in enumerate(fix_order(plugins.info))}
-    return sorted(groups.items(), key=lambda kv: (kv[0] is None, rank.get(kv[0] or "", len(rank)), kv[0] or ""))
+    levels = [[(name, groups[name]) for name in names if name in groups] for names in fix_levels(plugins.info)]
+    return [level for level in levels if level] + ([[(None, groups[None])]] if None in groups else [])
 
 
 class Fixer:
@@ -145,7 +152,33 @@ class Fixer:
         self.results: Dict[str, CheckResult] = {}
         self.restarts: Dict[str, int] = {}
         self.diffs: Dict[str, str] = {}  # txid -> diff of what that committed transaction applied
-        self.halted = False
+        self.halted = False  # set by any group's failed rollback: no group starts another transaction
+        self._recording = threading.Lock()  # one group's results (and what observers print) at a time
+
+    def fix_level(self, groups: Sequence[Group], one_at_a_time: bool) -> None:
+        """The groups of one dependency level, each in a thread of its own: applied together, gated
+        concurrently, each committed or rolled back (and bisected) on its own. Returns when all are done;
+        the first error any group raised is raised then."""
+        if len(groups) == 1:
+            self.fix_group(*groups[0], one_at_a_time)
+            return
+        errors: List[BaseException] = []
+
+        def fix_one(component: Optional[str], items: List[Item]) -> None:
+            try:
+                self.fix_group(component, items, one_at_a_time)
+            except BaseException as exc:  # raised in the caller's thread below
+                errors.append(exc)
+        # Daemon threads: an interrupt ends the run at once, as with one component — transactions it cut
+        # short stay unfinished in the journal, and the next run's recovery undoes and gates them.
+        threads = [threading.Thread(target=fix_one, args=group, name=f"cisfix-gate-{group[0]}", daemon=True)
+                   for group in groups]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
     def attempt(self, component: Optional[str], items: Sequence[Item]) -> EditOutcome:
         """One gated transaction for these checks' changes, planned against the node as it is now."""
@@ -166,26 +199,32 @@ class Fixer:
             return [(i, v.status, [str(e) for e in v.evidence]) for i, v in verdicts]
 
         outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,
-                              component=component, label=f"fix {','.join(ids)}", verify=verify)
+                              component=component, label=fix_label(ids), verify=verify)
         if component and outcome.txid:
             self.restarts[component] = self.restarts.get(component, 0) + (
                 1 if outcome.status == status.FIXED else 2)
-        self.halted = outcome.status == status.REMEDIATION_FAILED_ROLLBACK_FAILED
+        if outcome.status == status.REMEDIATION_FAILED_ROLLBACK_FAILED:
+            self.halted = True
         return outcome
 
     def record(self, items: Sequence[Item], outcome: EditOutcome) -> None:
-        if outcome.status == status.FIXED and outcome.txid:
-            self.diffs[outcome.txid] = outcome.diff
         state = self.gate.state()  # one read of the node for the verdicts after this outcome
+        results = []
         for check, plan in items:
             verdict = audit_one(state, check)
-            result = CheckResult(check, replace(verdict, reason=outcome.reason if outcome.status != status.FIXED
-                                                else "; ".join(plan.notes) or verdict.reason),
-                                 outcome.status, outcome.txid)
-            self.results[check.id] = result
-            self.observe(result)
+            reason = outcome.reason if outcome.status != status.FIXED else "; ".join(plan.notes) or verdict.reason
+            results.append(CheckResult(check, replace(verdict, reason=reason), outcome.status, outcome.txid))
+        with self._recording:
+            if outcome.status == status.FIXED and outcome.txid:
+                self.diffs[outcome.txid] = outcome.diff
+            for result in results:
+                self.results[result.check.id] = result
+                self.observe(result)
 
     def fix_group(self, component: Optional[str], items: List[Item], one_at_a_time: bool) -> None:
+        if self.halted:
+            self.record(items, EditOutcome(status.SKIPPED, "not attempted: the node is HALTed"))
+            return
         if one_at_a_time:
             for item in items:
                 if not self.halted:
@@ -223,7 +262,9 @@ class Fixer:
 
 
 def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: bool = False,
-            one_at_a_time: bool = False, wait: float = 0.0) -> FixReport:
+            one_at_a_time: bool = False, sequential: bool = False, wait: float = 0.0) -> FixReport:
+    """Fix the failing checks: level by level, a level's components together. `sequential`: one
+    component after another, in dependency order; `one_at_a_time`: that, and one check per transaction."""
     observe = lambda result: plugins.pm.hook.cisfix_observe_result(result=result)  # noqa: E731
     plan = plan_fix(plugins, checks)
     node = plugins.node
@@ -231,8 +272,9 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     for result in plan.compliant + plan.skipped:
         observe(result)
     if dry_run:
-        planned = plan_changes(node, plan.changes, plugins.editors(), node_state(plugins))
-        results = [CheckResult(check, audit_one(node_state(plugins), check), status.WOULD_FIX) for check, _ in plan.planned]
+        state = node_state(plugins)
+        planned = plan_changes(node, plan.changes, plugins.editors(), state)
+        results = [CheckResult(check, audit_one(state, check), status.WOULD_FIX) for check, _ in plan.planned]
         return FixReport(plan.compliant + plan.skipped + results,
                          "".join(unified_diff(node, p) for p in planned if p.changed))
     unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
@@ -243,7 +285,8 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
         fixer = Fixer(plugins, gate, session, observe)
         if session.recovered:  # the node changed under the audit: plan again
             plan = plan_fix(plugins, checks)
-        for component, items in group_by_component(plugins, plan.planned):
-            fixer.fix_group(component, items, one_at_a_time)
+        for level in group_by_component(plugins, plan.planned):
+            for together in ([[group] for group in level] if sequential or one_at_a_time else [level]):
+                fixer.fix_level(together, one_at_a_time)
     return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), "".join(fixer.diffs.values()),
                      restarts=fixer.restarts)

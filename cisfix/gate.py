@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 from .errors import CisfixError
 from .health import Answer, pod_probes, probe_endpoints
@@ -30,7 +31,7 @@ from . import status
 class GateSettings:
     timeout: float = 180.0  # per component: an API server needs 30-90 s, the kubelet notices within 20 s
     stability: float = 15.0  # seconds of uninterrupted health, same process, after the first success
-    interval: float = 1.0
+    interval: float = 1.0  # the longest pause between two looks at the node (see Gate.pauses)
     # Consecutive failed probes tolerated after the first success, as the kubelet's failureThreshold
     # (kubeadm's readiness probes use 3): one slow answer on a loaded node is not a broken change.
     failure_threshold: int = 3
@@ -44,6 +45,9 @@ def gate_settings(config: dict, timeout: Optional[float] = None, stability: Opti
         stability=stability if stability is not None else configured.get("stabilityWindow", GateSettings.stability),
         interval=configured.get("interval", GateSettings.interval),
         failure_threshold=configured.get("failureThreshold", GateSettings.failure_threshold))
+
+
+FIRST_PAUSE = 0.1  # seconds: the first pause of a wait, see Gate.pauses
 
 
 class NotHealthy(CisfixError):
@@ -205,6 +209,16 @@ class Gate:
             subprocess.run(command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=self.settings.timeout)
 
+    def pauses(self, longest: Optional[float] = None) -> Iterator[float]:
+        """Pauses between looks at the node while waiting for something to happen: 0.1 s at first, so a
+        restart is seen within a fraction of a second of the node showing it, growing by half each time
+        up to `longest` (default `interval`), so a long wait costs the node little."""
+        longest = self.settings.interval if longest is None else longest
+        pause = min(FIRST_PAUSE, longest)
+        while True:
+            yield pause
+            pause = min(pause * 1.5, longest)
+
     def await_healthy(self, watch: Watch) -> Answer:
         """Wait for the process the watch expects, then for health, then for the stability window."""
         started = time.monotonic()
@@ -225,9 +239,12 @@ class Gate:
         """Health, then stability, of one process; None when it was a process from before the write that
         went away (not a crash of the expected pod)."""
         component, s = watch.component, self.settings
-        first_success = None
+        seen, first_success = time.time(), None
         successes = failures = 0
         last = Answer(False, "no probe answered")
+        # The first healthy answer starts the stability window, so each moment it goes unseen is added
+        # to the fix: while the process starts, look at least four times an interval.
+        pauses = self.pauses(self.settings.interval / 4)
         while time.monotonic() < deadline:
             state = self.state()
             if process not in state.processes_of(component):
@@ -240,39 +257,46 @@ class Gate:
                 successes += 1
                 first_success = first_success or time.monotonic()
                 if time.monotonic() - first_success >= s.stability and successes >= 2:
-                    self.progress("")
-                    return Answer(True, f"{component} healthy and stable for {s.stability:.0f}s (pid {process.pid})")
-                self.progress(f"{component} healthy, watching for {s.stability:.0f}s… {time.monotonic() - started:.0f}s")
+                    self.progress(f"{component}: ")
+                    return Answer(True, f"{component} healthy and stable for {s.stability:.0f}s (pid {process.pid})",
+                                  seen=seen, healthy_since=time.time() - (time.monotonic() - first_success))
+                self.progress(f"{component}: healthy, watching for {s.stability:.0f}s… {time.monotonic() - started:.0f}s")
             elif answer.refused or (first_success is not None and failures >= s.failure_threshold):
                 # A component that refuses its own kubelet's probes will be killed by it: fail now,
                 # not after the kubelet's failure threshold.
-                self.progress("")
+                self.progress(f"{component}: ")
                 when = " (after being healthy)" if first_success is not None else ""
                 return Answer(False, f"{answer.message}{when}" + watch.last_words(state))
             elif first_success is not None:
-                self.progress(f"{component} failed {failures} probe(s) of {s.failure_threshold} allowed… "
+                self.progress(f"{component}: failed {failures} probe(s) of {s.failure_threshold} allowed… "
                               f"{time.monotonic() - started:.0f}s")
             else:
-                self.progress(f"waiting for {component} to become healthy… {time.monotonic() - started:.0f}s")
+                self.progress(f"{component}: waiting to become healthy… {time.monotonic() - started:.0f}s")
                 last = answer
-            time.sleep(s.interval)
-        self.progress("")
+            # After the first success: once an interval, the last probe when the window ends.
+            if first_success is None:
+                time.sleep(next(pauses))
+            else:
+                window_left = first_success + s.stability - time.monotonic()
+                time.sleep(window_left if 0 < window_left < s.interval else s.interval)
+        self.progress(f"{component}: ")
         reason = last.message if first_success is None else "stability window not reached"
         return Answer(False, f"{component} not healthy within {s.timeout:.0f}s: {reason}" + watch.last_words(self.state()))
 
     def _await_process(self, watch: Watch, started: float, deadline: float) -> Optional[Process]:
+        pauses = self.pauses()
         while time.monotonic() < deadline:
             state = self.state()
             if len(watch.new_logs(state)) >= 2:
                 # The expected pod started twice and was never seen up: the kubelet is crash-looping it.
-                self.progress("")
+                self.progress(f"{watch.component}: ")
                 return None
             process = watch.candidate(state)
             if process is not None:
                 return process
-            self.progress(f"waiting for {watch.component} to restart… {time.monotonic() - started:.0f}s")
-            time.sleep(self.settings.interval)
-        self.progress("")
+            self.progress(f"{watch.component}: waiting to restart… {time.monotonic() - started:.0f}s")
+            time.sleep(next(pauses))
+        self.progress(f"{watch.component}: ")
         return None
 
 
@@ -291,17 +315,25 @@ def make_gate(plugins: Plugins, settings: GateSettings = GateSettings(),
 
 
 def progress_printer(quiet: bool) -> Callable[[str], None]:
-    """A live progress line on stderr (rewritten in place on a terminal), silent with -q."""
+    """Progress lines on stderr, silent with -q. A line is `<component>: <what>`; `<component>: ` alone
+    ends that component's progress. On a terminal one live line is rewritten in place, showing every
+    component still being gated; elsewhere a component's line is printed when what it says changes.
+    Several components are gated at once, from threads: a line is always written whole."""
     if quiet:
         return lambda line: None
     tty = sys.stderr.isatty()
-    last = {"line": ""}
+    current: Dict[str, str] = {}  # component -> its latest progress
+    lock = threading.Lock()
 
     def show(line: str) -> None:
-        if tty:
-            sys.stderr.write("\r\033[K" + line)
-            sys.stderr.flush()
-        elif line and line.split("…")[0] != last["line"].split("…")[0]:
-            print(line, file=sys.stderr)
-        last["line"] = line
+        component, _, what = line.partition(": ")
+        with lock:
+            before = current.pop(component, "")
+            if what:
+                current[component] = what
+            if tty:
+                sys.stderr.write("\r\033[K" + " · ".join(f"{c}: {w}" for c, w in sorted(current.items())))
+                sys.stderr.flush()
+            elif what and what.split("…")[0] != before.split("…")[0]:
+                print(line, file=sys.stderr)
     return show

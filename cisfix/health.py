@@ -22,6 +22,10 @@ class Answer:
     healthy: bool
     message: str
     refused: bool = False  # the component answered and said no (401/403): waiting will not help
+    # A gate's verdict on a restart: when (epoch seconds) it first saw the process it judged, and when
+    # that process first answered healthy — what the journal keeps to show how quickly it noticed.
+    seen: Optional[float] = None
+    healthy_since: Optional[float] = None
 
 
 def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0) -> Answer:

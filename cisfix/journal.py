@@ -13,7 +13,10 @@ Record types (field `type`), each with `v` (format version), `time`, `txid` and 
 - `rolled-back`: every file is as before.
 - `rollback-failed`: `conflicts`, a list of {path, reason, backup} — files left untouched.
 
-Later record types (health, verification) may be added; readers ignore types they do not know.
+Records that announce no step: `gate` (`component`, `phase`: a gate opens), `health` (`component`,
+`phase`, `healthy`, `message`; a healthy verdict on a restart adds `seen` and `healthySince`, when the gate
+first saw the judged process and when it first answered healthy), `verified`. Later record types may be
+added; readers ignore types they do not know.
 
 Trust and integrity. Records are read only from a journal that is a regular file (never through a
 symlink), owned by root and writable by no one else, in a trusted state folder (`cisfix.statedir`).
@@ -36,6 +39,7 @@ import logging
 import os
 import posixpath
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +64,9 @@ _STATE_AFTER = {
     "rollback-failed": "rollback-failed",
 }
 UNFINISHED = ("open", "rolling-back")
+# One append at a time in this process: a fix gates a level's components from several threads, and an
+# append's torn-tail cut must never see another thread's record half written.
+_APPEND_LOCK = threading.Lock()
 
 
 class JournalCorrupt(UntrustedState):
@@ -73,6 +80,13 @@ class JournalWriteFailed(CisfixError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: cannot write the journal: {reason}; that step was not taken")
         self.reason = reason
+
+
+FIX_LABEL = "fix "  # a `fix` transaction's label names the checks it remedied
+
+
+def fix_label(check_ids: Iterable[str]) -> str:
+    return FIX_LABEL + ",".join(check_ids)
 
 
 @dataclass
@@ -89,6 +103,12 @@ class TxInfo:
     @property
     def unfinished(self) -> bool:
         return self.state in UNFINISHED
+
+    @property
+    def fixed_checks(self) -> List[str]:
+        """The checks a `fix` transaction remedied (its label is `fix_label`'s): what `drift` enforces."""
+        return self.label[len(FIX_LABEL):].split(",") if self.label.startswith(FIX_LABEL) else []
+
 
 
 def _checksum(record: dict) -> str:
@@ -112,29 +132,13 @@ class Journal:
         self.path = path
 
     def _open(self, flags: int) -> int:
-        """Open the journal itself (never a symlink, never a FIFO that would block) and check it."""
-        require_trusted_dir(self.path.parent, UntrustedState, WHY)
-        try:
-            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise JournalCorrupt(self.path, "is a symbolic link; the journal must be a file of its own")
-            if exc.errno == errno.EISDIR:
-                raise JournalCorrupt(self.path, "is a directory, not the journal file")
-            if exc.errno == errno.ENOENT:
-                raise
-            raise JournalWriteFailed(self.path, exc.strerror or str(exc))
-        try:
-            st = require_trusted_file(fd, self.path, JournalCorrupt, "; the journal must be root's alone")
-            if st.st_mode & 0o077:
-                raise JournalCorrupt(self.path, f"mode {st.st_mode & 0o7777:04o}, not 0600; "
-                                                "the journal must be root's alone")
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return open_state_file(self.path, flags, "the journal")
 
     def append(self, record_type: str, txid: str, **fields: object) -> dict:
+        with _APPEND_LOCK:  # the lock also orders the records' times as their lines
+            return self._append(record_type, txid, fields)
+
+    def _append(self, record_type: str, txid: str, fields: Dict[str, object]) -> dict:
         record = seal({"type": record_type, "time": round(time.time(), 6), "txid": txid, **fields})
         line = _line(record)
         fd = self._open(os.O_RDWR | os.O_CREAT | os.O_APPEND)
@@ -240,6 +244,30 @@ class Journal:
         keep = set(txids)
         data = b"".join(_line(seal(r)) for r in self.records() if r["txid"] in keep)
         write_atomic(self.path, data, Meta(0o600, os.geteuid(), os.getegid()))
+
+
+def open_state_file(path: Path, flags: int, what: str) -> int:
+    """Open a record file of the state folder (the journal, the drift events) itself — never a symlink,
+    never a FIFO that would block — and check it is root's alone. A missing file raises FileNotFoundError."""
+    require_trusted_dir(path.parent, UntrustedState, WHY)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JournalCorrupt(path, f"is a symbolic link; {what} must be a file of its own")
+        if exc.errno == errno.EISDIR:
+            raise JournalCorrupt(path, f"is a directory, not {what} file")
+        if exc.errno == errno.ENOENT:
+            raise
+        raise JournalWriteFailed(path, exc.strerror or str(exc))
+    try:
+        st = require_trusted_file(fd, path, JournalCorrupt, f"; {what} must be root's alone")
+        if st.st_mode & 0o077:
+            raise JournalCorrupt(path, f"mode {st.st_mode & 0o7777:04o}, not 0600; {what} must be root's alone")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _undo_append(fd: int, size: int) -> None:

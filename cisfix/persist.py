@@ -65,7 +65,7 @@ class PersistReport:
 
     @property
     def exit_code(self) -> int:
-        """6 when something must be applied elsewhere, 1 when a conflict or failure is left, else 0."""
+        """7 when something must be applied elsewhere, 1 when a conflict or failure is left, else 0."""
         if any(o.status == "elsewhere" for o in self.objects):
             return status.EXIT_APPLY_ELSEWHERE
         if any(o.conflicts or o.status in ("conflict", "failed") for o in self.objects):

@@ -93,7 +93,7 @@ def render_junit(results: Sequence[CheckResult], summary: Dict[str, int], node_i
     return "\n".join(out) + "\n"
 
 
-def _label(value: str) -> str:
+def label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -104,15 +104,16 @@ def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int],
     lines = ["# HELP cisfix_check_status Audit verdict of a check: 1 for the status it has.",
              "# TYPE cisfix_check_status gauge"]
     for r in results:
-        labels = (f'id="{_label(r.check.id)}",status="{r.audit.status}",level="{r.check.level}",'
-                  f'benchmark="{_label(r.check.benchmark)}",automated="{str(r.check.automated).lower()}"')
+        labels = (f'id="{label_value(r.check.id)}",status="{r.audit.status}",level="{r.check.level}",'
+                  f'benchmark="{label_value(r.check.benchmark)}",automated="{str(r.check.automated).lower()}",'
+                  f'component="{label_value(r.check.component or "")}"')
         lines.append(f"cisfix_check_status{{{labels}}} 1")
     lines += ["# HELP cisfix_checks Number of checks per audit status.", "# TYPE cisfix_checks gauge"]
     lines += [f'cisfix_checks{{status="{status}"}} {n}' for status, n in summary.items()]
     lines += ["# HELP cisfix_warnings Number of warnings about this audit (e.g. no benchmark covers the node's version).",
               "# TYPE cisfix_warnings gauge", f"cisfix_warnings {len(warnings_of(node_info))}",
               "# HELP cisfix_warning A warning about this audit, in its message label.", "# TYPE cisfix_warning gauge"]
-    lines += [f'cisfix_warning{{message="{_label(w)}"}} 1' for w in warnings_of(node_info)]
+    lines += [f'cisfix_warning{{message="{label_value(w)}"}} 1' for w in warnings_of(node_info)]
     lines += ["# HELP cisfix_audit_timestamp_seconds When the audit ran (Unix time).",
               "# TYPE cisfix_audit_timestamp_seconds gauge", f"cisfix_audit_timestamp_seconds {time.time():.3f}"]
     return "\n".join(lines) + "\n"

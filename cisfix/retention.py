@@ -3,8 +3,9 @@
 A finished transaction (committed, or rolled back) is pruned — its journal records and its backups —
 once it is older than `retention.days` (default 30) and not among the last `retention.keep` (default
 50) finished ones. Never pruned: an unfinished transaction (recovery needs it), one whose rollback
-failed (a person needs its backups), and the last committed transaction of any file (so that the last
-change to every file can still be rolled back). The journal is rewritten atomically with what is kept,
+failed (a person needs its backups), the last committed transaction of any file (so that the last
+change to every file can still be rolled back), and the last committed fix of any check (the baseline
+`cisfix drift` enforces, and the version it classifies drift against). The journal is rewritten atomically with what is kept,
 then the pruned backups are removed; a crash between the two leaves backup folders that no transaction
 names, which the next prune removes.
 """
@@ -41,12 +42,12 @@ class Retention:
 def prunable(txs: Dict[str, TxInfo], policy: Retention, now: float) -> List[TxInfo]:
     """The transactions the policy lets go, oldest first."""
     finished = [tx for tx in txs.values() if tx.state in FINISHED]
-    last_of_file = {}
+    last_of = {}  # node path or check id -> the last committed transaction that wrote or fixed it
     for tx in txs.values():
         if tx.state == "committed":
-            for entry in tx.files:
-                last_of_file[entry["path"]] = tx.txid
-    protected = set(last_of_file.values()) | {tx.txid for tx in finished[-policy.keep:]}
+            for key in [entry["path"] for entry in tx.files] + [f"check {i}" for i in tx.fixed_checks]:
+                last_of[key] = tx.txid
+    protected = set(last_of.values()) | {tx.txid for tx in finished[-policy.keep:]}
     return [tx for tx in finished
             if tx.txid not in protected and now - tx.time > policy.days * DAY]
 

@@ -5,7 +5,6 @@ component's effective flags (the running process first, its manifest otherwise) 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,7 @@ class NodeState:
         self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
         self._boot_time: Optional[float] = None
-        self._created: Optional[Dict[str, str]] = None  # node path -> sha256 cisfix created it with
+        self._committed: Optional[Dict[str, str]] = None  # node path -> sha256 cisfix last committed
 
     # ---- files ----
     def read(self, path: str) -> Optional[bytes]:
@@ -63,19 +62,20 @@ class NodeState:
             self._files[path] = sources.read(self.node.host(self.node.resolve(path)), self.node.display(path))
         return self._files[path][0]
 
-    def written_by_cisfix(self, path: str) -> bool:
-        """Whether a committed cisfix transaction created the file and it still holds what was written
-        then: a fix may put it back in use (an upgrade dropped the flag naming it) rather than treat it
-        as a file of someone else's."""
-        if self._created is None:
-            from .journal import Journal
+    def cisfix_wrote(self, path: str) -> bool:
+        """Whether the file holds exactly what a committed cisfix transaction last wrote to it: a plan may
+        use it again (after `kubeadm upgrade` dropped the flag that named it, say) instead of asking a
+        person to review a file nobody else wrote."""
+        from .atomic import sha256
+        from .journal import Journal
 
-            self._created = {entry["path"]: entry["after"]["sha256"]
-                             for tx in Journal(self.node.state_dir / "journal.jsonl").transactions().values()
-                             if tx.state == "committed"
-                             for entry in tx.files if entry["before"] is None and entry["after"]}
+        if self._committed is None:
+            self._committed = {}
+            for tx in Journal(self.node.state_dir / "journal.jsonl").transactions().values():
+                if tx.state == "committed":
+                    self._committed.update((f["path"], f["after"]["sha256"]) for f in tx.files)
         data = self.read(path)
-        return data is not None and hashlib.sha256(data).hexdigest() == self._created.get(self.node.resolve(path))
+        return data is not None and self._committed.get(self.node.resolve(path)) == sha256(data)
 
     def text(self, path: str) -> Optional[str]:
         """The file as UTF-8 text, or None when absent; NUL bytes or bad UTF-8 raise InputError."""

@@ -10,6 +10,7 @@ REMEDIATION_FAILED_ROLLBACK_FAILED = "REMEDIATION_FAILED_ROLLBACK_FAILED"
 SKIPPED = "SKIPPED"
 EXCEPTED = "EXCEPTED"  # failing, but the node configuration accepts the risk until a date
 NOT_APPLICABLE = "NOT_APPLICABLE"  # the check's component is not on this node
+FAILED = (REMEDIATION_FAILED, REMEDIATION_FAILED_ROLLED_BACK, REMEDIATION_FAILED_ROLLBACK_FAILED)
 
 EXIT_OK = 0
 EXIT_STILL_FAILING = 1
@@ -17,12 +18,13 @@ EXIT_INPUT = 2
 EXIT_ROLLED_BACK = 3
 EXIT_ROLLBACK_FAILED = 4
 EXIT_LOCKED = 5
-EXIT_APPLY_ELSEWHERE = 6  # persist: the API server could not be reached; what to apply elsewhere is written
+EXIT_FLAPPING = 6  # `cisfix drift`: a check flaps; it is no longer corrected until `--reset ID`
+EXIT_APPLY_ELSEWHERE = 7  # persist: the API server could not be reached; what to apply elsewhere is written
 
 # Where several outcomes apply, the most serious decides the exit code.
-_SEVERITY = [EXIT_OK, EXIT_STILL_FAILING, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED]
+_SEVERITY = [EXIT_OK, EXIT_STILL_FAILING, EXIT_FLAPPING, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED]
 
 
 def worst(*codes: int) -> int:
-    """The exit code that wins: 4 over 3, 3 over 1, 1 over 0 (2 and 5 end a run before any change)."""
+    """The exit code that wins: 4 over 3, 3 over 6, 6 over 1, 1 over 0 (2 and 5 end a run before any change)."""
     return max(codes, key=lambda c: _SEVERITY.index(c) if c in _SEVERITY else len(_SEVERITY))

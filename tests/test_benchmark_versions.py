@@ -82,6 +82,10 @@ def test_newer_node_gets_the_newest_benchmark_with_a_warning_in_every_report(tmp
     assert fix_json["warnings"][0].startswith(NEWER)
     benchmarks = node.run("benchmarks").stdout
     assert "* cis-2.0" in benchmarks and "WARNING: Kubernetes 1.36.0 is newer" in benchmarks
+    textfile = tmp_path / "drift.prom"
+    drift = node.run("drift", "--textfile", str(textfile), "--format", "json")
+    assert drift.json()["warnings"][0].startswith(NEWER)
+    assert "\ncisfix_warnings 1\n" in textfile.read_text()
 
 
 def test_an_explicit_benchmark_silences_the_warning(tmp_path):

@@ -1,6 +1,6 @@
 """`cisfix persist` where the API server cannot be reached or the node has no admin credentials: the
 exact YAML to merge elsewhere and the kubeadm patch files are written under the state folder, the paths
-printed, exit 6; and what kubeadm's ClusterConfiguration becomes, in both of its API versions."""
+printed, exit 7; and what kubeadm's ClusterConfiguration becomes, in both of its API versions."""
 from __future__ import annotations
 
 import json
@@ -37,10 +37,10 @@ def test_an_unreachable_api_server_gets_the_yaml_to_merge_elsewhere(make_lab, ve
     state = lab.root / "var/lib/cisfix"
 
     dry = cisfix(lab, "persist", "--dry-run")
-    assert dry.returncode == 6 and not (state / "persist").exists()
+    assert dry.returncode == 7 and not (state / "persist").exists()
     result = cisfix(lab, "persist")
 
-    assert result.returncode == 6
+    assert result.returncode == 7
     offline = state / "persist/kube-system_kubeadm-config.yaml"
     assert "kube-system/kubeadm-config: elsewhere: the API server cannot be reached" in result.stdout
     assert f"the YAML to merge there is in {offline}" in result.stdout
@@ -48,7 +48,7 @@ def test_an_unreachable_api_server_gets_the_yaml_to_merge_elsewhere(make_lab, ve
     assert text.startswith("# Written by `cisfix persist`")
     assert YAML(typ="safe").load(text) == {**extra_args, "kind": "ClusterConfiguration"}
     assert oct(offline.stat().st_mode & 0o777) == "0o600"
-    assert cisfix(lab, "persist").returncode == 6 and offline.read_text() == text  # the same again
+    assert cisfix(lab, "persist").returncode == 7 and offline.read_text() == text  # the same again
 
 
 def test_no_admin_credentials_and_a_removed_flag_get_a_patch_file_that_upgrade_applies(make_lab):
@@ -58,7 +58,7 @@ def test_no_admin_credentials_and_a_removed_flag_get_a_patch_file_that_upgrade_a
 
     result = cisfix(lab, "persist", "--format", "json")
 
-    assert result.returncode == 6
+    assert result.returncode == 7
     report = json.loads(result.stdout)
     [obj] = report["objects"]
     assert obj["status"] == "elsewhere" and "no admin credentials" in obj["reason"]

@@ -62,6 +62,24 @@ def test_defaults_keep_30_days_and_at_least_the_last_50(node):
     assert not any((backups / t).exists() for t in txids[:20])
 
 
+def test_the_last_fix_of_every_check_is_kept_so_drift_still_enforces_it(node):
+    """`cisfix drift` enforces what cisfix fixed, read from the journal: pruning must not forget it,
+    however many later transactions changed the same file."""
+    from cisfix.drift import committed_fixes
+    from cisfix.journal import fix_label
+
+    with Session(Node(str(node.root))) as session:
+        first = apply_changes(session.node, session.journal, session.log,
+                              [FileChange(FILES[0], b"fixed\n", sha256(node.read(FILES[0]))
+                                          if node.path(FILES[0]).exists() else None)], fix_label(["1.2.15"]))
+        for i in range(60):
+            commit(session, FILES[0], b"later %d\n" % i)
+        pruned = prune(session.journal, node.state_dir / "backups", Retention(), now=time.time() + 31 * DAY)
+        assert len(pruned) == 10 and first not in [tx.txid for tx in pruned]
+        fixed, _ = committed_fixes(session.journal)
+    assert fixed["1.2.15"].txid == first
+
+
 def test_never_unfinished_never_a_failed_rollback(node):
     from cisfix.journal import Journal
 

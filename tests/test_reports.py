@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from prometheus import parse_prometheus, value
+
 
 def test_text_report_is_grouped_by_section_and_fits_80_columns(node, cisfix):
     out = cisfix("audit").stdout
@@ -32,26 +34,6 @@ def test_junit_loads_and_counts_failures(node, cisfix):
     assert all(c.find("failure").get("message") for c in failed)
 
 
-SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+]+$')
-
-
-def parse_prometheus(text):
-    """A strict reader of the text exposition format: HELP/TYPE before samples, every line valid."""
-    typed, samples = set(), []
-    for line in text.splitlines():
-        if line.startswith("# HELP ") or line.startswith("# TYPE "):
-            parts = line.split(" ", 3)
-            if parts[1] == "TYPE":
-                assert parts[3] in ("gauge", "counter", "untyped")
-                typed.add(parts[2])
-            continue
-        assert SAMPLE.match(line), line
-        name = line.split("{")[0].split(" ")[0]
-        assert name in typed, f"{name} has no TYPE"
-        samples.append(line)
-    return samples
-
-
 def test_prometheus_output_file_is_atomic_and_parses(node, cisfix, tmp_path):
     collector = tmp_path / "textfile"
     collector.mkdir()
@@ -59,7 +41,8 @@ def test_prometheus_output_file_is_atomic_and_parses(node, cisfix, tmp_path):
     result = cisfix("audit", "--format", "prometheus", "--output", str(target))
     assert result.returncode in (0, 1) and result.stdout == ""
     samples = parse_prometheus(target.read_text())
-    assert any(s.startswith('cisfix_check_status{id="1.2.16",status="FAIL"') for s in samples)
+    assert value(samples, "cisfix_check_status", id="1.2.16", status="FAIL", level="1", benchmark="cis-1.11",
+                 automated="true", component="kube-apiserver") == 1
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert os.listdir(collector) == ["cisfix.prom"]
 

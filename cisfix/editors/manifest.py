@@ -122,8 +122,14 @@ def edit_flags(text: str, ops: Sequence[ManifestOp], component: Optional[str], f
     intended = copy.deepcopy(original.data)  # flag changes join it at the end, mounts as they are made
     notes: List[str] = []
     current = text
+    parsed, parsed_text, has_data = original, text, True
     for op in ops:
-        parsed = yt.parse(current)
+        # Parse again only when the text changed (a mount many checks ask for is added once, then
+        # found), and with the data only for a mount: a flag needs only the nodes, a third of the work;
+        # the self-check below reads the result in full once.
+        needs_data = isinstance(op, AddHostPathMount)
+        if current != parsed_text or (needs_data and not has_data):
+            parsed, parsed_text, has_data = yt.parse(current, with_data=needs_data), current, needs_data
         target = _locate(parsed, component)
         if isinstance(op, AddHostPathMount):
             appends, note = _plan_mount(parsed.data, target, op)

@@ -141,7 +141,7 @@ def audit_policy(state: NodeState) -> Tuple[Tuple[CreateFile, ...], tuple, str]:
         if state.read(current) is None:
             return (), (), f"--audit-policy-file names {current}, which does not exist; restore it"
         return (), (), ""
-    if state.read(AUDIT_POLICY) is not None and not state.written_by_cisfix(AUDIT_POLICY):
+    if state.read(AUDIT_POLICY) is not None and not state.cisfix_wrote(AUDIT_POLICY):
         return (), (), f"{AUDIT_POLICY} exists but the API server does not use it; review it, then set --audit-policy-file"
     return ((CreateFile(AUDIT_POLICY, AUDIT_POLICY_TEXT.encode(), 0o600),),
             (SetFlag("audit-policy-file", AUDIT_POLICY), _file_mount("audit-policy", AUDIT_POLICY)), "")
@@ -174,7 +174,7 @@ class EventRateLimit:
             return Plan(manual=f"{current} configures other admission plugins; add an EventRateLimit entry "
                                "with non-empty limits to it, then enable the plugin")
         existing = [p for p in (ADMISSION_CONFIG, EVENT_RATE_LIMIT)
-                    if state.read(p) is not None and not state.written_by_cisfix(p)]
+                    if state.read(p) is not None and not state.cisfix_wrote(p)]
         if existing:
             return Plan(manual=f"{', '.join(existing)} exist but are not in use; review them")
         return Plan((CreateFile(ADMISSION_CONFIG, ADMISSION_CONFIG_TEXT.encode(), 0o600),
@@ -216,7 +216,7 @@ class Encryption:
         if current:
             return Plan(manual=f"{current} is in use but does not encrypt secrets with aescbc, kms or secretbox "
                                "first; add such a provider in front and rewrite the secrets")
-        if state.read(ENCRYPTION_CONFIG) is not None and not state.written_by_cisfix(ENCRYPTION_CONFIG):
+        if state.read(ENCRYPTION_CONFIG) is not None and not state.cisfix_wrote(ENCRYPTION_CONFIG):
             return Plan(manual=f"{ENCRYPTION_CONFIG} exists but is not in use; review it before using it")
         others = _other_control_planes(state)
         if others:
@@ -262,7 +262,7 @@ class AnonymousHealthOnly:
         if flags.get("authentication-config"):
             return Plan(manual=f"{flags.get('authentication-config')} is in use; add an `anonymous` section "
                                f"allowing only {', '.join(HEALTH_PATHS)} to it, and drop --anonymous-auth")
-        if state.read(AUTHENTICATION_CONFIG) is not None and not state.written_by_cisfix(AUTHENTICATION_CONFIG):
+        if state.read(AUTHENTICATION_CONFIG) is not None and not state.cisfix_wrote(AUTHENTICATION_CONFIG):
             return Plan(manual=f"{AUTHENTICATION_CONFIG} exists but is not in use; review it")
         return Plan((CreateFile(AUTHENTICATION_CONFIG, AUTHENTICATION_CONFIG_TEXT.encode(), 0o600),)
                     + edit_manifest(state, COMPONENT, RemoveFlag("anonymous-auth"),

@@ -1,0 +1,220 @@
+"""`cisfix drift` (the entry point for timers), `cisfix pause` and `cisfix unpause`.
+
+`drift` is silent when nothing happened; it prints one line per correction or problem (with `-q`
+nothing else), writes the Prometheus textfile atomically at the end of every run — whatever its
+outcome — and stands aside (one line, exit 0) while paused or while `kubeadm upgrade|init|join` runs;
+on a HALTed node it exits 4."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Sequence
+
+from . import status
+from .errors import CisfixError, InputError
+from .metrics import RunMetrics, render
+
+TEXTFILE = "/var/lib/node_exporter/textfile/cisfix.prom"
+EPILOG = """exit codes: 0 nothing to correct, every drift corrected, paused or standing aside for kubeadm;
+1 checks fail that cisfix never fixed on this node (see --all) or a correction did not make its check pass;
+2 bad input (nothing was changed); 3 a correction failed and was rolled back; 4 the node is HALTed, a
+rollback failed or the state folder cannot be trusted; 5 another cisfix run holds the lock; 6 a check is
+FLAPPING: corrected FLAPLIMIT times within the window, no longer corrected until `cisfix drift --reset ID`
+(or until a whole window passes with no drift of it). Where several apply: 4, then 3, 6, 1."""
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    from .cli import _gate_options
+
+    drift = command("drift", cmd_drift, "enforce the baseline (what cisfix fixed here, and the accepted risks): "
+                                        "classify and correct drift, guard against flapping; for timers")
+    drift.epilog = EPILOG
+    drift.formatter_class = argparse.RawDescriptionHelpFormatter
+    drift.add_argument("--all", action="store_true", help="enforce every automated check, as `fix` does")
+    drift.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
+    drift.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
+    drift.add_argument("--reset", action="append", default=[], metavar="ID",
+                       help="forget that this check flaps and correct it again (repeatable)")
+    drift.add_argument("--textfile", metavar="FILE", help=f"the Prometheus textfile, a host path "
+                                                          f"(default <root>{TEXTFILE}; its folder is created)")
+    drift.add_argument("--random-delay", type=float, default=0.0, metavar="SECONDS",
+                       help="first sleep a random time up to SECONDS, to spread a fleet's runs")
+    drift.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    _gate_options(drift)
+    drift.add_argument("--format", choices=("text", "json"), default="text")
+
+    pause = command("pause", cmd_pause, "stop fix and drift from changing anything (they exit 0 saying so)")
+    pause.add_argument("--reason", required=True, help="why, for whoever finds the node paused")
+    pause.add_argument("--until", metavar="TIME", help="until a time (2026-12-01T06:00Z) or for a duration "
+                                                        "(90m, 2h, 1d); default: until `cisfix unpause`")
+    command("unpause", cmd_unpause, "end a pause")
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from .cli import _node
+    from .pause import parse_until, pause
+
+    if not args.reason.strip():
+        raise InputError("--reason", "say why the node is paused")
+    until = parse_until(args.until, time.time()) if args.until else None
+    print(pause(_node(args), args.reason.strip(), until).line())
+    return status.EXIT_OK
+
+
+def cmd_unpause(args: argparse.Namespace) -> int:
+    from .cli import _node
+    from .pause import unpause
+
+    print("unpaused" if unpause(_node(args)) else "not paused")
+    return status.EXIT_OK
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    if args.random_delay > 0:
+        time.sleep(random.uniform(0, args.random_delay))
+    run = RunMetrics(time.time())
+    try:
+        run.exit_code = _drift(args, run)
+    except CisfixError as exc:
+        print(f"cisfix: error: {exc}", file=sys.stderr)
+        run.exit_code = exc.exit_code
+    run.finished = time.time()
+    _write_textfile(args, run)
+    return run.exit_code
+
+
+def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
+    from .audit import node_state, require_benchmark, run_audits, select
+    from .cli import _gate, _plugins
+    from .drift import DriftState, run_drift, standing_aside
+    from .halt import Halted, halt_file, refuse_if_halted
+    from .pause import read_pause
+    from .reports import warning_lines
+
+    plugins = _plugins(args, for_changes=True)
+    require_benchmark(plugins)
+    run.node_info = plugins.info
+    node = plugins.node
+    unknown = [i for i in args.reset if i not in plugins.checks]
+    if unknown:
+        raise InputError("--reset", f"no such check: {', '.join(unknown)}")
+    checks = select(plugins, (), args.node_type, args.level)
+    with _drift_lock(node, args.wait):
+        run.halted = halt_file(node).exists() or halt_file(node).is_symlink()
+        paused = read_pause(node)
+        run.paused = paused is not None
+        aside = None if paused else standing_aside(node_state(plugins).processes())
+        if run.halted or paused or aside:
+            run.results = run_audits(plugins, checks)
+            _counters(run, DriftState(node))
+            if run.halted:
+                try:
+                    refuse_if_halted(node)
+                except Halted as exc:
+                    print(f"cisfix: error: {exc}", file=sys.stderr)
+                    return exc.exit_code
+            line = paused.line() if paused else aside
+            print(json.dumps({"exit_code": 0, "standing_aside": line}) if args.format == "json" else line)
+            return status.EXIT_OK
+        report = run_drift(plugins, checks, _gate(args, plugins), enforce_all=args.all, resets=args.reset, wait=args.wait)
+        run.results = report.results
+        _counters(run, report.state, report.baseline)
+        if args.format == "json":
+            print(json.dumps({**_as_json(report), "warnings": list(plugins.info.warnings)}, indent=2))
+        else:
+            lines = _lines(report, args.quiet)
+            # A timer's run stays silent when nothing happened; the warning rides with any other output and
+            # is always in the textfile and the JSON.
+            for line in (warning_lines(plugins.info) + lines) if lines else ():
+                print(line)
+        return report.exit_code
+
+
+def _drift_lock(node, wait: float):
+    """Drift runs never overlap (a timer and a person, two cron lines): their flap guard reads and writes
+    `drift.json` and `events.jsonl` around the fix, which takes the run lock only for its changes."""
+    from contextlib import nullcontext
+
+    from .lock import RunLock
+    from .statedir import prepare_state_dir
+
+    if not node.state_dir.exists():
+        return nullcontext()  # cisfix never changed this node: no baseline, nothing to guard yet
+    return RunLock(prepare_state_dir(node) / "drift.lock", wait)
+
+
+def _counters(run: RunMetrics, state, baseline: Sequence[str] = ()) -> None:
+    run.detected, run.corrections = dict(state.detected), dict(state.corrections)
+    run.flapping = {check_id: check_id in state.flapping for check_id in {*baseline, *state.flapping}}
+
+
+def _lines(report, quiet: bool) -> List[str]:
+    lines = []
+    for drift, result in report.corrected:
+        where = f", {drift.file}" if drift.file else ""
+        tx = f" [txid {result.txid}]" if result.txid else ""
+        word = "CORRECTED" if result.status == status.FIXED else result.status
+        lines.append(f"{word} {drift.check.id} ({drift.cls}{where}; found {drift.found}) {drift.check.title}{tx}")
+        if result.status != status.FIXED and result.audit.reason:
+            lines.append(f"    {result.audit.reason}")
+    for check_id, history in sorted(report.flapping.items()):
+        past = "; ".join(f"{_stamp(e['time'])} {e['class']} {e.get('file') or '-'} found {e.get('found')} "
+                         f"-> {e['outcome']}" for e in history)
+        lines.append(f"FLAPPING {check_id}: corrected {len(history)} time(s) in the window ({past or 'none left'}); "
+                     f"not corrected until `cisfix drift --reset {check_id}`")
+    if not quiet:
+        for result in report.unenforced:
+            lines.append(f"NOT ENFORCED {result.check.id} {result.check.title} (never fixed by cisfix here)")
+    why = _why(report)
+    if why:
+        lines.append(why)
+    return lines
+
+
+def _why(report) -> str:
+    code = report.exit_code
+    if code == status.EXIT_OK:
+        return ""
+    if report.fix and report.fix.exit_code in (status.EXIT_ROLLED_BACK, status.EXIT_ROLLBACK_FAILED):
+        return report.fix.why()
+    if code == status.EXIT_FLAPPING:
+        return f"exit 6: {len(report.flapping)} check(s) flapping: {', '.join(sorted(report.flapping))}"
+    ids = [r.check.id for r in report.unenforced]
+    if report.fix and report.fix.exit_code:
+        return report.fix.why()
+    return (f"exit 1: {len(ids)} failing check(s) cisfix never fixed on this node: {', '.join(ids)}; run "
+            "`cisfix fix` (or `cisfix drift --all`), or accept the risk under `exceptions:` in /etc/cisfix/config.yaml")
+
+
+def _stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def _as_json(report) -> dict:
+    return {"exit_code": report.exit_code, "baseline": report.baseline, "restarts": report.restarts,
+            "corrections": [{**drift.as_event(), "txid": result.txid, "outcome": result.status}
+                            for drift, result in report.corrected],
+            "flapping": report.flapping, "unenforced": [r.check.id for r in report.unenforced]}
+
+
+def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> None:
+    """Atomically, 0644 (node_exporter runs as another user); a failure is one line on stderr and does
+    not change the run's exit code, which says what happened to the node."""
+    import os
+
+    from .atomic import Meta, write_atomic
+    from .node import Node
+    from .statedir import confined
+
+    try:
+        node = Node(args.root, args.state_dir)
+        target = Path(args.textfile).resolve() if args.textfile else confined(node, node.host(TEXTFILE))
+        if not args.textfile:
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        write_atomic(target, render(run).encode(), Meta(0o644, os.getuid(), os.getgid()))
+    except (OSError, CisfixError) as exc:
+        print(f"cisfix: error: cannot write the metrics textfile: {exc}", file=sys.stderr)
