@@ -65,7 +65,7 @@ class Soak:
     def snapshot(self) -> dict:
         """What a run with nothing to do must not write: the node's files and cisfix's state."""
         files = [*(self.lab.root / "etc/kubernetes/manifests").iterdir(), self.lab.root / "var/lib/kubelet/config.yaml",
-                 *(p for p in self.state.iterdir() if p.is_file() and p.name != "lock")]
+                 *(p for p in self.state.iterdir() if p.is_file() and p.name not in ("lock", "drift.lock"))]
         return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
 
     def quiet_run(self) -> None:
