@@ -22,6 +22,7 @@ from .statedir import UntrustedState, prepare_state_dir
 from .trust import read_trusted
 
 WHY = "; PAUSE must be root's own file in the state folder, remove it by hand"
+LATEST = datetime.datetime(9999, 12, 31, tzinfo=datetime.timezone.utc).timestamp()  # what a date can say
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,10 @@ def parse_until(text: str, now: float) -> float:
     """`--until`: an ISO 8601 time (UTC when it names no zone) or a duration such as 90m, 2h, 1d."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
-        return now + float(text[:-1]) * units[text[-1]]
+        until = now + float(text[:-1]) * units[text[-1]]
+        if until > LATEST:
+            raise InputError(f"--until {text}", "that is after the year 9999; leave --until out to pause until unpause")
+        return until
     try:
         when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -85,6 +89,8 @@ def read_pause(node: Node) -> Optional[Pause]:
         fields = json.loads(data)
         pause = Pause(str(fields["who"]), str(fields["reason"]), float(fields["since"]),
                       None if fields["until"] is None else float(fields["until"]))
+        if not all(0 <= t <= LATEST for t in (pause.since, LATEST if pause.until is None else pause.until)):
+            raise ValueError("a time no date can say")
     except (ValueError, KeyError, TypeError):
         raise UntrustedState(path, "not a pause cisfix wrote" + WHY)
     return pause if pause.holds(time.time()) else None

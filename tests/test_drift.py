@@ -182,9 +182,12 @@ def test_pause_stops_fix_and_drift_until_unpause(fixed, cisfix, drift):
     assert value(samples, "cisfix_paused") == 0
 
 
-def test_pause_until_a_time_that_has_passed_is_bad_input(fixed, cisfix):
-    result = cisfix("pause", "--reason", "x", "--until", "2001-01-01T00:00Z")
-    assert result.returncode == 2 and "that time has passed" in result.stderr
+@pytest.mark.parametrize("until, why", [("2001-01-01T00:00Z", "that time has passed"),
+                                        ("99999999999999d", "after the year 9999")])
+def test_pause_until_a_time_no_pause_can_have_is_bad_input(fixed, cisfix, until, why):
+    result = cisfix("pause", "--reason", "x", "--until", until)
+    assert result.returncode == 2 and why in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (fixed.root / STATE.lstrip("/") / "PAUSE").exists()
 
 
 def test_drift_stands_aside_while_kubeadm_upgrades_the_node(fixed, drift):
@@ -217,6 +220,7 @@ def test_a_halted_node_exits_4_and_says_so_in_the_metrics(fixed, drift):
     ("drift.json", b'{"detected": {"1.2.15 manual": "many"}}\n'),
     ("events.jsonl", b'{"id": "1.2.15", "time": 1}\n'),
     ("PAUSE", b"paused\n"),
+    ("PAUSE", b'{"who": "root", "reason": "x", "since": 0, "until": 1e300}\n'),
 ])
 def test_state_files_cisfix_did_not_write_are_refused_naming_them(node, drift, name, content):
     path = node.root / STATE.lstrip("/") / name
