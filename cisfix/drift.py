@@ -34,7 +34,7 @@ from .gate import Gate
 from .journal import Journal, TxInfo
 from .node import Node
 from .plugins import Plugins
-from .statedir import UntrustedState, prepare_state_dir
+from .statedir import UntrustedState, is_timestamp, prepare_state_dir
 from .trust import read_trusted
 from .types import FAIL, Check, CheckResult
 
@@ -122,11 +122,11 @@ def _valid_state(data: object) -> bool:
         value = data.get(key, {})  # type: ignore[union-attr]
         return isinstance(value, dict) and all(isinstance(k, str) and valid(v) for k, v in value.items())
 
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     return isinstance(data, dict) and all((
         mapping("detected", lambda v: isinstance(v, int)), mapping("corrections", lambda v: isinstance(v, int)),
-        mapping("drifted", lambda v: isinstance(v, str)), mapping("resets", number),
-        mapping("flapping", lambda v: isinstance(v, dict) and number(v.get("since")) and number(v.get("lastDrift")))))
+        mapping("drifted", lambda v: isinstance(v, str)), mapping("resets", is_timestamp),
+        mapping("flapping", lambda v: isinstance(v, dict) and is_timestamp(v.get("since"))
+                and is_timestamp(v.get("lastDrift")))))
 
 
 class DriftState:

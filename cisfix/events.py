@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List
 
 from .journal import JournalCorrupt, JournalWriteFailed, open_state_file
+from .statedir import is_timestamp
 
 WHAT = "the drift events log"
 
@@ -58,7 +59,7 @@ class EventLog:
                 event = json.loads(line)
             except ValueError:
                 event = None
-            if not isinstance(event, dict) or not isinstance(event.get("time"), (int, float)) \
+            if not isinstance(event, dict) or not is_timestamp(event.get("time")) \
                     or not all(isinstance(event.get(k), str) for k in ("id", "class", "outcome")):
                 raise JournalCorrupt(f"{self.path}:{number}", "not a drift event; the events log is damaged")
             events.append(event)

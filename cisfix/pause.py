@@ -18,11 +18,10 @@ from typing import Optional
 from .atomic import Meta, fsync_dir, write_atomic
 from .errors import InputError
 from .node import Node
-from .statedir import UntrustedState, prepare_state_dir
+from .statedir import LATEST, UntrustedState, is_timestamp, prepare_state_dir
 from .trust import read_trusted
 
 WHY = "; PAUSE must be root's own file in the state folder, remove it by hand"
-LATEST = datetime.datetime(9999, 12, 31, tzinfo=datetime.timezone.utc).timestamp()  # what a date can say
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def read_pause(node: Node) -> Optional[Pause]:
         fields = json.loads(data)
         pause = Pause(str(fields["who"]), str(fields["reason"]), float(fields["since"]),
                       None if fields["until"] is None else float(fields["until"]))
-        if not all(0 <= t <= LATEST for t in (pause.since, LATEST if pause.until is None else pause.until)):
+        if not is_timestamp(pause.since) or not (pause.until is None or is_timestamp(pause.until)):
             raise ValueError("a time no date can say")
     except (ValueError, KeyError, TypeError):
         raise UntrustedState(path, "not a pause cisfix wrote" + WHY)

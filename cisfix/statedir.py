@@ -8,6 +8,7 @@ the node is refused, so nothing is ever written outside the root.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import stat
 from pathlib import Path
@@ -19,6 +20,13 @@ from .node import Node
 from .trust import Untrusted, require_trusted_dir, trusted_realpath
 
 WHY = "; the state folder must be writable by root only"
+LATEST = datetime.datetime(9999, 12, 31, tzinfo=datetime.timezone.utc).timestamp()
+
+
+def is_timestamp(value: object) -> bool:
+    """A time a state file may hold: a Unix time a date can say (NaN, infinities and the year 10000
+    would end a later run in a traceback when printed)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= LATEST
 
 
 class UntrustedState(Untrusted):

@@ -219,6 +219,8 @@ def test_a_halted_node_exits_4_and_says_so_in_the_metrics(fixed, drift):
 @pytest.mark.parametrize("name, content", [
     ("drift.json", b'{"detected": {"1.2.15 manual": "many"}}\n'),
     ("events.jsonl", b'{"id": "1.2.15", "time": 1}\n'),
+    ("events.jsonl", b'{"id": "1.2.15", "class": "manual", "outcome": "FIXED", "time": 1e300}\n'),
+    ("drift.json", b'{"resets": {"1.2.15": NaN}}\n'),
     ("PAUSE", b"paused\n"),
     ("PAUSE", b'{"who": "root", "reason": "x", "since": 0, "until": 1e300}\n'),
 ])
