@@ -12,11 +12,13 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import TYPE_CHECKING, Callable, List, Sequence
 
 from . import status
 from .errors import CisfixError, InputError
-from .metrics import RunMetrics, render
+
+if TYPE_CHECKING:  # the metrics import the audit: every command (and --version) would pay for it
+    from .metrics import RunMetrics
 
 TEXTFILE = "/var/lib/node_exporter/textfile/cisfix.prom"
 EPILOG = """exit codes: 0 nothing to correct, every drift corrected, paused or standing aside for kubeadm;
@@ -76,6 +78,8 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     if args.random_delay > 0:
         time.sleep(random.uniform(0, args.random_delay))
+    from .metrics import RunMetrics
+
     run = RunMetrics(time.time())
     try:
         run.exit_code = _drift(args, run)
@@ -207,6 +211,7 @@ def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> None:
     import os
 
     from .atomic import Meta, write_atomic
+    from .metrics import render
     from .node import Node
     from .statedir import confined
 
