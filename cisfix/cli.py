@@ -530,29 +530,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
     report = formats[args.format](results, summarize(results), plugins.info)
     if args.output:
-        _write_report(args.output, report)
+        _write_report(args.output, report, plugins)
     else:
         sys.stdout.write(report)
     # Checks that did not load are bad input even though the rest ran.
     return status.EXIT_INPUT if plugins.errors else exit_code(results)
 
 
-def _write_report(path: str, text: str) -> None:
-    """Atomically, so a collector (node_exporter's textfile) never reads half a file. A new file is
-    0644: collectors run as other users."""
-    import os
-    from pathlib import Path
+def _write_report(path: str, text: str, plugins) -> None:
+    """Atomically and 0644 (a collector such as node_exporter's textfile reads it, as another user), never
+    through a link nor into a folder others can change, never among the static pods."""
+    from .outputfile import static_pod_folders, write_output_file
 
-    from .atomic import Meta, write_atomic
-
-    target = Path(path).resolve()
-    if not target.parent.is_dir():
-        raise InputError(path, "--output: no such directory")
-    meta = None if target.exists() else Meta(0o644, os.getuid(), os.getgid())
-    try:
-        write_atomic(target, text.encode("utf-8"), meta)
-    except OSError as exc:
-        raise InputError(path, f"--output: {exc.strerror}")
+    write_output_file(path, text.encode("utf-8"), "the --output file", keep_out=static_pod_folders(plugins.node, plugins.info))
 
 
 def _check_dict(check) -> dict:

@@ -42,7 +42,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     drift.add_argument("--reset", action="append", default=[], metavar="ID",
                        help="forget that this check flaps and correct it again (repeatable)")
     drift.add_argument("--textfile", metavar="FILE", help=f"the Prometheus textfile, a host path "
-                                                          f"(default <root>{TEXTFILE}; its folder is created)")
+                                                          f"(default <root>{TEXTFILE}; a missing folder is created)")
     drift.add_argument("--random-delay", type=float, default=0.0, metavar="SECONDS",
                        help="first sleep a random time up to SECONDS, to spread a fleet's runs")
     drift.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
@@ -87,7 +87,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print(f"cisfix: error: {exc}", file=sys.stderr)
         run.exit_code = exc.exit_code
     run.finished = time.time()
-    _write_textfile(args, run)
+    if not _write_textfile(args, run) and run.exit_code == status.EXIT_OK:
+        return status.EXIT_INPUT  # a timer's silent run would hide that the node is no longer monitored
     return run.exit_code
 
 
@@ -205,21 +206,23 @@ def _as_json(report) -> dict:
             "flapping": report.flapping, "unenforced": [r.check.id for r in report.unenforced]}
 
 
-def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> None:
-    """Atomically, 0644 (node_exporter runs as another user); a failure is one line on stderr and does
-    not change the run's exit code, which says what happened to the node."""
-    import os
-
-    from .atomic import Meta, write_atomic
+def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> bool:
+    """Written as every output file is (`cisfix.outputfile`: atomically, 0644 for node_exporter, which
+    runs as another user; never through a link, into a folder others can change or among the static
+    pods); whether it was. A failure is one line on stderr."""
     from .metrics import render
     from .node import Node
+    from .outputfile import static_pod_folders, write_output_file
     from .statedir import confined
 
     try:
         node = Node(args.root, args.state_dir)
-        target = Path(args.textfile).resolve() if args.textfile else confined(node, node.host(TEXTFILE))
+        target = Path(args.textfile) if args.textfile else node.host(TEXTFILE)
         if not args.textfile:
-            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        write_atomic(target, render(run).encode(), Meta(0o644, os.getuid(), os.getgid()))
-    except (OSError, CisfixError) as exc:
-        print(f"cisfix: error: cannot write the metrics textfile: {exc}", file=sys.stderr)
+            confined(node, target.parent)  # the default folder is the node's: a link may not lead out of it
+        keep_out = static_pod_folders(node, run.node_info) if run.node_info else ()
+        write_output_file(target, render(run).encode(), "the metrics textfile", keep_out=keep_out)
+        return True
+    except CisfixError as exc:
+        print(f"cisfix: error: {exc}", file=sys.stderr)
+        return False

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import status
-from .atomic import write_atomic
 from .errors import CisfixError
 from .health import fetch
 from .journal import Journal
 from .nodefile import read_bytes
 from .node import Node
+from .outputfile import write_output_file
 from .plugins import Plugins
 from .state import NodeState
 from .trust import read_trusted
@@ -175,11 +175,10 @@ def persist_object(obj: ApiObject, state: NodeState, force: bool, dry_run: bool)
 # ---- the command ----
 
 def _write(target: Path, data: bytes) -> None:
-    """Write a file of the state folder (0600) unless it holds `data` already."""
+    """Write a file of the state folder (0600, as every output file is) unless it holds `data` already."""
     if target.exists() and read_trusted(target) == data:
         return
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomic(target, data)
+    write_output_file(target, data, "persist's file", mode=0o600)
 
 
 def run_persist(plugins: Plugins, force: bool = False, dry_run: bool = False, wait: float = 0.0) -> PersistReport:

@@ -1,0 +1,88 @@
+"""Files root writes where a person or a collector asked (`audit --output`, drift's textfile, persist's
+files), written as Ansible's `atomic_move` writes them, so that nobody else can redirect the write.
+
+Root writes wherever it is told, so whoever can change what the name points to chooses what root
+overwrites. Hence: the folder is resolved and must be trusted exactly as the state folder is (every
+directory of its real path root-owned and not group/other-writable, `cisfix.trust`), after which only
+root can change its entries; the file name itself is never resolved, and a target that exists but is
+not a regular file (a link, a device such as /dev/full, a FIFO, a directory) is refused, never followed
+nor replaced. The bytes go to a temp file in that folder (`cisfix.atomic`: O_EXCL|O_NOFOLLOW, fsync)
+renamed over the target, so a reader sees the old file or the new one, never half of one. A missing
+folder is created (0755) only below trusted ones. Every refusal or failure is one line naming the
+file or folder (exit 2) and leaves the target as it was.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from pathlib import Path
+from typing import Iterable, List
+
+from .atomic import Meta, fsync_dir, write_atomic
+from .errors import InputError
+from .node import Node
+from .trust import require_trusted_dir, trusted_realpath
+from .types import NodeInfo
+
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def static_pod_folders(node: Node, info: NodeInfo) -> List[Path]:
+    """The real host paths of the folders the kubelet reads pods from: any file written there runs."""
+    folders = {posixpath.dirname(c.manifest) for c in info.components.values() if c.manifest}
+    return [Path(os.path.realpath(node.host(node.resolve(folder)))) for folder in sorted(folders)]
+
+
+def write_output_file(path: Path, data: bytes, what: str, mode: int = 0o644, keep_out: Iterable[Path] = ()) -> Path:
+    """Replace the regular file `path` (a host path) with `data`, `mode` and root's ownership; return the
+    path written. `what` names the file in messages (`--output`); `keep_out` lists real folders no
+    output may land in (the static pod folders). Raises InputError, with nothing written."""
+    path = Path(os.path.abspath(path))
+    if path.name in ("", ".", ".."):
+        raise InputError(path, f"{what}: not a file name")
+    why = f"; {what} is written only into a folder that root alone can change"
+    target = path
+    try:
+        folder = _make_folder(path, what, why)
+        if folder in set(keep_out):
+            raise InputError(folder, f"is a static pod folder: the kubelet would run {path.name} as a pod; "
+                                     f"refusing to write {what} there")
+        target = folder / path.name
+        _require_regular_or_missing(target, what, why)
+        write_atomic(target, data, Meta(mode, os.geteuid(), os.getegid()))
+    except OSError as exc:  # ENOSPC, EROFS, ENOTDIR on the way...: write_atomic removed its temp file
+        raise InputError(target, f"cannot write {what}: {exc.strerror}; nothing was written")
+    return target
+
+
+def _require_regular_or_missing(target: Path, what: str, why: str) -> None:
+    try:
+        kind = next((name for test, name in _KINDS if test(os.lstat(target).st_mode)), "")
+    except FileNotFoundError:
+        return
+    if kind:
+        raise InputError(target, f"is {kind}; {what} replaces only a regular file, never follows or replaces anything else")
+    trusted_realpath(target, why=why)  # in a shared folder such as /tmp, a file stays root's only if root owns it
+
+
+def _make_folder(path: Path, what: str, why: str) -> Path:
+    """The real path of the target's folder, trusted, created (0755) below trusted folders if missing."""
+    real = trusted_realpath(path.parent, why=why)
+    if ".." in real.parts:  # a link into a folder that does not exist yet, then out of it
+        raise InputError(path.parent, f"{what}: no such directory")
+    missing = []
+    while not real.exists():
+        missing.append(real)
+        real = real.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o755)
+            os.chmod(directory, 0o755)  # mkdir's mode is filtered by the umask
+            fsync_dir(directory.parent)
+        except FileExistsError:
+            pass  # made meanwhile: checked below like any other folder
+        except OSError as exc:
+            raise InputError(directory, f"cannot create the folder for {what}: {exc.strerror}; nothing was written")
+    return require_trusted_dir(path.parent, why=why)
