@@ -26,7 +26,8 @@ EPILOG = """exit codes: 0 nothing to correct, every drift corrected, paused or s
 2 bad input (nothing was changed); 3 a correction failed and was rolled back; 4 the node is HALTed, a
 rollback failed or the state folder cannot be trusted; 5 another cisfix run holds the lock; 6 a check is
 FLAPPING: corrected FLAPLIMIT times within the window, no longer corrected until `cisfix drift --reset ID`
-(or until a whole window passes with no drift of it). Where several apply: 4, then 3, 6, 1."""
+(or until a whole window passes with no drift of it). Where several apply: 4, then 3, 6, 1.
+A textfile that cannot be written (one line on stderr says why) turns 0 into 2."""
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:

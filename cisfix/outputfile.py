@@ -37,7 +37,7 @@ def static_pod_folders(node: Node, info: NodeInfo) -> List[Path]:
 
 def write_output_file(path: Path, data: bytes, what: str, mode: int = 0o644, keep_out: Iterable[Path] = ()) -> Path:
     """Replace the regular file `path` (a host path) with `data`, `mode` and root's ownership; return the
-    path written. `what` names the file in messages (`--output`); `keep_out` lists real folders no
+    path written. `what` names the file in messages ("the --output file"); `keep_out` lists real folders no
     output may land in (the static pod folders). Raises InputError, with nothing written."""
     path = Path(os.path.abspath(path))
     if path.name in ("", ".", ".."):

@@ -197,3 +197,15 @@ def test_drift_textfile_is_0644_and_a_collector_never_sees_half_of_it(shared_nod
 
     assert run_cisfix(node, "drift").returncode == 0
     assert parse_prometheus(as_mallory(mallory, collect, str(textfile)).stdout)
+
+
+def test_a_refused_textfile_leaves_a_failing_drift_run_its_own_exit_code(node):
+    """Exit 1 says what the node needs; the refusal is the one line on stderr."""
+    folder = node.path(TEXTFILE_DIR)
+    folder.mkdir(parents=True)
+    os.chmod(folder, 0o775)
+    result = run_cisfix(node, "drift")
+    assert result.returncode == 1 and result.stdout.startswith("NOT ENFORCED "), result.stdout + result.stderr
+    line = one_line(result)
+    assert str(folder) in line and "writable by group or others (mode 0775)" in line
+    assert listing(folder) == []
