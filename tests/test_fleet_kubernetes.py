@@ -259,6 +259,7 @@ def test_the_container_recipe_holds_the_checked_pyz_where_the_manifests_run_it()
     assert "sha256sum -c cisfix.pyz.sha256" in recipe
     assert re.search(r"^COPY --from=\S+ .*/cisfix\.pyz /cisfix\.pyz$", recipe, re.M)
     assert 'ENTRYPOINT ["python3", "/cisfix.pyz"]' in recipe
+    assert "apk add --no-cache util-linux-misc" in recipe  # nsenter: the fix Job's kubelet restart
     images = set()
     for doc in all_of_kind("DaemonSet") + all_of_kind("Job"):
         spec = pod_template(doc)["spec"]
