@@ -38,7 +38,7 @@ def _inside(path: str, folder: str) -> bool:
 def mounts(declarations: Iterable[HostPath], run: str) -> List[Mount]:
     """What one run needs, sorted by path: the strongest access declared for each path; a path inside a
     given folder that grants as much is left out (its reasons go to the folder); a `hide` path is kept
-    only inside a folder that is given."""
+    only inside a folder that is given, and nothing inside it is given."""
     merged: Dict[str, Mount] = {}
     for declared in declarations:
         access = _access(declared, run)
@@ -50,8 +50,10 @@ def mounts(declarations: Iterable[HostPath], run: str) -> List[Mount]:
         merged[path] = Mount(path, max(known.access, access, key=_STRENGTH.__getitem__),
                              known.folder and declared.folder, reasons)
     given: Dict[str, Mount] = {}
-    for path in sorted(merged):
+    for path in sorted(merged):  # a folder sorts before what is inside it
         mount = merged[path]
+        if any(given[f].access == HIDE and _inside(path, f) for f in given):
+            continue  # never given, whatever else wants it
         folders = [f for f in given if given[f].folder and given[f].access != HIDE and _inside(path, f)]
         if mount.access == HIDE:
             if folders:

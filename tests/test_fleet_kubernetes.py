@@ -17,6 +17,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from cisfix.lab.control import find_process
+from cisfix.paths_command import Mount, mounts
+from cisfix.types import HIDE, READ, WRITE, HostPath
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy/kubernetes"
 MANIFESTS = sorted(DEPLOY.glob("*.yaml"))
@@ -97,6 +99,21 @@ def declared(run: str, root: str = "/") -> Dict[str, dict]:
 
 def inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def test_declared_paths_fold_into_the_folders_to_mount_with_the_strongest_access_and_hidden_ones_never_given():
+    declarations = [
+        HostPath("/etc/k", "settings", fix=WRITE), HostPath("/etc/k/pki", "probe keys", audit=""),
+        HostPath("/etc/k/manifests/", "manifests", fix=WRITE), HostPath("/var/k", "config", fix=WRITE),
+        HostPath("/var/k/pods", "secrets", audit=HIDE, fix=HIDE), HostPath("/var/k/pods/x", "wants a secret"),
+        HostPath("/elsewhere/pods", "nothing to hide here", audit=HIDE, fix=HIDE),
+        HostPath("/var/log/x.log", "log", audit="", fix=WRITE, folder=False), HostPath("/etc/k", "settings")]
+    assert mounts(declarations, "audit") == [
+        Mount("/etc/k", READ, True, ("settings", "manifests")), Mount("/var/k", READ, True, ("config",)),
+        Mount("/var/k/pods", HIDE, True, ("secrets",))]
+    assert mounts(declarations, "fix") == [
+        Mount("/etc/k", WRITE, True, ("settings", "manifests", "probe keys")), Mount("/var/k", WRITE, True, ("config",)),
+        Mount("/var/k/pods", HIDE, True, ("secrets",)), Mount("/var/log/x.log", WRITE, False, ("log",))]
 
 
 def test_there_are_manifests_for_the_audit_and_the_fix():
@@ -328,24 +345,30 @@ def copy_declared(source: Path, target: Path, entries: Dict[str, dict]) -> None:
             subprocess.run(["rm", "-rf", str(target / path.lstrip("/"))], check=True)
 
 
-def verdicts(root: Path) -> Dict[str, Tuple[str, str, str, str]]:
+# How the audit pod runs: uid 0 with every capability dropped, no new privileges.
+AS_THE_AUDIT_POD = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--ambient-caps", "-all",
+                    "--no-new-privs", "--"]
+
+
+def verdicts(root: Path, prefix: Tuple[str, ...] = ()) -> Dict[str, Tuple[str, str, str, str]]:
     """Each check's status, actual value, reason and evidence (a file, or a live process) from `audit
     --format json`, the root's path blanked."""
-    result = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(root), "audit", "--format", "json"],
+    result = subprocess.run([*prefix, sys.executable, "-m", "cisfix", "--root", str(root), "audit", "--format", "json"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode in (0, 1), result.stderr
     report = json.loads(result.stdout.replace(str(root), "<root>"))
     return {r["id"]: (r["status"], r["actual"], r["reason"], json.dumps(r["evidence"])) for r in report["results"]}
 
 
-def test_an_audit_of_only_the_declared_paths_gives_the_whole_nodes_verdicts(lab, tmp_path):
+def test_an_audit_of_only_the_declared_paths_without_capabilities_gives_the_whole_nodes_verdicts(lab, tmp_path):
     wanted = declared("audit", str(lab.root))  # the lab node's own list (its node configuration applies)
     partial = tmp_path / "declared-only"
     copy_declared(lab.root, partial, wanted)
     left_out = [p for p in lab.root.rglob("*") if not (partial / p.relative_to(lab.root)).exists()]
     assert left_out  # the lab's tree holds more than the checks read (launchers, the lab's own state)
 
-    full, declared_only = verdicts(lab.root), verdicts(partial)
+    # The full tree audited by root with every capability; the declared paths as the pod has them.
+    full, declared_only = verdicts(lab.root), verdicts(partial, tuple(AS_THE_AUDIT_POD))
     assert declared_only == full
     statuses = [verdict[0] for verdict in full.values()]
     assert statuses.count("PASS") > 20 and statuses.count("FAIL") > 5
