@@ -24,7 +24,8 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from .node import Node
     from .state import NodeState
-    from .types import Benchmark, Check, CheckResult, Editor, HostPath, NetChange, NodeInfo, PersistPlan, Plan, Probe, ReportFormat
+    from .types import (Benchmark, Check, CheckResult, Editor, HostPath, NetChange, NodeInfo, PersistPlan, Plan, Probe,
+                        ReportFormat)
 
 hookspec = pluggy.HookspecMarker("cisfix")
 
