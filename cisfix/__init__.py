@@ -18,7 +18,7 @@ _EXPORTS = {
         "Check", "AuditResult", "Evidence", "Plan", "Configure", "EditFile", "CreateFile", "SetMode",
         "AddHostPathMount",
         "Component", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
-        "NetChange", "ApiObject", "ObjectUpdate", "PersistPlan",
+        "NetChange", "ApiObject", "ObjectUpdate", "PersistPlan", "HostPath",
         "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "NOT_APPLICABLE")},
     **{name: "cisfix.plan" for name in (
         "SetFlag", "RemoveFlag", "AddFlagItem", "RemoveFlagItem", "SetPath", "UnsetPath", "SetSetting", "Edited")},

@@ -1,13 +1,14 @@
-"""Built-in plugin: the report formats of `cisfix.reports`. Registered like any other plugin."""
+"""Built-in plugin: the report formats of `cisfix.reports` and the node paths the core itself reads and
+writes. Registered like any other plugin."""
 from __future__ import annotations
 
 import posixpath
 from typing import List, Optional
 
 from . import hookimpl
-from .node import Node
+from .node import STATE_DIR, Node
 from .nodefile import require_regular
-from .types import ReportFormat
+from .types import READ, WRITE, HostPath, NodeInfo, ReportFormat
 
 
 @hookimpl
@@ -15,6 +16,22 @@ def cisfix_register_report_formats() -> List[ReportFormat]:
     from .reports import FORMATS
 
     return FORMATS
+
+
+@hookimpl
+def cisfix_host_paths(node_info: NodeInfo) -> List[HostPath]:
+    from .changelog import CHANGE_LOG
+    from .config import CONFIG_PATH
+
+    return [
+        HostPath(posixpath.dirname(CONFIG_PATH), "the node configuration and its checks.d"),
+        HostPath("/proc", "processes: each component's command line, and its restarts"),
+        HostPath("/etc/passwd", "owner names in file checks", folder=False),
+        HostPath("/etc/group", "group names in file checks", folder=False),
+        HostPath(STATE_DIR, "journal, backups, lock and HALT", audit="", fix=WRITE),
+        HostPath(CHANGE_LOG, "the change log, appended to", audit="", fix=WRITE, folder=False),
+        HostPath("/var/log/pods", "container logs, quoted when a restarted component fails", audit="", fix=READ),
+    ]
 
 
 def not_a_node_reason(node: Node) -> Optional[str]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 log = logging.getLogger("cisfix")
+CHANGE_LOG = "/var/log/cisfix.log"  # node path
 
 
 class ChangeLog:

@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_health_command(command)
 
+    from .paths_command import add_command as add_paths_command
+
+    add_paths_command(command)
+
     from .drift_command import add_commands as add_drift_commands
 
     add_drift_commands(command)

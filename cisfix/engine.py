@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .atomic import Meta, sha256
-from .changelog import ChangeLog
+from .changelog import CHANGE_LOG, ChangeLog
 from .errors import CisfixError, EditError, InputError
 from .halt import refuse_if_halted
 from .journal import Journal, TxInfo
@@ -67,7 +67,7 @@ class Session:
                  on_recovered: Optional[Callable[["Session"], None]] = None) -> None:
         self.node, self.halt_check, self.on_recovered = node, halt_check, on_recovered
         self.journal = Journal(node.state_dir / "journal.jsonl")
-        self.log = ChangeLog(confined(node, node.host("/var/log/cisfix.log")))
+        self.log = ChangeLog(confined(node, node.host(CHANGE_LOG)))
         self._lock = RunLock(node.state_dir / "lock", wait)
         self.recovered: List[RollbackReport] = []
         self.pruned: List[TxInfo] = []

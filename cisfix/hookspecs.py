@@ -24,7 +24,8 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from .node import Node
     from .state import NodeState
-    from .types import Benchmark, Check, CheckResult, Editor, NetChange, NodeInfo, PersistPlan, Plan, Probe, ReportFormat
+    from .types import (Benchmark, Check, CheckResult, Editor, HostPath, NetChange, NodeInfo, PersistPlan, Plan, Probe,
+                        ReportFormat)
 
 hookspec = pluggy.HookspecMarker("cisfix")
 
@@ -212,4 +213,24 @@ def cisfix_plan_persistence(node_info: "NodeInfo", state: "NodeState",
             if node_info.distribution != "rke2":
                 return None
             return cisfix.PersistPlan(notes=("RKE2 keeps its config in /etc/rancher/rke2/config.yaml",))
+    """
+
+
+@hookspec
+def cisfix_host_paths(node_info: "NodeInfo") -> "Optional[List[HostPath]]":
+    """Declare the node paths your plugin reads (`audit`) and writes (`fix`), so that cisfix in a container
+    can be given these and nothing else: `cisfix paths --for audit|fix` lists every plugin's, and the
+    manifests in deploy/kubernetes mount exactly those (a test holds them to it).
+
+    :param node_info: the node description (`cisfix_describe_node`): declare the paths it names.
+
+    Return a list of `cisfix.HostPath`, or None. Declare a folder when its files are replaced by rename;
+    declare with HIDE what lies inside a declared folder but must never be seen (other pods' secrets). A
+    check that reads a path nobody declared still works on the host, and fails in the container.
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_host_paths(node_info):
+            return [cisfix.HostPath("/etc/acme", "the ACME agent's configuration", fix=cisfix.types.WRITE)]
     """

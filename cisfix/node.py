@@ -14,13 +14,14 @@ from typing import Optional
 from .errors import InputError
 
 _MAX_SYMLINKS = 40
+STATE_DIR = "/var/lib/cisfix"  # node path of the state folder unless --state-dir says otherwise
 
 
 class Node:
     def __init__(self, root: str = "/", state_dir: Optional[str] = None) -> None:
         self.root = Path(os.path.abspath(root))
         # The state dir is a host path when given explicitly, like --root itself.
-        self.state_dir = Path(os.path.abspath(state_dir)) if state_dir else self.host("/var/lib/cisfix")
+        self.state_dir = Path(os.path.abspath(state_dir)) if state_dir else self.host(STATE_DIR)
 
     def node_path(self, path: str) -> str:
         """Normalise a path given by the user into an absolute node path."""

@@ -232,6 +232,24 @@ class CheckResult:
         }
 
 
+# ---- what a run touches on the node (cisfix_host_paths), so a container can be given just that ----
+
+READ, WRITE, HIDE = "read", "write", "hide"  # HostPath access; "" is "not at all"
+
+
+@dataclass(frozen=True)
+class HostPath:
+    """A node path cisfix reads or writes (`audit`, `fix`: READ, WRITE or ""), or one it must never see
+    inside a declared folder (HIDE: a container masks it). A folder is declared whole when the files cisfix
+    reads there are replaced by rename (a mount of the file alone would keep showing the old one)."""
+
+    path: str  # node path
+    reason: str  # why: shown by `cisfix paths`, and the comment of its mount
+    audit: str = READ
+    fix: str = READ  # a fix audits first: what `audit` reads, `fix` reads too
+    folder: bool = True  # False: a file (only ever read, or appended to)
+
+
 # ---- persisting fixes where the node's installer regenerates its files (cisfix_plan_persistence) ----
 
 @dataclass(frozen=True)

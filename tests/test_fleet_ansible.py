@@ -6,6 +6,7 @@ tens of seconds; the run that checks the fleet report audits the whole benchmark
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -191,3 +192,33 @@ def test_an_unready_api_server_on_another_control_plane_node_stops_the_play_befo
     assert "cisfix stopped before touching cp1: the control plane is not healthy: cp2: kube-apiserver: UNHEALTHY" \
         in result.stdout, output(result)
     assert all(fleet.journal(name) == [] for name in NODES)
+
+
+def test_a_crashing_cisfix_stops_the_line_although_a_crash_is_no_failed_check(fleet):
+    # cp2's cisfix crashes in `fix` with the internal-error exit code (70); every other command is the
+    # real one. cp1 was fixed; the crash must stop the line before any worker, like a failed fix does.
+    crashing = fleet.work / "python-crashing-in-fix"
+    crashing.write_text(
+        "#!/bin/sh\n"
+        'for arg; do [ "$arg" = fix ] && { echo "cisfix: internal error: ZeroDivisionError (a bug)" >&2; exit 70; }; done\n'
+        f'exec {sys.executable} "$@"\n')
+    crashing.chmod(0o755)
+    fleet.host_vars["cp2"] = {"cisfix_python": str(crashing)}
+
+    result = fleet.play("-e", "cisfix_mode=fix")
+    assert result.returncode != 0
+    assert ("cisfix stopped the line on cp2: exit 70 (cisfix failed with an internal error: the node's state "
+            "is unknown): cisfix: internal error: ZeroDivisionError (a bug)") in result.stdout, output(result)
+    assert fleet.journal("cp1") and fleet.journal("w1") == []
+    assert "PLAY [cisfix | fix the workers in batches]" not in result.stdout
+    assert recap(result)["cp2"]["failed"] == 1 and recap(result)["w1"]["failed"] == 0
+
+
+@pytest.mark.parametrize("rc,ran", [(0, True), (1, True), (2, False), (3, False), (4, False), (5, False),
+                                    (6, False), (7, False), (70, False), (127, False), (None, False)])
+def test_only_exit_0_and_1_are_runs_that_ended_well(rc, ran):
+    spec = importlib.util.spec_from_file_location("cisfix_fleet", REPO / "deploy/ansible/roles/cisfix/filter_plugins/cisfix_fleet.py")
+    filters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(filters)
+    assert filters.cisfix_ran({"rc": rc}) is ran  # the audit task's failed_when and the fix's stop
+    assert filters.cisfix_unaudited({"n1": {"cisfix_audit": {"rc": rc}}}, ["n1"]) == ([] if ran else ["n1"])

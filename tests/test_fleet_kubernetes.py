@@ -1,26 +1,34 @@
 """deploy/kubernetes: every manifest carries the fields Kubernetes requires and those the design relies
-on (no cluster here, so the structure is checked), and what can run here runs: the audit container's
-own commands against a lab node, with the host's root at the lab's root."""
+on (no cluster here, so the structure is checked); every host path a pod mounts is one the layout and
+checks declare (`cisfix paths`), read-only unless a fix writes there, and that list is complete: an audit
+of a tree holding only those paths gives the full node's verdicts. What can run here runs: the audit
+container's own commands against a lab node, with the host's root at the lab's root."""
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 from ruamel.yaml import YAML
 
 from cisfix.lab.control import find_process
+from cisfix.paths_command import Mount, mounts
+from cisfix.types import HIDE, READ, WRITE, HostPath
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy/kubernetes"
 MANIFESTS = sorted(DEPLOY.glob("*.yaml"))
 NODE_PLACEHOLDER = "NODE_NAME"  # fix-job.yaml is a template with one node's name to fill in
 HOSTPATH_TYPES = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
 VOLUME_SOURCES = {"hostPath", "emptyDir", "configMap", "secret", "projected", "persistentVolumeClaim"}
-API_VERSIONS = {"Namespace": "v1", "DaemonSet": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1"}
+API_VERSIONS = {"Namespace": "v1", "DaemonSet": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1",
+                "NetworkPolicy": "networking.k8s.io/v1"}
+POD_KINDS = ("DaemonSet", "Job", "CronJob")
+HOST = "/host"  # where the pods see the node: `cisfix --root /host`
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -34,10 +42,22 @@ def documents() -> Iterator[Tuple[str, dict]]:
 DOCUMENTS = list(documents())
 
 
+def all_of_kind(kind: str) -> List[dict]:
+    return [doc for _, doc in DOCUMENTS if doc["kind"] == kind]
+
+
 def by_kind(kind: str) -> dict:
-    found = [doc for _, doc in DOCUMENTS if doc["kind"] == kind]
+    found = all_of_kind(kind)
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
+
+
+def by_name(name: str) -> dict:
+    (found,) = [doc for _, doc in DOCUMENTS if doc["metadata"]["name"] == name]
+    return found
+
+
+AUDIT_CONTROL_PLANE, AUDIT_WORKERS = "cisfix-audit-control-plane", "cisfix-audit-workers"
 
 
 def pod_template(doc: dict) -> dict:
@@ -49,12 +69,51 @@ def containers(pod_spec: dict) -> List[dict]:
     return pod_spec.get("initContainers", []) + pod_spec["containers"]
 
 
-def host_mount(pod_spec: dict) -> dict:
-    """The container mount of the volume that is the host's root."""
-    host_volumes = {v["name"] for v in pod_spec["volumes"] if v.get("hostPath", {}).get("path") == "/"}
-    mounts = [m for c in containers(pod_spec) for m in c.get("volumeMounts", []) if m["name"] in host_volumes]
-    assert len(mounts) == 1, mounts
-    return mounts[0]
+def host_mounts(pod_spec: dict) -> Dict[str, dict]:
+    """{node path: its container mount} for every hostPath volume mounted under /host."""
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    found = {}
+    for container in containers(pod_spec):
+        for mount in container.get("volumeMounts", []):
+            source = volumes[mount["name"]].get("hostPath")
+            if source and (mount["mountPath"] + "/").startswith(HOST + "/"):
+                assert mount["mountPath"] == HOST + source["path"], mount  # the node path, under /host
+                found[source["path"]] = mount
+    return found
+
+
+def masks(pod_spec: dict) -> Dict[str, dict]:
+    """{node path: mount} of the empty folders laid over paths under /host."""
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    return {m["mountPath"][len(HOST):]: m for c in containers(pod_spec) for m in c.get("volumeMounts", [])
+            if "emptyDir" in volumes[m["name"]] and m["mountPath"].startswith(HOST + "/")}
+
+
+def declared(run: str, root: str = "/") -> Dict[str, dict]:
+    """`cisfix paths --for RUN` of a node (the default kubeadm layout when ROOT is no node): {path: entry}."""
+    result = subprocess.run([sys.executable, "-m", "cisfix", "--root", root, "paths", "--for", run, "--format", "json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {entry["path"]: entry for entry in json.loads(result.stdout)}
+
+
+def inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def test_declared_paths_fold_into_the_folders_to_mount_with_the_strongest_access_and_hidden_ones_never_given():
+    declarations = [
+        HostPath("/etc/k", "settings", fix=WRITE), HostPath("/etc/k/pki", "probe keys", audit=""),
+        HostPath("/etc/k/manifests/", "manifests", fix=WRITE), HostPath("/var/k", "config", fix=WRITE),
+        HostPath("/var/k/pods", "secrets", audit=HIDE, fix=HIDE), HostPath("/var/k/pods/x", "wants a secret"),
+        HostPath("/elsewhere/pods", "nothing to hide here", audit=HIDE, fix=HIDE),
+        HostPath("/var/log/x.log", "log", audit="", fix=WRITE, folder=False), HostPath("/etc/k", "settings")]
+    assert mounts(declarations, "audit") == [
+        Mount("/etc/k", READ, True, ("settings", "manifests")), Mount("/var/k", READ, True, ("config",)),
+        Mount("/var/k/pods", HIDE, True, ("secrets",))]
+    assert mounts(declarations, "fix") == [
+        Mount("/etc/k", WRITE, True, ("settings", "manifests", "probe keys")), Mount("/var/k", WRITE, True, ("config",)),
+        Mount("/var/k/pods", HIDE, True, ("secrets",)), Mount("/var/log/x.log", WRITE, False, ("log",))]
 
 
 def test_there_are_manifests_for_the_audit_and_the_fix():
@@ -65,7 +124,7 @@ def test_there_are_manifests_for_the_audit_and_the_fix():
 def test_every_document_has_the_fields_kubernetes_requires(name, doc):
     assert doc["apiVersion"] == API_VERSIONS[doc["kind"]]
     assert DNS_SUBDOMAIN.match(doc["metadata"]["name"].replace(NODE_PLACEHOLDER, "node-1")), doc["metadata"]
-    if doc["kind"] == "Namespace":
+    if doc["kind"] not in POD_KINDS:
         return
     assert DNS_LABEL.match(doc["metadata"]["namespace"])
     template = pod_template(doc)
@@ -94,31 +153,118 @@ def test_every_document_has_the_fields_kubernetes_requires(name, doc):
             assert variable["name"] and isinstance(variable.get("value", ""), str)  # env values are strings
 
 
-def test_the_audit_daemonset_sees_the_host_read_only_and_writes_only_the_textfile():
-    spec = pod_template(by_kind("DaemonSet"))["spec"]
-    assert spec["hostPID"] is True
-    assert host_mount(spec) == {"name": "host", "mountPath": "/host", "readOnly": True}
-    assert {"operator": "Exists"} in spec["tolerations"]  # control-plane nodes too
+@pytest.mark.parametrize("name", [AUDIT_CONTROL_PLANE, AUDIT_WORKERS])
+def test_the_audit_mounts_only_declared_paths_read_only_and_hides_the_kubelets_secrets(name):
+    spec = pod_template(by_name(name))["spec"]
+    wanted = declared("audit")
+    given = {p for p, e in wanted.items() if e["access"] != "hide"}
+    mounted = host_mounts(spec)
+    assert set(mounted) <= given, set(mounted) - given
+    # Every declared path: a worker has no etcd data folder (a missing hostPath would be created).
+    assert given - set(mounted) == ({"/var/lib/etcd"} if name == AUDIT_WORKERS else set())
+    for path, mount in mounted.items():
+        assert mount.get("readOnly") is True and wanted[path]["access"] == "read", path
+    for volume in (v["hostPath"] for v in spec["volumes"] if v.get("hostPath", {}).get("path") in wanted):
+        kinds = ("Directory", "DirectoryOrCreate") if wanted[volume["path"]]["folder"] else ("File",)
+        assert volume["type"] in kinds, volume
+    hidden = {p for p, e in wanted.items() if e["access"] == "hide"}
+    assert hidden and set(masks(spec)) == hidden and all(m.get("readOnly") for m in masks(spec).values())
+    # Outside /host, one folder of the node is written: the node_exporter textfile folder, the report.
     (container,) = spec["containers"]
-    assert not container.get("securityContext", {}).get("privileged")
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
     assert writable == {"/textfile", env(container, "SHIV_ROOT")}
     textfile = next(v for v in spec["volumes"] if v["name"] == "textfile")
     assert textfile["hostPath"] == {"path": "/var/lib/node_exporter/textfile", "type": "DirectoryOrCreate"}
 
 
-def test_the_fix_job_is_privileged_pinned_to_one_node_and_never_retried():
+@pytest.mark.parametrize("name", [AUDIT_CONTROL_PLANE, AUDIT_WORKERS])
+def test_the_audit_runs_as_root_without_capabilities_privilege_or_host_namespaces(name):
+    spec = pod_template(by_name(name))["spec"]
+    assert not any(spec.get(k) for k in ("hostPID", "hostNetwork", "hostIPC"))  # /proc is mounted instead
+    assert spec["automountServiceAccountToken"] is False
+    assert {"operator": "Exists"} in spec["tolerations"]  # control-plane nodes too
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["runAsUser"] == 0  # the manifests and keys are root's, 0600
+    (container,) = spec["containers"]
+    context = container["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"]}  # nothing added back
+    assert context["allowPrivilegeEscalation"] is False and context["privileged"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    policy = by_kind("NetworkPolicy")["spec"]  # and no network at all
+    assert policy["podSelector"]["matchLabels"].items() <= pod_template(by_name(name))["metadata"]["labels"].items()
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"} and not policy.get("ingress") and not policy.get("egress")
+
+
+def test_the_two_audit_daemonsets_differ_only_in_their_nodes_and_the_etcd_data_folder():
+    control_plane, workers = (pod_template(by_name(n)) for n in (AUDIT_CONTROL_PLANE, AUDIT_WORKERS))
+    assert control_plane["spec"]["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    (term,) = workers["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}]
+
+    def without_etcd(template: dict) -> dict:
+        spec = {k: v for k, v in template["spec"].items() if k not in ("nodeSelector", "affinity")}
+        spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "var-lib-etcd"]
+        spec["containers"] = [{**c, "volumeMounts": [m for m in c["volumeMounts"] if m["name"] != "var-lib-etcd"]}
+                              for c in spec["containers"]]
+        return spec
+    assert without_etcd(control_plane) == without_etcd(workers)
+    names = [{v["name"] for v in t["spec"]["volumes"]} for t in (control_plane, workers)]
+    assert names[0] - names[1] == {"var-lib-etcd"} and names[1] <= names[0]
+
+
+def test_the_fix_job_mounts_only_declared_paths_writable_only_where_a_fix_writes():
+    job = by_kind("Job")
+    spec = job["spec"]["template"]["spec"]
+    wanted = declared("fix")
+    given = {p for p, e in wanted.items() if e["access"] != "hide"}
+    mounted = host_mounts(spec)
+    assert set(mounted) <= given, set(mounted) - given
+    # The etcd data folder is left out (workers have none): its two checks are left out with it.
+    assert given - set(mounted) == {"/var/lib/etcd"}
+    (container,) = spec["containers"]
+    assert " ".join(container["command"]).endswith("--disable 1.1.11 --disable 1.1.12")
+    for path, mount in mounted.items():
+        assert (not mount.get("readOnly")) == (wanted[path]["access"] == "write"), path
+    hidden = {p for p, e in wanted.items() if e["access"] == "hide"}
+    assert hidden and set(masks(spec)) == hidden and all(m.get("readOnly") for m in masks(spec).values())
+
+
+@pytest.mark.parametrize("name", [AUDIT_CONTROL_PLANE, AUDIT_WORKERS, "cisfix-fix-NODE_NAME"])
+def test_no_pod_sees_the_hosts_root_its_shadow_file_or_other_pods_secrets(name):
+    spec = pod_template(by_name(name))["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    sources = [v["hostPath"]["path"] for v in volumes.values() if "hostPath" in v]
+    masked = set(masks(spec))
+    for secret in ("/etc/shadow", "/etc/gshadow", "/root", "/var/lib/kubelet/pods", "/var/lib/kubelet/plugins",
+                   "/etc/ssh", "/var/lib/containerd", "/run/containerd/containerd.sock"):
+        seen_through = [s for s in sources if inside(secret, s)]
+        assert not seen_through or any(inside(secret, m) for m in masked), (secret, seen_through)
+    assert "/" not in sources and "/etc" not in sources and "/var/lib" not in sources
+
+
+def test_the_fix_job_is_pinned_to_one_node_never_retried_and_says_why_it_is_privileged():
     job = by_kind("Job")
     spec = job["spec"]["template"]["spec"]
     assert spec["nodeSelector"] == {"kubernetes.io/hostname": NODE_PLACEHOLDER}
     assert NODE_PLACEHOLDER in job["metadata"]["name"]
-    assert spec["hostPID"] is True and spec["hostNetwork"] is True  # host processes; probes on 127.0.0.1
-    (container,) = spec["containers"]
-    assert container["securityContext"]["privileged"] is True
-    assert not host_mount(spec).get("readOnly")
-    assert container["command"][:5] == ["python3", "/cisfix.pyz", "--root", "/host", "fix"]
     assert job["spec"]["backoffLimit"] == 0 and spec["restartPolicy"] == "Never"
+    (container,) = spec["containers"]
+    assert container["command"][:5] == ["python3", "/cisfix.pyz", "--root", HOST, "fix"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # hostNetwork: the gate probes 127.0.0.1 of the node; privileged and hostPID: the kubelet's restart
+    # through nsenter into PID 1. Each says so where it is set.
+    text = (DEPLOY / "fix-job.yaml").read_text()
+    assert spec["hostNetwork"] is True and re.search(r"hostNetwork: true +# .*127\.0\.0\.1", text)
+    assert spec["hostPID"] is True and re.search(r"hostPID: true +# .*nsenter", text)
+    assert container["securityContext"]["privileged"] is True and re.search(r"privileged: true +# .*nsenter", text)
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_every_host_mount_says_why_in_a_comment():
+    for path in MANIFESTS:
+        for line in path.read_text().splitlines():
+            if re.match(r"\s*- \{name: [\w-]+, mountPath: /host/", line) and "name: hidden" not in line:
+                assert "#" in line, line
 
 
 def env(container: dict, name: str) -> str:
@@ -130,9 +276,10 @@ def test_the_container_recipe_holds_the_checked_pyz_where_the_manifests_run_it()
     assert "sha256sum -c cisfix.pyz.sha256" in recipe
     assert re.search(r"^COPY --from=\S+ .*/cisfix\.pyz /cisfix\.pyz$", recipe, re.M)
     assert 'ENTRYPOINT ["python3", "/cisfix.pyz"]' in recipe
+    assert "apk add --no-cache util-linux-misc" in recipe  # nsenter: the fix Job's kubelet restart
     images = set()
-    for kind in ("DaemonSet", "Job"):
-        spec = pod_template(by_kind(kind))["spec"]
+    for doc in all_of_kind("DaemonSet") + all_of_kind("Job"):
+        spec = pod_template(doc)["spec"]
         (container,) = spec["containers"]
         images.add(container["image"])
         assert "python3 /cisfix.pyz --root /host" in " ".join(container.get("command", []) + container.get("args", []))
@@ -144,7 +291,7 @@ def test_the_container_recipe_holds_the_checked_pyz_where_the_manifests_run_it()
 
 def audit_commands() -> Tuple[str, List[str]]:
     """The audit container's loop script and the cisfix command lines it runs each round."""
-    (container,) = pod_template(by_kind("DaemonSet"))["spec"]["containers"]
+    (container,) = pod_template(by_name(AUDIT_CONTROL_PLANE))["spec"]["containers"]
     assert container["command"] == ["/bin/sh", "-c"]
     script = container["args"][0]
     return script, [line.strip() for line in script.splitlines() if line.strip().startswith("python3 /cisfix.pyz")]
@@ -183,3 +330,49 @@ def test_the_audit_containers_commands_print_kube_bench_json_for_a_lab_node(lab,
     # Read from the live process found in /proc (the lab's node configuration says `proc: /proc`).
     apiserver = find_process(str(lab.layout.launcher("kube-apiserver")))
     assert results["1.2.15"]["evidence"] == [f"kube-apiserver (pid {apiserver})"]
+
+
+def copy_declared(source: Path, target: Path, entries: Dict[str, dict]) -> None:
+    """A fresh tree holding only the node's declared paths (owners, modes and links kept; the folders
+    above them too), with the hidden ones left out."""
+    target.mkdir()
+    for path, entry in entries.items():
+        relative = path.lstrip("/")
+        if entry["access"] != "hide" and (source / relative).exists():
+            subprocess.run(["cp", "-a", "--parents", relative, str(target)], cwd=source, check=True)
+    for path, entry in entries.items():
+        if entry["access"] == "hide":
+            subprocess.run(["rm", "-rf", str(target / path.lstrip("/"))], check=True)
+
+
+# How the audit pod runs: uid 0 with every capability dropped, no new privileges.
+AS_THE_AUDIT_POD = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--ambient-caps", "-all",
+                    "--no-new-privs", "--"]
+
+
+def verdicts(root: Path, prefix: Tuple[str, ...] = ()) -> Dict[str, Tuple[str, str, str, str]]:
+    """Each check's status, actual value, reason and evidence (a file, or a live process) from `audit
+    --format json`, the root's path blanked."""
+    result = subprocess.run([*prefix, sys.executable, "-m", "cisfix", "--root", str(root), "audit", "--format", "json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 1), result.stderr
+    report = json.loads(result.stdout.replace(str(root), "<root>"))
+    return {r["id"]: (r["status"], r["actual"], r["reason"], json.dumps(r["evidence"])) for r in report["results"]}
+
+
+def test_an_audit_of_only_the_declared_paths_without_capabilities_gives_the_whole_nodes_verdicts(lab, tmp_path):
+    wanted = declared("audit", str(lab.root))  # the lab node's own list (its node configuration applies)
+    partial = tmp_path / "declared-only"
+    copy_declared(lab.root, partial, wanted)
+    left_out = [p for p in lab.root.rglob("*") if not (partial / p.relative_to(lab.root)).exists()]
+    assert left_out  # the lab's tree holds more than the checks read (launchers, the lab's own state)
+
+    # The full tree audited by root with every capability; the declared paths as the pod has them.
+    full, declared_only = verdicts(lab.root), verdicts(partial, tuple(AS_THE_AUDIT_POD))
+    assert declared_only == full
+    statuses = [verdict[0] for verdict in full.values()]
+    assert statuses.count("PASS") > 20 and statuses.count("FAIL") > 5
+    # The file checks found their files, and the flag checks the live processes (the lab says proc: /proc).
+    assert full["1.1.1"][0] == "PASS" and full["1.1.13"][0] == "PASS"
+    apiserver = find_process(str(lab.layout.launcher("kube-apiserver")))
+    assert json.loads(full["1.2.15"][3]) == [{"process": f"kube-apiserver (pid {apiserver})"}]

@@ -5,18 +5,25 @@ layout plugin for another distribution (RKE2, k3s) answers first on its own node
 """
 from __future__ import annotations
 
+import posixpath
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..markers import hookimpl
 from ..errors import InputError
 from ..node import Node
 from ..nodefile import read_bytes
-from ..types import Component, NetChange, NodeInfo, PersistPlan
+from ..types import HIDE, WRITE, Component, HostPath, NetChange, NodeInfo, PersistPlan
 
 MANIFESTS = "/etc/kubernetes/manifests"
 PKI = "/etc/kubernetes/pki"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"  # the admin kubeconfig kubeadm writes on control-plane nodes
+# The kubelet's root directory holds, beside its config and flag files, what no cisfix run may see: every
+# pod's secrets, tokens and volumes (pods/), CSI volumes (plugins/) and sockets that register devices and
+# plugins or list pods (plugins_registry/, device-plugins/, pod-resources/).
+KUBELET_ROOT = "/var/lib/kubelet"
+KUBELET_PRIVATE = ("pods", "plugins", "plugins_registry", "device-plugins", "pod-resources")
+CREDENTIAL_KEYS = ("caFile", "certFile", "keyFile", "kubeconfig")
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBELET_RESTART = ("systemctl", "restart", "kubelet")
 APISERVER_CLIENT = {"certFile": f"{PKI}/apiserver-kubelet-client.crt", "keyFile": f"{PKI}/apiserver-kubelet-client.key"}
@@ -101,6 +108,28 @@ def cisfix_describe_node(node: Node, config: dict) -> NodeInfo:
         distribution=config.get("distribution", "kubeadm"),
         version=config.get("version") or _detect_version(node, components),
         node_types=tuple(config.get("nodeTypes", ())) or _detect_types(node, components), components=components)
+
+
+def host_paths(info: NodeInfo) -> Iterator[HostPath]:
+    """The folders of the node's components: their settings (read by audits, written by fixes) and the
+    credentials their health probes and live configuration use (read by fixes, to gate a change)."""
+    for component in sorted(info.components.values(), key=lambda c: c.name):
+        for path in (component.manifest, component.config, *component.flag_files):
+            if path:
+                yield HostPath(posixpath.dirname(path), f"{component.name}'s settings", fix=WRITE)
+        for endpoint in (component.health, component.live_config):
+            for key in CREDENTIAL_KEYS:
+                if isinstance(endpoint.get(key), str):
+                    yield HostPath(posixpath.dirname(endpoint[key]), f"{component.name}'s health probe credentials",
+                                   audit="")
+    for name in KUBELET_PRIVATE:
+        yield HostPath(f"{KUBELET_ROOT}/{name}", "the kubelet's: other pods' secrets, volumes or sockets",
+                       audit=HIDE, fix=HIDE)
+
+
+@hookimpl
+def cisfix_host_paths(node_info: NodeInfo) -> Optional[List[HostPath]]:
+    return list(host_paths(node_info)) if node_info.distribution == "kubeadm" else None
 
 
 @hookimpl(trylast=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from cisfix.markers import hookimpl
-from cisfix.types import Benchmark, Check, NodeInfo, ReportFormat
+from cisfix.types import WRITE, Benchmark, Check, HostPath, NodeInfo, ReportFormat
 
 from .catalog import BENCHMARKS
 
@@ -33,3 +33,18 @@ def cisfix_register_report_formats() -> List[ReportFormat]:
     from .kubebench import render
 
     return [ReportFormat("kube-bench", render, "kube-bench's JSON (Controls, tests, results, Totals)")]
+
+
+@hookimpl
+def cisfix_host_paths(node_info: NodeInfo) -> List[HostPath]:
+    """Where the checks look beyond the components' own settings (kubeadm's places, the defaults of the
+    flags that move them: a node that moves them mounts those instead)."""
+    from .targets import CNI_CONF_DIR, CNI_NETWORKS, ETCD_DATA_DIR_DEFAULT, KUBERNETES_DIR
+
+    return [
+        HostPath(KUBERNETES_DIR, "kubeconfigs and PKI (their modes and owners), the API server's policy and "
+                                 "encryption files; fixes create those files", fix=WRITE),
+        HostPath(ETCD_DATA_DIR_DEFAULT, "the etcd data folder's mode and owner", fix=WRITE),
+        HostPath(CNI_CONF_DIR, "CNI configuration files' modes and owners", fix=WRITE),
+        HostPath(CNI_NETWORKS, "CNI state files' modes and owners", fix=WRITE),
+    ]

@@ -10,7 +10,11 @@ from cisfix.state import NodeState
 
 from . import kubelet
 
-PKI = "/etc/kubernetes/pki"
+KUBERNETES_DIR = "/etc/kubernetes"
+PKI = f"{KUBERNETES_DIR}/pki"
+ETCD_DATA_DIR_DEFAULT = "/var/lib/etcd"
+CNI_CONF_DIR = "/etc/cni/net.d"
+CNI_NETWORKS = "/var/lib/cni/networks"
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ def manifest(component: str) -> Target:
 
 
 def etcd_data_dir(state: NodeState) -> str:
-    return state.flags("etcd").get("data-dir") or "/var/lib/etcd"
+    return state.flags("etcd").get("data-dir") or ETCD_DATA_DIR_DEFAULT
 
 
 def _kubelet_service(state: NodeState) -> List[str]:
@@ -53,24 +57,24 @@ def _kube_proxy_kubeconfig(state: NodeState) -> List[str]:
     config = state.yaml(flags.get("config")) if flags.get("config") else None
     if isinstance(config, dict) and (config.get("clientConnection") or {}).get("kubeconfig"):
         return [config["clientConnection"]["kubeconfig"]]
-    return ["/etc/kubernetes/proxy.conf"]
+    return [f"{KUBERNETES_DIR}/proxy.conf"]
 
 
 def _cni(state: NodeState) -> List[str]:
-    conf_dir = kubelet.view(state).flags.get("cni-conf-dir") or "/etc/cni/net.d"
-    return [f"{conf_dir}/*", "/var/lib/cni/networks/*/*"]
+    conf_dir = kubelet.view(state).flags.get("cni-conf-dir") or CNI_CONF_DIR
+    return [f"{conf_dir}/*", f"{CNI_NETWORKS}/*/*"]
 
 
 ETCD_DATA_DIR = Target("the etcd data directory (--data-dir)", lambda state: [etcd_data_dir(state)])
 KUBELET_SERVICE = Target("the kubelet's systemd drop-in", _kubelet_service)
 KUBELET_CONFIG = Target("the kubelet config file (--config)", lambda state: [kubelet.view(state).config_path or ""])
 KUBELET_KUBECONFIG = Target("the kubelet's --kubeconfig",
-                            _kubelet_flag_or("kubeconfig", None, "/etc/kubernetes/kubelet.conf"))
+                            _kubelet_flag_or("kubeconfig", None, f"{KUBERNETES_DIR}/kubelet.conf"))
 KUBELET_CLIENT_CA = Target("the kubelet's client CA file",
                            _kubelet_flag_or("client-ca-file", "authentication.x509.clientCAFile", f"{PKI}/ca.crt"))
 PROXY_KUBECONFIG = Target("kube-proxy's kubeconfig", _kube_proxy_kubeconfig)
 CNI_FILES = Target("the CNI configuration and state files", _cni)
-ADMIN_CONFS = paths("/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf")
+ADMIN_CONFS = paths(f"{KUBERNETES_DIR}/admin.conf", f"{KUBERNETES_DIR}/super-admin.conf")
 PKI_TREE = paths(PKI, f"{PKI}/**/*")
 PKI_CERTS = paths(f"{PKI}/**/*.crt")
 PKI_KEYS = paths(f"{PKI}/**/*.key")

@@ -12,12 +12,21 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 CHANGED = ("FIXED", "WOULD_FIX")
+# The exit codes of an audit or a fix that ran to its end: 0 compliant (or nothing to do), 1 checks still
+# failing. Every other code fails the node and stops the line: 2 to 6 are cisfix's own failures, 7 (from
+# `fix --persist`) leaves the fixes where the next `kubeadm upgrade` drops them, 70 is a crash (the node's
+# state is unknown), and a code nobody documented is no better.
+OK_EXIT_CODES = (0, 1)
 # What each exit code of `cisfix fix` means when it stops the line (README "Statuses and exit codes").
 EXIT_MEANINGS = {
     2: "unhealthy before any change, or bad input; nothing was changed",
     3: "a change failed and was rolled back; the component is healthy again",
     4: "a rollback failed, recovery found a conflict, or the node is HALTed: manual intervention needed",
     5: "another cisfix run holds the lock",
+    6: "a check is flapping and is no longer corrected",
+    7: "the fixes could not be persisted: the API server could not be reached, or the node has no admin "
+       "credentials",
+    70: "cisfix failed with an internal error: the node's state is unknown",
 }
 # Cells of the fleet table that need a person or a fix run, ranked worst first.
 NOT_GOOD = ("REMEDIATION_FAILED_ROLLBACK_FAILED", "REMEDIATION_FAILED_ROLLED_BACK", "REMEDIATION_FAILED",
@@ -30,6 +39,11 @@ def _fix_report(result: Mapping[str, Any]) -> Optional[dict]:
     except ValueError:
         return None
     return report if isinstance(report, dict) else None
+
+
+def cisfix_ran(result: Mapping[str, Any]) -> bool:
+    """The audit or fix ran to its end (OK_EXIT_CODES): anything else fails the node."""
+    return result.get("rc") in OK_EXIT_CODES
 
 
 def cisfix_changed(result: Mapping[str, Any]) -> bool:
@@ -50,10 +64,10 @@ def cisfix_failure(result: Mapping[str, Any], host: str) -> str:
 
 
 def cisfix_unaudited(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> List[str]:
-    """Hosts whose audit did not run to an end (exit 0 or 1) in this play."""
+    """Hosts whose audit did not run to its end (OK_EXIT_CODES) in this play."""
     def audited(host: str) -> bool:
         audit = hostvars[host].get("cisfix_audit") if host in hostvars else None
-        return isinstance(audit, Mapping) and audit.get("rc") in (0, 1)
+        return isinstance(audit, Mapping) and cisfix_ran(audit)
     return [h for h in dict.fromkeys(hosts) if not audited(h)]
 
 
@@ -130,6 +144,6 @@ def cisfix_fleet_table(fleet: Mapping[str, Any]) -> str:
 
 class FilterModule:
     def filters(self) -> dict:
-        return {"cisfix_changed": cisfix_changed, "cisfix_failure": cisfix_failure,
+        return {"cisfix_ran": cisfix_ran, "cisfix_changed": cisfix_changed, "cisfix_failure": cisfix_failure,
                 "cisfix_unaudited": cisfix_unaudited, "cisfix_fleet_report": cisfix_fleet_report,
                 "cisfix_fleet_table": cisfix_fleet_table}
