@@ -145,15 +145,19 @@ def _context(state: NodeState, settings: dict, cert: Optional[str], key: Optiona
     return context
 
 
+class CredentialRefused(ValueError):
+    """A credential file that is missing, unreadable, or writable by someone else: nothing was sent."""
+
+
 def _credential(state: NodeState, path: str, what: str) -> bytes:
     """A credential file (CA, client certificate or key, kubeconfig) of the node: root's own, in root's
-    folders, links followed inside the node only; ValueError naming it otherwise."""
+    folders, links followed inside the node only; CredentialRefused naming it otherwise."""
     try:
         return read_node_trusted(state.node, path, why=f"; not used as the {what}")
     except FileNotFoundError:
-        raise ValueError(f"{what} {path} not found") from None
+        raise CredentialRefused(f"{what} {path} not found") from None
     except InputError as exc:  # untrusted, or a path the node cannot resolve
-        raise ValueError(str(exc)) from None
+        raise CredentialRefused(str(exc)) from None
 
 
 class ClientFiles:
@@ -199,17 +203,17 @@ class ClientFiles:
 
 
 def _kubeconfig_user(state: NodeState, path: str) -> dict:
-    """The credentials of a kubeconfig's first user; ValueError when it has no such thing."""
+    """The credentials of a kubeconfig's first user; CredentialRefused when it has no such thing."""
     shown = state.node.display(path)
     try:
         doc = parse_yaml(decode_text(_credential(state, path, "kubeconfig"), shown), shown)
     except InputError as exc:
-        raise ValueError(str(exc)) from None
+        raise CredentialRefused(str(exc)) from None
     users = doc.get("users") if isinstance(doc, dict) else None
     first = users[0] if isinstance(users, list) and users else None
     user = first.get("user") if isinstance(first, dict) else None
     if not isinstance(user, dict):
-        raise ValueError(f"{shown}: names no user (users[0].user)")
+        raise CredentialRefused(f"{shown}: names no user (users[0].user)")
     return user
 
 

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import status
 from .atomic import write_atomic
 from .errors import CisfixError, InputError
-from .health import fetch, server_text
+from .health import CredentialRefused, fetch, server_text
 from .journal import Journal
 from .nodefile import read_bytes
 from .node import Node
@@ -217,6 +217,8 @@ def persist_object(obj: ApiObject, state: NodeState, force: bool, dry_run: bool)
             current = configmap(obj.name, answer)
         except RefusedAnswer as exc:
             return _refused(obj, exc)
+        except CredentialRefused as exc:
+            return ObjectOutcome(obj.name, "elsewhere", reason=f"the node's admin credentials are refused: {exc}")
         except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
             return ObjectOutcome(obj.name, "elsewhere",
                                  reason=f"the API server cannot be reached: {server_text(str(exc))}")

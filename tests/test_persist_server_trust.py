@@ -283,6 +283,19 @@ def test_no_request_carrying_credentials_goes_over_http(fixed_node, servers):
     assert get(url, state, {}).healthy and len(server.requests) == 1
 
 
+@pytest.mark.parametrize("credential", ["pki/ca.crt", "pki"])
+def test_a_ca_file_another_user_could_write_is_not_used(fixed_node, tmp_path, servers, mallory, credential):
+    server = api_server(fixed_node, tmp_path, servers, reply(200, json.dumps(CONFIGMAP).encode()), "IP:127.0.0.1")
+    hers = fixed_node.root / "etc/kubernetes" / credential
+    os.chown(hers, *mallory)
+    result = cisfix(fixed_node.root, "persist")
+
+    assert result.returncode == 7
+    assert object_line(result) == (f"{OBJECT}: elsewhere: the node's admin credentials are refused: {hers}: owned by "
+                                   f"uid {mallory[0]}, not root; not used as the CA file")
+    assert server.connections == 0 and not server.pending_connection()
+
+
 # ---- what is believed of an answer ----
 
 @pytest.mark.parametrize("body, reason", [
