@@ -206,7 +206,8 @@ def _refused(obj: ApiObject, exc: RefusedAnswer, stage: str = "") -> ObjectOutco
 
 def persist_object(obj: ApiObject, state: NodeState, force: bool, dry_run: bool) -> ObjectOutcome:
     if obj.credentials is None:
-        return ObjectOutcome(obj.name, "elsewhere", reason="this node has no admin credentials for the API server")
+        return ObjectOutcome(obj.name, "elsewhere",
+                             reason=obj.refused or "this node has no admin credentials for the API server")
     conflicts_seen = 0
     for _ in range(ATTEMPTS):
         try:

@@ -221,10 +221,10 @@ def test_an_http_server_in_admin_conf_is_refused_before_any_request(fixed_node, 
     point_admin_conf(fixed_node, f"http://127.0.0.1:{server.port}")
     result = cisfix(fixed_node.root, "persist")
 
-    assert result.returncode == 2 and result.stdout == ""
-    [line] = result.stderr.splitlines()
-    assert line.startswith(f"cisfix: error: {fixed_node.root}/etc/kubernetes/admin.conf: names the API server "
-                           f"'http://127.0.0.1:{server.port}', not an https:// URL")
+    assert result.returncode == 7
+    assert object_line(result) == (f"{OBJECT}: elsewhere: {fixed_node.root}/etc/kubernetes/admin.conf: names the "
+                                   f"API server 'http://127.0.0.1:{server.port}', not an https:// URL of a host; "
+                                   "its admin credentials go to a verified https server only")
     assert server.connections == 0 and not server.pending_connection() and not server.requests
 
 
@@ -238,11 +238,11 @@ def test_an_admin_conf_linked_to_a_file_of_another_user_is_refused(fixed_node, t
     (kubernetes / "admin.conf").symlink_to("mallory.conf")
     result = cisfix(fixed_node.root, "persist")
 
-    assert result.returncode == 2 and result.stdout == ""
-    [line] = result.stderr.splitlines()
-    assert line == (f"cisfix: error: {hers}: owned by uid {mallory[0]}, not root; its admin credentials are "
-                    "not used")
+    assert result.returncode == 7
+    assert object_line(result) == (f"{OBJECT}: elsewhere: {hers}: owned by uid {mallory[0]}, not root; its admin "
+                                   "credentials are not used")
     assert server.connections == 0 and not server.pending_connection()
+    assert (fixed_node.root / "var/lib/cisfix/persist/kube-system_kubeadm-config.yaml").is_file()  # to merge elsewhere
 
 
 def test_an_admin_conf_she_may_rewrite_is_refused(fixed_node, tmp_path, servers, mallory):
@@ -256,9 +256,9 @@ def test_an_admin_conf_she_may_rewrite_is_refused(fixed_node, tmp_path, servers,
     (kubernetes / "admin.conf").symlink_to("/home/mallory/admin.conf")  # inside the node: re-rooted
     result = cisfix(fixed_node.root, "persist")
 
-    assert result.returncode == 2
-    [line] = result.stderr.splitlines()
-    assert line == f"cisfix: error: {folder}: owned by uid {mallory[0]}, not root; its admin credentials are not used"
+    assert result.returncode == 7
+    assert object_line(result) == (f"{OBJECT}: elsewhere: {folder}: owned by uid {mallory[0]}, not root; its admin "
+                                   "credentials are not used")
     assert server.connections == 0 and not server.pending_connection()
 
 

@@ -269,7 +269,7 @@ def _offline(header: str, skeleton: dict, apply: Callable[[dict, bool], Tuple[Li
 def _api(state: NodeState) -> Tuple[str, Optional[dict]]:
     """The API server's URL and the admin credentials, from admin.conf; no credentials on a node
     without it (a worker). admin.conf is read through the trust rule, and its server must speak https:
-    its client certificate may change the whole cluster."""
+    its client certificate may change the whole cluster. InputError when it is not to be used."""
     shown = state.node.display(ADMIN_CONF)
     try:
         text = read_node_trusted(state.node, ADMIN_CONF, why="; its admin credentials are not used")
@@ -339,14 +339,18 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
         else:
             notes.append(f"{shown}: kubeadm upgrade does not regenerate it; it stays as fixed")
 
-    server, credentials = _api(state)
+    try:
+        server, credentials = _api(state)
+        refused = ""
+    except InputError as exc:  # an admin.conf not to be used: the YAML to merge goes elsewhere
+        server, credentials, refused = "", None, str(exc)
 
     def configmap(name: str, key: str, skeleton: dict, apply: Callable[[dict, bool], Tuple[List[str], List[str]]]):
         header = (f"# Written by `cisfix persist` on {state.node.root}: merge this into the {key} of the {name}\n"
                   f"# ConfigMap (kubectl -n kube-system edit configmap {name.split('/')[1]}) where the API server "
                   "can be reached.\n")
         return ApiObject(name, _url(server, name), credentials, _updater(key, name, apply),
-                         _offline(header, skeleton, apply))
+                         _offline(header, skeleton, apply), refused)
 
     api_version = V1BETA4 if tuple(int(p) for p in (info.version or "0.0").split(".")[:2]) >= (1, 31) else V1BETA3
     objects = []
