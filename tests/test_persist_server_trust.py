@@ -80,7 +80,8 @@ class Server:
     """A server on 127.0.0.1 (TLS with `cert` and the cluster CA to ask for a client certificate, or
     plain) that records every connection, every client certificate and every request."""
 
-    def __init__(self, respond: Respond, cert: Optional[Cert] = None, ca: Optional[Path] = None) -> None:
+    def __init__(self, respond: Respond, cert: Optional[Cert] = None, ca: Optional[Path] = None,
+                 tls: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED) -> None:
         self.respond = respond
         self.context: Optional[ssl.SSLContext] = None
         self.connections = 0
@@ -93,6 +94,7 @@ class Server:
             self.context.load_cert_chain(str(cert.cert), str(cert.key))
             self.context.load_verify_locations(str(ca))
             self.context.verify_mode = ssl.CERT_OPTIONAL  # ask for it, as the API server does
+            self.context.maximum_version = tls
             self.context._msg_callback = self._observe  # sees handshake messages, TLS 1.3's encrypted ones too
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -168,8 +170,8 @@ def servers():
         server.close()
 
 
-def api_server(lab, tmp_path, servers, respond: Respond, *sans: str) -> Server:
-    server = servers(respond, serving_cert(lab, tmp_path, *sans), lab.root / "etc/kubernetes/pki/ca.crt")
+def api_server(lab, tmp_path, servers, respond: Respond, *sans: str, **options) -> Server:
+    server = servers(respond, serving_cert(lab, tmp_path, *sans), lab.root / "etc/kubernetes/pki/ca.crt", **options)
     point_admin_conf(lab, f"https://127.0.0.1:{server.port}")
     return server
 
@@ -203,10 +205,12 @@ def test_the_right_server_gets_the_admin_certificate_and_the_update(fixed_node, 
     assert sent["metadata"] == CONFIGMAP["metadata"] and "profiling" in sent["data"]["ClusterConfiguration"]
 
 
+@pytest.mark.parametrize("tls", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 def test_a_certificate_of_the_cluster_ca_for_another_name_never_sees_the_admin_certificate(
-        fixed_node, tmp_path, servers):
+        fixed_node, tmp_path, servers, tls):
+    """In TLS 1.2 as in 1.3 the client sends its certificate after checking the server's."""
     server = api_server(fixed_node, tmp_path, servers, reply(200, json.dumps(CONFIGMAP).encode()),
-                        "DNS:kubernetes", "DNS:not-this-node", "IP:10.96.0.1")
+                        "DNS:kubernetes", "DNS:not-this-node", "IP:10.96.0.1", tls=tls)
     result = cisfix(fixed_node.root, "persist")
 
     assert result.returncode == 7
