@@ -74,8 +74,8 @@ def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int], meth
     """The exchange, within `conn.timeout` in all: a socket timeout bounds each read only, so a server
     trickling a byte at a time would hold the run for ever; at the deadline the socket is shut down,
     whatever the exchange is waiting for."""
-    if not 0 < conn.timeout <= threading.TIMEOUT_MAX:  # NaN too
-        raise ValueError(f"a timeout of {conn.timeout!r} s is no deadline")
+    if not 0 < conn.timeout <= threading.TIMEOUT_MAX:  # NaN too; an OSError, as every caller expects of it
+        raise TimeoutError(f"a timeout of {conn.timeout!r} s is no deadline an answer can meet")
     expired = threading.Event()
 
     def cut_off() -> None:
