@@ -8,11 +8,15 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from .state import NodeState
+from .errors import InputError
+from .nodefile import decode_text
+from .state import NodeState, parse_yaml
+from .trust import read_node_trusted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
@@ -28,20 +32,27 @@ class Answer:
     healthy_since: Optional[float] = None
 
 
+CREDENTIALS = ("certFile", "keyFile", "kubeconfig")  # settings that send a client certificate
+SHOWN = 200  # characters of a server's text shown at most
+
+
 def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0) -> Answer:
     """GET `url`; healthy is 200-399. TLS verification and client certificates follow `settings`:
-    caFile, certFile, keyFile, kubeconfig (node paths) and insecureSkipVerify."""
+    caFile, certFile, keyFile, kubeconfig (node paths), insecureSkipVerify and verifyServerName."""
     try:
         code, body = fetch(url, state, settings, timeout, limit=200)
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
-        return Answer(False, f"{url}: {exc}")
+        return Answer(False, f"{url}: {server_text(str(exc))}")
     return _answer(url, code, body)
 
 
 def fetch(url: str, state: NodeState, settings: dict, timeout: float = 5.0,
           limit: Optional[int] = None, method: str = "GET", body: Optional[bytes] = None) -> Tuple[int, bytes]:
     """`method` (GET; PUT with a JSON `body`) on `url` with the node's credentials (as `get`): the status
-    and the body (its first `limit` bytes). Raises OSError, ssl.SSLError, http.client.HTTPException or
+    and the body (its first `limit` bytes). `timeout` bounds the whole exchange, not each read. Credentials
+    go over https only; with `verifyServerName` the server's certificate must also name the URL's host,
+    checked during the handshake, before the client certificate is sent (as kubectl does). Credential
+    files are read through the trust rule. Raises OSError, ssl.SSLError, http.client.HTTPException or
     ValueError."""
     parts = urlsplit(url)
     if parts.scheme == "https":
@@ -50,26 +61,67 @@ def fetch(url: str, state: NodeState, settings: dict, timeout: float = 5.0,
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 parts.hostname, parts.port or 443, timeout=timeout, context=context)
             return _request(conn, parts, limit, method, body)
+    if parts.scheme != "http":
+        raise ValueError(f"{parts.scheme or 'no'} scheme: only http and https are spoken")
+    if any(settings.get(name) for name in CREDENTIALS):
+        raise ValueError("credentials are sent over https only, never in clear over http")
     return _request(http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout), parts, limit,
                     method, body)
 
 
 def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int], method: str = "GET",
              body: Optional[bytes] = None) -> Tuple[int, bytes]:
+    """The exchange, within `conn.timeout` in all: a socket timeout bounds each read only, so a server
+    trickling a byte at a time would hold the run for ever; at the deadline the socket is shut down,
+    whatever the exchange is waiting for."""
+    if not 0 < conn.timeout <= threading.TIMEOUT_MAX:  # NaN too; an OSError, as every caller expects of it
+        raise TimeoutError(f"a timeout of {conn.timeout!r} s is no deadline an answer can meet")
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:  # the plain socket's shutdown: it wakes a read blocked in another thread, TLS or not
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(conn.timeout, cut_off)
+    timer.daemon = True
+    timer.start()
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers)
         response = conn.getresponse()
-        return response.status, response.read(limit) if limit else response.read()
+        answer = response.status, response.read(limit) if limit else response.read()
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {conn.timeout:g} s") from None
+        raise
     finally:
+        timer.cancel()
+        timer.join()  # before close: never shut down a descriptor number already reused
         conn.close()
+    if expired.is_set():  # a read cut short returns what it had
+        raise TimeoutError(f"no complete answer within {conn.timeout:g} s")
+    return answer
+
+
+def server_text(text: "str | bytes", limit: Optional[int] = SHOWN) -> str:
+    """Text a server sent, safe to print: control and format characters (terminal escape sequences,
+    bidi overrides) and invalid UTF-8 escaped as Python escapes them, cut to `limit` characters."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
+    cut = text if limit is None else text[:limit]
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
+    return shown + ("..." if len(cut) < len(text) else "")
 
 
 def _answer(url: str, code: int, body: bytes) -> Answer:
-    text = body.decode("utf-8", "replace").strip()
     if code in (401, 403):
         return Answer(False, f"{url}: HTTP {code} (refused: never counted as healthy)", refused=True)
-    return Answer(200 <= code < 400, f"{url}: HTTP {code} {text[:80]}".rstrip())
+    return Answer(200 <= code < 400, f"{url}: HTTP {code} {server_text(body.strip(), 80)}".rstrip())
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -84,45 +136,85 @@ def _context(state: NodeState, settings: dict, cert: Optional[str], key: Optiona
         context = _unverified_context()
     else:
         ca = settings.get("caFile")
-        if ca and not state.node.host(ca).is_file():
-            raise ValueError(f"CA file {ca} not found")
-        context = ssl.create_default_context(cafile=str(state.node.host(ca)) if ca else None)
-        context.check_hostname = False  # components serve certificates for their node names, we dial 127.0.0.1
+        context = ssl.create_default_context(cadata=_credential(state, ca, "CA file").decode("ascii") if ca else None)
+        # Components serve certificates for their node names while their probes dial 127.0.0.1; a client
+        # that must know whom it gives its credentials to (persist) asks for the name as well.
+        context.check_hostname = bool(settings.get("verifyServerName"))
     if cert and key:
         context.load_cert_chain(cert, key)
     return context
 
 
+class CredentialRefused(ValueError):
+    """A credential file that is missing, unreadable, or writable by someone else: nothing was sent."""
+
+
+def _credential(state: NodeState, path: str, what: str) -> bytes:
+    """A credential file (CA, client certificate or key, kubeconfig) of the node: root's own, in root's
+    folders, links followed inside the node only; CredentialRefused naming it otherwise."""
+    try:
+        return read_node_trusted(state.node, path, why=f"; not used as the {what}")
+    except FileNotFoundError:
+        raise CredentialRefused(f"{what} {path} not found") from None
+    except InputError as exc:  # untrusted, or a path the node cannot resolve
+        raise CredentialRefused(str(exc)) from None
+
+
 class ClientFiles:
-    """Client certificate and key as host files: from certFile/keyFile, or written from a kubeconfig's
-    embedded data to a private temp directory removed afterwards."""
+    """Client certificate and key as host files in a private temp directory removed afterwards, written
+    from what was read through the trust rule (certFile/keyFile, or a kubeconfig's first user: its
+    files or its embedded data), so that the file OpenSSL loads is the file that was checked."""
 
     def __init__(self, state: NodeState, settings: dict) -> None:
         self.state, self.settings = state, settings
         self.tmp: Optional[tempfile.TemporaryDirectory] = None
 
     def __enter__(self) -> Tuple[Optional[str], Optional[str]]:
-        s, host = self.settings, self.state.node.host
-        if s.get("certFile") and s.get("keyFile"):
-            return str(host(s["certFile"])), str(host(s["keyFile"]))
-        if not s.get("kubeconfig"):
+        pems = self._pems()
+        if pems is None:
             return None, None
-        user = ((self.state.yaml(s["kubeconfig"]) or {}).get("users") or [{}])[0].get("user", {})
-        if user.get("client-certificate") and user.get("client-key"):
-            return str(host(user["client-certificate"])), str(host(user["client-key"]))
         self.tmp = tempfile.TemporaryDirectory(prefix="cisfix-probe-")  # mode 0700
         paths = []
-        for field in ("client-certificate-data", "client-key-data"):
-            path = os.path.join(self.tmp.name, field)
+        for name, data in zip(("client.crt", "client.key"), pems):
+            path = os.path.join(self.tmp.name, name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                out.write(base64.b64decode(user.get(field, "")))
+                out.write(data)
             paths.append(path)
         return paths[0], paths[1]
+
+    def _pems(self) -> Optional[Tuple[bytes, bytes]]:
+        s = self.settings
+        if s.get("certFile") and s.get("keyFile"):
+            return (_credential(self.state, s["certFile"], "client certificate"),
+                    _credential(self.state, s["keyFile"], "client key"))
+        if not s.get("kubeconfig"):
+            return None
+        user = _kubeconfig_user(self.state, s["kubeconfig"])
+        if user.get("client-certificate") and user.get("client-key"):
+            return (_credential(self.state, str(user["client-certificate"]), "client certificate"),
+                    _credential(self.state, str(user["client-key"]), "client key"))
+        return (base64.b64decode(str(user.get("client-certificate-data", ""))),  # binascii.Error: a ValueError
+                base64.b64decode(str(user.get("client-key-data", ""))))
 
     def __exit__(self, *exc: object) -> None:
         if self.tmp:
             self.tmp.cleanup()
+
+
+def _kubeconfig_user(state: NodeState, path: str) -> dict:
+    """The credentials of a kubeconfig's first user; CredentialRefused when it has no such thing."""
+    shown = state.node.display(path)
+    try:
+        doc = parse_yaml(decode_text(_credential(state, path, "kubeconfig"), shown), shown)
+    except InputError as exc:
+        raise CredentialRefused(str(exc)) from None
+    users = doc.get("users") if isinstance(doc, dict) else None
+    first = users[0] if isinstance(users, list) and users else None
+    user = first.get("user") if isinstance(first, dict) else None
+    if not isinstance(user, dict):
+        raise CredentialRefused(f"{shown}: names no user (users[0].user)")
+    return user
 
 
 def endpoint_settings(state: NodeState, component: str, which: str = "health",

@@ -5,11 +5,13 @@ What the fixes changed is read from the journal: for every file, its content bef
 transaction of an unbroken run of them (the backup) against its content now. A file changed since by
 anyone else (an upgrade, a person) is left out and said so. The layout (`cisfix_plan_persistence`)
 says where each change belongs; this module does the I/O: it reads each API object through the API
-server with the node's credentials (`cisfix.health.fetch`: client certificate, verified CA), shows the
-change, and writes it with the resourceVersion it read — a conflict (HTTP 409) is read and updated
-again, then reported. Files for the installer go to `<state>/persist/files`; where the API server
-cannot be reached, or the node has no credentials, the YAML to merge elsewhere goes to
-`<state>/persist/<object>.yaml` and the exit code says so.
+server with the node's credentials (`cisfix.health.fetch`: client certificate, verified CA and server
+name, one deadline per request), believes the answer only when it is exactly the ConfigMap asked for,
+shows the change, and writes it with the resourceVersion it read — a conflict (HTTP 409) is read and
+updated again, then reported. Files for the installer go to `<state>/persist/files`; where the API
+server cannot be reached, its answer is refused, or the node has no credentials, the YAML to merge
+elsewhere goes to `<state>/persist/<object>.yaml` and the exit code says so (7). What a server says is
+shown escaped and cut (`server_text`).
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ import json
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import status
-from .errors import CisfixError
-from .health import fetch
+from .errors import CisfixError, InputError
+from .health import CredentialRefused, fetch, server_text
 from .journal import Journal
 from .nodefile import read_bytes
 from .node import Node
@@ -35,8 +37,9 @@ from .trust import read_trusted
 from .types import ApiObject, NetChange, PersistPlan
 
 ATTEMPTS = 3  # reads and writes of one object before its conflicts are reported
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # for each request as a whole: connecting, sending and reading the answer
 MAX_ANSWER = 4 << 20  # the API server refuses objects over 3 MiB
+MAX_NESTING = 64  # a ConfigMap nests a dozen levels (its managedFields); JSON nested deeper is no ConfigMap
 FILES_DIR = "persist/files"
 
 
@@ -116,40 +119,116 @@ def net_changes(node: Node, journal: Journal) -> Tuple[List[NetChange], List[str
 # ---- API objects ----
 
 def _diff(name: str, old: Dict[str, str], new: Dict[str, str]) -> str:
+    """A unified diff of the data, each line escaped: what is there came from the server."""
     out = []
     for key in sorted(set(old) | set(new)):
-        out += difflib.unified_diff(old.get(key, "").splitlines(True), new.get(key, "").splitlines(True),
-                                    f"a/{name} {key}", f"b/{name} {key}")
-    return "".join(out)
+        out += difflib.unified_diff(old.get(key, "").splitlines(), new.get(key, "").splitlines(),
+                                    f"a/{name} {key}", f"b/{name} {key}", lineterm="")
+    return "".join(server_text(line, None) + "\n" for line in out)
 
 
-def _call(obj: ApiObject, state: NodeState, method: str, body: Optional[dict] = None) -> Tuple[int, dict]:
+class RefusedAnswer(ValueError):
+    """The API server answered something other than the ConfigMap asked for; nothing of it is used."""
+
+
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def _nesting(value: Any) -> int:
+    """How deep JSON values nest (iteratively: the answer's nesting must not become this stack's)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        deepest = max(deepest, depth)
+        pending += [(child, depth + 1) for child in children]
+    return deepest
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:  # json nests on the interpreter's stack
+        raise RefusedAnswer("JSON nested deeper than any object the API server holds") from None
+    except ValueError:
+        raise RefusedAnswer(f"not JSON: {server_text(data, 60)!s}") from None
+
+
+def configmap(name: str, data: bytes) -> dict:
+    """The answer decoded as the ConfigMap `name` ("namespace/name") exactly, or RefusedAnswer saying
+    what it is instead: a write is only ever made of a ConfigMap that was read whole."""
+    answer = _json(data)
+    if not isinstance(answer, dict):
+        raise RefusedAnswer(f"{_JSON_TYPES.get(type(answer), 'a value')}, not a ConfigMap")
+    if (answer.get("apiVersion"), answer.get("kind")) != ("v1", "ConfigMap"):
+        raise RefusedAnswer(f"apiVersion {server_text(repr(answer.get('apiVersion')), 40)} kind "
+                            f"{server_text(repr(answer.get('kind')), 40)}, not a v1 ConfigMap")
+    if _nesting(answer) > MAX_NESTING:
+        raise RefusedAnswer(f"nested more than {MAX_NESTING} levels deep, deeper than a ConfigMap is")
+    metadata = answer.get("metadata")
+    version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+    if not isinstance(version, str) or not version:
+        raise RefusedAnswer("a ConfigMap without metadata.resourceVersion: it could not be written back safely")
+    namespace, _, wanted = name.partition("/")
+    if (metadata.get("namespace"), metadata.get("name")) != (namespace, wanted):
+        raise RefusedAnswer(f"the ConfigMap {server_text(str(metadata.get('namespace')), 60)}/"
+                            f"{server_text(str(metadata.get('name')), 60)}, not {name}")
+    values = answer.get("data")
+    if values is None:  # a ConfigMap without data omits the field
+        answer["data"] = {}
+    elif not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise RefusedAnswer("its data is not a map of strings to strings")
+    return answer
+
+
+def _message(data: bytes) -> str:
+    """What a refusing server said (its Status message, else its text), escaped and cut."""
+    try:
+        status = _json(data)
+    except RefusedAnswer:
+        status = None
+    message = status.get("message") if isinstance(status, dict) else None
+    return server_text(message if isinstance(message, str) else data.strip())
+
+
+def _call(obj: ApiObject, state: NodeState, method: str, body: Optional[dict] = None) -> Tuple[int, bytes]:
     code, data = fetch(obj.url, state, dict(obj.credentials or {}), TIMEOUT, limit=MAX_ANSWER + 1, method=method,
                        body=json.dumps(body).encode() if body is not None else None)
     if len(data) > MAX_ANSWER:
-        raise ValueError(f"its answer is larger than {MAX_ANSWER >> 20} MiB, more than any object it may hold")
-    try:
-        answer = json.loads(data.decode("utf-8"))
-    except ValueError:
-        answer = {}
-    return code, answer if isinstance(answer, dict) else {}
+        raise RefusedAnswer(f"larger than {MAX_ANSWER >> 20} MiB, more than any object it may hold")
+    return code, data
+
+
+def _refused(obj: ApiObject, exc: RefusedAnswer, stage: str = "") -> ObjectOutcome:
+    return ObjectOutcome(obj.name, "elsewhere", reason=f"the API server's answer{stage} is refused: {exc}")
 
 
 def persist_object(obj: ApiObject, state: NodeState, force: bool, dry_run: bool) -> ObjectOutcome:
     if obj.credentials is None:
-        return ObjectOutcome(obj.name, "elsewhere", reason="this node has no admin credentials for the API server")
+        return ObjectOutcome(obj.name, "elsewhere",
+                             reason=obj.refused or "this node has no admin credentials for the API server")
     conflicts_seen = 0
     for _ in range(ATTEMPTS):
         try:
-            code, current = _call(obj, state, "GET")
+            code, answer = _call(obj, state, "GET")
+            if code != 200:
+                return ObjectOutcome(obj.name, "elsewhere", reason=f"the API server answered HTTP {code}: "
+                                                                    f"{_message(answer)}".rstrip(": "))
+            current = configmap(obj.name, answer)
+        except RefusedAnswer as exc:
+            return _refused(obj, exc)
+        except CredentialRefused as exc:
+            return ObjectOutcome(obj.name, "elsewhere", reason=f"the node's admin credentials are refused: {exc}")
         except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
-            return ObjectOutcome(obj.name, "elsewhere", reason=f"the API server cannot be reached: {exc}")
-        if code != 200:
-            return ObjectOutcome(obj.name, "elsewhere", reason=f"the API server answered HTTP {code}: "
-                                                                f"{current.get('message', '')}".rstrip(": "))
-        data = {str(k): str(v) for k, v in (current.get("data") or {}).items()}
-        update = obj.update(data, force)
-        version = (current.get("metadata") or {}).get("resourceVersion")
+            return ObjectOutcome(obj.name, "elsewhere",
+                                 reason=f"the API server cannot be reached: {server_text(str(exc))}")
+        data = dict(current["data"])
+        try:
+            update = obj.update(data, force)
+        except InputError as exc:  # what the ConfigMap holds is not what the layout can read
+            return _refused(obj, RefusedAnswer(server_text(str(exc))))
+        version = current["metadata"]["resourceVersion"]
         outcome = ObjectOutcome(obj.name, "unchanged", list(update.changes), list(update.conflicts),
                                 resource_version=version, diff=_diff(obj.name, data, dict(update.data)))
         if dict(update.data) == data:
@@ -158,15 +237,18 @@ def persist_object(obj: ApiObject, state: NodeState, force: bool, dry_run: bool)
             outcome.status = "would-update"
             return outcome
         try:
-            code, written = _call(obj, state, "PUT", {**current, "data": dict(update.data)})
+            code, answer = _call(obj, state, "PUT", {**current, "data": dict(update.data)})
+            if code == 200:
+                written = configmap(obj.name, answer)
+                outcome.status, outcome.resource_version = "updated", written["metadata"]["resourceVersion"]
+                return outcome
+        except RefusedAnswer as exc:
+            return _refused(obj, exc, " to the update")
         except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
-            return ObjectOutcome(obj.name, "failed", reason=f"writing it failed: {exc}")
-        if code == 200:
-            outcome.status, outcome.resource_version = "updated", (written.get("metadata") or {}).get("resourceVersion")
-            return outcome
+            return ObjectOutcome(obj.name, "failed", reason=f"writing it failed: {server_text(str(exc))}")
         if code != 409:
             return ObjectOutcome(obj.name, "failed", reason=f"the API server refused the update: HTTP {code} "
-                                                             f"{written.get('message', '')}".rstrip())
+                                                             f"{_message(answer)}".rstrip())
         conflicts_seen += 1
     return ObjectOutcome(obj.name, "conflict", reason=f"someone else changed it while cisfix wrote it "
                                                       f"({conflicts_seen} times, HTTP 409); run persist again")

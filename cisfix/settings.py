@@ -103,14 +103,14 @@ def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
     import json
     import ssl
 
-    from .health import endpoint_settings, fetch
+    from .health import endpoint_settings, fetch, server_text
 
     (url, options), *_ = endpoint_settings(state, settings.component, "live_config", settings)
     try:
         code, body = fetch(url, state, options)
         served = json.loads(body.decode("utf-8")) if code == 200 else None
-    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
-        raise LiveConfigUnavailable(f"{settings.component}: {url}: {exc}")
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError, RecursionError) as exc:
+        raise LiveConfigUnavailable(f"{settings.component}: {url}: {server_text(str(exc))}")
     config = next(iter(served.values()), None) if isinstance(served, dict) and len(served) == 1 else None
     if not isinstance(config, dict):
         raise LiveConfigUnavailable(f"{settings.component}: {url}: HTTP {code}, no configuration")

@@ -262,6 +262,8 @@ def parse_yaml(text: str, shown: str) -> Any:
                          f"invalid YAML: {exc.problem or exc.context or 'unparsable'}")
     except YAMLError as exc:
         raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    except RecursionError:  # the composer nests on the interpreter's stack
+        raise InputError(shown, "invalid YAML: nested too deeply") from None
 
 
 def _newest_first(paths: List[Path]) -> List[Path]:

@@ -17,9 +17,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Type
+from typing import TYPE_CHECKING, Type
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .node import Node
 
 _MAX_SYMLINKS = 40
 
@@ -136,3 +139,9 @@ def require_trusted_dir(path: Path, error: Type[InputError] = Untrusted, why: st
     if enforced() and _problem(st):
         raise error(real, f"{_problem(st)}{why}")
     return real
+
+
+def read_node_trusted(node: "Node", node_path: str, error: Type[InputError] = Untrusted, why: str = "") -> bytes:
+    """`read_trusted` of a node path: its links followed inside the node, as the node itself would (never
+    out of `--root`), then the real file and every folder above it checked."""
+    return read_trusted(node.host(node.resolve(node_path)), error, why)

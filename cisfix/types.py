@@ -281,6 +281,7 @@ class ApiObject:
     credentials: Optional[Mapping[str, Any]]  # caFile, kubeconfig, ... as for health endpoints; None: none here
     update: Callable[[Mapping[str, str], bool], ObjectUpdate]
     offline: bytes  # YAML for a person to merge into the object where the API server cannot be reached
+    refused: str = ""  # with credentials None: why the node's credentials are not used ("": it has none)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def _write_kubeconfigs(layout: Layout, cluster: Cluster, certs: Dict[str, Cert])
     dated = layout.host("/var/lib/kubelet/pki/kubelet-client-2000-01-01-00-00-00.pem")
     write(dated, client.cert.read_bytes() + client.key.read_bytes(), 0o600)
     current = layout.host(kubeadm.KUBELET_CLIENT_PEM)
-    current.symlink_to(dated)
+    current.symlink_to(dated.name)  # relative: the same file seen from the host and from the node
     doc = kubeadm.kubeconfig(cluster, "default-auth", ca_pem, {"client-certificate": kubeadm.KUBELET_CLIENT_PEM,
                                                               "client-key": kubeadm.KUBELET_CLIENT_PEM})
     doc["contexts"][0]["name"] = doc["current-context"] = "default-auth@kubernetes"

@@ -21,12 +21,14 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from ..editors.manifest import read_flags
 from ..errors import EditError, InputError
 from ..kubeyaml import dump
 from ..nodefile import decode_text
 from ..state import NodeState, parse_yaml
+from ..trust import read_node_trusted
 from ..types import ApiObject, NetChange, NodeInfo, ObjectUpdate, PersistPlan
 from .kubeadm import ADMIN_CONF, PKI
 
@@ -266,15 +268,30 @@ def _offline(header: str, skeleton: dict, apply: Callable[[dict, bool], Tuple[Li
 
 def _api(state: NodeState) -> Tuple[str, Optional[dict]]:
     """The API server's URL and the admin credentials, from admin.conf; no credentials on a node
-    without it (a worker)."""
-    if state.read(ADMIN_CONF) is None:
+    without it (a worker). admin.conf is read through the trust rule, and its server must speak https:
+    its client certificate may change the whole cluster. InputError when it is not to be used."""
+    shown = state.node.display(ADMIN_CONF)
+    try:
+        text = read_node_trusted(state.node, ADMIN_CONF, why="; its admin credentials are not used")
+    except FileNotFoundError:
         return "", None
-    kubeconfig = state.yaml(ADMIN_CONF) or {}
+    kubeconfig = parse_yaml(decode_text(text, shown), shown)
     clusters = kubeconfig.get("clusters") if isinstance(kubeconfig, dict) else None
-    server = ((clusters or [{}])[0].get("cluster") or {}).get("server", "") if isinstance(clusters, list) else ""
-    if not server:
-        raise InputError(state.node.display(ADMIN_CONF), "names no API server (clusters[0].cluster.server)")
-    return server.rstrip("/"), {"kubeconfig": ADMIN_CONF, "caFile": f"{PKI}/ca.crt"}
+    first = clusters[0] if isinstance(clusters, list) and clusters else None
+    cluster = first.get("cluster") if isinstance(first, dict) else None
+    server = cluster.get("server") if isinstance(cluster, dict) else None
+    if not isinstance(server, str) or not server:
+        raise InputError(shown, "names no API server (clusters[0].cluster.server)")
+    try:
+        parts = urlsplit(server)
+        https = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # an unclosed [IPv6 literal, a port out of range
+        https = False
+    if not https:
+        raise InputError(shown, f"names the API server {server!r}, not an https:// URL of a host; its admin "
+                                "credentials go to a verified https server only")
+    # As kubectl: the server's certificate signed by the cluster CA and naming the host admin.conf dials.
+    return server.rstrip("/"), {"kubeconfig": ADMIN_CONF, "caFile": f"{PKI}/ca.crt", "verifyServerName": True}
 
 
 def _url(server: str, name: str) -> str:
@@ -322,14 +339,18 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
         else:
             notes.append(f"{shown}: kubeadm upgrade does not regenerate it; it stays as fixed")
 
-    server, credentials = _api(state)
+    try:
+        server, credentials = _api(state)
+        refused = ""
+    except InputError as exc:  # an admin.conf not to be used: the YAML to merge goes elsewhere
+        server, credentials, refused = "", None, str(exc)
 
     def configmap(name: str, key: str, skeleton: dict, apply: Callable[[dict, bool], Tuple[List[str], List[str]]]):
         header = (f"# Written by `cisfix persist` on {state.node.root}: merge this into the {key} of the {name}\n"
                   f"# ConfigMap (kubectl -n kube-system edit configmap {name.split('/')[1]}) where the API server "
                   "can be reached.\n")
         return ApiObject(name, _url(server, name), credentials, _updater(key, name, apply),
-                         _offline(header, skeleton, apply))
+                         _offline(header, skeleton, apply), refused)
 
     api_version = V1BETA4 if tuple(int(p) for p in (info.version or "0.0").split(".")[:2]) >= (1, 31) else V1BETA3
     objects = []
