@@ -67,7 +67,8 @@ class Session:
                  on_recovered: Optional[Callable[["Session"], None]] = None) -> None:
         self.node, self.halt_check, self.on_recovered = node, halt_check, on_recovered
         self.journal = Journal(node.state_dir / "journal.jsonl")
-        self.log = ChangeLog(confined(node, node.host(CHANGE_LOG)))
+        log = node.host(CHANGE_LOG)  # its folder may not lead out of the root; its name is never followed
+        self.log = ChangeLog(confined(node, log.parent) / log.name)
         self._lock = RunLock(node.state_dir / "lock", wait)
         self.recovered: List[RollbackReport] = []
         self.pruned: List[TxInfo] = []

@@ -6,7 +6,6 @@ container's own commands against a lab node, with the host's root at the lab's r
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 import subprocess
 import sys

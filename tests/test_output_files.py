@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import APISERVER, run_cisfix
+from conftest import APISERVER, KUBELET_CONFIG, run_cisfix
 from hostile import as_mallory, her_dir, mallory, shared_dir  # noqa: F401 (fixtures)
 from prometheus import parse_prometheus
 from test_bad_input import mounted_tmpfs
@@ -209,3 +209,31 @@ def test_a_refused_textfile_leaves_a_failing_drift_run_its_own_exit_code(node):
     line = one_line(result)
     assert str(folder) in line and "writable by group or others (mode 0775)" in line
     assert listing(folder) == []
+
+
+@pytest.mark.parametrize("planted", ["hard link", "symbolic link", "her file"])
+def test_the_change_log_is_never_appended_through_what_another_user_planted(shared_node, mallory, planted):
+    """/var/log may be writable by a log group (Ubuntu: root:syslog 0775): what the change log's name
+    holds is checked once opened, and a change goes ahead without its log line, saying so once."""
+    node = shared_node
+    victim = node.path(KUBELET_CONFIG)
+    before = fingerprint(victim)
+    log = node.path("/var/log/cisfix.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if planted == "hard link":  # made by root here: protected_hardlinks would stop her making it herself
+        os.link(victim, log)
+    elif planted == "symbolic link":
+        os.chown(log.parent, 0, mallory[1])
+        os.chmod(log.parent, 0o775)
+        made = as_mallory(mallory, "import os,sys; os.symlink(sys.argv[1], sys.argv[2])", str(victim), str(log))
+        assert made.returncode == 0, made.stderr
+    else:
+        log.write_bytes(b"")
+        os.chown(log, *mallory)
+
+    result = run_cisfix(node, "edit", APISERVER, "--flag", "profiling=false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "not appending" in line]
+    assert len(warnings) == 1 and str(log) in warnings[0], result.stderr
+    assert fingerprint(victim) == before
+    assert b"--profiling=false" in node.path(APISERVER).read_bytes()
