@@ -23,7 +23,8 @@ def _common_options(parser: argparse.ArgumentParser, subcommand: bool = False) -
         return argparse.SUPPRESS if subcommand else value
 
     parser.add_argument("--root", default=d("/"), help="the node's root directory (default /)")
-    parser.add_argument("--state-dir", default=d(None), help="journal, backups and lock (default <root>/var/lib/cisfix)")
+    parser.add_argument("--state-dir", type=_state_dir, default=d(None),
+                        help="journal, backups and lock (default <root>/var/lib/cisfix)")
     parser.add_argument("-v", "--verbose", action="count", default=d(0), help="more detail on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", default=d(False), help="only errors on stderr")
     parser.add_argument("--checks-dir", action="append", default=d([]), metavar="DIR",
@@ -32,6 +33,20 @@ def _common_options(parser: argparse.ArgumentParser, subcommand: bool = False) -
     parser.add_argument("--benchmark", default=d(None), help="audit against this benchmark (see `cisfix benchmarks`)")
     parser.add_argument("-p", dest="plugin_options", action="append", default=d([]), metavar="no:NAME",
                         help="-p no:NAME blocks the plugin NAME (repeatable)")
+
+
+def _state_dir(text: str) -> str:
+    """A folder, or a path that does not exist yet: refused while parsing, so that no command (drift's
+    textfile writer included) starts on it."""
+    from pathlib import Path
+
+    from .node import require_state_dir
+
+    try:
+        require_state_dir(Path(os.path.abspath(text)))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+    return text
 
 
 def _key_value(text: str) -> tuple:
@@ -461,7 +476,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
             print("not halted")
             return status.EXIT_OK
         unhealthy = gate.unhealthy()
-        unproven = "; ".join(f"{component} ({answer.message})" for component, answer in unhealthy.items())
+        unproven = "; ".join(f"{component} ({' '.join(answer.message.split())})"
+                             for component, answer in unhealthy.items())
         if unhealthy and not args.force:
             raise Halted(f"{path} kept: not healthy: {unproven}; repair the node, or clear HALT anyway with "
                          "`cisfix resume --force`")

@@ -17,7 +17,7 @@ from .errors import InputError
 _MAX_SYMLINKS = 40
 
 
-def _refuse_non_directory(state_dir: Path) -> None:
+def require_state_dir(state_dir: Path) -> None:
     """The state folder is a folder, or does not exist yet (it is created by the first change); a file,
     a device (`--state-dir /dev/null`) or a path through one is bad input, before any command reads
     PAUSE, HALT or the journal in it."""
@@ -38,7 +38,7 @@ class Node:
         self.root = Path(os.path.abspath(root))
         # The state dir is a host path when given explicitly, like --root itself.
         self.state_dir = Path(os.path.abspath(state_dir)) if state_dir else self.host("/var/lib/cisfix")
-        _refuse_non_directory(self.state_dir)
+        require_state_dir(self.state_dir)
 
     def node_path(self, path: str) -> str:
         """Normalise a path given by the user into an absolute node path."""
