@@ -11,7 +11,6 @@ import json
 import sys
 from typing import Callable, List, Optional
 
-from ..bounds import MAX_WAIT, bounded
 from .layout import BadLabInput, LabError
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
@@ -117,23 +116,23 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     create.add_argument("--no-watch", action="store_true",
                         help="the kubelet sees manifest changes only at its re-list, as when its inotify watch "
                              "missed an event (default: it sees them at once, then re-lists)")
-    create.add_argument("--backoff-initial", type=bounded(MAX_WAIT), default=10.0, metavar="SECONDS",
+    create.add_argument("--backoff-initial", type=float, default=10.0, metavar="SECONDS",
                         help="CrashLoopBackOff's first delay, doubled per restart (default 10, the kubelet's)")
-    create.add_argument("--backoff-max", type=bounded(MAX_WAIT), default=300.0, metavar="SECONDS",
+    create.add_argument("--backoff-max", type=float, default=300.0, metavar="SECONDS",
                         help="CrashLoopBackOff's longest delay (default 300, the kubelet's)")
-    create.add_argument("--kubelet-restart-sec", type=bounded(MAX_WAIT), default=10.0, metavar="SECONDS",
+    create.add_argument("--kubelet-restart-sec", type=float, default=10.0, metavar="SECONDS",
                         help="systemd's RestartSec for a kubelet that exited (default 10, kubeadm's unit)")
     create.add_argument("--key-algorithm", default="RSA-2048", metavar="ALG",
                         help="RSA-2048 (kubeadm's default) or ECDSA-P256 (fast; kubeadm's encryptionAlgorithm)")
-    create.add_argument("--probe-time-scale", type=bounded(1000.0, what="a factor"), default=1.0, metavar="FACTOR",
+    create.add_argument("--probe-time-scale", type=float, default=1.0, metavar="FACTOR",
                         help="run every probe's delays, periods and timeouts FACTOR times as fast as the "
                              "manifest says (the manifests keep kubeadm's values); 1 is real time")
-    create.add_argument("--startup-delay", type=bounded(MAX_WAIT, zero=True), default=0.0, metavar="SECONDS",
+    create.add_argument("--startup-delay", type=float, default=0.0, metavar="SECONDS",
                         help="seconds the API server, controller-manager and scheduler stand-ins take to start "
                              "serving, as real ones do (default 0)")
 
     start = action("start", cmd_start, "start the lab's init, kubelet and static pods")
-    start.add_argument("--wait", type=bounded(MAX_WAIT, zero=True), default=60.0, metavar="SECONDS",
+    start.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                        help="wait this long for every component to be healthy (0: do not wait)")
     action("stop", cmd_stop, "stop the kubelet and every container; nothing of the lab keeps running")
     status = action("status", cmd_status, "health, pid, restarts and port of every component")
@@ -144,7 +143,7 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     upgrade.add_argument("--to", metavar="X.Y[.Z]", help="the version to upgrade to (default: the next minor)")
     upgrade.add_argument("--patches", metavar="DIR",
                          help="kubeadm patch files, named target[suffix][+patchtype].{yaml|json}")
-    upgrade.add_argument("--wait", type=bounded(MAX_WAIT, zero=True), default=60.0, metavar="SECONDS",
+    upgrade.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                          help="wait this long for the upgraded components to restart and be healthy (0: do not wait)")
 
 
