@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
+from .bounds import MAX_STABILITY, MAX_TIMEOUT, number_problem
 from .errors import CisfixError, InputError
 from .health import Answer, pod_probes, probe_endpoints
 from .plugins import Plugins
@@ -39,15 +40,20 @@ class GateSettings:
 
 def gate_settings(config: dict, timeout: Optional[float] = None, stability: Optional[float] = None) -> GateSettings:
     """The gate's timing: what is asked for, else the node configuration's `gate:`, else the defaults.
-    Each number is already within its limits (`cisfix.bounds`, the node configuration's schema); a
-    stability window that cannot end before the timeout is bad input: every gated change would be
-    rolled back, however healthy."""
+    Numbers outside their limits (`cisfix.bounds`; the command line and the node configuration's schema
+    refuse them first) and a stability window that cannot end before the timeout are bad input: a NaN
+    window is never reached and every gated change would be rolled back, however healthy."""
     configured = config.get("gate", {})
     settings = GateSettings(
         timeout=timeout if timeout is not None else configured.get("timeout", GateSettings.timeout),
         stability=stability if stability is not None else configured.get("stabilityWindow", GateSettings.stability),
         interval=configured.get("interval", GateSettings.interval),
         failure_threshold=configured.get("failureThreshold", GateSettings.failure_threshold))
+    for name, number, high, zero in (("timeout", settings.timeout, MAX_TIMEOUT, False),
+                                     ("stability window", settings.stability, MAX_STABILITY, True)):
+        problem = number_problem(number, 0.0, high, zero)  # a caller of the Python API, which argparse did not see
+        if problem:
+            raise InputError(f"gate {name} {number}", problem)
     if settings.stability >= settings.timeout:
         where = "--stability-window" if stability is not None else "gate.stabilityWindow"
         raise InputError(f"{where} {settings.stability:g}", f"must be shorter than the timeout "
