@@ -181,3 +181,19 @@ def test_the_same_probes_as_kubeadm_writes_them_are_healthy(node, cisfix, health
     result = cisfix("health", "--component", "kube-apiserver", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("kube-apiserver: healthy")
+
+
+@pytest.mark.parametrize("options, call, why", [
+    ({}, {"timeout": float("nan")}, "gate timeout nan: must be a finite number"),
+    ({}, {"timeout": float("inf")}, "gate timeout inf: must be a finite number"),
+    ({"lock_wait": float("nan")}, {}, "for the run lock: must be a finite number"),
+    ({"lock_wait": -1.0}, {}, "for the run lock: must be at least 0"),
+])
+def test_the_python_api_refuses_the_same_numbers(node, options, call, why):
+    from cisfix.api import Runner
+
+    before = node.snapshot()
+    out = Runner(str(node.root), **options).apply_remediation_with_health_gate(
+        APISERVER, "--profiling=", "false", "1.2.15", **call)
+    assert out["success"] is False and out["status"] == "REMEDIATION_FAILED" and why in out["reason"], out
+    assert node.snapshot() == before and not (node.state_dir / "HALT").exists()
