@@ -45,6 +45,8 @@ def load_documents(text: str) -> List[Any]:
         raise DocumentError((mark.line + 1) if mark else 1, f"invalid YAML: {exc.problem or exc.context}")
     except YAMLError as exc:
         raise DocumentError(1, f"invalid YAML: {exc}")
+    except RecursionError:  # lists or mappings nested thousands deep: the parser recurses per level
+        raise DocumentError(1, "invalid YAML: nested too deep") from None
 
 
 def _line_of(doc: Any, path: Tuple[Any, ...]) -> int:

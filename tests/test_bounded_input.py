@@ -4,6 +4,7 @@ lock held, and never a hang or a traceback."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 
 import pytest
@@ -197,3 +198,24 @@ def test_the_python_api_refuses_the_same_numbers(node, options, call, why):
         APISERVER, "--profiling=", "false", "1.2.15", **call)
     assert out["success"] is False and out["status"] == "REMEDIATION_FAILED" and why in out["reason"], out
     assert node.snapshot() == before and not (node.state_dir / "HALT").exists()
+
+
+@pytest.mark.parametrize("nesting", ["[" * 5_000, "\n" + "- " * 3_000 + "x"])
+def test_a_node_config_nested_thousands_deep_is_refused_in_one_line(node, cisfix, nesting):
+    config = node.path(CONFIG)
+    config.write_text(config.read_text() + "nodeTypes: " + nesting + "\n")
+    for args in (("audit",), ("fix",), ("health",)):
+        refused_before_anything(node, cisfix, args, f"{config}:1", "nested too deep")
+
+
+def test_a_node_file_nested_thousands_deep_is_bad_input_not_a_crash(node, cisfix):
+    kubelet = "/var/lib/kubelet/config.yaml"
+    node.write(kubelet, node.read(kubelet) + b"deep: " + b"[" * 5_000 + b"\n")
+    before = node.snapshot()
+    edit = cisfix("edit", kubelet, "--set", "readOnlyPort=0")  # planned under the lock, as every edit is
+    assert_one_line_refusal(node, edit, kubelet, "nested too deep")
+    assert node.snapshot() == before
+    audit = cisfix("audit", "--check", "4.2.4", "--format", "json")
+    assert audit.returncode == 2 and "Traceback" not in audit.stderr
+    (result,) = json.loads(audit.stdout)["results"]
+    assert result["status"] == "ERROR"
