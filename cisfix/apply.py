@@ -268,7 +268,7 @@ def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bo
     cut short) proven healthy — one that is not has HALTed the node, and the run goes no further."""
     def gate_then_check(session: Session) -> None:
         gate_recovered(session, plugins, gate)
-        if halt_check:
+        if halt_check and not session.conflicts:  # a conflict HALTed the node; the command says so
             refuse_if_halted(plugins.node)
     return Session(plugins.node, wait, halt_check, on_recovered=gate_then_check)
 

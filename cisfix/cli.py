@@ -10,6 +10,7 @@ import sys
 from typing import Callable, NoReturn, Optional, Sequence
 
 from . import status
+from .bounds import MAX_STABILITY, MAX_TIMEOUT, MAX_WAIT, bounded
 from .errors import CisfixError, InputError
 
 log = logging.getLogger("cisfix")
@@ -22,7 +23,8 @@ def _common_options(parser: argparse.ArgumentParser, subcommand: bool = False) -
         return argparse.SUPPRESS if subcommand else value
 
     parser.add_argument("--root", default=d("/"), help="the node's root directory (default /)")
-    parser.add_argument("--state-dir", default=d(None), help="journal, backups and lock (default <root>/var/lib/cisfix)")
+    parser.add_argument("--state-dir", type=_state_dir, default=d(None),
+                        help="journal, backups and lock (default <root>/var/lib/cisfix)")
     parser.add_argument("-v", "--verbose", action="count", default=d(0), help="more detail on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", default=d(False), help="only errors on stderr")
     parser.add_argument("--checks-dir", action="append", default=d([]), metavar="DIR",
@@ -31,6 +33,20 @@ def _common_options(parser: argparse.ArgumentParser, subcommand: bool = False) -
     parser.add_argument("--benchmark", default=d(None), help="audit against this benchmark (see `cisfix benchmarks`)")
     parser.add_argument("-p", dest="plugin_options", action="append", default=d([]), metavar="no:NAME",
                         help="-p no:NAME blocks the plugin NAME (repeatable)")
+
+
+def _state_dir(text: str) -> str:
+    """A folder, or a path that does not exist yet: refused while parsing, so that no command (drift's
+    textfile writer included) starts on it."""
+    from pathlib import Path
+
+    from .node import require_state_dir
+
+    try:
+        require_state_dir(Path(os.path.abspath(text)))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+    return text
 
 
 def _key_value(text: str) -> tuple:
@@ -59,10 +75,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _gate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="per component: how long it may take to restart and become healthy (default 180)")
-    parser.add_argument("--stability-window", type=float, metavar="SECONDS",
-                        help="how long it must then stay healthy without restarting (default 15)")
+    parser.add_argument("--timeout", type=bounded(MAX_TIMEOUT), metavar="SECONDS",
+                        help="per component: how long it may take to restart and become healthy (default 180, "
+                             "at most a day)")
+    parser.add_argument("--stability-window", type=bounded(MAX_STABILITY, zero=True), metavar="SECONDS",
+                        help="how long it must then stay healthy without restarting (default 15, at most an hour "
+                             "and less than the timeout)")
+
+
+def wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", type=bounded(MAX_WAIT, zero=True), default=0.0, metavar="SECONDS",
+                        help="wait this long (at most a day) for another run's lock instead of exiting 5")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,12 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--diff", action="store_true", help="print the diff and apply")
     edit.add_argument("--no-health-gate", action="store_true", help="do not wait for the component's health")
     _gate_options(edit)
-    edit.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                      help="wait this long for another run's lock instead of exiting 5")
+    wait_option(edit)
     _format_option(edit)
 
     recover = command("recover", cmd_recover, "finish or undo what an interrupted run left unfinished")
-    recover.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    wait_option(recover)
     _gate_options(recover)
     _format_option(recover)
 
@@ -114,13 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     which = rollback.add_mutually_exclusive_group(required=True)
     which.add_argument("txid", nargs="?", help="the transaction to undo (see `cisfix history`)")
     which.add_argument("--last", action="store_true", help="the most recent committed transaction")
-    rollback.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    wait_option(rollback)
     _gate_options(rollback)
     _format_option(rollback)
 
     prune = command("prune", cmd_prune, "remove finished transactions and their backups past the retention")
     prune.add_argument("--dry-run", action="store_true", help="list what would be pruned, change nothing")
-    prune.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    wait_option(prune)
 
     history = command("history", cmd_history, "list transactions, their state, files, hashes and backups")
     _format_option(history)
@@ -144,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one component at a time, in dependency order, instead of a level's together")
     fix.add_argument("--one-at-a-time", action="store_true",
                      help="one transaction (and restart) per check, one component at a time")
-    fix.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    wait_option(fix)
     fix.add_argument("--persist", action="store_true",
                      help="after a fix that rolled nothing back, persist the fixes as `cisfix persist` does")
     fix.add_argument("--force", action="store_true", help="with --persist: as `cisfix persist --force`")
@@ -157,11 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     persist.add_argument("--diff", action="store_true", help="show the changes and apply them")
     persist.add_argument("--force", action="store_true",
                          help="replace values someone else set there (default: report them and keep them)")
-    persist.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    wait_option(persist)
     _format_option(persist)
 
-    resume = command("resume", cmd_resume, "clear HALT once the node has been repaired by hand")
-    resume.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    resume = command("resume", cmd_resume, "clear HALT once the node has been repaired by hand and every "
+                                            "component answers healthy")
+    resume.add_argument("--force", action="store_true",
+                        help="clear HALT even when components do not answer healthy (it names them)")
+    wait_option(resume)
     _gate_options(resume)
 
     checks = command("checks", None, "list, show and validate checks; print the check schema")
@@ -220,17 +245,25 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    from .bounds import MAX_NESTING, nesting_depth
     from .nodefile import refuse_yaml_aliases
     from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
 
     def flow_value(path: str, text: Optional[str]) -> object:
-        """A YAML flow value: a scalar, `[A, B]` or `{memory.available: 100Mi}`."""
+        """A YAML flow value: a scalar, `[A, B]` or `{memory.available: 100Mi}`, nested at most
+        MAX_NESTING deep (deeper, the parser and the editors run out of recursion)."""
         refuse_yaml_aliases(text or "", f"--set {path}")
+        too_deep = InputError(f"--set {path}", f"value is nested more than {MAX_NESTING} deep")
         try:
-            return YAML(typ="safe", pure=True).load(text or "")
+            value = YAML(typ="safe", pure=True).load(text or "")
         except YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise InputError(f"--set {path}", f"value is not valid YAML: {problem}")
+        except RecursionError:
+            raise too_deep from None
+        if nesting_depth(value) > MAX_NESTING:
+            raise too_deep
+        return value
 
     ops: list = [SetFlag(n, v) for n, v in args.flag]
     ops += [RemoveFlag(n.lstrip("-")) for n in args.unflag]
@@ -432,20 +465,34 @@ def _fix_summary(results) -> dict:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """Clear HALT once every component of the node answers healthy; with --force, without that proof,
+    naming what was not proven."""
     from .apply import open_session
-    from .halt import clear_halt, halt_file
+    from .halt import Halted, clear_halt, halt_file, halt_reason
 
     node = _node(args)
     plugins = _plugins(args)
-    with open_session(plugins, _gate(args, plugins), args.wait, halt_check=False) as session:
+    gate = _gate(args, plugins)
+    with open_session(plugins, gate, args.wait, halt_check=False) as session:
+        session.refuse_if_recovery_failed()  # this run's recovery has just HALTed the node
         path = halt_file(node)
-        reason = clear_halt(node)
-        if reason is None:
+        if halt_reason(node) is None:
             print("not halted")
-            return 0
-        session.log.write("RESUME", "-", str(path), f"HALT cleared by the operator; it said: {reason[:200]}")
+            return status.EXIT_OK
+        unhealthy = gate.unhealthy()
+        unproven = "; ".join(f"{component} ({' '.join(answer.message.split())})"
+                             for component, answer in unhealthy.items())
+        if unhealthy and not args.force:
+            raise Halted(f"{path} kept: not healthy: {unproven}; repair the node, or clear HALT anyway with "
+                         "`cisfix resume --force`")
+        reason = clear_halt(node)
+        forced = f"; forced, not proven healthy: {unproven}" if unhealthy else ""
+        session.log.write("RESUME", "-", str(path),
+                          f"HALT cleared by the operator{forced}; it said: {(reason or '')[:200]}")
     print(f"HALT cleared ({path} removed)")
-    return 0
+    if unhealthy:
+        print(f"cisfix: warning: HALT cleared without proof of health: {unproven}", file=sys.stderr)
+    return status.EXIT_OK
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -660,6 +707,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # The reader went away (`| head`); the work is done, so say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug: its own exit code, so that no caller mistakes it for an outcome
+        return internal_error(exc, args.verbose)
+
+
+def internal_error(exc: BaseException, verbose: int) -> int:
+    """One line naming the failure as cisfix's own (the traceback with -v), and exit 70."""
+    import traceback
+
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+    hint = "" if verbose else "; rerun with -v for the traceback"
+    message = " ".join(str(exc).split())[:300]
+    print(f"cisfix: internal error (exit {status.EXIT_INTERNAL}): {type(exc).__name__}{at}: {message}{hint}; "
+          f"please report it", file=sys.stderr)
+    return status.EXIT_INTERNAL
 
 
 if __name__ == "__main__":

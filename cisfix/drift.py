@@ -36,7 +36,7 @@ from .node import Node
 from .plugins import Plugins
 from .statedir import UntrustedState, is_timestamp, prepare_state_dir
 from .trust import read_trusted
-from .types import FAIL, Check, CheckResult
+from .types import ERROR, FAIL, Check, CheckResult
 
 UPGRADE, MANUAL, UNKNOWN = "upgrade", "manual", "unknown"
 FLAP_LIMIT, FLAP_WINDOW_HOURS = 3, 24.0
@@ -175,6 +175,7 @@ class DriftReport:
     corrected: List[Tuple[Drift, CheckResult]] = field(default_factory=list)
     flapping: Dict[str, List[dict]] = field(default_factory=dict)  # id -> its corrections in the window
     unenforced: List[CheckResult] = field(default_factory=list)  # failing, never fixed by cisfix
+    unaudited: List[CheckResult] = field(default_factory=list)  # ERROR: whether they drifted is unknown
     fix: Optional[FixReport] = None
     baseline: List[str] = field(default_factory=list)
     state: Optional[DriftState] = None
@@ -185,12 +186,19 @@ class DriftReport:
 
     @property
     def exit_code(self) -> int:
+        """4, then 3, 2 (a check could not be audited, as `fix` and `audit` say), 6, 1."""
         codes = [self.fix.exit_code if self.fix else status.EXIT_OK]
         if self.unenforced:
             codes.append(status.EXIT_STILL_FAILING)
         if self.flapping:
             codes.append(status.EXIT_FLAPPING)
-        return status.worst(*codes)
+        if self.unaudited:
+            codes.append(status.EXIT_INPUT)
+        return max(codes, key=_SEVERITY.index)
+
+
+_SEVERITY = (status.EXIT_OK, status.EXIT_STILL_FAILING, status.EXIT_FLAPPING, status.EXIT_INPUT,
+             status.EXIT_ROLLED_BACK, status.EXIT_ROLLBACK_FAILED)
 
 
 @dataclass
@@ -239,6 +247,9 @@ def _detect(run: _Run, report: DriftReport, fixed: Dict[str, TxInfo], written: D
     upgraded: Optional[bool] = None  # read only when something drifted
     for result in report.results:
         check = result.check
+        if result.audit.status == ERROR:
+            report.unaudited.append(result)
+            continue
         if result.audit.status != FAIL or not check.automated:
             continue
         if check.id not in fixed and not enforce_all:
@@ -257,7 +268,7 @@ def _detect(run: _Run, report: DriftReport, fixed: Dict[str, TxInfo], written: D
             report.flapping[check.id] = history
         else:
             drifts.append(drift)
-    failing = {r.check.id for r in report.results if r.audit.status == FAIL}
+    failing = {r.check.id for r in report.results if r.audit.status in (FAIL, ERROR)}  # ERROR: maybe still drifted
     for check_id in [i for i in state.drifted if i not in failing]:
         del state.drifted[check_id]
     return drifts

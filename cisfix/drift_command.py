@@ -23,15 +23,17 @@ if TYPE_CHECKING:  # the metrics import the audit: every command (and --version)
 TEXTFILE = "/var/lib/node_exporter/textfile/cisfix.prom"
 EPILOG = """exit codes: 0 nothing to correct, every drift corrected, paused or standing aside for kubeadm;
 1 checks fail that cisfix never fixed on this node (see --all) or a correction did not make its check pass;
-2 bad input (nothing was changed); 3 a correction failed and was rolled back; 4 the node is HALTed, a
-rollback failed or the state folder cannot be trusted; 5 another cisfix run holds the lock; 6 a check is
-FLAPPING: corrected FLAPLIMIT times within the window, no longer corrected until `cisfix drift --reset ID`
-(or until a whole window passes with no drift of it). Where several apply: 4, then 3, 6, 1.
+2 bad input (nothing was changed), or a check could not be audited (CANNOT AUDIT: the other drifts are still
+corrected); 3 a correction failed and was rolled back; 4 the node is HALTed, a rollback failed or the state
+folder cannot be trusted; 5 another cisfix run holds the lock; 6 a check is FLAPPING: corrected FLAPLIMIT
+times within the window, no longer corrected until `cisfix drift --reset ID` (or until a whole window passes
+with no drift of it); 70 an internal error (a bug). Where several apply: 4, then 3, 2, 6, 1.
 A textfile that cannot be written (one line on stderr says why) turns 0 into 2."""
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
-    from .cli import _gate_options
+    from .bounds import MAX_WAIT, bounded
+    from .cli import _gate_options, wait_option
 
     drift = command("drift", cmd_drift, "enforce the baseline (what cisfix fixed here, and the accepted risks): "
                                         "classify and correct drift, guard against flapping; for timers")
@@ -44,9 +46,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                        help="forget that this check flaps and correct it again (repeatable)")
     drift.add_argument("--textfile", metavar="FILE", help=f"the Prometheus textfile, a host path "
                                                           f"(default <root>{TEXTFILE}; a missing folder is created)")
-    drift.add_argument("--random-delay", type=float, default=0.0, metavar="SECONDS",
-                       help="first sleep a random time up to SECONDS, to spread a fleet's runs")
-    drift.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    drift.add_argument("--random-delay", type=bounded(MAX_WAIT, zero=True), default=0.0, metavar="SECONDS",
+                       help="first sleep a random time up to SECONDS (at most a day), to spread a fleet's runs")
+    wait_option(drift)
     _gate_options(drift)
     drift.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -87,6 +89,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
     except CisfixError as exc:
         print(f"cisfix: error: {exc}", file=sys.stderr)
         run.exit_code = exc.exit_code
+    except Exception as exc:  # a bug: the textfile still tells monitoring, with the code of one
+        from .cli import internal_error
+
+        run.exit_code = internal_error(exc, args.verbose)
     run.finished = time.time()
     if not _write_textfile(args, run) and run.exit_code == status.EXIT_OK:
         return status.EXIT_INPUT  # a timer's silent run would hide that the node is no longer monitored
@@ -109,6 +115,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     if unknown:
         raise InputError("--reset", f"no such check: {', '.join(unknown)}")
     checks = select(plugins, (), args.node_type, args.level)
+    gate = _gate(args, plugins)  # its settings are checked before the lock is taken
     with _drift_lock(node, args.wait):
         run.halted = halt_file(node).exists() or halt_file(node).is_symlink()
         paused = read_pause(node)
@@ -126,7 +133,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
             line = paused.line() if paused else aside
             print(json.dumps({"exit_code": 0, "standing_aside": line}) if args.format == "json" else line)
             return status.EXIT_OK
-        report = run_drift(plugins, checks, _gate(args, plugins), enforce_all=args.all, resets=args.reset, wait=args.wait)
+        report = run_drift(plugins, checks, gate, enforce_all=args.all, resets=args.reset, wait=args.wait)
         run.results = report.results
         _counters(run, report.state, report.baseline)
         if args.format == "json":
@@ -172,6 +179,8 @@ def _lines(report, quiet: bool) -> List[str]:
                          f"-> {e['outcome']}" for e in history)
         lines.append(f"FLAPPING {check_id}: corrected {len(history)} time(s) in the window ({past or 'none left'}); "
                      f"not corrected until `cisfix drift --reset {check_id}`")
+    for result in report.unaudited:
+        lines.append(f"CANNOT AUDIT {result.check.id} {result.check.title}: {result.audit.reason}")
     if not quiet:
         for result in report.unenforced:
             lines.append(f"NOT ENFORCED {result.check.id} {result.check.title} (never fixed by cisfix here)")
@@ -187,6 +196,9 @@ def _why(report) -> str:
         return ""
     if report.fix and report.fix.exit_code in (status.EXIT_ROLLED_BACK, status.EXIT_ROLLBACK_FAILED):
         return report.fix.why()
+    if code == status.EXIT_INPUT:
+        return (f"exit 2: {len(report.unaudited)} check(s) could not be audited, so whether they drifted is "
+                f"unknown: {', '.join(r.check.id for r in report.unaudited)}")
     if code == status.EXIT_FLAPPING:
         return f"exit 6: {len(report.flapping)} check(s) flapping: {', '.join(sorted(report.flapping))}"
     ids = [r.check.id for r in report.unenforced]
@@ -204,7 +216,8 @@ def _as_json(report) -> dict:
     return {"exit_code": report.exit_code, "baseline": report.baseline, "restarts": report.restarts,
             "corrections": [{**drift.as_event(), "txid": result.txid, "outcome": result.status}
                             for drift, result in report.corrected],
-            "flapping": report.flapping, "unenforced": [r.check.id for r in report.unenforced]}
+            "flapping": report.flapping, "unenforced": [r.check.id for r in report.unenforced],
+            "unaudited": {r.check.id: r.audit.reason for r in report.unaudited}}
 
 
 def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> bool:

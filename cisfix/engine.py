@@ -17,7 +17,7 @@ from . import status
 from .atomic import Meta, sha256
 from .changelog import CHANGE_LOG, ChangeLog
 from .errors import CisfixError, EditError, InputError
-from .halt import refuse_if_halted
+from .halt import refuse_if_halted, write_halt
 from .journal import Journal, TxInfo
 from .lock import RunLock
 from .node import Node
@@ -82,6 +82,7 @@ class Session:
             if self.halt_check:
                 refuse_if_halted(self.node)
             self.recovered = recover(self.node, self.journal, self.log)
+            self._halt_on_conflicts()
             if self.on_recovered:
                 self.on_recovered(self)  # prove what recovery touched healthy before anything else
             self.pruned = housekeeping(self.node, self.journal)
@@ -93,8 +94,26 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self._lock.__exit__()
 
+    def _halt_on_conflicts(self) -> None:
+        """Files someone changed after cisfix did cannot be put back by recovery: a person must decide.
+        HALT keeps every later run (recover and fix too, whose journal now says the transaction is done)
+        from going on as if the node were as cisfix left it, until `cisfix resume`. This run reports the
+        conflict itself (`refuse_if_recovery_failed`, or recover's report), exit 4."""
+        failed = self.conflicts
+        if not failed:
+            return
+        tx = self.journal.get(failed[0].txid)
+        write_halt(self.node, "recovery of an unfinished transaction found files changed by someone else: "
+                   + "; ".join(f"{r.txid}: {describe_conflicts(self.node, r)}" for r in failed),
+                   failed[0].txid, tx.files if tx else [], ())
+
+    @property
+    def conflicts(self) -> List[RollbackReport]:
+        """What this run's recovery could not undo: files changed by someone else since."""
+        return [r for r in self.recovered if not r.ok]
+
     def refuse_if_recovery_failed(self) -> None:
-        failed = [r for r in self.recovered if not r.ok]
+        failed = self.conflicts
         if failed:
             raise RecoveryConflict("recovery of an unfinished transaction found files changed by someone else: "
                                    + "; ".join(describe_conflicts(self.node, r) for r in failed))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
-from .errors import CisfixError
+from .bounds import MAX_STABILITY, MAX_TIMEOUT, number_problem
+from .errors import CisfixError, InputError
 from .health import Answer, pod_probes, probe_endpoints
 from .plugins import Plugins
 from .state import NodeState, Process
@@ -38,13 +39,26 @@ class GateSettings:
 
 
 def gate_settings(config: dict, timeout: Optional[float] = None, stability: Optional[float] = None) -> GateSettings:
-    """The gate's timing: what is asked for, else the node configuration's `gate:`, else the defaults."""
+    """The gate's timing: what is asked for, else the node configuration's `gate:`, else the defaults.
+    Numbers outside their limits (`cisfix.bounds`; the command line and the node configuration's schema
+    refuse them first) and a stability window that cannot end before the timeout are bad input: a NaN
+    window is never reached and every gated change would be rolled back, however healthy."""
     configured = config.get("gate", {})
-    return GateSettings(
-        timeout=timeout or configured.get("timeout", GateSettings.timeout),
+    settings = GateSettings(
+        timeout=timeout if timeout is not None else configured.get("timeout", GateSettings.timeout),
         stability=stability if stability is not None else configured.get("stabilityWindow", GateSettings.stability),
         interval=configured.get("interval", GateSettings.interval),
         failure_threshold=configured.get("failureThreshold", GateSettings.failure_threshold))
+    for name, number, high, zero in (("timeout", settings.timeout, MAX_TIMEOUT, False),
+                                     ("stability window", settings.stability, MAX_STABILITY, True)):
+        problem = number_problem(number, 0.0, high, zero)  # a caller of the Python API, which argparse did not see
+        if problem:
+            raise InputError(f"gate {name} {number}", problem)
+    if settings.stability >= settings.timeout:
+        where = "--stability-window" if stability is not None else "gate.stabilityWindow"
+        raise InputError(f"{where} {settings.stability:g}", f"must be shorter than the timeout "
+                         f"({settings.timeout:g}s): the gate gives up before the window could end")
+    return settings
 
 
 FIRST_PAUSE = 0.1  # seconds: the first pause of a wait, see Gate.pauses
@@ -189,18 +203,30 @@ class Gate:
                     return Answer(False, f"{component}: {message}")
         return Answer(True, f"{component} healthy")
 
-    def require_healthy(self, component: str) -> None:
-        """The pre-gate: healthy now, allowing a passing hiccup (three tries, `interval` apart)."""
+    def answer_now(self, component: str) -> Answer:
+        """Is the component healthy now, allowing a passing hiccup (three tries, `interval` apart)?"""
         from tenacity import RetryError, Retrying, retry_if_result, stop_after_attempt, wait_fixed
 
         retrying = Retrying(stop=stop_after_attempt(3), wait=wait_fixed(self.settings.interval),
                             retry=retry_if_result(lambda a: not a.healthy and not a.refused))
         try:
-            answer = retrying(self.check, component)
+            return retrying(self.check, component)
         except RetryError as exc:
-            answer = exc.last_attempt.result()
+            return exc.last_attempt.result()
+
+    def require_healthy(self, component: str) -> None:
+        """The pre-gate: healthy now (see `answer_now`)."""
+        answer = self.answer_now(component)
         if not answer.healthy:
             raise NotHealthy(f"{component} is not healthy before any change, so nothing was changed: {answer.message}")
+
+    def unhealthy(self) -> Dict[str, Answer]:
+        """Every component of the node the gate waits for that does not answer healthy now, with its
+        answer: what `cisfix resume` must hear before it clears HALT."""
+        state = self.state()
+        answers = {c: self.answer_now(c) for c in sorted(self.plugins.info.components)
+                   if self.gates(c) and state.present(c)}
+        return {c: a for c, a in answers.items() if not a.healthy}
 
     def restart(self, component: str) -> None:
         """Run the component's restart command (systemctl restart kubelet, or what the node config says)."""

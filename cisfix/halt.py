@@ -1,6 +1,7 @@
-"""HALT: the node needs a person. Written when a rollback could not bring a component back healthy;
-while `<state>/HALT` exists every mutating command refuses (exit 4) and audits still run, until an
-operator has repaired the node and run `cisfix resume`."""
+"""HALT: the node needs a person. Written when a rollback could not bring a component back healthy, or
+when recovery found files someone else changed; while `<state>/HALT` exists every mutating command
+refuses (exit 4) and audits still run, until an operator has repaired the node and run `cisfix resume`
+(which clears it once the components answer healthy)."""
 from __future__ import annotations
 
 import os
@@ -41,17 +42,23 @@ def refuse_if_halted(node: Node) -> None:
         raise Halted(f"{halt_file(node)} exists: {first[0]}; repair the node as it says, then run `cisfix resume`")
 
 
+def halt_reason(node: Node) -> Optional[str]:
+    """The reason HALT gives, or None when the node is not halted."""
+    text = _halt_text(node)
+    return None if text is None else (text.splitlines()[1:2] or [""])[0]
+
+
 def clear_halt(node: Node) -> Optional[str]:
     """Remove HALT; return the reason it gave, or None when the node was not halted."""
-    text = _halt_text(node)
-    if text is None:
+    reason = halt_reason(node)
+    if reason is None:
         return None
     try:
         halt_file(node).unlink()
         fsync_dir(halt_file(node).parent)
     except OSError as exc:
         raise Halted(f"{halt_file(node)}: cannot remove HALT: {exc.strerror}")
-    return (text.splitlines()[1:2] or [""])[0]
+    return reason
 
 
 def write_halt(node: Node, reason: str, txid: str, files: Sequence[dict], restart: Sequence[str]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+from .bounds import MINUTE, number_problem
 from .errors import InputError
 from .nodefile import decode_text
 from .state import NodeState, parse_yaml
@@ -263,7 +264,10 @@ def pod_probes(state: NodeState, component: str) -> Answer:
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
         probe = container.get(kind)
         if isinstance(probe, dict):
-            results.append((kind, _run_probe(probe, container)))
+            try:
+                results.append((kind, _run_probe(probe, container)))
+            except BadProbe as exc:  # the kubelet would not run this pod either
+                results.append((kind, Answer(False, f"{manifest}: {exc}")))
     failed = [(kind, a) for kind, a in results if not a.healthy]
     if failed:
         kind, answer = failed[0]
@@ -271,21 +275,53 @@ def pod_probes(state: NodeState, component: str) -> Answer:
     return Answer(True, f"{component}: {len(results)} pod probe(s) pass")
 
 
+class BadProbe(ValueError):
+    """A probe the manifest describes in a way no kubelet would run."""
+
+
 def _port(port: object, container: dict) -> int:
-    if isinstance(port, int) or str(port).isdigit():
-        return int(port)
-    named = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
-    return int(named[port])
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, str) and not port.isdigit():
+        named = {p.get("name"): p.get("containerPort") for p in container.get("ports") or [] if isinstance(p, dict)}
+        if port not in named:
+            raise BadProbe(f"probe port {port!r} is not a port of the container")
+        port = named[port]
+    number = int(port) if isinstance(port, str) or (isinstance(port, int) and not isinstance(port, bool)) else 0
+    if not 1 <= number <= 65535:
+        raise BadProbe(f"probe port {port!r} is not a port number (1-65535)")
+    return number
+
+
+def _timeout(probe: dict) -> float:
+    """A probe's timeoutSeconds (the kubelet's default 1): more than 0 and, so that one probe cannot hold
+    a gate for long, at most a minute."""
+    value = probe.get("timeoutSeconds", 1)
+    problem = ("is not a number" if not isinstance(value, (int, float)) or isinstance(value, bool)
+               else number_problem(value, 0.0, MINUTE, low_allowed=False))
+    if problem:
+        raise BadProbe(f"probe timeoutSeconds {value!r} {problem}")
+    return float(value)
+
+
+def _action(probe: dict, kind: str) -> dict:
+    action = probe[kind]
+    if not isinstance(action, dict):
+        raise BadProbe(f"probe {kind} is not a mapping")
+    return action
 
 
 def _run_probe(probe: dict, container: dict) -> Answer:
     if "httpGet" in probe:
-        action = probe["httpGet"]
+        action = _action(probe, "httpGet")
         scheme = str(action.get("scheme", "HTTP")).lower()
         host = action.get("host") or "127.0.0.1"  # static pods run on the host network
         url = f"{scheme}://{host}:{_port(action.get('port'), container)}{action.get('path', '/')}"
-        parts = urlsplit(url)
-        timeout = float(probe.get("timeoutSeconds", 1))
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises ValueError for a host no URL can carry)
+        except ValueError as exc:
+            raise BadProbe(f"probe URL {url!r}: {exc}")
+        timeout = _timeout(probe)
         if scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 parts.hostname, parts.port, timeout=timeout, context=_unverified_context())
@@ -296,10 +332,10 @@ def _run_probe(probe: dict, container: dict) -> Answer:
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             return Answer(False, f"{url}: {exc}")
     if "tcpSocket" in probe:
-        action = probe["tcpSocket"]
+        action = _action(probe, "tcpSocket")
         address = (action.get("host") or "127.0.0.1", _port(action.get("port"), container))
         try:
-            socket.create_connection(address, timeout=float(probe.get("timeoutSeconds", 1))).close()
+            socket.create_connection(address, timeout=_timeout(probe)).close()
             return Answer(True, f"tcp {address[0]}:{address[1]} open")
         except OSError as exc:
             return Answer(False, f"tcp {address[0]}:{address[1]}: {exc}")

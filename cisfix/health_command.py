@@ -2,7 +2,8 @@
 change nothing. Fleet tooling runs it on the *other* control-plane nodes before touching one (their API
 servers answer /readyz, every etcd member is healthy), with each node's own credentials under `--root`.
 
-Exit 0 when every component asked about is healthy, 2 otherwise (one line per unhealthy component)."""
+Exit 0 when every component asked about is healthy, 2 otherwise (one line per unhealthy component), and
+2 for a component the node's layout does not know (one line naming those it knows)."""
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,14 @@ DEFAULT_COMPONENTS = ("kube-apiserver", "etcd")
 
 def cmd_health(args: argparse.Namespace) -> int:
     from .cli import _plugins
+    from .errors import InputError
     from .gate import Gate
 
     gate = Gate(_plugins(args))
+    known = gate.plugins.info.components
+    unknown = [c for c in args.component if c not in known]
+    if unknown:  # nothing to probe is not "healthy"
+        raise InputError(f"--component {unknown[0]}", f"no such component; known: {', '.join(sorted(known))}")
     state = gate.state()
     answers = {component: gate.check(component, state) for component in args.component or DEFAULT_COMPONENTS}
     healthy = all(a.healthy for a in answers.values())

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .bounds import MAX_WAIT, number_problem
 from .errors import CisfixError, LockHeld
 
 
@@ -20,6 +21,9 @@ class RunLock:
     """
 
     def __init__(self, path: Path, wait: float = 0.0) -> None:
+        problem = number_problem(wait, 0.0, MAX_WAIT, low_allowed=True)
+        if problem:  # a NaN deadline is never reached: the run would wait for ever
+            raise CisfixError(f"waiting {wait} s for the run lock: {problem}")
         self.path, self.wait = path, wait
         self._fd: Optional[int] = None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from pathlib import Path
 from typing import Optional
 
@@ -17,11 +18,28 @@ _MAX_SYMLINKS = 40
 STATE_DIR = "/var/lib/cisfix"  # node path of the state folder unless --state-dir says otherwise
 
 
+def require_state_dir(state_dir: Path) -> None:
+    """The state folder is a folder, or does not exist yet (it is created by the first change); a file,
+    a device (`--state-dir /dev/null`) or a path through one is bad input, before any command reads
+    PAUSE, HALT or the journal in it."""
+    try:
+        if stat.S_ISDIR(os.stat(state_dir).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        pass
+    except OSError as exc:
+        raise InputError(state_dir, f"the state folder: {exc.strerror}")
+    raise InputError(state_dir, "the state folder is not a directory")
+
+
 class Node:
     def __init__(self, root: str = "/", state_dir: Optional[str] = None) -> None:
         self.root = Path(os.path.abspath(root))
         # The state dir is a host path when given explicitly, like --root itself.
         self.state_dir = Path(os.path.abspath(state_dir)) if state_dir else self.host(STATE_DIR)
+        require_state_dir(self.state_dir)
 
     def node_path(self, path: str) -> str:
         """Normalise a path given by the user into an absolute node path."""

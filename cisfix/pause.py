@@ -52,6 +52,8 @@ def parse_until(text: str, now: float) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
         until = now + float(text[:-1]) * units[text[-1]]
+        if until <= now:  # 0s: a pause that has already ended would only say "paused" and change nothing
+            raise InputError(f"--until {text}", "a pause must last longer than that")
         if until > LATEST:
             raise InputError(f"--until {text}", "that is after the year 9999; leave --until out to pause until unpause")
         return until

@@ -6,6 +6,7 @@ load from the zipapp too.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from typing import Any, List, Tuple
 
@@ -44,6 +45,8 @@ def load_documents(text: str) -> List[Any]:
         raise DocumentError((mark.line + 1) if mark else 1, f"invalid YAML: {exc.problem or exc.context}")
     except YAMLError as exc:
         raise DocumentError(1, f"invalid YAML: {exc}")
+    except RecursionError:  # lists or mappings nested thousands deep: the parser recurses per level
+        raise DocumentError(1, "invalid YAML: nested too deep") from None
 
 
 def _line_of(doc: Any, path: Tuple[Any, ...]) -> int:
@@ -63,15 +66,34 @@ def _message(error: Any) -> str:
     where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "oneOf" and not error.absolute_path:
         return "needs exactly one target: flag (with component), configPath (with component) or file"
+    if error.validator == "oneOf" and error.schema.get("description"):
+        return f"{where}: {error.instance!r} is not {error.schema['description']}"
     if error.validator == "additionalProperties":
         return f"unknown field: {error.message.split('(')[-1].rstrip(')')}"
     return f"{where}: {error.message}" if where else error.message
 
 
 def validate(doc: Any, schema: str) -> List[Tuple[int, str]]:
-    """Problems of one document as (line, message), best first; empty when valid."""
+    """Problems of one document as (line, message), best first; empty when valid. A NaN or an infinity
+    (YAML's `.nan`, `.inf`) is a problem wherever it is: it passes every minimum and maximum of a schema."""
     errors = sorted(_validator(schema).iter_errors(doc), key=lambda e: (len(e.absolute_path), str(e.message)))
-    return [(_line_of(doc, _where(e)), _message(e)) for e in errors]
+    return ([(_line_of(doc, path), f"{'.'.join(map(str, path))}: must be a finite number, not {value}")
+             for path, value in _non_finite(doc)]
+            + [(_line_of(doc, _where(e)), _message(e)) for e in errors])
+
+
+def _non_finite(doc: Any) -> List[Tuple[Tuple[Any, ...], float]]:
+    """(path, value) of every NaN or infinite number in the document, walked without recursion."""
+    found, pending = [], [((), doc)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append((path, value))
+        elif isinstance(value, dict):
+            pending.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            pending.extend((path + (i,), v) for i, v in enumerate(value))
+    return sorted(found, key=lambda item: str(item[0]))
 
 
 def _where(error: Any) -> Tuple[Any, ...]:

@@ -20,6 +20,7 @@ EXIT_ROLLBACK_FAILED = 4
 EXIT_LOCKED = 5
 EXIT_FLAPPING = 6  # `cisfix drift`: a check flaps; it is no longer corrected until `--reset ID`
 EXIT_APPLY_ELSEWHERE = 7  # persist: the API server could not be reached; what to apply elsewhere is written
+EXIT_INTERNAL = 70  # a bug in cisfix (an uncaught exception), sysexits' EX_SOFTWARE: never "checks still fail"
 
 # Where several outcomes apply, the most serious decides the exit code.
 _SEVERITY = [EXIT_OK, EXIT_STILL_FAILING, EXIT_FLAPPING, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED]

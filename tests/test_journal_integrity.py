@@ -224,10 +224,11 @@ def test_a_missing_or_damaged_backup_is_a_conflict_naming_it(node, damage):
     assert "CONFLICT" in result.stderr and "Traceback" not in result.stderr
     assert str(folder / APISERVER.lstrip("/")) in result.stderr
     assert node.read(APISERVER) == after
-    # Later runs report, never crash.
-    for args in (("history",), ("recover",)):
-        later = run_cisfix(node, *args)
-        assert later.returncode == 0 and "Traceback" not in later.stderr
+    # Later runs report, never crash; the conflict HALTed the node, so recover refuses until resume.
+    later = run_cisfix(node, "history")
+    assert later.returncode == 0 and "Traceback" not in later.stderr
+    later = run_cisfix(node, "recover")
+    assert later.returncode == 4 and "HALT" in later.stderr and "Traceback" not in later.stderr
 
 
 def test_a_crash_between_chown_and_chmod_is_recovered_to_before(node):

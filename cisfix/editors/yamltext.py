@@ -49,6 +49,8 @@ def parse(text: str, with_data: bool = True) -> Parsed:
         raise EditError(f"invalid YAML{line}: {problem}") from exc
     except YAMLError as exc:
         raise EditError(f"invalid YAML: {exc}") from exc
+    except RecursionError:  # lists or mappings nested thousands deep: the parser recurses per level
+        raise EditError("invalid YAML: nested too deep") from None
     return Parsed(nodes, data)
 
 

@@ -1,0 +1,163 @@
+"""Exit codes never lie: a bug is exit 70, never 1 (which fleet automation accepts as "checks still
+fail"); `drift` exits 2 when a check cannot be audited, as `fix` does; an unknown component is bad input;
+a recovery conflict keeps the node HALTed until `resume`, and `resume` clears HALT only when the
+components answer healthy (or with `--force`, which names what it did not prove)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import APISERVER, KUBELET_CONFIG, run_cisfix
+from prometheus import parse_prometheus, value
+from test_drift import fixed  # noqa: F401 (a fixture: a node cisfix fixed, risks accepted)
+
+EDIT = ("edit", APISERVER, "--flag", "profiling=false")
+BUGGY_FORMAT = '''import cisfix
+
+
+def render(results, summary):
+    return {}["no such key"]  # a plugin's bug, met while the command runs
+
+
+@cisfix.hookimpl
+def cisfix_register_report_formats():
+    return [cisfix.ReportFormat("buggy", render)]
+'''
+
+
+@pytest.fixture
+def buggy(tmp_path):
+    folder = tmp_path / "checks.d"
+    folder.mkdir()
+    (folder / "buggy.py").write_text(BUGGY_FORMAT)
+    return folder
+
+
+def test_an_internal_error_is_exit_70_in_one_line(cisfix, buggy):
+    result = cisfix("--checks-dir", str(buggy), "audit", "--format", "buggy")
+    assert result.returncode == 70, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("cisfix: internal error (exit 70): KeyError at buggy.py:")
+    assert "'no such key'" in line and "rerun with -v for the traceback" in line
+
+
+def test_an_internal_error_with_v_shows_the_traceback(cisfix, buggy):
+    result = cisfix("-v", "--checks-dir", str(buggy), "audit", "--format", "buggy")
+    assert result.returncode == 70
+    assert "Traceback (most recent call last)" in result.stderr and 'return {}["no such key"]' in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("cisfix: internal error (exit 70): KeyError")
+
+
+def test_the_readme_documents_exit_70():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "| 70 | internal error" in readme
+
+
+def test_an_unknown_component_is_bad_input_naming_the_known_ones(cisfix):
+    result = cisfix("health", "--component", "kube-apiserver", "--component", "nosuch")
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert "--component nosuch: no such component" in line
+    assert "known: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet" in line
+
+
+def test_drift_exits_2_when_a_baseline_check_cannot_be_audited_and_corrects_the_rest(fixed, tmp_path):  # noqa: F811
+    textfile = tmp_path / "cisfix.prom"
+    os.chmod(fixed.path(KUBELET_CONFIG), 0o644)  # a drift drift can still correct
+    fixed.write(APISERVER, fixed.read(APISERVER).replace(b"spec:\n", b"spec:\n\t", 1))  # no longer YAML
+    result = run_cisfix(fixed, "drift", "--textfile", str(textfile))
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    cannot = [line for line in lines if line.startswith("CANNOT AUDIT ")]
+    assert any(line.startswith("CANNOT AUDIT 1.2.15 ") and f"{APISERVER}" in line for line in cannot), lines
+    assert any(line.startswith("CORRECTED 4.1.9 ") for line in lines), lines
+    assert lines[-1].startswith("exit 2: ") and "could not be audited" in lines[-1]
+    assert oct(fixed.path(KUBELET_CONFIG).stat().st_mode & 0o777) == "0o600"
+    assert value(parse_prometheus(textfile.read_text()), "cisfix_last_run_exit_code") == 2
+    as_json = run_cisfix(fixed, "drift", "--textfile", str(textfile), "--format", "json")
+    assert as_json.returncode == 2 and "1.2.15" in json.loads(as_json.stdout)["unaudited"]
+
+
+def test_fix_and_drift_agree_on_a_check_that_cannot_be_audited(fixed, tmp_path):  # noqa: F811
+    fixed.write(APISERVER, fixed.read(APISERVER).replace(b"spec:\n", b"spec:\n\t", 1))
+    assert run_cisfix(fixed, "fix").returncode == 2
+    assert run_cisfix(fixed, "drift", "--textfile", str(tmp_path / "m.prom")).returncode == 2
+
+
+def meddled_after_a_crash(node):
+    """A run killed before its commit, then the file changed by someone else: recovery cannot undo it."""
+    killed = run_cisfix(node, *EDIT, env={"CISFIX_FAULT": "before-commit"})
+    assert killed.returncode == -9
+    meddled = node.read(APISERVER) + b"# someone else\n"
+    node.write(APISERVER, meddled)
+    return meddled
+
+
+@pytest.mark.parametrize("first", [("recover",), ("fix",), EDIT, ("rollback", "--last")])
+def test_a_recovery_conflict_keeps_the_node_halted_until_resume(node, first):
+    meddled = meddled_after_a_crash(node)
+    result = run_cisfix(node, *first)
+    assert result.returncode == 4 and "changed since cisfix wrote it" in result.stderr, result.stderr
+    halt = node.state_dir / "HALT"
+    assert halt.exists() and "found files changed by someone else" in halt.read_text()
+    for later in (("recover",), ("fix",), EDIT, ("drift", "--textfile", str(node.root.parent / "m.prom"))):
+        refused = run_cisfix(node, *later)
+        assert refused.returncode == 4, (later, refused.stdout, refused.stderr)
+        assert "HALT exists" in refused.stderr and "nothing to recover" not in refused.stdout
+        assert node.read(APISERVER) == meddled
+    assert [tx["state"] for tx in json.loads(run_cisfix(node, "history", "--format", "json").stdout)] == [
+        "rollback-failed"]
+    # Nothing runs on this node, so there is no component to prove healthy: resume clears HALT.
+    resumed = run_cisfix(node, "resume")
+    assert resumed.returncode == 0 and "HALT cleared" in resumed.stdout and not halt.exists()
+    assert "RESUME" in node.read("/var/log/cisfix.log").decode()
+    after = run_cisfix(node, "recover")
+    assert after.returncode == 0 and after.stdout.strip() == "nothing to recover"
+
+
+def lab_cisfix(lab, *args):
+    return subprocess.run([sys.executable, "-m", "cisfix", "--root", str(lab.root), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def halt_the_lab(lab) -> Path:
+    """HALT as cisfix writes it when a rollback did not bring a component back."""
+    from cisfix.halt import write_halt
+    from cisfix.node import Node
+    from cisfix.statedir import prepare_state_dir
+
+    node = Node(str(lab.root))
+    prepare_state_dir(node)
+    write_halt(node, "the rollback did not bring kube-apiserver back", "20261202T000000Z-000000", [], ())
+    return node.state_dir / "HALT"
+
+
+def test_resume_clears_halt_only_when_the_components_answer_healthy(lab):
+    halt = halt_the_lab(lab)
+    lab.add_flag("kube-apiserver", "--no-such-flag")  # the API server crash-loops from now on
+    lab.wait_for(lambda: not lab.status()["kube-apiserver"].healthy, 120, "the API server to go down")
+
+    refused = lab_cisfix(lab, "resume")
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert f"{halt} kept: not healthy: " in line and "kube-apiserver (" in line and "--force" in line
+    assert halt.exists() and refused.stdout == ""
+    assert lab_cisfix(lab, "edit", APISERVER, "--flag", "profiling=false").returncode == 4  # still HALTed
+
+    forced = lab_cisfix(lab, "resume", "--force")
+    assert forced.returncode == 0 and not halt.exists(), forced.stdout + forced.stderr
+    (warning,) = forced.stderr.strip().splitlines()
+    assert warning.startswith("cisfix: warning: HALT cleared without proof of health: ") and "kube-apiserver (" in warning
+    assert "forced, not proven healthy: kube-apiserver" in (lab.root / "var/log/cisfix.log").read_text()
+
+    halt = halt_the_lab(lab)
+    lab.edit_manifest("kube-apiserver", "    - --no-such-flag\n", "")  # repaired by hand
+    lab.wait_for(lambda: all(s.healthy for s in lab.status().values()), 120, "every component healthy")
+    resumed = lab_cisfix(lab, "resume")
+    assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr
+    assert resumed.stdout.strip() == f"HALT cleared ({halt} removed)" and not halt.exists()
