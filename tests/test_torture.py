@@ -247,6 +247,55 @@ def test_a_really_full_tmpfs_state_folder(plan_node, tmp_path):
     violation("the plan never fitted in 9 free pages")
 
 
+def fill(state: Path, free_pages: int) -> None:
+    """Leave exactly `free_pages` pages free on the tmpfs `state` (emptied first)."""
+    for entry in state.iterdir():
+        subprocess.run(["rm", "-rf", str(entry)], check=True)
+    filler = state / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as f:
+        while True:
+            f.write(b"x" * 4096)
+    with open(filler, "r+b") as f:
+        f.truncate(max(0, filler.stat().st_size - free_pages * 4096))
+
+
+def test_a_fix_that_fills_the_state_folder_still_reports_what_it_committed(tmp_path):
+    """`fix --format json` on a tmpfs state folder with fewer and fewer free pages: the report is always
+    printed, its transactions are what history says, a run cut short exits 4, and once there is room
+    recovery and history agree with the files."""
+    from cisfix.testing import build_node
+
+    cut_short = []
+    with small_tmpfs(tmp_path / "state", "256k") as state:
+        for free_pages in range(0, 40):
+            node = build_node(tmp_path / f"node-{free_pages}")
+            fill(state, free_pages)
+            result = run_cisfix(node, "fix", "--format", "json", "--state-dir", str(state))
+            where = f"fix, {free_pages} free pages"
+            if "Traceback" in result.stderr or not result.stdout.strip():
+                violation(f"{where}: exit {result.returncode}, no report: {result.stderr.strip()[-300:]}")
+            report = json.loads(result.stdout)
+            history = {t: tx.state for t, tx in journal_of(state).transactions().items()}
+            for tx in report["transactions"]:  # committed in the report if and only if in history
+                if tx["txid"] not in history or tx["committed"] != (history[tx["txid"]] == "committed"):
+                    violation(f"{where}: {tx} but history says {history.get(tx['txid'])}")
+            # 1: done, with checks that need a person (this node has some); 3: a change undone and recorded
+            if result.returncode not in (1, 3, 4) or (result.returncode == 4) != bool(report.get("unrecorded")):
+                violation(f"{where}: exit {result.returncode}, unrecorded {report.get('unrecorded')!r}")
+            check_not_torn(node.root, journal_of(state), where)
+            committed = [tx for tx in report["transactions"] if tx["committed"]]
+            if committed and result.returncode == 4:
+                cut_short.append(free_pages)
+            (state / "filler").unlink()
+            COUNTS["enospc"] += result.returncode != 1
+            recover_cleanly(node, state, where, "--state-dir", str(state))
+            if result.returncode == 1:
+                break
+        else:
+            violation("the fix never fitted in 39 free pages")
+    assert cut_short, "no run committed some transactions and was then cut short by the full disk"
+
+
 # ---- random kills on a running lab node ----
 
 GATE = ("--timeout", "40", "--stability-window", "1")
