@@ -259,6 +259,23 @@ def fill(state: Path, free_pages: int) -> None:
         f.truncate(max(0, filler.stat().st_size - free_pages * 4096))
 
 
+def text_run_on_a_full_disk(root: Path, state: Path, free_pages: int) -> None:
+    from cisfix.testing import build_node
+
+    node = build_node(root)
+    fill(state, free_pages)
+    result = run_cisfix(node, "fix", "--state-dir", str(state))
+    where = f"fix (text), {free_pages} free pages"
+    lines = result.stdout.splitlines()
+    if "Traceback" in result.stderr or not lines or not lines[-1].endswith(f"exit {result.returncode}"):
+        violation(f"{where}: exit {result.returncode}, no closing line: {result.stdout[-300:]} {result.stderr[-300:]}")
+    if result.returncode == 4 and not any("the journal cannot record changes, so the run stopped" in line
+                                          for line in lines):
+        violation(f"{where}: exit 4 without saying why")
+    (state / "filler").unlink()
+    recover_cleanly(node, state, where, "--state-dir", str(state))
+
+
 def test_a_fix_that_fills_the_state_folder_still_reports_what_it_committed(tmp_path):
     """`fix --format json` on a tmpfs state folder with fewer and fewer free pages: the report is always
     printed, its transactions are what history says, a run cut short exits 4, and once there is room
@@ -284,11 +301,13 @@ def test_a_fix_that_fills_the_state_folder_still_reports_what_it_committed(tmp_p
                 violation(f"{where}: exit {result.returncode}, unrecorded {report.get('unrecorded')!r}")
             check_not_torn(node.root, journal_of(state), where)
             committed = [tx for tx in report["transactions"] if tx["committed"]]
-            if committed and result.returncode == 4:
-                cut_short.append(free_pages)
             (state / "filler").unlink()
             COUNTS["enospc"] += result.returncode != 1
             recover_cleanly(node, state, where, "--state-dir", str(state))
+            if committed and result.returncode == 4:
+                if not cut_short:  # the same run in text: the report, and its closing line, are printed too
+                    text_run_on_a_full_disk(tmp_path / f"node-{free_pages}-text", state, free_pages)
+                cut_short.append(free_pages)
             if result.returncode == 1:
                 break
         else:
