@@ -301,6 +301,14 @@ def test_a_fix_that_fills_the_state_folder_still_reports_what_it_committed(tmp_p
                 violation(f"{where}: exit {result.returncode}, unrecorded {report.get('unrecorded')!r}")
             check_not_torn(node.root, journal_of(state), where)
             committed = [tx for tx in report["transactions"] if tx["committed"]]
+            still_full = run_cisfix(node, "recover", "--state-dir", str(state))  # the disk is still full
+            now = {t: tx.state for t, tx in journal_of(state).transactions().items()}
+            for said in (line.split(":")[0] for line in still_full.stdout.splitlines() if line.endswith(": rolled back")):
+                if now.get(said) != "rolled-back":
+                    violation(f"{where}: recover said {said} rolled back, history says {now.get(said)}")
+            if still_full.returncode not in (0, 4) or "Traceback" in still_full.stderr or \
+                    (still_full.returncode == 0 and any(tx.unfinished for tx in journal_of(state).transactions().values())):
+                violation(f"{where}: recover on the full disk: exit {still_full.returncode} {still_full.stderr[-300:]}")
             (state / "filler").unlink()
             COUNTS["enospc"] += result.returncode != 1
             recover_cleanly(node, state, where, "--state-dir", str(state))
