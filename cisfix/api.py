@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Dict, Optional
 
 from . import status
+from .commands import CommandRefused, run_trusted, trusted_script
 from .errors import CisfixError
 from .plan import SetFlag
+from .trust import trusted_realpath
 
 _locks: Dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -53,8 +54,13 @@ class Runner:
         stay healthy within `timeout` seconds, or the change is rolled back (and HALT written when even
         the rollback does not come back). With `script_dict={"path": ".../1.2.5_remediate.sh"}`, the
         sibling `1.2.5_audit.sh`, when present, verifies the live result (exit 0 = pass)."""
-        return self._change(filepath, key, value, label=f"api {check_id}", timeout=timeout,
-                            verify=_script_verifier(check_id, script_dict))
+        try:
+            verify = _script_verifier(check_id, script_dict)
+        except CisfixError as exc:  # refused before anything was changed
+            from .engine import EditOutcome
+
+            return EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code).as_dict()
+        return self._change(filepath, key, value, label=f"api {check_id}", timeout=timeout, verify=verify)
 
     def _change(self, filepath: str, key: str, value: Optional[str], *, label: str, dry_run: bool = False,
                 timeout: Optional[float] = None, verify=None) -> dict:
@@ -114,17 +120,21 @@ def _configure_logging(verbose: int) -> None:
 
 
 def _script_verifier(check_id: str, script_dict: Optional[dict]):
-    """The old suites' convention: N_remediate.sh fixes, the sibling N_audit.sh exits 0 when compliant."""
+    """The old suites' convention: N_remediate.sh fixes, the sibling N_audit.sh exits 0 when compliant.
+    Root runs the audit script, so it must pass the trust rule (`cisfix.commands`), checked before any
+    change: its folder — the remediation script's — and the file itself root's alone. A script that is
+    not executable is run by bash, as the older runner did."""
     if not script_dict or "path" not in script_dict:
         return None
     remediate = Path(script_dict["path"])
     audit = remediate.with_name(remediate.name.replace("_remediate", "_audit"))
-    if audit == remediate or not audit.is_file():
+    what = f"the audit script of {check_id}"
+    real = trusted_realpath(Path(os.path.abspath(audit)), CommandRefused, f"; not running {what}")
+    if audit == remediate or not real.is_file():
         return None
+    command = trusted_script(real, what)
 
     def verify():
-        command = [str(audit)] if os.access(audit, os.X_OK) else ["bash", str(audit)]
-        passed = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, timeout=120).returncode == 0
+        passed = run_trusted(command, what, timeout=120) == 0
         return [(check_id, "PASS" if passed else "FAIL")]
     return verify

@@ -13,13 +13,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import status
 from .atomic import Meta
+from .commands import CommandRefused
 from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, file_changes
 from .gate import Gate, Watch
-from .halt import refuse_if_halted, write_halt
+from .halt import Halted, halt_file, refuse_if_halted, write_halt
 from .health import Answer
-from .journal import Journal, TxInfo
+from .journal import Journal, JournalWriteFailed, TxInfo
 from .plugins import Plugins
-from .transaction import RollbackReport, Transaction, rollback_committed
+from .transaction import RollbackReport, Transaction, UndoNotRecorded, rollback_committed
 from .types import Component, NodeInfo
 
 # -> [(check id, audit status[, evidence])] against the live node
@@ -119,21 +120,24 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     manifest = next((p for p in changed if spec and p.path == spec.manifest), None)
     watch = None
     if gated:
+        gate.require_restartable([component])
         if pre_gate:
             gate.require_healthy(component)
         watch = gate.watch(component, _manifest_flags(manifest.after, component) if manifest else None)
+    # A journal that cannot record the begin raises JournalWriteFailed here: nothing was changed.
     tx = Transaction.begin(node, session.journal, session.log, file_changes(changed), label)
     outcome.txid = tx.txid
     if watch:
-        session.journal.append("gate", tx.txid, component=component, phase="apply")
+        try:
+            session.journal.append("gate", tx.txid, component=component, phase="apply")
+        except JournalWriteFailed as exc:  # before any file was written: nothing to gate
+            return _undo(session, plugins, gate, tx, None, manifest, outcome, str(exc))
     try:
         tx.apply()
     except Exception as exc:
         return _undo(session, plugins, gate, tx, watch, manifest, outcome, f"apply failed: {exc}")
     if watch is None:
-        tx.commit()
-        outcome.record_backups(node, tx.txid)
-        return outcome
+        return _commit(session, plugins, gate, tx, watch, manifest, outcome, outcome.reason)
     answer = _await(session, plugins, gate, tx.txid, watch, "apply")
     if manifest:  # healthy means a new process carrying the manifest's intended flags was seen
         outcome.audit_verified = answer.healthy
@@ -148,9 +152,18 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
             answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
     if not answer.healthy:
         return _undo(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
-    tx.commit()
-    outcome.record_backups(node, tx.txid)
-    outcome.reason = answer.message
+    return _commit(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
+
+
+def _commit(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch: Optional[Watch],
+            manifest: Optional[PlannedChange], outcome: EditOutcome, reason: str) -> EditOutcome:
+    """Commit; a commit the journal cannot record (a full disk) is undone — and gated — instead."""
+    try:
+        tx.commit()
+    except JournalWriteFailed as exc:
+        return _undo(session, plugins, gate, tx, watch, manifest, outcome, str(exc))
+    outcome.record_backups(plugins.node, tx.txid)
+    outcome.reason = reason
     return outcome
 
 
@@ -164,20 +177,31 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
         service = bool(plugins.info.components[component].restart)
         back_watch = watch.undo(gate.state(), _manifest_flags(manifest.before, component) if manifest else None,
                                 fresh=service)
-        session.journal.append("gate", tx.txid, component=component, phase="rollback")
+        # Noted, not required: the transaction is still open, so a journal that cannot take this record
+        # leaves it to the next run's recovery — the files are undone (and gated) now all the same.
+        session.journal.note("gate", tx.txid, component=component, phase="rollback")
     report = tx.rollback(reason)
     back = Answer(True, "")
     if back_watch:
         back = _await(session, plugins, gate, tx.txid, back_watch, "rollback")
     if report.ok and back.healthy:
+        healthy = f", {component} healthy again" if component else ""
+        if report.unrecorded:
+            outcome.reason = reason
+            return outcome.not_recorded(plugins.node, report.unrecorded, undone=True, more=healthy)
         outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
-        outcome.reason = f"{reason}; rolled back" + (f", {component} healthy again" if component else "")
+        outcome.reason = f"{reason}; rolled back{healthy}"
         return outcome
     problem = describe_conflicts(plugins.node, report) if not report.ok else back.message
-    write_halt(plugins.node, f"{reason}; the rollback did not bring it back: {problem}", tx.txid, tx.files,
-               restart_command(plugins.info, component))
+    try:
+        write_halt(plugins.node, f"{reason}; the rollback did not bring it back: {problem}", tx.txid, tx.files,
+                   restart_command(plugins.info, component))
+        see = f"see {halt_file(plugins.node)}"
+    except Halted as exc:  # a full state disk: the report still says what a person must do
+        see = str(exc)
     outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLBACK_FAILED, status.EXIT_ROLLBACK_FAILED
-    outcome.reason = f"{reason}; rollback failed: {problem}; see {plugins.node.state_dir / 'HALT'}"
+    outcome.reason = f"{reason}; rollback failed: {problem}; {see}"
+    outcome.unrecorded = report.unrecorded
     outcome.record_backups(plugins.node, tx.txid)
     return outcome
 
@@ -202,7 +226,14 @@ def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Wat
     when it is a service, wait for the process the watch expects to be healthy and stable (the evidence
     rules are the gate's), and journal the answer."""
     if plugins.info.components[watch.component].restart:
-        gate.restart(watch.component)
+        try:
+            gate.restart(watch.component)
+        except CommandRefused as refused:
+            # The files are as `phase` left them; the component was not restarted. Close its gate, so
+            # that later runs do not wait for it, and say so: a person restarts it.
+            session.journal.note("health", txid, component=watch.component, phase=phase, healthy=False,
+                                 message=f"not restarted: {refused}")
+            raise CommandRefused(refused.path, f"{refused.reason}; {phase} done, restart {watch.component} by hand")
     answer = gate.await_healthy(watch)
     timeline = {k: round(v, 3) for k, v in (("seen", answer.seen), ("healthySince", answer.healthy_since)) if v}
     session.journal.note("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
@@ -281,10 +312,13 @@ def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -
     what happened after the rollback, if anything did."""
     kept = _files_now(plugins.node, tx)
     touched = {component_of(plugins.info, f["path"]) for f in tx.files} - {None}
-    for component in sorted(c for c in touched if gate.gates(c)):
-        session.journal.append("gate", tx.txid, component=component, phase="rollback")
+    try:
+        for component in sorted(c for c in touched if gate.gates(c)):
+            session.journal.append("gate", tx.txid, component=component, phase="rollback")
+    except JournalWriteFailed as exc:
+        raise UndoNotRecorded.of(session.journal, tx.txid, exc.reason) from exc
     report = rollback_committed(plugins.node, session.journal, session.log, tx)
-    if not report.ok:
+    if not report.ok or report.unrecorded:
         return report, status.EXIT_ROLLBACK_FAILED, ""
     failure = _gate_components(session, plugins, gate, {tx.txid: touched}, "rollback")
     if failure is None:

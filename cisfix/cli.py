@@ -320,9 +320,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def _print_reports(node, reports, args: argparse.Namespace, nothing: str) -> int:
     from .engine import describe_conflicts
 
-    code = status.EXIT_OK if all(r.ok for r in reports) else status.EXIT_ROLLBACK_FAILED
+    # An undo the journal could not record to its end (a full disk met halfway) is not "rolled back":
+    # the transaction stays unfinished in the journal, and the next run's recovery finishes it.
+    code = status.EXIT_OK if all(r.ok and not r.unrecorded for r in reports) else status.EXIT_ROLLBACK_FAILED
     if args.format == "json":
-        transactions = [{"txid": r.txid, "ok": r.ok, "restored": r.restored, "conflicts": r.conflicts} for r in reports]
+        transactions = [{"txid": r.txid, "ok": r.ok, "recorded": not r.unrecorded, "restored": r.restored,
+                         "conflicts": r.conflicts} for r in reports]
         print(json.dumps({"success": code == 0, "transactions": transactions}, indent=2))
         return code
     if not reports and not args.quiet:
@@ -333,6 +336,9 @@ def _print_reports(node, reports, args: argparse.Namespace, nothing: str) -> int
                 print(f"{r.txid}: {node.display(x['path'])}: {x['action']}")
         if r.conflicts:
             print(f"{r.txid}: CONFLICT {describe_conflicts(node, r)}", file=sys.stderr)
+        elif r.unrecorded:
+            print(f"{r.txid}: files put back, but the journal cannot record it ({r.unrecorded}); the transaction "
+                  "stays unfinished until a run's recovery can", file=sys.stderr)
         elif not args.quiet:
             print(f"{r.txid}: rolled back")
     return code
@@ -399,8 +405,10 @@ def cmd_fix(args: argparse.Namespace) -> int:
         persisted = run_persist(_plugins(args, for_changes=True), args.force, wait=args.wait)
     code = report.exit_code if report.exit_code or persisted is None else persisted.exit_code
     if args.format == "json":
+        unrecorded = {"unrecorded": report.unrecorded} if report.unrecorded else {}
         print(json.dumps({"summary": _fix_summary(report.results), "warnings": list(plugins.info.warnings),
-                          "restarts": report.restarts, "results": [r.as_dict() for r in report.results],
+                          "restarts": report.restarts, "transactions": report.transactions(), **unrecorded,
+                          "results": [r.as_dict() for r in report.results],
                           "diff": report.diff, **({"persist": persisted.as_dict()} if persisted else {})}, indent=2))
         return code
     from .reports import warning_lines

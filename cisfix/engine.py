@@ -301,6 +301,18 @@ class EditOutcome:
     diff: str = ""
     exit_code: int = status.EXIT_OK
     audit_verified: Optional[bool] = None  # None: nothing was gated or verified
+    unrecorded: Optional[str] = None  # why the journal could not record what happened: no run goes further
+
+    def not_recorded(self, node: Node, why: str, undone: bool, more: str = "") -> "EditOutcome":
+        """The journal could not record the change or its undoing (a full disk): exit 4, a person makes
+        room. `undone`: its files were put back (`more` says how it went), the transaction is still open in
+        the journal and the next run's recovery confirms it; else nothing was written."""
+        self.status, self.exit_code, self.unrecorded = status.REMEDIATION_FAILED, status.EXIT_ROLLBACK_FAILED, why
+        journal = node.state_dir / "journal.jsonl"
+        self.reason = (f"{self.reason}; the files were put back{more}, but {journal} cannot record it ({why}): "
+                       "the transaction stays open until a run's recovery can" if undone
+                       else f"{journal}: cannot write the journal ({why}); nothing was changed")
+        return self
 
     def record_backups(self, node: Node, txid: str) -> None:
         folder = node.state_dir / "backups" / txid
@@ -384,6 +396,9 @@ def _failed(node: Node, failure: TransactionFailed, planned: EditOutcome) -> Edi
     reason = f"{cause.filename}: {cause.strerror}" if isinstance(cause, OSError) and cause.filename else str(cause)
     report = failure.report
     planned.txid = report.txid
+    if report.ok and report.unrecorded:
+        planned.reason = reason
+        return planned.not_recorded(node, report.unrecorded, undone=True)
     if report.ok:
         planned.status, planned.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
         planned.reason = f"{reason}; rolled back, nothing changed"

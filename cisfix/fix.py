@@ -16,7 +16,7 @@ from .apply import apply_gated, fix_levels, open_session
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
-from .journal import Journal, fix_label
+from .journal import Journal, JournalWriteFailed, fix_label
 from .plugins import Plugins
 from .errors import CisfixError
 from .types import ERROR, EXCEPTED, FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
@@ -80,6 +80,16 @@ class FixReport:
     results: List[CheckResult]
     diff: str = ""  # what was applied (or, in a dry run, would be)
     restarts: Dict[str, int] = field(default_factory=dict)  # component -> transactions that restarted it
+    unrecorded: str = ""  # why the journal could not record a change: the run stopped there (exit 4)
+
+    def transactions(self) -> List[dict]:
+        """Each transaction the run began, with its checks and whether it was committed."""
+        txs: Dict[str, dict] = {}
+        for r in self.results:
+            if r.txid:
+                tx = txs.setdefault(r.txid, {"txid": r.txid, "committed": r.status == status.FIXED, "checks": []})
+                tx["checks"].append(r.check.id)
+        return list(txs.values())
 
     def by_outcome(self) -> Dict[str, List[CheckResult]]:
         """The results as a person reads them: changed, failed, needing a person (an automated check
@@ -108,6 +118,8 @@ class FixReport:
         code, groups = self.exit_code, self.by_outcome()
         if code == status.EXIT_OK:
             return ""
+        if self.unrecorded:
+            return f"exit {code}: the journal cannot record changes, so the run stopped: {self.unrecorded}"
         if groups["failed"]:
             return (f"exit {code}: {len(groups['failed'])} change(s) failed: "
                     + ", ".join(f"{r.check.id} ({r.status})" for r in groups["failed"]))
@@ -119,7 +131,7 @@ class FixReport:
     @property
     def exit_code(self) -> int:
         statuses = {r.status for r in self.results}
-        if status.REMEDIATION_FAILED_ROLLBACK_FAILED in statuses:
+        if status.REMEDIATION_FAILED_ROLLBACK_FAILED in statuses or self.unrecorded:
             return status.EXIT_ROLLBACK_FAILED
         if status.REMEDIATION_FAILED_ROLLED_BACK in statuses:
             return status.EXIT_ROLLED_BACK
@@ -152,7 +164,10 @@ class Fixer:
         self.results: Dict[str, CheckResult] = {}
         self.restarts: Dict[str, int] = {}
         self.diffs: Dict[str, str] = {}  # txid -> diff of what that committed transaction applied
-        self.halted = False  # set by any group's failed rollback: no group starts another transaction
+        # Why no group starts another transaction, once one must not: a failed rollback (HALT), or a
+        # journal that cannot record what happens.
+        self.stopped = ""
+        self.unrecorded = ""
         self._recording = threading.Lock()  # one group's results (and what observers print) at a time
 
     def fix_level(self, groups: Sequence[Group], one_at_a_time: bool) -> None:
@@ -198,13 +213,19 @@ class Fixer:
             verdicts = [(check.id, audit_one(state, check, audit=check.verify or check.audit)) for check, _ in items]
             return [(i, v.status, [str(e) for e in v.evidence]) for i, v in verdicts]
 
-        outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,
-                              component=component, label=fix_label(ids), verify=verify)
+        try:
+            outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,
+                                  component=component, label=fix_label(ids), verify=verify)
+        except JournalWriteFailed as exc:  # the transaction could not begin: nothing was changed
+            outcome.not_recorded(node, exc.reason, undone=False)
         if component and outcome.txid:
             self.restarts[component] = self.restarts.get(component, 0) + (
                 1 if outcome.status == status.FIXED else 2)
-        if outcome.status == status.REMEDIATION_FAILED_ROLLBACK_FAILED:
-            self.halted = True
+        if outcome.unrecorded:
+            self.unrecorded = self.unrecorded or outcome.reason
+            self.stopped = "the journal cannot record changes"
+        elif outcome.status == status.REMEDIATION_FAILED_ROLLBACK_FAILED:
+            self.stopped = "the node is HALTed"
         return outcome
 
     def record(self, items: Sequence[Item], outcome: EditOutcome) -> None:
@@ -221,17 +242,22 @@ class Fixer:
                 self.results[result.check.id] = result
                 self.observe(result)
 
+    def skip(self, items: Sequence[Item]) -> None:
+        self.record(items, EditOutcome(status.SKIPPED, f"not attempted: {self.stopped}"))
+
     def fix_group(self, component: Optional[str], items: List[Item], one_at_a_time: bool) -> None:
-        if self.halted:
-            self.record(items, EditOutcome(status.SKIPPED, "not attempted: the node is HALTed"))
+        if self.stopped:
+            self.skip(items)
             return
         if one_at_a_time:
             for item in items:
-                if not self.halted:
+                if self.stopped:
+                    self.skip([item])
+                else:
                     self.record([item], self.attempt(component, [item]))
             return
         outcome = self.attempt(component, items)
-        if outcome.status in (status.FIXED, status.ALREADY_COMPLIANT) or self.halted or len(items) == 1:
+        if outcome.status in (status.FIXED, status.ALREADY_COMPLIANT) or self.stopped or len(items) == 1:
             self.record(items, outcome)
             return
         self.bisect(component, items, [], outcome)
@@ -240,14 +266,14 @@ class Fixer:
                failure: EditOutcome) -> None:
         """`suspects` failed together (with `carried`, believed good, not yet applied). Try half of the
         suspects with the carried ones; keep what passes, narrow down what fails."""
-        if self.halted:
-            self.record(suspects + carried, EditOutcome(status.SKIPPED, "not attempted: the node is HALTed"))
+        if self.stopped:
+            self.skip(suspects + carried)
             return
         if len(suspects) == 1:
             self.record(suspects, failure)
             if carried:
                 outcome = self.attempt(component, carried)
-                if outcome.status in (status.FIXED, status.ALREADY_COMPLIANT) or len(carried) == 1 or self.halted:
+                if outcome.status in (status.FIXED, status.ALREADY_COMPLIANT) or len(carried) == 1 or self.stopped:
                     self.record(carried, outcome)
                 else:
                     self.bisect(component, carried, [], outcome)
@@ -280,13 +306,16 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
     if not plan.planned and not unfinished:
         return FixReport(plan.compliant + plan.skipped)  # compliant: no lock, no write, no restart
+    levels = group_by_component(plugins, plan.planned)
+    gate.require_restartable(component for level in levels for component, _ in level)
     with open_session(plugins, gate, wait) as session:
         session.refuse_if_recovery_failed()
         fixer = Fixer(plugins, gate, session, observe)
         if session.recovered:  # the node changed under the audit: plan again
             plan = plan_fix(plugins, checks)
-        for level in group_by_component(plugins, plan.planned):
+            levels = group_by_component(plugins, plan.planned)
+        for level in levels:
             for together in ([[group] for group in level] if sequential or one_at_a_time else [level]):
                 fixer.fix_level(together, one_at_a_time)
     return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), "".join(fixer.diffs.values()),
-                     restarts=fixer.restarts)
+                     restarts=fixer.restarts, unrecorded=fixer.unrecorded)

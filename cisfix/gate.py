@@ -12,15 +12,15 @@ just before the files are written, says which processes and which container logs
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple
 
 from .bounds import MAX_STABILITY, MAX_TIMEOUT, number_problem
+from .commands import run_trusted, trusted_command
 from .errors import CisfixError, InputError
 from .health import Answer, pod_probes, probe_endpoints
 from .plugins import Plugins
@@ -163,6 +163,10 @@ class Watch:
         return f"; last log lines: {tail}" if tail else ""
 
 
+def _restart_what(component: str) -> str:
+    return f"{component}'s restart command"
+
+
 def _pids(state: NodeState, component: str) -> FrozenSet[Tuple[int, int]]:
     return frozenset((p.pid, p.start_ticks) for p in state.processes_of(component))
 
@@ -229,11 +233,18 @@ class Gate:
         return {c: a for c, a in answers.items() if not a.healthy}
 
     def restart(self, component: str) -> None:
-        """Run the component's restart command (systemctl restart kubelet, or what the node config says)."""
-        command = list(self.state().component(component).restart)
+        """Run the component's restart command (systemctl restart kubelet, or what the node config says),
+        once it passed the trust rule (`cisfix.commands`); a refused one raises CommandRefused."""
+        command = self.plugins.info.components[component].restart
         if command:
-            subprocess.run(command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=self.settings.timeout)
+            run_trusted(command, _restart_what(component), self.settings.timeout)
+
+    def require_restartable(self, components: Iterable[Optional[str]]) -> None:
+        """Before any change: the restart command of every component the run may gate is one root may
+        run, so that no run is refused halfway, after some of its changes."""
+        for component in components:
+            if component and self.gates(component) and self.plugins.info.components[component].restart:
+                trusted_command(self.plugins.info.components[component].restart, _restart_what(component))
 
     def pauses(self, longest: Optional[float] = None) -> Iterator[float]:
         """Pauses between looks at the node while waiting for something to happen: 0.1 s at first, so a

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+from . import status
 from .atomic import Meta, write_atomic
 from .errors import CisfixError
 from .faults import fail_point
@@ -75,7 +76,9 @@ class JournalCorrupt(UntrustedState):
 
 class JournalWriteFailed(CisfixError):
     """A record could not be written in full (a full disk, an immutable file): the step it announces
-    is not taken."""
+    is not taken, and a person must make room for the journal (exit 4)."""
+
+    exit_code = status.EXIT_ROLLBACK_FAILED
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: cannot write the journal: {reason}; that step was not taken")

@@ -11,9 +11,14 @@ Undoing follows one rule per file, whether after a failure, after a crash (`reco
 (`rollback TXID`): a file that holds what cisfix wrote is restored from its backup; a file that holds
 what it held before is left alone (its mode and owner put back if a crash came between `chown` and
 `chmod`); anything else was changed by someone else meanwhile, so it is not touched and is reported as
-a conflict with the path of its backup. The rule reads only the files, so undoing stays safe even when
-the journal cannot record it (a full disk): the transaction then stays unfinished in the journal and
-the next run's recovery confirms it.
+a conflict with the path of its backup.
+
+Nothing is undone that the journal cannot record. A requested rollback and recovery write their
+`rollback-begin` record before touching a file, and refuse (`UndoNotRecorded`, exit 4) when they cannot:
+the journal never says "committed" of files that are back as before. A transaction that fails while it
+runs (a full disk met halfway) is undone all the same — it is still open in the journal, whose `begin`
+covers files anywhere between before and after — and the next run's recovery confirms it; its report
+says so (`unrecorded`) instead of "rolled back".
 """
 from __future__ import annotations
 
@@ -60,6 +65,17 @@ class RollbackReport:
 
 class ConcurrentChange(InputError):
     """The target changed between the read that planned the edit and its replacement."""
+
+
+class UndoNotRecorded(CisfixError):
+    """The journal cannot record an undo (a full disk, an immutable journal): nothing was undone."""
+
+    exit_code = status.EXIT_ROLLBACK_FAILED
+
+    @classmethod
+    def of(cls, journal: Journal, txid: str, why: str) -> "UndoNotRecorded":
+        return cls(f"{journal.path}: cannot write the journal ({why}), so nothing of transaction {txid} was "
+                   "undone; make room for it (or make it writable), then run again")
 
 
 class TransactionFailed(CisfixError):
@@ -159,11 +175,9 @@ class Transaction:
         self.journal.append("applied", self.txid, path=entry["path"], sha256=entry["after"]["sha256"])
 
     def commit(self) -> None:
-        """Record the commit; if it cannot be recorded (a full disk), the transaction is undone instead."""
-        try:
-            self.journal.append("commit", self.txid)
-        except JournalWriteFailed as exc:
-            raise TransactionFailed(exc, self.rollback(f"failed: {exc}")) from exc
+        """Record the commit. If it cannot be recorded (a full disk) JournalWriteFailed is raised and the
+        transaction is still open: the caller undoes it (and gates the undo, if it restarted something)."""
+        self.journal.append("commit", self.txid)
         for entry in self.files:
             self.log.write("REMEDIATION", self.txid, entry["path"], "applied and committed")
 
@@ -177,12 +191,12 @@ def apply_changes(node: Node, journal: Journal, log: ChangeLog, changes: Sequenc
     tx = Transaction.begin(node, journal, log, changes, label)
     try:
         tx.apply()
+        tx.commit()
     except BaseException as exc:  # an interrupt, too, is undone at once rather than at the next run
         report = tx.rollback(f"failed: {exc or type(exc).__name__}")
         if isinstance(exc, Exception):
             raise TransactionFailed(exc, report) from exc
         raise
-    tx.commit()
     return tx.txid
 
 
@@ -234,8 +248,10 @@ class _Conflict(Exception):
 
 
 def rollback(node: Node, journal: Journal, log: ChangeLog, txid: str, files: List[dict],
-             reason: str) -> RollbackReport:
-    """Undo a transaction's files, last first. Safe to repeat: a crash here is finished by the next run."""
+             reason: str, announced: bool = False) -> RollbackReport:
+    """Undo a transaction's files, last first. Safe to repeat: a crash here is finished by the next run.
+    `announced`: touch no file unless the journal has recorded that the undoing begins (UndoNotRecorded);
+    else (a transaction failing as it runs, still open in the journal) undo it whatever the journal says."""
     report = RollbackReport(txid)
 
     def record(record_type: str, **fields: object) -> None:
@@ -246,6 +262,8 @@ def rollback(node: Node, journal: Journal, log: ChangeLog, txid: str, files: Lis
                 report.unrecorded = exc.reason
 
     record("rollback-begin", reason=reason)
+    if announced and report.unrecorded is not None:
+        raise UndoNotRecorded.of(journal, txid, report.unrecorded)
     journaled_conflicts = []
     for index, entry in enumerate(reversed(files)):
         try:
@@ -272,11 +290,11 @@ def recover(node: Node, journal: Journal, log: ChangeLog) -> List[RollbackReport
     """Undo every transaction a crash left unfinished (begun but not committed, or half rolled back),
     and remove the temp files a crash left among the backups."""
     remove_strays_under(node.state_dir / "backups")
-    return [rollback(node, journal, log, tx.txid, tx.files, "recovery of an unfinished transaction")
+    return [rollback(node, journal, log, tx.txid, tx.files, "recovery of an unfinished transaction", announced=True)
             for tx in journal.transactions().values() if tx.unfinished]
 
 
 def rollback_committed(node: Node, journal: Journal, log: ChangeLog, tx: TxInfo) -> RollbackReport:
     if tx.state not in ("committed", "rollback-failed"):
         raise InputError(tx.txid, f"transaction is {tx.state}; there is nothing to roll back")
-    return rollback(node, journal, log, tx.txid, tx.files, "requested by the operator")
+    return rollback(node, journal, log, tx.txid, tx.files, "requested by the operator", announced=True)

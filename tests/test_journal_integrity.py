@@ -2,6 +2,7 @@
 immutable file, a missing backup) get one line and the documented exit code."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -131,7 +132,7 @@ def test_a_short_write_fails_the_begin_and_leaves_no_trace(node):
     before = node.snapshot()
     result = run_cisfix(node, "edit", APISERVER, "--flag", "audit-log-maxage=30",
                         env={"CISFIX_FAULT": "enospc@1"})
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 4, result.stderr
     line = one_line(result)
     assert str(journal(node)) in line and "No space left on device" in line and "not taken" in line
     assert "txid" not in result.stdout
@@ -194,7 +195,7 @@ def test_an_immutable_journal(node):
     try:
         before = node.snapshot()
         result = run_cisfix(node, "edit", APISERVER, "--flag", "audit-log-maxage=30")
-        assert result.returncode == 2
+        assert result.returncode == 4
         line = one_line(result)
         assert str(journal(node)) in line and "cannot write the journal" in line
         assert node.snapshot() == before
@@ -266,3 +267,64 @@ def test_backup_folders_are_private(node):
     folder = node.state_dir / "backups" / out["txid"]
     modes = {stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.rglob("*")] if p.is_dir()}
     assert modes == {0o700}
+
+
+@contextlib.contextmanager
+def immutable(path):
+    """`path` made immutable (chattr +i): nothing, root included, can write it until it is undone."""
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_rollback_the_journal_cannot_record_is_refused_and_changes_nothing(node):
+    assert run_cisfix(node, *EDIT).returncode == 0
+    (tx,) = history(node)
+    after = node.snapshot()
+    with immutable(journal(node)):
+        for args in (("rollback", "--last"), ("rollback", tx["txid"])):
+            result = run_cisfix(node, *args)
+            assert result.returncode == 4, result.stdout + result.stderr
+            line = one_line(result)
+            assert f"{journal(node)}: cannot write the journal" in line
+            assert f"nothing of transaction {tx['txid']} was undone" in line
+            assert "rolled back" not in result.stdout
+            assert node.snapshot() == after
+            assert [t["state"] for t in history(node)] == ["committed"]
+    assert run_cisfix(node, "rollback", "--last").returncode == 0  # once it can be recorded
+    assert [t["state"] for t in history(node)] == ["rolled-back"] and b"profiling" not in node.read(APISERVER)
+
+
+def test_a_recovery_the_journal_cannot_record_is_refused_and_changes_nothing(node):
+    original = node.read(APISERVER)
+    tx = killed_before_commit(node)
+    after = node.snapshot()
+    with immutable(journal(node)):
+        for args in (("recover",), EDIT):  # every mutating run recovers first
+            result = run_cisfix(node, *args)
+            assert result.returncode == 4, result.stdout + result.stderr
+            assert f"nothing of transaction {tx['txid']} was undone" in one_line(result)
+            assert "rolled back" not in result.stdout
+            assert node.snapshot() == after and [t["state"] for t in history(node)] == ["open"]
+    result = run_cisfix(node, "recover")
+    assert result.returncode == 0 and f"{tx['txid']}: rolled back" in result.stdout
+    assert node.read(APISERVER) == original and [t["state"] for t in history(node)] == ["rolled-back"]
+
+
+def test_an_undo_the_journal_stops_recording_halfway_is_not_called_rolled_back(node):
+    """The disk fills after `rollback-begin`: the files are back, and nothing says "rolled back" — the
+    journal says the rollback is unfinished, and the next run's recovery finishes it."""
+    original = node.read(APISERVER)
+    assert run_cisfix(node, *EDIT).returncode == 0
+    (tx,) = history(node)
+    result = run_cisfix(node, "rollback", "--last", env={"CISFIX_FAULT": "enospc@2"})  # the `restored` record
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert f"{tx['txid']}: files put back, but the journal cannot record it" in one_line(result)
+    assert "rolled back" not in result.stdout
+    assert node.read(APISERVER) == original and [t["state"] for t in history(node)] == ["rolling-back"]
+    recovered = run_cisfix(node, "recover")
+    assert recovered.returncode == 0 and f"{tx['txid']}: rolled back" in recovered.stdout
+    assert node.read(APISERVER) == original and [t["state"] for t in history(node)] == ["rolled-back"]
