@@ -140,7 +140,7 @@ def _exe_problem(proc: Path) -> str:
         return f"its executable cannot be read ({exc.strerror})"
     try:
         trust.require_trusted_file(fd, Path(path), why=" (its executable)")
-        trust.trusted_realpath(Path(path).parent, why=" (its executable's folder)", within=proc / "root")
+        trust.trusted_realpath(Path(path), why=" (a folder of its executable)", within=proc / "root")
     except InputError as exc:
         return str(exc)
     except OSError as exc:
