@@ -89,10 +89,13 @@ def genuine(state: "NodeState", processes: List["Process"], component: str) -> L
 # ---- the evidence ----
 
 def _read(path: Path) -> str:
+    """A file of the process's proc folder; '' when it cannot be read (no evidence)."""
     try:
         return path.read_text(errors="replace")
     except (FileNotFoundError, ProcessLookupError):
         raise Vanished(path)
+    except OSError:
+        return ""
 
 
 def _expected_user(state: "NodeState", spec: Component) -> int:
@@ -102,7 +105,8 @@ def _expected_user(state: "NodeState", spec: Component) -> int:
         return spec.user
     pod_spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
     containers = pod_spec.get("containers") if isinstance(pod_spec.get("containers"), list) else []
-    for context in [c.get("securityContext") for c in containers[:1] if isinstance(c, dict)] + [pod_spec.get("securityContext")]:
+    contexts = [c.get("securityContext") for c in containers[:1] if isinstance(c, dict)]
+    for context in contexts + [pod_spec.get("securityContext")]:  # the container's first, as the kubelet
         user = context.get("runAsUser") if isinstance(context, dict) else None
         if isinstance(user, int) and not isinstance(user, bool):
             return user
