@@ -34,11 +34,14 @@ def new_container(pod_uid: str) -> str:
 
 
 def hierarchies(mountinfo: Path = Path("/proc/self/mountinfo")) -> List[Path]:
-    """Where the cgroup v2 hierarchy and the v1 `name=systemd` one are mounted (either may be absent)."""
+    """Where the cgroup v2 hierarchy and the v1 `name=systemd` one are mounted writable (either may be
+    absent, or read-only in a container)."""
     found = []
     for line in mountinfo.read_text().splitlines():
         mount, _, fs = line.partition(" - ")
         fields, (fstype, _, options) = mount.split(), (fs.split() + ["", "", ""])[:3]
+        if "ro" in fields[5].split(","):
+            continue
         if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
             found.append(Path(fields[4].encode().decode("unicode_escape")))  # \040 for a space
     return found
