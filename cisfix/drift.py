@@ -31,9 +31,11 @@ from .audit import run_audits
 from .events import EventLog
 from .fix import FixReport, run_fix
 from .gate import Gate
+from .identity import is_installer
 from .journal import Journal, TxInfo
 from .node import Node
 from .plugins import Plugins
+from .state import NodeState
 from .statedir import UntrustedState, is_timestamp, prepare_state_dir
 from .trust import read_trusted
 from .types import ERROR, FAIL, Check, CheckResult
@@ -302,12 +304,13 @@ def _correct(plugins: Plugins, gate: Gate, run: _Run, report: DriftReport, drift
             run.state.drifted.pop(result.check.id, None)
 
 
-def standing_aside(processes: Sequence) -> Optional[str]:
+def standing_aside(state: NodeState) -> Optional[str]:
     """Why a drift run must not touch the node now: `kubeadm upgrade`, `init` or `join` is running
-    (it writes the same files and restarts the same components)."""
-    for process in processes:
+    (it writes the same files and restarts the same components) — the node's kubeadm, by the rule of
+    `cisfix.identity`, not any process that calls itself so."""
+    for process in state.processes():
         argv = process.argv
-        if not argv or os.path.basename(argv[0]) != "kubeadm":
+        if not argv or os.path.basename(argv[0]) != "kubeadm" or not is_installer(state.proc_dir, process, "kubeadm"):
             continue
         words = [a for a in argv[1:] if not a.startswith("-")][:2]  # `kubeadm --config F init` too
         verb = next((w for w in words if w in ("upgrade", "init", "join")), None)

@@ -120,7 +120,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
         run.halted = halt_file(node).exists() or halt_file(node).is_symlink()
         paused = read_pause(node)
         run.paused = paused is not None
-        aside = None if paused else standing_aside(node_state(plugins).processes())
+        aside = None if paused else standing_aside(node_state(plugins))
         if run.halted or paused or aside:
             run.results = run_audits(plugins, checks)
             _counters(run, DriftState(node))

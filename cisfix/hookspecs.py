@@ -78,7 +78,8 @@ def cisfix_register_benchmarks() -> "Optional[List[Benchmark]]":
 def cisfix_describe_node(node: "Node", config: dict) -> "Optional[NodeInfo]":
     """The layout hook: describe the node — its distribution, Kubernetes version, node types and, for
     each component, where its settings live and in which precedence, how it is probed, restarted and
-    what it depends on.
+    what it depends on, and how its process is recognised (`Component.user`, and its `manifest`'s pod or
+    its `unit`'s cgroup: see `cisfix.identity`; argv alone never makes a process a component).
 
     :param node: the node root; `node.host("/etc/...")` gives the host path of a node path.
     :param config: the parsed node configuration file `<root>/etc/cisfix/config.yaml` (empty when absent).

@@ -51,6 +51,7 @@ class NodeState:
         self._files: Dict[str, Tuple[Optional[bytes], Any]] = {}  # node path -> (bytes, (size, mtime))
         self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
+        self._own: Dict[str, List[Process]] = {}  # component -> its own processes (see processes_of)
         self._boot_time: Optional[float] = None
         self._committed: Optional[Dict[str, str]] = None  # node path -> sha256 cisfix last committed
 
@@ -182,9 +183,15 @@ class NodeState:
 
     def processes_of(self, component: str) -> List[Process]:
         """The component's processes, newest first: its executable (or the script an interpreter runs,
-        argv[1]) is the component's `process` setting — a full path when it contains a slash, else a name."""
-        matches = [p for p in self.processes() if self.program_index(component, p) is not None]
-        return sorted(matches, key=lambda p: p.start_ticks, reverse=True)
+        argv[1]) is the component's `process` setting — a full path when it contains a slash, else a name
+        — and it is the component's own by the rule of `cisfix.identity` (a process that only says so is
+        ignored and named on stderr)."""
+        from .identity import genuine
+
+        if component not in self._own:
+            claims = [p for p in self.processes() if self.program_index(component, p) is not None]
+            self._own[component] = sorted(genuine(self, claims, component), key=lambda p: p.start_ticks, reverse=True)
+        return self._own[component]
 
     def process(self, component: str) -> Optional[Process]:
         """The component's newest process."""

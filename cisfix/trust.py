@@ -50,19 +50,26 @@ def _shared(st: os.stat_result) -> bool:
     return bool(st.st_mode & stat.S_ISVTX and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def trusted_realpath(path: Path, error: Type[InputError] = Untrusted, why: str = "") -> Path:
+def trusted_realpath(path: Path, error: Type[InputError] = Untrusted, why: str = "",
+                     within: Path = Path("/")) -> Path:
     """The real path of `path`, each directory on the way checked from `/` down (as root).
 
     Components that do not exist yet are appended unchecked (the caller creates them in a checked
-    directory). `why` ends the message: what is refused.
+    directory). `why` ends the message: what is refused. `within`: the root of the file system `path`
+    is in, e.g. a process's `/proc/PID/root` (its absolute links lead back there); the path returned
+    and the paths refused are under it.
     """
     pending = [p for p in str(Path(os.path.abspath(path))).split("/") if p]
     real = Path("/")
-    parent = os.lstat("/")
+
+    def host(inner: Path) -> Path:
+        return within.joinpath(*inner.parts[1:])
+
+    parent = os.stat(within)  # stat: a process's root is a link to follow
     hops = 0
 
     def refuse(item: Path, problem: str) -> "InputError":
-        return error(item, f"{problem}{why}")
+        return error(host(item), f"{problem}{why}")
 
     if enforced() and _problem(parent):
         raise refuse(real, _problem(parent))
@@ -70,28 +77,28 @@ def trusted_realpath(path: Path, error: Type[InputError] = Untrusted, why: str =
         part = pending.pop(0)
         if part in (".", ".."):
             real = real.parent if part == ".." else real
-            parent = os.lstat(real)
+            parent = os.stat(host(real))
             continue
         candidate = real / part
         try:
-            st = os.lstat(candidate)
+            st = os.lstat(host(candidate))
         except FileNotFoundError:
-            return candidate.joinpath(*pending)
+            return host(candidate).joinpath(*pending)
         if enforced() and _shared(parent) and st.st_uid != 0:
-            raise refuse(candidate, f"owned by uid {st.st_uid} in the shared directory {real}")
+            raise refuse(candidate, f"owned by uid {st.st_uid} in the shared directory {host(real)}")
         if stat.S_ISLNK(st.st_mode):
             hops += 1
             if hops > _MAX_SYMLINKS:
                 raise error(path, "too many levels of symbolic links")
-            target = os.readlink(candidate)
+            target = os.readlink(host(candidate))
             if target.startswith("/"):
-                real, parent = Path("/"), os.lstat("/")
+                real, parent = Path("/"), os.stat(within)
             pending[:0] = [p for p in target.split("/") if p]
             continue
         if stat.S_ISDIR(st.st_mode) and pending and enforced() and _problem(st):
             raise refuse(candidate, _problem(st))
         real, parent = candidate, st
-    return real
+    return host(real)
 
 
 def require_trusted_file(fd: int, path: Path, error: Type[InputError] = Untrusted, why: str = "") -> os.stat_result:

@@ -130,7 +130,12 @@ class Check:
 class Component:
     """A component of the node, as its layout describes it: where its settings live (node paths, in
     precedence: the live process's argv; the manifest's command/args or the flag files; the config
-    file), how its health is probed, how it is restarted and what it depends on."""
+    file), how its health is probed, how it is restarted and what it depends on.
+
+    A process counts as the component only when root or the runtime could have started it for it (see
+    `cisfix.identity`): it runs as `user`, its executable is a root-owned file in root-owned folders,
+    and its cgroup is the pod of `manifest` (a static pod: the kubelet's pod cgroup whose log folder
+    names the manifest's namespace and pod) or the systemd `unit` (a service)."""
 
     name: str
     manifest: Optional[str] = None  # static pod manifest: the component is a static pod
@@ -144,6 +149,8 @@ class Component:
     depends_on: Tuple[str, ...] = ()  # components to fix before this one
     managed_by: Optional[str] = None  # the component that runs it (static pods: the kubelet)
     live_config: Mapping[str, Any] = field(default_factory=dict)  # where it serves its effective config
+    user: int = 0  # the uid its process runs as (a static pod's securityContext.runAsUser says otherwise)
+    unit: Optional[str] = None  # a service: its systemd unit's cgroup, e.g. "system.slice/kubelet.service"
 
 
 @dataclass(frozen=True)

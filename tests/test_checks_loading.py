@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import APISERVER
+from node_processes import pod_process, stop
 
 ACME = Path(__file__).parent / "data" / "checks" / "acme.yaml"
 
@@ -70,12 +71,13 @@ components:
     checks = tmp_path / "checks.d"
     checks.mkdir()
     shutil.copy(ACME, checks / "acme.yaml")
-    process = subprocess.Popen([sys.executable, str(program), "--profiling=false", "--secure-port", "6443"])
+    # Run as the kubelet would run it: as root, in a container of the API server's pod.
+    process = pod_process(node.root, "kube-system", "kube-apiserver",
+                          [sys.executable, str(program), "--profiling=false", "--secure-port", "6443"])
     try:
         _, report = audit_json(cisfix, "--checks-dir", str(checks), "--disable", "ACME-2")
     finally:
-        process.kill()
-        process.wait()
+        stop(process)
     (acme1,) = [r for r in report["results"] if r["id"] == "ACME-1"]
     assert acme1["status"] == "PASS"
     assert acme1["evidence"] == [{"process": f"kube-apiserver (pid {process.pid})", "detail": "--profiling"}]

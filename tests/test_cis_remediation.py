@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Callable, Dict
 
 import pytest
+from node_processes import fake_process, pod_cgroup, pod_log_folder
 
 from cisfix.audit import select
 from cisfix.fix import apply_fix, plan_fix
@@ -206,10 +208,11 @@ def test_anonymous_auth_on_1_32_uses_an_authentication_config(node):
 
 
 def test_drift_between_process_and_manifest_is_reported(node, tmp_path):
-    proc = tmp_path / "proc" / "4242"
-    proc.mkdir(parents=True)
-    (proc / "cmdline").write_bytes(b"kube-apiserver\0--profiling=true\0")
-    (proc / "stat").write_text("4242 (kube-apiserver) S " + " ".join(["0"] * 19) + " 99 0\n")
+    # The API server's container, with the evidence a node gives: run by root from a root-owned
+    # executable, in its pod's cgroup, whose log folder the kubelet wrote.
+    uid = pod_log_folder(node.root, "kube-system", "kube-apiserver")
+    fake_process(tmp_path / "proc", 4242, ["kube-apiserver", "--profiling=true"], start_ticks=99,
+                 exe=os.path.realpath(sys.executable), cgroup=pod_cgroup(uid))
     node.write("/etc/cisfix/config.yaml", f"apiVersion: cisfix/v1\nkind: NodeConfig\nproc: {tmp_path / 'proc'}\n".encode(), 0o644)
     replace(API, "    - kube-apiserver\n", "    - kube-apiserver\n    - --profiling=false\n")(node)
     result = node.audit("1.2.15")["1.2.15"]

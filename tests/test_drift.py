@@ -11,6 +11,7 @@ import os
 import pytest
 
 from conftest import APISERVER
+from node_processes import fake_process
 from prometheus import parse_prometheus, value
 from test_unattended_runs import NEEDS_A_PERSON, with_exceptions
 
@@ -193,9 +194,10 @@ def test_pause_until_a_time_no_pause_can_have_is_bad_input(fixed, cisfix, until,
 def test_drift_stands_aside_while_kubeadm_upgrades_the_node(fixed, drift):
     set_profiling(fixed, "true")
     broken = fixed.read(APISERVER)
-    # The node's process table (this tree's /proc): kubeadm upgrade apply is running.
-    fixed.write("/proc/4242/cmdline", b"/usr/bin/kubeadm\0--v=5\0upgrade\0apply\0v1.32.1\0", 0o444)
-    fixed.write("/proc/4242/stat", b"4242 (kubeadm) S " + b"1 " * 18 + b"12345 0 0\n", 0o444)
+    # The node's process table (this tree's /proc): root runs the node's kubeadm upgrade apply.
+    kubeadm = fixed.write("/usr/bin/kubeadm", b"\x7fELF", 0o755)
+    fake_process(fixed.root / "proc", 4242, ["/usr/bin/kubeadm", "--v=5", "upgrade", "apply", "v1.32.1"],
+                 exe=str(kubeadm))
     result, samples = drift("-q")
     assert result.returncode == 0
     assert result.stdout == "kubeadm upgrade is running (pid 4242); drift stands aside until it ends\n"

@@ -19,7 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from . import cgroups
 from .flags import FlagError, flag_table, known_names, parse_command_line, parse_duration, parse_int
+from .kubeadm import NODE_NAME
 from .layout import Layout, emit
 from .pods import ContainerWorker, PodSpec, Running, start_ticks
 from .standin import klog
@@ -240,7 +242,8 @@ def pod_specs(source: str, pod: dict) -> List[PodSpec]:
     component = (meta.get("labels") or {}).get("component") or meta["name"]
     digest = config_hash(pod, source)
     containers = pod["spec"]["containers"]
-    return [PodSpec(component if len(containers) == 1 else f"{component}/{c['name']}", meta["name"],
+    # The kubelet names a static pod after its manifest and the node.
+    return [PodSpec(component if len(containers) == 1 else f"{component}/{c['name']}", f"{meta['name']}-{NODE_NAME}",
                     meta.get("namespace") or "default", source, digest, pod["spec"], c) for c in containers]
 
 
@@ -304,6 +307,7 @@ class Kubelet:
 
     def _discard(self, state: dict) -> None:
         Running(state["pid"], None, self.layout.exits_dir).stop()
+        cgroups.remove(state.get("cgroup"), pod_too=True)
         (self.layout.pods_dir / f"{state['component']}.json").unlink(missing_ok=True)
 
     def _report(self, problems: List[Tuple[str, str]]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from . import cgroups
 from .configmaps import STORE
 from .container import ENV_CONFIGMAPS, ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
 from .layout import Layout, Settings, emit
@@ -148,6 +149,11 @@ class PodSpec:
     def __post_init__(self) -> None:
         self.image = self.container.get("image", "")
 
+    @property
+    def uid(self) -> str:
+        """The pod's uid, as in its log folder's name and its cgroup's."""
+        return self.config_hash[:32]
+
 
 class ContainerWorker(threading.Thread):
     def __init__(self, layout: Layout, settings: Settings, pod: PodSpec, adopt: Optional[dict] = None) -> None:
@@ -163,9 +169,11 @@ class ContainerWorker(threading.Thread):
         self.ready = False
         self.running: Optional[Running] = None
         self.log_file: Optional[Path] = None
+        self.cgroup: Optional[str] = None  # the running container's
         if adopt:
             self.running = Running(adopt["pid"], None, layout.exits_dir)
             self.log_file = Path(adopt["log"])
+            self.cgroup = adopt.get("cgroup")
         self._detach = threading.Event()  # the kubelet stops: leave the container running
         self._remove = threading.Event()  # the pod is gone: kill the container
 
@@ -186,11 +194,13 @@ class ContainerWorker(threading.Thread):
         while not self._detach.is_set():
             if self._remove.is_set():
                 self._kill()
+                cgroups.remove(self.cgroup, pod_too=True)
                 self.state_file.unlink(missing_ok=True)
                 return
             code = self.running.poll() if self.running else None
             if self.running is not None and code is not None:
                 self._exited(code)
+                cgroups.remove(self.cgroup)
                 if not self._wait_back_off():
                     continue
                 self.restarts += 1
@@ -208,17 +218,19 @@ class ContainerWorker(threading.Thread):
 
     def _start(self) -> None:
         log_dir = self.layout.host(f"/var/log/pods/{self.pod.namespace}_{self.pod.pod_name}_"
-                                   f"{self.pod.config_hash[:32]}/{self.pod.container['name']}")
+                                   f"{self.pod.uid}/{self.pod.container['name']}")
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_file = log_dir / f"{self.restarts}.log"
         self._set_up_volumes()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENV_IMAGE: self.pod.image,
                ENV_STARTUP_DELAY: str(self.settings.startup_delay), ENV_CONFIGMAPS: str(self.layout.host(STORE)),
                **self.mounts.to_env()}
+        self.cgroup = cgroups.new_container(self.pod.uid)
         with open(self.log_file, "ab") as log:
             try:
-                popen = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                         cwd=str(self.layout.root), start_new_session=True)
+                popen = subprocess.Popen(cgroups.joined(self.cgroup, self._argv()), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, env=env, cwd=str(self.layout.root),
+                                         start_new_session=True)
             except OSError as exc:
                 log.write(f"exec failed: {exc}\n".encode())
                 popen = subprocess.Popen(["false"], start_new_session=True)
@@ -253,7 +265,7 @@ class ContainerWorker(threading.Thread):
         state = {"component": self.pod.component, "pod": self.pod.pod_name, "source": self.pod.source,
                  "hash": self.pod.config_hash, "pid": self.running.pid, "ticks": self.running.ticks,
                  "restarts": self.restarts, "startedUp": self.started_up, "ready": self.ready,
-                 "log": str(self.log_file), "mounts": self.mounts.entries}
+                 "log": str(self.log_file), "mounts": self.mounts.entries, "cgroup": self.cgroup}
         tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.state_file)

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from . import cgroups
 from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout
 from .pods import exit_code
 
@@ -81,7 +82,8 @@ class Supervisor:
         os.replace(tmp, self.layout.init_state)
 
     def start_kubelet(self) -> None:
-        argv = [self.settings.python] + kubelet_command(self.layout)
+        """In the kubelet unit's cgroup, as systemd starts it."""
+        argv = cgroups.joined(cgroups.KUBELET, [self.settings.python] + kubelet_command(self.layout))
         log = open(self.layout.log_dir / "kubelet.log", "ab")
         self.kubelet = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                         cwd=str(self.layout.root), start_new_session=True)
@@ -148,6 +150,10 @@ class Supervisor:
             if self._wait(lambda: not self.children(), STOP_GRACE):
                 break
         for path in self.layout.pods_dir.glob("*.json"):
+            try:
+                cgroups.remove(json.loads(path.read_text()).get("cgroup"), pod_too=True)
+            except ValueError:  # a state file cut short: its cgroup stays, empty
+                pass
             path.unlink()
         self.layout.init_pidfile.unlink(missing_ok=True)
 

@@ -26,6 +26,7 @@ KUBELET_PRIVATE = ("pods", "plugins", "plugins_registry", "device-plugins", "pod
 CREDENTIAL_KEYS = ("caFile", "certFile", "keyFile", "kubeconfig")
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBELET_RESTART = ("systemctl", "restart", "kubelet")
+KUBELET_UNIT = "system.slice/kubelet.service"  # the kubelet's cgroup: its process is the one systemd started
 APISERVER_CLIENT = {"certFile": f"{PKI}/apiserver-kubelet-client.crt", "keyFile": f"{PKI}/apiserver-kubelet-client.key"}
 
 # Health endpoints as kubeadm's probes use them; `portFlag`/`portPath` take the port from the setting
@@ -53,7 +54,7 @@ COMPONENTS["kubelet"] = Component(
     "kubelet", config="/var/lib/kubelet/config.yaml",
     flag_files=("/var/lib/kubelet/kubeadm-flags.env", "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
                 "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"),
-    restart=KUBELET_RESTART, health=HEALTH["kubelet"], config_flag="config", config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"],
+    restart=KUBELET_RESTART, unit=KUBELET_UNIT, health=HEALTH["kubelet"], config_flag="config", config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"],
     # A real kubelet serves its effective configuration on its authenticated port; the API server's
     # kubelet client certificate may read it.
     live_config={"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, **APISERVER_CLIENT,
@@ -67,7 +68,8 @@ def _component(name: str, settings: dict) -> Component:
         flag_files=tuple(settings.get("flagFiles", base.flag_files)), process=settings.get("process", base.process),
         health=settings.get("health", base.health), restart=tuple(settings.get("restart", base.restart)),
         config_flag=base.config_flag, config_kind=base.config_kind, depends_on=tuple(settings.get("dependsOn", base.depends_on)),
-        managed_by=base.managed_by, live_config=settings.get("liveConfig", base.live_config))
+        managed_by=base.managed_by, live_config=settings.get("liveConfig", base.live_config), user=base.user,
+        unit=base.unit)
 
 
 def _exists(node: Node, path: Optional[str]) -> bool:
