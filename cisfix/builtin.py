@@ -30,7 +30,8 @@ def cisfix_host_paths(node_info: NodeInfo) -> List[HostPath]:
         HostPath("/etc/group", "group names in file checks", folder=False),
         HostPath(STATE_DIR, "journal, backups, lock and HALT", audit="", fix=WRITE),
         HostPath(CHANGE_LOG, "the change log, appended to", audit="", fix=WRITE, folder=False),
-        HostPath("/var/log/pods", "container logs, quoted when a restarted component fails", audit="", fix=READ),
+        HostPath("/var/log/pods", "pod log folders: which pod a process belongs to (their names); a failing "
+                 "component's last log lines", fix=READ),
     ]
 
 

@@ -132,7 +132,11 @@ def _exe_path(proc: Path) -> str:
 
 
 def _exe_problem(proc: Path) -> str:
-    """As root only, like every trust rule: another user may not read a root process's executable."""
+    """As root only, like every trust rule: another user may not read a root process's executable.
+    The kernel shows a process's executable and root only to a reader holding every capability the
+    process holds (ptrace's rule), so root without capabilities (the audit DaemonSet) sees none of the
+    components': that is no evidence either way, and the uid and the cgroup, which only root can give,
+    still decide."""
     if not trust.enforced():
         return ""
     try:
@@ -140,6 +144,8 @@ def _exe_problem(proc: Path) -> str:
         fd = os.open(proc / "exe", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         raise Vanished(proc)
+    except PermissionError:
+        return ""
     except OSError as exc:
         return f"its executable cannot be read ({exc.strerror})"
     try:
@@ -147,11 +153,14 @@ def _exe_problem(proc: Path) -> str:
         trust.trusted_realpath(Path(path), why=" (a folder of its executable)", within=proc / "root")
     except InputError as exc:
         return str(exc)
+    except PermissionError:
+        return ""
     except OSError as exc:
         return f"its executable's folder cannot be read ({exc.strerror})"
     finally:
         os.close(fd)
     return ""
+
 
 
 def cgroups(proc: Path) -> List[str]:
@@ -168,6 +177,11 @@ def cgroups(proc: Path) -> List[str]:
 def _tie_problem(state: "NodeState", proc: Path, spec: Component) -> str:
     paths = cgroups(proc)
     shown = " or ".join(sorted(set(paths))) or "none"
+    if paths and all(path.startswith("/..") for path in paths):
+        # The kernel shows cgroups relative to the reader's cgroup namespace: from inside a container
+        # with its own (cgroup v2's default for unprivileged ones), no path can be tied to a pod or unit.
+        return (f"its cgroup ({shown}) is outside this run's cgroup namespace; run cisfix in the host's "
+                "(on the host, or in a privileged container)")
     if spec.manifest:
         pod = _manifest_pod(state, spec.manifest)
         if pod is None:

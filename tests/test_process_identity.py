@@ -266,3 +266,39 @@ def test_the_kubelet_is_the_process_in_its_unit(proc_node, tmp_path):
     assert result.stderr.splitlines() == [
         "cisfix: ignored pid 12 posing as kubelet: its cgroup (/user.slice/user-0.slice/session-1.scope) is not "
         "system.slice/kubelet.service"]
+
+
+# How the audit DaemonSet runs: uid 0 with every capability dropped (deploy/kubernetes).
+WITHOUT_CAPABILITIES = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--ambient-caps", "-all",
+                        "--no-new-privs", "--"]
+
+
+@needs_etcd
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is not installed")
+def test_root_without_capabilities_still_knows_the_components_and_no_impostor(lab, mallory, idle, impostors):
+    """The kernel hides the components' executables from root without capabilities: their uid and
+    cgroup still prove them, and still refuse a user's process."""
+    checks = ("audit", "--format", "json", "--check", "1.2.15", "--check", "1.4.1")
+    pid = her_process(mallory, impostors, [str(lab.layout.launcher("kube-apiserver")), str(idle), "--profiling=false"])
+    as_root = run(lab.root, *checks)
+    capless = subprocess.run([*WITHOUT_CAPABILITIES, sys.executable, "-m", "cisfix", "--root", str(lab.root), *checks],
+                             capture_output=True, text=True)
+    assert capless.returncode == as_root.returncode == 1, capless.stderr
+    evidence = lambda result: [r["evidence"] for r in json.loads(result.stdout)["results"]]  # noqa: E731
+    assert evidence(capless) == evidence(as_root)
+    assert all(e[0]["process"].split(" (pid ")[0] in ("kube-apiserver", "kube-scheduler") for e in evidence(capless))
+    assert capless.stderr.splitlines() == [f"cisfix: ignored pid {pid} posing as kube-apiserver: uid {mallory[0]}"]
+
+
+def test_a_process_seen_from_another_cgroup_namespace_is_not_judged_a_component(proc_node, tmp_path):
+    """From inside a container with a cgroup namespace of its own, every other cgroup reads `/../…`:
+    nothing ties such a process to a pod, and the run says how to run instead."""
+    uid = pod_log_folder(proc_node.root, "kube-system", "kube-apiserver")
+    cgroup = "/../../kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope".format(
+        uid.replace("-", "_"), secrets.token_hex(32))
+    api_server(proc_node, tmp_path, cgroup)
+    result = audit_profiling(proc_node)
+    assert statuses(result) == {PROFILING: "FAIL"}
+    assert result.stderr.splitlines() == [
+        f"cisfix: ignored pid 4242 posing as kube-apiserver: its cgroup ({cgroup}) is outside this run's cgroup "
+        "namespace; run cisfix in the host's (on the host, or in a privileged container)"]
