@@ -183,7 +183,7 @@ def _tie_problem(state: "NodeState", proc: Path, spec: Component) -> str:
         return (f"its cgroup ({shown}) is outside this run's cgroup namespace; run cisfix in the host's "
                 "(on the host, or in a privileged container)")
     if spec.manifest:
-        pod = _manifest_pod(state, spec.manifest)
+        pod = manifest_pod(state, spec.manifest)
         if pod is None:
             return f"{spec.manifest} names no pod"
         if any(_is_pod(_pod_of(state, path), pod) for path in paths):
@@ -196,7 +196,7 @@ def _tie_problem(state: "NodeState", proc: Path, spec: Component) -> str:
     return f"its layout names no pod or unit for {spec.name}"
 
 
-def _manifest_pod(state: "NodeState", manifest: str) -> Optional[Tuple[str, str]]:
+def manifest_pod(state: "NodeState", manifest: str) -> Optional[Tuple[str, str]]:
     """(namespace, name) of the static pod the manifest defines."""
     pod = state.yaml(manifest)
     meta = pod.get("metadata") if isinstance(pod, dict) else None

@@ -221,9 +221,23 @@ class NodeState:
 
     def log_files(self, component: str) -> List[Path]:
         """The component's container logs in the kubelet's layout: /var/log/pods/<ns>_<pod>_<uid>/
-        <container>/<restart count>.log — one file per container start."""
+        <container>/<restart count>.log — one file per container start — of its manifest's pod only (a
+        pod named like it in another namespace must not put words in the gate's mouth)."""
+        from glob import escape
+
+        from .identity import manifest_pod
+
+        manifest = self.component(component).manifest
+        try:
+            pod = manifest_pod(self, manifest) if manifest else None
+        except InputError:  # a broken manifest: its checks say so, the gate quotes no log
+            pod = None
+        if pod is None:
+            return []
+        namespace, name = (escape(part) for part in pod)
         root = self.node.host("/")
-        return [p for p in root.glob(f"var/log/pods/*_{component}*_*/{component}/*.log") if p.is_file()]
+        return [p for pattern in (f"{namespace}_{name}_*", f"{namespace}_{name}-*_*")  # <name>-<node name>
+                for p in root.glob(f"var/log/pods/{pattern}/{escape(component)}/*.log") if p.is_file()]
 
     def log_tail(self, files: List[Path], lines: int = 5) -> str:
         """The last lines written to the newest of these container logs that has any: a container the

@@ -17,7 +17,7 @@ from typing import List
 import pytest
 from conftest import APISERVER
 from hostile import as_mallory, mallory, shared_dir  # noqa: F401 (fixtures)
-from node_processes import fake_process, pod_cgroup, pod_log_folder
+from node_processes import NODE, fake_process, pod_cgroup, pod_log_folder
 from prometheus import value
 from test_drift import PROFILING, drift, fixed, set_profiling  # noqa: F401 (fixtures)
 
@@ -302,3 +302,23 @@ def test_a_process_seen_from_another_cgroup_namespace_is_not_judged_a_component(
     assert result.stderr.splitlines() == [
         f"cisfix: ignored pid 4242 posing as kube-apiserver: its cgroup ({cgroup}) is outside this run's cgroup "
         "namespace; run cisfix in the host's (on the host, or in a privileged container)"]
+
+
+def test_the_logs_the_gate_quotes_are_its_own_pods(node):
+    """A pod named like the API server in another namespace (anyone who may create pods there can) never
+    has its log lines quoted as the API server's."""
+    from cisfix.node import Node
+    from cisfix.plugins import Plugins
+    from cisfix.state import NodeState
+
+    own = pod_log_folder(node.root, "kube-system", "kube-apiserver")
+    other = pod_log_folder(node.root, "default", "kube-apiserver")
+    for namespace, uid, line in (("kube-system", own, "etcd unreachable"), ("default", other, "all is well")):
+        (folder,) = node.root.glob(f"var/log/pods/{namespace}_*_{uid}")
+        (folder / "kube-apiserver").mkdir()
+        (folder / "kube-apiserver" / "0.log").write_text(f"2026-12-02T06:00:00Z stderr F {line}\n")
+    target = Node(str(node.root))
+    state = NodeState(target, Plugins(target).info)
+    files = state.log_files("kube-apiserver")
+    assert [p.parent.parent.name for p in files] == [f"kube-system_kube-apiserver-{NODE}_{own}"]
+    assert state.log_tail(files).endswith("etcd unreachable")
