@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 from .bounds import MINUTE, number_problem
 from .errors import InputError
 from .nodefile import decode_text
+from .shown import shown as server_text
 from .state import NodeState, parse_yaml
 from .trust import read_node_trusted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -34,7 +36,6 @@ class Answer:
 
 
 CREDENTIALS = ("certFile", "keyFile", "kubeconfig")  # settings that send a client certificate
-SHOWN = 200  # characters of a server's text shown at most
 
 
 def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0) -> Answer:
@@ -107,16 +108,6 @@ def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int], meth
     if expired.is_set():  # a read cut short returns what it had
         raise TimeoutError(f"no complete answer within {conn.timeout:g} s")
     return answer
-
-
-def server_text(text: "str | bytes", limit: Optional[int] = SHOWN) -> str:
-    """Text a server sent, safe to print: control and format characters (terminal escape sequences,
-    bidi overrides) and invalid UTF-8 escaped as Python escapes them, cut to `limit` characters."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "backslashreplace")
-    cut = text if limit is None else text[:limit]
-    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
-    return shown + ("..." if len(cut) < len(text) else "")
 
 
 def _answer(url: str, code: int, body: bytes) -> Answer:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, List, Optional, Set, Tuple
 
 from . import trust
 from .errors import InputError
+from .shown import shown
 from .types import Component
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +42,10 @@ _POD_CGROUPS = (
                r"pod([0-9a-f_]+)\.slice/[a-z][a-z0-9-]*-[0-9a-f]+\.scope"),
     re.compile(r"/kubepods/(?:(besteffort|burstable)/)?pod([0-9a-f-]+)/[0-9a-f]+"),
 )
+# A static pod's uid is the md5 of its manifest as the kubelet read it (pkg/kubelet/config/common.go): 32
+# hex digits. The API server gives every other pod a dashed UUID and ignores one asked for, so a pod that
+# anyone with rights in kube-system creates (a `kube-apiserver-backup`, say) can never be a static pod.
+_STATIC_POD_UID = re.compile(r"[0-9a-f]{32}")
 _named: Set[Tuple[int, int, str]] = set()  # (pid, start, component): impostors already named in this run
 
 
@@ -60,12 +65,15 @@ def why_not(state: "NodeState", process: "Process", component: str) -> str:
 
 
 def is_installer(proc_dir: Path, process: "Process", name: str) -> bool:
-    """Is the process the node's `name` (kubeadm): run by root from a trusted file of that name?"""
+    """Is the process the node's `name` (kubeadm): run by root from a trusted file of that name, in the
+    host's own file system (the root PID 1 has)? A root process of any container — a pod's, or one a
+    job started — has an image of its own, where it may put a file of any name."""
     proc = proc_dir / str(process.pid)
     try:
         if _user_problem(proc, 0) or _exe_problem(proc):
             return False
-        return os.path.basename(_exe_path(proc)) == name
+        host, its = os.stat(proc_dir / "1" / "root"), os.stat(proc / "root")
+        return (its.st_dev, its.st_ino) == (host.st_dev, host.st_ino) and os.path.basename(_exe_path(proc)) == name
     except (Vanished, OSError):
         return False
 
@@ -82,7 +90,7 @@ def genuine(state: "NodeState", processes: List["Process"], component: str) -> L
             found.append(process)
         elif (process.pid, process.start_ticks, component) not in _named:
             _named.add((process.pid, process.start_ticks, component))
-            log.error("ignored pid %d posing as %s: %s", process.pid, component, problem)
+            log.error("ignored pid %d posing as %s: %s", process.pid, component, shown(problem, None))
     return found
 
 
@@ -215,6 +223,8 @@ def _pod_of(state: "NodeState", cgroup: str) -> Optional[Tuple[str, str]]:
     else:
         return None
     uid = match.group(2).replace("_", "-")
+    if not _STATIC_POD_UID.fullmatch(uid):
+        return None
     logs = state.node.host("/var/log/pods")
     for folder in logs.glob(f"*_*_{uid}"):
         parts = folder.name.split("_")  # neither a namespace nor a pod name has one

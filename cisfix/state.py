@@ -14,6 +14,7 @@ from . import flags, sources
 from .errors import EditError, InputError
 from .node import Node
 from .nodefile import decode_text, refuse_yaml_aliases
+from .shown import shown
 from .types import Component, Evidence, NodeInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,12 +174,9 @@ class NodeState:
     # ---- processes ----
     def processes(self) -> List[Process]:
         if self._processes is None:
-            self._processes = []
-            for entry in os.listdir(self.proc_dir) if self.proc_dir.is_dir() else ():
-                if entry.isdigit():
-                    process = _read_process(self.proc_dir / entry)
-                    if process:
-                        self._processes.append(process)
+            found = (_read_process(self.proc_dir / entry)
+                     for entry in (os.listdir(self.proc_dir) if self.proc_dir.is_dir() else ()) if entry.isdigit())
+            self._processes = [process for process in found if process]
         return self._processes
 
     def processes_of(self, component: str) -> List[Process]:
@@ -244,10 +242,12 @@ class NodeState:
         kubelet has just started again has not written yet, its previous start has."""
         for path in _newest_first(files):
             try:
-                text = path.read_bytes()[-4096:].decode("utf-8", "replace")
+                with open(path, "rb") as log:  # the end only: a log grows to its rotation size
+                    log.seek(max(0, os.fstat(log.fileno()).st_size - 4096))
+                    text = log.read(4096).decode("utf-8", "replace")
             except OSError:  # rotated or removed by the kubelet while we looked
                 continue
-            tail = [line.strip() for line in text.splitlines()[-lines:] if line.strip()]
+            tail = [shown(line.strip()) for line in text.splitlines()[-lines:] if line.strip()]
             if tail:
                 return " | ".join(tail)
         return ""
@@ -297,12 +297,14 @@ def _newest_first(paths: List[Path]) -> List[Path]:
 
 
 def _read_process(proc: Path) -> Optional[Process]:
+    """The process's argv and start, or None: gone, a kernel thread, or a stat no kernel writes. Any
+    process names itself (`/proc/PID/comm`, inside stat's parentheses): bytes, never decoded."""
     try:
         argv = tuple(a.decode("utf-8", "replace") for a in (proc / "cmdline").read_bytes().split(b"\0") if a)
-        stat = (proc / "stat").read_text()
+        stat = (proc / "stat").read_bytes()
     except OSError:
-        return None  # gone, or a kernel thread we may not read
-    if not argv:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the name in parentheses may contain spaces
+    fields = stat[stat.rfind(b")") + 2:].split()  # the name in parentheses may hold spaces and ')'
+    if not argv or len(fields) < 20 or not fields[19].isdigit():
+        return None
     return Process(int(proc.name), argv, int(fields[19]))

@@ -191,18 +191,36 @@ def test_pause_until_a_time_no_pause_can_have_is_bad_input(fixed, cisfix, until,
     assert not (fixed.root / STATE.lstrip("/") / "PAUSE").exists()
 
 
+def kubeadm_upgrading(node, in_a_container: bool = False) -> None:
+    """The node's process table (this tree's /proc): root runs kubeadm upgrade apply, on the host or in
+    a container (a file system of its own, where any file may be called kubeadm)."""
+    kubeadm = node.write("/usr/bin/kubeadm", b"\x7fELF", 0o755)
+    fake_process(node.root / "proc", 1, ["/sbin/init"], exe=str(kubeadm))
+    process = fake_process(node.root / "proc", 4242, ["/usr/bin/kubeadm", "--v=5", "upgrade", "apply", "v1.32.1"],
+                           exe=str(kubeadm))
+    if in_a_container:
+        image = node.path("/var/lib/containerd/image")
+        image.mkdir(parents=True)
+        (process / "root").unlink()
+        (process / "root").symlink_to(image)
+
+
 def test_drift_stands_aside_while_kubeadm_upgrades_the_node(fixed, drift):
     set_profiling(fixed, "true")
     broken = fixed.read(APISERVER)
-    # The node's process table (this tree's /proc): root runs the node's kubeadm upgrade apply.
-    kubeadm = fixed.write("/usr/bin/kubeadm", b"\x7fELF", 0o755)
-    fake_process(fixed.root / "proc", 4242, ["/usr/bin/kubeadm", "--v=5", "upgrade", "apply", "v1.32.1"],
-                 exe=str(kubeadm))
+    kubeadm_upgrading(fixed)
     result, samples = drift("-q")
     assert result.returncode == 0
     assert result.stdout == "kubeadm upgrade is running (pid 4242); drift stands aside until it ends\n"
     assert fixed.read(APISERVER) == broken and events(fixed) == []
     assert value(samples, "cisfix_last_run_exit_code") == 0
+
+
+def test_a_kubeadm_in_a_container_does_not_make_drift_stand_aside(fixed, drift):
+    set_profiling(fixed, "true")
+    kubeadm_upgrading(fixed, in_a_container=True)
+    result, _ = drift("-q")
+    assert "stands aside" not in result.stdout and result.stdout.startswith(f"CORRECTED {PROFILING}"), result.stdout
 
 
 def test_a_halted_node_exits_4_and_says_so_in_the_metrics(fixed, drift):

@@ -322,3 +322,35 @@ def test_the_logs_the_gate_quotes_are_its_own_pods(node):
     files = state.log_files("kube-apiserver")
     assert [p.parent.parent.name for p in files] == [f"kube-system_kube-apiserver-{NODE}_{own}"]
     assert state.log_tail(files).endswith("etcd unreachable")
+
+
+def test_a_pod_anyone_with_rights_in_kube_system_creates_is_no_static_pod(proc_node, tmp_path):
+    """`kube-apiserver-backup` in kube-system: named like the API server's static pod, but its uid is the
+    API server's UUID, never a static pod's hash of its manifest."""
+    import uuid
+
+    uid = pod_log_folder(proc_node.root, "kube-system", "kube-apiserver-backup", uid=str(uuid.uuid4()))
+    cgroup = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{}.scope".format(
+        uid.replace("-", "_"), secrets.token_hex(32))
+    api_server(proc_node, tmp_path, cgroup)
+    result = audit_profiling(proc_node)
+    assert statuses(result) == {PROFILING: "FAIL"}
+    assert result.stderr.splitlines() == [
+        f"cisfix: ignored pid 4242 posing as kube-apiserver: its cgroup ({cgroup}) is not a container of pod "
+        "kube-system/kube-apiserver"]
+
+
+def test_a_process_that_names_itself_in_bytes_no_text_has_changes_nothing(node, mallory, idle, impostors):
+    """Any process may name itself (`/proc/self/comm`) with bytes that are no UTF-8: every run reads the
+    process table, so that must never end one."""
+    node.write(CONFIG, node.read(CONFIG) + b"proc: /proc\n", 0o644)
+    before = audit_profiling(node)
+    process = as_mallory(mallory, "import time; open('/proc/self/comm', 'wb').write(b'\\xff\\xfe)\\x1b[2J');"
+                         "time.sleep(300)", background=True)
+    impostors(process)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{process.pid}/comm").read_bytes() != b"\xff\xfe)\x1b[2J\n":
+        assert time.monotonic() < deadline, "she never renamed her process"
+        time.sleep(0.05)
+    after = audit_profiling(node)
+    assert (after.returncode, statuses(after), after.stderr) == (before.returncode, statuses(before), before.stderr)
