@@ -138,21 +138,34 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
         return _undo(session, plugins, gate, tx, watch, manifest, outcome, f"apply failed: {exc}")
     if watch is None:
         return _commit(session, plugins, gate, tx, watch, manifest, outcome, outcome.reason)
+    try:
+        answer = _judge(session, plugins, gate, tx, watch, manifest, outcome, verify)
+    except Exception as exc:  # a bug while judging the change: the files go back (gated) before it is reported
+        _undo(session, plugins, gate, tx, watch, manifest, outcome, f"internal error while judging the change: {exc!r}")
+        raise
+    if not answer.healthy:
+        return _undo(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
+    return _commit(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
+
+
+def _judge(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch: Watch,
+           manifest: Optional[PlannedChange], outcome: EditOutcome, verify: Optional[Verify]) -> Answer:
+    """The gate's verdict on the restarted component, then the live checks' (`verify`)."""
+    component = watch.component
     answer = _await(session, plugins, gate, tx.txid, watch, "apply")
     if manifest:  # healthy means a new process carrying the manifest's intended flags was seen
         outcome.audit_verified = answer.healthy
     if answer.healthy and verify:
         verdicts = verify()
-        session.journal.note("verified", tx.txid, component=component, source=live_source(spec),
+        session.journal.note("verified", tx.txid, component=component,
+                             source=live_source(plugins.info.components[component]),
                              checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {})}
                                      for v in verdicts])
         failing = [v[0] for v in verdicts if v[1] != "PASS"]
         outcome.audit_verified = not failing  # the live checks decide, whatever the flags said
         if failing:
             answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
-    if not answer.healthy:
-        return _undo(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
-    return _commit(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
+    return answer
 
 
 def _commit(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch: Optional[Watch],

@@ -161,3 +161,38 @@ def test_resume_clears_halt_only_when_the_components_answer_healthy(lab):
     resumed = lab_cisfix(lab, "resume")
     assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr
     assert resumed.stdout.strip() == f"HALT cleared ({halt} removed)" and not halt.exists()
+
+
+BUG_AFTER_THE_CHANGE = '''
+import cisfix
+calls = []
+
+def check(state, component):
+    calls.append(1)  # healthy for the pre-gate and for the rollback; a bug on the first look after the change
+    if len(calls) == 2:
+        raise KeyError("a bug in the probe")
+    return (True, "ok")
+
+@cisfix.hookimpl
+def cisfix_register_probes():
+    return [cisfix.Probe("kube-apiserver", check)]
+'''
+
+
+def test_a_bug_while_the_gate_judges_a_change_puts_the_files_back_before_exit_70(lab, tmp_path):
+    """An unattended run that meets a bug mid-gate must not leave an unproven change on the node until
+    the next run recovers it."""
+    probes = tmp_path / "probes.d"
+    probes.mkdir()
+    (probes / "bug.py").write_text(BUG_AFTER_THE_CHANGE)
+    manifest = Path(lab.root) / APISERVER.lstrip("/")
+    before = manifest.read_bytes()
+    result = lab_cisfix(lab, "--checks-dir", str(probes), "edit", APISERVER, "--flag", "profiling=false",
+                        "--timeout", "120", "--stability-window", "2")
+    assert result.returncode == 70, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("cisfix: internal error (exit 70): KeyError")
+    assert manifest.read_bytes() == before
+    history = json.loads(lab_cisfix(lab, "history", "--format", "json").stdout)
+    assert [tx["state"] for tx in history] == ["rolled-back"], history
+    assert not (Path(lab.root) / "var/lib/cisfix/HALT").exists()
+    assert lab_cisfix(lab, "recover").stdout.strip() == "nothing to recover"
