@@ -599,9 +599,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def _write_report(path: str, text: str, plugins) -> None:
     """Atomically and 0644 (a collector such as node_exporter's textfile reads it, as another user), never
     through a link nor into a folder others can change, never among the static pods."""
-    from .outputfile import static_pod_folders, write_output_file
+    from .outputfile import managed_places, write_output_file
 
-    write_output_file(path, text.encode("utf-8"), "the --output file", keep_out=static_pod_folders(plugins.node, plugins.info))
+    write_output_file(path, text.encode("utf-8"), "the --output file", keep_out=managed_places(plugins.node, plugins.info))
 
 
 def _check_dict(check) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .errors import InputError
-from .trust import require_trusted_file, trusted_realpath
+from .trust import require_trusted_dir, require_trusted_file, trusted_realpath
 
 SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
@@ -40,9 +40,32 @@ def trusted_command(argv: Sequence[str], what: str) -> List[str]:
         real, st = found
         if not st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
             raise CommandRefused(candidate, f"is not executable{why}")
+        for argument in argv[1:]:
+            _require_trusted_argument(argument, why)
         return [str(real), *argv[1:]]
     where = "no such file" if "/" in name else f"no such command in {':'.join(SEARCH_PATH)}"
     raise CommandRefused(name, f"{where}{why}")
+
+
+def _require_trusted_argument(argument: str, why: str) -> None:
+    """A path among the arguments may be what really runs (`sh /x/restart.sh`, `env python3 /x/y.py`,
+    `--config=/x/c`): where one names a file or folder, it must pass the trust rule too. Commands run
+    from `/`, so a relative path is read from there."""
+    for value in {argument, argument.partition("=")[2]}:
+        if "/" not in value or "\0" in value:
+            continue
+        path = Path("/", value)
+        try:
+            real = trusted_realpath(path, CommandRefused, why)
+            is_dir = stat.S_ISDIR(os.stat(real).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # names nothing here (a unit, a URL path): nothing of another user's can run
+        except OSError as exc:
+            raise CommandRefused(path, f"{exc.strerror}{why}")
+        if is_dir:
+            require_trusted_dir(path, CommandRefused, why)
+        else:
+            _trusted_file(path, why)  # refuses a file another user could write
 
 
 def trusted_script(path: Path, what: str, interpreter: str = "bash") -> List[str]:
@@ -79,7 +102,9 @@ def run_trusted(argv: Sequence[str], what: str, timeout: float) -> int:
     command = trusted_command(argv, what)
     environment = {**os.environ, "PATH": ":".join(SEARCH_PATH)}
     try:
-        return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=environment, timeout=timeout, check=False).returncode
+        return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=environment, cwd="/", timeout=timeout, check=False).returncode
     except subprocess.TimeoutExpired:
         return 124
+    except OSError as exc:  # trusted, yet the kernel will not run it (no #! line, a foreign binary)
+        raise CommandRefused(command[0], f"cannot be run: {exc.strerror}; not running {what}")

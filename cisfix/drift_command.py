@@ -226,7 +226,7 @@ def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> bool:
     pods); whether it was. A failure is one line on stderr."""
     from .metrics import render
     from .node import Node
-    from .outputfile import static_pod_folders, write_output_file
+    from .outputfile import managed_places, write_output_file
     from .statedir import confined
 
     try:
@@ -234,7 +234,7 @@ def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> bool:
         target = Path(args.textfile) if args.textfile else node.host(TEXTFILE)
         if not args.textfile:
             confined(node, target.parent)  # the default folder is the node's: a link may not lead out of it
-        keep_out = static_pod_folders(node, run.node_info) if run.node_info else ()
+        keep_out = managed_places(node, run.node_info)
         write_output_file(target, render(run).encode(), "the metrics textfile", keep_out=keep_out)
         return True
     except CisfixError as exc:

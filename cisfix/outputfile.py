@@ -17,7 +17,7 @@ import os
 import posixpath
 import stat
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Optional, Tuple
 
 from .atomic import Meta, fsync_dir, write_atomic
 from .errors import InputError
@@ -29,16 +29,25 @@ _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (sta
           (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
 
 
-def static_pod_folders(node: Node, info: NodeInfo) -> List[Path]:
-    """The real host paths of the folders the kubelet reads pods from: any file written there runs."""
-    folders = {posixpath.dirname(c.manifest) for c in info.components.values() if c.manifest}
-    return [Path(os.path.realpath(node.host(node.resolve(folder)))) for folder in sorted(folders)]
+def managed_places(node: Node, info: Optional[NodeInfo]) -> List[Tuple[Path, str]]:
+    """(real host path, why) of what no output may replace: the folders the kubelet reads pods from (any
+    file written there runs), cisfix's state folder (its journal and backups), and every file a
+    component's settings live in (changed only inside transactions)."""
+    components = info.components.values() if info else ()
+    places = [(posixpath.dirname(c.manifest), "is a static pod folder: the kubelet would run any file there as a pod")
+              for c in components if c.manifest]
+    places += [(path, f"is {c.name}'s settings file, which cisfix changes only inside a transaction")
+               for c in components for path in (c.manifest, c.config, *c.flag_files) if path]
+    real = [(Path(os.path.realpath(node.host(node.resolve(path)))), why) for path, why in places]
+    return real + [(Path(os.path.realpath(node.state_dir)), "is cisfix's state folder (its journal and backups)")]
 
 
-def write_output_file(path: Path, data: bytes, what: str, mode: int = 0o644, keep_out: Iterable[Path] = ()) -> Path:
+def write_output_file(path: Path, data: bytes, what: str, mode: int = 0o644,
+                      keep_out: Iterable[Tuple[Path, str]] = ()) -> Path:
     """Replace the regular file `path` (a host path) with `data`, `mode` and root's ownership; return the
-    path written. `what` names the file in messages ("the --output file"); `keep_out` lists real folders no
-    output may land in (the static pod folders). Raises InputError, with nothing written."""
+    path written. `what` names the file in messages ("the --output file"); `keep_out` lists (real path,
+    why) of folders no output may land in and files it may not replace (`managed_places`). Raises
+    InputError, with nothing written."""
     path = Path(os.path.abspath(path))
     if path.name in ("", ".", ".."):
         raise InputError(path, f"{what}: not a file name")
@@ -46,10 +55,10 @@ def write_output_file(path: Path, data: bytes, what: str, mode: int = 0o644, kee
     target = path
     try:
         folder = _make_folder(path, what, why)
-        if folder in set(keep_out):
-            raise InputError(folder, f"is a static pod folder: the kubelet would run {path.name} as a pod; "
-                                     f"refusing to write {what} there")
         target = folder / path.name
+        for place, reason in keep_out:
+            if place == target or place == folder or place in folder.parents:
+                raise InputError(place, f"{reason}; refusing to write {what} there")
         _require_regular_or_missing(target, what, why)
         write_atomic(target, data, Meta(mode, os.geteuid(), os.getegid()))
     except OSError as exc:  # ENOSPC, EROFS, ENOTDIR on the way...: write_atomic removed its temp file

@@ -237,3 +237,23 @@ def test_the_change_log_is_never_appended_through_what_another_user_planted(shar
     assert len(warnings) == 1 and str(log) in warnings[0], result.stderr
     assert fingerprint(victim) == before
     assert b"--profiling=false" in node.path(APISERVER).read_bytes()
+
+
+@pytest.mark.parametrize("target, why", [
+    ("/var/lib/cisfix/journal.jsonl", "is cisfix's state folder (its journal and backups)"),
+    ("/var/lib/cisfix/backups/x", "is cisfix's state folder (its journal and backups)"),
+    (KUBELET_CONFIG, "is kubelet's settings file, which cisfix changes only inside a transaction"),
+])
+@pytest.mark.parametrize("command", ["audit", "drift"])
+def test_an_output_never_replaces_the_journal_or_a_file_cisfix_manages(node, target, why, command):
+    """A slip of the operator's (`--output` pointed at the journal) would leave a transaction that can no
+    longer be rolled back, or a kubelet that reads a report as its configuration."""
+    assert run_cisfix(node, "edit", APISERVER, "--flag", "profiling=false").returncode == 0  # a journal
+    if command == "drift":
+        paused(node)  # so that the textfile alone decides its exit code
+    before = node.snapshot()
+    option = "--output" if command == "audit" else "--textfile"
+    result = run_cisfix(node, command, option, str(node.path(target)))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert why in result.stderr.strip().splitlines()[-1]
+    assert node.snapshot() == before

@@ -217,3 +217,37 @@ def test_on_a_live_node_neither_her_restart_script_nor_her_audit_script_runs(mak
     assert outcome["status"] == "REMEDIATION_FAILED" and outcome["audit_verified"] is None, outcome
     assert lab.manifest("kube-apiserver").read_bytes() == manifest
     assert not marker.exists()
+
+
+def test_her_script_handed_to_a_trusted_interpreter_is_never_run(node, her_script, mallory):
+    """`restart: [/bin/sh, her script]`: the interpreter is root's, the script is what runs."""
+    script, marker = her_script
+    node.write(CONFIG, f"apiVersion: cisfix/v1\nkind: NodeConfig\ncomponents:\n  kubelet:\n"
+                       f"    restart: [/bin/sh, {json.dumps(str(script))}]\n".encode(), 0o644)
+    before = node.snapshot()
+    result = run_cisfix(node, *SET_KUBELET)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = one_line(result)
+    assert f"owned by uid {mallory[0]}, not root; not running kubelet's restart command" in line
+    assert str(script.parent) in line
+    assert node.snapshot() == before and not marker.exists()
+
+
+def test_a_trusted_restart_command_the_kernel_cannot_run_undoes_the_change_in_one_line(make_lab, tmp_path):
+    """Root's own file, trusted, but no program (no `#!` line): the change it was to restart is undone,
+    one line says so, never an internal error on this run or the next."""
+    lab = make_lab()
+    broken = tmp_path / "restart-kubelet"
+    broken.write_bytes(b"no interpreter line here\n")
+    os.chmod(broken, 0o755)
+    config = lab.root / CONFIG.lstrip("/")
+    config.write_text(config.read_text().replace(str(lab.layout.restart_kubelet_program), str(broken)))
+    kubelet = lab.layout.host(KUBELET_CONFIG).read_bytes()
+
+    for attempt in range(2):
+        result = run_cisfix(lab, *SET_KUBELET, "--timeout", "60", "--stability-window", "1")
+        assert result.returncode == 2, result.stdout + result.stderr
+        line = one_line(result)
+        assert f"{broken}: cannot be run: Exec format error" in line and "restart kubelet by hand" in line
+        assert lab.layout.host(KUBELET_CONFIG).read_bytes() == kubelet
+    assert states(lab) == ["rolled-back", "rolled-back"]
