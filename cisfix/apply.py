@@ -22,7 +22,7 @@ from .plugins import Plugins
 from .transaction import RollbackReport, Transaction, rollback_committed
 from .types import Component, NodeInfo
 
-# -> [(check id, audit status[, evidence])] against the live node
+# -> [(check id, audit status[, evidence[, reason]])] against the live node
 Verify = Callable[[], List[Tuple[str, ...]]]
 
 
@@ -140,12 +140,15 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
     if answer.healthy and verify:
         verdicts = verify()
         session.journal.note("verified", tx.txid, component=component, source=live_source(spec),
-                             checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {})}
+                             checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {}),
+                                      **({"reason": v[3]} if len(v) > 3 and v[1] != "PASS" else {})}
                                      for v in verdicts])
-        failing = [v[0] for v in verdicts if v[1] != "PASS"]
+        failing = [v for v in verdicts if v[1] != "PASS"]
         outcome.audit_verified = not failing  # the live checks decide, whatever the flags said
-        if failing:
-            answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
+        if failing:  # why the first one fails: a live configuration that could not be read says so here
+            why = next((f" ({v[3]})" for v in failing if len(v) > 3 and v[3]), "")
+            answer = Answer(False, f"healthy, but the live {component} does not verify: "
+                                   f"{', '.join(v[0] for v in failing)}{why}")
     if not answer.healthy:
         return _undo(session, plugins, gate, tx, watch, manifest, outcome, answer.message)
     tx.commit()
