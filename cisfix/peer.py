@@ -48,11 +48,11 @@ class Owner:
     def vouch(self, sock: Optional[socket.socket]) -> None:
         """Return when the server side of `sock` (connected, still open) is held by the component's own
         process; NotTheComponent naming the component, its pid and the port otherwise."""
-        process = self.state.process(self.component)
-        if sock is None:
+        if sock is None:  # http.client lets go of a connection the server said it would close
             raise NotTheComponent(f"the server closed the connection before its answer could be traced to "
                                   f"{self.component}")
         port = sock.getpeername()[1]
+        process = self.state.process(self.component)
         if process is None:
             raise NotTheComponent(f"answered on port {port}, but {self.component} is not running")
         proc = self.state.proc_dir / str(process.pid)

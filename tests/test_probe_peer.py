@@ -192,12 +192,14 @@ def test_the_server_side_of_a_real_connection_is_found_and_held_by_this_process(
 
 
 def test_only_the_kernels_numbers_are_read_from_a_table():
-    table = io.BytesIO(b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-                       b"   0: 0100007F:2823 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4711 1\n"
-                       b"   1: 0x00007F:2823 0100007F:C351 01 00000000:00000000 00:00000000 00000000     0        0 4712 1\n"
-                       b"   2: 0100007F:2823 0100007F:C352 0A 00000000:00000000 00:00000000 00000000     0        0 4713 1\n"
-                       b"   3: 0100007F:2823 0100007F:C353 01 00000000:00000000 00:00000000 00000000     0        0 -1 1\n"
-                       b"   4: 0100007F:2823 01_0007F:C354 01 0 0 0 0 0 4715\n"
-                       b"garbage\n" + b"x" * 100_000 + b"\n")
-    assert list(connections(table)) == [((socket.inet_aton("127.0.0.1"), 0x2823), (socket.inet_aton("127.0.0.1"), 0xC350),
-                                          4711)]
+    rest = "00000000:00000000 00:00000000 00000000     0        0"
+    lines = ["  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+             f"   0: 0100007F:2823 0100007F:C350 01 {rest} 4711 1",
+             f"   1: 0x00007F:2823 0100007F:C351 01 {rest} 4712 1",  # int(x, 16) would take 0x
+             f"   2: 0100007F:2823 0100007F:C352 0A {rest} 4713 1",  # listening, not a connection
+             f"   3: 0100007F:2823 0100007F:C353 01 {rest} -1 1",
+             "   4: 0100007F:2823 01_0007F:C354 01 0 0 0 0 0 4715",  # int(x, 16) would take 01_0007F
+             "garbage", "x" * 100_000]
+    table = io.BytesIO("\n".join(lines).encode() + b"\n")
+    loopback = socket.inet_aton("127.0.0.1")
+    assert list(connections(table)) == [((loopback, 0x2823), (loopback, 0xC350), 4711)]

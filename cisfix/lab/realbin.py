@@ -46,7 +46,8 @@ def _enter_container(mounts: Mounts, new_root: Path) -> None:
             error = ctypes.get_errno()
             raise OSError(error, f"{what}: {os.strerror(error)}")
 
-    def mount(source: Optional[str], target: Path, fstype: Optional[str], flags: int, data: Optional[str] = None) -> None:
+    def mount(source: Optional[str], target: Path, fstype: Optional[str], flags: int,
+              data: Optional[str] = None) -> None:
         check(libc.mount(source and source.encode(), str(target).encode(), fstype and fstype.encode(),
                          ctypes.c_ulong(flags), data and data.encode()), f"mount {target}")
 
