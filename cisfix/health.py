@@ -1,5 +1,6 @@
 """Health probes of a component: its authenticated health endpoints, and its pod's own probes as the
-kubelet runs them. A 401 or 403 is never healthy: an endpoint that refuses us proves nothing."""
+kubelet runs them. A 401 or 403 is never healthy: an endpoint that refuses us proves nothing, and an
+answer that another process sent on the component's port is not the component's (`cisfix.peer`)."""
 from __future__ import annotations
 
 import base64
@@ -261,7 +262,8 @@ def probe_endpoints(state: NodeState, component: str) -> Answer:
 
 def pod_probes(state: NodeState, component: str) -> Answer:
     """Run the liveness, readiness and startup probes written in the component's manifest, as the
-    kubelet does: no credentials, no certificate verification, 200-399 is success."""
+    kubelet does: no credentials, no certificate verification, 200-399 is success — from the component's
+    own process only."""
     manifest = state.component(component).manifest
     pod = state.yaml(manifest) if manifest else None
     if not isinstance(pod, dict):

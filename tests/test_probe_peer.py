@@ -113,6 +113,19 @@ def test_a_scheduler_port_answered_by_another_user_is_unhealthy_naming_the_real_
                                      f"process that is not kube-scheduler (pid {pid}) on port {port}")
 
 
+def test_her_ok_while_the_scheduler_is_stopped_is_no_scheduler(lab, impostor):
+    url = lab.node_config()["components"]["kube-scheduler"]["health"]["url"]
+    port = int(url.split(":")[2].split("/")[0])
+    lab.manifest("kube-scheduler").rename(lab.root / "etc/kubernetes/kube-scheduler.parked")  # the pod stops
+    launcher = str(lab.layout.launcher("kube-scheduler"))
+    lab.wait_for(lambda: find_process(launcher) is None and not answers_on(port), 60, "the scheduler to stop")
+    impostor(port)
+    result = cisfix(lab, "health", "--component", "kube-scheduler")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout.strip() == (f"kube-scheduler: UNHEALTHY: {url}: answered on port {port}, but "
+                                     f"kube-scheduler is not running")
+
+
 def test_the_gate_does_not_take_her_ok_for_the_scheduler_and_changes_nothing(lab, impostor):
     port = move_scheduler(lab)
     impostor(port)
