@@ -278,7 +278,7 @@ def _newest_first(paths: List[Path]) -> List[Path]:
 def _read_process(proc: Path) -> Optional[Process]:
     try:
         argv = tuple(a.decode("utf-8", "replace") for a in (proc / "cmdline").read_bytes().split(b"\0") if a)
-        stat = (proc / "stat").read_text()
+        stat = (proc / "stat").read_bytes().decode("utf-8", "replace")  # the name is any user's bytes
     except OSError:
         return None  # gone, or a kernel thread we may not read
     if not argv:
