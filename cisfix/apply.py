@@ -23,7 +23,7 @@ from .plugins import Plugins
 from .transaction import RollbackReport, Transaction, UndoNotRecorded, rollback_committed
 from .types import Component, NodeInfo
 
-# -> [(check id, audit status[, evidence])] against the live node
+# -> [(check id, audit status[, evidence[, reason]])] against the live node
 Verify = Callable[[], List[Tuple[str, ...]]]
 
 
@@ -159,12 +159,15 @@ def _judge(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watc
         verdicts = verify()
         session.journal.note("verified", tx.txid, component=component,
                              source=live_source(plugins.info.components[component]),
-                             checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {})}
+                             checks=[{"id": v[0], "status": v[1], **({"evidence": v[2]} if len(v) > 2 else {}),
+                                      **({"reason": v[3]} if len(v) > 3 and v[1] != "PASS" else {})}
                                      for v in verdicts])
-        failing = [v[0] for v in verdicts if v[1] != "PASS"]
+        failing = [v for v in verdicts if v[1] != "PASS"]
         outcome.audit_verified = not failing  # the live checks decide, whatever the flags said
-        if failing:
-            answer = Answer(False, f"healthy, but the live {component} does not verify: {', '.join(failing)}")
+        if failing:  # why the first one fails: a live configuration that could not be read says so here
+            why = next((f" ({v[3]})" for v in failing if len(v) > 3 and v[3]), "")
+            answer = Answer(False, f"healthy, but the live {component} does not verify: "
+                                   f"{', '.join(v[0] for v in failing)}{why}")
     return answer
 
 

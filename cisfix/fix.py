@@ -211,7 +211,7 @@ class Fixer:
         def verify() -> List[Tuple[str, ...]]:
             state = self.gate.state(live=True)
             verdicts = [(check.id, audit_one(state, check, audit=check.verify or check.audit)) for check, _ in items]
-            return [(i, v.status, [str(e) for e in v.evidence]) for i, v in verdicts]
+            return [(i, v.status, [str(e) for e in v.evidence], v.reason) for i, v in verdicts]
 
         try:
             outcome = apply_gated(self.session, planned, outcome, plugins=self.plugins, gate=self.gate,

@@ -1,5 +1,6 @@
 """Health probes of a component: its authenticated health endpoints, and its pod's own probes as the
-kubelet runs them. A 401 or 403 is never healthy: an endpoint that refuses us proves nothing."""
+kubelet runs them. A 401 or 403 is never healthy: an endpoint that refuses us proves nothing, and an
+answer that another process sent on the component's port is not the component's (`cisfix.peer`)."""
 from __future__ import annotations
 
 import base64
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from .bounds import MINUTE, number_problem
 from .errors import InputError
 from .nodefile import decode_text
+from .peer import NotTheComponent, Owner
 from .shown import shown as server_text
 from .state import NodeState, parse_yaml
 from .trust import read_node_trusted
@@ -38,44 +40,49 @@ class Answer:
 CREDENTIALS = ("certFile", "keyFile", "kubeconfig")  # settings that send a client certificate
 
 
-def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0) -> Answer:
+def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0, component: Optional[str] = None) -> Answer:
     """GET `url`; healthy is 200-399. TLS verification and client certificates follow `settings`:
-    caFile, certFile, keyFile, kubeconfig (node paths), insecureSkipVerify and verifyServerName."""
+    caFile, certFile, keyFile, kubeconfig (node paths), insecureSkipVerify and verifyServerName. With a
+    `component`, only its own process's answer counts (see `fetch`)."""
     try:
-        code, body = fetch(url, state, settings, timeout, limit=200)
+        code, body = fetch(url, state, settings, timeout, limit=200, component=component)
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
         return Answer(False, f"{url}: {server_text(str(exc))}")
     return _answer(url, code, body)
 
 
 def fetch(url: str, state: NodeState, settings: dict, timeout: float = 5.0,
-          limit: Optional[int] = None, method: str = "GET", body: Optional[bytes] = None) -> Tuple[int, bytes]:
+          limit: Optional[int] = None, method: str = "GET", body: Optional[bytes] = None,
+          component: Optional[str] = None) -> Tuple[int, bytes]:
     """`method` (GET; PUT with a JSON `body`) on `url` with the node's credentials (as `get`): the status
     and the body (its first `limit` bytes). `timeout` bounds the whole exchange, not each read. Credentials
     go over https only; with `verifyServerName` the server's certificate must also name the URL's host,
     checked during the handshake, before the client certificate is sent (as kubectl does). Credential
-    files are read through the trust rule. Raises OSError, ssl.SSLError, http.client.HTTPException or
-    ValueError."""
+    files are read through the trust rule. With a `component` of this node, the answer counts only when its
+    own process holds the server side of the connection (`cisfix.peer`; NotTheComponent, a ValueError,
+    otherwise). Raises OSError, ssl.SSLError, http.client.HTTPException or ValueError."""
+    owner = Owner(state, component) if component else None
     parts = urlsplit(url)
     if parts.scheme == "https":
         with ClientFiles(state, settings) as (cert, key):
             context = _context(state, settings, cert, key)
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 parts.hostname, parts.port or 443, timeout=timeout, context=context)
-            return _request(conn, parts, limit, method, body)
+            return _request(conn, parts, limit, method, body, owner)
     if parts.scheme != "http":
         raise ValueError(f"{parts.scheme or 'no'} scheme: only http and https are spoken")
     if any(settings.get(name) for name in CREDENTIALS):
         raise ValueError("credentials are sent over https only, never in clear over http")
     return _request(http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout), parts, limit,
-                    method, body)
+                    method, body, owner)
 
 
 def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int], method: str = "GET",
-             body: Optional[bytes] = None) -> Tuple[int, bytes]:
+             body: Optional[bytes] = None, owner: Optional[Owner] = None) -> Tuple[int, bytes]:
     """The exchange, within `conn.timeout` in all: a socket timeout bounds each read only, so a server
     trickling a byte at a time would hold the run for ever; at the deadline the socket is shut down,
-    whatever the exchange is waiting for."""
+    whatever the exchange is waiting for. With an `owner`, the answer is traced, while the connection is
+    still open, to the process that sent it: NotTheComponent when that is not the owner's."""
     if not 0 < conn.timeout <= threading.TIMEOUT_MAX:  # NaN too; an OSError, as every caller expects of it
         raise TimeoutError(f"a timeout of {conn.timeout!r} s is no deadline an answer can meet")
     expired = threading.Event()
@@ -97,6 +104,8 @@ def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int], meth
         conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers)
         response = conn.getresponse()
         answer = response.status, response.read(limit) if limit else response.read()
+        if owner:
+            owner.vouch(conn.sock)
     except (OSError, http.client.HTTPException):
         if expired.is_set():
             raise TimeoutError(f"no complete answer within {conn.timeout:g} s") from None
@@ -235,7 +244,7 @@ def _with_port(url: str, port: object) -> str:
 
 
 def probe_endpoints(state: NodeState, component: str) -> Answer:
-    answers = [get(url, state, settings) for url, settings in endpoint_settings(state, component)]
+    answers = [get(url, state, settings, component=component) for url, settings in endpoint_settings(state, component)]
     if not answers:
         return Answer(True, f"{component}: no health endpoint known")
     failed = [a for a in answers if not a.healthy]
@@ -244,7 +253,8 @@ def probe_endpoints(state: NodeState, component: str) -> Answer:
 
 def pod_probes(state: NodeState, component: str) -> Answer:
     """Run the liveness, readiness and startup probes written in the component's manifest, as the
-    kubelet does: no credentials, no certificate verification, 200-399 is success."""
+    kubelet does: no credentials, no certificate verification, 200-399 is success — from the component's
+    own process only."""
     manifest = state.component(component).manifest
     pod = state.yaml(manifest) if manifest else None
     if not isinstance(pod, dict):
@@ -256,7 +266,7 @@ def pod_probes(state: NodeState, component: str) -> Answer:
         probe = container.get(kind)
         if isinstance(probe, dict):
             try:
-                results.append((kind, _run_probe(probe, container)))
+                results.append((kind, _run_probe(probe, container, Owner(state, component))))
             except BadProbe as exc:  # the kubelet would not run this pod either
                 results.append((kind, Answer(False, f"{manifest}: {exc}")))
     failed = [(kind, a) for kind, a in results if not a.healthy]
@@ -301,7 +311,7 @@ def _action(probe: dict, kind: str) -> dict:
     return action
 
 
-def _run_probe(probe: dict, container: dict) -> Answer:
+def _run_probe(probe: dict, container: dict, owner: Owner) -> Answer:
     if "httpGet" in probe:
         action = _action(probe, "httpGet")
         scheme = str(action.get("scheme", "HTTP")).lower()
@@ -319,8 +329,8 @@ def _run_probe(probe: dict, container: dict) -> Answer:
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         try:
-            return _answer(url, *_request(conn, parts, 200))
-        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            return _answer(url, *_request(conn, parts, 200, owner=owner))
+        except (OSError, ssl.SSLError, http.client.HTTPException, NotTheComponent) as exc:
             return Answer(False, f"{url}: {exc}")
     if "tcpSocket" in probe:
         action = _action(probe, "tcpSocket")

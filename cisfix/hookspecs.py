@@ -123,8 +123,9 @@ def cisfix_register_probes() -> "Optional[List[Probe]]":
     """Return health probes for components, used to gate changes to their files.
 
     Return a list of `cisfix.Probe`, or None. `probe.check(state, component)` returns
-    `(healthy, message)`; it must never count an HTTP 401 or 403 as healthy. When several plugins probe
-    the same component, all must pass.
+    `(healthy, message)`; it must never count an HTTP 401 or 403 as healthy, nor an answer another
+    process sent on the component's port: ask it with `cisfix.health.get(url, state, settings,
+    component=component)`. When several plugins probe the same component, all must pass.
 
     Example::
 

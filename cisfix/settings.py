@@ -107,7 +107,7 @@ def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
 
     (url, options), *_ = endpoint_settings(state, settings.component, "live_config", settings)
     try:
-        code, body = fetch(url, state, options)
+        code, body = fetch(url, state, options, component=settings.component)  # its own answer only
         served = json.loads(body.decode("utf-8")) if code == 200 else None
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError, RecursionError) as exc:
         raise LiveConfigUnavailable(f"{settings.component}: {url}: {server_text(str(exc))}")

@@ -142,7 +142,8 @@ class Component:
     config: Optional[str] = None  # its config file, e.g. the kubelet's config.yaml
     flag_files: Tuple[str, ...] = ()  # files whose flags override the config (kubelet env files, drop-ins)
     process: Optional[str] = None  # executable name to find it in /proc (default: the component name)
-    health: Mapping[str, Any] = field(default_factory=dict)  # endpoints: url, caFile, ..., portFlag/portPath
+    # Endpoints (url, caFile, ..., portFlag/portPath), answered by this component's own process only.
+    health: Mapping[str, Any] = field(default_factory=dict)
     restart: Tuple[str, ...] = ()  # command that restarts it (systemctl restart kubelet); see cisfix.commands
     config_flag: Optional[str] = None  # the flag that names its config file (the kubelet's --config)
     config_kind: Optional[str] = None  # the document of the config file that holds the settings

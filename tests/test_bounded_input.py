@@ -3,9 +3,9 @@ bounded, and values nest only so deep: anything else is one line on stderr, exit
 lock held, and never a hang or a traceback."""
 from __future__ import annotations
 
-import http.server
 import json
-import threading
+import subprocess
+import sys
 
 import pytest
 
@@ -128,32 +128,44 @@ def test_odd_numbers_and_health_settings_in_the_node_config_are_refused_at_load(
         assert where in result.stderr and (str(config) in result.stderr or "gate." in result.stderr)
 
 
-class _Healthy(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
+# The node's API server: a process of its own that answers 200 on every path (only an answer from the
+# component's own process counts), so that only the manifest's own probes decide.
+API_SERVER = """
+import http.server, sys
+class Healthy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
         self.send_response(200)
+        self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
-
     def log_message(self, *args):
         pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
 
 @pytest.fixture
-def healthy_endpoint():
-    """An endpoint that answers 200, so that only the manifest's own probes decide."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/livez"
-    server.shutdown()
-    server.server_close()
+def api_server(tmp_path):
+    """(program, endpoint) of a running API server of the node."""
+    program = tmp_path / "kube-apiserver"
+    program.write_text(API_SERVER)
+    process = subprocess.Popen([sys.executable, str(program)], stdout=subprocess.PIPE, text=True)
+    port = process.stdout.readline().strip()  # printed once it listens
+    yield str(program), f"http://127.0.0.1:{port}/livez"
+    process.kill()
+    process.wait()
 
 
-def with_probes_on(node, endpoint: str, manifest: str) -> None:
-    """The API server's endpoint and every probe of its manifest on a local endpoint answering 200 (as
-    kubeadm's probes dial the node's address), so that only the manifest's probes decide."""
+def with_probes_on(node, api_server, manifest: str) -> None:
+    """The API server's endpoint and every probe of its manifest on the running API server (as kubeadm's
+    probes dial the node's address), so that only the manifest's probes decide."""
+    program, endpoint = api_server
     config = node.path(CONFIG)
-    config.write_text(config.read_text() + f"components:\n  kube-apiserver:\n    health: {{url: '{endpoint}'}}\n")
+    config.write_text(config.read_text() + f"proc: /proc\ncomponents:\n  kube-apiserver:\n"
+                                           f"    process: '{program}'\n    health: {{url: '{endpoint}'}}\n")
     port = endpoint.split(":")[2].split("/")[0]
     node.write(APISERVER, manifest.replace("host: 10.0.0.10", "host: 127.0.0.1").replace("port: 6443", f"port: {port}")
                .replace("scheme: HTTPS", "scheme: HTTP").encode())
@@ -166,19 +178,19 @@ def with_probes_on(node, endpoint: str, manifest: str) -> None:
     ("        port: 6443\n", "        port: nosuch\n", "probe port 'nosuch' is not a port of the container"),
     ("        port: 6443\n", "        port: 70000\n", "probe port 70000 is not a port number (1-65535)"),
 ])
-def test_a_static_pod_probe_no_kubelet_would_run_is_named_unhealthy(node, cisfix, healthy_endpoint, old, new, why):
+def test_a_static_pod_probe_no_kubelet_would_run_is_named_unhealthy(node, cisfix, api_server, old, new, why):
     manifest = node.read(APISERVER).decode()
     assert old in manifest
-    with_probes_on(node, healthy_endpoint, manifest.replace(old, new, 1))  # the first probe: the liveness probe
+    with_probes_on(node, api_server, manifest.replace(old, new, 1))  # the first probe: the liveness probe
     result = cisfix("health", "--component", "kube-apiserver", timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     (line,) = result.stdout.splitlines()
     assert line.startswith(f"kube-apiserver: UNHEALTHY: kube-apiserver livenessProbe: {APISERVER}: ") and why in line, line
 
 
-def test_the_same_probes_as_kubeadm_writes_them_are_healthy(node, cisfix, healthy_endpoint):
+def test_the_same_probes_as_kubeadm_writes_them_are_healthy(node, cisfix, api_server):
     """The set-up above without the odd value: the refusals above are the probes' own."""
-    with_probes_on(node, healthy_endpoint, node.read(APISERVER).decode())
+    with_probes_on(node, api_server, node.read(APISERVER).decode())
     result = cisfix("health", "--component", "kube-apiserver", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("kube-apiserver: healthy")

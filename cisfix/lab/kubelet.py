@@ -344,6 +344,8 @@ class Kubelet:
 class Healthz(BaseHTTPRequestHandler):
     """The healthz port: plain HTTP, no authentication, only /healthz."""
 
+    protocol_version = "HTTP/1.1"  # as Go's servers: the connection stays open until the client closes it
+
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/healthz":
             self.answer(200, b"ok")
