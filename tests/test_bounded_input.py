@@ -148,15 +148,18 @@ server.serve_forever()
 
 
 @pytest.fixture
-def api_server(tmp_path):
-    """(program, endpoint) of a running API server of the node."""
+def api_server(node, tmp_path):
+    """(program, endpoint) of a running API server of the node: root's process in its static pod's
+    container cgroup, as the kubelet starts it (`cisfix.identity`)."""
+    from node_processes import pod_process, stop
+
     program = tmp_path / "kube-apiserver"
     program.write_text(API_SERVER)
-    process = subprocess.Popen([sys.executable, str(program)], stdout=subprocess.PIPE, text=True)
+    process = pod_process(node.root, "kube-system", "kube-apiserver", [sys.executable, str(program)],
+                          stdout=subprocess.PIPE, text=True)
     port = process.stdout.readline().strip()  # printed once it listens
     yield str(program), f"http://127.0.0.1:{port}/livez"
-    process.kill()
-    process.wait()
+    stop(process)
 
 
 def with_probes_on(node, api_server, manifest: str) -> None:
