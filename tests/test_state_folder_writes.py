@@ -31,17 +31,21 @@ WRITTEN = "the state folder cannot be written"
     (0o700, ("pause", "--reason", "x"), ("PAUSE", "Read-only file system", WRITTEN)),
     (0o700, ("unpause",), ("PAUSE", "Read-only file system", WRITTEN)),
     (0o700, ("drift",), ("drift.lock", "Read-only file system", "cannot take the run lock")),
+    (0o755, ("fix",), ("Read-only file system", WRITTEN)),
+    (0o700, ("fix",), ("lock", "Read-only file system", "cannot take the run lock")),
 ])
 def test_a_read_only_state_folder_is_one_line_and_exit_4(node, cisfix, tmp_path, mode, command, words):
     state = tmp_path / "state"
     with mounted_tmpfs(state):
         assert cisfix("--state-dir", str(state), "pause", "--reason", "freeze").returncode == 0
+        if command != ("unpause",):
+            assert cisfix("--state-dir", str(state), "unpause").returncode == 0
         os.chmod(state, mode)
         subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
-        before = files_in(state)
+        before, node_before = files_in(state), node.snapshot()
         args = drift_args(node, state) if command == ("drift",) else ("--state-dir", str(state), *command)
         assert_one_line_refusal(node, cisfix(*args), str(state), *words, code=4)
-        assert files_in(state) == before
+        assert files_in(state) == before and node.snapshot() == node_before
 
 
 def test_a_full_state_folder_is_one_line_and_exit_4_with_nothing_half_written(node, cisfix, tmp_path):
