@@ -93,7 +93,10 @@ def write_atomic(
         existing = None
     if meta is None:
         meta = Meta.of(existing) if existing else Meta(0o600, os.getuid(), os.getgid())
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{_TEMP_MARK}", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{_TEMP_MARK}", suffix=".tmp", dir=directory)
+    except OSError as exc:  # a read-only or full folder
+        raise _naming(target, exc) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -114,10 +117,14 @@ def write_atomic(
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno:
-            # Name the target, not the temp file the user never asked about.
-            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+            raise _naming(target, exc) from exc
         raise
     fsync_dir(directory)
+
+
+def _naming(target: Path, exc: OSError) -> OSError:
+    """The error naming the target, not the temp file the user never asked about."""
+    return OSError(exc.errno, exc.strerror, str(target))
 
 
 def set_meta(target: Path, meta: Meta) -> None:

@@ -36,7 +36,7 @@ from .journal import Journal, TxInfo
 from .node import Node
 from .plugins import Plugins
 from .state import NodeState
-from .statedir import UntrustedState, is_timestamp, prepare_state_dir
+from .statedir import UntrustedState, is_timestamp, load_state_json, prepare_state_dir, writing_state
 from .trust import read_trusted
 from .types import ERROR, FAIL, Check, CheckResult
 
@@ -138,7 +138,7 @@ class DriftState:
     def __init__(self, node: Node) -> None:
         self.path = node.state_dir / "drift.json"
         try:
-            data = json.loads(read_trusted(self.path, UntrustedState, _STATE_WHY))
+            data = load_state_json(read_trusted(self.path, UntrustedState, _STATE_WHY))
         except FileNotFoundError:
             data = {}
         except ValueError:
@@ -162,8 +162,9 @@ class DriftState:
         if data == self._saved:
             return  # a run with no drift writes nothing
         prepare_state_dir(node)
-        write_atomic(self.path, json.dumps(data, sort_keys=True).encode() + b"\n",
-                     Meta(0o600, os.geteuid(), os.getegid()))
+        with writing_state(self.path):
+            write_atomic(self.path, json.dumps(data, sort_keys=True).encode() + b"\n",
+                         Meta(0o600, os.geteuid(), os.getegid()))
         self._saved = data
 
     @staticmethod

@@ -25,7 +25,7 @@ EPILOG = """exit codes: 0 nothing to correct, every drift corrected, paused or s
 1 checks fail that cisfix never fixed on this node (see --all) or a correction did not make its check pass;
 2 bad input (nothing was changed), or a check could not be audited (CANNOT AUDIT: the other drifts are still
 corrected); 3 a correction failed and was rolled back; 4 the node is HALTed, a rollback failed or the state
-folder cannot be trusted; 5 another cisfix run holds the lock; 6 a check is FLAPPING: corrected FLAPLIMIT
+folder cannot be trusted or written; 5 another cisfix run holds the lock; 6 a check is FLAPPING: corrected FLAPLIMIT
 times within the window, no longer corrected until `cisfix drift --reset ID` (or until a whole window passes
 with no drift of it); 70 an internal error (a bug). Where several apply: 4, then 3, 2, 6, 1.
 A textfile that cannot be written (one line on stderr says why) turns 0 into 2."""
@@ -65,7 +65,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
     if not args.reason.strip():
         raise InputError("--reason", "say why the node is paused")
-    until = parse_until(args.until, time.time()) if args.until else None
+    until = None if args.until is None else parse_until(args.until, time.time())
     print(pause(_node(args), args.reason.strip(), until).line())
     return status.EXIT_OK
 
@@ -79,6 +79,9 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    from .cli import _node
+
+    _node(args)  # a root that is not a node is one line, exit 2: no textfile written under it (or the cwd)
     if args.random_delay > 0:
         time.sleep(random.uniform(0, args.random_delay))
     from .metrics import RunMetrics

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List
 
 from .journal import JournalCorrupt, JournalWriteFailed, open_state_file
-from .statedir import is_timestamp
+from .statedir import is_timestamp, load_state_json
 
 WHAT = "the drift events log"
 
@@ -56,7 +56,7 @@ class EventLog:
         events = []
         for number, line in enumerate(data.split(b"\n")[:-1], 1):
             try:
-                event = json.loads(line)
+                event = load_state_json(line)
             except ValueError:
                 event = None
             if not isinstance(event, dict) or not is_timestamp(event.get("time")) \

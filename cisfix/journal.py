@@ -49,7 +49,7 @@ from . import status
 from .atomic import Meta, write_atomic
 from .errors import CisfixError
 from .faults import fail_point
-from .statedir import WHY, UntrustedState
+from .statedir import WHY, UntrustedState, load_state_json
 from .trust import require_trusted_dir, require_trusted_file
 
 VERSION = 2
@@ -207,7 +207,7 @@ class Journal:
                 continue
             where = f"{self.path}:{number}"
             try:
-                record = json.loads(line)
+                record = load_state_json(line)
             except ValueError:
                 raise JournalCorrupt(where, "not a JSON record; the journal is damaged")
             if not isinstance(record, dict):

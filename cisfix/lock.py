@@ -11,6 +11,7 @@ from typing import Optional
 
 from .bounds import MAX_WAIT, number_problem
 from .errors import CisfixError, LockHeld
+from .statedir import StateWriteFailed
 
 
 class RunLock:
@@ -34,7 +35,7 @@ class RunLock:
                 os.close(fd)
                 raise OSError(errno.EINVAL, "not a regular file")
         except OSError as exc:
-            raise CisfixError(f"{self.path}: cannot take the run lock: {exc.strerror}; nothing was changed")
+            raise StateWriteFailed(f"{self.path}: cannot take the run lock: {exc.strerror}; nothing was changed")
         deadline = time.monotonic() + self.wait
         while True:
             try:

@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import pwd
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Optional
 from .atomic import Meta, fsync_dir, write_atomic
 from .errors import InputError
 from .node import Node
-from .statedir import LATEST, UntrustedState, is_timestamp, prepare_state_dir
+from .statedir import LATEST, UntrustedState, is_timestamp, load_state_json, prepare_state_dir, writing_state
 from .trust import read_trusted
 
 WHY = "; PAUSE must be root's own file in the state folder, remove it by hand"
@@ -47,25 +48,31 @@ def pause_file(node: Node) -> Path:
     return node.state_dir / "PAUSE"
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])", re.ASCII)  # not "²h": str.isdigit takes that
+
+
 def parse_until(text: str, now: float) -> float:
-    """`--until`: an ISO 8601 time (UTC when it names no zone) or a duration such as 90m, 2h, 1d."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
-        until = now + float(text[:-1]) * units[text[-1]]
-        if until <= now:  # 0s: a pause that has already ended would only say "paused" and change nothing
-            raise InputError(f"--until {text}", "a pause must last longer than that")
-        if until > LATEST:
-            raise InputError(f"--until {text}", "that is after the year 9999; leave --until out to pause until unpause")
-        return until
-    try:
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"--until {text}", "expected a time (2026-12-01T06:00Z) or a duration (90m, 2h, 1d)")
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    if when.timestamp() <= now:
-        raise InputError(f"--until {text}", "that time has passed")
-    return when.timestamp()
+    """`--until`: an ISO 8601 time (UTC when it names no zone) or a duration such as 90m, 2h, 1d; it
+    must end after now and no later than the latest time a PAUSE may hold (`read_pause` refuses any
+    other), so that every pause given is one that later runs read."""
+    duration = _DURATION.fullmatch(text)
+    if duration:
+        until = now + float(duration[1]) * _UNITS[duration[2]]
+    else:
+        try:
+            when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"--until {text}", "expected a time (2026-12-01T06:00Z) or a duration (90m, 2h, 1d)")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        until = when.timestamp()
+    if until <= now:  # 0s: a pause that has already ended would only say "paused" and change nothing
+        raise InputError(f"--until {text}", "a pause must last longer than that" if duration else "that time has passed")
+    if until > LATEST:
+        raise InputError(f"--until {text}", f"that is after {_stamp(LATEST)}, the latest a pause may end; "
+                                            "leave --until out to pause until unpause")
+    return until
 
 
 def who_am_i() -> str:
@@ -87,7 +94,7 @@ def read_pause(node: Node) -> Optional[Pause]:
     except FileNotFoundError:
         return None
     try:
-        fields = json.loads(data)
+        fields = load_state_json(data)
         pause = Pause(str(fields["who"]), str(fields["reason"]), float(fields["since"]),
                       None if fields["until"] is None else float(fields["until"]))
         if not is_timestamp(pause.since) or not (pause.until is None or is_timestamp(pause.until)):
@@ -100,8 +107,9 @@ def read_pause(node: Node) -> Optional[Pause]:
 def pause(node: Node, reason: str, until: Optional[float]) -> Pause:
     prepare_state_dir(node)
     record = Pause(who_am_i(), reason, time.time(), until)
-    write_atomic(pause_file(node), json.dumps(record.__dict__).encode() + b"\n",
-                 Meta(0o600, os.geteuid(), os.getegid()))
+    with writing_state(pause_file(node)):
+        write_atomic(pause_file(node), json.dumps(record.__dict__).encode() + b"\n",
+                     Meta(0o600, os.geteuid(), os.getegid()))
     return record
 
 
@@ -111,6 +119,7 @@ def unpause(node: Node) -> bool:
     if not path.exists() and not path.is_symlink():
         return False
     prepare_state_dir(node)
-    path.unlink()
-    fsync_dir(path.parent)
+    with writing_state(path):
+        path.unlink()
+        fsync_dir(path.parent)
     return True

@@ -9,13 +9,16 @@ the node is refused, so nothing is ever written outside the root.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import stat
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from . import status
 from .atomic import fsync_dir
-from .errors import InputError
+from .errors import CisfixError, InputError
 from .node import Node
 from .trust import Untrusted, require_trusted_dir, trusted_realpath
 
@@ -33,6 +36,33 @@ class UntrustedState(Untrusted):
     """The state folder or journal could have been written by someone else: a person must look."""
 
     exit_code = status.EXIT_ROLLBACK_FAILED
+
+
+class StateWriteFailed(CisfixError):
+    """The state folder cannot be written (read-only, full, a folder root may not change such as
+    /proc/1): a person must make room or make it writable (exit 4). Files there are replaced atomically,
+    so nothing was half-written."""
+
+    exit_code = status.EXIT_ROLLBACK_FAILED
+
+
+@contextmanager
+def writing_state(where: Path) -> Iterator[None]:
+    """Writes to the state folder: a failure is one line naming the file (or `where`) and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        raise StateWriteFailed(f"{exc.filename or where}: the state folder cannot be written: "
+                               f"{exc.strerror or exc}; nothing was changed") from None
+
+
+def load_state_json(data: bytes) -> object:
+    """A state file's JSON. Nesting deeper than the parser's recursion is a ValueError like any other
+    damage, which each reader refuses as a file cisfix did not write."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested deeper than any state cisfix writes") from None
 
 
 def confined(node: Node, host_path: Path) -> Path:
@@ -55,16 +85,14 @@ def prepare_state_dir(node: Node) -> Path:
     while not real.exists():
         missing.append(real)
         real = real.parent
-    for directory in reversed(missing):
-        mode = 0o700 if directory == missing[0] else 0o755
-        try:
+    with writing_state(node.state_dir):
+        for directory in reversed(missing):
+            mode = 0o700 if directory == missing[0] else 0o755
             directory.mkdir(mode=mode)
             os.chmod(directory, mode)  # mkdir's mode is filtered by the umask
             fsync_dir(directory.parent)
-        except OSError as exc:
-            raise InputError(directory, f"cannot create the state folder: {exc.strerror}; nothing was changed")
-    real = require_trusted_dir(node.state_dir, UntrustedState, WHY)
-    st = os.stat(real)
-    if stat.S_IMODE(st.st_mode) != 0o700 and st.st_uid == os.geteuid():
-        os.chmod(real, 0o700)  # e.g. 0755 from an older cisfix: backups are root's to read
+        real = require_trusted_dir(node.state_dir, UntrustedState, WHY)
+        st = os.stat(real)
+        if stat.S_IMODE(st.st_mode) != 0o700 and st.st_uid == os.geteuid():
+            os.chmod(real, 0o700)  # e.g. 0755 from an older cisfix: backups are root's to read
     return real

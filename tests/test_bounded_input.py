@@ -97,6 +97,20 @@ def test_a_pause_that_would_already_be_over_is_refused(node, cisfix, until, why)
     refused_before_anything(node, cisfix, ("pause", "--reason", "x", f"--until={until}"), why)
 
 
+@pytest.mark.parametrize("until, why", [("9999-12-31T12:00Z", "after 9999-12-31T00:00:00Z"),
+                                        ("9999-12-31T00:00:01Z", "after 9999-12-31T00:00:00Z"),
+                                        ("²h", "expected a time"), ("", "expected a time")])
+def test_a_pause_no_later_run_could_read_is_refused(node, cisfix, until, why):
+    refused_before_anything(node, cisfix, ("pause", "--reason", "x", f"--until={until}"), why)
+
+
+def test_a_pause_until_the_latest_time_is_one_later_runs_honour(node, cisfix):
+    assert cisfix("pause", "--reason", "freeze", "--until", "9999-12-31T00:00Z").returncode == 0
+    result = cisfix("fix")
+    assert result.returncode == 0 and result.stdout.startswith("paused by "), result.stderr
+    assert "until 9999-12-31T00:00:00Z: freeze" in result.stdout
+
+
 EVERY_COMMAND = (("health",), ("audit",), ("fix",), ("drift",))
 GATED = (("fix",), ("drift",))  # the commands that wait for a component (health and audit do not)
 CONFIGS = {

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -184,11 +186,25 @@ def test_pause_stops_fix_and_drift_until_unpause(fixed, cisfix, drift):
 
 
 @pytest.mark.parametrize("until, why", [("2001-01-01T00:00Z", "that time has passed"),
-                                        ("99999999999999d", "after the year 9999")])
+                                        ("99999999999999d", "after 9999-12-31T00:00:00Z")])
 def test_pause_until_a_time_no_pause_can_have_is_bad_input(fixed, cisfix, until, why):
     result = cisfix("pause", "--reason", "x", "--until", until)
     assert result.returncode == 2 and why in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (fixed.root / STATE.lstrip("/") / "PAUSE").exists()
+
+
+@pytest.mark.parametrize("root", ["missing", "", "a file"])
+def test_drift_on_a_root_that_is_no_node_writes_nothing_anywhere(tmp_path, root):
+    """Not even its textfile: under a mistyped root (or, for --root "", the cwd) it would be a stray."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (tmp_path / "a file").write_text("127.0.0.1 localhost\n")
+    given = str(tmp_path / root) if root else ""
+    result = subprocess.run([sys.executable, "-m", "cisfix", "--root", given, "drift"], cwd=cwd,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a file", "cwd"]
 
 
 def kubeadm_upgrading(node, in_a_container: bool = False) -> None:
