@@ -25,6 +25,7 @@ from .declarative import load_checks
 from .errors import InputError
 from .markers import hookimpl
 from .node import Node
+from .nodefile import decode_text
 from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
@@ -99,7 +100,9 @@ class Plugins:
         self.benchmarks = self._by_name("cisfix_register_benchmarks", "benchmark")
         chosen, warnings = self._choose_benchmark(info, benchmark or self.config.get("benchmark"))
         self.info = replace(info, benchmark=chosen, warnings=tuple(info.warnings) + warnings)
-        self.checks = {i: c for i, c in self._collect_checks().items() if i not in set(disabled)}
+        collected = self._collect_checks()
+        require_checks("--disable", disabled, collected)
+        self.checks = {i: c for i, c in collected.items() if i not in set(disabled)}
 
     def _choose_benchmark(self, info: NodeInfo, requested: Optional[str]) -> Tuple[Optional[str], Tuple[str, ...]]:
         """The benchmark asked for, else the one registered for the node's minor version, else, for a
@@ -175,10 +178,7 @@ class Plugins:
                 self._load_file(name, data, str(directory / name))
 
     def _load_file(self, name: str, data: bytes, source: str) -> None:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(source, f"not UTF-8 text (byte {exc.start})")
+        text = decode_text(data, source)
         if name.endswith(".py"):
             self._register(_module_from_source(name[:-3], text, source), name[:-3], "-", source)
         else:
@@ -219,6 +219,15 @@ class Plugins:
 
     def report_formats(self) -> Dict[str, ReportFormat]:
         return self._by_name("cisfix_register_report_formats", "report format")
+
+
+def require_checks(option: str, ids: Iterable[str], known: Iterable[str]) -> None:
+    """Every id given with `option` names a known check: a mistyped id is bad input, never silently
+    nothing (a `--disable` that disables nothing would leave the check running unnoticed)."""
+    known = set(known)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise InputError(option, f"no such check: {', '.join(unknown)} (see `cisfix checks list`)")
 
 
 def _is_checks_file(name: str) -> bool:
