@@ -14,6 +14,7 @@ import sys
 import types
 from dataclasses import dataclass, replace
 from importlib import import_module
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -75,6 +76,9 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.errors: List[str] = []  # checks.d files that did not load, as FILE:LINE: reason
         self._sources: Dict[str, Tuple[str, str]] = {}  # plugin name -> (version, source)
+        # Every name -p no:NAME may block: entry points (found as pluggy finds them, on Python 3.9 too),
+        # then each plugin as it registers.
+        self._offered = {ep.name for dist in distributions() for ep in dist.entry_points if ep.group == "cisfix"}
         for name in blocked:
             self.pm.set_blocked(name)
         for module in DEFAULT_PLUGINS:
@@ -95,6 +99,9 @@ class Plugins:
                 raise InputError(path, "--checks-dir: not a directory")
             self._load_dir(path, str(path))
         self._check_pending()
+        unknown = [name for name in blocked if name not in self._offered]
+        if unknown:  # a mistyped name would block nothing, silently
+            raise InputError(f"-p no:{unknown[0]}", "no such plugin (see `cisfix plugins`)")
         self.config = load_node_config(node)
         info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
         self.benchmarks = self._by_name("cisfix_register_benchmarks", "benchmark")
@@ -126,6 +133,7 @@ class Plugins:
                       f"`benchmark:` in {CONFIG_PATH} to confirm it",)
 
     def _register(self, plugin: object, name: str, version: str, source: str) -> None:
+        self._offered.add(name)
         if self.pm.is_blocked(name):
             return
         if self.pm.has_plugin(name):

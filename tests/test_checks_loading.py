@@ -196,10 +196,14 @@ def test_unknown_check_id_and_unknown_format(node, cisfix):
     assert result.returncode == 2 and "unknown format" in result.stderr
 
 
-def test_disabling_an_unknown_check_is_bad_input(node, cisfix):
-    result = cisfix("--disable", "NOSUCH-9", "audit")
-    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "cisfix: error: --disable: no such check: NOSUCH-9 (see `cisfix checks list`)"], result.stderr
+@pytest.mark.parametrize("option, line", [
+    (("--disable", "NOSUCH-9"), "cisfix: error: --disable: no such check: NOSUCH-9 (see `cisfix checks list`)"),
+    (("-p", "no:nosuch"), "cisfix: error: -p no:nosuch: no such plugin (see `cisfix plugins`)"),
+])
+def test_disabling_an_unknown_check_or_blocking_an_unknown_plugin_is_bad_input(node, cisfix, option, line):
+    """A mistyped name would leave the check or plugin running, unnoticed."""
+    result = cisfix(*option, "audit")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [line], result.stderr
 
 
 def make_bad_file(path: Path, kind: str) -> None:
