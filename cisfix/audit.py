@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from . import status
 from .config import CONFIG_PATH
 from .errors import InputError
-from .plugins import Plugins
+from .plugins import Plugins, require_checks
 from .state import NodeState
 from .types import (AUDIT_STATUSES, ERROR, EXCEPTED, FAIL, MANUAL, NOT_APPLICABLE, PASS, AuditResult, Check,
                     CheckResult)
@@ -38,9 +38,7 @@ def require_benchmark(plugins: Plugins) -> None:
 def select(plugins: Plugins, ids: Sequence[str] = (), node_type: str = "auto",
            level: Optional[int] = None) -> List[Check]:
     """The checks to run, in id order. Explicit ids must exist; levels are cumulative (2 includes 1)."""
-    unknown = [i for i in ids if i not in plugins.checks]
-    if unknown:
-        raise InputError("--check", f"no such check: {', '.join(unknown)} (see `cisfix checks list`)")
+    require_checks("--check", ids, plugins.checks)
     types = set(plugins.info.node_types) if node_type == "auto" else {node_type}
     chosen = [plugins.checks[i] for i in ids] if ids else [
         c for c in plugins.checks.values() if types & set(c.node_types) and (level is None or c.level <= level)]

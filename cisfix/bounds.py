@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 MAX_TIMEOUT = DAY  # --timeout, gate.timeout: how long one component may take to come back
 MAX_STABILITY = HOUR  # --stability-window, gate.stabilityWindow
 MAX_WAIT = DAY  # --wait for another run's lock, --random-delay, lab waits
 MAX_NESTING = 64  # levels of lists and mappings in a value given on the command line (--set); Kubernetes' need < 10
+MAX_PATH_KEYS = 32  # keys of a dotted path given on the command line (--set, --unset); Kubernetes' need < 10
 
 
 def number_problem(value: float, low: float, high: float, low_allowed: bool) -> str:
@@ -64,3 +65,18 @@ def nesting_depth(value: object) -> int:
         if depth <= MAX_NESTING:  # deeper is refused anyway: no need to walk it all
             pending.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def non_finite(value: object) -> Optional[float]:
+    """The first infinite or NaN number in a parsed value (YAML's `.inf`, `.nan`, `1e309`), else None:
+    no configuration takes one, and NaN is not even equal to itself (the edit's self-check fails)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return item
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None

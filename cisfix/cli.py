@@ -11,7 +11,7 @@ from typing import Callable, NoReturn, Optional, Sequence
 
 from . import status
 from .bounds import MAX_STABILITY, MAX_TIMEOUT, MAX_WAIT, bounded
-from .errors import CisfixError, InputError
+from .errors import CisfixError, EditError, InputError
 
 log = logging.getLogger("cisfix")
 
@@ -242,20 +242,46 @@ def _node(args: argparse.Namespace, require_node: bool = True):
 
 
 def _edit_ops(args: argparse.Namespace) -> tuple:
+    """The edit's operations, every one refused here (one line, before anything is locked or read) when
+    it could not be honoured: text that is no UTF-8, a path too deep or malformed, a value nested too
+    deep, a number no configuration holds, `--set PATH` without a value."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
-    from .bounds import MAX_NESTING, nesting_depth
+    from .bounds import MAX_NESTING, MAX_PATH_KEYS, nesting_depth, non_finite
+    from .editors.config import split_path
     from .nodefile import refuse_yaml_aliases
     from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, UnsetPath
+    from .shown import shown
+
+    def utf8(option: str, *texts: Optional[str]) -> None:
+        for text in texts:
+            try:
+                (text or "").encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are no UTF-8 reach argv as surrogate escapes
+                raise InputError(f"{option} {shown(text.encode('utf-8', 'surrogateescape'))}", "not UTF-8 text")
+
+    def yaml_path(option: str, path: str) -> str:
+        utf8(option, path)
+        try:
+            keys = len(split_path(path))
+        except EditError as exc:
+            raise InputError(f"{option} {shown(path)}", str(exc))
+        if keys > MAX_PATH_KEYS:
+            raise InputError(f"{option} {shown(path)}", f"path has {keys} keys, more than the {MAX_PATH_KEYS} accepted")
+        return path
 
     def flow_value(path: str, text: Optional[str]) -> object:
         """A YAML flow value: a scalar, `[A, B]` or `{memory.available: 100Mi}`, nested at most
-        MAX_NESTING deep (deeper, the parser and the editors run out of recursion)."""
-        refuse_yaml_aliases(text or "", f"--set {path}")
+        MAX_NESTING deep (deeper, the parser and the editors run out of recursion), its numbers finite."""
+        yaml_path("--set", path)
+        if text is None:
+            raise InputError(f"--set {path}", "--set needs PATH=VALUE (--unset PATH removes a path)")
+        utf8(f"--set {path}", text)
+        refuse_yaml_aliases(text, f"--set {path}")
         too_deep = InputError(f"--set {path}", f"value is nested more than {MAX_NESTING} deep")
         try:
-            value = YAML(typ="safe", pure=True).load(text or "")
+            value = YAML(typ="safe", pure=True).load(text)
         except YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise InputError(f"--set {path}", f"value is not valid YAML: {problem}")
@@ -263,14 +289,18 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
             raise too_deep from None
         if nesting_depth(value) > MAX_NESTING:
             raise too_deep
+        if non_finite(value) is not None:
+            raise InputError(f"--set {path}", f"value holds the number {non_finite(value)}; only finite numbers are accepted")
         return value
 
+    for name, value in [*args.flag, *args.flag_add, *args.flag_drop, *((n, None) for n in args.unflag)]:
+        utf8("--flag", name, value)
     ops: list = [SetFlag(n, v) for n, v in args.flag]
     ops += [RemoveFlag(n.lstrip("-")) for n in args.unflag]
     ops += [AddFlagItem(n, i) for n, i in args.flag_add]
     ops += [RemoveFlagItem(n, i) for n, i in args.flag_drop]
     ops += [SetPath(p, flow_value(p, v)) for p, v in args.set]
-    ops += [UnsetPath(p) for p in args.unset]
+    ops += [UnsetPath(yaml_path("--unset", p)) for p in args.unset]
     return tuple(ops)
 
 
@@ -638,12 +668,16 @@ def cmd_checks_show(args: argparse.Namespace) -> int:
 def cmd_checks_validate(args: argparse.Namespace) -> int:
     from .declarative import load_checks
 
+    from pathlib import Path
+
+    from .nodefile import decode_text, read_bytes
+
     errors = []
     for name in args.files:
-        try:
-            text = open(name, encoding="utf-8").read()
-        except OSError as exc:
-            errors.append(f"{name}: {exc.strerror}")
+        try:  # read as a node file is: a regular file, bounded, never blocking, UTF-8 text
+            text = decode_text(read_bytes(Path(name), name, missing_ok=False), name)
+        except InputError as exc:
+            errors.append(str(exc))
             continue
         checks, problems = load_checks(text, name)
         errors += problems

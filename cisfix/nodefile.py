@@ -53,6 +53,15 @@ def read_bytes(host: Path, shown: object, missing_ok: bool = True) -> Optional[b
     except OSError as exc:
         raise InputError(shown, exc.strerror or str(exc))
     try:
+        return read_open(fd, shown)
+    finally:
+        os.close(fd)
+
+
+def read_open(fd: int, shown: object) -> bytes:
+    """The bytes of the open regular file `fd`, refused when it is anything else or more than MAX_BYTES
+    (checked before reading and while reading: it may grow). The caller closes `fd`."""
+    try:
         info = os.fstat(fd)
         _refuse_kind(info.st_mode, shown)
         if info.st_size > MAX_BYTES:
@@ -61,16 +70,13 @@ def read_bytes(host: Path, shown: object, missing_ok: bool = True) -> Optional[b
         while True:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                break
+                return b"".join(chunks)
             total += len(chunk)
             if total > MAX_BYTES:  # it grew while being read
                 raise InputError(shown, f"is more than {MAX_BYTES} bytes, the most a node file may have; refused")
             chunks.append(chunk)
     except OSError as exc:
         raise InputError(shown, exc.strerror or str(exc))
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
 
 
 def decode_text(data: bytes, shown: object) -> str:

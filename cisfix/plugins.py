@@ -14,6 +14,7 @@ import sys
 import types
 from dataclasses import dataclass, replace
 from importlib import import_module
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -25,6 +26,7 @@ from .declarative import load_checks
 from .errors import InputError
 from .markers import hookimpl
 from .node import Node
+from .nodefile import decode_text
 from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
@@ -74,6 +76,9 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.errors: List[str] = []  # checks.d files that did not load, as FILE:LINE: reason
         self._sources: Dict[str, Tuple[str, str]] = {}  # plugin name -> (version, source)
+        # Every name -p no:NAME may block: entry points (found as pluggy finds them, on Python 3.9 too),
+        # then each plugin as it registers.
+        self._offered = {ep.name for dist in distributions() for ep in dist.entry_points if ep.group == "cisfix"}
         for name in blocked:
             self.pm.set_blocked(name)
         for module in DEFAULT_PLUGINS:
@@ -94,12 +99,17 @@ class Plugins:
                 raise InputError(path, "--checks-dir: not a directory")
             self._load_dir(path, str(path))
         self._check_pending()
+        unknown = [name for name in blocked if name not in self._offered]
+        if unknown:  # a mistyped name would block nothing, silently
+            raise InputError(f"-p no:{unknown[0]}", "no such plugin (see `cisfix plugins`)")
         self.config = load_node_config(node)
         info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
         self.benchmarks = self._by_name("cisfix_register_benchmarks", "benchmark")
         chosen, warnings = self._choose_benchmark(info, benchmark or self.config.get("benchmark"))
         self.info = replace(info, benchmark=chosen, warnings=tuple(info.warnings) + warnings)
-        self.checks = {i: c for i, c in self._collect_checks().items() if i not in set(disabled)}
+        collected = self._collect_checks()
+        require_checks("--disable", disabled, collected)
+        self.checks = {i: c for i, c in collected.items() if i not in set(disabled)}
 
     def _choose_benchmark(self, info: NodeInfo, requested: Optional[str]) -> Tuple[Optional[str], Tuple[str, ...]]:
         """The benchmark asked for, else the one registered for the node's minor version, else, for a
@@ -123,6 +133,7 @@ class Plugins:
                       f"`benchmark:` in {CONFIG_PATH} to confirm it",)
 
     def _register(self, plugin: object, name: str, version: str, source: str) -> None:
+        self._offered.add(name)
         if self.pm.is_blocked(name):
             return
         if self.pm.has_plugin(name):
@@ -175,10 +186,7 @@ class Plugins:
                 self._load_file(name, data, str(directory / name))
 
     def _load_file(self, name: str, data: bytes, source: str) -> None:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(source, f"not UTF-8 text (byte {exc.start})")
+        text = decode_text(data, source)
         if name.endswith(".py"):
             self._register(_module_from_source(name[:-3], text, source), name[:-3], "-", source)
         else:
@@ -219,6 +227,15 @@ class Plugins:
 
     def report_formats(self) -> Dict[str, ReportFormat]:
         return self._by_name("cisfix_register_report_formats", "report format")
+
+
+def require_checks(option: str, ids: Iterable[str], known: Iterable[str]) -> None:
+    """Every id given with `option` names a known check: a mistyped id is bad input, never silently
+    nothing (a `--disable` that disables nothing would leave the check running unnoticed)."""
+    known = set(known)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise InputError(option, f"no such check: {', '.join(unknown)} (see `cisfix checks list`)")
 
 
 def _is_checks_file(name: str) -> bool:

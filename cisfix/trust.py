@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Type
 
 from .errors import InputError
+from .nodefile import read_open
 
 if TYPE_CHECKING:  # pragma: no cover
     from .node import Node
@@ -113,8 +114,8 @@ def require_trusted_file(fd: int, path: Path, error: Type[InputError] = Untruste
 
 
 def read_trusted(path: Path, error: Type[InputError] = Untrusted, why: str = "") -> bytes:
-    """The bytes of the file `path` names, read from the very file whose path and status were checked.
-    A file that does not exist raises FileNotFoundError."""
+    """The bytes of the file `path` names, read from the very file whose path and status were checked,
+    bounded as a node file is (`nodefile.read_open`). A file that does not exist raises FileNotFoundError."""
     real = trusted_realpath(path, error, why)
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -123,13 +124,8 @@ def read_trusted(path: Path, error: Type[InputError] = Untrusted, why: str = "")
     except OSError as exc:
         raise error(path, f"{exc.strerror}{why}")
     try:
-        st = require_trusted_file(fd, path, error, why)
-        chunks = []
-        while True:
-            chunk = os.read(fd, max(st.st_size, 1 << 16))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        require_trusted_file(fd, path, error, why)
+        return read_open(fd, path)
     finally:
         os.close(fd)
 

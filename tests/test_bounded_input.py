@@ -248,3 +248,34 @@ def test_a_node_file_nested_thousands_deep_is_bad_input_not_a_crash(node, cisfix
     assert audit.returncode == 2 and "Traceback" not in audit.stderr
     (result,) = json.loads(audit.stdout)["results"]
     assert result["status"] == "ERROR"
+
+
+@pytest.mark.parametrize("option, words", [
+    ("eventRecordQPS=.inf", ("--set eventRecordQPS", "only finite numbers")),
+    ("x=1e309", ("--set x", "only finite numbers")),
+    ("a=.nan", ("--set a", "only finite numbers")),
+    ("evictionHard={memory.available: [1, -.inf]}", ("--set evictionHard", "only finite numbers")),
+    ("authentication.anonymous.enabled", ("--set authentication.anonymous.enabled", "--set needs PATH=VALUE")),
+    (".".join(["a"] * 1000) + "=1", ("--set a.a.a", "1000 keys, more than the 32")),
+])
+def test_a_set_value_no_configuration_holds_is_refused_in_one_line(node, cisfix, option, words):
+    refused_before_anything(node, cisfix, ("edit", "/var/lib/kubelet/config.yaml", "--set", option), *words)
+
+
+def test_an_unset_path_too_deep_is_refused_in_one_line(node, cisfix):
+    refused_before_anything(node, cisfix, ("edit", "/var/lib/kubelet/config.yaml", "--unset", "a." * 40 + "a"),
+                            "--unset a.a", "41 keys, more than the 32")
+
+
+@pytest.mark.parametrize("option", ["--flag", "--flag-add", "--set"])
+def test_an_argument_that_is_no_utf8_is_refused_in_one_line(node, tmp_path, option):
+    """A shell's `$'\\xff'` reaches Python's argv as a surrogate escape, which no file can hold."""
+    import subprocess
+    import sys
+
+    before = node.snapshot()
+    result = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(node.root), "edit", APISERVER,
+                             option, b"a=\xff".decode("utf-8", "surrogateescape")], capture_output=True, text=True,
+                            timeout=120)
+    assert_one_line_refusal(node, result, "\\xff", "not UTF-8 text")
+    assert node.snapshot() == before and not node.state_dir.exists()

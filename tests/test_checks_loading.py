@@ -194,3 +194,51 @@ def test_unknown_check_id_and_unknown_format(node, cisfix):
     assert cisfix("audit", "--check", "NOPE-1").returncode == 2
     result = cisfix("audit", "--format", "yaml")
     assert result.returncode == 2 and "unknown format" in result.stderr
+
+
+@pytest.mark.parametrize("option, line", [
+    (("--disable", "NOSUCH-9"), "cisfix: error: --disable: no such check: NOSUCH-9 (see `cisfix checks list`)"),
+    (("-p", "no:nosuch"), "cisfix: error: -p no:nosuch: no such plugin (see `cisfix plugins`)"),
+])
+def test_disabling_an_unknown_check_or_blocking_an_unknown_plugin_is_bad_input(node, cisfix, option, line):
+    """A mistyped name would leave the check or plugin running, unnoticed."""
+    result = cisfix(*option, "audit")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [line], result.stderr
+
+
+def make_bad_file(path: Path, kind: str) -> None:
+    if kind == "not UTF-8":
+        path.write_bytes(b"apiVersion: cisfix/v1\nid: \xff\n")
+    elif kind == "NUL":
+        path.write_bytes(b"apiVersion: cisfix/v1\0\n")
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    else:  # a sparse GiB: costs no disk, but minutes and gigabytes to read whole
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)
+
+
+BAD_FILES = {"not UTF-8": "not UTF-8 text (byte 26)", "NUL": "contains a NUL byte", "FIFO": "not a regular file",
+             "1 GiB": "more than the 1048576"}
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_validate_reads_a_file_as_a_node_file_is_read(tmp_path, kind):
+    bad = tmp_path / "c.yaml"
+    make_bad_file(bad, kind)
+    result = subprocess.run([sys.executable, "-m", "cisfix", "checks", "validate", str(bad), str(ACME)],
+                            capture_output=True, text=True, timeout=60)  # a FIFO must not block
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"{bad}") and BAD_FILES[kind] in line, result.stderr
+    assert "3 valid check(s)" in result.stdout  # the other file is still validated
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_a_checks_dir_file_is_read_as_a_node_file_is_read(node, cisfix, checks_dir, kind):
+    bad = checks_dir / "bad.yaml"
+    make_bad_file(bad, kind)
+    result = cisfix("--checks-dir", str(checks_dir), "audit", timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and BAD_FILES[kind] in lines[0], result.stderr

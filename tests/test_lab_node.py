@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 
+from hostile import mallory  # noqa: F401 (fixture)
 
 from cisfix.lab.layout import ALL_COMPONENTS
 
@@ -158,3 +160,18 @@ def test_two_labs_run_side_by_side(make_lab):
     assert all(s.healthy for s in (*a.values(), *b.values()))
     assert not {s.port for s in a.values()} & {s.port for s in b.values()}
     assert not {s.pid for s in a.values()} & {s.pid for s in b.values()}
+
+
+def test_a_pod_launcher_she_owns_is_not_run_and_the_pod_fails_as_an_image_that_cannot_run(make_lab, mallory):
+    lab = make_lab(start=False)
+    launcher, marker = lab.layout.launcher("kube-scheduler"), lab.root.parent / "ran-as-root"
+    # Her file (pytest's folders are root's alone, so root writes what she would and hands it to her).
+    launcher.write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('pwned')\n")
+    os.chown(launcher, *mallory)
+    since = time.time()
+    lab.start(wait=0)
+    exited = lab.wait_for_event("container-exited", "kube-scheduler", since, timeout=120)
+    assert f"{launcher}: owned by uid {mallory[0]}" in exited[0]["message"], exited[0]["message"]
+    lab.wait_for(lambda: all(s.healthy for n, s in lab.status().items() if n != "kube-scheduler"), 120,
+                 "the other components")
+    assert not marker.exists(), "her launcher ran as root"

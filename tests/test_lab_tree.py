@@ -2,12 +2,16 @@
 checks."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from hostile import as_mallory, her_dir, mallory, shared_dir  # noqa: F401 (fixtures)
 
 from cisfix.lab import standin
 from cisfix.lab.flags import FlagError, parse_command_line
@@ -161,3 +165,82 @@ def test_cni_files_audit_as_on_a_real_kubeadm_node(tmp_path):
                             "--check", "1.1.10", "--format", "json"], capture_output=True, text=True)
     verdicts = {r["id"]: r["status"] for r in json.loads(audit.stdout)["results"]}
     assert verdicts == {"1.1.9": "FAIL", "1.1.10": "PASS"}, audit.stdout
+
+
+LAB_CLI = [sys.executable, "-m", "cisfix", "lab"]
+# Her "python": whatever runs it as root leaves a mark. She writes it herself, so she owns it.
+HER_PROGRAM = """import os, sys
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+open(sys.argv[1], "w").write("#!/bin/sh\\ntouch {marker}\\n")
+os.chmod(sys.argv[1], 0o755)
+"""
+
+
+def refused_in_one_line(result, *words):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and all(w in line for w in words), line
+
+
+def test_root_makes_no_lab_in_a_folder_she_owns(her_dir, mallory):
+    result = subprocess.run(LAB_CLI + ["create", str(her_dir / "lab")], capture_output=True, text=True)
+    refused_in_one_line(result, str(her_dir), f"owned by uid {mallory[0]}", "not using it as a lab")
+    assert not (her_dir / "lab").exists()
+
+
+@pytest.mark.parametrize("command", ["start", "stop", "status", "restart-kubelet", "upgrade"])
+def test_root_runs_nothing_of_a_lab_she_put_together(her_dir, mallory, command):
+    """Her lab: lab.json names her program as the python, next to a copy of a real lab's init."""
+    lab, marker = her_dir / "lab", her_dir / "ran-as-root"
+    her_python = lab / "bin" / "python"
+    assert as_mallory(mallory, HER_PROGRAM.format(marker=marker), str(her_python)).returncode == 0
+    settings = json.dumps({"version": "1.32.0", "ports": {}, "python": str(her_python), "import_path": []})
+    made = as_mallory(mallory, "import os, sys\nfor path, text in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+                               "    os.makedirs(os.path.dirname(path), exist_ok=True); open(path, 'w').write(text)\n",
+                      str(lab / "var/lib/lab/lab.json"), settings, str(lab / "sbin/lab-init"), "#!/usr/bin/python3\n")
+    assert made.returncode == 0, made.stderr
+    result = subprocess.run(LAB_CLI + [command, str(lab)], capture_output=True, text=True, timeout=60)
+    refused_in_one_line(result, str(her_dir), f"owned by uid {mallory[0]}")
+    assert not marker.exists(), "her program ran as root"
+
+
+def test_root_does_not_run_a_python_in_her_folder_that_its_lab_json_names(tmp_path, her_dir, mallory):
+    layout = create(tmp_path / "lab", key_algorithm="ECDSA-P256")
+    marker, her_python = her_dir / "ran-as-root", her_dir / "python"
+    assert as_mallory(mallory, HER_PROGRAM.format(marker=marker), str(her_python)).returncode == 0
+    settings = json.loads(layout.settings_file.read_text())
+    layout.settings_file.write_text(json.dumps({**settings, "python": str(her_python)}))
+    result = subprocess.run(LAB_CLI + ["start", str(layout.root), "--wait", "0"], capture_output=True, text=True,
+                            timeout=60)
+    refused_in_one_line(result, str(her_dir), f"owned by uid {mallory[0]}", "not running the python that runs")
+    assert not marker.exists(), "her program ran as root"
+
+
+def test_root_does_not_run_a_lab_init_she_owns(tmp_path, mallory):
+    layout = create(tmp_path / "lab", key_algorithm="ECDSA-P256")
+    os.chown(layout.init_program, *mallory)
+    result = subprocess.run(LAB_CLI + ["start", str(layout.root), "--wait", "0"], capture_output=True, text=True,
+                            timeout=60)
+    refused_in_one_line(result, str(layout.init_program), f"owned by uid {mallory[0]}", "not running the lab's init")
+    assert not layout.init_pidfile.exists()
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("a file", ("not a directory",)), ("a device", ("not a directory",)), ("a FIFO", ("not a directory",)),
+    ("a symlink loop", ("too many levels of symbolic links",)), ("under a file", ("Not a directory",)),
+])
+def test_create_refuses_what_is_no_folder_in_one_line_and_creates_nothing(tmp_path, kind, words):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    target = {"a file": Path("/etc/hosts"), "a device": Path("/dev/null"), "a FIFO": scratch / "fifo",
+              "a symlink loop": scratch / "loop", "under a file": scratch / "file" / "lab"}[kind]
+    if kind == "a FIFO":
+        os.mkfifo(target)
+    elif kind == "a symlink loop":
+        os.symlink(target.name, target)
+    elif kind == "under a file":
+        target.parent.write_text("")
+    before = sorted(p.name for p in scratch.iterdir())
+    result = subprocess.run(LAB_CLI + ["create", str(target)], capture_output=True, text=True, timeout=60)
+    refused_in_one_line(result, *words)
+    assert sorted(p.name for p in scratch.iterdir()) == before

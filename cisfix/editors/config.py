@@ -21,7 +21,7 @@ _MISSING = object()
 def read_path(text: str, path: str, kind: Optional[str] = None) -> Tuple[bool, Any]:
     """(True, value) when the dotted path exists in the selected document, else (False, None)."""
     parsed = yt.parse(text)
-    value = _lookup(parsed.data[_select(parsed, kind)], _split(path))
+    value = _lookup(parsed.data[_select(parsed, kind)], split_path(path))
     return (False, None) if value is _MISSING else (True, value)
 
 
@@ -77,7 +77,7 @@ def _select(parsed: yt.Parsed, kind: Optional[str]) -> int:
 # --- planning ----------------------------------------------------------------------------------------
 
 
-def _split(path: str) -> List[str]:
+def split_path(path: str) -> List[str]:
     """`a.b.c` into keys; a double-quoted segment holds dots: `evictionHard."memory.available"`."""
     parts: List[str] = []
     i = 0
@@ -108,7 +108,7 @@ def _describe(node: Node) -> str:
 
 
 def _plan(text: str, root: Node, data: Any, op: PathOp, step: int) -> Tuple[List[yt.Edit], str]:
-    parts = _split(op.path)
+    parts = split_path(op.path)
     mapping, parent_key = root, None
     for depth, key in enumerate(parts):
         if not isinstance(mapping, MappingNode):
@@ -200,7 +200,7 @@ def _lookup(data: Any, parts: List[str]) -> Any:
 
 
 def _apply_data(data: dict, op: PathOp) -> dict:
-    *parents, last = _split(op.path)
+    *parents, last = split_path(op.path)
     node = data
     for part in parents:
         if part not in node:

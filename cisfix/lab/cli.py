@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Callable, List, Optional
 
+from ..errors import InputError
 from .layout import BadLabInput, LabError
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
@@ -97,6 +98,9 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except LabError as exc:
             print(f"cisfix: error: {exc}", file=sys.stderr)
             return EXIT_INPUT if handler is cmd_create or isinstance(exc, BadLabInput) else EXIT_UNHEALTHY
+        except InputError as exc:  # a lab folder or program another user could have written
+            print(f"cisfix: error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
     return run
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
-from .layout import ALL_COMPONENTS, CISFIX_CONFIG, LabError, Layout, NotALab
+from .layout import ALL_COMPONENTS, CISFIX_CONFIG, LabError, Layout, NotALab, trusted_program, trusted_root
 from .pods import start_ticks
 
 STOP_TIMEOUT = 20.0
@@ -67,6 +67,7 @@ def find_process(program: str) -> Optional[int]:
 
 class Lab:
     def __init__(self, root: "str | os.PathLike[str]") -> None:
+        trusted_root(root)
         self.layout = Layout(root)
         if not self.layout.settings_file.exists():
             raise NotALab(f"{self.layout.root} is not a lab (no {self.layout.settings_file}); run `cisfix lab create`")
@@ -94,7 +95,8 @@ class Lab:
         if self.init_pid():
             raise LabError(f"the lab at {self.root} is running already")
         settings = self.layout.settings()
-        result = subprocess.run([settings.python, str(self.layout.init_program)], capture_output=True, text=True)
+        argv = trusted_program(settings.python, [str(self.layout.init_program)], "the lab's init")
+        result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
             raise LabError(f"the lab's init did not start: {result.stderr.strip()}")
         return self.wait_healthy(wait) if wait else self.status()

@@ -11,7 +11,9 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
+
+from ..trust import Untrusted, require_trusted_dir, trusted_realpath
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 ALL_COMPONENTS = COMPONENTS + ("kubelet",)
@@ -63,6 +65,31 @@ class Settings:
     file_watch: bool = True
     python: str = ""  # the interpreter that runs the lab's launchers
     import_path: list = field(default_factory=list)  # sys.path entries that hold cisfix and its dependencies
+
+
+_WHY = "; not using it as a lab (root runs the programs a lab's files name)"
+
+
+def trusted_root(root: "os.PathLike[str] | str", creating: bool = False) -> Path:
+    """The lab folder's real path, refused (`Untrusted`: one line, exit 2) unless it is a directory — or,
+    `creating`, does not exist yet — and, as root, it and every folder above it pass the trust rule the
+    state folder's do: whoever could write there could make `lab start` run their program as root."""
+    path = Path(os.path.abspath(root))
+    try:
+        real = trusted_realpath(path, Untrusted, _WHY)
+        if creating and not os.path.lexists(real):
+            return real
+        return require_trusted_dir(real, Untrusted, _WHY)
+    except OSError as exc:  # a path that runs through a file
+        raise Untrusted(path, f"{exc.strerror}{_WHY}")
+
+
+def trusted_program(python: str, argv: List[str], what: str) -> List[str]:
+    """`argv` run by the interpreter lab.json names, both passing the trust rule for every command root
+    runs (`cisfix.commands.trusted_command`: their real paths, root's files in root's folders)."""
+    from ..commands import trusted_command
+
+    return trusted_command([python], f"the python that runs {what}") + trusted_command(argv, what)
 
 
 class Layout:

@@ -24,7 +24,8 @@ from typing import List, Optional
 from . import cgroups
 from .configmaps import STORE
 from .container import ENV_CONFIGMAPS, ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
-from .layout import Layout, Settings, emit
+from ..commands import CommandRefused
+from .layout import Layout, Settings, emit, trusted_program
 
 MIN_PROBE_PERIOD = 0.1  # seconds: a scaled-down probe period never goes below this
 TICK = 0.05
@@ -214,7 +215,7 @@ class ContainerWorker(threading.Thread):
         manifest's, untouched (the launcher resolves paths through the mounts)."""
         command = list(self.pod.container.get("command") or []) + list(self.pod.container.get("args") or [])
         program = self.layout.launcher(command[0]) if command and "/" not in command[0] else Path(command[0])
-        return [self.settings.python, str(program)] + command[1:]
+        return trusted_program(self.settings.python, [str(program)] + command[1:], f"the {self.pod.pod_name} pod")
 
     def _start(self) -> None:
         log_dir = self.layout.host(f"/var/log/pods/{self.pod.namespace}_{self.pod.pod_name}_"
@@ -231,7 +232,7 @@ class ContainerWorker(threading.Thread):
                 popen = subprocess.Popen(cgroups.joined(self.cgroup, self._argv()), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, env=env, cwd=str(self.layout.root),
                                          start_new_session=True)
-            except OSError as exc:
+            except (OSError, CommandRefused) as exc:  # as a runtime fails an image it cannot run
                 log.write(f"exec failed: {exc}\n".encode())
                 popen = subprocess.Popen(["false"], start_new_session=True)
         self.running = Running(popen.pid, popen, self.layout.exits_dir)

@@ -22,8 +22,9 @@ import traceback
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..commands import CommandRefused
 from . import cgroups
-from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout
+from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout, trusted_program
 from .pods import exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -82,9 +83,17 @@ class Supervisor:
         os.replace(tmp, self.layout.init_state)
 
     def start_kubelet(self) -> None:
-        """In the kubelet unit's cgroup, as systemd starts it."""
-        argv = cgroups.joined(cgroups.KUBELET, [self.settings.python] + kubelet_command(self.layout))
+        """In the kubelet unit's cgroup, as systemd starts it. A program that fails the trust rule is not
+        run: the log says why and the kubelet stays down (not retried: the files will not change alone)."""
         log = open(self.layout.log_dir / "kubelet.log", "ab")
+        try:
+            argv = cgroups.joined(cgroups.KUBELET, trusted_program(self.settings.python, kubelet_command(self.layout),
+                                                                   "the lab's kubelet"))
+        except CommandRefused as exc:
+            log.write(f"not started: {exc}\n".encode())
+            log.close()
+            self.restart_at = None
+            return
         self.kubelet = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                         cwd=str(self.layout.root), start_new_session=True)
         log.close()

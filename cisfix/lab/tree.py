@@ -21,7 +21,7 @@ from .configmaps import STORE, ConfigMapStore
 from .flags import parse_duration
 from .kubeadm import KUBEADM_CONFIG, KUBECONFIGS, KUBELET_CONFIGMAP, PKI, Cluster
 from .layout import (CISFIX_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBELET_DEFAULTS, KUBELET_DROPIN, MANIFESTS,
-                     LabError, Layout, Settings)
+                     LabError, Layout, Settings, trusted_root)
 from .pki import Cert, issue_all
 
 PORT_NAMES = ("apiserver", "controller-manager", "scheduler", "etcd-client", "etcd-peer", "etcd-metrics",
@@ -206,6 +206,7 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     parse_duration(file_check_frequency)  # a bad value would make a kubelet that never starts
     if not 0 < backoff[0] <= backoff[1] or kubelet_restart_sec < 0:
         raise ValueError("back-off must be 0 < initial <= max, and the kubelet's restart delay not negative")
+    trusted_root(root, creating=True)
     layout = Layout(root)
     if layout.root.exists() and any(layout.root.iterdir()):
         raise LabError(f"{layout.root} is not empty")
