@@ -211,7 +211,7 @@ def test_a_refused_textfile_leaves_a_failing_drift_run_its_own_exit_code(node):
     assert listing(folder) == []
 
 
-@pytest.mark.parametrize("planted", ["hard link", "symbolic link", "her file"])
+@pytest.mark.parametrize("planted", ["hard link", "symbolic link", "her file", "her folder"])
 def test_the_change_log_is_never_appended_through_what_another_user_planted(shared_node, mallory, planted):
     """/var/log may be writable by a log group (Ubuntu: root:syslog 0775): what the change log's name
     holds is checked once opened, and a change goes ahead without its log line, saying so once."""
@@ -227,9 +227,11 @@ def test_the_change_log_is_never_appended_through_what_another_user_planted(shar
         os.chmod(log.parent, 0o775)
         made = as_mallory(mallory, "import os,sys; os.symlink(sys.argv[1], sys.argv[2])", str(victim), str(log))
         assert made.returncode == 0, made.stderr
-    else:
+    elif planted == "her file":
         log.write_bytes(b"")
         os.chown(log, *mallory)
+    else:  # she may delete what root logs there
+        os.chown(log.parent, *mallory)
 
     result = run_cisfix(node, "edit", APISERVER, "--flag", "profiling=false")
     assert result.returncode == 0, result.stdout + result.stderr

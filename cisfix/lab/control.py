@@ -86,7 +86,7 @@ class Lab:
             return None
         try:
             program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1].decode()
-        except (OSError, IndexError):
+        except (OSError, IndexError, UnicodeDecodeError):
             return None
         return pid if program == str(self.layout.init_program) else None
 

@@ -32,14 +32,20 @@ TICK = 0.05
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL (terminationGracePeriodSeconds is 30 on a node)
 
 
-def start_ticks(pid: int) -> Optional[int]:
-    """/proc/<pid>/stat field 22: tells a process from a later one with the same pid."""
+def stat_fields(pid: int) -> Optional[List[bytes]]:
+    """/proc/<pid>/stat from field 3 (the state) on; None when gone. Read as bytes: the name before
+    them is any bytes a process gives itself."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return None if fields[0] == "Z" else int(fields[19])
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def start_ticks(pid: int) -> Optional[int]:
+    """/proc/<pid>/stat field 22: tells a process from a later one with the same pid."""
+    fields = stat_fields(pid)
+    return None if not fields or fields[0] == b"Z" else int(fields[19])
 
 
 def exit_code(returncode: int) -> int:

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 from ..commands import CommandRefused
 from . import cgroups
 from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout, trusted_program
-from .pods import exit_code
+from .pods import exit_code, stat_fields
 
 PR_SET_CHILD_SUBREAPER = 36
 STOP_GRACE = 5.0
@@ -176,16 +176,11 @@ class Supervisor:
         return done()
 
     def children(self) -> List[int]:
-        me, found = str(os.getpid()), []
+        me, found = str(os.getpid()).encode(), []
         for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                fields = stat[stat.rindex(")") + 2:].split()
-                if fields[1] == me and fields[0] != "Z":
-                    found.append(int(entry))
+            fields = stat_fields(int(entry)) if entry.isdigit() else None
+            if fields and fields[1] == me and fields[0] != b"Z":
+                found.append(int(entry))
         return found
 
 
