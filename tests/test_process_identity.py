@@ -193,6 +193,14 @@ def api_server(node, tmp_path, cgroup: str, exe: str = os.path.realpath(sys.exec
     fake_process(tmp_path / "proc", 4242, ["kube-apiserver", "--profiling=false"], exe=exe, cgroup=cgroup, uid=uid)
 
 
+def assert_not_the_api_server(node, tmp_path, cgroup: str, why: str) -> None:
+    """A root process in `cgroup` carrying the flag: no verdict changes, and it is named once, with why."""
+    api_server(node, tmp_path, cgroup)
+    result = audit_profiling(node)
+    assert statuses(result) == {PROFILING: "FAIL"}
+    assert result.stderr.splitlines() == [f"cisfix: ignored pid 4242 posing as kube-apiserver: its cgroup ({cgroup}) {why}"]
+
+
 @pytest.mark.parametrize("driver", [
     "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice/cri-containerd-{id}.scope",
     "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice/crio-{id}.scope",
@@ -219,11 +227,7 @@ def test_a_process_outside_the_components_pod_is_not_the_component(proc_node, tm
     uid = pod_log_folder(proc_node.root, "kube-system", "kube-apiserver")
     other = pod_log_folder(proc_node.root, "default", "kube-apiserver")  # same name, a user's namespace
     cgroup = where.format(uid=uid, other=other, id=secrets.token_hex(32))
-    api_server(proc_node, tmp_path, cgroup)
-    result = audit_profiling(proc_node)
-    assert statuses(result) == {PROFILING: "FAIL"}
-    assert result.stderr.splitlines() == [
-        f"cisfix: ignored pid 4242 posing as kube-apiserver: its cgroup ({cgroup}) {why}"]
+    assert_not_the_api_server(proc_node, tmp_path, cgroup, why)
 
 
 def test_a_pod_whose_log_folder_another_user_owns_is_no_proof(proc_node, tmp_path, mallory):
@@ -296,12 +300,8 @@ def test_a_process_seen_from_another_cgroup_namespace_is_not_judged_a_component(
     uid = pod_log_folder(proc_node.root, "kube-system", "kube-apiserver")
     cgroup = "/../../kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope".format(
         uid.replace("-", "_"), secrets.token_hex(32))
-    api_server(proc_node, tmp_path, cgroup)
-    result = audit_profiling(proc_node)
-    assert statuses(result) == {PROFILING: "FAIL"}
-    assert result.stderr.splitlines() == [
-        f"cisfix: ignored pid 4242 posing as kube-apiserver: its cgroup ({cgroup}) is outside this run's cgroup "
-        "namespace; run cisfix in the host's (on the host, or in a privileged container)"]
+    assert_not_the_api_server(proc_node, tmp_path, cgroup, "is outside this run's cgroup namespace; run cisfix in "
+                              "the host's (on the host, or in a privileged container)")
 
 
 def test_the_logs_the_gate_quotes_are_its_own_pods(node):
@@ -332,12 +332,7 @@ def test_a_pod_anyone_with_rights_in_kube_system_creates_is_no_static_pod(proc_n
     uid = pod_log_folder(proc_node.root, "kube-system", "kube-apiserver-backup", uid=str(uuid.uuid4()))
     cgroup = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{}.scope".format(
         uid.replace("-", "_"), secrets.token_hex(32))
-    api_server(proc_node, tmp_path, cgroup)
-    result = audit_profiling(proc_node)
-    assert statuses(result) == {PROFILING: "FAIL"}
-    assert result.stderr.splitlines() == [
-        f"cisfix: ignored pid 4242 posing as kube-apiserver: its cgroup ({cgroup}) is not a container of pod "
-        "kube-system/kube-apiserver"]
+    assert_not_the_api_server(proc_node, tmp_path, cgroup, "is not a container of pod kube-system/kube-apiserver")
 
 
 def test_a_process_that_names_itself_in_bytes_no_text_has_changes_nothing(node, mallory, idle, impostors):
