@@ -89,7 +89,9 @@ def trusted_program(python: str, argv: List[str], what: str) -> List[str]:
     runs (`cisfix.commands.trusted_command`: their real paths, root's files in root's folders)."""
     from ..commands import trusted_command
 
-    return trusted_command([python], f"the python that runs {what}") + trusted_command(argv, what)
+    # The program only: what follows it are the container's own arguments, paths inside the node, which
+    # name nothing of the host's (a restart command's arguments are checked: they are the host's).
+    return trusted_command([python], f"the python that runs {what}") + trusted_command(argv[:1], what) + argv[1:]
 
 
 class Layout:
