@@ -60,6 +60,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def make_folders(path: Path, mode: int = 0o755) -> None:
+    """Create the missing folders of `path` (a real path), each 0755 and `path` itself `mode` whatever
+    the umask, each made durable in its parent; one made meanwhile by someone else is left to the
+    caller's checks. Raises OSError naming the folder."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        wanted = mode if directory == missing[0] else 0o755
+        try:
+            directory.mkdir(mode=wanted)
+        except FileExistsError:
+            continue
+        os.chmod(directory, wanted)  # mkdir's mode is filtered by the umask
+        fsync_dir(directory.parent)
+
+
 def _copy_xattrs(source: Path, fd: int) -> None:
     """Carry extended attributes such as `security.selinux` over to the replacement."""
     try:

@@ -197,11 +197,7 @@ class DriftReport:
             codes.append(status.EXIT_FLAPPING)
         if self.unaudited:
             codes.append(status.EXIT_INPUT)
-        return max(codes, key=_SEVERITY.index)
-
-
-_SEVERITY = (status.EXIT_OK, status.EXIT_STILL_FAILING, status.EXIT_FLAPPING, status.EXIT_INPUT,
-             status.EXIT_ROLLED_BACK, status.EXIT_ROLLBACK_FAILED)
+        return status.worst(*codes)
 
 
 @dataclass

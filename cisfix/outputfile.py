@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
-from .atomic import Meta, fsync_dir, write_atomic
+from .atomic import Meta, make_folders, write_atomic
 from .errors import InputError
 from .node import Node
 from .trust import require_trusted_dir, trusted_realpath
@@ -81,17 +81,9 @@ def _make_folder(path: Path, what: str, why: str) -> Path:
     real = trusted_realpath(path.parent, why=why)
     if ".." in real.parts:  # a link into a folder that does not exist yet, then out of it
         raise InputError(path.parent, f"{what}: no such directory")
-    missing = []
-    while not real.exists():
-        missing.append(real)
-        real = real.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o755)
-            os.chmod(directory, 0o755)  # mkdir's mode is filtered by the umask
-            fsync_dir(directory.parent)
-        except FileExistsError:
-            pass  # made meanwhile: checked below like any other folder
-        except OSError as exc:
-            raise InputError(directory, f"cannot create the folder for {what}: {exc.strerror}; nothing was written")
+    try:
+        make_folders(real)  # one made meanwhile is checked below like any other folder
+    except OSError as exc:
+        raise InputError(exc.filename or real, f"cannot create the folder for {what}: {exc.strerror}; "
+                                               "nothing was written")
     return require_trusted_dir(path.parent, why=why)

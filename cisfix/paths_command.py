@@ -8,13 +8,21 @@ import argparse
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Tuple
 
 from . import status
-from .types import HIDE, READ, WRITE, HostPath
+
+if TYPE_CHECKING:  # pragma: no cover (every command's parser imports this module: it stays light)
+    from .types import HostPath
 
 RUNS = ("audit", "fix")
-_STRENGTH = {"": 0, READ: 1, WRITE: 2, HIDE: 3}  # HIDE wins: what must never be seen is never given
+
+
+def _strength(access: str) -> int:
+    """HIDE wins: what must never be seen is never given."""
+    from .types import HIDE, READ, WRITE
+
+    return {"": 0, READ: 1, WRITE: 2, HIDE: 3}[access]
 
 
 @dataclass(frozen=True)
@@ -25,20 +33,22 @@ class Mount:
     reasons: Tuple[str, ...]
 
 
-def _access(declared: HostPath, run: str) -> str:
+def _access(declared: "HostPath", run: str) -> str:
     """A fix audits first: it needs what an audit reads too."""
     wanted = (declared.audit,) if run == "audit" else (declared.audit, declared.fix)
-    return max(wanted, key=_STRENGTH.__getitem__)
+    return max(wanted, key=_strength)
 
 
 def _inside(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip("/") + "/")
 
 
-def mounts(declarations: Iterable[HostPath], run: str) -> List[Mount]:
+def mounts(declarations: Iterable["HostPath"], run: str) -> List[Mount]:
     """What one run needs, sorted by path: the strongest access declared for each path; a path inside a
     given folder that grants as much is left out (its reasons go to the folder); a `hide` path is kept
     only inside a folder that is given, and nothing inside it is given."""
+    from .types import HIDE
+
     merged: Dict[str, Mount] = {}
     for declared in declarations:
         access = _access(declared, run)
@@ -47,7 +57,7 @@ def mounts(declarations: Iterable[HostPath], run: str) -> List[Mount]:
         path = posixpath.normpath(declared.path)
         known = merged.get(path, Mount(path, "", declared.folder, ()))
         reasons = known.reasons + ((declared.reason,) if declared.reason not in known.reasons else ())
-        merged[path] = Mount(path, max(known.access, access, key=_STRENGTH.__getitem__),
+        merged[path] = Mount(path, max(known.access, access, key=_strength),
                              known.folder and declared.folder, reasons)
     given: Dict[str, Mount] = {}
     for path in sorted(merged):  # a folder sorts before what is inside it
@@ -59,7 +69,7 @@ def mounts(declarations: Iterable[HostPath], run: str) -> List[Mount]:
             if folders:
                 given[path] = mount
             continue
-        cover = next((f for f in reversed(folders) if _STRENGTH[given[f].access] >= _STRENGTH[mount.access]), None)
+        cover = next((f for f in reversed(folders) if _strength(given[f].access) >= _strength(mount.access)), None)
         if cover is None:
             given[path] = mount
         else:

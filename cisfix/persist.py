@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import status
+from .bounds import MAX_NESTING, nesting_depth
 from .errors import CisfixError, InputError
 from .health import CredentialRefused, fetch, server_text
 from .journal import Journal
@@ -39,7 +40,6 @@ from .types import ApiObject, NetChange, PersistPlan
 ATTEMPTS = 3  # reads and writes of one object before its conflicts are reported
 TIMEOUT = 10.0  # for each request as a whole: connecting, sending and reading the answer
 MAX_ANSWER = 4 << 20  # the API server refuses objects over 3 MiB
-MAX_NESTING = 64  # a ConfigMap nests a dozen levels (its managedFields); JSON nested deeper is no ConfigMap
 FILES_DIR = "persist/files"
 
 
@@ -135,17 +135,6 @@ _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a numbe
                bool: "a boolean", type(None): "null"}
 
 
-def _nesting(value: Any) -> int:
-    """How deep JSON values nest (iteratively: the answer's nesting must not become this stack's)."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        value, depth = pending.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        deepest = max(deepest, depth)
-        pending += [(child, depth + 1) for child in children]
-    return deepest
-
-
 def _json(data: bytes) -> Any:
     try:
         return json.loads(data.decode("utf-8"))
@@ -164,7 +153,7 @@ def configmap(name: str, data: bytes) -> dict:
     if (answer.get("apiVersion"), answer.get("kind")) != ("v1", "ConfigMap"):
         raise RefusedAnswer(f"apiVersion {server_text(repr(answer.get('apiVersion')), 40)} kind "
                             f"{server_text(repr(answer.get('kind')), 40)}, not a v1 ConfigMap")
-    if _nesting(answer) > MAX_NESTING:
+    if nesting_depth(answer) > MAX_NESTING:  # a ConfigMap nests a dozen levels (its managedFields)
         raise RefusedAnswer(f"nested more than {MAX_NESTING} levels deep, deeper than a ConfigMap is")
     metadata = answer.get("metadata")
     version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import status
-from .atomic import fsync_dir
+from .atomic import make_folders
 from .errors import CisfixError, InputError
 from .node import Node
 from .trust import Untrusted, require_trusted_dir, trusted_realpath
@@ -81,16 +81,8 @@ def prepare_state_dir(node: Node) -> Path:
     """Check (and create, or tighten) the state folder before a mutating run writes to it."""
     confined(node, node.state_dir)
     real = trusted_realpath(node.state_dir, UntrustedState, WHY)
-    missing = []
-    while not real.exists():
-        missing.append(real)
-        real = real.parent
     with writing_state(node.state_dir):
-        for directory in reversed(missing):
-            mode = 0o700 if directory == missing[0] else 0o755
-            directory.mkdir(mode=mode)
-            os.chmod(directory, mode)  # mkdir's mode is filtered by the umask
-            fsync_dir(directory.parent)
+        make_folders(real, 0o700)
         real = require_trusted_dir(node.state_dir, UntrustedState, WHY)
         st = os.stat(real)
         if stat.S_IMODE(st.st_mode) != 0o700 and st.st_uid == os.geteuid():

@@ -23,9 +23,10 @@ EXIT_APPLY_ELSEWHERE = 7  # persist: the API server could not be reached; what t
 EXIT_INTERNAL = 70  # a bug in cisfix (an uncaught exception), sysexits' EX_SOFTWARE: never "checks still fail"
 
 # Where several outcomes apply, the most serious decides the exit code.
-_SEVERITY = [EXIT_OK, EXIT_STILL_FAILING, EXIT_FLAPPING, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED]
+_SEVERITY = [EXIT_OK, EXIT_STILL_FAILING, EXIT_FLAPPING, EXIT_INPUT, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED]
 
 
 def worst(*codes: int) -> int:
-    """The exit code that wins: 4 over 3, 3 over 6, 6 over 1, 1 over 0 (2 and 5 end a run before any change)."""
+    """The exit code that wins: 4 over 3, 3 over 2 (a check that could not be audited while others were
+    fixed), 2 over 6, 6 over 1, 1 over 0; any other (5, 7, 70) ends a run and wins outright."""
     return max(codes, key=lambda c: _SEVERITY.index(c) if c in _SEVERITY else len(_SEVERITY))

@@ -134,7 +134,7 @@ def test_the_gate_does_not_take_her_ok_for_the_scheduler_and_changes_nothing(lab
     result = cisfix(lab, "-p", "no:cisfix_cis", "edit", SCHEDULER, "--flag", "profiling=false", *GATE)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "kube-scheduler is not healthy before any change, so nothing was changed" in result.stderr
-    assert f"answered by a process that is not kube-scheduler (pid " in result.stderr
+    assert "answered by a process that is not kube-scheduler (pid " in result.stderr
     assert manifest.read_bytes() == before
     assert not (lab.root / "var/lib/cisfix/journal.jsonl").exists()
 

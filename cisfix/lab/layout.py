@@ -85,12 +85,12 @@ def trusted_root(root: "os.PathLike[str] | str", creating: bool = False) -> Path
 
 
 def trusted_program(python: str, argv: List[str], what: str) -> List[str]:
-    """`argv` run by the interpreter lab.json names, both passing the trust rule for every command root
-    runs (`cisfix.commands.trusted_command`: their real paths, root's files in root's folders)."""
+    """`argv` run by the interpreter lab.json names: the interpreter and the program pass the trust rule
+    for every command root runs (`cisfix.commands.trusted_command`: real paths, root's files in root's
+    folders). The arguments after the program are not checked: they are a container's, paths inside the
+    node that name nothing of the host's (a restart command's arguments are the host's, and checked)."""
     from ..commands import trusted_command
 
-    # The program only: what follows it are the container's own arguments, paths inside the node, which
-    # name nothing of the host's (a restart command's arguments are checked: they are the host's).
     return trusted_command([python], f"the python that runs {what}") + trusted_command(argv[:1], what) + argv[1:]
 
 
