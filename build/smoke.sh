@@ -62,6 +62,9 @@ unshare -m true 2>/dev/null && can_mount=true
 # The kubeadm-shaped node the test kit ships, and the declarative checks the tests use.
 sample=$repo/cisfix/testing/node
 acme=$repo/tests/data/checks
+buggy=$work/buggy-checks  # a plugin whose report format has a bug
+mkdir -m 0755 "$buggy"
+printf 'import cisfix\n\n\ndef render(results, summary):\n    return {}["no such key"]\n\n\n@cisfix.hookimpl\ndef cisfix_register_report_formats():\n    return [cisfix.ReportFormat("buggy", render)]\n' >"$buggy/buggy.py"
 apiserver=/etc/kubernetes/manifests/kube-apiserver.yaml
 echo "archive $pyz (commit $commit), sample node $sample"
 
@@ -147,6 +150,13 @@ for py in "${interpreters[@]}"; do
         pass "$v audit with bundled and --checks-dir checks"
     else
         fail "$v audit: $out"
+    fi
+    # A bug (a plugin's, here) is exit 70, its traceback shown with -v in this CPython's own form.
+    out=$("${cron[@]}" -v --checks-dir "$buggy" audit --format buggy 2>&1) && code=0 || code=$?
+    if [[ $code -eq 70 && $out == *"Traceback (most recent call last)"* && $out == *"internal error (exit 70): KeyError"* ]]; then
+        pass "$v internal error with -v: exit 70 and the traceback"
+    else
+        fail "$v internal error with -v (exit $code): $out"
     fi
 done
 

@@ -289,8 +289,9 @@ def _edit_ops(args: argparse.Namespace) -> tuple:
             raise too_deep from None
         if nesting_depth(value) > MAX_NESTING:
             raise too_deep
-        if non_finite(value) is not None:
-            raise InputError(f"--set {path}", f"value holds the number {non_finite(value)}; only finite numbers are accepted")
+        number = non_finite(value)
+        if number is not None:
+            raise InputError(f"--set {path}", f"value holds the number {number}; only finite numbers are accepted")
         return value
 
     for name, value in [*args.flag, *args.flag_add, *args.flag_drop, *((n, None) for n in args.unflag)]:
@@ -758,7 +759,7 @@ def internal_error(exc: BaseException, verbose: int) -> int:
     import traceback
 
     if verbose:
-        traceback.print_exception(exc, file=sys.stderr)
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)  # CPython 3.9's form
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
     hint = "" if verbose else "; rerun with -v for the traceback"
