@@ -284,7 +284,7 @@ class Gate:
         pauses = self.pauses(self.settings.interval / 4)
         while time.monotonic() < deadline:
             state = self.state()
-            if process not in state.processes_of(component):
+            if (process.pid, process.start_ticks) not in _pids(state, component):  # exec keeps a process, argv aside
                 if watch.existed(process):
                     return None
                 return Answer(False, f"{component} restarted again (crashed) after the change" + watch.last_words(state))

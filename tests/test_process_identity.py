@@ -348,4 +348,6 @@ def test_a_process_that_names_itself_in_bytes_no_text_has_changes_nothing(node, 
         assert time.monotonic() < deadline, "she never renamed her process"
         time.sleep(0.05)
     after = audit_profiling(node)
-    assert (after.returncode, statuses(after), after.stderr) == (before.returncode, statuses(before), before.stderr)
+    # The process table is the machine's: other tests' impostors may be named too, never an internal error.
+    assert (after.returncode, statuses(after)) == (before.returncode, statuses(before))
+    assert "internal error" not in after.stderr and f"pid {process.pid} " not in after.stderr, after.stderr
