@@ -127,6 +127,20 @@ class Check:
 
 
 @dataclass(frozen=True)
+class ArgList:
+    """Settings a distribution's configuration file passes to a component as list items `flag=value`
+    under `key` (RKE2's and k3s's `kube-apiserver-arg`), in `config` and the `*.yaml` drop-ins of
+    `dropins`, merged by the distribution's rules (see `cisfix.editors.distconfig`). cisfix's own changes go
+    to `owned`, unless a file the operator owns already decides the flag."""
+
+    key: str  # e.g. "kube-apiserver-arg"
+    config: str  # e.g. "/etc/rancher/rke2/config.yaml"
+    dropins: str  # e.g. "/etc/rancher/rke2/config.yaml.d"
+    owned: str  # e.g. "/etc/rancher/rke2/config.yaml.d/90-cisfix.yaml"
+    values: str = "replace"  # "k3s": a value `name+=X` / `name-=X` appends to / prepends k3s's default
+
+
+@dataclass(frozen=True)
 class Component:
     """A component of the node, as its layout describes it: where its settings live (node paths, in
     precedence: the live process's argv; the manifest's command/args or the flag files; the config
@@ -152,6 +166,15 @@ class Component:
     live_config: Mapping[str, Any] = field(default_factory=dict)  # where it serves its effective config
     user: int = 0  # the uid its process runs as (a static pod's securityContext.runAsUser says otherwise)
     unit: Optional[str] = None  # a service: its systemd unit's cgroup, e.g. "system.slice/kubelet.service"
+    # Set by a distribution's config file (RKE2, k3s) rather than by its manifest or flag files.
+    args: Optional[ArgList] = None
+    # The components this one's restart restarts and the gate must see healthy again (rke2-server: the
+    # control plane and the kubelet); changes to theirs are applied with this one's, one restart for all.
+    runs: Tuple[str, ...] = ()
+    # The layout's reader of the live command line, where no process of its own shows it (k3s's embedded
+    # components: the `Running kube-apiserver ...` log line); None: the process's argv.
+    live_flags: Optional[Callable[["NodeState", "Component"], Any]] = None
+    logs: Tuple[str, ...] = ()  # node paths of log files the component writes, for the gate's last words
 
 
 @dataclass(frozen=True)
