@@ -1,8 +1,8 @@
-"""`cisfix lab ...`: create, start, stop and inspect a simulated kubeadm control-plane node.
+"""`cisfix lab ...`: create, start, stop and inspect a simulated control-plane node (kubeadm or RKE2).
 
 Hooked into the main parser by `add_commands(commands, common_options)`; `main(argv)` runs the same
 actions standalone (`python -m cisfix.lab.cli status DIR`), which is what the lab's own
-`lab-restart-kubelet` program calls.
+`lab-restart-kubelet` (kubeadm) and `lab-restart-rke2-server` (RKE2) programs call.
 """
 from __future__ import annotations
 
@@ -12,25 +12,36 @@ import sys
 from typing import Callable, List, Optional
 
 from ..errors import InputError
-from .layout import BadLabInput, LabError
+from .layout import DISTRIBUTIONS, BadLabInput, LabError
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
 
 
 def cmd_create(args: argparse.Namespace) -> int:
     from .pki import ALGORITHMS, PKIError
-    from .tree import create
 
     if args.key_algorithm not in ALGORITHMS:
         raise LabError(f"--key-algorithm must be one of {', '.join(ALGORITHMS)}")
+    backoff = (args.backoff_initial, args.backoff_max)
     try:
-        layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm,
-                        args.probe_time_scale, args.startup_delay, (args.backoff_initial, args.backoff_max),
-                        args.kubelet_restart_sec, not args.no_watch)
+        if args.distribution == "rke2":
+            from .rke2tree import create as create_rke2
+
+            restart_sec = 5.0 if args.kubelet_restart_sec is None else args.kubelet_restart_sec
+            layout = create_rke2(args.dir, args.k8s_version, args.key_algorithm, args.probe_time_scale,
+                                 args.startup_delay, backoff, restart_sec)
+        elif args.distribution == "kubeadm":
+            from .tree import create
+
+            restart_sec = 10.0 if args.kubelet_restart_sec is None else args.kubelet_restart_sec
+            layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm,
+                            args.probe_time_scale, args.startup_delay, backoff, restart_sec, not args.no_watch)
+        else:
+            raise LabError(f"--distribution {args.distribution}: this cisfix has no lab of it yet")
     except (ValueError, PKIError) as exc:
         raise LabError(str(exc))
     if not args.quiet:
-        print(f"created a kubeadm {layout.settings().version} control-plane node in {layout.root}")
+        print(f"created a {args.distribution} {layout.settings().version} control-plane node in {layout.root}")
     return EXIT_OK
 
 
@@ -75,10 +86,10 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_restart_kubelet(args: argparse.Namespace) -> int:
+def cmd_restart_service(args: argparse.Namespace) -> int:
     from .control import Lab
 
-    Lab(args.dir).restart_kubelet()
+    Lab(args.dir).restart_service()
     return EXIT_OK
 
 
@@ -88,7 +99,7 @@ def _print_status(status: dict, fmt: str) -> None:
         return
     print(f"{'COMPONENT':<25} {'HEALTHY':<8} {'PID':>8} {'RESTARTS':>9} {'PORT':>6}")
     for name, s in status.items():
-        print(f"{name:<25} {str(s.healthy).lower():<8} {s.pid or '-':>8} {s.restarts:>9} {s.port:>6}")
+        print(f"{name:<25} {str(s.healthy).lower():<8} {s.pid or '-':>8} {s.restarts:>9} {s.port or '-':>6}")
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -112,7 +123,9 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
         sub.set_defaults(handler=_guarded(handler))
         return sub
 
-    create = action("create", cmd_create, "write a kubeadm control-plane node's files under DIR")
+    create = action("create", cmd_create, "write a control-plane node's files under DIR")
+    create.add_argument("--distribution", choices=DISTRIBUTIONS, default="kubeadm",
+                        help="the node to build: kubeadm (default), rke2 (an RKE2 server) or k3s")
     create.add_argument("--k8s-version", default="1.32", metavar="X.Y", help="Kubernetes version, 1.29-1.35")
     # Every default below is a real node's timing; tests and impatient demos ask for speed explicitly.
     create.add_argument("--file-check-frequency", default="20s", metavar="DURATION",
@@ -124,8 +137,9 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
                         help="CrashLoopBackOff's first delay, doubled per restart (default 10, the kubelet's)")
     create.add_argument("--backoff-max", type=float, default=300.0, metavar="SECONDS",
                         help="CrashLoopBackOff's longest delay (default 300, the kubelet's)")
-    create.add_argument("--kubelet-restart-sec", type=float, default=10.0, metavar="SECONDS",
-                        help="systemd's RestartSec for a kubelet that exited (default 10, kubeadm's unit)")
+    create.add_argument("--kubelet-restart-sec", type=float, default=None, metavar="SECONDS",
+                        help="systemd's RestartSec for a kubelet that exited (default 10, kubeadm's unit); on "
+                             "RKE2 the rke2-server unit's, and rke2's wait to restart its kubelet (default 5)")
     create.add_argument("--key-algorithm", default="RSA-2048", metavar="ALG",
                         help="RSA-2048 (kubeadm's default) or ECDSA-P256 (fast; kubeadm's encryptionAlgorithm)")
     create.add_argument("--probe-time-scale", type=float, default=1.0, metavar="FACTOR",
@@ -141,7 +155,9 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     action("stop", cmd_stop, "stop the kubelet and every container; nothing of the lab keeps running")
     status = action("status", cmd_status, "health, pid, restarts and port of every component")
     status.add_argument("--format", choices=("text", "json"), default="text")
-    action("restart-kubelet", cmd_restart_kubelet, "what `systemctl restart kubelet` is on a node")
+    action("restart-kubelet", cmd_restart_service, "what `systemctl restart kubelet` is on a kubeadm node")
+    action("restart-service", cmd_restart_service,
+           "what `systemctl restart` of the node's service is: kubelet (kubeadm), rke2-server (RKE2)")
     upgrade = action("upgrade", cmd_upgrade, "what `kubeadm upgrade apply` does: regenerate the static pods and "
                                              "the kubelet config from the cluster's ConfigMaps, then restart them")
     upgrade.add_argument("--to", metavar="X.Y[.Z]", help="the version to upgrade to (default: the next minor)")

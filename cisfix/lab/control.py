@@ -1,8 +1,10 @@
-"""Operating a lab from outside: start, stop, status and `systemctl restart kubelet`.
+"""Operating a lab from outside: start, stop, status and `systemctl restart <unit>` (the kubelet on
+kubeadm, rke2-server on RKE2).
 
 A component's process is found in /proc by its lab-unique program path (as cisfix finds it), its health by
-the URL and certificates the lab wrote into `/etc/cisfix/config.yaml`, its restart count in the kubelet's
-pod state (the kubelet's own in the lab init's state).
+the URL and certificates the lab wrote into `/etc/cisfix/config.yaml` (a component without one, such as
+rke2-server, is healthy while it runs), its restart count in the kubelet's pod state (the unit's own in
+the lab init's state; RKE2's kubelet's in rke2's).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class ComponentStatus:
     healthy: bool
     pid: Optional[int]
     restarts: int
-    port: int
+    port: Optional[int]  # None: no health endpoint (a supervisor service)
 
     def as_dict(self) -> dict:
         return {"healthy": self.healthy, "pid": self.pid, "restarts": self.restarts, "port": self.port}
@@ -63,6 +65,15 @@ def find_process(program: str) -> Optional[int]:
         if ticks is not None and program.encode() in argv and (best is None or ticks > best[0]):
             best = (ticks, int(entry))
     return best[1] if best else None
+
+
+def _json(path: Path) -> dict:
+    """A state file's object; {} when it is missing or cut short."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class Lab:
@@ -130,45 +141,47 @@ class Lab:
         self.layout.init_pidfile.unlink(missing_ok=True)
         return leftovers
 
-    def restart_kubelet(self, timeout: float = 10.0) -> int:
-        """`systemctl restart kubelet`: returns once the new kubelet process runs; its pid."""
+    def restart_service(self, timeout: float = 10.0) -> int:
+        """`systemctl restart <the lab's unit>`: returns once the unit's new process runs; its pid."""
         pid = self.init_pid()
         if not pid:
             raise LabError(f"the lab at {self.root} is not running")
-        before = self._init_state().get("kubeletStarts", 0)
+        before = self._init_state().get("unitStarts", 0)
         os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self._init_state()
-            if state.get("kubeletStarts", 0) > before and state.get("kubeletPid"):
-                return state["kubeletPid"]
+            if state.get("unitStarts", 0) > before and state.get("unitPid"):
+                return state["unitPid"]
             time.sleep(0.05)
-        raise LabError("the kubelet did not restart")
+        raise LabError(f"{state.get('unit', 'the unit')} did not restart")
+
+    restart_kubelet = restart_service  # a kubeadm lab's unit is the kubelet
 
     def _init_state(self) -> dict:
-        try:
-            return json.loads(self.layout.init_state.read_text())
-        except (OSError, ValueError):
-            return {}
+        return _json(self.layout.init_state)
 
     # ---- status ----
     def status(self) -> Dict[str, ComponentStatus]:
+        """Every component the node configuration names: the five, and a supervisor service if any."""
         components = self.node_config()["components"]
         out = {}
-        for name in ALL_COMPONENTS:
+        for name in ALL_COMPONENTS + tuple(sorted(set(components) - set(ALL_COMPONENTS))):
             settings = components[name]
-            health = settings["health"]
-            out[name] = ComponentStatus(self.probe(health), find_process(settings["process"]),
-                                        self.restarts(name), urlsplit(health["url"]).port)
+            health, pid = settings.get("health"), find_process(settings["process"])
+            healthy = self.probe(health) if health else pid is not None
+            out[name] = ComponentStatus(healthy, pid, self.restarts(name),
+                                        urlsplit(health["url"]).port if health else None)
         return out
 
     def restarts(self, component: str) -> int:
+        """The kubelet's pod state for a pod; the init's for its unit; the unit's own for its child kubelet."""
+        state = self._init_state()
+        if component == state.get("unit"):
+            return max(0, state.get("unitStarts", 0) - 1)
         if component == "kubelet":
-            return max(0, self._init_state().get("kubeletStarts", 0) - 1)
-        try:
-            return json.loads((self.layout.pods_dir / f"{component}.json").read_text())["restarts"]
-        except (OSError, ValueError, KeyError):
-            return 0
+            return max(0, _json(self.layout.run_dir / "kubelet.json").get("starts", 0) - 1)
+        return _json(self.layout.pods_dir / f"{component}.json").get("restarts", 0)
 
     def probe(self, health: dict, timeout: float = 10.0) -> bool:
         """GET the health URL with the configured client certificate, exactly as cisfix's gate does."""

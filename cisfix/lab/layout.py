@@ -27,6 +27,7 @@ KUBELET_DEFAULTS = "/etc/default/kubelet"
 KUBELET_BINARY = "/usr/bin/kubelet"
 IMAGE_BIN = "/usr/local/bin"  # the lab's "container images": one launcher per component
 CISFIX_CONFIG = "/etc/cisfix/config.yaml"
+DISTRIBUTIONS = ("kubeadm", "rke2", "k3s")  # a lab of each runs `cisfix.lab.<name>.unit` (kubeadm: supervisor's)
 
 
 class LabError(RuntimeError):
@@ -63,6 +64,8 @@ class Settings:
     # The kubelet's inotify watch on the static pod directory; off, it sees changes only at its re-list
     # (fileCheckFrequency), as a kubelet whose watch missed an event does.
     file_watch: bool = True
+    # Which node the lab is (DISTRIBUTIONS): it decides the unit the lab's init runs.
+    distribution: str = "kubeadm"
     python: str = ""  # the interpreter that runs the lab's launchers
     import_path: list = field(default_factory=list)  # sys.path entries that hold cisfix and its dependencies
 

@@ -1,0 +1,428 @@
+"""What an RKE2 server node holds and what `rke2 server` generates from its configuration, per start.
+
+Pure functions of the lab's files: RKE2's paths; its configuration read with RKE2's merge rules; the
+four static pods it writes (RKE2's default flags, each `<component>-arg` item replacing the default of
+the same name); etcd's configuration file, which the `etcd-arg` items go into; the kubelet's command line
+and configuration drop-in; and the unit the lab's init runs (`rke2-server`). Sources in data/SOURCES.md
+("RKE2"). The lab deviates from RKE2 where several labs share one loopback interface: every port is
+chosen per lab, every address is 127.0.0.1.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Dict, List, Tuple
+
+from .kubeadm import NODE_NAME, Cluster
+from .layout import IMAGE_BIN, Layout, Settings
+
+CONFIG = "/etc/rancher/rke2/config.yaml"
+CONFIG_D = CONFIG + ".d"
+KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
+PSS_CONFIG = "/etc/rancher/rke2/rke2-pss.yaml"
+DATA = "/var/lib/rancher/rke2"
+SERVER = f"{DATA}/server"
+TLS = f"{SERVER}/tls"
+CRED = f"{SERVER}/cred"
+ETCD_DATA = f"{SERVER}/db/etcd"
+ETCD_CONFIG = f"{ETCD_DATA}/config"
+ETCD_NAME_FILE = f"{ETCD_DATA}/name"
+AGENT = f"{DATA}/agent"
+MANIFESTS = f"{AGENT}/pod-manifests"
+KUBELET_CONF_D = f"{AGENT}/etc/kubelet.conf.d"
+KUBELET_DEFAULTS = f"{KUBELET_CONF_D}/00-rke2-defaults.conf"
+KUBELET_KUBECONFIG = f"{AGENT}/kubelet.kubeconfig"
+KUBELET_LOG = f"{AGENT}/logs/kubelet.log"
+RKE2_BINARY = f"{IMAGE_BIN}/rke2"  # the install script's place
+RESTART_PROGRAM = "/usr/local/sbin/lab-restart-rke2-server"  # `systemctl restart rke2-server` for the lab
+KUBELET_BINARY = f"{DATA}/bin/kubelet"  # a link into data/<version>/bin on a node
+UNIT = "rke2-server"
+UNIT_CGROUP = "system.slice/rke2-server.service"
+COMPONENT_ARGS = {"etcd": "etcd-arg", "kube-apiserver": "kube-apiserver-arg",
+                  "kube-controller-manager": "kube-controller-manager-arg",
+                  "kube-scheduler": "kube-scheduler-arg", "kubelet": "kubelet-arg"}
+ETCD_NAME = f"{NODE_NAME}-4f1c3a9e"  # RKE2: the hostname and a random suffix, kept in ETCD_NAME_FILE
+SSL_DIRS = ("/etc/ssl/certs", "/etc/pki/tls/certs", "/etc/ca-certificates", "/usr/local/share/ca-certificates",
+            "/usr/share/ca-certificates")
+TLS_CIPHERS = ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,"
+               "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,"
+               "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305")
+# The etcd RKE2 ships per Kubernetes minor (rancher/hardened-etcd tags).
+ETCD_IMAGE = {"1.29": "v3.5.9-k3s1", "1.30": "v3.5.13-k3s1", "1.31": "v3.5.16-k3s1", "1.32": "v3.5.16-k3s1",
+              "1.33": "v3.5.21-k3s1", "1.34": "v3.6.4-k3s1", "1.35": "v3.6.5-k3s1"}
+BUILD = "build20250101"
+
+
+def full_version(cluster: Cluster) -> str:
+    return f"{cluster.version}+rke2r1"
+
+
+def unit(layout: Layout, settings: Settings) -> "Unit":
+    """rke2-server.service: `rke2 server`, Restart=always; its RestartSec (5 s in RKE2's unit) is the lab's
+    `kubelet_restart_sec`, which RKE2 also waits before it restarts an exited kubelet."""
+    from .supervisor import Unit
+
+    return Unit(UNIT, lambda lab: [str(lab.host(RKE2_BINARY)), "server"], UNIT_CGROUP, settings.kubelet_restart_sec)
+
+
+# ---- the configuration, as rke2 reads it ----
+
+class ConfigError(ValueError):
+    """A configuration file rke2 cannot read: it exits, and its unit restarts it."""
+
+
+def read_config(layout: Layout) -> Dict[str, Any]:
+    """config.yaml, then config.yaml.d/*.yaml|*.yml in name order, with the rules of k3s's
+    pkg/configfilearg (which rke2 uses): a later file's key replaces an earlier value, `key+:` appends to it
+    (a scalar counts as a one-item list); a missing config.yaml is no error."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    files = [layout.host(CONFIG)] if layout.host(CONFIG).is_file() else []
+    dropins = layout.host(CONFIG_D)
+    if dropins.is_dir():
+        files += sorted((p for p in dropins.iterdir() if p.is_file() and p.name.lower().endswith((".yaml", ".yml"))),
+                        key=lambda p: p.name)
+    values: Dict[str, Any] = {}
+    for path in files:
+        try:
+            data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, YAMLError) as exc:
+            raise ConfigError(f"{path}: {str(exc).splitlines()[0]}")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: not a map of settings")
+        for key, value in data.items():
+            key = str(key)
+            if key.endswith("+") and key[:-1] in values:
+                values[key[:-1]] = _as_list(values[key[:-1]]) + _as_list(value)
+            else:
+                values[key.rstrip("+")] = value
+    return values
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, list):
+        return value
+    return [] if value is None or str(value).strip() == "" else [value]
+
+
+def arg_items(config: Dict[str, Any], component: str) -> List[str]:
+    return [_go_string(v) for v in _as_list(config.get(COMPONENT_ARGS[component]))]
+
+
+def _go_string(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def get_args(defaults: Dict[str, str], extra: List[str]) -> List[str]:
+    """k3s's config.GetArgs: each `name=value` item (no `=`: true) replaces the default of that name; the
+    result sorted by name."""
+    args = dict(defaults)
+    for item in extra:
+        name, eq, value = item.lstrip("-").partition("=")
+        args[name] = value if eq else "true"
+    return [f"--{name}={args[name]}" for name in sorted(args)]
+
+
+# ---- the static pods ----
+
+def _probe(conf: Dict[str, int], port: int = 0, scheme: str = "", path: str = "",
+           command: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """pkg/staticpod createProbe: an exec probe (period at least 5 s) or an HTTP GET on localhost."""
+    probe: Dict[str, Any] = {k: v for k, v in conf.items() if v}
+    if command:
+        probe["exec"] = {"command": list(command)}
+        probe["periodSeconds"] = max(5, probe.get("periodSeconds", 0))
+    else:
+        probe["httpGet"] = {"host": "localhost", "path": path or "/healthz", "port": port, "scheme": scheme or "HTTPS"}
+    return probe
+
+
+# rke2's control-plane-probe-configuration defaults (pkg/rke2).
+LIVENESS = {"failureThreshold": 8, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 15}
+READINESS = {"failureThreshold": 3, "initialDelaySeconds": 0, "periodSeconds": 5, "timeoutSeconds": 15}
+STARTUP = {"failureThreshold": 24, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5}
+
+
+def _path_files(layout: Layout, args: List[str], exclude: Tuple[str, ...] = ()) -> List[str]:
+    """pkg/staticpod readFiles: every `--x=/path` naming an existing file, and a kubeconfig's own files."""
+    from ruamel.yaml import YAML
+
+    found = set()
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if not eq or not value.startswith("/") or value in exclude or not layout.host(value).is_file():
+            continue
+        found.add(value)
+        if name == "--kubeconfig":
+            doc = YAML(typ="safe", pure=True).load(layout.host(value).read_text()) or {}
+            for cluster in doc.get("clusters") or ():
+                found.update(v for k, v in (cluster.get("cluster") or {}).items() if k == "certificate-authority")
+            for user in doc.get("users") or ():
+                found.update(v for k, v in (user.get("user") or {}).items() if k in ("client-key", "client-certificate"))
+    return sorted(found)
+
+
+def _file_hash(layout: Layout, files: List[str]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(layout.host(path).read_bytes())
+    return digest.hexdigest()
+
+
+def _pod(layout: Layout, name: str, image: str, args: List[str], dirs: List[str], files: List[str],
+         requests: Dict[str, str], probes: Dict[str, Any], annotations: Dict[str, str] = None) -> Dict[str, Any]:
+    """pkg/staticpod pod(): one container running `name` with `args`, its directories mounted read-write
+    (DirectoryOrCreate), its files read-only (File), each at its own path."""
+    files = list(files) + [f for f in _path_files(layout, args) if f not in files]
+    volumes, mounts = [], []
+    for prefix, paths, kind, read_only in (("dir", dirs, "DirectoryOrCreate", False), ("file", files, "File", True)):
+        for i, path in enumerate(paths):
+            volumes.append({"hostPath": {"path": path, "type": kind}, "name": f"{prefix}{i}"})
+            mounts.append({"mountPath": path, "name": f"{prefix}{i}", **({"readOnly": True} if read_only else {})})
+    container = {"args": args, "command": [name], "env": [{"name": "FILE_HASH", "value": _file_hash(layout, files)}],
+                 "image": image, "imagePullPolicy": "IfNotPresent", "name": name,
+                 "resources": {"limits": {}, "requests": requests}, "securityContext": {"privileged": False},
+                 "volumeMounts": mounts, **probes}
+    metadata = {"creationTimestamp": None, "labels": {"component": name, "tier": "control-plane"}, "name": name,
+                "namespace": "kube-system"}
+    if annotations:
+        metadata["annotations"] = annotations
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+           "spec": {"containers": [container], "hostNetwork": True, "priorityClassName": "system-cluster-critical",
+                    "volumes": volumes}, "status": {}}
+    # Its uid: the md5 of the pod and its file, as the kubelet computes a static pod's (pkg/staticpod Run).
+    metadata["uid"] = hashlib.md5(json.dumps(pod, sort_keys=True).encode() +
+                                  f"file:{MANIFESTS}/{name}.yaml".encode()).hexdigest()
+    return pod
+
+
+def _kubernetes_image(cluster: Cluster) -> str:
+    return f"index.docker.io/rancher/hardened-kubernetes:v{cluster.version}-rke2r1-{BUILD}"
+
+
+def api_server_args(cluster: Cluster, extra: List[str]) -> List[str]:
+    p = cluster.ports
+    defaults = {
+        "advertise-address": "127.0.0.1", "allow-privileged": "true", "anonymous-auth": "false",
+        "api-audiences": "https://kubernetes.default.svc.cluster.local,rke2", "authorization-mode": "Node,RBAC",
+        "bind-address": "0.0.0.0", "cert-dir": f"{TLS}/temporary-certs", "client-ca-file": f"{TLS}/client-ca.crt",
+        "egress-selector-config-file": f"{SERVER}/etc/egress-selector-config.yaml",
+        "enable-admission-plugins": "NodeRestriction", "enable-aggregator-routing": "true",
+        "enable-bootstrap-token-auth": "true", "encryption-provider-config": f"{CRED}/encryption-config.json",
+        "encryption-provider-config-automatic-reload": "true", "etcd-cafile": f"{TLS}/etcd/server-ca.crt",
+        "etcd-certfile": f"{TLS}/etcd/client.crt", "etcd-keyfile": f"{TLS}/etcd/client.key",
+        "etcd-servers": f"https://127.0.0.1:{p['etcd-client']}",
+        "kubelet-certificate-authority": f"{TLS}/server-ca.crt",
+        "kubelet-client-certificate": f"{TLS}/client-kube-apiserver.crt",
+        "kubelet-client-key": f"{TLS}/client-kube-apiserver.key", "profiling": "false",
+        "proxy-client-cert-file": f"{TLS}/client-auth-proxy.crt", "proxy-client-key-file": f"{TLS}/client-auth-proxy.key",
+        "requestheader-allowed-names": "system:auth-proxy", "requestheader-client-ca-file": f"{TLS}/request-header-ca.crt",
+        "requestheader-extra-headers-prefix": "X-Remote-Extra-", "requestheader-group-headers": "X-Remote-Group",
+        "requestheader-username-headers": "X-Remote-User", "secure-port": str(p["apiserver"]),
+        "service-account-issuer": "https://kubernetes.default.svc.cluster.local",
+        "service-account-key-file": f"{TLS}/service.key", "service-account-signing-key-file": f"{TLS}/service.current.key",
+        "service-cluster-ip-range": "10.43.0.0/16", "service-node-port-range": "30000-32767",
+        "storage-backend": "etcd3", "tls-cert-file": f"{TLS}/serving-kube-apiserver.crt",
+        "tls-cipher-suites": TLS_CIPHERS, "tls-private-key-file": f"{TLS}/serving-kube-apiserver.key",
+    }
+    args = get_args(defaults, extra)
+    # pkg/podexecutor APIServer: the PSA admission configuration first, then the preferred address
+    # types unless an item set them.
+    head = [f"--admission-control-config-file={PSS_CONFIG}"]
+    if not any(a.startswith("--kubelet-preferred-address-types=") for a in args):
+        head.append("--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname")
+    return head + args
+
+
+def api_server(layout: Layout, cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
+    args = api_server_args(cluster, extra)
+    audit = next((a.split("=", 1)[1] for a in args if a.startswith("--audit-log-path=")), "")
+    dirs = [d for d in SSL_DIRS if layout.host(d).is_dir()]
+    if audit.startswith("/"):
+        dirs.append(audit.rsplit("/", 1)[0] or "/")
+    kubectl = lambda path: ("kubectl", "get", f"--server=https://localhost:{cluster.ports['apiserver']}/",  # noqa: E731
+                            f"--client-certificate={TLS}/client-kube-apiserver.crt",
+                            f"--client-key={TLS}/client-kube-apiserver.key",
+                            f"--certificate-authority={TLS}/server-ca.crt", f"--raw={path}")
+    probes = {"livenessProbe": _probe(LIVENESS, command=kubectl("/livez")),
+              "readinessProbe": _probe(READINESS, command=kubectl("/readyz")),
+              "startupProbe": _probe(STARTUP, command=kubectl("/livez"))}
+    files = [ETCD_NAME_FILE] + [f for f in _path_files(layout, args, (audit,)) if f != ETCD_NAME_FILE]
+    return _pod(layout, "kube-apiserver", _kubernetes_image(cluster), args, dirs, files, {"cpu": "250m", "memory": "1024Mi"},
+                probes)
+
+
+def controller_manager(layout: Layout, cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
+    conf, port = f"{CRED}/controller.kubeconfig", cluster.ports["controller-manager"]
+    defaults = {
+        "allocate-node-cidrs": "true", "authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
+        "bind-address": "127.0.0.1", "cluster-cidr": "10.42.0.0/16",
+        "cluster-signing-kube-apiserver-client-cert-file": f"{TLS}/client-ca.nochain.crt",
+        "cluster-signing-kube-apiserver-client-key-file": f"{TLS}/client-ca.key",
+        "cluster-signing-kubelet-client-cert-file": f"{TLS}/client-ca.nochain.crt",
+        "cluster-signing-kubelet-client-key-file": f"{TLS}/client-ca.key",
+        "cluster-signing-kubelet-serving-cert-file": f"{TLS}/server-ca.nochain.crt",
+        "cluster-signing-kubelet-serving-key-file": f"{TLS}/server-ca.key",
+        "cluster-signing-legacy-unknown-cert-file": f"{TLS}/server-ca.nochain.crt",
+        "cluster-signing-legacy-unknown-key-file": f"{TLS}/server-ca.key", "configure-cloud-routes": "false",
+        "controllers": "*,tokencleaner,-service,-route,-cloud-node-lifecycle", "kubeconfig": conf,
+        "profiling": "false", "root-ca-file": f"{TLS}/server-ca.crt", "secure-port": str(port),
+        "service-account-private-key-file": f"{TLS}/service.current.key",
+        "service-cluster-ip-range": "10.43.0.0/16",
+        "tls-cert-file": f"{TLS}/kube-controller-manager/kube-controller-manager.crt",
+        "tls-private-key-file": f"{TLS}/kube-controller-manager/kube-controller-manager.key",
+        "use-service-account-credentials": "true",
+    }
+    # pkg/podexecutor ControllerManager: these before the generated flags (a later item still wins).
+    args = ["--flex-volume-plugin-dir=/var/lib/kubelet/volumeplugins", "--terminated-pod-gc-threshold=1000",
+            "--permit-port-sharing=true"] + get_args(defaults, extra)
+    probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
+    return _pod(layout, "kube-controller-manager", _kubernetes_image(cluster), args,
+                [d for d in SSL_DIRS if layout.host(d).is_dir()], [ETCD_NAME_FILE], {"cpu": "200m", "memory": "256Mi"},
+                probes)
+
+
+def scheduler(layout: Layout, cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
+    conf, port = f"{CRED}/scheduler.kubeconfig", cluster.ports["scheduler"]
+    defaults = {"authentication-kubeconfig": conf, "authorization-kubeconfig": conf, "bind-address": "127.0.0.1",
+                "kubeconfig": conf, "profiling": "false", "secure-port": str(port),
+                "tls-cert-file": f"{TLS}/kube-scheduler/kube-scheduler.crt",
+                "tls-private-key-file": f"{TLS}/kube-scheduler/kube-scheduler.key"}
+    args = ["--permit-port-sharing=true"] + get_args(defaults, extra)
+    probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
+    return _pod(layout, "kube-scheduler", _kubernetes_image(cluster), args, [], [ETCD_NAME_FILE],
+                {"cpu": "100m", "memory": "128Mi"}, probes)
+
+
+def etcd(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
+    """etcd's only flag is its configuration file (written before, see `etcd_config`)."""
+    p = cluster.ports
+    initial = {"AdvertisePeerURL": f"https://127.0.0.1:{p['etcd-peer']}",
+               "Cluster": f"{ETCD_NAME}=https://127.0.0.1:{p['etcd-peer']}", "State": "new"}
+    files = [f"{TLS}/etcd/server-client.crt", f"{TLS}/etcd/server-client.key", f"{TLS}/etcd/server-ca.crt",
+             f"{TLS}/etcd/peer-server-client.crt", f"{TLS}/etcd/peer-server-client.key", f"{TLS}/etcd/peer-ca.crt"]
+    probes = {"livenessProbe": _probe(LIVENESS, p["etcd-metrics"], "HTTP", "/health"),
+              "startupProbe": _probe(STARTUP, p["etcd-metrics"], "HTTP", "/health")}
+    return _pod(layout, "etcd", f"index.docker.io/rancher/hardened-etcd:{ETCD_IMAGE[cluster.minor]}-{BUILD}",
+                [f"--config-file={ETCD_CONFIG}"], [ETCD_DATA], files, {"cpu": "200m", "memory": "512Mi"}, probes,
+                {"etcd.k3s.io/initial": json.dumps(initial, separators=(",", ":"))})
+
+
+def static_pods(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    return {"etcd": etcd(layout, cluster),
+            "kube-apiserver": api_server(layout, cluster, arg_items(config, "kube-apiserver")),
+            "kube-controller-manager": controller_manager(layout, cluster, arg_items(config, "kube-controller-manager")),
+            "kube-scheduler": scheduler(layout, cluster, arg_items(config, "kube-scheduler"))}
+
+
+# ---- etcd's configuration file ----
+
+def etcd_config(cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
+    """k3s's ETCDConfig as YAML, then each `etcd-arg` item `name=value` set at the top level with
+    ToConfigFile's typing: an integer; a duration for a name with time, duration, interval or retention
+    (as nanoseconds); a YAML list; true/false; else the string."""
+    p = cluster.ports
+    client, peer = f"https://127.0.0.1:{p['etcd-client']}", f"https://127.0.0.1:{p['etcd-peer']}"
+    config: Dict[str, Any] = {
+        "advertise-client-urls": client,
+        "client-transport-security": {"cert-file": f"{TLS}/etcd/server-client.crt", "client-cert-auth": True,
+                                      "key-file": f"{TLS}/etcd/server-client.key",
+                                      "trusted-ca-file": f"{TLS}/etcd/server-ca.crt"},
+        "data-dir": ETCD_DATA, "election-timeout": 5000, "experimental-initial-corrupt-check": True,
+        "experimental-watch-progress-notify-interval": 5000000000, "heartbeat-interval": 500,
+        "initial-advertise-peer-urls": peer, "initial-cluster": f"{ETCD_NAME}={peer}", "initial-cluster-state": "new",
+        "listen-client-urls": client, "listen-metrics-urls": f"http://127.0.0.1:{p['etcd-metrics']}",
+        "listen-peer-urls": peer, "log-outputs": ["stderr"], "logger": "zap", "name": ETCD_NAME,
+        "peer-transport-security": {"cert-file": f"{TLS}/etcd/peer-server-client.crt", "client-cert-auth": True,
+                                    "key-file": f"{TLS}/etcd/peer-server-client.key",
+                                    "trusted-ca-file": f"{TLS}/etcd/peer-ca.crt"},
+        "snapshot-count": 10000,
+    }
+    for item in extra:
+        name, eq, value = item.partition("=")
+        if eq:
+            config[name.lstrip("-")] = _etcd_value(name.lstrip("-").lower(), value)
+    return config
+
+
+def _etcd_value(name: str, value: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from .flags import parse_duration
+
+    if re.fullmatch(r"[+-]?\d+", value):
+        return int(value)
+    if any(word in name for word in ("time", "duration", "interval", "retention")):
+        try:
+            return int(parse_duration(value) * 1e9)
+        except ValueError:
+            pass
+    try:
+        items = YAML(typ="safe", pure=True).load(value)
+    except YAMLError:
+        items = None
+    if isinstance(items, list) and all(isinstance(i, str) for i in items):
+        return items
+    return {"true": True, "false": False}.get(value.lower(), value)
+
+
+# ---- the kubelet, rke2's child ----
+
+def kubelet_args(cluster: Cluster, extra: List[str]) -> List[str]:
+    """pkg/podexecutor Kubelet: three flags of rke2's, then k3s's generated ones with `kubelet-arg`
+    applied; the rest of its configuration is rke2's drop-in in kubelet.conf.d."""
+    defaults = {"config-dir": KUBELET_CONF_D, "containerd": "/run/k3s/containerd/containerd.sock",
+                "hostname-override": NODE_NAME, "kubeconfig": KUBELET_KUBECONFIG, "node-ip": "127.0.0.1",
+                "node-labels": ""}
+    return ["--volume-plugin-dir=/var/lib/kubelet/volumeplugins", "--file-check-frequency=5s",
+            "--sync-frequency=30s"] + get_args(defaults, extra)
+
+
+def kubelet_defaults(cluster: Cluster) -> Dict[str, Any]:
+    """The KubeletConfiguration drop-in rke2 writes at every start (00-rke2-defaults.conf)."""
+    p = cluster.ports
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "address": "0.0.0.0",
+        "allowedUnsafeSysctls": ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"],
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"cacheTTL": "2m0s", "enabled": True},
+                           "x509": {"clientCAFile": f"{AGENT}/client-ca.crt"}},
+        "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": "5m0s", "cacheUnauthorizedTTL": "30s"}},
+        "cgroupDriver": "systemd", "clusterDNS": ["10.43.0.10"], "clusterDomain": "cluster.local",
+        "containerRuntimeEndpoint": "unix:///run/k3s/containerd/containerd.sock",
+        "evictionHard": {"imagefs.available": "5%", "nodefs.available": "5%"},
+        "evictionMinimumReclaim": {"imagefs.available": "10%", "nodefs.available": "10%"}, "failSwapOn": False,
+        "healthzBindAddress": "127.0.0.1", "healthzPort": p["kubelet-healthz"], "port": p["kubelet"],
+        "readOnlyPort": 0, "serializeImagePulls": False, "staticPodPath": MANIFESTS,
+        "tlsCertFile": f"{AGENT}/serving-kubelet.crt", "tlsPrivateKeyFile": f"{AGENT}/serving-kubelet.key",
+    }
+
+
+# ---- cisfix's node configuration ----
+
+def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
+    """The node as cisfix's RKE2 layout sees it: which programs are which component, their health
+    endpoints with this lab's ports, and the service that runs them all. RKE2's file paths are the layout's
+    own knowledge, not written here."""
+    p = cluster.ports
+    client = {"certFile": f"{TLS}/client-kube-apiserver.crt", "keyFile": f"{TLS}/client-kube-apiserver.key"}
+    server_ca = {"caFile": f"{TLS}/server-ca.crt", **client}
+    components: Dict[str, Dict[str, Any]] = {
+        "rke2-server": {"process": str(layout.host(RKE2_BINARY)), "restart": [str(layout.host(RESTART_PROGRAM))],
+                        "unit": UNIT_CGROUP},
+        "etcd": {"health": {"url": f"https://127.0.0.1:{p['etcd-client']}/health", "caFile": f"{TLS}/etcd/server-ca.crt",
+                            "certFile": f"{TLS}/etcd/client.crt", "keyFile": f"{TLS}/etcd/client.key"}},
+        "kube-apiserver": {"health": {"url": f"https://127.0.0.1:{p['apiserver']}/livez", **server_ca}},
+        "kube-controller-manager": {"health": {"url": f"https://127.0.0.1:{p['controller-manager']}/healthz",
+                                               **server_ca}},
+        "kube-scheduler": {"health": {"url": f"https://127.0.0.1:{p['scheduler']}/healthz", **server_ca}},
+        "kubelet": {"health": {"url": f"http://127.0.0.1:{p['kubelet-healthz']}/healthz"},
+                    "liveConfig": {"url": f"https://127.0.0.1:{p['kubelet']}/configz", **server_ca}},
+    }
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        components[name]["process"] = str(layout.launcher(name))
+    components["kubelet"]["process"] = str(layout.host(KUBELET_BINARY))
+    return {"apiVersion": "cisfix/v1", "kind": "NodeConfig", "distribution": "rke2", "version": full_version(cluster),
+            "proc": "/proc", "components": components}
