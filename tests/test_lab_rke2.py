@@ -178,3 +178,45 @@ def test_stop_leaves_no_process_and_status_reports_everything_down(make_rke2_lab
     assert list(lab.layout.pods_dir.glob("*.json")) == []
     status = lab.status()
     assert not any(s.healthy or s.pid for s in status.values()), status
+
+
+def test_profile_cis_is_refused_on_an_unprepared_node_until_the_profile_goes(make_rke2_lab):
+    lab = make_rke2_lab()
+    (lab.layout.host("/proc/sys/kernel")).mkdir(parents=True)  # the node's kernel: panic=0, not 10
+    lab.layout.host("/proc/sys/kernel/panic").write_text("0\n")
+    dropin = lab.dropin("80-cis.yaml")
+    dropin.write_text("profile: cis\n")
+    restarts = lab.restarts("rke2-server")
+    lab.restart_rke2()
+    # rke2 exits at once, the unit restarts it after RestartSec, again and again; the kubelet is down.
+    lab.wait_for(lambda: lab.restarts("rke2-server") >= restarts + 3, 60, "rke2-server to crash-loop")
+    log = lab.layout.host("/var/log/lab/rke2-server.log").read_text()
+    assert "missing required: user: unknown user etcd" in log
+    assert "invalid kernel parameter value kernel.panic=0 - expected 10" in log
+    assert lab.status()["kubelet"].healthy is False
+    dropin.unlink()
+    lab.wait_healthy(60)
+
+
+def test_profile_cis_on_a_prepared_node_writes_its_manifests_0600_with_audit_logging(make_rke2_lab):
+    lab = make_rke2_lab()
+    for name, value in rke2.KERNEL_PARAMETERS.items():  # a tuned kernel, and the etcd user
+        path = lab.layout.host("/proc/sys/" + name.replace(".", "/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{value}\n")
+    lab.layout.host("/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\netcd:x:52034:52034::/:/sbin/nologin\n")
+    lab.layout.host("/etc/group").write_text("root:x:0:\netcd:x:52034:\n")
+    before = pids(lab)
+    lab.dropin("80-cis.yaml").write_text("profile: cis\n")
+    lab.restart_rke2()
+    apiserver = new_process(lab, "kube-apiserver", before["kube-apiserver"], f"--audit-policy-file={rke2.AUDIT_POLICY}")
+    lab.wait_healthy(60)
+    assert f"--audit-log-path={rke2.AUDIT_LOG}" in lab.argv(apiserver)
+    assert lab.layout.host(rke2.AUDIT_POLICY).is_file()
+    for name in CONTROL_PLANE:
+        assert stat.S_IMODE(os.stat(lab.manifest(name)).st_mode) == 0o600, name
+    etcd = YAML(typ="safe").load(lab.manifest("etcd").read_text())
+    assert etcd["spec"]["securityContext"] == {"runAsGroup": 52034, "runAsUser": 52034}
+    assert "--protect-kernel-defaults=true" in lab.argv(lab.status()["kubelet"].pid)
+    pss = YAML(typ="safe").load(lab.layout.host(rke2.PSS_CONFIG).read_text())
+    assert pss["plugins"][0]["configuration"]["defaults"]["enforce"] == "restricted"

@@ -6,4 +6,8 @@ kubelet (`kubelet.py`), which runs the static pods (`pods.py`): stand-ins for th
 manager and scheduler (`standin.py`, parsing flags with `flags.py`) and the real etcd (`realbin.py`), each
 seeing only its mounts (`container.py`). `control.py` starts, stops and inspects a lab; `cli.py` is
 `cisfix lab ...`. Paths, settings and the event log are in `layout.py`.
+
+`lab create --distribution rke2` writes an RKE2 server node instead (`rke2tree.py`, from `rke2.py`'s
+paths and generators); its init runs `rke2 server` (`rke2server.py`), which regenerates the static pods
+from the configuration at every start and runs the same simulated kubelet as its child.
 """

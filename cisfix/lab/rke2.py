@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from .kubeadm import NODE_NAME, Cluster
@@ -125,6 +126,66 @@ def get_args(defaults: Dict[str, str], extra: List[str]) -> List[str]:
     return [f"--{name}={args[name]}" for name in sorted(args)]
 
 
+# ---- `profile: cis` ----
+
+CIS_PROFILES = ("cis", "cis-1.23")
+AUDIT_POLICY = "/etc/rancher/rke2/audit-policy.yaml"
+AUDIT_LOG = f"{SERVER}/logs/audit.log"
+# cmd/rke2/cmds validateCISReqs: what the kernel must say before rke2 starts with the profile.
+KERNEL_PARAMETERS = {"vm.panic_on_oom": 0, "vm.overcommit_memory": 1, "kernel.panic": 10, "kernel.panic_on_oops": 1}
+
+
+def cis_mode(config: Dict[str, Any]) -> bool:
+    return str(config.get("profile", "")) in CIS_PROFILES
+
+
+def cis_problems(layout: Layout) -> List[str]:
+    """Why rke2 refuses `profile: cis` on this node (validateCISReqs): no etcd user or group in the node's
+    user database, a kernel parameter other than the benchmark's. The kernel is the host's (/proc/sys) unless
+    the lab holds its own proc/sys, which a test writes to stand for a tuned kernel."""
+    problems = []
+    for database, what in (("/etc/passwd", "user"), ("/etc/group", "group")):
+        try:
+            names = {line.split(":", 1)[0] for line in layout.host(database).read_text().splitlines()}
+        except OSError:
+            names = set()
+        if "etcd" not in names:
+            problems.append(f"missing required: {what}: unknown {what} etcd")
+    for name, wanted in KERNEL_PARAMETERS.items():
+        relative = "proc/sys/" + name.replace(".", "/")
+        path = layout.host("/" + relative) if layout.host("/" + relative).exists() else Path("/" + relative)
+        value = int(path.read_text().split()[0])
+        if value != wanted:
+            problems.append(f"invalid kernel parameter value {name}={value} - expected {wanted}")
+    return problems
+
+
+def etcd_ids(layout: Layout) -> Tuple[int, int]:
+    """The etcd user's uid and gid in the node's /etc/passwd (cis_problems has checked it exists)."""
+    for line in layout.host("/etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == "etcd" and len(fields) > 3:
+            return int(fields[2]), int(fields[3])
+    raise ValueError("no etcd user in /etc/passwd")
+
+
+def pss_config(cis: bool) -> Dict[str, Any]:
+    """The pod security admission configuration rke2 writes (pkg/rke2 setPSAs): privileged by default,
+    restricted with the CIS profile, system namespaces exempt."""
+    level = "restricted" if cis else "privileged"
+    exempt = ["kube-system", "cis-operator-system", "tigera-operator"] if cis else []
+    return {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration", "plugins": [
+        {"name": "PodSecurity", "configuration": {
+            "apiVersion": "pod-security.admission.config.k8s.io/v1", "kind": "PodSecurityConfiguration",
+            "defaults": {"enforce": level, "enforce-version": "latest", "audit": level, "audit-version": "latest",
+                         "warn": level, "warn-version": "latest"},
+            "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": exempt}}}]}
+
+
+AUDIT_POLICY_DEFAULT = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "metadata": {"creationTimestamp": None},
+                        "rules": [{"level": "None"}]}
+
+
 # ---- the static pods ----
 
 def _probe(conf: Dict[str, int], port: int = 0, scheme: str = "", path: str = "",
@@ -139,9 +200,9 @@ def _probe(conf: Dict[str, int], port: int = 0, scheme: str = "", path: str = ""
     return probe
 
 
-# rke2's control-plane-probe-configuration defaults (pkg/rke2).
+# rke2's control-plane-probe-configuration defaults (pkg/rke2 parseControlPlaneProbeConfs, kubeadm's values).
 LIVENESS = {"failureThreshold": 8, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 15}
-READINESS = {"failureThreshold": 3, "initialDelaySeconds": 0, "periodSeconds": 5, "timeoutSeconds": 15}
+READINESS = {"failureThreshold": 3, "initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 15}
 STARTUP = {"failureThreshold": 24, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5}
 
 
@@ -172,7 +233,8 @@ def _file_hash(layout: Layout, files: List[str]) -> str:
 
 
 def _pod(layout: Layout, name: str, image: str, args: List[str], dirs: List[str], files: List[str],
-         requests: Dict[str, str], probes: Dict[str, Any], annotations: Dict[str, str] = None) -> Dict[str, Any]:
+         requests: Dict[str, str], probes: Dict[str, Any], annotations: Dict[str, str] = None,
+         security: Dict[str, int] = None) -> Dict[str, Any]:
     """pkg/staticpod pod(): one container running `name` with `args`, its directories mounted read-write
     (DirectoryOrCreate), its files read-only (File), each at its own path."""
     files = list(files) + [f for f in _path_files(layout, args) if f not in files]
@@ -191,7 +253,7 @@ def _pod(layout: Layout, name: str, image: str, args: List[str], dirs: List[str]
         metadata["annotations"] = annotations
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
            "spec": {"containers": [container], "hostNetwork": True, "priorityClassName": "system-cluster-critical",
-                    "volumes": volumes}, "status": {}}
+                    **({"securityContext": security} if security else {}), "volumes": volumes}, "status": {}}
     # Its uid: the md5 of the pod and its file, as the kubelet computes a static pod's (pkg/staticpod Run).
     metadata["uid"] = hashlib.md5(json.dumps(pod, sort_keys=True).encode() +
                                   f"file:{MANIFESTS}/{name}.yaml".encode()).hexdigest()
@@ -202,7 +264,7 @@ def _kubernetes_image(cluster: Cluster) -> str:
     return f"index.docker.io/rancher/hardened-kubernetes:v{cluster.version}-rke2r1-{BUILD}"
 
 
-def api_server_args(cluster: Cluster, extra: List[str]) -> List[str]:
+def api_server_args(cluster: Cluster, extra: List[str], audit_policy: str = "") -> List[str]:
     p = cluster.ports
     defaults = {
         "advertise-address": "127.0.0.1", "allow-privileged": "true", "anonymous-auth": "false",
@@ -228,16 +290,27 @@ def api_server_args(cluster: Cluster, extra: List[str]) -> List[str]:
         "tls-cipher-suites": TLS_CIPHERS, "tls-private-key-file": f"{TLS}/serving-kube-apiserver.key",
     }
     args = get_args(defaults, extra)
-    # pkg/podexecutor APIServer: the PSA admission configuration first, then the preferred address
-    # types unless an item set them.
-    head = [f"--admission-control-config-file={PSS_CONFIG}"]
+    # pkg/podexecutor APIServer: the preferred address types unless an item set them; before them the audit
+    # flags when there is an audit policy (`audit-policy-file`, or the CIS profile's default); first the PSA
+    # admission configuration.
     if not any(a.startswith("--kubelet-preferred-address-types=") for a in args):
-        head.append("--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname")
-    return head + args
+        args.insert(0, "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname")
+    if audit_policy:
+        audit = [f"--audit-policy-file={audit_policy}", "--audit-log-maxage=30", "--audit-log-maxbackup=10",
+                 "--audit-log-maxsize=100"]
+        if not any(a.startswith("--audit-log-path=") for a in args):
+            audit.append(f"--audit-log-path={AUDIT_LOG}")
+        args = audit + args
+    return [f"--admission-control-config-file={PSS_CONFIG}"] + args
 
 
-def api_server(layout: Layout, cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
-    args = api_server_args(cluster, extra)
+def audit_policy(config: Dict[str, Any]) -> str:
+    """The audit policy file the API server gets: `audit-policy-file`, or the CIS profile's default."""
+    return str(config.get("audit-policy-file") or (AUDIT_POLICY if cis_mode(config) else ""))
+
+
+def api_server(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
+    args = api_server_args(cluster, arg_items(config, "kube-apiserver"), audit_policy(config))
     audit = next((a.split("=", 1)[1] for a in args if a.startswith("--audit-log-path=")), "")
     dirs = [d for d in SSL_DIRS if layout.host(d).is_dir()]
     if audit.startswith("/"):
@@ -254,7 +327,7 @@ def api_server(layout: Layout, cluster: Cluster, extra: List[str]) -> Dict[str, 
                 probes)
 
 
-def controller_manager(layout: Layout, cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
+def controller_manager(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
     conf, port = f"{CRED}/controller.kubeconfig", cluster.ports["controller-manager"]
     defaults = {
         "allocate-node-cidrs": "true", "authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
@@ -277,27 +350,28 @@ def controller_manager(layout: Layout, cluster: Cluster, extra: List[str]) -> Di
     }
     # pkg/podexecutor ControllerManager: these before the generated flags (a later item still wins).
     args = ["--flex-volume-plugin-dir=/var/lib/kubelet/volumeplugins", "--terminated-pod-gc-threshold=1000",
-            "--permit-port-sharing=true"] + get_args(defaults, extra)
+            "--permit-port-sharing=true"] + get_args(defaults, arg_items(config, "kube-controller-manager"))
     probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
     return _pod(layout, "kube-controller-manager", _kubernetes_image(cluster), args,
                 [d for d in SSL_DIRS if layout.host(d).is_dir()], [ETCD_NAME_FILE], {"cpu": "200m", "memory": "256Mi"},
                 probes)
 
 
-def scheduler(layout: Layout, cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
+def scheduler(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
     conf, port = f"{CRED}/scheduler.kubeconfig", cluster.ports["scheduler"]
     defaults = {"authentication-kubeconfig": conf, "authorization-kubeconfig": conf, "bind-address": "127.0.0.1",
                 "kubeconfig": conf, "profiling": "false", "secure-port": str(port),
                 "tls-cert-file": f"{TLS}/kube-scheduler/kube-scheduler.crt",
                 "tls-private-key-file": f"{TLS}/kube-scheduler/kube-scheduler.key"}
-    args = ["--permit-port-sharing=true"] + get_args(defaults, extra)
+    args = ["--permit-port-sharing=true"] + get_args(defaults, arg_items(config, "kube-scheduler"))
     probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
     return _pod(layout, "kube-scheduler", _kubernetes_image(cluster), args, [], [ETCD_NAME_FILE],
                 {"cpu": "100m", "memory": "128Mi"}, probes)
 
 
-def etcd(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
-    """etcd's only flag is its configuration file (written before, see `etcd_config`)."""
+def etcd(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
+    """etcd's only flag is its configuration file (written before, see `etcd_config`); with the CIS
+    profile it runs as the etcd user."""
     p = cluster.ports
     initial = {"AdvertisePeerURL": f"https://127.0.0.1:{p['etcd-peer']}",
                "Cluster": f"{ETCD_NAME}=https://127.0.0.1:{p['etcd-peer']}", "State": "new"}
@@ -305,16 +379,18 @@ def etcd(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
              f"{TLS}/etcd/peer-server-client.crt", f"{TLS}/etcd/peer-server-client.key", f"{TLS}/etcd/peer-ca.crt"]
     probes = {"livenessProbe": _probe(LIVENESS, p["etcd-metrics"], "HTTP", "/health"),
               "startupProbe": _probe(STARTUP, p["etcd-metrics"], "HTTP", "/health")}
+    security = {}
+    if cis_mode(config):
+        uid, gid = etcd_ids(layout)
+        security = {"runAsGroup": gid, "runAsUser": uid}
     return _pod(layout, "etcd", f"index.docker.io/rancher/hardened-etcd:{ETCD_IMAGE[cluster.minor]}-{BUILD}",
                 [f"--config-file={ETCD_CONFIG}"], [ETCD_DATA], files, {"cpu": "200m", "memory": "512Mi"}, probes,
-                {"etcd.k3s.io/initial": json.dumps(initial, separators=(",", ":"))})
+                {"etcd.k3s.io/initial": json.dumps(initial, separators=(",", ":"))}, security)
 
 
-def static_pods(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    return {"etcd": etcd(layout, cluster),
-            "kube-apiserver": api_server(layout, cluster, arg_items(config, "kube-apiserver")),
-            "kube-controller-manager": controller_manager(layout, cluster, arg_items(config, "kube-controller-manager")),
-            "kube-scheduler": scheduler(layout, cluster, arg_items(config, "kube-scheduler"))}
+# In the order rke2 writes them, each once the one before is up.
+STATIC_PODS = {"etcd": etcd, "kube-apiserver": api_server, "kube-controller-manager": controller_manager,
+               "kube-scheduler": scheduler}
 
 
 # ---- etcd's configuration file ----
@@ -371,14 +447,17 @@ def _etcd_value(name: str, value: str) -> Any:
 
 # ---- the kubelet, rke2's child ----
 
-def kubelet_args(cluster: Cluster, extra: List[str]) -> List[str]:
+def kubelet_args(cluster: Cluster, config: Dict[str, Any]) -> List[str]:
     """pkg/podexecutor Kubelet: three flags of rke2's, then k3s's generated ones with `kubelet-arg`
-    applied; the rest of its configuration is rke2's drop-in in kubelet.conf.d."""
+    applied (the CIS profile sets protect-kernel-defaults: setCISFlags); the rest of its configuration is
+    rke2's drop-in in kubelet.conf.d."""
     defaults = {"config-dir": KUBELET_CONF_D, "containerd": "/run/k3s/containerd/containerd.sock",
                 "hostname-override": NODE_NAME, "kubeconfig": KUBELET_KUBECONFIG, "node-ip": "127.0.0.1",
                 "node-labels": ""}
+    if cis_mode(config):
+        defaults["protect-kernel-defaults"] = "true"
     return ["--volume-plugin-dir=/var/lib/kubelet/volumeplugins", "--file-check-frequency=5s",
-            "--sync-frequency=30s"] + get_args(defaults, extra)
+            "--sync-frequency=30s"] + get_args(defaults, arg_items(config, "kubelet"))
 
 
 def kubelet_defaults(cluster: Cluster) -> Dict[str, Any]:

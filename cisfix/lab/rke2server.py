@@ -39,7 +39,6 @@ PR_SET_PDEATHSIG = 1
 STOP_GRACE = 5.0
 TICK = 0.05
 READY_POLL = 0.2  # seconds between rke2's looks at etcd's and the API server's health
-CIS_PROFILES = ("cis", "cis-1.23")  # pkg/rke2: manifests are then written 0600
 
 
 def log(level: str, message: str) -> None:
@@ -79,30 +78,34 @@ class Generator(threading.Thread):
         super().__init__(name="generator", daemon=True)
         self.layout, self.cluster, self.config = layout, cluster, config
         self.stopping = threading.Event()
-        self.mode = 0o600 if str(config.get("profile", "")) in CIS_PROFILES else 0o644
+        self.mode = 0o600 if rke2.cis_mode(config) else 0o644  # pkg/staticpod Run: CISMode
 
     def before_kubelet(self) -> None:
-        layout, cluster = self.layout, self.cluster
+        layout, cluster, config = self.layout, self.cluster, self.config
         write_if_changed(layout.host(rke2.ETCD_CONFIG),
-                         dump_yaml(rke2.etcd_config(cluster, rke2.arg_items(self.config, "etcd"))).encode(), 0o600)
+                         dump_yaml(rke2.etcd_config(cluster, rke2.arg_items(config, "etcd"))).encode(), 0o600)
         write_if_changed(layout.host(rke2.KUBELET_DEFAULTS), dump_yaml(rke2.kubelet_defaults(cluster)).encode(), 0o600)
-        _write_admin_kubeconfig(layout, cluster, self.config)
-        self._manifest("etcd", rke2.etcd(layout, cluster))
+        write_if_changed(layout.host(rke2.PSS_CONFIG), dump_yaml(rke2.pss_config(rke2.cis_mode(config))).encode(), 0o600)
+        policy = rke2.audit_policy(config)
+        if policy and not layout.host(policy).exists():  # writeDefaultPolicyFile: only when missing
+            write_if_changed(layout.host(policy), dump_yaml(rke2.AUDIT_POLICY_DEFAULT).encode(), 0o600)
+        _write_admin_kubeconfig(layout, cluster, config)
+        self._manifest("etcd")
 
     def run(self) -> None:
-        layout, cluster, config, p = self.layout, self.cluster, self.config, self.cluster.ports
+        p = self.cluster.ports
         if not self._wait(f"https://127.0.0.1:{p['etcd-client']}/health", f"{rke2.TLS}/etcd/server-ca.crt",
                           f"{rke2.TLS}/etcd/client"):
             return
-        self._manifest("kube-apiserver", rke2.api_server(layout, cluster, rke2.arg_items(config, "kube-apiserver")))
+        self._manifest("kube-apiserver")
         if not self._wait(f"https://127.0.0.1:{p['apiserver']}/readyz", f"{rke2.TLS}/server-ca.crt",
                           f"{rke2.TLS}/client-kube-apiserver"):
             return
-        self._manifest("kube-controller-manager",
-                       rke2.controller_manager(layout, cluster, rke2.arg_items(config, "kube-controller-manager")))
-        self._manifest("kube-scheduler", rke2.scheduler(layout, cluster, rke2.arg_items(config, "kube-scheduler")))
+        self._manifest("kube-controller-manager")
+        self._manifest("kube-scheduler")
 
-    def _manifest(self, name: str, pod: Dict[str, Any]) -> None:
+    def _manifest(self, name: str) -> None:
+        pod = rke2.STATIC_PODS[name](self.layout, self.cluster, self.config)
         log("info", f"Running {name} {' '.join(pod['spec']['containers'][0]['args'])}")
         if write_if_changed(self.layout.host(f"{rke2.MANIFESTS}/{name}.yaml"), dump_yaml(pod).encode(), self.mode):
             log("info", f"Wrote {name} static pod manifest")
@@ -149,7 +152,7 @@ class Server:
     def __init__(self, layout: Layout, settings: Settings, cluster: Cluster, config: Dict[str, Any]) -> None:
         self.layout, self.settings = layout, settings
         self.generator = Generator(layout, cluster, config)
-        self.argv = [str(layout.host(rke2.KUBELET_BINARY))] + rke2.kubelet_args(cluster, rke2.arg_items(config, "kubelet"))
+        self.argv = [str(layout.host(rke2.KUBELET_BINARY))] + rke2.kubelet_args(cluster, config)
         self.kubelet: Optional[subprocess.Popen] = None
         self.starts = 0
         self.restart_at: Optional[float] = None
@@ -228,5 +231,10 @@ def main(root: str, argv: Optional[List[str]] = None) -> int:
     except rke2.ConfigError as exc:
         log("fatal", str(exc))
         return 1
+    if rke2.cis_mode(config):
+        problems = rke2.cis_problems(layout)
+        if problems:
+            log("fatal", ", ".join(problems))
+            return 1
     log("info", f"Starting rke2 v{rke2.full_version(cluster)}")
     return Server(layout, settings, cluster, config).run()

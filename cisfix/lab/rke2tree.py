@@ -2,10 +2,11 @@
 the install script and a first `rke2 server` run.
 
 The configuration a fresh install has (no `profile: cis`: the CIS fixes are still to be made), RKE2's PKI
-under server/tls, the kubeconfigs under server/cred, the secrets-encryption, egress-selector and
-pod-security configurations, the unit file, and the lab's launchers: `rke2` (rke2server.py), the kubelet
-at RKE2's place, the control plane's "images" and the restart program. The generated files (manifests,
-etcd's configuration, the kubelet drop-in, rke2.yaml) are written by `rke2 server` when the lab starts.
+under server/tls, the kubeconfigs under server/cred, the secrets-encryption and egress-selector
+configurations, the unit file, and the lab's launchers: `rke2` (rke2server.py), the kubelet at RKE2's
+place, the control plane's "images" and the restart program. The generated files (manifests, etcd's
+configuration, the kubelet drop-in, the pod security configuration, rke2.yaml) are written by
+`rke2 server` when the lab starts.
 """
 from __future__ import annotations
 
@@ -141,13 +142,6 @@ def _server_files(layout: Layout, token: str) -> None:
     egress = {"apiVersion": "apiserver.k8s.io/v1beta1", "kind": "EgressSelectorConfiguration",
               "egressSelections": [{"name": "cluster", "connection": {"proxyProtocol": "Direct"}}]}
     write(layout.host(f"{rke2.SERVER}/etc/egress-selector-config.yaml"), dump_yaml(egress), 0o600)
-    pss = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration", "plugins": [
-        {"name": "PodSecurity", "configuration": {
-            "apiVersion": "pod-security.admission.config.k8s.io/v1", "kind": "PodSecurityConfiguration",
-            "defaults": {"enforce": "privileged", "enforce-version": "latest", "audit": "privileged",
-                         "audit-version": "latest", "warn": "privileged", "warn-version": "latest"},
-            "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": []}}}]}
-    write(layout.host(rke2.PSS_CONFIG), dump_yaml(pss), 0o600)
     write(layout.host(rke2.ETCD_NAME_FILE), rke2.ETCD_NAME, 0o600)
     for name in ("token", "node-token", "agent-token"):
         write(layout.host(f"{rke2.SERVER}/{name}"), f"K10{secrets.token_hex(32)}::server:{token}\n", 0o600)
