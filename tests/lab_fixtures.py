@@ -11,6 +11,7 @@ left behind.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -81,11 +82,14 @@ class RKE2Node(LabNode):
     def dropin(self, name: str) -> Path:
         return self.layout.host(f"{rke2.CONFIG_D}/{name}")
 
-    def restart_rke2(self) -> None:
-        """The lab's restart program, as cisfix runs it."""
-        import subprocess
-
-        subprocess.run([str(self.layout.host(rke2.RESTART_PROGRAM))], check=True, timeout=60)
+    def restart_rke2(self, wait: float = 60.0) -> "subprocess.Popen":
+        """The lab's restart program, as cisfix runs it: `systemctl restart rke2-server`, which returns once
+        the new rke2 is ready. Waits up to `wait` seconds for it (0: not at all)."""
+        proc = subprocess.Popen([str(self.layout.host(rke2.RESTART_PROGRAM))], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        if wait:
+            proc.wait(wait)
+        return proc
 
     def argv(self, pid: int) -> List[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]

@@ -141,20 +141,30 @@ class Lab:
         self.layout.init_pidfile.unlink(missing_ok=True)
         return leftovers
 
-    def restart_service(self, timeout: float = 10.0) -> int:
-        """`systemctl restart <the lab's unit>`: returns once the unit's new process runs; its pid."""
+    def restart_service(self, timeout: Optional[float] = None) -> int:
+        """`systemctl restart <the lab's unit>`: the new process's pid, once it runs — for a Type=notify unit
+        (rke2-server) once it has said READY, with no time limit unless `timeout` (its TimeoutStartSec=0; a
+        simple unit's: 10 s to appear). A unit process that exits first is a failed job."""
         pid = self.init_pid()
         if not pid:
             raise LabError(f"the lab at {self.root} is not running")
-        before = self._init_state().get("unitStarts", 0)
+        state = self._init_state()
+        before, unit, notify = state.get("unitStarts", 0), state.get("unit", "the unit"), state.get("notify")
         os.kill(pid, signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        limit = timeout if timeout is not None else (None if notify else 10.0)
+        deadline = None if limit is None else time.monotonic() + limit
+        started = None
+        while deadline is None or time.monotonic() < deadline:
             state = self._init_state()
-            if state.get("unitStarts", 0) > before and state.get("unitPid"):
-                return state["unitPid"]
+            if started is None and state.get("unitStarts", 0) > before:
+                started = state.get("unitPid") or -1
+            if started is not None:
+                if started == -1 or state.get("unitPid") != started:
+                    raise LabError(f"Job for {unit}.service failed because the control process exited with error code.")
+                if not notify or _json(self.layout.ready_file).get("pid") == started:
+                    return started
             time.sleep(0.05)
-        raise LabError(f"{state.get('unit', 'the unit')} did not restart")
+        raise LabError(f"{unit} did not {'say it is ready' if started else 'restart'} within {limit:g}s")
 
     restart_kubelet = restart_service  # a kubeadm lab's unit is the kubelet
 

@@ -121,6 +121,11 @@ class Layout:
         return self.run_dir / "init.json"
 
     @property
+    def ready_file(self) -> Path:
+        """sd_notify's READY=1 for a Type=notify unit: the unit's process writes its pid here once ready."""
+        return self.run_dir / "ready.json"
+
+    @property
     def pods_dir(self) -> Path:
         """One JSON file per running container, written by the kubelet, read by `lab status`."""
         return self.run_dir / "pods"

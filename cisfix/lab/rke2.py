@@ -60,11 +60,12 @@ def full_version(cluster: Cluster) -> str:
 
 
 def unit(layout: Layout, settings: Settings) -> "Unit":
-    """rke2-server.service: `rke2 server`, Restart=always; its RestartSec (5 s in RKE2's unit) is the lab's
-    `kubelet_restart_sec`, which RKE2 also waits before it restarts an exited kubelet."""
+    """rke2-server.service: `rke2 server`, Type=notify, Restart=always; its RestartSec (5 s in RKE2's unit)
+    is the lab's `kubelet_restart_sec`, which RKE2 also waits before it restarts an exited kubelet."""
     from .supervisor import Unit
 
-    return Unit(UNIT, lambda lab: [str(lab.host(RKE2_BINARY)), "server"], UNIT_CGROUP, settings.kubelet_restart_sec)
+    return Unit(UNIT, lambda lab: [str(lab.host(RKE2_BINARY)), "server"], UNIT_CGROUP, settings.kubelet_restart_sec,
+                notify=True)
 
 
 # ---- the configuration, as rke2 reads it ----

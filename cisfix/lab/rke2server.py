@@ -6,8 +6,8 @@ At start it reads the configuration (config.yaml and its drop-ins) and rewrites 
 in rke2's order (`Generator`) — writing a file only when its content changes (pkg/staticpod writeFile: a
 temporary file one level up, renamed into place, so the kubelet never reads half a manifest). It starts
 the kubelet, restarting it when it exits after the unit's RestartSec (as rke2's kubelet loop does). Pods
-whose manifest is unchanged keep running through a restart of rke2 (the new kubelet adopts them).
-SIGTERM stops the kubelet and exits.
+whose manifest is unchanged keep running through a restart of rke2 (the new kubelet adopts them), except
+the API server, which rke2 restarts every time. SIGTERM stops the kubelet and exits.
 A configuration it cannot read makes it exit 1, and systemd's Restart=always (the lab's init) retries.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..kubeyaml import dump as dump_yaml
 from . import rke2
 from .kubeadm import Cluster, kubeconfig
 from .layout import Layout, Settings, trusted_program
-from .pods import exit_code
+from .pods import exit_code, start_ticks
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE = 5.0
@@ -69,10 +69,10 @@ def write_if_changed(path: Path, content: bytes, mode: int) -> bool:
 
 class Generator(threading.Thread):
     """What rke2 writes from its configuration at start, in its order: etcd's configuration and manifest;
-    the API server's manifest once etcd answers; the controller manager's and scheduler's once the API
-    server is ready. Stops waiting when rke2 stops. (rke2 also removes the API server's manifest before it
-    waits for etcd; with etcd running on, the kubelet may or may not sync in that gap, so the lab writes
-    the manifest in place: an unchanged API server keeps running, as the other pods do.)"""
+    the API server's manifest, removed before the kubelet starts (pkg/podexecutor APIServer:
+    staticpod.Remove) and written again once etcd answers and the kubelet has dropped the old API server
+    — so every start of rke2 restarts the API server, changed or not; the controller manager's and
+    scheduler's once the new API server is ready, then READY. Stops waiting when rke2 stops."""
 
     def __init__(self, layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> None:
         super().__init__(name="generator", daemon=True)
@@ -91,18 +91,38 @@ class Generator(threading.Thread):
             write_if_changed(layout.host(policy), dump_yaml(rke2.AUDIT_POLICY_DEFAULT).encode(), 0o600)
         _write_admin_kubeconfig(layout, cluster, config)
         self._manifest("etcd")
+        layout.host(f"{rke2.MANIFESTS}/kube-apiserver.yaml").unlink(missing_ok=True)
+        log("info", "Removed kube-apiserver static pod manifest")
 
     def run(self) -> None:
         p = self.cluster.ports
         if not self._wait(f"https://127.0.0.1:{p['etcd-client']}/health", f"{rke2.TLS}/etcd/server-ca.crt",
                           f"{rke2.TLS}/etcd/client"):
             return
+        # The old API server's container is gone once the kubelet has synced the removal (the lab's
+        # runtime state, where rke2 asks the CRI).
+        while self._container_runs("kube-apiserver"):
+            if self.stopping.wait(READY_POLL):
+                return
         self._manifest("kube-apiserver")
         if not self._wait(f"https://127.0.0.1:{p['apiserver']}/readyz", f"{rke2.TLS}/server-ca.crt",
                           f"{rke2.TLS}/client-kube-apiserver"):
             return
         self._manifest("kube-controller-manager")
         self._manifest("kube-scheduler")
+        # k3s's server: READY=1 once etcd and the API server are up; `systemctl restart` returns then.
+        log("info", "rke2 is up and running")
+        ready = self.layout.ready_file
+        tmp = ready.with_name(".ready.json.tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid()}))
+        os.replace(tmp, ready)
+
+    def _container_runs(self, component: str) -> bool:
+        try:
+            state = json.loads(self.layout.pods_dir.joinpath(f"{component}.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return start_ticks(state["pid"]) == state["ticks"]
 
     def _manifest(self, name: str) -> None:
         pod = rke2.STATIC_PODS[name](self.layout, self.cluster, self.config)

@@ -62,12 +62,14 @@ def kubelet_command(layout: Layout) -> List[str]:
 @dataclass(frozen=True)
 class Unit:
     """The systemd unit the lab's init runs: its name, how its command line is built at every start (the
-    files it reads may change between starts), its cgroup and its RestartSec."""
+    files it reads may change between starts), its cgroup, its RestartSec, and whether it is Type=notify
+    (started only once its process says READY, in `Layout.ready_file`)."""
 
     name: str  # "kubelet", "rke2-server"
     command: Callable[[Layout], List[str]]
     cgroup: str  # system.slice/<name>.service
     restart_sec: float
+    notify: bool = False
 
 
 def kubelet_unit(layout: Layout, settings: Settings) -> Unit:
@@ -107,8 +109,8 @@ class Supervisor:
         self.restart_requested = False
 
     def _save(self) -> None:
-        state = {"unit": self.unit.name, "unitPid": self.process.pid if self.process else None,
-                 "unitStarts": self.starts}
+        state = {"unit": self.unit.name, "notify": self.unit.notify,
+                 "unitPid": self.process.pid if self.process else None, "unitStarts": self.starts}
         tmp = self.layout.init_state.with_name(".init.json.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.layout.init_state)
