@@ -222,7 +222,8 @@ def _path_files(layout: Layout, args: List[str], exclude: Tuple[str, ...] = ()) 
             for cluster in doc.get("clusters") or ():
                 found.update(v for k, v in (cluster.get("cluster") or {}).items() if k == "certificate-authority")
             for user in doc.get("users") or ():
-                found.update(v for k, v in (user.get("user") or {}).items() if k in ("client-key", "client-certificate"))
+                found.update(v for k, v in (user.get("user") or {}).items()
+                             if k in ("client-key", "client-certificate"))
     return sorted(found)
 
 
@@ -280,12 +281,14 @@ def api_server_args(cluster: Cluster, extra: List[str], audit_policy: str = "") 
         "kubelet-certificate-authority": f"{TLS}/server-ca.crt",
         "kubelet-client-certificate": f"{TLS}/client-kube-apiserver.crt",
         "kubelet-client-key": f"{TLS}/client-kube-apiserver.key", "profiling": "false",
-        "proxy-client-cert-file": f"{TLS}/client-auth-proxy.crt", "proxy-client-key-file": f"{TLS}/client-auth-proxy.key",
-        "requestheader-allowed-names": "system:auth-proxy", "requestheader-client-ca-file": f"{TLS}/request-header-ca.crt",
+        "proxy-client-cert-file": f"{TLS}/client-auth-proxy.crt",
+        "proxy-client-key-file": f"{TLS}/client-auth-proxy.key", "requestheader-allowed-names": "system:auth-proxy",
+        "requestheader-client-ca-file": f"{TLS}/request-header-ca.crt",
         "requestheader-extra-headers-prefix": "X-Remote-Extra-", "requestheader-group-headers": "X-Remote-Group",
         "requestheader-username-headers": "X-Remote-User", "secure-port": str(p["apiserver"]),
         "service-account-issuer": "https://kubernetes.default.svc.cluster.local",
-        "service-account-key-file": f"{TLS}/service.key", "service-account-signing-key-file": f"{TLS}/service.current.key",
+        "service-account-key-file": f"{TLS}/service.key",
+        "service-account-signing-key-file": f"{TLS}/service.current.key",
         "service-cluster-ip-range": "10.43.0.0/16", "service-node-port-range": "30000-32767",
         "storage-backend": "etcd3", "tls-cert-file": f"{TLS}/serving-kube-apiserver.crt",
         "tls-cipher-suites": TLS_CIPHERS, "tls-private-key-file": f"{TLS}/serving-kube-apiserver.key",
@@ -324,8 +327,8 @@ def api_server(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict
               "readinessProbe": _probe(READINESS, command=kubectl("/readyz")),
               "startupProbe": _probe(STARTUP, command=kubectl("/livez"))}
     files = [ETCD_NAME_FILE] + [f for f in _path_files(layout, args, (audit,)) if f != ETCD_NAME_FILE]
-    return _pod(layout, "kube-apiserver", _kubernetes_image(cluster), args, dirs, files, {"cpu": "250m", "memory": "1024Mi"},
-                probes)
+    return _pod(layout, "kube-apiserver", _kubernetes_image(cluster), args, dirs, files,
+                {"cpu": "250m", "memory": "1024Mi"}, probes)
 
 
 def controller_manager(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
@@ -492,8 +495,9 @@ def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
     components: Dict[str, Dict[str, Any]] = {
         "rke2-server": {"process": str(layout.host(RKE2_BINARY)), "restart": [str(layout.host(RESTART_PROGRAM))],
                         "unit": UNIT_CGROUP},
-        "etcd": {"health": {"url": f"https://127.0.0.1:{p['etcd-client']}/health", "caFile": f"{TLS}/etcd/server-ca.crt",
-                            "certFile": f"{TLS}/etcd/client.crt", "keyFile": f"{TLS}/etcd/client.key"}},
+        "etcd": {"health": {"url": f"https://127.0.0.1:{p['etcd-client']}/health",
+                            "caFile": f"{TLS}/etcd/server-ca.crt", "certFile": f"{TLS}/etcd/client.crt",
+                            "keyFile": f"{TLS}/etcd/client.key"}},
         "kube-apiserver": {"health": {"url": f"https://127.0.0.1:{p['apiserver']}/livez", **server_ca}},
         "kube-controller-manager": {"health": {"url": f"https://127.0.0.1:{p['controller-manager']}/healthz",
                                                **server_ca}},

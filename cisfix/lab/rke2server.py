@@ -85,7 +85,8 @@ class Generator(threading.Thread):
         write_if_changed(layout.host(rke2.ETCD_CONFIG),
                          dump_yaml(rke2.etcd_config(cluster, rke2.arg_items(config, "etcd"))).encode(), 0o600)
         write_if_changed(layout.host(rke2.KUBELET_DEFAULTS), dump_yaml(rke2.kubelet_defaults(cluster)).encode(), 0o600)
-        write_if_changed(layout.host(rke2.PSS_CONFIG), dump_yaml(rke2.pss_config(rke2.cis_mode(config))).encode(), 0o600)
+        write_if_changed(layout.host(rke2.PSS_CONFIG), dump_yaml(rke2.pss_config(rke2.cis_mode(config))).encode(),
+                         0o600)
         policy = rke2.audit_policy(config)
         if policy and not layout.host(policy).exists():  # writeDefaultPolicyFile: only when missing
             write_if_changed(layout.host(policy), dump_yaml(rke2.AUDIT_POLICY_DEFAULT).encode(), 0o600)

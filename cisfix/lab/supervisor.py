@@ -120,8 +120,9 @@ class Supervisor:
         run: the log says why and the unit stays down (not retried: the files will not change alone)."""
         log = open(self.layout.log_dir / f"{self.unit.name}.log", "ab")
         try:
-            argv = cgroups.joined(self.unit.cgroup, trusted_program(self.settings.python, self.unit.command(self.layout),
-                                                                    f"the lab's {self.unit.name}"))
+            command = self.unit.command(self.layout)
+            argv = cgroups.joined(self.unit.cgroup,
+                                  trusted_program(self.settings.python, command, f"the lab's {self.unit.name}"))
         except CommandRefused as exc:
             log.write(f"not started: {exc}\n".encode())
             log.close()
