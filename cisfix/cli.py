@@ -318,20 +318,21 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from .apply import apply_gated, component_of, open_session
     from .audit import node_state
     from .engine import run_changes
-    from .types import EditFile
+    from .settings import edit_change
 
     ops = _edit_ops(args)
     if not ops:
         raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
     plugins = _plugins(args, for_changes=not args.dry_run)
     node = plugins.node
-    edit = EditFile(node.node_path(args.file), ops, args.component, args.kind)
+    path = node.node_path(args.file)
     plugins = _plugins(args)  # the layout says which editor a file takes, gated or not
+    edit = edit_change(plugins.info, path, ops, args.component, args.kind)
     gate = _gate(args, plugins)
-    component = None if args.no_health_gate else component_of(plugins.info, node.resolve(edit.path))
+    component = None if args.no_health_gate else component_of(plugins.info, node.resolve(path))
     options = {"editors": plugins.editors(), "state": node_state(plugins),
                "session": partial(open_session, plugins, gate, args.wait),
-               "applier": partial(apply_gated, plugins=plugins, gate=gate, component=component, label=f"edit {edit.path}")}
+               "applier": partial(apply_gated, plugins=plugins, gate=gate, component=component, label=f"edit {path}")}
     outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **options)
     if args.format == "json":
         print(json.dumps(outcome.as_dict(), indent=2))

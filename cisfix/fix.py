@@ -144,12 +144,13 @@ Group = Tuple[Optional[str], List[Item]]
 
 
 def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[List[Group]]:
-    """Plans grouped by the component they restart, the groups by dependency level (see `fix_levels`);
-    plans that restart nothing (file modes, say) form the last level, alone."""
+    """Plans grouped by the component they restart (a service that runs others restarts them all: one
+    group), the groups by dependency level (see `fix_levels`); plans that restart nothing (file modes, say) form the last level, alone."""
     groups: Dict[Optional[str], List[Item]] = {}
     for check, plan in planned:
         configured = [c.component for c in plan.changes if isinstance(c, Configure)]
         component = next(iter(configured), check.component)
+        component = plugins.info.restarted_by(component) if component else None  # RKE2, k3s: their service
         groups.setdefault(component if component in plugins.info.components else None, []).append((check, plan))
     levels = [[(name, groups[name]) for name in names if name in groups] for names in fix_levels(plugins.info)]
     return [level for level in levels if level] + ([[(None, groups[None])]] if None in groups else [])

@@ -30,7 +30,7 @@ from .nodefile import decode_text
 from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
-DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.kubeadm", "cisfix_cis")
+DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.rke2", "cisfix.layouts.k3s", "cisfix.layouts.kubeadm", "cisfix_cis")
 _REFUSED = "; refusing to load checks or plugins from it"
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
 

@@ -131,7 +131,7 @@ class NodeState:
     def present(self, component: str) -> bool:
         """Is the component on this node: running, or with a source file where its layout says?"""
         spec = self.component(component)
-        files = [p for p in (spec.manifest, spec.config, *spec.flag_files) if p]
+        files = [p for p in (spec.manifest, spec.config, *spec.flag_files, spec.args.config if spec.args else None) if p]
         def exists(path: str) -> bool:
             try:
                 return self.read(path) is not None
@@ -225,7 +225,11 @@ class NodeState:
 
         from .identity import manifest_pod
 
-        manifest = self.component(component).manifest
+        spec = self.component(component)
+        logs = spec.logs or self.component(self.info.restarted_by(component)).logs
+        if logs:  # the files it (or the service that runs it) writes
+            return [p for p in (self.node.host(self.node.resolve(log)) for log in logs) if p.is_file()]
+        manifest = spec.manifest
         try:
             pod = manifest_pod(self, manifest) if manifest else None
         except InputError:  # a broken manifest: its checks say so, the gate quotes no log
@@ -256,8 +260,14 @@ class NodeState:
         return self.info.components.get(name) or Component(name)
 
     def flags(self, component: str) -> Flags:
-        """Effective flags: the running process's command line, else the static pod manifest's."""
-        manifest = self.component(component).manifest
+        """Effective flags: the running process's command line (as the layout's `live_flags` reads it,
+        where the process does not show it), else the static pod manifest's."""
+        spec = self.component(component)
+        if spec.live_flags:
+            found = spec.live_flags(self, spec)
+            if found is not None:
+                return found
+        manifest = spec.manifest
         if manifest:  # a broken manifest is an error even while the old process still runs
             self.yaml(manifest)
         process = self.process(component)

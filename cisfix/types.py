@@ -2,6 +2,7 @@
 `cisfix.hookspecs`. Everything a plugin author needs is exported from `cisfix`."""
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
@@ -138,6 +139,12 @@ class ArgList:
     dropins: str  # e.g. "/etc/rancher/rke2/config.yaml.d"
     owned: str  # e.g. "/etc/rancher/rke2/config.yaml.d/90-cisfix.yaml"
     values: str = "replace"  # "k3s": a value `name+=X` / `name-=X` appends to / prepends k3s's default
+    # The distribution's own values of flags that `name+=X` / `name-=X` add to (k3s's defaults).
+    defaults: Mapping[str, str] = field(default_factory=dict)
+
+    def holds(self, node_path: str) -> bool:
+        """Is this file one the distribution reads these settings from?"""
+        return node_path == self.config or (posixpath.dirname(node_path) == self.dropins and node_path.endswith(".yaml"))
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,11 @@ class NodeInfo:
     components: Mapping[str, Component] = field(default_factory=dict)
     benchmark: Optional[str] = None
     warnings: Tuple[str, ...] = ()
+
+    def restarted_by(self, name: str) -> str:
+        """The component whose restart applies a change to `name`'s settings: the service that runs it
+        (see `Component.runs`), else itself."""
+        return next((c.name for c in self.components.values() if name in c.runs), name)
 
 
 @dataclass(frozen=True)
