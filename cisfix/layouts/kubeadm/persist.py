@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 from ...editors.manifest import read_flags
 from ...errors import EditError, InputError
 from ...kubeyaml import dump
-from ...nodefile import decode_text
-from ...state import NodeState, parse_yaml
+from ...nodefile import decode_text, parse_yaml
+from ...state import NodeState
 from ...trust import read_node_trusted
 from ...types import ApiObject, NetChange, NodeInfo, ObjectUpdate, PersistPlan
 from .paths import ADMIN_CONF, PKI
