@@ -6,12 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Callable, NoReturn, Optional
 
 from . import status
 from .bounds import MAX_STABILITY, MAX_TIMEOUT, MAX_WAIT, bounded
 from .errors import CisfixError, InputError
 
+if TYPE_CHECKING:  # pragma: no cover (every command's parser imports this module: it stays light)
+    from .gate import Gate
+    from .node import Node
+    from .plugins import Plugins
 
 # How a command module registers itself: `command(name, handler, help)` adds the subcommand with the
 # common options and returns its parser, for the module to add its own options.
@@ -75,7 +79,7 @@ def wait_option(parser: argparse.ArgumentParser) -> None:
                         help="wait this long (at most a day) for another run's lock instead of exiting 5")
 
 
-def load_node(args: argparse.Namespace, require_node: bool = True):
+def load_node(args: argparse.Namespace, require_node: bool = True) -> "Node":
     """The node of `--root`. Commands that read or change it refuse a root that is not a node, before
     anything (a lock, a state folder) is created there."""
     from .builtin import not_a_node_reason
@@ -88,7 +92,7 @@ def load_node(args: argparse.Namespace, require_node: bool = True):
     return node
 
 
-def load_plugins(args: argparse.Namespace, require_node: bool = True, for_changes: bool = False):
+def load_plugins(args: argparse.Namespace, require_node: bool = True, for_changes: bool = False) -> "Plugins":
     """Load plugins and checks. A plugin that raises while loading is bad input naming its file and
     line; with `for_changes` (fix, edit) so is any checks.d document that did not load: a run must
     not change a node under a configuration it could only partly read."""
@@ -117,7 +121,8 @@ def load_plugins(args: argparse.Namespace, require_node: bool = True, for_change
     return plugins
 
 
-def build_gate(args: argparse.Namespace, plugins):
+def build_gate(args: argparse.Namespace, plugins: "Plugins") -> "Gate":
+    """The health gate of a run, with `--timeout` and `--stability-window` over the node configuration's."""
     from .gate import gate_settings, make_gate, progress_printer
 
     settings = gate_settings(plugins.config, args.timeout, args.stability_window)
