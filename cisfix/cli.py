@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
-    def command(name: str, handler: Optional[Callable[[argparse.Namespace], int]], help: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Optional[Callable[[argparse.Namespace], int]],
+                help: str) -> argparse.ArgumentParser:  # an AddCommand (cisfix.cli_context)
         sub = commands.add_parser(name, help=help, description=help)
         common_options(sub, subcommand=True)
         sub.set_defaults(handler=handler)

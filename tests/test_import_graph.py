@@ -1,5 +1,5 @@
-"""The shape of cisfix's code: its modules import one another without a circle, and none reaches into
-another's private (`_`-prefixed) names.
+"""The shape of cisfix's code (the core, the CIS plugin, the older runner's `cis_k8s_unified`): its modules
+import one another without a circle, and none reaches into another's private (`_`-prefixed) names.
 
 The graph is read from the source with `ast`, not by importing it: every import statement counts, at
 module level or inside a function (a function-level import is still a dependency, only a later one),
@@ -10,6 +10,7 @@ is not a circle anyone has to untangle."""
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
@@ -17,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = (REPO / "cisfix", REPO / "plugins" / "cis" / "cisfix_cis")
+PACKAGES = (REPO / "cisfix", REPO / "plugins" / "cis" / "cisfix_cis", REPO / "cis_k8s_unified")
 
 
 def module_files() -> Dict[str, Path]:
@@ -38,6 +39,11 @@ def module_files() -> Dict[str, Path]:
 MODULES = module_files()
 
 
+@functools.lru_cache(maxsize=None)
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
@@ -49,8 +55,7 @@ def import_nodes(tree: ast.AST) -> Iterator[ast.stmt]:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.orelse:
-                yield from import_nodes(ast.Module(body=[child], type_ignores=[]))
+            yield from import_nodes(ast.Module(body=node.orelse, type_ignores=[]))
             continue
         yield from import_nodes(node)
 
@@ -74,8 +79,7 @@ def _base(module: str, node: ast.ImportFrom) -> str:
 
 def imports(module: str) -> Iterator[Tuple[str, str, int]]:
     """(imported module, name imported from it or "", line) for each import of a known module."""
-    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"), str(MODULES[module]))
-    for node in import_nodes(tree):
+    for node in import_nodes(_parse(MODULES[module])):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 target = _known(alias.name)
@@ -131,7 +135,7 @@ def _package(module: str) -> str:
 def _defines(package: str) -> Set[str]:
     """The names a package's `__init__` binds at its top level."""
     names = set()
-    for node in ast.parse(MODULES[package].read_text(encoding="utf-8")).body:
+    for node in _parse(MODULES[package]).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -154,9 +158,10 @@ def private_uses(module: str) -> Iterator[str]:
     """Where `module` takes another module's private name: `from .x import _name`, or `x._name` on a
     module it imported. A package's private modules are its own modules' to import."""
     for target, name, line in imports(module):
-        if target != module and _private(name or target.rpartition(".")[2]) and not _own_private_module(module, target, name):
+        private = _private(name or target.rpartition(".")[2])
+        if target != module and private and not _own_private_module(module, target, name):
             yield f"{MODULES[module].relative_to(REPO)}:{line} imports {target}.{name}".rstrip(".")
-    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    tree = _parse(MODULES[module])
     bound = {}  # local name -> the module it is bound to
     for node in import_nodes(tree):
         if isinstance(node, ast.ImportFrom):
