@@ -206,7 +206,7 @@ def cisfix_plan_persistence(node_info: "NodeInfo", state: "NodeState",
     API server cannot be reached), files for the installer (written under `<state>/persist/files`) and
     notes — or None when this is not your layout's node. The built-in kubeadm layout persists into the
     `kubeadm-config` and `kubelet-config` ConfigMaps and kubeadm patch files
-    (`cisfix.layouts.kubeadm_persist`).
+    (`cisfix.layouts.kubeadm.persist`).
 
     Example::
 

@@ -61,7 +61,7 @@ class Settings:
 
     def _lookup(self, flags: Values, running: bool, flag: Optional[str],
                 path: Optional[str]) -> Tuple[bool, Any, Evidence]:
-        from .declarative import lookup
+        from .yamlvalues import lookup
 
         if flag and flag in flags:
             source = self.sources.get(flag)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from . import flags, sources
 from .errors import EditError, InputError
 from .node import Node
-from .nodefile import decode_text, refuse_yaml_aliases
+from .nodefile import decode_text, parse_yaml
 from .shown import shown
 from .types import Component, Evidence, NodeInfo
 
@@ -278,23 +278,6 @@ class NodeState:
         if values is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
         return Flags(values, Evidence(file=manifest), False)
-
-
-def parse_yaml(text: str, shown: str) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    refuse_yaml_aliases(text, shown)
-    try:
-        return next(iter(YAML(typ="safe").load_all(text)), None)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise InputError(f"{shown}:{mark.line + 1}" if mark else shown,
-                         f"invalid YAML: {exc.problem or exc.context or 'unparsable'}")
-    except YAMLError as exc:
-        raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    except RecursionError:  # the composer nests on the interpreter's stack
-        raise InputError(shown, "invalid YAML: nested too deeply") from None
 
 
 def _newest_first(paths: List[Path]) -> List[Path]:
