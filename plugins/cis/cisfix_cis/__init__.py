@@ -48,4 +48,16 @@ def cisfix_host_paths(node_info: NodeInfo) -> List[HostPath]:
         HostPath(ETCD_DATA_DIR_DEFAULT, "the etcd data folder's mode and owner", fix=WRITE),
         HostPath(CNI_CONF_DIR, "CNI configuration files' modes and owners", fix=WRITE),
         HostPath(CNI_NETWORKS, "CNI state files' modes and owners", fix=WRITE),
+        *_distribution_paths(node_info.distribution),
     ]
+
+
+def _distribution_paths(distribution: str) -> List[HostPath]:
+    """RKE2's and k3s's data folder, where their benchmarks name the kubeconfigs, certificates, etcd's data
+    and the agent's files."""
+    from .distributions import DERIVED
+
+    if distribution not in {b.distribution for b in DERIVED.values()}:
+        return []
+    return [HostPath(f"/var/lib/rancher/{distribution}", f"{distribution}'s kubeconfigs, certificates, etcd data "
+                                                        "and agent files (their modes and owners)", fix=WRITE)]
