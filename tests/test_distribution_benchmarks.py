@@ -99,6 +99,24 @@ RKE2_MANIFESTS = "/var/lib/rancher/rke2/agent/pod-manifests"
 RKE2_ETCD = "/var/lib/rancher/rke2/server/db/etcd"
 
 
+TLS = "/var/lib/rancher/rke2/server/tls/etcd"
+# etcd's config file as rke2-server writes it (the settings the benchmark's etcd checks look at)
+ETCD_CONFIG = f"""\
+name: server-0
+data-dir: {RKE2_ETCD}
+client-transport-security:
+  cert-file: {TLS}/server-client.crt
+  key-file: {TLS}/server-client.key
+  client-cert-auth: true
+  trusted-ca-file: {TLS}/server-ca.crt
+peer-transport-security:
+  cert-file: {TLS}/peer-server-client.crt
+  key-file: {TLS}/peer-server-client.key
+  client-cert-auth: true
+  trusted-ca-file: {TLS}/peer-ca.crt
+""".encode()
+
+
 def rke2_node(tmp_path: Path, etcd: bool = True) -> NodeState:
     """An RKE2 server as rke2-server leaves it: generated manifests 0600, etcd with its config file."""
     root = tmp_path / "rke2"
@@ -110,7 +128,7 @@ def rke2_node(tmp_path: Path, etcd: bool = True) -> NodeState:
         config = f"{RKE2_ETCD}/config" if name == "etcd" else None
         components[name] = Component(name, manifest=path, config=config, args=arg_list("rke2", name))
     if etcd:
-        write(root, f"{RKE2_ETCD}/config", b"name: server-0\ndata-dir: /var/lib/rancher/rke2/server/db/etcd\n")
+        write(root, f"{RKE2_ETCD}/config", ETCD_CONFIG)
         os.chmod(root / RKE2_ETCD.lstrip("/"), 0o700)
     components["kubelet"] = Component("kubelet", args=arg_list("rke2", "kubelet"))
     components["rke2-server"] = Component("rke2-server", unit="system.slice/rke2-server.service",
@@ -182,6 +200,22 @@ def test_etcds_file_checks_are_not_applicable_on_a_control_plane_only_node(tmp_p
         verdict = audit_one(without, check(RKE2_1_8, check_id))
         assert verdict.status == NOT_APPLICABLE, (check_id, verdict)
         assert "etcd does not run on this node" in verdict.reason
+
+
+def test_etcds_settings_come_from_the_config_file_it_runs_with(tmp_path):
+    state = rke2_node(tmp_path)
+    for check_id in ("2.1", "2.2", "2.3", "2.4", "2.5", "2.6"):
+        verdict = audit_one(state, check(RKE2_1_8, check_id))
+        assert verdict.status == PASS, (check_id, verdict)
+    config = Path(state.node.host(f"{RKE2_ETCD}/config"))
+    config.write_bytes(ETCD_CONFIG.replace(b"  client-cert-auth: true\n  trusted-ca-file: " + TLS.encode() + b"/server",
+                                           b"  client-cert-auth: false\n  trusted-ca-file: " + TLS.encode() + b"/server"))
+    state = NodeState(state.node, state.info)
+    verdict = audit_one(state, check(RKE2_1_8, "2.2"))
+    assert verdict.status == FAIL and verdict.actual == "false"
+    assert f"{RKE2_ETCD}/config" in [e.file for e in verdict.evidence]
+    assert audit_one(state, check(RKE2_1_8, "2.5")).status == PASS  # the peers' setting is another
+    assert check(RKE2_1_8, "2.2").remediate(state).changes == (Configure("etcd", (SetFlag("client-cert-auth", "true"),)),)
 
 
 # ---- k3s: embedded components have no files of their own ----

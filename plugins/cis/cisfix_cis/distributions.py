@@ -25,8 +25,8 @@ from cisfix.types import NOT_APPLICABLE, AuditResult
 
 from . import catalog, targets
 from .audits import Files
-from .catalog import API, ETCD, Spec, file_mode, file_owner, manual
-from .fixes import Manual, ModeFix
+from .catalog import ETCD, Spec, file_mode, file_owner, manual
+from .fixes import Manual
 
 RKE2_1_8, K3S_1_9 = "rke2-cis-1.8", "k3s-cis-1.9"
 
@@ -68,6 +68,11 @@ class Never:
 @dataclass(frozen=True)
 class Paths:
     dist: str  # "rke2" or "k3s"
+
+    @property
+    def server(self) -> str:
+        """The service that runs the node's control plane."""
+        return "rke2-server" if self.dist == "rke2" else self.dist
 
     @property
     def data(self) -> str:
@@ -130,12 +135,12 @@ _RKE2_API = {f"1.2.{n}": f"1.2.{n + 1}" for n in range(12, 30)}  # 1.2.12 is Sec
 _NOT_IN_1_8_1_9 = frozenset({"1.2.30", "4.2.14", "4.2.15"})  # newer recommendations
 
 
-def _modes(paths: Paths, name: str) -> Dict[str, Dict[str, Any]]:
+def _modes(paths: Paths) -> Dict[str, Dict[str, Any]]:
     """What both distributions change in sections 1.1 and 4.1 (by base id)."""
-    server = "rke2-server" if name == "rke2" else "k3s"
-    etcd_dir = targets.paths(paths.etcd_dir)
-    no_etcd = (f"etcd does not run on this node ({paths.etcd_dir} does not exist): a node without the etcd "
-               "role, or k3s with its SQLite datastore. kube-bench FAILs this on control-plane-only nodes "
+    server = paths.server
+    etcd_dir = targets.etcd_data_dir_or(paths.etcd_dir)
+    no_etcd = ("etcd does not run on this node (it has no etcd data directory): a node without the etcd role, "
+               "or k3s with its SQLite datastore. kube-bench FAILs this on control-plane-only nodes "
                "(kube-bench#1978)")
     kubeconfigs = {"1.1.13": paths.cred("admin.kubeconfig"), "1.1.15": paths.cred("scheduler.kubeconfig"),
                    "1.1.17": paths.cred("controller.kubeconfig")}
@@ -199,7 +204,7 @@ _RKE2_CERTS = ("rke2-server creates and rotates its certificates and keys, and w
 
 
 def _rke2_changes() -> Dict[str, Dict[str, Any]]:
-    changes = _modes(_RKE2, "rke2")
+    changes = _modes(_RKE2)
     base = catalog.specs_for(BASE)
     no_etcd = "etcd does not run on this node (no etcd manifest or config file): kube-bench#1978, #1626"
     for mode_id, owner_id, component, _ in catalog.MANIFESTS:
@@ -209,8 +214,8 @@ def _rke2_changes() -> Dict[str, Dict[str, Any]]:
             audit = replace(base[check_id].audit, where=where)
             changes[check_id] = {"audit": Applies(audit, where, no_etcd) if component == ETCD else audit,
                                  "fix": Manual(_RKE2_GENERATED), "guidance": _RKE2_GENERATED}
-    changes["1.1.12"] = {"audit": Applies(Files(targets.paths(_RKE2.etcd_dir), owner="etcd:etcd"),
-                                          targets.paths(_RKE2.etcd_dir), "etcd does not run on this node"),
+    etcd_dir = targets.etcd_data_dir_or(_RKE2.etcd_dir)
+    changes["1.1.12"] = {"audit": Applies(Files(etcd_dir, owner="etcd:etcd"), etcd_dir, "etcd does not run on this node"),
                          "fix": Manual("set `profile: cis` in /etc/rancher/rke2/config.yaml (it needs an etcd user "
                                        "and group): rke2-server then runs etcd as etcd and gives it the data "
                                        "directory at its next start"),
@@ -256,11 +261,11 @@ _NODE_TOOL = ("cisfix audits a node, not the cluster's API objects: review this 
 
 
 def _k3s_changes() -> Dict[str, Dict[str, Any]]:
-    changes = _modes(_K3S, "k3s")
+    changes = _modes(_K3S)
     base = catalog.specs_for(BASE)
     for mode_id, owner_id, component, name in catalog.MANIFESTS:
-        why = (f"k3s runs the {name} inside the k3s process: there is no pod specification file "
-               "(kube-bench skips this check)")
+        why = (f"k3s runs {'etcd' if component == ETCD else 'the ' + name} inside the k3s process: there is no "
+               "pod specification file (kube-bench skips this check)")
         for check_id in (mode_id, owner_id):
             changes[check_id] = {"audit": Applies(base[check_id].audit, targets.manifest(component), why)}
     changes["1.1.9"] = {**_fields(file_mode("1.1.9", "", _k3s_cni(), "600"))}

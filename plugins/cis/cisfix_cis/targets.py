@@ -8,7 +8,7 @@ from typing import Callable, List, Optional, Tuple
 
 from cisfix.state import NodeState
 
-from . import kubelet
+from . import etcd, kubelet
 
 KUBERNETES_DIR = "/etc/kubernetes"
 PKI = f"{KUBERNETES_DIR}/pki"
@@ -34,8 +34,13 @@ def manifest(component: str) -> Target:
     return Target(f"the {component} manifest", lambda state: [state.component(component).manifest or ""])
 
 
-def etcd_data_dir(state: NodeState) -> str:
-    return state.flags("etcd").get("data-dir") or ETCD_DATA_DIR_DEFAULT
+def etcd_data_dir(state: NodeState, default: str = ETCD_DATA_DIR_DEFAULT) -> str:
+    """etcd's --data-dir (from its flags or its --config-file), else `default` (where etcd has it then)."""
+    return etcd.settings(state, state.flags(etcd.COMPONENT).values).get("data-dir") or default
+
+
+def etcd_data_dir_or(default: str) -> Target:
+    return Target("the etcd data directory (--data-dir)", lambda state: [etcd_data_dir(state, default)])
 
 
 def _kubelet_service(state: NodeState) -> List[str]:
@@ -70,7 +75,7 @@ def _cni(state: NodeState) -> List[str]:
     return [f"{conf_dir}/*", f"{CNI_NETWORKS}/*/*"]
 
 
-ETCD_DATA_DIR = Target("the etcd data directory (--data-dir)", lambda state: [etcd_data_dir(state)])
+ETCD_DATA_DIR = etcd_data_dir_or(ETCD_DATA_DIR_DEFAULT)
 KUBELET_SERVICE = Target("the kubelet's systemd drop-in", _kubelet_service)
 KUBELET_CONFIG = Target("the kubelet config file (--config)", lambda state: [kubelet.view(state).config_path or ""])
 KUBELET_KUBECONFIG = kubelet_file("the kubelet's --kubeconfig", "kubeconfig", None, f"{KUBERNETES_DIR}/kubelet.conf")
