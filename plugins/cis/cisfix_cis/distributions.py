@@ -144,22 +144,19 @@ def _modes(paths: Paths) -> Dict[str, Dict[str, Any]]:
                "(kube-bench#1978)")
     kubeconfigs = {"1.1.13": paths.cred("admin.kubeconfig"), "1.1.15": paths.cred("scheduler.kubeconfig"),
                    "1.1.17": paths.cred("controller.kubeconfig")}
-    changes: Dict[str, Dict[str, Any]] = {}
+    changes: Dict[str, Dict[str, Any]] = {
+        "1.1.13": {"title": "The admin kubeconfig has mode 600 or stricter"},
+        "1.1.14": {"title": "The admin kubeconfig is owned by root:root"}}
     for mode_id, path in kubeconfigs.items():
         owner_id = f"1.1.{int(mode_id.split('.')[2]) + 1}"
         where = targets.paths(path)
         note = (f"; cisfix looks at {path}, where {server} writes it (kube-bench#1843: kube-bench looked at "
                 "/etc/kubernetes)") if mode_id != "1.1.13" else ""
-        changes[mode_id] = _fields(file_mode(mode_id, "", where, "600"), note)
-        changes[owner_id] = _fields(file_owner(owner_id, "", where), note)
+        changes.setdefault(mode_id, {}).update(_fields(file_mode(mode_id, "", where, "600"), note))
+        changes.setdefault(owner_id, {}).update(_fields(file_owner(owner_id, "", where), note))
     changes["1.1.11"] = {**_fields(file_mode("1.1.11", "", etcd_dir, "700")),
                          "audit": Applies(Files(etcd_dir, mode="700"), etcd_dir, no_etcd)}
-    tls_tree = targets.paths(paths.tls, f"{paths.tls}/**/*")
-    changes["1.1.19"] = {"audit": Files(tls_tree, owner="root:root"),
-                         "fix": Manual(f"{server} creates and rotates the files in {paths.tls}, and etcd may read "
-                                       "its own there as the etcd user: give root the files only knowing which "
-                                       "component reads each"),
-                         "guidance": f"chown root:root {paths.tls} and the files in it that root's components read"}
+    changes["1.1.19"] = _fields(file_owner("1.1.19", "", targets.paths(paths.tls, f"{paths.tls}/**/*")))
     kubelet_service_na = Applies(catalog.specs_for(BASE)["4.1.1"].audit, targets.KUBELET_SERVICE,
                                  f"the kubelet is {server}'s child process: it has no systemd unit or drop-in of "
                                  "its own")
@@ -214,6 +211,9 @@ def _rke2_changes() -> Dict[str, Dict[str, Any]]:
             audit = replace(base[check_id].audit, where=where)
             changes[check_id] = {"audit": Applies(audit, where, no_etcd) if component == ETCD else audit,
                                  "fix": Manual(_RKE2_GENERATED), "guidance": _RKE2_GENERATED}
+    changes["1.1.19"]["fix"] = Manual(f"rke2-server creates and rotates the files in {_RKE2.tls}, and with "
+                                      "`profile: cis` etcd reads its own there as the etcd user: give root the files "
+                                      "only knowing which component reads each")
     etcd_dir = targets.etcd_data_dir_or(_RKE2.etcd_dir)
     changes["1.1.12"] = {"audit": Applies(Files(etcd_dir, owner="etcd:etcd"), etcd_dir, "etcd does not run on this node"),
                          "fix": Manual("set `profile: cis` in /etc/rancher/rke2/config.yaml (it needs an etcd user "
@@ -229,6 +229,7 @@ def _rke2_changes() -> Dict[str, Dict[str, Any]]:
     return changes
 
 
+# PodSecurityPolicy went in Kubernetes 1.25, SecurityContextDeny in 1.30 (kubernetes#111516, PR #122612).
 _SECURITY_CONTEXT_DENY = manual(
     "1.2.12", "SecurityContextDeny is enabled where PodSecurityPolicy is not",
     "Kubernetes removed PodSecurityPolicy in 1.25 and the SecurityContextDeny admission plugin in 1.30: an API "
