@@ -251,3 +251,17 @@ def test_a_container_run_on_rke2_or_k3s_is_given_the_distributions_data_folder()
         paths = {p.path: p for p in cisfix_host_paths(NodeInfo(distribution=dist))}
         assert paths[f"/var/lib/rancher/{dist}"].fix == "write"
     assert not [p for p in cisfix_host_paths(NodeInfo()) if p.path.startswith("/var/lib/rancher")]
+
+
+def test_k3s_on_sqlite_has_no_etcd_client_certificates_to_check(tmp_path):
+    state = k3s_node(tmp_path)
+    for check_id in ("1.2.23", "1.2.26"):  # the API server's etcd client certificate and etcd's CA
+        verdict = check(K3S_1_9, check_id).audit(state)
+        assert verdict.status == NOT_APPLICABLE and "SQLite" in verdict.reason
+    etcd_config = "/var/lib/rancher/k3s/server/db/etcd/config"
+    write(Path(state.node.host("/")), etcd_config, b"name: server-0\n")
+    info = state.info
+    with_etcd = NodeState(state.node, NodeInfo(info.distribution, info.version, info.node_types,
+                                               {**info.components, "etcd": Component("etcd", config=etcd_config)},
+                                               info.benchmark))
+    assert check(K3S_1_9, "1.2.23").audit(with_etcd).status == FAIL  # embedded etcd: the flags must be set

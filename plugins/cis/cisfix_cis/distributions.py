@@ -53,6 +53,28 @@ class Applies:
 
 
 @dataclass(frozen=True)
+class WithComponent:
+    """The catalog's audit where another component it concerns is on the node; NOT_APPLICABLE without it."""
+
+    audit: Callable[[NodeState], AuditResult]
+    needs: str
+    why: str
+
+    @property
+    def component(self) -> str:
+        return getattr(self.audit, "component", "")
+
+    @property
+    def target(self) -> str:
+        return getattr(self.audit, "target", "")
+
+    def __call__(self, state: NodeState) -> AuditResult:
+        if not state.present(self.needs):
+            return AuditResult(NOT_APPLICABLE, reason=self.why)
+        return self.audit(state)
+
+
+@dataclass(frozen=True)
 class Never:
     """A recommendation that cannot apply on the distribution at all."""
 
@@ -278,6 +300,10 @@ def _k3s_changes() -> Dict[str, Dict[str, Any]]:
         where = targets.paths(f"{_K3S.tls}/{pattern}")
         changes[check_id] = {**_fields(file_mode(check_id, "", where, "600")),
                              "title": f"The files {_K3S.tls}/{pattern} have mode 600 or stricter"}
+    sqlite = ("k3s keeps its data in SQLite here (no embedded etcd), which the API server reaches through kine "
+              "without TLS: there is no etcd to authenticate to (kube-bench FAILs it)")
+    for check_id in ("1.2.23", "1.2.26"):
+        changes[check_id] = {"audit": WithComponent(base[check_id].audit, ETCD, sqlite)}
     for check_id in ("4.2.1", "4.2.2", "4.2.3"):
         changes[check_id] = {"guidance": f"{base[check_id].guidance}; {_KUBELET_FLAGS}"}
     changes["4.2.7"] = {"audit": Never("k3s always names its node with --hostname-override, which CIS accepts "
