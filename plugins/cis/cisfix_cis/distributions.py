@@ -229,10 +229,13 @@ def _rke2_changes() -> Dict[str, Dict[str, Any]]:
     for mode_id, owner_id, component, _ in catalog.MANIFESTS:
         where = (targets.component_files(ETCD, f"{_RKE2.etcd_dir}/config") if component == ETCD
                  else targets.manifest(component))
+        etcd_note = ("; cisfix checks etcd.yaml and the config file etcd runs with, as the layout names them "
+                     "(kube-bench#1626: kube-bench searched the config file's path as a folder)")
         for check_id in (mode_id, owner_id):
             audit = replace(base[check_id].audit, where=where)
             changes[check_id] = {"audit": Applies(audit, where, no_etcd) if component == ETCD else audit,
-                                 "fix": Manual(_RKE2_GENERATED), "guidance": _RKE2_GENERATED}
+                                 "fix": Manual(_RKE2_GENERATED),
+                                 "guidance": _RKE2_GENERATED + (etcd_note if component == ETCD else "")}
     changes["1.1.19"]["fix"] = Manual(f"rke2-server creates and rotates the files in {_RKE2.tls}, and with "
                                       "`profile: cis` etcd reads its own there as the etcd user: give root the files "
                                       "only knowing which component reads each")
