@@ -120,8 +120,8 @@ class Paths:
 @dataclass(frozen=True)
 class Derived:
     """A distribution's benchmark as the generic `base` plus differences. `renumber` maps a base id to
-    this benchmark's id where they differ; `dropped` base ids are not in it; `changes` (by base id) are
-    Spec fields that differ; `extra` are recommendations the base does not have; `unscored` are the ids
+    this benchmark's id where they differ; `dropped` base ids are not in it; `changes` gives, by base id,
+    the Spec fields that differ (built when the specs first are, not at every start of cisfix); `extra` are recommendations the base does not have; `unscored` are the ids
     kube-bench's cfg scores false (a failure is WARN in its report)."""
 
     name: str
@@ -131,17 +131,19 @@ class Derived:
     base: str
     renumber: Mapping[str, str]
     dropped: FrozenSet[str]
-    changes: Mapping[str, Mapping[str, Any]]
+    changes: Callable[[Dict[str, Spec]], Mapping[str, Mapping[str, Any]]]
     extra: Tuple[Spec, ...]
     unscored: FrozenSet[str]
 
     def specs(self) -> Dict[str, Spec]:
         found: Dict[str, Spec] = {}
-        for base_id, spec in catalog.specs_for(self.base).items():
+        base = catalog.specs_for(self.base)
+        changes = self.changes(base)
+        for base_id, spec in base.items():
             if base_id in self.dropped:
                 continue
             check_id = self.renumber.get(base_id, base_id)
-            spec = replace(spec, id=check_id, **self.changes.get(base_id, {}))
+            spec = replace(spec, id=check_id, **changes.get(base_id, {}))
             found[check_id] = spec
         for spec in self.extra:
             found[spec.id] = spec
@@ -157,7 +159,7 @@ _RKE2_API = {f"1.2.{n}": f"1.2.{n + 1}" for n in range(12, 30)}  # 1.2.12 is Sec
 _NOT_IN_1_8_1_9 = frozenset({"1.2.30", "4.2.14", "4.2.15"})  # newer recommendations
 
 
-def _modes(paths: Paths) -> Dict[str, Dict[str, Any]]:
+def _modes(paths: Paths, base: Dict[str, Spec]) -> Dict[str, Dict[str, Any]]:
     """What both distributions change in sections 1.1 and 4.1 (by base id)."""
     server = paths.server
     etcd_dir = targets.etcd_data_dir_or(paths.etcd_dir)
@@ -179,11 +181,11 @@ def _modes(paths: Paths) -> Dict[str, Dict[str, Any]]:
     changes["1.1.11"] = {**_fields(file_mode("1.1.11", "", etcd_dir, "700")),
                          "audit": Applies(Files(etcd_dir, mode="700"), etcd_dir, no_etcd)}
     changes["1.1.19"] = _fields(file_owner("1.1.19", "", targets.paths(paths.tls, f"{paths.tls}/**/*")))
-    kubelet_service_na = Applies(catalog.specs_for(BASE)["4.1.1"].audit, targets.KUBELET_SERVICE,
+    kubelet_service_na = Applies(base["4.1.1"].audit, targets.KUBELET_SERVICE,
                                  f"the kubelet is {server}'s child process: it has no systemd unit or drop-in of "
                                  "its own")
     changes["4.1.1"] = {"audit": kubelet_service_na}
-    changes["4.1.2"] = {"audit": replace(kubelet_service_na, audit=catalog.specs_for(BASE)["4.1.2"].audit)}
+    changes["4.1.2"] = {"audit": replace(kubelet_service_na, audit=base["4.1.2"].audit)}
     proxy = targets.proxy_kubeconfig(paths.agent("kubeproxy.kubeconfig"))
     changes["4.1.3"] = _fields(file_mode("4.1.3", "", proxy, "600"))
     changes["4.1.4"] = _fields(file_owner("4.1.4", "", proxy))
@@ -199,8 +201,7 @@ def _modes(paths: Paths) -> Dict[str, Dict[str, Any]]:
     no_config = (f"the kubelet runs without a --config file here ({server} passes its settings as flags and "
                  "kubelet.conf.d drop-ins); kube-bench FAILs this looking for one (kube-bench#1978)")
     for check_id in ("4.1.9", "4.1.10"):
-        base = catalog.specs_for(BASE)[check_id]
-        changes[check_id] = {"audit": Applies(base.audit, targets.KUBELET_CONFIG, no_config)}
+        changes[check_id] = {"audit": Applies(base[check_id].audit, targets.KUBELET_CONFIG, no_config)}
     return changes
 
 
@@ -222,9 +223,8 @@ _RKE2_CERTS = ("rke2-server creates and rotates its certificates and keys, and w
                f"cisfix looks at {_RKE2.tls}")
 
 
-def _rke2_changes() -> Dict[str, Dict[str, Any]]:
-    changes = _modes(_RKE2)
-    base = catalog.specs_for(BASE)
+def _rke2_changes(base: Dict[str, Spec]) -> Dict[str, Dict[str, Any]]:
+    changes = _modes(_RKE2, base)
     no_etcd = "etcd does not run on this node (no etcd manifest or config file): kube-bench#1978, #1626"
     for mode_id, owner_id, component, _ in catalog.MANIFESTS:
         where = (targets.component_files(ETCD, f"{_RKE2.etcd_dir}/config") if component == ETCD
@@ -267,7 +267,7 @@ RKE2 = Derived(
     # kube-bench's rke2Benchmark: 1.26 and 1.27, and every version it does not know; a newer RKE2 gets it
     # with the warning cisfix gives for any node newer than its benchmarks.
     versions=("1.26", "1.27"), base=BASE, renumber={**_RKE2_API, **_POLICIES},
-    dropped=_NOT_IN_1_8_1_9 | {"4.3.1"}, changes=_rke2_changes(), extra=(_SECURITY_CONTEXT_DENY,),
+    dropped=_NOT_IN_1_8_1_9 | {"4.3.1"}, changes=_rke2_changes, extra=(_SECURITY_CONTEXT_DENY,),
     unscored=frozenset({"1.1.9", "1.1.10", "1.1.20", "1.1.21", "1.2.3", "1.2.9", "1.2.11", "1.2.12", "1.2.21",
                         "1.2.28", "1.2.29", "1.2.30", "3.1.1", "3.1.2", "3.1.3", "3.2.2", "4.1.9", "4.1.10",
                         "4.2.5", "4.2.7", "4.2.8", "4.2.9", "4.2.11", "4.2.13"}
@@ -286,9 +286,8 @@ _NODE_TOOL = ("cisfix audits a node, not the cluster's API objects: review this 
               "k3s-cis-1.9 audits it with kubectl)")
 
 
-def _k3s_changes() -> Dict[str, Dict[str, Any]]:
-    changes = _modes(_K3S)
-    base = catalog.specs_for(BASE)
+def _k3s_changes(base: Dict[str, Spec]) -> Dict[str, Dict[str, Any]]:
+    changes = _modes(_K3S, base)
     for mode_id, owner_id, component, name in catalog.MANIFESTS:
         why = (f"k3s runs {'etcd' if component == ETCD else 'the ' + name} inside the k3s process: there is no "
                "pod specification file (kube-bench skips this check)")
@@ -326,7 +325,7 @@ K3S = Derived(
     name=K3S_1_9, title="CIS k3s Benchmark v1.9 (kube-bench k3s-cis-1.9)", distribution="k3s",
     # kube-bench's k3sBenchmark: 1.27-1.29, and every version it does not know.
     versions=("1.27", "1.28", "1.29"), base=BASE, renumber=_POLICIES, dropped=_NOT_IN_1_8_1_9,
-    changes=_k3s_changes(), extra=(),
+    changes=_k3s_changes, extra=(),
     unscored=frozenset({f"1.1.{n}" for n in range(1, 9)} | {"1.1.11", "1.1.12", "1.2.3", "1.2.9", "1.2.11"}
                        | {f"1.2.{n}" for n in range(16, 21)} | {"1.2.27", "1.2.28", "1.3.1"}
                        | {f"2.{n}" for n in range(1, 8)} | {"3.1.1", "3.1.2", "3.1.3", "3.2.1", "3.2.2"}
