@@ -4,8 +4,9 @@ and the top-level `Totals`. Statuses as kube-bench gives them: a failing unscore
 recommendation and a check that needs a human are WARN. Results of checks outside the CIS benchmarks are
 left out, as are checks whose component is not on the node (NOT_APPLICABLE): kube-bench has no place
 for them — except in the RKE2 and k3s benchmarks, where kube-bench lists every check and reports those
-that cannot apply on the distribution (its `skip` checks) as INFO: NOT_APPLICABLE is INFO there. The node's warnings (a benchmark chosen for a newer Kubernetes) are a top-level `Warnings`
-list, present only when there are some."""
+that cannot apply on the distribution (its `skip` checks) as INFO: NOT_APPLICABLE is INFO there. The
+node's warnings (a benchmark chosen for a newer Kubernetes) are a top-level `Warnings` list, present only
+when there are some."""
 from __future__ import annotations
 
 import json
