@@ -97,8 +97,6 @@ def arg_list(dist: str, component: str) -> ArgList:
 
 RKE2_MANIFESTS = "/var/lib/rancher/rke2/agent/pod-manifests"
 RKE2_ETCD = "/var/lib/rancher/rke2/server/db/etcd"
-
-
 TLS = "/var/lib/rancher/rke2/server/tls/etcd"
 # etcd's config file as rke2-server writes it (the settings the benchmark's etcd checks look at)
 ETCD_CONFIG = f"""\
@@ -123,7 +121,7 @@ def rke2_node(tmp_path: Path, etcd: bool = True) -> NodeState:
     components = {}
     for name in CONTROL_PLANE + (("etcd",) if etcd else ()):
         path = f"{RKE2_MANIFESTS}/{name}.yaml"
-        write(root, path, manifest(name, ["config-file=/var/lib/rancher/rke2/server/db/etcd/config"] if name == "etcd"
+        write(root, path, manifest(name, [f"config-file={RKE2_ETCD}/config"] if name == "etcd"
                                    else ["bind-address=127.0.0.1"]))
         config = f"{RKE2_ETCD}/config" if name == "etcd" else None
         components[name] = Component(name, manifest=path, config=config, args=arg_list("rke2", name))
