@@ -61,7 +61,8 @@ def cisfix_register_benchmarks() -> "Optional[List[Benchmark]]":
 
     Return a list of `cisfix.Benchmark`, or None; two benchmarks of one name are an error naming both
     plugins. The core sets `node_info.benchmark` to the one asked
-    for with `--benchmark` (or `benchmark:` in the node configuration), else to the benchmark whose
+    for with `--benchmark` (or `benchmark:` in the node configuration), else, among the benchmarks whose
+    `distribution` is the node's (else the generic ones, `distribution=""`), to the benchmark whose
     `versions` include the node's Kubernetes minor version, else, for a node newer than every
     benchmark, to the newest one, adding a warning to `node_info.warnings` that every report carries;
     `cisfix_register_checks` then sees it.

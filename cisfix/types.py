@@ -207,11 +207,13 @@ class NodeInfo:
 @dataclass(frozen=True)
 class Benchmark:
     """A benchmark a plugin implements, e.g. `Benchmark("cis-1.11", "CIS Kubernetes Benchmark v1.11",
-    ("1.29", "1.30", "1.31"))`: the Kubernetes minor versions it is chosen for automatically."""
+    ("1.29", "1.30", "1.31"))`: the Kubernetes minor versions it is chosen for automatically, on nodes of
+    `distribution` (a NodeInfo.distribution such as "rke2"; "" for any node no benchmark names)."""
 
     name: str
     title: str
     versions: Tuple[str, ...] = ()
+    distribution: str = ""
 
 
 @dataclass(frozen=True)
