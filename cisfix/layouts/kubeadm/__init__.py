@@ -14,18 +14,8 @@ from ...markers import hookimpl
 from ...node import Node
 from ...nodefile import read_bytes
 from ...types import HIDE, WRITE, Component, HostPath, NetChange, NodeInfo, PersistPlan
+from ..overrides import configured_components
 from .paths import COMPONENTS, CREDENTIAL_KEYS, KUBELET_PRIVATE, KUBELET_ROOT
-
-
-def _component(name: str, settings: dict) -> Component:
-    base = COMPONENTS.get(name, Component(name))
-    return Component(
-        name, manifest=settings.get("manifest", base.manifest), config=settings.get("config", base.config),
-        flag_files=tuple(settings.get("flagFiles", base.flag_files)), process=settings.get("process", base.process),
-        health=settings.get("health", base.health), restart=tuple(settings.get("restart", base.restart)),
-        config_flag=base.config_flag, config_kind=base.config_kind, depends_on=tuple(settings.get("dependsOn", base.depends_on)),
-        managed_by=base.managed_by, live_config=settings.get("liveConfig", base.live_config), user=base.user,
-        unit=base.unit)
 
 
 def _exists(node: Node, path: Optional[str]) -> bool:
@@ -60,8 +50,7 @@ def _detect_version(node: Node, components: Dict[str, Component]) -> Optional[st
 
 @hookimpl(trylast=True)
 def cisfix_describe_node(node: Node, config: dict) -> NodeInfo:
-    settings = config.get("components", {})
-    components = {name: _component(name, settings.get(name, {})) for name in {*COMPONENTS, *settings}}
+    components = configured_components(COMPONENTS, config)
     return NodeInfo(
         distribution=config.get("distribution", "kubeadm"),
         version=config.get("version") or _detect_version(node, components),
