@@ -184,20 +184,23 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
     for key, value in node.value:
         name = yt.scalar(key)
         if name is not None and name.rstrip("+").endswith(SUFFIX):
-            _check_list(value, f"{where}:{value.start_mark.line + 1}", name)
+            _check_list(key, value, where, name)
     return _Parsed(ConfigFile(path, text), node, data)
 
 
-def _check_list(node: Node, where: str, key: str) -> None:
-    if isinstance(node, ScalarNode) and _is_string(node) and not yt.is_empty_scalar(node):
+def _check_list(key: Node, value: Node, where: str, name: str) -> None:
+    if yt.is_empty_scalar(value):
+        # k3s would pass `--<key>=` and then an empty flag to the component
+        raise InputError(f"{where}:{key.start_mark.line + 1}",
+                         f"{name} is empty; it must be a string or a list of strings (write [] for none)")
+    if isinstance(value, ScalarNode) and _is_string(value):
         return
-    if isinstance(node, SequenceNode):
-        for item in node.value:
+    if isinstance(value, SequenceNode):
+        for item in value.value:
             if not (isinstance(item, ScalarNode) and _is_string(item)):
-                line = where.rsplit(":", 1)[0] + f":{item.start_mark.line + 1}"
-                raise InputError(line, f"an item of {key} is not a string")
+                raise InputError(f"{where}:{item.start_mark.line + 1}", f"an item of {name} is not a string")
         return
-    raise InputError(where, f"{key} must be a string or a list of strings")
+    raise InputError(f"{where}:{key.start_mark.line + 1}", f"{name} must be a string or a list of strings")
 
 
 def _is_string(node: ScalarNode) -> bool:
