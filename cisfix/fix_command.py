@@ -85,6 +85,8 @@ def _print_fix_text(report, quiet: bool, dry_run: bool) -> None:
         print(f"{label:<34} {r.check.id:<10} {r.check.title}{tx}")
         if r.status not in (status.FIXED, status.WOULD_FIX) and r.audit.reason:
             print(f"{'':<34} {r.audit.reason}")
+    for line in report.placed:
+        print(f"{'':<34} changed where the operator set it: {line}")
     if quiet:
         if report.why():
             print(report.why())

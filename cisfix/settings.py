@@ -228,6 +228,11 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     return [EditFile(path, tuple(ops), service, distconfig.DIST_CONFIG) for path, ops in edits.items()]
 
 
+def operators_setting(info: "NodeInfo", node_path: str) -> bool:
+    """Is this a distribution's configuration file the operator owns (not cisfix's drop-in)?"""
+    return any(spec.args.holds(node_path) and node_path != spec.args.owned for spec in info.components.values() if spec.args)
+
+
 def edit_change(info: "NodeInfo", path: str, ops: Tuple[Any, ...], component: Optional[str],
                 kind: Optional[str]) -> Any:
     """What `cisfix edit PATH` changes: the file itself, or — for a distribution's configuration file —

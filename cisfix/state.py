@@ -267,17 +267,20 @@ class NodeState:
             found = spec.live_flags(self, spec)
             if found is not None:
                 return found
-        manifest = spec.manifest
-        if manifest:  # a broken manifest is an error even while the old process still runs
-            self.yaml(manifest)
-        process = self.process(component)
-        manifest = self.component(component).manifest
-        values = self.manifest_flags(component)
+        if spec.manifest:  # a broken manifest is an error even while the old process still runs
+            self.yaml(spec.manifest)
+        process = None if spec.live_flags else self.process(component)
         if process:
             return Flags(self.process_flags(component, process), Evidence(process=f"{component} (pid {process.pid})"), True)
+        if spec.args:  # what its distribution would start it with: the configuration over what it generated
+            from .settings import configured_command_line
+
+            values, _ = configured_command_line(self, spec, Flags({}, Evidence(), False))
+            return Flags(values, Evidence(file=spec.args.config, detail="with its drop-ins"), False)
+        values = self.manifest_flags(component)
         if values is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
-        return Flags(values, Evidence(file=manifest), False)
+        return Flags(values, Evidence(file=spec.manifest), False)
 
 
 def _newest_first(paths: List[Path]) -> List[Path]:
