@@ -50,7 +50,7 @@ def _lab_pids(lab):
 def test_the_log_has_one_running_line_per_component_in_k3s_order_with_its_defaults(k3s_lab):
     lines = [line for line in k3s_lab.log_text().splitlines() if 'msg="Running ' in line]
     assert [line.split('msg="Running ')[1].split(" ")[0] for line in lines] == [
-        "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubelet"]
+        "kube-apiserver", "kube-scheduler", "kube-controller-manager", "cloud-controller-manager", "kubelet"]
     assert all(line.startswith('time="') and '" level=info msg="Running ' in line for line in lines)
     api = dict(flags(k3s_lab.running("kube-apiserver")[0]))
     assert api["anonymous-auth"] == "false" and api["profiling"] == "false"

@@ -49,6 +49,9 @@ PORT_NAMES = ("apiserver", "controller-manager", "scheduler", "kubelet-healthz",
 # then the agent), with the config key holding their extra flags.
 ARG_KEYS = {"kube-apiserver": "kube-apiserver-arg", "kube-scheduler": "kube-scheduler-arg",
             "kube-controller-manager": "kube-controller-manager-arg", "kubelet": "kubelet-arg"}
+# The embedded cloud controller manager (k3s's own cloud provider) is logged between the controller manager
+# and the kubelet; the lab logs its flags but runs nothing for it (it serves no port the lab's health uses).
+CCM_ARG_KEY = "kube-cloud-controller-manager-arg"
 # What each embedded component's exit is logged as (pkg/daemons/executor/embed.go: logrus.Fatalf).
 EXIT_NAMES = {"kube-apiserver": "apiserver", "kube-scheduler": "scheduler",
               "kube-controller-manager": "controller-manager", "kubelet": "kubelet"}
@@ -283,6 +286,16 @@ def defaults(component: str, ports: Dict[str, int], options: Dict[str, object]) 
     return {"cloud-provider": "external", "config-dir": KUBELET_CONF_DIR, "containerd": CONTAINERD,
             "hostname-override": NODE_NAME, "kubeconfig": f"{AGENT}/kubelet.kubeconfig", "node-ip": NODE_IP,
             "node-labels": "", "read-only-port": "0"}
+
+
+def cloud_controller_defaults() -> Dict[str, str]:
+    """server.go cloudControllerManager(): k3s's own cloud provider, service load balancer on."""
+    kubeconfig = f"{CRED}/cloud-controller.kubeconfig"
+    return {"profiling": "false", "allocate-node-cidrs": "true", "leader-elect-resource-name": "k3s-cloud-controller-manager",
+            "cloud-provider": "k3s", "cloud-config": f"{SERVER}/etc/cloud-config.yaml", "cluster-cidr": CLUSTER_CIDR,
+            "configure-cloud-routes": "false", "controllers": "*,-route", "kubeconfig": kubeconfig,
+            "authorization-kubeconfig": kubeconfig, "authentication-kubeconfig": kubeconfig,
+            "node-status-update-frequency": "1m0s", "bind-address": "127.0.0.1"}
 
 
 def _apiserver(ports: Dict[str, int], options: Dict[str, object]) -> Dict[str, str]:

@@ -2,7 +2,8 @@
 
 At every start it reads config.yaml and its drop-ins (`k3s.config_args`), computes each component's flags
 from k3s's defaults and the `*-arg` items (`k3s.get_args`), logs them as k3s does — `Running kube-apiserver
-...`, `Running kube-scheduler ...`, `Running kube-controller-manager ...`, then `Running kubelet ...` — in
+...`, `Running kube-scheduler ...`, `Running kube-controller-manager ...`, `Running cloud-controller-manager
+...` (logged only: the lab runs nothing for it), then `Running kubelet ...` — in
 logrus's text format on its output (/var/log/k3s.log), and runs them as threads: the API server on kine's
 SQLite datastore, the controller manager and the scheduler (the stand-ins of `standin.py`, validating their
 flags with `flags.py`) and the kubelet's health endpoints (`kubelet.py`'s configuration rules). A component
@@ -180,6 +181,8 @@ class K3sServer:
         self.servers.append(api)
         log("info", f"Running kube-scheduler {k3s.arg_string(args['kube-scheduler'])}")
         log("info", f"Running kube-controller-manager {k3s.arg_string(args['kube-controller-manager'])}")
+        ccm = k3s.get_args(k3s.cloud_controller_defaults(), list(options.get(k3s.CCM_ARG_KEY) or []))  # type: ignore
+        log("info", f"Running cloud-controller-manager {k3s.arg_string(ccm)}")
         log("info", f"Running kubelet {k3s.arg_string(args['kubelet'])}")
         self.kubelet(args["kubelet"])
         if self.stopping.wait(self.settings.startup_delay):  # the API server takes its time to serve
