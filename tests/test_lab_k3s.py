@@ -211,3 +211,15 @@ def test_stop_leaves_no_process_and_a_stopped_lab_restarts_from_its_files(make_k
     assert _lab_pids(lab) == []
     lab.start(wait=60)
     assert len(lab.running("kube-apiserver")) == 2
+
+
+def test_an_unreadable_config_file_is_fatal_at_start_and_status_says_unhealthy(k3s_lab):
+    k3s_lab.write_dropin("50-broken.yaml", "kube-apiserver-arg: [unclosed\n")
+    result = k3s_lab.restart()
+    assert result.returncode == 1
+    assert 'level=fatal msg="yaml: ' in k3s_lab.log_text() and "/etc/rancher/k3s/config.yaml.d/50-broken.yaml" in \
+        k3s_lab.log_text()
+    status = subprocess.run([sys.executable, "-m", "cisfix.lab.cli", "status", str(k3s_lab.root), "--format", "json"],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 1
+    assert '"k3s": {\n      "healthy": false' in status.stdout
