@@ -51,7 +51,7 @@ def write(path: Path, content: "str | bytes", mode: int) -> None:
     os.chmod(path, mode)
 
 
-def _mkdir(path: Path, mode: int) -> None:
+def make_dir(path: Path, mode: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, mode)
 
@@ -118,7 +118,7 @@ def _write_kubeconfigs(layout: Layout, cluster: Cluster, certs: Dict[str, Cert])
 
 # ---- the lab's launchers ----
 
-def _import_path() -> List[str]:
+def import_path() -> List[str]:
     """sys.path entries that hold cisfix and its dependencies, so that the launchers import the very cisfix
     that made the lab, from a venv, a zipapp's extraction or a source checkout alike."""
     import cisfix
@@ -134,9 +134,9 @@ def _import_path() -> List[str]:
     return entries
 
 
-def _launcher(python: str, import_path: List[str], purpose: str, module: str, call: str) -> str:
+def launcher_script(python: str, entries: List[str], purpose: str, module: str, call: str) -> str:
     return (f"#!{python}\n# Written by `cisfix lab create`: {purpose}.\n"
-            f"import sys\nsys.path[:0] = {import_path!r}\n"
+            f"import sys\nsys.path[:0] = {entries!r}\n"
             f"from cisfix.lab.{module} import main\nsys.exit(main({call}))\n")
 
 
@@ -144,16 +144,16 @@ def _write_launchers(layout: Layout, settings: Settings) -> None:
     root = str(layout.root)
     py, path = settings.python, settings.import_path
     programs = {
-        layout.launcher(name): _launcher(py, path, f"the lab's {name} stand-in", "standin", repr(name))
+        layout.launcher(name): launcher_script(py, path, f"the lab's {name} stand-in", "standin", repr(name))
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
-    programs[layout.launcher("kubelet")] = _launcher(py, path, "the lab's simulated kubelet", "kubelet", repr(root))
-    programs[layout.init_program] = _launcher(py, path, "the lab's init (systemd's part)", "supervisor", repr(root))
-    programs[layout.restart_kubelet_program] = _launcher(
+    programs[layout.launcher("kubelet")] = launcher_script(py, path, "the lab's simulated kubelet", "kubelet", repr(root))
+    programs[layout.init_program] = launcher_script(py, path, "the lab's init (systemd's part)", "supervisor", repr(root))
+    programs[layout.restart_kubelet_program] = launcher_script(
         py, path, "`systemctl restart kubelet` for this lab", "cli", repr(["restart-kubelet", root]))
     etcd = shutil.which("etcd") or "/usr/bin/etcd"
     if not os.access(etcd, os.X_OK):
         raise LabError("etcd is not installed: `apt-get install -y etcd-server` (the lab runs the real etcd)")
-    programs[layout.launcher("etcd")] = _launcher(py, path, "the real etcd, run as in its container", "realbin",
+    programs[layout.launcher("etcd")] = launcher_script(py, path, "the real etcd, run as in its container", "realbin",
                                                   f"'etcd', {etcd!r}, {root!r}")
     for program, text in programs.items():
         write(program, text, 0o755)
@@ -214,14 +214,14 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
                         startup_delay=startup_delay, backoff_initial=backoff[0], backoff_max=backoff[1],
                         kubelet_restart_sec=kubelet_restart_sec, file_watch=file_watch,
-                        python=sys.executable, import_path=_import_path())
+                        python=sys.executable, import_path=import_path())
 
-    _mkdir(layout.host("/etc/kubernetes"), 0o755)
-    _mkdir(layout.host(MANIFESTS), 0o700)
-    _mkdir(layout.host(PKI), 0o755)
-    _mkdir(layout.host(f"{PKI}/etcd"), 0o755)
-    _mkdir(layout.host("/var/lib/etcd"), 0o700)
-    _mkdir(layout.host("/var/lib/kubelet/pki"), 0o755)
+    make_dir(layout.host("/etc/kubernetes"), 0o755)
+    make_dir(layout.host(MANIFESTS), 0o700)
+    make_dir(layout.host(PKI), 0o755)
+    make_dir(layout.host(f"{PKI}/etcd"), 0o755)
+    make_dir(layout.host("/var/lib/etcd"), 0o700)
+    make_dir(layout.host("/var/lib/kubelet/pki"), 0o755)
     scratch = layout.run_dir / "pki-scratch"
     certs = _pki_certs(layout, scratch)
     issue_all(list(certs.values()), key_algorithm)
