@@ -1,6 +1,5 @@
-"""Pytest fixtures for the node lab: a simulated kubeadm control-plane node (`lab`, `make_lab`) or RKE2
-server node (`make_rke2_lab`), created and started in a temp folder, stopped at teardown with no process
-left behind.
+"""Pytest fixtures for the node lab: a simulated kubeadm control-plane node, created and started in a temp
+folder, stopped at teardown with no process left behind.
 
     # conftest.py: pytest_plugins = ["lab_fixtures"]
 
@@ -11,14 +10,12 @@ left behind.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import pytest
 
-from cisfix.lab import rke2, rke2tree
 from cisfix.lab.control import Lab, processes_under
 from cisfix.lab.layout import read_events
 from cisfix.lab.tree import create
@@ -64,60 +61,6 @@ class LabNode(Lab):
                        timeout: float = 60.0) -> List[dict]:
         return self.wait_for(lambda: (lambda found: found if len(found) >= count else None)(
             self.events(event, component, since)), timeout, f"{count} {event} event(s) of {component}")
-
-
-class RKE2Node(LabNode):
-    """A running RKE2 lab: its configuration drop-ins, its generated manifests, `systemctl restart
-    rke2-server`."""
-
-    def manifest(self, component: str) -> Path:
-        return self.layout.host(f"{rke2.MANIFESTS}/{component}.yaml")
-
-    def write_manifest(self, name: str, text: str) -> None:
-        target = self.layout.host(f"{rke2.MANIFESTS}/{name}")
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, target)
-
-    def dropin(self, name: str) -> Path:
-        return self.layout.host(f"{rke2.CONFIG_D}/{name}")
-
-    def restart_rke2(self, wait: float = 60.0) -> "subprocess.Popen":
-        """The lab's restart program, as cisfix runs it: `systemctl restart rke2-server`, which returns once
-        the new rke2 is ready. Waits up to `wait` seconds for it (0: not at all)."""
-        proc = subprocess.Popen([str(self.layout.host(rke2.RESTART_PROGRAM))], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        if wait:
-            proc.wait(wait)
-        return proc
-
-    def argv(self, pid: int) -> List[str]:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-# An RKE2 lab's defaults are a real node's (5 s RestartSec, 10 s/300 s back-off); tests ask for these.
-RKE2_FAST = {"backoff": (1.0, 30.0), "restart_sec": 1.0}
-
-
-@pytest.fixture
-def make_rke2_lab(tmp_path: Path):
-    """make_rke2_lab(name="rke2", start=True, timing=RKE2_FAST, **create options) -> RKE2Node; every lab is
-    stopped at teardown."""
-    labs: List[RKE2Node] = []
-
-    def make(name: str = "rke2", start: bool = True, timing: dict = RKE2_FAST, **options) -> RKE2Node:
-        options = {"key_algorithm": "ECDSA-P256", **timing, **options}
-        node = RKE2Node(rke2tree.create(tmp_path / name, **options).root)
-        labs.append(node)
-        if start:
-            node.start(wait=120)
-        return node
-
-    yield make
-    for node in labs:
-        leftovers = node.stop()
-        assert leftovers == [], f"processes of {node.root} outlived `lab stop`: {leftovers}"
-        assert processes_under(node.root) == []
 
 
 # A lab's defaults are a real node's timings (20 s re-list, 10 s/300 s back-off, 10 s kubelet RestartSec);

@@ -8,12 +8,15 @@ import subprocess
 import sys
 import time
 
-from lab_fixtures import RKE2Node
+import pytest
+from rke2_lab_fixtures import RKE2Node, make_rke2_lab  # noqa: F401 (fixture)
 from ruamel.yaml import YAML
 
 from cisfix.lab import rke2
 from cisfix.lab.control import processes_under
+from cisfix.lab.kubeadm import Cluster
 from cisfix.lab.layout import ALL_COMPONENTS, Layout
+from cisfix.lab.tree import PORT_NAMES
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
@@ -76,17 +79,30 @@ def test_create_refuses_a_distribution_it_does_not_know(tmp_path):
 def test_the_configuration_is_read_with_rke2s_merge_rules(tmp_path):
     layout = Layout(tmp_path)
     layout.host(rke2.CONFIG_D).mkdir(parents=True)
-    layout.host(rke2.CONFIG).write_text("kube-apiserver-arg: [a=1]\nkubelet-arg: [x=1]\ntoken: one\n")
-    layout.host(f"{rke2.CONFIG_D}/20-b.yml").write_text("kube-apiserver-arg+: [b=2]\ntoken: two\n")
-    layout.host(f"{rke2.CONFIG_D}/10-a.yaml").write_text("kubelet-arg: [y=2]\n")
-    layout.host(f"{rke2.CONFIG_D}/30-c.yaml.bak").write_text("token: ignored\n")
+    layout.host(rke2.CONFIG).write_text("kube-apiserver-arg: [audit-log-maxage=1]\nkubelet-arg: [v=1]\ntoken: one\n")
+    layout.host(f"{rke2.CONFIG_D}/20-b.yml").write_text("kube-apiserver-arg+: [audit-log-maxbackup=2]\ntoken: two\n")
+    layout.host(f"{rke2.CONFIG_D}/10-a.yaml").write_text("kubelet-arg: [v=2]\netcd-arg: [snapshot-count=5, quota]\n")
+    layout.host(f"{rke2.CONFIG_D}/30-c.yaml.bak").write_text("token: ignored\nkube-apiserver-arg: [profiling=true]\n")
     config = rke2.read_config(layout)
-    assert config["kube-apiserver-arg"] == ["a=1", "b=2"]  # `key+` appends
-    assert config["kubelet-arg"] == ["y=2"]  # a later file replaces
-    assert config["token"] == "two"  # 30-c.yaml.bak is not a drop-in
-    # An item replaces the default of the same name; the rest keep rke2's.
-    args = rke2.get_args({"profiling": "false", "secure-port": "6443"}, ["profiling=true", "v=2"])
-    assert args == ["--profiling=true", "--secure-port=6443", "--v=2"]
+    assert rke2.setting(config, "token") == "two"  # a later file wins; 30-c.yaml.bak is not a drop-in
+    cluster = Cluster("1.32.0", {name: 1000 + i for i, name in enumerate(PORT_NAMES)})
+    args = rke2.api_server_args(cluster, config)
+    assert {"--audit-log-maxage=1", "--audit-log-maxbackup=2", "--profiling=false"} <= set(args)  # `key+` appends
+    assert "--v=2" in rke2.kubelet_args(cluster, config) and "--v=1" not in rke2.kubelet_args(cluster, config)
+    etcd = rke2.etcd_config(cluster, config)
+    assert etcd["snapshot-count"] == 5 and "quota" not in etcd  # an etcd-arg without `=` is ignored
+    # An item replaces the default of its name.
+    layout.host(f"{rke2.CONFIG_D}/40-d.yaml").write_text("kube-scheduler-arg: [profiling=true]\n")
+    scheduler = rke2.component_args(rke2.read_config(layout), "kube-scheduler", {"profiling": "false", "v": "0"})
+    assert scheduler == ["--profiling=true", "--v=0"]
+
+
+def test_a_configuration_rke2_cannot_read_is_an_error_naming_the_file(tmp_path):
+    layout = Layout(tmp_path)
+    layout.host(rke2.CONFIG_D).mkdir(parents=True)
+    layout.host(f"{rke2.CONFIG_D}/50-bad.yaml").write_text("kube-apiserver-arg: [unclosed\n")
+    with pytest.raises(rke2.ConfigError, match="50-bad.yaml"):
+        rke2.read_config(layout)
 
 
 def test_a_fresh_rke2_lab_runs_every_component_under_rke2_server(make_rke2_lab):

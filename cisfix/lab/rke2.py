@@ -15,8 +15,11 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from ..editors.distconfig import DistConfig, dropin_order, load
+from ..errors import InputError
+from .k3s import exec_start
 from .kubeadm import NODE_NAME, Cluster
-from .layout import IMAGE_BIN, Layout, Settings
+from .layout import IMAGE_BIN, Layout, Unit
 
 CONFIG = "/etc/rancher/rke2/config.yaml"
 CONFIG_D = CONFIG + ".d"
@@ -36,7 +39,7 @@ KUBELET_DEFAULTS = f"{KUBELET_CONF_D}/00-rke2-defaults.conf"
 KUBELET_KUBECONFIG = f"{AGENT}/kubelet.kubeconfig"
 KUBELET_LOG = f"{AGENT}/logs/kubelet.log"
 RKE2_BINARY = f"{IMAGE_BIN}/rke2"  # the install script's place
-RESTART_PROGRAM = "/usr/local/sbin/lab-restart-rke2-server"  # `systemctl restart rke2-server` for the lab
+UNIT_FILE = "/usr/local/lib/systemd/system/rke2-server.service"
 KUBELET_BINARY = f"{DATA}/bin/kubelet"  # a link into data/<version>/bin on a node
 UNIT = "rke2-server"
 UNIT_CGROUP = "system.slice/rke2-server.service"
@@ -59,13 +62,14 @@ def full_version(cluster: Cluster) -> str:
     return f"{cluster.version}+rke2r1"
 
 
-def unit(layout: Layout, settings: Settings) -> "Unit":
-    """rke2-server.service: `rke2 server`, Type=notify, Restart=always; its RestartSec (5 s in RKE2's unit)
-    is the lab's `kubelet_restart_sec`, which RKE2 also waits before it restarts an exited kubelet."""
-    from .supervisor import Unit
-
-    return Unit(UNIT, lambda lab: [str(lab.host(RKE2_BINARY)), "server"], UNIT_CGROUP, settings.kubelet_restart_sec,
-                notify=True)
+def unit(layout: Layout) -> Unit:
+    """rke2-server.service, read at every start: its ExecStart with the program the lab's rke2 launcher;
+    Type=notify (the new rke2 writes `Layout.ready_file`), Restart=always after the lab's
+    `service_restart_sec` (RestartSec=5s). Its output goes to the lab's log (journald is not simulated)."""
+    argv = exec_start(layout.host(UNIT_FILE).read_text(encoding="utf-8"))
+    if argv and argv[0] == RKE2_BINARY:
+        argv[0] = str(layout.host(RKE2_BINARY))
+    return Unit(UNIT, argv, UNIT_CGROUP, layout.settings().service_restart_sec, layout.log_dir / f"{UNIT}.log")
 
 
 # ---- the configuration, as rke2 reads it ----
@@ -74,57 +78,28 @@ class ConfigError(ValueError):
     """A configuration file rke2 cannot read: it exits, and its unit restarts it."""
 
 
-def read_config(layout: Layout) -> Dict[str, Any]:
-    """config.yaml, then config.yaml.d/*.yaml|*.yml in name order, with the rules of k3s's
-    pkg/configfilearg (which rke2 uses): a later file's key replaces an earlier value, `key+:` appends to it
-    (a scalar counts as a one-item list); a missing config.yaml is no error."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    files = [layout.host(CONFIG)] if layout.host(CONFIG).is_file() else []
-    dropins = layout.host(CONFIG_D)
-    if dropins.is_dir():
-        files += sorted((p for p in dropins.iterdir() if p.is_file() and p.name.lower().endswith((".yaml", ".yml"))),
-                        key=lambda p: p.name)
-    values: Dict[str, Any] = {}
-    for path in files:
-        try:
-            data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, YAMLError) as exc:
-            raise ConfigError(f"{path}: {str(exc).splitlines()[0]}")
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: not a map of settings")
-        for key, value in data.items():
-            key = str(key)
-            if key.endswith("+") and key[:-1] in values:
-                values[key[:-1]] = _as_list(values[key[:-1]]) + _as_list(value)
-            else:
-                values[key.rstrip("+")] = value
-    return values
+def read_config(layout: Layout) -> DistConfig:
+    """config.yaml, then config.yaml.d/*.yaml|*.yml in name order, merged by rke2's rules (k3s's
+    pkg/configfilearg: cisfix's own reader, editors/distconfig.py). A missing config.yaml is no error."""
+    files = [CONFIG] if layout.host(CONFIG).is_file() else []
+    folder = layout.host(CONFIG_D)
+    if folder.is_dir():
+        files += [f"{CONFIG_D}/{name}" for name in dropin_order(p.name for p in folder.iterdir() if p.is_file())]
+    try:
+        return load([(path, layout.host(path).read_text(encoding="utf-8")) for path in files])
+    except (OSError, UnicodeDecodeError, InputError) as exc:
+        raise ConfigError(str(exc))
 
 
-def _as_list(value: Any) -> list:
-    if isinstance(value, list):
-        return value
-    return [] if value is None or str(value).strip() == "" else [value]
+def component_args(config: DistConfig, component: str, defaults: Dict[str, str]) -> List[str]:
+    """k3s's GetArgs, which builds every component's flags in rke2: rke2's `defaults`, each `*-arg` item
+    `name=value` replacing the default of its name (`name+=`/`name-=` adding to it), sorted by name."""
+    return [f"--{name}={value}" for name, value in config.args(COMPONENT_ARGS[component], defaults)]
 
 
-def arg_items(config: Dict[str, Any], component: str) -> List[str]:
-    return [_go_string(v) for v in _as_list(config.get(COMPONENT_ARGS[component]))]
-
-
-def _go_string(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def get_args(defaults: Dict[str, str], extra: List[str]) -> List[str]:
-    """k3s's config.GetArgs: each `name=value` item (no `=`: true) replaces the default of that name; the
-    result sorted by name."""
-    args = dict(defaults)
-    for item in extra:
-        name, eq, value = item.lstrip("-").partition("=")
-        args[name] = value if eq else "true"
-    return [f"--{name}={args[name]}" for name in sorted(args)]
+def setting(config: DistConfig, key: str) -> str:
+    value = config.value(key)
+    return "" if value is None else str(value)
 
 
 # ---- `profile: cis` ----
@@ -136,8 +111,8 @@ AUDIT_LOG = f"{SERVER}/logs/audit.log"
 KERNEL_PARAMETERS = {"vm.panic_on_oom": 0, "vm.overcommit_memory": 1, "kernel.panic": 10, "kernel.panic_on_oops": 1}
 
 
-def cis_mode(config: Dict[str, Any]) -> bool:
-    return str(config.get("profile", "")) in CIS_PROFILES
+def cis_mode(config: DistConfig) -> bool:
+    return setting(config, "profile") in CIS_PROFILES
 
 
 def cis_problems(layout: Layout) -> List[str]:
@@ -266,7 +241,7 @@ def _kubernetes_image(cluster: Cluster) -> str:
     return f"index.docker.io/rancher/hardened-kubernetes:v{cluster.version}-rke2r1-{BUILD}"
 
 
-def api_server_args(cluster: Cluster, extra: List[str], audit_policy: str = "") -> List[str]:
+def api_server_args(cluster: Cluster, config: DistConfig) -> List[str]:
     p = cluster.ports
     defaults = {
         "advertise-address": "127.0.0.1", "allow-privileged": "true", "anonymous-auth": "false",
@@ -293,14 +268,15 @@ def api_server_args(cluster: Cluster, extra: List[str], audit_policy: str = "") 
         "storage-backend": "etcd3", "tls-cert-file": f"{TLS}/serving-kube-apiserver.crt",
         "tls-cipher-suites": TLS_CIPHERS, "tls-private-key-file": f"{TLS}/serving-kube-apiserver.key",
     }
-    args = get_args(defaults, extra)
+    args = component_args(config, "kube-apiserver", defaults)
+    policy = audit_policy(config)
     # pkg/podexecutor APIServer: the preferred address types unless an item set them; before them the audit
     # flags when there is an audit policy (`audit-policy-file`, or the CIS profile's default); first the PSA
     # admission configuration.
     if not any(a.startswith("--kubelet-preferred-address-types=") for a in args):
         args.insert(0, "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname")
-    if audit_policy:
-        audit = [f"--audit-policy-file={audit_policy}", "--audit-log-maxage=30", "--audit-log-maxbackup=10",
+    if policy:
+        audit = [f"--audit-policy-file={policy}", "--audit-log-maxage=30", "--audit-log-maxbackup=10",
                  "--audit-log-maxsize=100"]
         if not any(a.startswith("--audit-log-path=") for a in args):
             audit.append(f"--audit-log-path={AUDIT_LOG}")
@@ -308,13 +284,13 @@ def api_server_args(cluster: Cluster, extra: List[str], audit_policy: str = "") 
     return [f"--admission-control-config-file={PSS_CONFIG}"] + args
 
 
-def audit_policy(config: Dict[str, Any]) -> str:
+def audit_policy(config: DistConfig) -> str:
     """The audit policy file the API server gets: `audit-policy-file`, or the CIS profile's default."""
-    return str(config.get("audit-policy-file") or (AUDIT_POLICY if cis_mode(config) else ""))
+    return setting(config, "audit-policy-file") or (AUDIT_POLICY if cis_mode(config) else "")
 
 
-def api_server(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
-    args = api_server_args(cluster, arg_items(config, "kube-apiserver"), audit_policy(config))
+def api_server(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
+    args = api_server_args(cluster, config)
     audit = next((a.split("=", 1)[1] for a in args if a.startswith("--audit-log-path=")), "")
     dirs = [d for d in SSL_DIRS if layout.host(d).is_dir()]
     if audit.startswith("/"):
@@ -331,7 +307,7 @@ def api_server(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict
                 {"cpu": "250m", "memory": "1024Mi"}, probes)
 
 
-def controller_manager(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
+def controller_manager(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
     conf, port = f"{CRED}/controller.kubeconfig", cluster.ports["controller-manager"]
     defaults = {
         "allocate-node-cidrs": "true", "authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
@@ -354,26 +330,26 @@ def controller_manager(layout: Layout, cluster: Cluster, config: Dict[str, Any])
     }
     # pkg/podexecutor ControllerManager: these before the generated flags (a later item still wins).
     args = ["--flex-volume-plugin-dir=/var/lib/kubelet/volumeplugins", "--terminated-pod-gc-threshold=1000",
-            "--permit-port-sharing=true"] + get_args(defaults, arg_items(config, "kube-controller-manager"))
+            "--permit-port-sharing=true"] + component_args(config, "kube-controller-manager", defaults)
     probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
     return _pod(layout, "kube-controller-manager", _kubernetes_image(cluster), args,
                 [d for d in SSL_DIRS if layout.host(d).is_dir()], [ETCD_NAME_FILE], {"cpu": "200m", "memory": "256Mi"},
                 probes)
 
 
-def scheduler(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
+def scheduler(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
     conf, port = f"{CRED}/scheduler.kubeconfig", cluster.ports["scheduler"]
     defaults = {"authentication-kubeconfig": conf, "authorization-kubeconfig": conf, "bind-address": "127.0.0.1",
                 "kubeconfig": conf, "profiling": "false", "secure-port": str(port),
                 "tls-cert-file": f"{TLS}/kube-scheduler/kube-scheduler.crt",
                 "tls-private-key-file": f"{TLS}/kube-scheduler/kube-scheduler.key"}
-    args = ["--permit-port-sharing=true"] + get_args(defaults, arg_items(config, "kube-scheduler"))
+    args = ["--permit-port-sharing=true"] + component_args(config, "kube-scheduler", defaults)
     probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
     return _pod(layout, "kube-scheduler", _kubernetes_image(cluster), args, [], [ETCD_NAME_FILE],
                 {"cpu": "100m", "memory": "128Mi"}, probes)
 
 
-def etcd(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> Dict[str, Any]:
+def etcd(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
     """etcd's only flag is its configuration file (written before, see `etcd_config`); with the CIS
     profile it runs as the etcd user."""
     p = cluster.ports
@@ -399,13 +375,14 @@ STATIC_PODS = {"etcd": etcd, "kube-apiserver": api_server, "kube-controller-mana
 
 # ---- etcd's configuration file ----
 
-def etcd_config(cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
+def etcd_config(cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
     """k3s's ETCDConfig as YAML, then each `etcd-arg` item `name=value` set at the top level with
     ToConfigFile's typing: an integer; a duration for a name with time, duration, interval or retention
-    (as nanoseconds); a YAML list; true/false; else the string."""
+    (as nanoseconds); a YAML list; true/false; else the string. An item without `=` is ignored, and
+    `name+=X` sets the key `name+` (ToConfigFile splits at the first `=`)."""
     p = cluster.ports
     client, peer = f"https://127.0.0.1:{p['etcd-client']}", f"https://127.0.0.1:{p['etcd-peer']}"
-    config: Dict[str, Any] = {
+    etcd: Dict[str, Any] = {
         "advertise-client-urls": client,
         "client-transport-security": {"cert-file": f"{TLS}/etcd/server-client.crt", "client-cert-auth": True,
                                       "key-file": f"{TLS}/etcd/server-client.key",
@@ -420,11 +397,11 @@ def etcd_config(cluster: Cluster, extra: List[str]) -> Dict[str, Any]:
                                     "trusted-ca-file": f"{TLS}/etcd/peer-ca.crt"},
         "snapshot-count": 10000,
     }
-    for item in extra:
-        name, eq, value = item.partition("=")
-        if eq:
-            config[name.lstrip("-")] = _etcd_value(name.lstrip("-").lower(), value)
-    return config
+    for entry in config.entries(COMPONENT_ARGS["etcd"]):
+        if entry.value is not None:
+            key = entry.flag + entry.op[:-1]
+            etcd[key] = _etcd_value(key.lower(), entry.value)
+    return etcd
 
 
 def _etcd_value(name: str, value: str) -> Any:
@@ -451,7 +428,7 @@ def _etcd_value(name: str, value: str) -> Any:
 
 # ---- the kubelet, rke2's child ----
 
-def kubelet_args(cluster: Cluster, config: Dict[str, Any]) -> List[str]:
+def kubelet_args(cluster: Cluster, config: DistConfig) -> List[str]:
     """pkg/podexecutor Kubelet: three flags of rke2's, then k3s's generated ones with `kubelet-arg`
     applied (the CIS profile sets protect-kernel-defaults: setCISFlags); the rest of its configuration is
     rke2's drop-in in kubelet.conf.d."""
@@ -461,7 +438,7 @@ def kubelet_args(cluster: Cluster, config: Dict[str, Any]) -> List[str]:
     if cis_mode(config):
         defaults["protect-kernel-defaults"] = "true"
     return ["--volume-plugin-dir=/var/lib/kubelet/volumeplugins", "--file-check-frequency=5s",
-            "--sync-frequency=30s"] + get_args(defaults, arg_items(config, "kubelet"))
+            "--sync-frequency=30s"] + component_args(config, "kubelet", defaults)
 
 
 def kubelet_defaults(cluster: Cluster) -> Dict[str, Any]:
@@ -493,7 +470,7 @@ def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
     client = {"certFile": f"{TLS}/client-kube-apiserver.crt", "keyFile": f"{TLS}/client-kube-apiserver.key"}
     server_ca = {"caFile": f"{TLS}/server-ca.crt", **client}
     components: Dict[str, Dict[str, Any]] = {
-        "rke2-server": {"process": str(layout.host(RKE2_BINARY)), "restart": [str(layout.host(RESTART_PROGRAM))],
+        "rke2-server": {"process": str(layout.host(RKE2_BINARY)), "restart": [str(layout.restart_program(UNIT))],
                         "unit": UNIT_CGROUP},
         "etcd": {"health": {"url": f"https://127.0.0.1:{p['etcd-client']}/health",
                             "caFile": f"{TLS}/etcd/server-ca.crt", "certFile": f"{TLS}/etcd/client.crt",

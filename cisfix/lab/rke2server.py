@@ -25,10 +25,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 from urllib.parse import urlsplit
 
 from ..commands import CommandRefused
+from ..editors.distconfig import DistConfig
 from ..kubeyaml import dump as dump_yaml
 from . import rke2
 from .kubeadm import Cluster, kubeconfig
@@ -74,7 +75,7 @@ class Generator(threading.Thread):
     — so every start of rke2 restarts the API server, changed or not; the controller manager's and
     scheduler's once the new API server is ready, then READY. Stops waiting when rke2 stops."""
 
-    def __init__(self, layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> None:
+    def __init__(self, layout: Layout, cluster: Cluster, config: DistConfig) -> None:
         super().__init__(name="generator", daemon=True)
         self.layout, self.cluster, self.config = layout, cluster, config
         self.stopping = threading.Event()
@@ -83,7 +84,7 @@ class Generator(threading.Thread):
     def before_kubelet(self) -> None:
         layout, cluster, config = self.layout, self.cluster, self.config
         write_if_changed(layout.host(rke2.ETCD_CONFIG),
-                         dump_yaml(rke2.etcd_config(cluster, rke2.arg_items(config, "etcd"))).encode(), 0o600)
+                         dump_yaml(rke2.etcd_config(cluster, config)).encode(), 0o600)
         write_if_changed(layout.host(rke2.KUBELET_DEFAULTS), dump_yaml(rke2.kubelet_defaults(cluster)).encode(), 0o600)
         write_if_changed(layout.host(rke2.PSS_CONFIG), dump_yaml(rke2.pss_config(rke2.cis_mode(config))).encode(),
                          0o600)
@@ -114,8 +115,8 @@ class Generator(threading.Thread):
         # k3s's server: READY=1 once etcd and the API server are up; `systemctl restart` returns then.
         log("info", "rke2 is up and running")
         ready = self.layout.ready_file
-        tmp = ready.with_name(".ready.json.tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid()}))
+        tmp = ready.with_name(f".{ready.name}.tmp")
+        tmp.write_text(str(os.getpid()))
         os.replace(tmp, ready)
 
     def _container_runs(self, component: str) -> bool:
@@ -152,7 +153,7 @@ class Generator(threading.Thread):
         return False
 
 
-def _write_admin_kubeconfig(layout: Layout, cluster: Cluster, config: Dict[str, Any]) -> None:
+def _write_admin_kubeconfig(layout: Layout, cluster: Cluster, config: DistConfig) -> None:
     """/etc/rancher/rke2/rke2.yaml with the admin's credentials, mode `write-kubeconfig-mode` (0600)."""
     b64 = lambda path: base64.b64encode(layout.host(path).read_bytes()).decode()  # noqa: E731
     doc = kubeconfig(cluster, "default", layout.host(f"{rke2.TLS}/server-ca.crt").read_bytes(),
@@ -161,7 +162,7 @@ def _write_admin_kubeconfig(layout: Layout, cluster: Cluster, config: Dict[str, 
     doc["clusters"][0]["name"] = doc["contexts"][0]["name"] = doc["current-context"] = "default"
     doc["contexts"][0]["context"]["cluster"] = "default"
     try:
-        mode = int(str(config.get("write-kubeconfig-mode") or "0600"), 8)
+        mode = int(rke2.setting(config, "write-kubeconfig-mode") or "0600", 8)
     except ValueError:
         mode = 0o600
     write_if_changed(layout.host(rke2.KUBECONFIG), dump_yaml(doc).encode(), mode)
@@ -170,7 +171,7 @@ def _write_admin_kubeconfig(layout: Layout, cluster: Cluster, config: Dict[str, 
 class Server:
     """The running `rke2 server`: the kubelet's parent."""
 
-    def __init__(self, layout: Layout, settings: Settings, cluster: Cluster, config: Dict[str, Any]) -> None:
+    def __init__(self, layout: Layout, settings: Settings, cluster: Cluster, config: DistConfig) -> None:
         self.layout, self.settings = layout, settings
         self.generator = Generator(layout, cluster, config)
         self.argv = [str(layout.host(rke2.KUBELET_BINARY))] + rke2.kubelet_args(cluster, config)
@@ -215,7 +216,7 @@ class Server:
                 log("error", f"Kubelet exited: exit status {exit_code(self.kubelet.returncode)}")
                 self.kubelet = None
                 self._save()
-                self.restart_at = time.monotonic() + self.settings.kubelet_restart_sec
+                self.restart_at = time.monotonic() + self.settings.service_restart_sec
             if self.kubelet is None and self.restart_at is not None and time.monotonic() >= self.restart_at:
                 self.start_kubelet()
             time.sleep(TICK)

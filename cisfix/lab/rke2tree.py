@@ -24,7 +24,7 @@ from . import kubeadm, rke2
 from .kubeadm import NODE_NAME, Cluster
 from .layout import CISFIX_CONFIG, LabError, Layout, Settings, trusted_root
 from .pki import Cert, issue_all
-from .tree import free_ports, import_path, launcher_text, make_dir, node_programs, write, write_programs
+from .tree import free_ports, import_path, launcher_script, make_dir, node_programs, write, write_programs
 
 TLS, AGENT, CRED = rke2.TLS, rke2.AGENT, rke2.CRED
 
@@ -151,17 +151,19 @@ def _server_files(layout: Layout, token: str) -> None:
 def _write_launchers(layout: Layout, settings: Settings) -> None:
     programs = node_programs(layout, settings, layout.host(rke2.KUBELET_BINARY))
     py, path, root = settings.python, settings.import_path, str(layout.root)
-    programs[layout.host(rke2.RKE2_BINARY)] = launcher_text(py, path, "the lab's rke2", "rke2server", repr(root))
-    programs[layout.host(rke2.RESTART_PROGRAM)] = launcher_text(
-        py, path, "`systemctl restart rke2-server` for this lab", "cli", repr(["restart-service", root]))
+    programs[layout.host(rke2.RKE2_BINARY)] = launcher_script(py, path, "the lab's rke2", "rke2server", repr(root))
+    programs[layout.restart_program(rke2.UNIT)] = launcher_script(
+        py, path, "`systemctl restart rke2-server` for this lab", "cli", repr(["restart", root]))
     write_programs(programs)
 
 
-def create(root: "str | os.PathLike[str]", version: str = "1.32", key_algorithm: str = "RSA-2048",
-           probe_time_scale: float = 1.0, startup_delay: float = 0.0,
+def create(root: "str | os.PathLike[str]", version: str = "1.32", key_algorithm: str = "ECDSA-P256",
+           probe_time_scale: float = 1.0, startup_delay: float = 15.0,
            backoff: Tuple[float, float] = (10.0, 300.0), restart_sec: float = 5.0) -> Layout:
-    """Write an RKE2 server node. The defaults are a real node's timings: `restart_sec` is
-    rke2-server.service's RestartSec and rke2's wait before it restarts an exited kubelet (5 s)."""
+    """Write an RKE2 server node. The defaults are a real node's: ECDSA P-256 keys (as RKE2 makes them),
+    an API server, controller manager and scheduler that take `startup_delay` seconds to serve (a real API
+    server 10-30 s), `restart_sec` as rke2-server.service's RestartSec and rke2's wait before it restarts an
+    exited kubelet (5 s), and the kubelet's CrashLoopBackOff."""
     if not 0 < backoff[0] <= backoff[1] or restart_sec < 0:
         raise ValueError("back-off must be 0 < initial <= max, and the restart delay not negative")
     trusted_root(root, creating=True)
@@ -171,7 +173,7 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", key_algorithm:
     cluster = Cluster(kubeadm.parse_version(version), free_ports())
     settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
                         startup_delay=startup_delay, backoff_initial=backoff[0], backoff_max=backoff[1],
-                        kubelet_restart_sec=restart_sec, distribution="rke2", python=sys.executable,
+                        service_restart_sec=restart_sec, distribution="rke2", python=sys.executable,
                         import_path=import_path())
     for path, mode in (("/etc/rancher/rke2", 0o755), (rke2.CONFIG_D, 0o755), (rke2.DATA, 0o755),
                        (rke2.SERVER, 0o700), (TLS, 0o700), (f"{TLS}/etcd", 0o700), (CRED, 0o700),
@@ -183,7 +185,7 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", key_algorithm:
     write(layout.host(rke2.CONFIG), f'write-kubeconfig-mode: "0644"\ntoken: {token}\n', 0o600)
     _write_pki(layout, cluster, key_algorithm)
     _server_files(layout, token)
-    write(layout.host("/usr/local/lib/systemd/system/rke2-server.service"), UNIT_FILE, 0o644)
+    write(layout.host(rke2.UNIT_FILE), UNIT_FILE, 0o644)
     write(layout.host(CISFIX_CONFIG), dump_yaml(rke2.cisfix_config(layout, cluster)), 0o644)
     layout.save_settings(settings)
     _write_launchers(layout, settings)

@@ -1,18 +1,17 @@
 """The lab's init: the part of systemd a node relies on.
 
 It daemonizes (the caller returns once it runs), becomes a child subreaper so that containers left behind
-by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the node's one unit, which
-`unit(layout)` describes per distribution: on kubeadm the kubelet, its command line expanded from the
-kubeadm drop-in, `kubeadm-flags.env` and `/etc/default/kubelet` at every start, so flag edits take effect
-on restart; on RKE2 `rke2 server` (`rke2.py`), which runs the kubelet as its child. `Restart=always` with
-the unit's RestartSec; SIGHUP is `systemctl restart <unit>`. It records the exit status of every orphan it
-reaps (the next kubelet reports it) and on SIGTERM stops the unit and every container process group, and
-exits when none is left.
+by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the node's unit — the
+distribution's `Unit` (`UNITS`), recomputed at every start so that edits take effect on restart: on kubeadm
+the kubelet, its command line expanded from the kubeadm drop-in, `kubeadm-flags.env` and
+`/etc/default/kubelet`; on RKE2 `rke2 server` (`rke2.py`), which runs the kubelet as its child; on k3s
+`k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is
+`systemctl restart <unit>`. It records the exit status of every orphan it reaps (the next kubelet reports
+it) and on SIGTERM stops the unit and every container process group, and exits when none is left.
 """
 from __future__ import annotations
 
 import ctypes
-import importlib
 import json
 import os
 import re
@@ -22,13 +21,12 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from ..commands import CommandRefused
-from . import cgroups
-from .layout import DISTRIBUTIONS, KUBELET_BINARY, KUBELET_DROPIN, Layout, Settings, trusted_program
+from . import cgroups, k3s, rke2
+from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout, Unit, trusted_program
 from .pods import exit_code, stat_fields
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -59,31 +57,13 @@ def kubelet_command(layout: Layout) -> List[str]:
     return words
 
 
-@dataclass(frozen=True)
-class Unit:
-    """The systemd unit the lab's init runs: its name, how its command line is built at every start (the
-    files it reads may change between starts), its cgroup, its RestartSec, and whether it is Type=notify
-    (started only once its process says READY, in `Layout.ready_file`)."""
-
-    name: str  # "kubelet", "rke2-server"
-    command: Callable[[Layout], List[str]]
-    cgroup: str  # system.slice/<name>.service
-    restart_sec: float
-    notify: bool = False
+def kubelet_unit(layout: Layout) -> Unit:
+    return Unit("kubelet", kubelet_command(layout), cgroups.KUBELET, layout.settings().kubelet_restart_sec,
+                layout.log_dir / "kubelet.log")
 
 
-def kubelet_unit(layout: Layout, settings: Settings) -> Unit:
-    """kubeadm's kubelet.service."""
-    return Unit("kubelet", kubelet_command, cgroups.KUBELET, settings.kubelet_restart_sec)
-
-
-def unit(layout: Layout, settings: Settings) -> Unit:
-    """The distribution's unit: kubeadm's kubelet here, another distribution's from `cisfix.lab.<name>.unit`."""
-    if settings.distribution not in DISTRIBUTIONS:
-        raise ValueError(f"{layout.settings_file}: unknown distribution {settings.distribution!r}")
-    if settings.distribution == "kubeadm":
-        return kubelet_unit(layout, settings)
-    return importlib.import_module(f"{__package__}.{settings.distribution}").unit(layout, settings)
+# The unit each distribution's node runs, by Settings.distribution.
+UNITS: Dict[str, Callable[[Layout], Unit]] = {"kubeadm": kubelet_unit, "rke2": rke2.unit, "k3s": k3s.unit}
 
 
 def _environment_file(path: Path) -> Dict[str, str]:
@@ -101,28 +81,29 @@ class Supervisor:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.settings = layout.settings()
-        self.unit = unit(layout, self.settings)
-        self.process: Optional[subprocess.Popen] = None
+        self.unit_of = UNITS[self.settings.distribution]
+        self.process: Optional[subprocess.Popen] = None  # the unit's main process
         self.starts = 0
+        self.restart_sec = 0.0  # the running unit's RestartSec
         self.restart_at: Optional[float] = None
         self.stopping = False
         self.restart_requested = False
 
     def _save(self) -> None:
-        state = {"unit": self.unit.name, "notify": self.unit.notify,
-                 "unitPid": self.process.pid if self.process else None, "unitStarts": self.starts}
+        state = {"unitPid": self.process.pid if self.process else None, "unitStarts": self.starts}
         tmp = self.layout.init_state.with_name(".init.json.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.layout.init_state)
 
     def start_unit(self) -> None:
-        """In the unit's cgroup, as systemd starts it. A program that fails the trust rule is not
-        run: the log says why and the unit stays down (not retried: the files will not change alone)."""
-        log = open(self.layout.log_dir / f"{self.unit.name}.log", "ab")
+        """In the unit's cgroup, as systemd starts it. A program that fails the trust rule is not run: the
+        log says why and the unit stays down (not retried: the files will not change alone)."""
+        unit = self.unit_of(self.layout)
+        self.restart_sec = unit.restart_sec
+        unit.log.parent.mkdir(parents=True, exist_ok=True)
+        log = open(unit.log, "ab")
         try:
-            command = self.unit.command(self.layout)
-            argv = cgroups.joined(self.unit.cgroup,
-                                  trusted_program(self.settings.python, command, f"the lab's {self.unit.name}"))
+            argv = cgroups.joined(unit.cgroup, trusted_program(self.settings.python, unit.argv, f"the lab's {unit.name}"))
         except CommandRefused as exc:
             log.write(f"not started: {exc}\n".encode())
             log.close()
@@ -149,7 +130,7 @@ class Supervisor:
                 self.process = None
                 self._save()
                 if not self.stopping:
-                    delay = 0.0 if self.restart_requested else self.unit.restart_sec
+                    delay = 0.0 if self.restart_requested else self.restart_sec
                     self.restart_at, self.restart_requested = time.monotonic() + delay, False
             else:
                 (self.layout.exits_dir / f"{pid}.json").write_text(json.dumps({"code": code}))
@@ -177,7 +158,7 @@ class Supervisor:
             self.restart_at = time.monotonic()
 
     def shutdown(self) -> None:
-        """The unit first (the kubelet's containers are then all re-parented here), then every process group."""
+        """The unit first (a kubelet's containers are then all re-parented here), then every process group."""
         if self.process is not None:
             self.process.send_signal(signal.SIGTERM)
             self._wait(lambda: self.process is None, STOP_GRACE)
