@@ -244,3 +244,65 @@ def test_profile_cis_on_a_prepared_node_writes_its_manifests_0600_with_audit_log
     assert "--protect-kernel-defaults=true" in lab.argv(lab.status()["kubelet"].pid)
     pss = YAML(typ="safe").load(lab.layout.host(rke2.PSS_CONFIG).read_text())
     assert pss["plugins"][0]["configuration"]["defaults"]["enforce"] == "restricted"
+
+
+def test_a_file_a_flag_names_is_mounted_by_rke2_itself_and_an_extra_mount_of_it_is_refused(make_rke2_lab):
+    lab = make_rke2_lab()
+    policy = "/etc/kubernetes/audit-policy.yaml"
+    lab.layout.host(policy).parent.mkdir(parents=True)
+    lab.layout.host(policy).write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
+    dropin = lab.dropin("90-cisfix.yaml")
+    dropin.write_text(f"kube-apiserver-arg+:\n- audit-policy-file={policy}\n")
+    assert lab.restart_rke2().returncode == 0
+    assert f"--audit-policy-file={policy}" in lab.argv(lab.status()["kube-apiserver"].pid)
+    pod = YAML(typ="safe").load(lab.manifest("kube-apiserver").read_text())
+    assert any(v["hostPath"] == {"path": policy, "type": "File"} for v in pod["spec"]["volumes"])
+    # The same file again as an extra mount: two mounts at one path, a pod the kubelet does not run.
+    dropin.write_text(dropin.read_text() + f"kube-apiserver-extra-mount+:\n- {policy}:{policy}:ro\n")
+    since = time.time()
+    blocked = lab.restart_rke2(wait=0)
+    invalid = lab.wait_for_event("config-invalid", "kube-apiserver", since)
+    assert f'mountPath: Invalid value: "{policy}": must be unique' in invalid[0]["message"]
+    lab.wait_for(lambda: lab.status()["kube-apiserver"].pid is None, 30, "the API server's pod to go")
+    dropin.write_text(f"kube-apiserver-arg+:\n- audit-policy-file={policy}\n")
+    assert lab.restart_rke2().returncode == 0
+    assert blocked.wait(30) == 1
+    lab.wait_healthy(60)
+
+
+def test_an_extra_mount_gives_the_api_server_a_file_no_flag_names(make_rke2_lab):
+    lab = make_rke2_lab()
+    folder = lab.layout.host("/etc/kubernetes")
+    folder.mkdir(parents=True)
+    (folder / "admission.yaml").write_text(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n"
+        "- name: EventRateLimit\n  path: eventratelimit.yaml\n")
+    (folder / "eventratelimit.yaml").write_text(
+        "apiVersion: eventratelimit.admission.k8s.io/v1alpha1\nkind: Configuration\nlimits:\n"
+        "- type: Server\n  qps: 5000\n  burst: 20000\n")
+    dropin = lab.dropin("90-cisfix.yaml")
+    dropin.write_text("kube-apiserver-arg+:\n- enable-admission-plugins=NodeRestriction,EventRateLimit\n"
+                      "- admission-control-config-file=/etc/kubernetes/admission.yaml\n")
+    since = time.time()
+    blocked = lab.restart_rke2(wait=0)  # the flag's file is mounted, the file it names is not
+    exited = lab.wait_for_event("container-exited", "kube-apiserver", since)
+    assert "open /etc/kubernetes/eventratelimit.yaml: no such file or directory" in exited[0]["message"]
+    mount = "/etc/kubernetes/eventratelimit.yaml"
+    dropin.write_text(dropin.read_text() + f"kube-apiserver-extra-mount+:\n- {mount}:{mount}:ro\n")
+    assert lab.restart_rke2().returncode == 0
+    assert blocked.wait(30) == 1
+    pod = YAML(typ="safe").load(lab.manifest("kube-apiserver").read_text())
+    assert {"hostPath": {"path": mount, "type": "File"}, "name": "extra-mount-0"} in pod["spec"]["volumes"]
+    assert {"mountPath": mount, "name": "extra-mount-0", "readOnly": True} in \
+        pod["spec"]["containers"][0]["volumeMounts"]
+    lab.wait_healthy(60)
+
+
+def test_a_manifest_with_a_mount_path_twice_is_refused_by_the_kubelet(make_rke2_lab):
+    lab = make_rke2_lab()
+    lab.dropin("90-twice.yaml").write_text("kube-scheduler-extra-mount:\n- /var/log:/var/log\n- /var/log:/var/log\n")
+    since = time.time()
+    lab.restart_rke2(wait=0)  # the scheduler is written once the API server is ready; it never runs
+    invalid = lab.wait_for_event("config-invalid", "kube-scheduler", since)
+    assert 'mountPath: Invalid value: "/var/log": must be unique' in invalid[0]["message"]
+    lab.wait_for(lambda: lab.status()["kube-scheduler"].pid is None, 30, "the scheduler's pod to go")

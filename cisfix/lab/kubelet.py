@@ -253,6 +253,22 @@ def _pod_error(pod: object) -> Optional[str]:
     containers = (pod.get("spec") or {}).get("containers")
     if not containers or not all(isinstance(c, dict) and c.get("name") and c.get("image") for c in containers):
         return "invalid pod: spec.containers: Required value"
+    return _duplicate(pod["spec"], containers)
+
+
+def _duplicate(spec: dict, containers: list) -> Optional[str]:
+    """ValidatePodCreate, which the kubelet runs on a static pod: volume names and each container's mount
+    paths must be unique."""
+    names = [v.get("name") for v in spec.get("volumes") or () if isinstance(v, dict)]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            return f'invalid pod: spec.volumes[{i}].name: Duplicate value: "{name}"'
+    for c, container in enumerate(containers):
+        paths = [m.get("mountPath") for m in container.get("volumeMounts") or () if isinstance(m, dict)]
+        for i, path in enumerate(paths):
+            if path in paths[:i]:
+                return (f'invalid pod: spec.containers[{c}].volumeMounts[{i}].mountPath: Invalid value: "{path}": '
+                        f'must be unique')
     return None
 
 

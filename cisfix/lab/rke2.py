@@ -209,17 +209,44 @@ def _file_hash(layout: Layout, files: List[str]) -> str:
     return digest.hexdigest()
 
 
+def _extra_mounts(layout: Layout, config: DistConfig, component: str) -> List[Tuple[str, str, str, str, bool]]:
+    """pkg/staticpod addExtraMounts: each `<component>-extra-mount` item `host:container`, `...:ro|rw` or
+    `...:ro|rw:type` as (volume name, host path, mount path, hostPath type, read-only). With a fourth part
+    its type is taken and the third is not read (rke2 reads ro/rw only from three parts); without, the type
+    is what the host path is (Socket, Directory, File; DirectoryOrCreate when it does not exist); an item
+    of another shape, or an option other than ro/rw, is skipped (rke2 logs an error)."""
+    value = config.value(f"{component}-extra-mount")
+    found = []
+    for i, item in enumerate(value if isinstance(value, list) else [] if value is None else [value]):
+        parts = str(item).split(":")
+        if len(parts) not in (2, 3, 4) or (len(parts) == 3 and parts[2].lower() not in ("ro", "rw")):
+            continue
+        host = layout.host(parts[0])
+        if len(parts) == 4:
+            kind = parts[3]
+        elif not host.exists():
+            kind = "DirectoryOrCreate"
+        else:
+            kind = "Socket" if host.is_socket() else "Directory" if host.is_dir() else "File"
+        found.append((f"extra-mount-{i}", parts[0], parts[1], kind, len(parts) == 3 and parts[2].lower() == "ro"))
+    return found
+
+
 def _pod(layout: Layout, name: str, image: str, args: List[str], dirs: List[str], files: List[str],
-         requests: Dict[str, str], probes: Dict[str, Any], annotations: Dict[str, str] = None,
+         requests: Dict[str, str], probes: Dict[str, Any], config: DistConfig, annotations: Dict[str, str] = None,
          security: Dict[str, int] = None) -> Dict[str, Any]:
     """pkg/staticpod pod(): one container running `name` with `args`, its directories mounted read-write
-    (DirectoryOrCreate), its files read-only (File), each at its own path."""
+    (DirectoryOrCreate), its files read-only (File), each at its own path, then the configuration's extra
+    mounts for it."""
     files = list(files) + [f for f in _path_files(layout, args) if f not in files]
     volumes, mounts = [], []
     for prefix, paths, kind, read_only in (("dir", dirs, "DirectoryOrCreate", False), ("file", files, "File", True)):
         for i, path in enumerate(paths):
             volumes.append({"hostPath": {"path": path, "type": kind}, "name": f"{prefix}{i}"})
             mounts.append({"mountPath": path, "name": f"{prefix}{i}", **({"readOnly": True} if read_only else {})})
+    for volume, host_path, mount_path, kind, read_only in _extra_mounts(layout, config, name):
+        volumes.append({"hostPath": {"path": host_path, "type": kind}, "name": volume})
+        mounts.append({"mountPath": mount_path, "name": volume, **({"readOnly": True} if read_only else {})})
     container = {"args": args, "command": [name], "env": [{"name": "FILE_HASH", "value": _file_hash(layout, files)}],
                  "image": image, "imagePullPolicy": "IfNotPresent", "name": name,
                  "resources": {"limits": {}, "requests": requests}, "securityContext": {"privileged": False},
@@ -304,7 +331,7 @@ def api_server(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str
               "startupProbe": _probe(STARTUP, command=kubectl("/livez"))}
     files = [ETCD_NAME_FILE] + [f for f in _path_files(layout, args, (audit,)) if f != ETCD_NAME_FILE]
     return _pod(layout, "kube-apiserver", _kubernetes_image(cluster), args, dirs, files,
-                {"cpu": "250m", "memory": "1024Mi"}, probes)
+                {"cpu": "250m", "memory": "1024Mi"}, probes, config)
 
 
 def controller_manager(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
@@ -334,7 +361,7 @@ def controller_manager(layout: Layout, cluster: Cluster, config: DistConfig) -> 
     probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
     return _pod(layout, "kube-controller-manager", _kubernetes_image(cluster), args,
                 [d for d in SSL_DIRS if layout.host(d).is_dir()], [ETCD_NAME_FILE], {"cpu": "200m", "memory": "256Mi"},
-                probes)
+                probes, config)
 
 
 def scheduler(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
@@ -346,7 +373,7 @@ def scheduler(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str,
     args = ["--permit-port-sharing=true"] + component_args(config, "kube-scheduler", defaults)
     probes = {"livenessProbe": _probe(LIVENESS, port, "HTTPS"), "startupProbe": _probe(STARTUP, port, "HTTPS")}
     return _pod(layout, "kube-scheduler", _kubernetes_image(cluster), args, [], [ETCD_NAME_FILE],
-                {"cpu": "100m", "memory": "128Mi"}, probes)
+                {"cpu": "100m", "memory": "128Mi"}, probes, config)
 
 
 def etcd(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
@@ -365,7 +392,7 @@ def etcd(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]
         security = {"runAsGroup": gid, "runAsUser": uid}
     return _pod(layout, "etcd", f"index.docker.io/rancher/hardened-etcd:{ETCD_IMAGE[cluster.minor]}-{BUILD}",
                 [f"--config-file={ETCD_CONFIG}"], [ETCD_DATA], files, {"cpu": "200m", "memory": "512Mi"}, probes,
-                {"etcd.k3s.io/initial": json.dumps(initial, separators=(",", ":"))}, security)
+                config, {"etcd.k3s.io/initial": json.dumps(initial, separators=(",", ":"))}, security)
 
 
 # In the order rke2 writes them, each once the one before is up.
