@@ -234,11 +234,11 @@ def _extra_mounts(layout: Layout, config: DistConfig, component: str) -> List[Tu
 
 def _pod(layout: Layout, name: str, image: str, args: List[str], dirs: List[str], files: List[str],
          requests: Dict[str, str], probes: Dict[str, Any], config: DistConfig, annotations: Dict[str, str] = None,
-         security: Dict[str, int] = None) -> Dict[str, Any]:
+         security: Dict[str, int] = None, exclude: Tuple[str, ...] = ()) -> Dict[str, Any]:
     """pkg/staticpod pod(): one container running `name` with `args`, its directories mounted read-write
     (DirectoryOrCreate), its files read-only (File), each at its own path, then the configuration's extra
     mounts for it."""
-    files = list(files) + [f for f in _path_files(layout, args) if f not in files]
+    files = list(files) + [f for f in _path_files(layout, args, exclude) if f not in files]
     volumes, mounts = [], []
     for prefix, paths, kind, read_only in (("dir", dirs, "DirectoryOrCreate", False), ("file", files, "File", True)):
         for i, path in enumerate(paths):
@@ -318,7 +318,7 @@ def audit_policy(config: DistConfig) -> str:
 
 def api_server(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
     args = api_server_args(cluster, config)
-    audit = next((a.split("=", 1)[1] for a in args if a.startswith("--audit-log-path=")), "")
+    audit = ([a.split("=", 1)[1] for a in args if a.startswith("--audit-log-path=")] or [""])[-1]
     dirs = [d for d in SSL_DIRS if layout.host(d).is_dir()]
     if audit.startswith("/"):
         dirs.append(audit.rsplit("/", 1)[0] or "/")
@@ -329,9 +329,9 @@ def api_server(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str
     probes = {"livenessProbe": _probe(LIVENESS, command=kubectl("/livez")),
               "readinessProbe": _probe(READINESS, command=kubectl("/readyz")),
               "startupProbe": _probe(STARTUP, command=kubectl("/livez"))}
-    files = [ETCD_NAME_FILE] + [f for f in _path_files(layout, args, (audit,)) if f != ETCD_NAME_FILE]
-    return _pod(layout, "kube-apiserver", _kubernetes_image(cluster), args, dirs, files,
-                {"cpu": "250m", "memory": "1024Mi"}, probes, config)
+    # Its log file is not mounted as a file: the folder is (ExcludeFiles).
+    return _pod(layout, "kube-apiserver", _kubernetes_image(cluster), args, dirs, [ETCD_NAME_FILE],
+                {"cpu": "250m", "memory": "1024Mi"}, probes, config, exclude=(audit,))
 
 
 def controller_manager(layout: Layout, cluster: Cluster, config: DistConfig) -> Dict[str, Any]:
