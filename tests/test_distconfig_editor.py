@@ -339,7 +339,7 @@ class TestBadInput:
         (f"{API}: {{a: 1}}\n", ":1", "string or a list of strings"),
         (f"{API}:\n  - a=1\n  - 8080\n", ":3", "not a string"),
         (f"{API}+:\n  - [a]\n", ":2", "not a string"),
-        (f"{API}: [a]\n{API}: [b]\n", "", "duplicate key"),
+        (f"{API}: [a]\n{API}: [b]\n", ":2", "duplicate key"),
     ])
     def test_load_refuses_with_file_line_and_reason(self, text, where, reason):
         with pytest.raises(InputError) as caught:

@@ -29,6 +29,11 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
    `name+=X` sets a key `name+`). That is `rules="replace"`: the last item of a flag wins, `+=`/`-=` mean
    nothing.
 
+Sources read (k3s-io/k3s: parser.go at f646604010affc6a1d3233a8a0870bca46bf80cf, args.go at
+0aa32d5656f84887848522c45df9d6869d8eaec9 with args_test.go; rancher/rke2 at
+6ce1a8019e9d0b81eb7a715edbc2b8ac12d26da0: main.go, pkg/cli/defaults/defaults.go, pkg/cli/cmds/root.go
+`DisableSliceFlagSeparator`, so an item's commas reach the component intact).
+
 Editing (`plan`): a flag decided by an item in the effective list is changed in that item's file (where
 the operator will look for it); a new item goes to cisfix's drop-in (`owned`) under `key+:` so it keeps
 what earlier files set — unless a file after it replaces the list with a plain `key:`, then into that
@@ -44,7 +49,8 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import EditError, InputError
@@ -168,9 +174,15 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
         parsed = yt.parse(text)
     except EditError as exc:
         cause = exc.__cause__
-        mark = getattr(cause, "problem_mark", None) or getattr(cause, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}{line}", str(exc)) from None
+        if isinstance(cause, MarkedYAMLError):
+            mark = cause.problem_mark or cause.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            if isinstance(cause, DuplicateKeyError):
+                # yaml.v2 would quietly take the later one; which was meant is the operator's call
+                raise InputError(f"{where}{line}", "invalid YAML: a key appears twice in one mapping "
+                                                   f"({(cause.problem or '').split(' with value')[0]})") from None
+            raise InputError(f"{where}{line}", f"invalid YAML: {cause.problem or cause.context}") from None
+        raise InputError(where, str(exc)) from None
     docs = [(n, d) for n, d in zip(parsed.nodes, parsed.data) if not yt.is_empty_scalar(n)]
     if len(docs) > 1:
         line = docs[1][0].start_mark.line + 1
@@ -372,7 +384,7 @@ class _Planner:
     def __init__(self, config: DistConfig, key: str, owned: str, rules: str, defaults: Dict[str, Optional[str]]):
         self.config, self.key, self.owned, self.rules, self.defaults = config, key, owned, rules, defaults
         self.items = config._items(key)
-        self.values, self.decided = _effective(self.items, defaults, rules)
+        self.values = _effective(self.items, defaults, rules)[0]
 
     def plan(self, op: FlagOp) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
         name = op.name
@@ -410,7 +422,7 @@ class _Planner:
                 if self.rules == K3S:
                     return [[self._append(render_item(name, op.item, "+="))], self._set(mine, name, ",".join(wanted))]
                 return [self._set(mine, name, ",".join(wanted))]
-            last = self.decided.get(name) or mine[-1]
+            last = mine[-1]  # the item that decides the flag
             grown = ",".join(tokens(last.entry.value) + [op.item])
             return [[self._replace(last, last.entry.op, grown)], self._set(mine, name, ",".join(wanted))]
         if isinstance(op, RemoveFlagItem):
@@ -434,7 +446,7 @@ class _Planner:
         their values would be passed too), else a new item where it takes effect."""
         if not mine:
             return [self._append(render_item(name, value))]
-        last = self.decided.get(name) or mine[-1]
+        last = mine[-1]
         changes = [self._replace(last, "=", value)]
         if self.rules == K3S:
             changes += [(i.entry.file, RemoveItem(self.key, i.index, i.plus)) for i in mine if i is not last]
@@ -443,7 +455,8 @@ class _Planner:
     def _replace(self, item: _Item, op: str, value: Optional[str]) -> Tuple[str, ArgOp]:
         original = _item_text(self.config, self.key, item)
         prefix = original[: len(original) - len(original.lstrip("-"))]
-        return item.entry.file, ReplaceItem(self.key, item.index, render_item(item.entry.flag, value, op, prefix), item.plus)
+        text = render_item(item.entry.flag, value, op, prefix)
+        return item.entry.file, ReplaceItem(self.key, item.index, text, item.plus)
 
     def _append(self, text: str) -> Tuple[str, ArgOp]:
         """A new item: in `owned` under its last `key`/`key+` (else a new `key+:`), unless a later file
@@ -598,10 +611,8 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
         last = value.value[-1] if value.value else None
         style = last.style if last is not None and last.style in yt.QUOTES else None
         rendered = yt.render_scalar(op.text, style, flow, quote)
-        if flow or last is None:
+        if flow:  # an empty list is always a flow list: `[]`
             spans = yt.seq_spans(text, value)
-            if not flow:
-                raise EditError(f"{key} is an empty block list")
             return [yt.flow_insert(text, value, spans, len(spans) - 1 if spans else None, True, [rendered])], \
                 f"added {op.text} to {key}"
         prefix = yt.block_prefix(text, last)
@@ -611,7 +622,8 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
     if isinstance(op, ReplaceItem):
         style = item.style if item.style in yt.QUOTES else None
         rendered = yt.render_scalar(op.text, style, flow, quote)
-        return [(item.start_mark.index, yt.node_end(text, item), rendered)], f"set {op.text} in {key} (was {item.value})"
+        return [(item.start_mark.index, yt.node_end(text, item), rendered)], \
+            f"set {op.text} in {key} (was {item.value})"
     key_node = next(k for k, v in root.value if v is value)
     # a block list left empty becomes `key: []` (yamltext.delete_entries)
     return yt.delete_entries(text, value, yt.seq_spans(text, value), [op.index], key_node), \
@@ -649,7 +661,8 @@ def _create(text: str, root: Optional[MappingNode], key: str, item: str) -> yt.E
         return yt.flow_insert(text, root, spans, len(spans) - 1 if spans else None, True, [entry])
     column = root.value[0][0].start_mark.column if root is not None and root.value else 0
     offset, style = _list_style(text, root)
-    lines = [" " * column + key + ":", " " * (column + offset) + "- " + yt.render_scalar(item, style, False, style or '"')]
+    rendered = yt.render_scalar(item, style, False, style or '"')
+    lines = [" " * column + key + ":", " " * (column + offset) + "- " + rendered]
     return yt.insert_lines(text, len(text), lines)
 
 
