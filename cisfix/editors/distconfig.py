@@ -89,43 +89,50 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
-class AppendItem:
-    """Append `text` to the list under `key+` (plus) or `key`, creating the key at the end if absent."""
+class ArgOp:
+    """A change of one file's list under `key` (or `key+`). An existing item is named by its index and
+    its current text `old`: the text decides (the engine may join the operations of several plans made
+    on one original text, and a removal moves the items after it), the index picks among equal items."""
 
     key: str
+
+
+@dataclass(frozen=True)
+class AppendItem(ArgOp):
+    """Append `text` to the list under `key+` (plus) or `key`, creating the key at the end if absent."""
+
     text: str
     plus: bool = True
 
 
 @dataclass(frozen=True)
-class ReplaceItem:
-    """Replace item `index` of the list under `key+` (plus) or `key` with `text`."""
+class ReplaceItem(ArgOp):
+    """Replace the item `old` (at `index`) of the list under `key+` (plus) or `key` with `text`."""
 
-    key: str
     index: int
+    old: str
     text: str
     plus: bool = False
 
 
 @dataclass(frozen=True)
-class RemoveItem:
-    """Remove item `index` of the list under `key+` (plus) or `key`."""
+class RemoveItem(ArgOp):
+    """Remove the item `old` (at `index`) of the list under `key+` (plus) or `key`."""
 
-    key: str
     index: int
+    old: str
     plus: bool = False
-
-
-ArgOp = Union[AppendItem, ReplaceItem, RemoveItem]
 
 
 @dataclass(frozen=True)
 class _Item:
-    """An item of the effective list and where it sits: file, `key` or `key+`, index in that value."""
+    """An item of the effective list and where it sits: file, `key` or `key+`, index in that value, and
+    its text as written there."""
 
     entry: ArgEntry
     plus: bool
     index: int
+    text: str
 
 
 # --- items -------------------------------------------------------------------------------------------
@@ -253,8 +260,8 @@ class DistConfig:
                     continue
                 plus = name.endswith("+")
                 found = [value] if isinstance(value, ScalarNode) else list(value.value)
-                new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1), plus, i)
-                       for i, node in enumerate(found)]
+                new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1),
+                             plus, i, node.value) for i, node in enumerate(found)]
                 items = items + new if plus else new
         return items
 
@@ -297,6 +304,23 @@ class DistConfig:
             raise EditError(f"unknown value rules {rules!r} (k3s or replace)")
         config = self._with_owned(owned)
         return _Planner(config, key, owned, rules, dict(defaults)).plan(op)
+
+    def plan_many(self, key: str, ops: Sequence[FlagOp], owned: str, rules: str = REPLACE,
+                  defaults: Mapping[str, Optional[str]] = {}) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
+        """`plan` for several operations, each planned on the files as the ones before it left them;
+        per file, all its text operations in order (one `edit` per file applies them). Plans made
+        separately on the same files do not compose: two items added to one flag would both replace
+        the item the flag had."""
+        config = self._with_owned(owned)
+        order = [f.path for f in config.files]
+        texts = {f.path: f.text for f in config.files}
+        collected: Dict[str, List[ArgOp]] = {}
+        for op in ops:
+            for path, file_ops in config.plan(key, op, owned, rules, defaults):
+                texts[path] = edit(texts[path], file_ops).text
+                collected.setdefault(path, []).extend(file_ops)
+            config = load([(path, texts[path]) for path in order], self._shown)
+        return [(path, tuple(collected[path])) for path in order if path in collected]
 
     def apply(self, changes: Sequence[Tuple[str, Sequence[ArgOp]]]) -> Dict[str, Edited]:
         """The edited text of each file a plan touches (a missing file starts empty)."""
@@ -415,7 +439,7 @@ class _Planner:
         if isinstance(op, SetFlag):
             return [self._set(mine, name, op.value)]
         if isinstance(op, RemoveFlag):
-            return [[(i.entry.file, RemoveItem(self.key, i.index, i.plus)) for i in mine]]
+            return [[self._remove(i) for i in mine]]
         if isinstance(op, AddFlagItem):
             wanted = tokens(current) + [op.item]
             if not mine:
@@ -437,7 +461,7 @@ class _Planner:
                 if left:
                     minimal.append(self._replace(item, item.entry.op, ",".join(left)))
                 else:
-                    minimal.append((item.entry.file, RemoveItem(self.key, item.index, item.plus)))
+                    minimal.append(self._remove(item))
             return [minimal, self._set(mine, name, ",".join(kept))]
         raise EditError(f"unknown flag operation {op!r}")
 
@@ -449,14 +473,16 @@ class _Planner:
         last = mine[-1]
         changes = [self._replace(last, "=", value)]
         if self.rules == K3S:
-            changes += [(i.entry.file, RemoveItem(self.key, i.index, i.plus)) for i in mine if i is not last]
+            changes += [self._remove(i) for i in mine if i is not last]
         return changes
 
     def _replace(self, item: _Item, op: str, value: Optional[str]) -> Tuple[str, ArgOp]:
-        original = _item_text(self.config, self.key, item)
-        prefix = original[: len(original) - len(original.lstrip("-"))]
+        prefix = item.text[: len(item.text) - len(item.text.lstrip("-"))]  # a leading `--` stays
         text = render_item(item.entry.flag, value, op, prefix)
-        return item.entry.file, ReplaceItem(self.key, item.index, text, item.plus)
+        return item.entry.file, ReplaceItem(self.key, item.index, item.text, text, item.plus)
+
+    def _remove(self, item: _Item) -> Tuple[str, ArgOp]:
+        return item.entry.file, RemoveItem(self.key, item.index, item.text, item.plus)
 
     def _append(self, text: str) -> Tuple[str, ArgOp]:
         """A new item: in `owned` under its last `key`/`key+` (else a new `key+:`), unless a later file
@@ -503,13 +529,6 @@ def _last_plus(parsed: _Parsed, key: str) -> bool:
             if yt.scalar(k) in (key, key + "+"):
                 found = yt.scalar(k).endswith("+")
     return True if found is None else found
-
-
-def _item_text(config: DistConfig, key: str, item: _Item) -> str:
-    """The item's text as written (to keep a leading `--`)."""
-    parsed = next(p for p in config._parsed if p.file.path == item.entry.file)
-    value = _pair(parsed.root, key + ("+" if item.plus else ""))
-    return (value if isinstance(value, ScalarNode) else value.value[item.index]).value
 
 
 def _grouped(config: DistConfig, changes: List[Tuple[str, ArgOp]]) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
@@ -618,7 +637,8 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
         prefix = yt.block_prefix(text, last)
         return [yt.insert_lines(text, yt.line_end(text, yt.node_end(text, last)), [prefix + rendered])], \
             f"added {op.text} to {key}"
-    item = _indexed(value, op.index, key)
+    index = _resolve([i.value for i in value.value], op, key)
+    item = value.value[index]
     if isinstance(op, ReplaceItem):
         style = item.style if item.style in yt.QUOTES else None
         rendered = yt.render_scalar(op.text, style, flow, quote)
@@ -626,14 +646,18 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
             f"set {op.text} in {key} (was {item.value})"
     key_node = next(k for k, v in root.value if v is value)
     # a block list left empty becomes `key: []` (yamltext.delete_entries)
-    return yt.delete_entries(text, value, yt.seq_spans(text, value), [op.index], key_node), \
+    return yt.delete_entries(text, value, yt.seq_spans(text, value), [index], key_node), \
         f"removed {item.value} from {key}"
 
 
-def _indexed(seq: SequenceNode, index: int, key: str) -> ScalarNode:
-    if not 0 <= index < len(seq.value):
-        raise EditError(f"{key} has no item {index}")
-    return seq.value[index]
+def _resolve(items: List[str], op: Union[ReplaceItem, RemoveItem], key: str) -> int:
+    """The index of the item `op.old`: at `op.index` if it is there, else the nearest equal item."""
+    if 0 <= op.index < len(items) and items[op.index] == op.old:
+        return op.index
+    equal = [i for i, text in enumerate(items) if text == op.old]
+    if not equal:
+        raise EditError(f"{key} has no item {op.old!r} (any more)")
+    return min(equal, key=lambda i: abs(i - op.index))
 
 
 def _scalar_edit(text: str, root: MappingNode, value: ScalarNode, op: ArgOp, key: str) -> Tuple[List[yt.Edit], str]:
@@ -645,8 +669,7 @@ def _scalar_edit(text: str, root: MappingNode, value: ScalarNode, op: ArgOp, key
         old = text[start:end] if style else yt.render_scalar(value.value, None, True, quote)
         new = yt.render_scalar(op.text, style, True, quote)
         return [(start, end, f"[{old}, {new}]")], f"added {op.text} to {key}"
-    if op.index != 0:
-        raise EditError(f"{key} has no item {op.index}")
+    _resolve([value.value], op, key)
     if isinstance(op, ReplaceItem):
         rendered = yt.render_scalar(op.text, style, bool(root.flow_style))
         return [(start, end, rendered)], f"set {op.text} in {key} (was {value.value})"
@@ -691,9 +714,11 @@ def _apply_data(data: Dict[str, Any], op: ArgOp) -> None:
     items = [current] if isinstance(current, str) else current
     if isinstance(op, AppendItem):
         data[key] = items + [op.text]
-    elif isinstance(op, ReplaceItem):
-        items[op.index] = op.text
+        return
+    index = _resolve(items, op, key)
+    if isinstance(op, ReplaceItem):
+        items[index] = op.text
         data[key] = op.text if isinstance(current, str) else items
     else:
-        del items[op.index]
+        del items[index]
         data[key] = items
