@@ -155,7 +155,8 @@ class TestPlanTargets:
         texts = {CONFIG: f"# mine\n{API}:\n  - \"request-timeout=300s\"\n  - audit-log-maxage=30\n"}
         plan, new, after = run(texts, SetFlag("request-timeout", "60s"), rules="k3s")
         assert [p for p, _ in plan] == [CONFIG]
-        assert changed_lines(texts[CONFIG], new[CONFIG]) == ['-  - "request-timeout=300s"', '+  - "request-timeout=60s"']
+        assert changed_lines(texts[CONFIG], new[CONFIG]) == \
+            ['-  - "request-timeout=300s"', '+  - "request-timeout=60s"']
         assert after.flags(API, {}, "k3s")[0]["request-timeout"] == "60s"
 
     def test_a_new_flag_goes_to_the_owned_dropin_which_is_created(self):
@@ -224,7 +225,8 @@ class TestPlanTargets:
         plan, _, after = run({CONFIG: ""}, AddFlagItem("enable-admission-plugins", "EventRateLimit"),
                              rules="k3s", defaults=K3S_API_DEFAULTS)
         assert plan == [(OWNED, (AppendItem(API, "enable-admission-plugins+=EventRateLimit", True),))]
-        assert after.flags(API, K3S_API_DEFAULTS, "k3s")[0]["enable-admission-plugins"] == "NodeRestriction,EventRateLimit"
+        flags = after.flags(API, K3S_API_DEFAULTS, "k3s")[0]
+        assert flags["enable-admission-plugins"] == "NodeRestriction,EventRateLimit"
 
     def test_add_item_on_replace_rules_writes_the_whole_value(self):
         defaults = {"enable-admission-plugins": "NodeRestriction"}
@@ -255,7 +257,8 @@ class TestPlanTargets:
         assert after.flags(API, defaults, "k3s")[0]["enable-admission-plugins"] == "NodeRestriction"
 
     def test_k3s_set_drops_the_flags_other_items(self):
-        texts = {CONFIG: f"{API}:\n  - enable-admission-plugins+=A\n", dropin("10-x.yaml"): f"{API}+:\n  - enable-admission-plugins+=B\n"}
+        texts = {CONFIG: f"{API}:\n  - enable-admission-plugins+=A\n",
+                 dropin("10-x.yaml"): f"{API}+:\n  - enable-admission-plugins+=B\n"}
         _, new, after = run(texts, SetFlag("enable-admission-plugins", "C"), rules="k3s", defaults=K3S_API_DEFAULTS)
         assert new[CONFIG] == f"{API}: []\n"
         assert new[dropin("10-x.yaml")] == f"{API}+:\n  - enable-admission-plugins=C\n"
@@ -294,7 +297,8 @@ class TestPlanTargets:
 class TestByteFaithfulEdits:
     @pytest.mark.parametrize("text, op, expected", [
         # indented block list, quotes kept on the replaced item
-        ('k-arg:\n  - "a=1"  # first\n  - b=2\n', ReplaceItem("k-arg", 0, "a=1", "a=9"), 'k-arg:\n  - "a=9"  # first\n  - b=2\n'),
+        ('k-arg:\n  - "a=1"  # first\n  - b=2\n', ReplaceItem("k-arg", 0, "a=1", "a=9"),
+         'k-arg:\n  - "a=9"  # first\n  - b=2\n'),
         # column-0 block list, single quotes kept
         ("k-arg:\n- 'a=1'\n- b=2\n", ReplaceItem("k-arg", 0, "a=1", "a=it's"), "k-arg:\n- 'a=it''s'\n- b=2\n"),
         # appended after the last item, in its prefix and quoting
@@ -573,7 +577,8 @@ def test_plan_many_in_one_edit_per_file_equals_planning_one_by_one(config_text, 
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config_text=file_texts(API), early=file_texts(API), late=file_texts(API), owned=st.one_of(st.none(), file_texts(API)),
+@given(config_text=file_texts(API), early=file_texts(API), late=file_texts(API),
+       owned=st.one_of(st.none(), file_texts(API)),
        rules=st.sampled_from(["k3s", "replace"]),
        defaults=st.sampled_from([{}, {"a": "x"}, {"a": "x,y", "b": "z"}]),
        ops=st.lists(OPS, min_size=1, max_size=3))

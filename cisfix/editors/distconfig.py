@@ -12,8 +12,9 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
 2. Keys (same function): the files' top-level keys are processed in order. A plain `key:` replaces the
    value so far; `key+:` appends its items to the value so far (a string counts as one item). So a later
    file's plain `key:` drops every earlier file's items, and `key+:` keeps them.
-3. Items into flags (k3s `pkg/util/args.go`, `GetArgs`, used by `pkg/daemons/control/server.go` for
-   `Running kube-apiserver ...` and alike): each item `name=value` (a bare `name` means `name=true`; a
+3. Items into flags (k3s `pkg/util/args.go`, `GetArgs`, called for kube-apiserver, kube-controller-manager
+   and kube-scheduler in `pkg/daemons/control/server.go` and for the kubelet and kube-proxy in
+   `pkg/agent/*`, right before their `Running <component> ...` log line; on both distributions): each item `name=value` (a bare `name` means `name=true`; a
    leading `--` is dropped) is merged into the distribution's defaults for that component, in order:
    `name=X` drops the default and adds X to the values seen for `name`; `name+=X` adds the default (if not
    consumed yet), then the values seen, then X; `name-=X` adds X, then the default, then the values seen.
@@ -28,6 +29,10 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
    item sets the key `name` in etcd's config file (later items win; an item without `=` is ignored;
    `name+=X` sets a key `name+`). That is `rules="replace"`: the last item of a flag wins, `+=`/`-=` mean
    nothing.
+
+Not read here: flags on the service's own command line (`k3s server --kube-apiserver-arg=...` in the
+unit), which k3s places after the configuration's items; the kubelet's `config=` item, which k3s moves
+into its kubelet.conf.d drop-ins instead of passing it.
 
 Sources read (k3s-io/k3s: parser.go at f646604010affc6a1d3233a8a0870bca46bf80cf, args.go at
 0aa32d5656f84887848522c45df9d6869d8eaec9 with args_test.go; rancher/rke2 at
