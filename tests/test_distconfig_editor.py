@@ -460,6 +460,21 @@ class TestRealConfigs:
             assert new.endswith("\n") == text.endswith("\n")
 
 
+    @pytest.mark.parametrize("name", REAL)
+    def test_removing_a_flag_removes_only_its_line(self, name):
+        text = (DATA / name).read_text()
+        config = dc.load([(CONFIG, text)])
+        for key in _arg_keys(config):
+            entries = config.entries(key)
+            if len(entries) < 2:
+                continue
+            first = entries[0]
+            plan = config.plan(key, RemoveFlag(first.flag), OWNED, "k3s")
+            new = config.apply(plan)[CONFIG].text
+            assert changed_lines(text, new) == ["-" + text.splitlines()[first.line - 1]]
+            assert first.flag not in dc.load([(CONFIG, new)]).flags(key, {}, "k3s")[0]
+
+
 def _raw(text: str, key: str, index: int) -> str:
     value = (YAML(typ="safe").load(text) or {})[key]
     return value if isinstance(value, str) else value[index]
