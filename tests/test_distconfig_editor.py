@@ -48,8 +48,8 @@ def run(texts: Dict[str, str], op, key: str = API, rules: str = "replace", defau
 
 
 def changed_lines(old: str, new: str) -> List[str]:
-    return [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0))[2:]  # no headers
+    return [line for line in diff if not line.startswith("@@")]
 
 
 # --- merge rules (k3s pkg/configfilearg/parser.go) ---------------------------------------------------
