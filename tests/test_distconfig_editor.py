@@ -37,10 +37,10 @@ def ordered(texts: Dict[str, str]) -> List[Tuple[str, str]]:
     return ([(CONFIG, texts[CONFIG])] if CONFIG in texts else []) + [(dropin(n), texts[dropin(n)]) for n in names]
 
 
-def run(texts: Dict[str, str], op, key: str = API, rules: str = "replace", defaults=None):
+def run(texts: Dict[str, str], op, key: str = API, rules: str = "replace", defaults=None, leading=()):
     """Plan `op`, apply it, and return (plan, new texts, reloaded configuration)."""
     config = dc.load(ordered(texts))
-    plan = config.plan(key, op, OWNED, rules, defaults or {})
+    plan = config.plan(key, op, OWNED, rules, defaults or {}, leading)
     new = dict(texts)
     for path, edited in config.apply(plan).items():
         new[path] = edited.text
@@ -145,6 +145,57 @@ class TestK3sValueRules:
         values, decided = config.flags("etcd-arg")
         assert values == {"quota-backend-bytes": "2", "snapshot-count+": "5"}
         assert decided["quota-backend-bytes"].value == "2"
+
+
+class TestDistributionItems:
+    """RKE2 puts `enable-admission-plugins=NodeRestriction` before the apiserver items of the files
+    (rke2 pkg/cli/defaults/defaults.go): an item, so it consumes k3s's default and survives a plain key."""
+
+    LEADING = ("enable-admission-plugins=NodeRestriction",)
+    PLUGINS = "enable-admission-plugins"
+
+    def test_a_plain_item_no_longer_drops_noderestriction(self):
+        config = dc.load([(CONFIG, f"{API}: [{self.PLUGINS}=AlwaysPullImages]\n")])
+        assert config.flags(API, K3S_API_DEFAULTS, "k3s", self.LEADING)[0][self.PLUGINS] == \
+            "NodeRestriction,AlwaysPullImages"
+        assert [a for a in config.args(API, K3S_API_DEFAULTS, self.LEADING) if a[0] == self.PLUGINS] == \
+            [(self.PLUGINS, "NodeRestriction"), (self.PLUGINS, "AlwaysPullImages")]
+        # on k3s, without the leading item, the same file drops it
+        assert config.flags(API, K3S_API_DEFAULTS, "k3s")[0][self.PLUGINS] == "AlwaysPullImages"
+
+    def test_a_later_plain_key_keeps_the_distributions_items(self):
+        config = dc.load([(CONFIG, f"{API}: [a=1]\n"), (dropin("10-x.yaml"), f"{API}: [b=2]\n")])
+        values, decided = config.flags(API, {}, "k3s", self.LEADING)
+        assert values == {self.PLUGINS: "NodeRestriction", "b": "2"}
+        assert decided[self.PLUGINS].file == dc.BUILTIN
+
+    def test_adding_a_plugin_appends(self):
+        plan, _, after = run({CONFIG: ""}, AddFlagItem(self.PLUGINS, "EventRateLimit"), rules="k3s",
+                             defaults=K3S_API_DEFAULTS, leading=self.LEADING)
+        assert plan == [(OWNED, (AppendItem(API, f"{self.PLUGINS}+=EventRateLimit", True),))]
+        assert after.flags(API, K3S_API_DEFAULTS, "k3s", self.LEADING)[0][self.PLUGINS] == \
+            "NodeRestriction,EventRateLimit"
+
+    def test_setting_the_list_writes_what_the_distribution_does_not_pass(self):
+        plan, _, after = run({CONFIG: ""}, SetFlag(self.PLUGINS, "NodeRestriction,EventRateLimit"), rules="k3s",
+                             defaults=K3S_API_DEFAULTS, leading=self.LEADING)
+        assert plan == [(OWNED, (AppendItem(API, f"{self.PLUGINS}=EventRateLimit", True),))]
+        assert after.flags(API, K3S_API_DEFAULTS, "k3s", self.LEADING)[0][self.PLUGINS] == \
+            "NodeRestriction,EventRateLimit"
+
+    @pytest.mark.parametrize("op", [SetFlag("enable-admission-plugins", "EventRateLimit"),
+                                    RemoveFlag("enable-admission-plugins"),
+                                    RemoveFlagItem("enable-admission-plugins", "NodeRestriction")])
+    def test_what_the_distributions_items_contradict_is_refused(self, op):
+        texts = {CONFIG: f"{API}: [{self.PLUGINS}+=EventRateLimit]\n"}
+        with pytest.raises(EditError, match="the distribution itself passes --enable-admission-plugins=NodeRestriction"):
+            run(texts, op, rules="k3s", defaults=K3S_API_DEFAULTS, leading=self.LEADING)
+
+    def test_list_flags_accumulate_repeated_items_and_others_take_the_last(self):
+        config = dc.load([(CONFIG, f"{API}: [authorization-mode=Node, audit-log-maxage=30]\n"),
+                          (dropin("10-x.yaml"), f"{API}+: [authorization-mode=RBAC, audit-log-maxage=60]\n")])
+        values = config.flags(API, {}, "k3s")[0]
+        assert (values["authorization-mode"], values["audit-log-maxage"]) == ("Node,RBAC", "60")
 
 
 # --- plan: where each change goes --------------------------------------------------------------------
@@ -384,7 +435,8 @@ class TestBadInput:
         ("k-arg: [a]\nk-arg: [b]\n", "duplicate"),
         ("a: 1\n---\nb: 2\n", "documents"),
         ("k-arg: [a, 5]\n", "not a string"),
-        ("k-arg: 5\n", "not a string"),
+        ("k-arg: 5\n", "must be a string or a list of strings"),
+        ("k-arg:\n", "is empty"),
         ("- a\n", "not a YAML mapping"),
         ("k-arg: [a\n", "invalid YAML"),
     ])
@@ -493,7 +545,8 @@ def _value_text(line: str, entry: ArgEntry) -> str:
 # --- property: plan + edit give the flags asked for --------------------------------------------------
 
 
-NAMES = ["a", "b", "c"]
+NAMES = ["a", "b", "tls-cipher-suites"]  # the last one a list flag (dc.LIST_FLAGS)
+LEADING = [(), ("a=x",), ("tls-cipher-suites=x",)]
 VALUES = ["x", "y", "x,y", "z,x"]
 
 
@@ -530,8 +583,10 @@ def file_texts(draw, key: str) -> str:
     return text + ("\n" if draw(st.booleans()) else "")
 
 
-def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Optional[str]], rules: str):
-    """The effective flags, computed from plain YAML data as k3s does (configfilearg, then GetArgs)."""
+def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Optional[str]], rules: str,
+              leading: Tuple[str, ...] = ()):
+    """The effective flags, computed from plain YAML data as k3s does (configfilearg, then the
+    distribution's leading items, then GetArgs)."""
     raw: List[str] = []
     for _, text in texts:
         for k, v in (YAML(typ="safe").load(text) or {}).items():
@@ -539,6 +594,7 @@ def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Option
                 raw = [v] if isinstance(v, str) else list(v)
             elif k == key + "+":
                 raw = raw + ([v] if isinstance(v, str) else list(v))
+    raw = list(leading) + raw
     out: Dict[str, Optional[str]] = {}
     if rules == "replace":
         out.update(defaults)
@@ -559,7 +615,7 @@ def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Option
             multi[flag] = [value] + first + seen
         else:
             multi[flag] = seen + [value]
-        if arg != flag:
+        if arg != flag or (flag in dc.LIST_FLAGS and len(multi[flag]) > 1):
             mixed.add(flag)
     for flag, value in initial.items():
         multi[flag] = [value]
@@ -595,28 +651,29 @@ def test_plan_many_in_one_edit_per_file_equals_planning_one_by_one(config_text, 
 @given(config_text=file_texts(API), early=file_texts(API), late=file_texts(API),
        owned=st.one_of(st.none(), file_texts(API)),
        rules=st.sampled_from(["k3s", "replace"]),
-       defaults=st.sampled_from([{}, {"a": "x"}, {"a": "x,y", "b": "z"}]),
+       defaults=st.sampled_from([{}, {"a": "x"}, {"a": "x,y", "b": "z"}]), leading=st.sampled_from(LEADING),
        ops=st.lists(OPS, min_size=1, max_size=3))
-def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, rules, defaults, ops):
+def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, rules, defaults, leading, ops):
     texts = {CONFIG: config_text, dropin("10-early.yaml"): early, dropin("95-late.yaml"): late}
     if owned is not None:
         texts[OWNED] = owned
     for op in ops:
-        before = reference(ordered(texts), API, defaults, rules)
+        before = reference(ordered(texts), API, defaults, rules, leading)
         config = dc.load(ordered(texts))
         try:
-            plan = config.plan(API, op, OWNED, rules, defaults)
+            plan = config.plan(API, op, OWNED, rules, defaults, leading)
         except EditError as exc:
-            # only what no edit can give is refused
-            if isinstance(op, RemoveFlag):
-                assert op.name in defaults and "default" in str(exc)
+            # only what no edit can give is refused, and the reason is named
+            fixed = op.name in defaults or any(dc.parse_item(item)[0] == op.name for item in leading)
+            if isinstance(op, RemoveFlag) or "itself passes" in str(exc):
+                assert fixed and "the distribution itself passes" in str(exc)
             else:
                 assert isinstance(op, RemoveFlagItem) and "empty" in str(exc)
                 assert not [t for t in dc.tokens(before.get(op.name)) if t != op.item]
             continue
         for path, edited in config.apply(plan).items():
             texts[path] = edited.text
-        after = reference(ordered(texts), API, defaults, rules)
+        after = reference(ordered(texts), API, defaults, rules, leading)
         name = op.name
         if isinstance(op, SetFlag):
             assert name in after and after[name] == op.value
@@ -627,4 +684,4 @@ def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, 
         else:
             assert op.item not in dc.tokens(after.get(name))
         assert {k: v for k, v in after.items() if k != name} == {k: v for k, v in before.items() if k != name}
-        assert dc.load(ordered(texts)).flags(API, defaults, rules)[0] == after
+        assert dc.load(ordered(texts)).flags(API, defaults, rules, leading)[0] == after

@@ -14,17 +14,18 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
    file's plain `key:` drops every earlier file's items, and `key+:` keeps them.
 3. Items into flags (k3s `pkg/util/args.go`, `GetArgs`, called for kube-apiserver, kube-controller-manager
    and kube-scheduler in `pkg/daemons/control/server.go` and for the kubelet and kube-proxy in
-   `pkg/agent/*`, right before their `Running <component> ...` log line; on both distributions): each item `name=value` (a bare `name` means `name=true`; a
-   leading `--` is dropped) is merged into the distribution's defaults for that component, in order:
-   `name=X` drops the default and adds X to the values seen for `name`; `name+=X` adds the default (if not
-   consumed yet), then the values seen, then X; `name-=X` adds X, then the default, then the values seen.
-   Each value is passed as its own `--name=value`, flags sorted by name (args_test.go:
-   `bbb+=DD` with default `bbb=B` gives `--bbb=B --bbb=DD`). A list flag (`--enable-admission-plugins`,
-   `--tls-cipher-suites`: pflag slices) accumulates repeated flags, so the effective value is the
-   values joined by commas; a scalar flag takes the last. `DistConfig.flags(rules="k3s")` reports the
-   joined value when a `+=`/`-=` item took part, else the last value; `DistConfig.args` gives the exact
-   argument list. RKE2 also prepends `enable-admission-plugins=NodeRestriction` to the apiserver items
-   (rke2 `pkg/cli/defaults/defaults.go`): pass it as a default.
+   `pkg/agent/*`, right before their `Running <component> ...` log line; on both distributions): each
+   item `name=value` (a bare `name` means `name=true`; a leading `--` is dropped) is merged into the
+   distribution's defaults for that component, in order: `name=X` drops the default and adds X to the
+   values seen for `name`; `name+=X` adds the default (if not consumed yet), then the values seen, then X;
+   `name-=X` adds X, then the default, then the values seen. Each value is passed as its own
+   `--name=value`, flags sorted by name (args_test.go: `bbb+=DD` with default `bbb=B` gives
+   `--bbb=B --bbb=DD`). A list flag (`--enable-admission-plugins`, `--tls-cipher-suites`: pflag slices)
+   accumulates repeated flags, so the effective value is the values joined by commas; a scalar flag takes
+   the last. `DistConfig.flags(rules="k3s")` reports the joined value when a `+=`/`-=` item took part,
+   else the last value; `DistConfig.args` gives the exact argument list. RKE2 also prepends
+   `enable-admission-plugins=NodeRestriction` to the apiserver items (rke2 `pkg/cli/defaults/defaults.go`):
+   pass it as a default.
 4. `etcd-arg` is different (k3s `pkg/daemons/executor` `ETCDConfig.ToConfigFile`): each `name=value`
    item sets the key `name` in etcd's config file (later items win; an item without `=` is ignored;
    `name+=X` sets a key `name+`). That is `rules="replace"`: the last item of a flag wins, `+=`/`-=` mean
@@ -69,6 +70,12 @@ SUFFIX = "-arg"
 HEADER = ("# Written by cisfix (CIS Kubernetes Benchmark fixes). Items here append to the lists of the files\n"
           "# before it; a setting an operator's file already decides is changed in that file instead.\n")
 _OPS = {"": "=", "+": "+=", "-": "-="}
+BUILTIN = "(distribution)"  # ArgEntry.file of an item the distribution itself puts first (`leading`)
+# Flags whose repeated values accumulate (pflag StringSliceVar: kube-apiserver options admission.go,
+# authorization.go, serving.go; the kubelet's --tls-cipher-suites): their effective value is all the values
+# GetArgs passes, joined. Any other flag takes its last value, unless a `+=`/`-=` item makes it a list.
+LIST_FLAGS = frozenset({"enable-admission-plugins", "disable-admission-plugins", "authorization-mode",
+                        "tls-cipher-suites"})
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -207,24 +214,25 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
         raise InputError(f"{where}:{node.start_mark.line + 1}", "not a YAML mapping of settings")
     for key, value in node.value:
         name = yt.scalar(key)
-        if name is not None and name.rstrip("+").endswith(SUFFIX):
-            _check_list(key, value, where, name)
+        problem = _list_problem(key, value, name) if name and name.rstrip("+").endswith(SUFFIX) else None
+        if problem:
+            raise InputError(f"{where}:{problem[0]}", problem[1])
     return _Parsed(ConfigFile(path, text), node, data)
 
 
-def _check_list(key: Node, value: Node, where: str, name: str) -> None:
+def _list_problem(key: Node, value: Node, name: str) -> Optional[Tuple[int, str]]:
+    """(line, reason) when the value of `name` is not a string or a list of strings, else None."""
     if yt.is_empty_scalar(value):
         # k3s would pass `--<key>=` and then an empty flag to the component
-        raise InputError(f"{where}:{key.start_mark.line + 1}",
-                         f"{name} is empty; it must be a string or a list of strings (write [] for none)")
+        return key.start_mark.line + 1, f"{name} is empty; it must be a string or a list of strings (write [] for none)"
     if isinstance(value, ScalarNode) and _is_string(value):
-        return
+        return None
     if isinstance(value, SequenceNode):
         for item in value.value:
             if not (isinstance(item, ScalarNode) and _is_string(item)):
-                raise InputError(f"{where}:{item.start_mark.line + 1}", f"an item of {name} is not a string")
-        return
-    raise InputError(f"{where}:{key.start_mark.line + 1}", f"{name} must be a string or a list of strings")
+                return item.start_mark.line + 1, f"an item of {name} is not a string"
+        return None
+    return key.start_mark.line + 1, f"{name} must be a string or a list of strings"
 
 
 def _is_string(node: ScalarNode) -> bool:
@@ -254,8 +262,9 @@ class DistConfig:
 
     # reading
 
-    def _items(self, key: str) -> List[_Item]:
-        items: List[_Item] = []
+    def _items(self, key: str, leading: Sequence[str] = ()) -> List[_Item]:
+        items = [_Item(ArgEntry(*_split(text), BUILTIN, 0), False, -1, text) for text in leading]
+        fixed = len(items)
         for parsed in self._parsed:
             if parsed.root is None:
                 continue
@@ -267,7 +276,7 @@ class DistConfig:
                 found = [value] if isinstance(value, ScalarNode) else list(value.value)
                 new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1),
                              plus, i, node.value) for i, node in enumerate(found)]
-                items = items + new if plus else new
+                items = items + new if plus else items[:fixed] + new
         return items
 
     def entries(self, key: str) -> List[ArgEntry]:
@@ -285,33 +294,39 @@ class DistConfig:
                     result = (_as_list(result) + _as_list(value)) if result is not None else value
         return result
 
-    def args(self, key: str, defaults: Mapping[str, Optional[str]] = {}) -> List[Tuple[str, str]]:
+    def args(self, key: str, defaults: Mapping[str, Optional[str]] = {}, leading: Sequence[str] = ()
+             ) -> List[Tuple[str, str]]:
         """The component's arguments as k3s's GetArgs builds them from `defaults` and the effective items
-        (rule 3): (name, value) pairs, names sorted, a flag repeated once per value."""
-        merged = _merge_k3s(self._items(key), defaults)
+        (rule 3): (name, value) pairs, names sorted, a flag repeated once per value. `leading`: items the
+        distribution puts before the configuration's (RKE2: `enable-admission-plugins=NodeRestriction`
+        for the apiserver, rke2 pkg/cli/defaults/defaults.go)."""
+        merged = _merge_k3s(self._items(key, leading), defaults)
         return [(name, "true" if v is None else v) for name in sorted(merged) for v in merged[name][0]]
 
-    def flags(self, key: str, defaults: Mapping[str, Optional[str]] = {}, rules: str = REPLACE
-              ) -> Tuple[Dict[str, Optional[str]], Dict[str, ArgEntry]]:
-        """Effective flags (defaults included) and, per flag set by an item, the item that decided it."""
-        values, decided = _effective(self._items(key), defaults, rules)
+    def flags(self, key: str, defaults: Mapping[str, Optional[str]] = {}, rules: str = REPLACE,
+              leading: Sequence[str] = ()) -> Tuple[Dict[str, Optional[str]], Dict[str, ArgEntry]]:
+        """Effective flags (defaults included) and, per flag set by an item, the item that decided it
+        (file `BUILTIN` for one of `leading`, see `args`)."""
+        values, decided = _effective(self._items(key, leading), defaults, rules)
         return values, {name: item.entry for name, item in decided.items()}
 
     # planning
 
     def plan(self, key: str, op: FlagOp, owned: str, rules: str = REPLACE,
-             defaults: Mapping[str, Optional[str]] = {}) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
+             defaults: Mapping[str, Optional[str]] = {}, leading: Sequence[str] = ()
+             ) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
         """Per file (node path, in precedence order), the text operations that give the effective flags
         what `op` asks, by the merge rules; [] when they have it already. `owned` is cisfix's drop-in
         (created when absent). Raises EditError when no edit can (a default that cannot be removed,
-        a list item that would leave a flag empty)."""
+        a list item that would leave a flag empty, a value the distribution's own items contradict)."""
         if rules not in (K3S, REPLACE):
             raise EditError(f"unknown value rules {rules!r} (k3s or replace)")
         config = self._with_owned(owned)
-        return _Planner(config, key, owned, rules, dict(defaults)).plan(op)
+        return _Planner(config, key, owned, rules, dict(defaults), tuple(leading)).plan(op)
 
     def plan_many(self, key: str, ops: Sequence[FlagOp], owned: str, rules: str = REPLACE,
-                  defaults: Mapping[str, Optional[str]] = {}) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
+                  defaults: Mapping[str, Optional[str]] = {}, leading: Sequence[str] = ()
+                  ) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
         """`plan` for several operations, each planned on the files as the ones before it left them;
         per file, all its text operations in order (one `edit` per file applies them). Plans made
         separately on the same files do not compose: two items added to one flag would both replace
@@ -321,7 +336,7 @@ class DistConfig:
         texts = {f.path: f.text for f in config.files}
         collected: Dict[str, List[ArgOp]] = {}
         for op in ops:
-            for path, file_ops in config.plan(key, op, owned, rules, defaults):
+            for path, file_ops in config.plan(key, op, owned, rules, defaults, leading):
                 texts[path] = edit(texts[path], file_ops).text
                 collected.setdefault(path, []).extend(file_ops)
             config = load([(path, texts[path]) for path in order], self._shown)
@@ -384,7 +399,7 @@ def _effective(items: Sequence[_Item], defaults: Mapping[str, Optional[str]], ru
     decided: Dict[str, _Item] = {}
     if rules == K3S:
         for name, (vals, joined, item) in _merge_k3s(items, defaults).items():
-            if joined:
+            if joined or (name in LIST_FLAGS and len(vals) > 1):
                 values[name] = ",".join("true" if v is None else v for v in vals)
             else:
                 values[name] = vals[-1]
@@ -410,39 +425,53 @@ def _replace_name(entry: ArgEntry) -> str:
 class _Planner:
     """Candidate edits for one operation, each checked by re-reading the edited files."""
 
-    def __init__(self, config: DistConfig, key: str, owned: str, rules: str, defaults: Dict[str, Optional[str]]):
-        self.config, self.key, self.owned, self.rules, self.defaults = config, key, owned, rules, defaults
-        self.items = config._items(key)
+    def __init__(self, config: DistConfig, key: str, owned: str, rules: str, defaults: Dict[str, Optional[str]],
+                 leading: Tuple[str, ...]):
+        self.config, self.key, self.owned, self.rules = config, key, owned, rules
+        self.defaults, self.leading = defaults, leading
+        self.items = config._items(key, leading)
         self.values = _effective(self.items, defaults, rules)[0]
 
     def plan(self, op: FlagOp) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
-        name = op.name
         if self._satisfied(self.values, op):
             return []
-        if isinstance(op, RemoveFlag) and name in self.defaults:
-            raise EditError(f"--{name} is set by the distribution's own default ({self.defaults[name]}); "
-                            f"it can be set to another value, not removed")
-        candidates = self._candidates(op)
-        for changes in candidates:
+        fixed = self._fixed(op.name)
+        if isinstance(op, RemoveFlag) and fixed:
+            raise EditError(f"the distribution itself passes {fixed}; --{op.name} can be set, not removed")
+        for changes in self._candidates(op):
             plan = _grouped(self.config, changes)
             if self._verified(plan, op):
                 return plan
+        if fixed:
+            raise EditError(f"no edit of {self.key} gives {_describe(op)}: the distribution itself passes {fixed}")
         raise EditError(f"internal: no edit of {self.key} gives {_describe(op)} by the merge rules")
 
     # which items
 
+    def _fixed(self, name: str) -> str:
+        """What the distribution sets for `name` whatever the files say (its defaults and leading items)."""
+        found = [f"--{name}={self.defaults[name]} (default)"] if name in self.defaults else []
+        found += [f"--{i.text.lstrip('-')}" for i in self.items if i.entry.file == BUILTIN and self._sets(i, name)]
+        return ", ".join(found)
+
+    def _sets(self, item: _Item, name: str) -> bool:
+        return (item.entry.flag if self.rules == K3S else _replace_name(item.entry)) == name
+
     def _mine(self, name: str) -> List[_Item]:
-        """The effective items that set `name` under the rules."""
-        if self.rules == K3S:
-            return [i for i in self.items if i.entry.flag == name]
-        return [i for i in self.items if _replace_name(i.entry) == name]
+        """The effective items in the files that set `name` under the rules."""
+        return [i for i in self.items if i.entry.file != BUILTIN and self._sets(i, name)]
 
     def _candidates(self, op: FlagOp) -> List[List[Tuple[str, ArgOp]]]:
         name = op.name
         mine = self._mine(name)
         current = self.values.get(name)
         if isinstance(op, SetFlag):
-            return [self._set(mine, name, op.value)]
+            candidates = [self._set(mine, name, op.value)]
+            rest = self._after_fixed(name, op.value)
+            if rest:  # a list flag whose first values the distribution passes: write only the rest
+                candidates.append(self._set(mine, name, rest))
+            # no item of the flag at all: the distribution's own value may be the one asked for
+            return candidates + [[self._remove(i) for i in mine]]
         if isinstance(op, RemoveFlag):
             return [[self._remove(i) for i in mine]]
         if isinstance(op, AddFlagItem):
@@ -469,6 +498,15 @@ class _Planner:
                     minimal.append(self._remove(item))
             return [minimal, self._set(mine, name, ",".join(kept))]
         raise EditError(f"unknown flag operation {op!r}")
+
+    def _after_fixed(self, name: str, value: Optional[str]) -> Optional[str]:
+        """`value` without the leading tokens the distribution's own items give `name`, if it starts so."""
+        fixed = [t for i in self.items if i.entry.file == BUILTIN and self._sets(i, name)
+                 for t in tokens(i.entry.value)]
+        wanted = tokens(value)
+        if not fixed or wanted[:len(fixed)] != fixed or len(wanted) == len(fixed):
+            return None
+        return ",".join(wanted[len(fixed):])
 
     def _set(self, mine: List[_Item], name: str, value: Optional[str]) -> List[Tuple[str, ArgOp]]:
         """`name=value` in the deciding item's place (others of the flag removed under the k3s rules, as
@@ -520,7 +558,7 @@ class _Planner:
             after = load(list(texts.items()), self.config._shown)
         except (EditError, InputError):
             return False
-        values, _ = _effective(after._items(self.key), self.defaults, self.rules)
+        values, _ = _effective(after._items(self.key, self.leading), self.defaults, self.rules)
         others = {k: v for k, v in values.items() if k != op.name}
         before = {k: v for k, v in self.values.items() if k != op.name}
         return self._satisfied(values, op) and others == before
@@ -620,15 +658,12 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
         if not isinstance(op, AppendItem):
             raise EditError(f"{key} is not in the file")
         return [_create(text, root, key, op.text)], f"added {key}: [{op.text}]"
+    key_node = next(k for k, v in root.value if v is value)
+    problem = _list_problem(key_node, value, key)
+    if problem:
+        raise EditError(f"line {problem[0]}: {problem[1]}")
     if isinstance(value, ScalarNode):
-        if not _is_string(value) or yt.is_empty_scalar(value):
-            raise EditError(f"{key} at line {value.start_mark.line + 1} is not a string or a list of strings")
         return _scalar_edit(text, root, value, op, key)
-    if not isinstance(value, SequenceNode):
-        raise EditError(f"{key} at line {value.start_mark.line + 1} is not a string or a list of strings")
-    for item in value.value:
-        if not (isinstance(item, ScalarNode) and _is_string(item)):
-            raise EditError(f"an item of {key} at line {item.start_mark.line + 1} is not a string")
     quote = yt.sibling_quote(value.value)
     flow = bool(value.flow_style)
     if isinstance(op, AppendItem):
@@ -649,7 +684,6 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
         rendered = yt.render_scalar(op.text, style, flow, quote)
         return [(item.start_mark.index, yt.node_end(text, item), rendered)], \
             f"set {op.text} in {key} (was {item.value})"
-    key_node = next(k for k, v in root.value if v is value)
     # a block list left empty becomes `key: []` (yamltext.delete_entries)
     return yt.delete_entries(text, value, yt.seq_spans(text, value), [index], key_node), \
         f"removed {item.value} from {key}"
