@@ -188,7 +188,7 @@ class TestDistributionItems:
                                     RemoveFlagItem("enable-admission-plugins", "NodeRestriction")])
     def test_what_the_distributions_items_contradict_is_refused(self, op):
         texts = {CONFIG: f"{API}: [{self.PLUGINS}+=EventRateLimit]\n"}
-        with pytest.raises(EditError, match="the distribution itself passes --enable-admission-plugins=NodeRestriction"):
+        with pytest.raises(EditError, match="distribution itself passes --enable-admission-plugins=NodeRestriction"):
             run(texts, op, rules="k3s", defaults=K3S_API_DEFAULTS, leading=self.LEADING)
 
     def test_list_flags_accumulate_repeated_items_and_others_take_the_last(self):

@@ -22,10 +22,11 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
    `--name=value`, flags sorted by name (args_test.go: `bbb+=DD` with default `bbb=B` gives
    `--bbb=B --bbb=DD`). A list flag (`--enable-admission-plugins`, `--tls-cipher-suites`: pflag slices)
    accumulates repeated flags, so the effective value is the values joined by commas; a scalar flag takes
-   the last. `DistConfig.flags(rules="k3s")` reports the joined value when a `+=`/`-=` item took part,
-   else the last value; `DistConfig.args` gives the exact argument list. RKE2 also prepends
-   `enable-admission-plugins=NodeRestriction` to the apiserver items (rke2 `pkg/cli/defaults/defaults.go`):
-   pass it as a default.
+   the last. `DistConfig.flags(rules="k3s")` joins the values of the flags in `LIST_FLAGS` and of any flag
+   a `+=`/`-=` item took part in, else reports the last value; `DistConfig.args` gives the exact argument
+   list. RKE2 also prepends the item `enable-admission-plugins=NodeRestriction` to the apiserver's items
+   (rke2 `pkg/cli/defaults/defaults.go`, after the files are merged): it consumes k3s's default, so on
+   RKE2 a plain `enable-admission-plugins=X` gives `NodeRestriction,X`. Pass such items as `leading`.
 4. `etcd-arg` is different (k3s `pkg/daemons/executor` `ETCDConfig.ToConfigFile`): each `name=value`
    item sets the key `name` in etcd's config file (later items win; an item without `=` is ignored;
    `name+=X` sets a key `name+`). That is `rules="replace"`: the last item of a flag wins, `+=`/`-=` mean
