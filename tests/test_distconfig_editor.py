@@ -199,8 +199,25 @@ class TestPlanTargets:
         late = dropin("95-z.yaml")
         texts = {CONFIG: f"{API}: [a=1]\n", late: f"{API}+: ['b=2']\n"}
         plan, new, _ = run(texts, SetFlag("b", "3"))
-        assert plan == [(late, (ReplaceItem(API, 0, "b=3", True),))]
+        assert plan == [(late, (ReplaceItem(API, 0, "b=3", True, "b=2"),))]
         assert new[late] == f"{API}+: ['b=3']\n"
+
+    def test_plans_of_one_file_made_apart_apply_together(self):
+        """Two checks plan against the same file before either is applied (one transaction): a removal
+        must not make the other's replacement hit the wrong item, nor two equal additions appear twice."""
+        texts = {CONFIG: f"{API}:\n- a=1\n- b=2\n- c=3\n"}
+        config = dc.load(list(texts.items()))
+        ops = [op for op in (RemoveFlag("a"), SetFlag("c", "9"), SetFlag("d", "4"), SetFlag("d", "4"))
+               for _, file_ops in config.plan(API, op, OWNED) for op in file_ops if _ == CONFIG]
+        ops += [op for op in (SetFlag("d", "4"), SetFlag("d", "4"))
+                for path, file_ops in config.plan(API, op, OWNED) for op in file_ops if path == OWNED]
+        assert dc.edit(texts[CONFIG], [o for o in ops if not isinstance(o, AppendItem)]).text == f"{API}:\n- b=2\n- c=9\n"
+        owned = dc.edit("", [o for o in ops if isinstance(o, AppendItem)]).text
+        assert owned.count("d=4") == 1
+
+    def test_an_item_gone_since_planned_is_refused(self):
+        with pytest.raises(EditError):
+            dc.edit(f"{API}: [x=1]\n", [ReplaceItem(API, 0, "a=2", False, "a=1")])
 
     def test_removal_removes_every_effective_item_of_the_flag(self):
         texts = {CONFIG: f"{API}:\n  - a=1\n  - b=2\n", dropin("10-x.yaml"): f"{API}+:\n  - a=3\n  - c=4\n"}

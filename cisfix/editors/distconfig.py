@@ -40,6 +40,7 @@ quoting, blank lines, indentation, flow lists and a missing final newline stay a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import posixpath
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -99,6 +100,7 @@ class ReplaceItem:
     index: int
     text: str
     plus: bool = False
+    was: str = ""  # the item when planned: the edit finds it there, or refuses (see `_located`)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class RemoveItem:
     key: str
     index: int
     plus: bool = False
+    was: str = ""  # the item when planned: the edit finds it there, or refuses (see `_located`)
 
 
 ArgOp = Union[AppendItem, ReplaceItem, RemoveItem]
@@ -403,7 +406,7 @@ class _Planner:
         if isinstance(op, SetFlag):
             return [self._set(mine, name, op.value)]
         if isinstance(op, RemoveFlag):
-            return [[(i.entry.file, RemoveItem(self.key, i.index, i.plus)) for i in mine]]
+            return [[(i.entry.file, self._remove(i)) for i in mine]]
         if isinstance(op, AddFlagItem):
             wanted = tokens(current) + [op.item]
             if not mine:
@@ -425,7 +428,7 @@ class _Planner:
                 if left:
                     minimal.append(self._replace(item, item.entry.op, ",".join(left)))
                 else:
-                    minimal.append((item.entry.file, RemoveItem(self.key, item.index, item.plus)))
+                    minimal.append((item.entry.file, self._remove(item)))
             return [minimal, self._set(mine, name, ",".join(kept))]
         raise EditError(f"unknown flag operation {op!r}")
 
@@ -437,13 +440,17 @@ class _Planner:
         last = self.decided.get(name) or mine[-1]
         changes = [self._replace(last, "=", value)]
         if self.rules == K3S:
-            changes += [(i.entry.file, RemoveItem(self.key, i.index, i.plus)) for i in mine if i is not last]
+            changes += [(i.entry.file, self._remove(i)) for i in mine if i is not last]
         return changes
 
     def _replace(self, item: _Item, op: str, value: Optional[str]) -> Tuple[str, ArgOp]:
         original = _item_text(self.config, self.key, item)
         prefix = original[: len(original) - len(original.lstrip("-"))]
-        return item.entry.file, ReplaceItem(self.key, item.index, render_item(item.entry.flag, value, op, prefix), item.plus)
+        return item.entry.file, ReplaceItem(self.key, item.index, render_item(item.entry.flag, value, op, prefix), item.plus,
+                                            original)
+
+    def _remove(self, item: _Item) -> RemoveItem:
+        return RemoveItem(self.key, item.index, item.plus, _item_text(self.config, self.key, item))
 
     def _append(self, text: str) -> Tuple[str, ArgOp]:
         """A new item: in `owned` under its last `key`/`key+` (else a new `key+:`), unless a later file
@@ -539,13 +546,29 @@ def edit(text: str, ops: Sequence[ArgOp]) -> Edited:
     intended = copy.deepcopy(_parse_for_edit(current)[1])
     notes: List[str] = []
     for op in ops:
-        root, _ = _parse_for_edit(current)
+        root, data = _parse_for_edit(current)
+        items = data.get(_literal(op))
+        items = [items] if isinstance(items, str) else items if isinstance(items, list) else []
+        if isinstance(op, AppendItem) and op.text in items:  # two checks asking for the same item: once
+            continue
+        op = _located(items, op)
         edits, note = _plan_edit(current, root, op)
         current = yt.splice(current, edits)
         _apply_data(intended, op)
         notes.append(note)
     yt.self_check(current, [intended])
     return Edited(current, tuple(notes))
+
+
+def _located(items: List[Any], op: ArgOp) -> ArgOp:
+    """A replacement or removal planned against the file as it was, moved to where its item is now:
+    other plans applied to the same file in the same transaction may have removed an item before it."""
+    if isinstance(op, AppendItem) or not op.was or (op.index < len(items) and items[op.index] == op.was):
+        return op
+    found = [index for index, item in enumerate(items) if item == op.was]
+    if len(found) != 1:
+        raise EditError(f"{_literal(op)}: the item {op.was!r} is not in the file as planned")
+    return dataclasses.replace(op, index=found[0])
 
 
 def _parse_for_edit(text: str) -> Tuple[Optional[MappingNode], Dict[str, Any]]:

@@ -25,6 +25,9 @@ from .liveflags import SERVICE, TAIL, live_flags
 DATA = "/var/lib/rancher/k3s"
 TLS = f"{DATA}/server/tls"
 ETCD_CONFIG = f"{DATA}/server/db/etcd/config"
+# The kubelet reads k3s's settings from a drop-in of its --config-dir (k3s 1.32+); the operator's own
+# settings are its kubelet-arg items, which override the file.
+CONFIGS = {"etcd": ETCD_CONFIG, "kubelet": f"{DATA}/agent/etc/kubelet.conf.d/00-k3s-defaults.conf"}
 LOG = "/var/log/k3s.log"  # under OpenRC; under systemd the journal
 UNIT = f"system.slice/{SERVICE}.service"
 EMBEDDED = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
@@ -48,7 +51,7 @@ def components(node: Node) -> Dict[str, Component]:
     found = {name: Component(name, process=SERVICE, unit=UNIT, health=HEALTH.get(name, {}), managed_by=SERVICE,
                              args=configfile.arg_list("k3s", name, "k3s", DEFAULTS.get(name)),
                              live_flags=live_flags,
-                             config=ETCD_CONFIG if name == "etcd" else None)
+                             config=CONFIGS.get(name), config_kind="KubeletConfiguration" if name == "kubelet" else None)
              for name in names}
     found[SERVICE] = Component(SERVICE, process=SERVICE, unit=UNIT, restart=("systemctl", "restart", SERVICE),
                                runs=tuple(sorted(found)), logs=(LOG,) if node.host(LOG).exists() else ())

@@ -28,6 +28,9 @@ MANIFESTS = f"{DATA}/agent/pod-manifests"
 TLS = f"{DATA}/server/tls"
 ETCD_CONFIG = f"{DATA}/server/db/etcd/config"
 KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
+# The kubelet reads rke2's settings from a drop-in of its --config-dir; the operator's own settings are
+# its kubelet-arg items, which override the file.
+KUBELET_CONFIG = f"{DATA}/agent/etc/kubelet.conf.d/00-rke2-defaults.conf"
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 PORTS = {"etcd": 2379, "kube-apiserver": 6443, "kube-controller-manager": 10257, "kube-scheduler": 10259}
 APISERVER_CLIENT = {"certFile": f"{TLS}/client-kube-apiserver.crt", "keyFile": f"{TLS}/client-kube-apiserver.key"}
@@ -51,7 +54,7 @@ def components(service: str) -> Dict[str, Component]:
     """RKE2's components on a server (service `rke2-server`) or an agent (`rke2-agent`: the kubelet only)."""
     unit = f"system.slice/{service}.service"
     found = {"kubelet": Component(
-        "kubelet", process="kubelet", unit=unit, health=HEALTH["kubelet"], config_flag="config",
+        "kubelet", process="kubelet", unit=unit, health=HEALTH["kubelet"], config=KUBELET_CONFIG,
         config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"] if service == "rke2-server" else (),
         args=configfile.arg_list("rke2", "kubelet"), managed_by=service,
         live_config={"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, **APISERVER_CLIENT,
