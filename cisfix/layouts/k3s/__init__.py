@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, List, Optional
 
 from ...errors import InputError
@@ -74,6 +75,10 @@ def cisfix_describe_node(node: Node, config: dict) -> Optional[NodeInfo]:
         return None
     server = node.host(f"{DATA}/server").exists() or "kube-apiserver" in config.get("components", {})
     found = configured_components(components(node), config)
+    service, own = found[SERVICE], config.get("components", {})
+    for name in found[SERVICE].runs:  # their process is the service's, wherever the configuration puts it
+        found[name] = replace(found[name], process=own.get(name, {}).get("process", service.process),
+                              unit=own.get(name, {}).get("unit", service.unit))
     if not server:
         found = {name: c for name, c in found.items() if name in ("kubelet", SERVICE)}
     types = ("master", "worker") + (("etcd",) if "etcd" in found else ()) if server else ("worker",)
