@@ -147,3 +147,15 @@ def test_drift_of_a_manual_configuration_edit_is_corrected_once(node):
     assert node.live_flags("kube-apiserver")["audit-log-maxage"] == ["30"]
     again = node.cisfix("drift", "-q")
     assert again.returncode == 1 and "CORRECTED" not in again.stdout, again.stdout + again.stderr
+
+
+def test_the_kube_bench_report_lists_kube_benchs_check_ids(node):
+    done = node.cisfix("audit", "--format", "kube-bench")
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    [benchmark] = {control["version"] for control in report["Controls"]}
+    ids = [result["test_number"] for control in report["Controls"] for section in control["tests"]
+           for result in section["results"]]
+    listed = Path(__file__).parent / "data" / "kubebench" / f"{benchmark}.ids"
+    expected = [line.split("\t")[0] for line in listed.read_text().splitlines() if line and not line.startswith("#")]
+    assert benchmark.startswith(node.name) and sorted(ids) == sorted(expected)

@@ -81,7 +81,9 @@ def cisfix_describe_node(node: Node, config: dict) -> Optional[NodeInfo]:
                               unit=own.get(name, {}).get("unit", service.unit))
     if not server:
         found = {name: c for name, c in found.items() if name in ("kubelet", SERVICE)}
-    types = ("master", "worker") + (("etcd",) if "etcd" in found else ()) if server else ("worker",)
+    # A server is audited as an etcd node too, as kube-bench audits it: on SQLite (no etcd) those checks
+    # say so instead of being left out.
+    types = ("master", "etcd", "worker") if server else ("worker",)
     return NodeInfo(distribution="k3s", version=config.get("version") or _detect_version(node),
                     node_types=tuple(config.get("nodeTypes", ())) or types, components=found)
 
