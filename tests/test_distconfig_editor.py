@@ -48,8 +48,8 @@ def run(texts: Dict[str, str], op, key: str = API, rules: str = "replace", defau
 
 
 def changed_lines(old: str, new: str) -> List[str]:
-    return [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0))[2:]  # no headers
+    return [line for line in diff if not line.startswith("@@")]
 
 
 # --- merge rules (k3s pkg/configfilearg/parser.go) ---------------------------------------------------
@@ -155,7 +155,8 @@ class TestPlanTargets:
         texts = {CONFIG: f"# mine\n{API}:\n  - \"request-timeout=300s\"\n  - audit-log-maxage=30\n"}
         plan, new, after = run(texts, SetFlag("request-timeout", "60s"), rules="k3s")
         assert [p for p, _ in plan] == [CONFIG]
-        assert changed_lines(texts[CONFIG], new[CONFIG]) == ['-  - "request-timeout=300s"', '+  - "request-timeout=60s"']
+        assert changed_lines(texts[CONFIG], new[CONFIG]) == \
+            ['-  - "request-timeout=300s"', '+  - "request-timeout=60s"']
         assert after.flags(API, {}, "k3s")[0]["request-timeout"] == "60s"
 
     def test_a_new_flag_goes_to_the_owned_dropin_which_is_created(self):
@@ -199,25 +200,8 @@ class TestPlanTargets:
         late = dropin("95-z.yaml")
         texts = {CONFIG: f"{API}: [a=1]\n", late: f"{API}+: ['b=2']\n"}
         plan, new, _ = run(texts, SetFlag("b", "3"))
-        assert plan == [(late, (ReplaceItem(API, 0, "b=3", True, "b=2"),))]
+        assert plan == [(late, (ReplaceItem(API, 0, "b=2", "b=3", True),))]
         assert new[late] == f"{API}+: ['b=3']\n"
-
-    def test_plans_of_one_file_made_apart_apply_together(self):
-        """Two checks plan against the same file before either is applied (one transaction): a removal
-        must not make the other's replacement hit the wrong item, nor two equal additions appear twice."""
-        texts = {CONFIG: f"{API}:\n- a=1\n- b=2\n- c=3\n"}
-        config = dc.load(list(texts.items()))
-        ops = [op for op in (RemoveFlag("a"), SetFlag("c", "9"), SetFlag("d", "4"), SetFlag("d", "4"))
-               for _, file_ops in config.plan(API, op, OWNED) for op in file_ops if _ == CONFIG]
-        ops += [op for op in (SetFlag("d", "4"), SetFlag("d", "4"))
-                for path, file_ops in config.plan(API, op, OWNED) for op in file_ops if path == OWNED]
-        assert dc.edit(texts[CONFIG], [o for o in ops if not isinstance(o, AppendItem)]).text == f"{API}:\n- b=2\n- c=9\n"
-        owned = dc.edit("", [o for o in ops if isinstance(o, AppendItem)]).text
-        assert owned.count("d=4") == 1
-
-    def test_an_item_gone_since_planned_is_refused(self):
-        with pytest.raises(EditError):
-            dc.edit(f"{API}: [x=1]\n", [ReplaceItem(API, 0, "a=2", False, "a=1")])
 
     def test_removal_removes_every_effective_item_of_the_flag(self):
         texts = {CONFIG: f"{API}:\n  - a=1\n  - b=2\n", dropin("10-x.yaml"): f"{API}+:\n  - a=3\n  - c=4\n"}
@@ -241,7 +225,8 @@ class TestPlanTargets:
         plan, _, after = run({CONFIG: ""}, AddFlagItem("enable-admission-plugins", "EventRateLimit"),
                              rules="k3s", defaults=K3S_API_DEFAULTS)
         assert plan == [(OWNED, (AppendItem(API, "enable-admission-plugins+=EventRateLimit", True),))]
-        assert after.flags(API, K3S_API_DEFAULTS, "k3s")[0]["enable-admission-plugins"] == "NodeRestriction,EventRateLimit"
+        flags = after.flags(API, K3S_API_DEFAULTS, "k3s")[0]
+        assert flags["enable-admission-plugins"] == "NodeRestriction,EventRateLimit"
 
     def test_add_item_on_replace_rules_writes_the_whole_value(self):
         defaults = {"enable-admission-plugins": "NodeRestriction"}
@@ -272,7 +257,8 @@ class TestPlanTargets:
         assert after.flags(API, defaults, "k3s")[0]["enable-admission-plugins"] == "NodeRestriction"
 
     def test_k3s_set_drops_the_flags_other_items(self):
-        texts = {CONFIG: f"{API}:\n  - enable-admission-plugins+=A\n", dropin("10-x.yaml"): f"{API}+:\n  - enable-admission-plugins+=B\n"}
+        texts = {CONFIG: f"{API}:\n  - enable-admission-plugins+=A\n",
+                 dropin("10-x.yaml"): f"{API}+:\n  - enable-admission-plugins+=B\n"}
         _, new, after = run(texts, SetFlag("enable-admission-plugins", "C"), rules="k3s", defaults=K3S_API_DEFAULTS)
         assert new[CONFIG] == f"{API}: []\n"
         assert new[dropin("10-x.yaml")] == f"{API}+:\n  - enable-admission-plugins=C\n"
@@ -282,6 +268,23 @@ class TestPlanTargets:
         texts = {CONFIG: f"{API}:\n  - --a=1\n"}
         _, new, _ = run(texts, SetFlag("a", "2"))
         assert new[CONFIG] == f"{API}:\n  - --a=2\n"
+
+    def test_several_operations_on_one_flag_are_planned_in_sequence(self):
+        texts = {CONFIG: f"{API}:\n  - audit-log-maxage=30\n"}
+        config = dc.load(ordered(texts))
+        ops = [AddFlagItem("enable-admission-plugins", "AlwaysPullImages"),
+               AddFlagItem("enable-admission-plugins", "EventRateLimit"), SetFlag("audit-log-maxage", "60"),
+               SetFlag("request-timeout", "60s"), SetFlag("profiling", "false")]
+        plan = config.plan_many(API, ops, OWNED, "k3s", K3S_API_DEFAULTS)
+        assert [p for p, _ in plan] == [CONFIG, OWNED]
+        new = dict(texts)
+        for path, edited in config.apply(plan).items():
+            new[path] = edited.text
+        assert new[CONFIG] == f"{API}:\n  - audit-log-maxage=60\n"
+        assert new[OWNED].endswith(f"{API}+:\n  - enable-admission-plugins+=AlwaysPullImages,EventRateLimit\n"
+                                   "  - request-timeout=60s\n")
+        flags = dc.load(ordered(new)).flags(API, K3S_API_DEFAULTS, "k3s")[0]
+        assert flags["enable-admission-plugins"] == "NodeRestriction,AlwaysPullImages,EventRateLimit"
 
     def test_unknown_rules_are_refused(self):
         with pytest.raises(EditError, match="rules"):
@@ -294,24 +297,25 @@ class TestPlanTargets:
 class TestByteFaithfulEdits:
     @pytest.mark.parametrize("text, op, expected", [
         # indented block list, quotes kept on the replaced item
-        ('k-arg:\n  - "a=1"  # first\n  - b=2\n', ReplaceItem("k-arg", 0, "a=9"), 'k-arg:\n  - "a=9"  # first\n  - b=2\n'),
+        ('k-arg:\n  - "a=1"  # first\n  - b=2\n', ReplaceItem("k-arg", 0, "a=1", "a=9"),
+         'k-arg:\n  - "a=9"  # first\n  - b=2\n'),
         # column-0 block list, single quotes kept
-        ("k-arg:\n- 'a=1'\n- b=2\n", ReplaceItem("k-arg", 0, "a=it's"), "k-arg:\n- 'a=it''s'\n- b=2\n"),
+        ("k-arg:\n- 'a=1'\n- b=2\n", ReplaceItem("k-arg", 0, "a=1", "a=it's"), "k-arg:\n- 'a=it''s'\n- b=2\n"),
         # appended after the last item, in its prefix and quoting
         ('k-arg:\n    - "a=1"\n# tail comment\nx: 1\n', AppendItem("k-arg", "b=2", False),
          'k-arg:\n    - "a=1"\n    - "b=2"\n# tail comment\nx: 1\n'),
         # a removed item takes its trailing comment with it, the others stay
-        ("k-arg:\n  - a=1 # gone\n  # kept\n  - b=2\n", RemoveItem("k-arg", 0), "k-arg:\n  # kept\n  - b=2\n"),
+        ("k-arg:\n  - a=1 # gone\n  # kept\n  - b=2\n", RemoveItem("k-arg", 0, "a=1"), "k-arg:\n  # kept\n  - b=2\n"),
         # the last item of a block list: the key keeps an empty list
-        ("k-arg:\n  - a=1\nx: 1\n", RemoveItem("k-arg", 0), "k-arg: []\nx: 1\n"),
+        ("k-arg:\n  - a=1\nx: 1\n", RemoveItem("k-arg", 0, "a=1"), "k-arg: []\nx: 1\n"),
         # flow lists
         ("k-arg: [a=1, 'b=2']\n", AppendItem("k-arg", "c=3", False), "k-arg: [a=1, 'b=2', 'c=3']\n"),
-        ("k-arg: [a=1, b=2]\n", RemoveItem("k-arg", 0), "k-arg: [b=2]\n"),
+        ("k-arg: [a=1, b=2]\n", RemoveItem("k-arg", 0, "a=1"), "k-arg: [b=2]\n"),
         ("k-arg: []\n", AppendItem("k-arg", "x=1,2", False), 'k-arg: ["x=1,2"]\n'),
         # a string value: replaced, grown into a flow list, emptied
-        ('k-arg: "a=1"\n', ReplaceItem("k-arg", 0, "a=2"), 'k-arg: "a=2"\n'),
+        ('k-arg: "a=1"\n', ReplaceItem("k-arg", 0, "a=1", "a=2"), 'k-arg: "a=2"\n'),
         ('k-arg: "a=1" # c\n', AppendItem("k-arg", "b=2", False), 'k-arg: ["a=1", "b=2"] # c\n'),
-        ("k-arg: a=1\n", RemoveItem("k-arg", 0), "k-arg: []\n"),
+        ("k-arg: a=1\n", RemoveItem("k-arg", 0, "a=1"), "k-arg: []\n"),
         # a new key at the end, in the dash offset and quoting of the file's lists
         ('x-arg:\n- "a=1"\n', AppendItem("k-arg", "b=2"), 'x-arg:\n- "a=1"\nk-arg+:\n- "b=2"\n'),
         # no final newline stays so
@@ -336,9 +340,20 @@ class TestByteFaithfulEdits:
         text = "# odd   spacing\nk-arg:   [ a=1 ,b=2 ]"
         assert dc.edit(text, []).text == text
 
+    def test_items_are_found_by_their_text_when_earlier_operations_moved_them(self):
+        # two plans made on one original text, joined as the engine joins edits of one file
+        text = "k-arg:\n  - a=1\n  - b=2\n  - c=3\n"
+        ops = [RemoveItem("k-arg", 0, "a=1"), ReplaceItem("k-arg", 2, "c=3", "c=9"), RemoveItem("k-arg", 1, "b=2")]
+        assert dc.edit(text, ops).text == "k-arg:\n  - c=9\n"
+
+    def test_among_equal_items_the_one_nearest_the_index_is_taken(self):
+        text = "k-arg: [a=1, b=2, a=1]\n"
+        assert dc.edit(text, [ReplaceItem("k-arg", 2, "a=1", "a=3")]).text == "k-arg: [a=1, b=2, a=3]\n"
+
     def test_several_operations_apply_in_order(self):
         text = "k-arg:\n  - a=1\n  - b=2\n  - c=3\n"
-        ops = [ReplaceItem("k-arg", 0, "a=9"), RemoveItem("k-arg", 2), RemoveItem("k-arg", 1), AppendItem("k-arg", "d=4", False)]
+        ops = [ReplaceItem("k-arg", 0, "a=1", "a=9"), RemoveItem("k-arg", 2, "c=3"), RemoveItem("k-arg", 1, "b=2"),
+               AppendItem("k-arg", "d=4", False)]
         assert dc.edit(text, ops).text == "k-arg:\n  - a=9\n  - d=4\n"
 
 
@@ -356,7 +371,7 @@ class TestBadInput:
         (f"{API}: {{a: 1}}\n", ":1", "string or a list of strings"),
         (f"{API}:\n  - a=1\n  - 8080\n", ":3", "not a string"),
         (f"{API}+:\n  - [a]\n", ":2", "not a string"),
-        (f"{API}: [a]\n{API}: [b]\n", "", "duplicate key"),
+        (f"{API}: [a]\n{API}: [b]\n", ":2", "duplicate key"),
     ])
     def test_load_refuses_with_file_line_and_reason(self, text, where, reason):
         with pytest.raises(InputError) as caught:
@@ -378,10 +393,10 @@ class TestBadInput:
             dc.edit(text, [AppendItem("k-arg", "x=1", False)])
 
     def test_a_missing_item_is_refused(self):
-        with pytest.raises(EditError, match="no item 3"):
-            dc.edit("k-arg: [a]\n", [RemoveItem("k-arg", 3)])
+        with pytest.raises(EditError, match="no item 'b'"):
+            dc.edit("k-arg: [a]\n", [RemoveItem("k-arg", 3, "b")])
         with pytest.raises(EditError, match="not in the file"):
-            dc.edit("x: 1\n", [ReplaceItem("k-arg", 0, "a")])
+            dc.edit("x: 1\n", [ReplaceItem("k-arg", 0, "a", "b")])
 
 
 # --- real configuration files ------------------------------------------------------------------------
@@ -420,7 +435,8 @@ class TestRealConfigs:
             assert items
             for index, entry in enumerate(items):
                 same = dc.render_item(entry.flag, entry.value, entry.op, _dashes(text, entry))
-                assert dc.edit(text, [ReplaceItem(key, index, same)]).text == text
+                old = _raw(text, key, index)
+                assert dc.edit(text, [ReplaceItem(key, index, old, same)]).text == text
 
     @pytest.mark.parametrize("name", REAL)
     def test_setting_a_flag_changes_only_that_item(self, name):
@@ -442,6 +458,26 @@ class TestRealConfigs:
             old_line = text.splitlines()[entry.line - 1]
             assert diff == ["-" + old_line, "+" + old_line.replace(_value_text(old_line, entry), "cisfix-test", 1)]
             assert new.endswith("\n") == text.endswith("\n")
+
+
+    @pytest.mark.parametrize("name", REAL)
+    def test_removing_a_flag_removes_only_its_line(self, name):
+        text = (DATA / name).read_text()
+        config = dc.load([(CONFIG, text)])
+        for key in _arg_keys(config):
+            entries = config.entries(key)
+            if len(entries) < 2:
+                continue
+            first = entries[0]
+            plan = config.plan(key, RemoveFlag(first.flag), OWNED, "k3s")
+            new = config.apply(plan)[CONFIG].text
+            assert changed_lines(text, new) == ["-" + text.splitlines()[first.line - 1]]
+            assert first.flag not in dc.load([(CONFIG, new)]).flags(key, {}, "k3s")[0]
+
+
+def _raw(text: str, key: str, index: int) -> str:
+    value = (YAML(typ="safe").load(text) or {})[key]
+    return value if isinstance(value, str) else value[index]
 
 
 def _dashes(text: str, entry: ArgEntry) -> str:
@@ -538,8 +574,26 @@ OPS = st.one_of(
 )
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config_text=file_texts(API), late=file_texts(API), rules=st.sampled_from(["k3s", "replace"]),
+       ops=st.lists(st.one_of(st.builds(SetFlag, st.sampled_from(NAMES), st.sampled_from(VALUES)),
+                              st.builds(AddFlagItem, st.sampled_from(NAMES), st.sampled_from(["x", "w"]))),
+                    min_size=2, max_size=4))
+def test_plan_many_in_one_edit_per_file_equals_planning_one_by_one(config_text, late, rules, ops):
+    texts = {CONFIG: config_text, dropin("95-late.yaml"): late}
+    config = dc.load(ordered(texts))
+    joined = dict(texts)
+    for path, edited in config.apply(config.plan_many(API, ops, OWNED, rules)).items():
+        joined[path] = edited.text
+    stepwise = dict(texts)
+    for op in ops:
+        _, stepwise, _ = run(stepwise, op, rules=rules)
+    assert joined == {p: t for p, t in stepwise.items()}
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config_text=file_texts(API), early=file_texts(API), late=file_texts(API), owned=st.one_of(st.none(), file_texts(API)),
+@given(config_text=file_texts(API), early=file_texts(API), late=file_texts(API),
+       owned=st.one_of(st.none(), file_texts(API)),
        rules=st.sampled_from(["k3s", "replace"]),
        defaults=st.sampled_from([{}, {"a": "x"}, {"a": "x,y", "b": "z"}]),
        ops=st.lists(OPS, min_size=1, max_size=3))
@@ -574,3 +628,12 @@ def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, 
             assert op.item not in dc.tokens(after.get(name))
         assert {k: v for k, v in after.items() if k != name} == {k: v for k, v in before.items() if k != name}
         assert dc.load(ordered(texts)).flags(API, defaults, rules)[0] == after
+
+
+def test_equal_additions_planned_apart_are_made_once():
+    """Two checks plan against the same file before either is applied (one transaction)."""
+    config = dc.load([(CONFIG, "")])
+    ops = [op for flag in (SetFlag("d", "4"), SetFlag("d", "4"), SetFlag("e", "5"))
+           for _, file_ops in config.plan(API, flag, OWNED) for op in file_ops]
+    text = dc.edit("", ops).text
+    assert text.count("d=4") == 1 and text.count("e=5") == 1

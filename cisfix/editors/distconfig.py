@@ -12,8 +12,9 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
 2. Keys (same function): the files' top-level keys are processed in order. A plain `key:` replaces the
    value so far; `key+:` appends its items to the value so far (a string counts as one item). So a later
    file's plain `key:` drops every earlier file's items, and `key+:` keeps them.
-3. Items into flags (k3s `pkg/util/args.go`, `GetArgs`, used by `pkg/daemons/control/server.go` for
-   `Running kube-apiserver ...` and alike): each item `name=value` (a bare `name` means `name=true`; a
+3. Items into flags (k3s `pkg/util/args.go`, `GetArgs`, called for kube-apiserver, kube-controller-manager
+   and kube-scheduler in `pkg/daemons/control/server.go` and for the kubelet and kube-proxy in
+   `pkg/agent/*`, right before their `Running <component> ...` log line; on both distributions): each item `name=value` (a bare `name` means `name=true`; a
    leading `--` is dropped) is merged into the distribution's defaults for that component, in order:
    `name=X` drops the default and adds X to the values seen for `name`; `name+=X` adds the default (if not
    consumed yet), then the values seen, then X; `name-=X` adds X, then the default, then the values seen.
@@ -29,6 +30,15 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
    `name+=X` sets a key `name+`). That is `rules="replace"`: the last item of a flag wins, `+=`/`-=` mean
    nothing.
 
+Not read here: flags on the service's own command line (`k3s server --kube-apiserver-arg=...` in the
+unit), which k3s places after the configuration's items; the kubelet's `config=` item, which k3s moves
+into its kubelet.conf.d drop-ins instead of passing it.
+
+Sources read (k3s-io/k3s: parser.go at f646604010affc6a1d3233a8a0870bca46bf80cf, args.go at
+0aa32d5656f84887848522c45df9d6869d8eaec9 with args_test.go; rancher/rke2 at
+6ce1a8019e9d0b81eb7a715edbc2b8ac12d26da0: main.go, pkg/cli/defaults/defaults.go, pkg/cli/cmds/root.go
+`DisableSliceFlagSeparator`, so an item's commas reach the component intact).
+
 Editing (`plan`): a flag decided by an item in the effective list is changed in that item's file (where
 the operator will look for it); a new item goes to cisfix's drop-in (`owned`) under `key+:` so it keeps
 what earlier files set — unless a file after it replaces the list with a plain `key:`, then into that
@@ -40,12 +50,12 @@ quoting, blank lines, indentation, flow lists and a missing final newline stay a
 from __future__ import annotations
 
 import copy
-import dataclasses
 import posixpath
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import EditError, InputError
@@ -84,45 +94,50 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
-class AppendItem:
-    """Append `text` to the list under `key+` (plus) or `key`, creating the key at the end if absent."""
+class ArgOp:
+    """A change of one file's list under `key` (or `key+`). An existing item is named by its index and
+    its current text `old`: the text decides (the engine may join the operations of several plans made
+    on one original text, and a removal moves the items after it), the index picks among equal items."""
 
     key: str
+
+
+@dataclass(frozen=True)
+class AppendItem(ArgOp):
+    """Append `text` to the list under `key+` (plus) or `key`, creating the key at the end if absent."""
+
     text: str
     plus: bool = True
 
 
 @dataclass(frozen=True)
-class ReplaceItem:
-    """Replace item `index` of the list under `key+` (plus) or `key` with `text`."""
+class ReplaceItem(ArgOp):
+    """Replace the item `old` (at `index`) of the list under `key+` (plus) or `key` with `text`."""
 
-    key: str
     index: int
+    old: str
     text: str
     plus: bool = False
-    was: str = ""  # the item when planned: the edit finds it there, or refuses (see `_located`)
 
 
 @dataclass(frozen=True)
-class RemoveItem:
-    """Remove item `index` of the list under `key+` (plus) or `key`."""
+class RemoveItem(ArgOp):
+    """Remove the item `old` (at `index`) of the list under `key+` (plus) or `key`."""
 
-    key: str
     index: int
+    old: str
     plus: bool = False
-    was: str = ""  # the item when planned: the edit finds it there, or refuses (see `_located`)
-
-
-ArgOp = Union[AppendItem, ReplaceItem, RemoveItem]
 
 
 @dataclass(frozen=True)
 class _Item:
-    """An item of the effective list and where it sits: file, `key` or `key+`, index in that value."""
+    """An item of the effective list and where it sits: file, `key` or `key+`, index in that value, and
+    its text as written there."""
 
     entry: ArgEntry
     plus: bool
     index: int
+    text: str
 
 
 # --- items -------------------------------------------------------------------------------------------
@@ -171,9 +186,15 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
         parsed = yt.parse(text)
     except EditError as exc:
         cause = exc.__cause__
-        mark = getattr(cause, "problem_mark", None) or getattr(cause, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}{line}", str(exc)) from None
+        if isinstance(cause, MarkedYAMLError):
+            mark = cause.problem_mark or cause.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            if isinstance(cause, DuplicateKeyError):
+                # yaml.v2 would quietly take the later one; which was meant is the operator's call
+                raise InputError(f"{where}{line}", "invalid YAML: a key appears twice in one mapping "
+                                                   f"({(cause.problem or '').split(' with value')[0]})") from None
+            raise InputError(f"{where}{line}", f"invalid YAML: {cause.problem or cause.context}") from None
+        raise InputError(where, str(exc)) from None
     docs = [(n, d) for n, d in zip(parsed.nodes, parsed.data) if not yt.is_empty_scalar(n)]
     if len(docs) > 1:
         line = docs[1][0].start_mark.line + 1
@@ -244,8 +265,8 @@ class DistConfig:
                     continue
                 plus = name.endswith("+")
                 found = [value] if isinstance(value, ScalarNode) else list(value.value)
-                new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1), plus, i)
-                       for i, node in enumerate(found)]
+                new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1),
+                             plus, i, node.value) for i, node in enumerate(found)]
                 items = items + new if plus else new
         return items
 
@@ -288,6 +309,23 @@ class DistConfig:
             raise EditError(f"unknown value rules {rules!r} (k3s or replace)")
         config = self._with_owned(owned)
         return _Planner(config, key, owned, rules, dict(defaults)).plan(op)
+
+    def plan_many(self, key: str, ops: Sequence[FlagOp], owned: str, rules: str = REPLACE,
+                  defaults: Mapping[str, Optional[str]] = {}) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
+        """`plan` for several operations, each planned on the files as the ones before it left them;
+        per file, all its text operations in order (one `edit` per file applies them). Plans made
+        separately on the same files do not compose: two items added to one flag would both replace
+        the item the flag had."""
+        config = self._with_owned(owned)
+        order = [f.path for f in config.files]
+        texts = {f.path: f.text for f in config.files}
+        collected: Dict[str, List[ArgOp]] = {}
+        for op in ops:
+            for path, file_ops in config.plan(key, op, owned, rules, defaults):
+                texts[path] = edit(texts[path], file_ops).text
+                collected.setdefault(path, []).extend(file_ops)
+            config = load([(path, texts[path]) for path in order], self._shown)
+        return [(path, tuple(collected[path])) for path in order if path in collected]
 
     def apply(self, changes: Sequence[Tuple[str, Sequence[ArgOp]]]) -> Dict[str, Edited]:
         """The edited text of each file a plan touches (a missing file starts empty)."""
@@ -375,7 +413,7 @@ class _Planner:
     def __init__(self, config: DistConfig, key: str, owned: str, rules: str, defaults: Dict[str, Optional[str]]):
         self.config, self.key, self.owned, self.rules, self.defaults = config, key, owned, rules, defaults
         self.items = config._items(key)
-        self.values, self.decided = _effective(self.items, defaults, rules)
+        self.values = _effective(self.items, defaults, rules)[0]
 
     def plan(self, op: FlagOp) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
         name = op.name
@@ -406,14 +444,14 @@ class _Planner:
         if isinstance(op, SetFlag):
             return [self._set(mine, name, op.value)]
         if isinstance(op, RemoveFlag):
-            return [[(i.entry.file, self._remove(i)) for i in mine]]
+            return [[self._remove(i) for i in mine]]
         if isinstance(op, AddFlagItem):
             wanted = tokens(current) + [op.item]
             if not mine:
                 if self.rules == K3S:
                     return [[self._append(render_item(name, op.item, "+="))], self._set(mine, name, ",".join(wanted))]
                 return [self._set(mine, name, ",".join(wanted))]
-            last = self.decided.get(name) or mine[-1]
+            last = mine[-1]  # the item that decides the flag
             grown = ",".join(tokens(last.entry.value) + [op.item])
             return [[self._replace(last, last.entry.op, grown)], self._set(mine, name, ",".join(wanted))]
         if isinstance(op, RemoveFlagItem):
@@ -428,7 +466,7 @@ class _Planner:
                 if left:
                     minimal.append(self._replace(item, item.entry.op, ",".join(left)))
                 else:
-                    minimal.append((item.entry.file, self._remove(item)))
+                    minimal.append(self._remove(item))
             return [minimal, self._set(mine, name, ",".join(kept))]
         raise EditError(f"unknown flag operation {op!r}")
 
@@ -437,20 +475,19 @@ class _Planner:
         their values would be passed too), else a new item where it takes effect."""
         if not mine:
             return [self._append(render_item(name, value))]
-        last = self.decided.get(name) or mine[-1]
+        last = mine[-1]
         changes = [self._replace(last, "=", value)]
         if self.rules == K3S:
-            changes += [(i.entry.file, self._remove(i)) for i in mine if i is not last]
+            changes += [self._remove(i) for i in mine if i is not last]
         return changes
 
     def _replace(self, item: _Item, op: str, value: Optional[str]) -> Tuple[str, ArgOp]:
-        original = _item_text(self.config, self.key, item)
-        prefix = original[: len(original) - len(original.lstrip("-"))]
-        return item.entry.file, ReplaceItem(self.key, item.index, render_item(item.entry.flag, value, op, prefix), item.plus,
-                                            original)
+        prefix = item.text[: len(item.text) - len(item.text.lstrip("-"))]  # a leading `--` stays
+        text = render_item(item.entry.flag, value, op, prefix)
+        return item.entry.file, ReplaceItem(self.key, item.index, item.text, text, item.plus)
 
-    def _remove(self, item: _Item) -> RemoveItem:
-        return RemoveItem(self.key, item.index, item.plus, _item_text(self.config, self.key, item))
+    def _remove(self, item: _Item) -> Tuple[str, ArgOp]:
+        return item.entry.file, RemoveItem(self.key, item.index, item.text, item.plus)
 
     def _append(self, text: str) -> Tuple[str, ArgOp]:
         """A new item: in `owned` under its last `key`/`key+` (else a new `key+:`), unless a later file
@@ -499,13 +536,6 @@ def _last_plus(parsed: _Parsed, key: str) -> bool:
     return True if found is None else found
 
 
-def _item_text(config: DistConfig, key: str, item: _Item) -> str:
-    """The item's text as written (to keep a leading `--`)."""
-    parsed = next(p for p in config._parsed if p.file.path == item.entry.file)
-    value = _pair(parsed.root, key + ("+" if item.plus else ""))
-    return (value if isinstance(value, ScalarNode) else value.value[item.index]).value
-
-
 def _grouped(config: DistConfig, changes: List[Tuple[str, ArgOp]]) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
     """Per file in precedence order: replacements, then removals from the last index down (indices stay
     valid), then appends."""
@@ -547,28 +577,14 @@ def edit(text: str, ops: Sequence[ArgOp]) -> Edited:
     notes: List[str] = []
     for op in ops:
         root, data = _parse_for_edit(current)
-        items = data.get(_literal(op))
-        items = [items] if isinstance(items, str) else items if isinstance(items, list) else []
-        if isinstance(op, AppendItem) and op.text in items:  # two checks asking for the same item: once
-            continue
-        op = _located(items, op)
+        if isinstance(op, AppendItem) and op.text in _as_list(data.get(_literal(op))):
+            continue  # two checks asking for the same item, planned apart: it is added once
         edits, note = _plan_edit(current, root, op)
         current = yt.splice(current, edits)
         _apply_data(intended, op)
         notes.append(note)
     yt.self_check(current, [intended])
     return Edited(current, tuple(notes))
-
-
-def _located(items: List[Any], op: ArgOp) -> ArgOp:
-    """A replacement or removal planned against the file as it was, moved to where its item is now:
-    other plans applied to the same file in the same transaction may have removed an item before it."""
-    if isinstance(op, AppendItem) or not op.was or (op.index < len(items) and items[op.index] == op.was):
-        return op
-    found = [index for index, item in enumerate(items) if item == op.was]
-    if len(found) != 1:
-        raise EditError(f"{_literal(op)}: the item {op.was!r} is not in the file as planned")
-    return dataclasses.replace(op, index=found[0])
 
 
 def _parse_for_edit(text: str) -> Tuple[Optional[MappingNode], Dict[str, Any]]:
@@ -621,30 +637,34 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
         last = value.value[-1] if value.value else None
         style = last.style if last is not None and last.style in yt.QUOTES else None
         rendered = yt.render_scalar(op.text, style, flow, quote)
-        if flow or last is None:
+        if flow:  # an empty list is always a flow list: `[]`
             spans = yt.seq_spans(text, value)
-            if not flow:
-                raise EditError(f"{key} is an empty block list")
             return [yt.flow_insert(text, value, spans, len(spans) - 1 if spans else None, True, [rendered])], \
                 f"added {op.text} to {key}"
         prefix = yt.block_prefix(text, last)
         return [yt.insert_lines(text, yt.line_end(text, yt.node_end(text, last)), [prefix + rendered])], \
             f"added {op.text} to {key}"
-    item = _indexed(value, op.index, key)
+    index = _resolve([i.value for i in value.value], op, key)
+    item = value.value[index]
     if isinstance(op, ReplaceItem):
         style = item.style if item.style in yt.QUOTES else None
         rendered = yt.render_scalar(op.text, style, flow, quote)
-        return [(item.start_mark.index, yt.node_end(text, item), rendered)], f"set {op.text} in {key} (was {item.value})"
+        return [(item.start_mark.index, yt.node_end(text, item), rendered)], \
+            f"set {op.text} in {key} (was {item.value})"
     key_node = next(k for k, v in root.value if v is value)
     # a block list left empty becomes `key: []` (yamltext.delete_entries)
-    return yt.delete_entries(text, value, yt.seq_spans(text, value), [op.index], key_node), \
+    return yt.delete_entries(text, value, yt.seq_spans(text, value), [index], key_node), \
         f"removed {item.value} from {key}"
 
 
-def _indexed(seq: SequenceNode, index: int, key: str) -> ScalarNode:
-    if not 0 <= index < len(seq.value):
-        raise EditError(f"{key} has no item {index}")
-    return seq.value[index]
+def _resolve(items: List[str], op: Union[ReplaceItem, RemoveItem], key: str) -> int:
+    """The index of the item `op.old`: at `op.index` if it is there, else the nearest equal item."""
+    if 0 <= op.index < len(items) and items[op.index] == op.old:
+        return op.index
+    equal = [i for i, text in enumerate(items) if text == op.old]
+    if not equal:
+        raise EditError(f"{key} has no item {op.old!r} (any more)")
+    return min(equal, key=lambda i: abs(i - op.index))
 
 
 def _scalar_edit(text: str, root: MappingNode, value: ScalarNode, op: ArgOp, key: str) -> Tuple[List[yt.Edit], str]:
@@ -656,8 +676,7 @@ def _scalar_edit(text: str, root: MappingNode, value: ScalarNode, op: ArgOp, key
         old = text[start:end] if style else yt.render_scalar(value.value, None, True, quote)
         new = yt.render_scalar(op.text, style, True, quote)
         return [(start, end, f"[{old}, {new}]")], f"added {op.text} to {key}"
-    if op.index != 0:
-        raise EditError(f"{key} has no item {op.index}")
+    _resolve([value.value], op, key)
     if isinstance(op, ReplaceItem):
         rendered = yt.render_scalar(op.text, style, bool(root.flow_style))
         return [(start, end, rendered)], f"set {op.text} in {key} (was {value.value})"
@@ -672,7 +691,8 @@ def _create(text: str, root: Optional[MappingNode], key: str, item: str) -> yt.E
         return yt.flow_insert(text, root, spans, len(spans) - 1 if spans else None, True, [entry])
     column = root.value[0][0].start_mark.column if root is not None and root.value else 0
     offset, style = _list_style(text, root)
-    lines = [" " * column + key + ":", " " * (column + offset) + "- " + yt.render_scalar(item, style, False, style or '"')]
+    rendered = yt.render_scalar(item, style, False, style or '"')
+    lines = [" " * column + key + ":", " " * (column + offset) + "- " + rendered]
     return yt.insert_lines(text, len(text), lines)
 
 
@@ -701,9 +721,11 @@ def _apply_data(data: Dict[str, Any], op: ArgOp) -> None:
     items = [current] if isinstance(current, str) else current
     if isinstance(op, AppendItem):
         data[key] = items + [op.text]
-    elif isinstance(op, ReplaceItem):
-        items[op.index] = op.text
+        return
+    index = _resolve(items, op, key)
+    if isinstance(op, ReplaceItem):
+        items[index] = op.text
         data[key] = op.text if isinstance(current, str) else items
     else:
-        del items[op.index]
+        del items[index]
         data[key] = items
