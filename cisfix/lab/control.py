@@ -2,7 +2,8 @@
 
 A component's process is found in /proc by its lab-unique program path (as cisfix finds it), its health by
 the URL and certificates the lab wrote into `/etc/cisfix/config.yaml`, its restart count in the kubelet's
-pod state (the unit's own, and so every component a k3s unit runs, in the lab init's state).
+pod state (the unit's own, and so every component a k3s unit runs, in the lab init's state; RKE2's
+kubelet's in rke2's).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
+from .layout import COMPONENTS as POD_COMPONENTS
 from .layout import CISFIX_CONFIG, LabError, Layout, NotALab, trusted_program, trusted_root
 from .pods import start_ticks
 
@@ -154,7 +156,7 @@ class Lab:
         return self._init_state().get("unitPid")
 
     def restart_notify_unit(self, timeout: Optional[float] = None) -> int:
-        """`systemctl restart` of a Type=notify unit (k3s.service): returns once the new process has said it
+        """`systemctl restart` of a Type=notify unit (rke2-server, k3s): returns once the new process has said it
         is ready (its pid); if it exits first, fails with systemctl's message, as the real one does."""
         settings = self.layout.settings()
         pid = self.restart_unit()
@@ -163,7 +165,8 @@ class Lab:
             if self.unit_ready() == pid:
                 return pid
             if self.unit_pid() != pid:
-                unit = f"{settings.distribution}.service"
+                name = next((n for n, c in self.node_config()["components"].items() if "unit" in c), "kubelet")
+                unit = f"{name}.service"
                 raise LabError(f"Job for {unit} failed because the control process exited with error code.\n"
                                f"See \"systemctl status {unit}\" and \"journalctl -xeu {unit}\" for details.")
             time.sleep(0.05)
@@ -198,10 +201,17 @@ class Lab:
             return None
 
     def restarts(self, component: str) -> int:
-        if component == "kubelet" or self.layout.settings().distribution != "kubeadm":
-            return max(0, self._init_state().get("unitStarts", 0) - 1)
+        """A static pod's from the kubelet's pod state; RKE2's kubelet's from rke2's (it is rke2's child);
+        anything else's (kubeadm's kubelet, a service unit, k3s's embedded components) is its unit's."""
+        distribution = self.layout.settings().distribution
+        if distribution != "k3s" and component in POD_COMPONENTS:
+            path, key, less = self.layout.pods_dir / f"{component}.json", "restarts", 0
+        elif distribution == "rke2" and component == "kubelet":
+            path, key, less = self.layout.run_dir / "kubelet.json", "starts", 1
+        else:
+            path, key, less = self.layout.init_state, "unitStarts", 1
         try:
-            return json.loads((self.layout.pods_dir / f"{component}.json").read_text())["restarts"]
+            return max(0, json.loads(path.read_text())[key] - less)
         except (OSError, ValueError, KeyError):
             return 0
 

@@ -47,8 +47,9 @@ class Settings:
 
     version: str
     ports: Dict[str, int]
-    # Which node the lab is laid out as: "kubeadm" (kubelet unit + static pods) or "k3s" (one `k3s server`
-    # unit running every component).
+    # Which node the lab is laid out as: "kubeadm" (kubelet unit + static pods), "rke2" (an `rke2 server`
+    # unit that writes the static pods and runs the kubelet) or "k3s" (one `k3s server` unit running every
+    # component).
     distribution: str = "kubeadm"
     # Every default is the real node's timing, so that demos and tests see real behaviour; tests that
     # need speed ask for it at `lab create`.
@@ -63,7 +64,8 @@ class Settings:
     startup_delay: float = 0.0
     # systemd's RestartSec for the kubelet unit (kubeadm's kubelet.service: 10 s).
     kubelet_restart_sec: float = 10.0
-    # systemd's RestartSec for a distribution's service unit (k3s.service as k3s's installer writes it: 5 s).
+    # systemd's RestartSec for a distribution's service unit (k3s.service as k3s's installer writes it,
+    # rke2-server.service: 5 s); RKE2 also waits this long before it restarts its kubelet.
     service_restart_sec: float = 5.0
     # The kubelet's inotify watch on the static pod directory; off, it sees changes only at its re-list
     # (fileCheckFrequency), as a kubelet whose watch missed an event does.
@@ -76,7 +78,7 @@ class Settings:
 class Unit:
     """The systemd unit the lab's init runs: kubeadm's kubelet.service or a distribution's service."""
 
-    name: str  # "kubelet", "k3s"
+    name: str  # "kubelet", "rke2-server", "k3s"
     argv: List[str]  # ExecStart, its program the lab's launcher
     cgroup: str  # "system.slice/kubelet.service"
     restart_sec: float  # RestartSec (Restart=always)

@@ -4,7 +4,8 @@ It daemonizes (the caller returns once it runs), becomes a child subreaper so th
 by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the node's unit — the
 distribution's `Unit` (`UNITS`), recomputed at every start so that edits take effect on restart: on kubeadm
 the kubelet, its command line expanded from the kubeadm drop-in, `kubeadm-flags.env` and
-`/etc/default/kubelet`; on k3s `k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is
+`/etc/default/kubelet`; on RKE2 `rke2 server` (`rke2.py`), which runs the kubelet as its child; on k3s
+`k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is
 `systemctl restart <unit>`. It records the exit status of every orphan it reaps (the next kubelet reports
 it) and on SIGTERM stops the unit and every container process group, and exits when none is left.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from ..commands import CommandRefused
-from . import cgroups, k3s
+from . import cgroups, k3s, rke2
 from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout, Unit, trusted_program
 from .pods import exit_code, stat_fields
 
@@ -62,7 +63,7 @@ def kubelet_unit(layout: Layout) -> Unit:
 
 
 # The unit each distribution's node runs, by Settings.distribution.
-UNITS: Dict[str, Callable[[Layout], Unit]] = {"kubeadm": kubelet_unit, "k3s": k3s.unit}
+UNITS: Dict[str, Callable[[Layout], Unit]] = {"kubeadm": kubelet_unit, "rke2": rke2.unit, "k3s": k3s.unit}
 
 
 def _environment_file(path: Path) -> Dict[str, str]:

@@ -140,23 +140,36 @@ def launcher_script(python: str, entries: List[str], purpose: str, module: str, 
             f"from cisfix.lab.{module} import main\nsys.exit(main({call}))\n")
 
 
-def _write_launchers(layout: Layout, settings: Settings) -> None:
+def node_programs(layout: Layout, settings: Settings, kubelet: Path) -> Dict[Path, str]:
+    """The launchers a lab with static pods has: the control plane's "images", the kubelet at `kubelet`,
+    the init."""
     root = str(layout.root)
     py, path = settings.python, settings.import_path
     programs = {
         layout.launcher(name): launcher_script(py, path, f"the lab's {name} stand-in", "standin", repr(name))
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
-    programs[layout.launcher("kubelet")] = launcher_script(py, path, "the lab's simulated kubelet", "kubelet", repr(root))
-    programs[layout.init_program] = launcher_script(py, path, "the lab's init (systemd's part)", "supervisor", repr(root))
-    programs[layout.restart_kubelet_program] = launcher_script(
-        py, path, "`systemctl restart kubelet` for this lab", "cli", repr(["restart-kubelet", root]))
+    programs[kubelet] = launcher_script(py, path, "the lab's simulated kubelet", "kubelet", repr(root))
+    programs[layout.init_program] = launcher_script(py, path, "the lab's init (systemd's part)", "supervisor",
+                                                    repr(root))
     etcd = shutil.which("etcd") or "/usr/bin/etcd"
     if not os.access(etcd, os.X_OK):
         raise LabError("etcd is not installed: `apt-get install -y etcd-server` (the lab runs the real etcd)")
     programs[layout.launcher("etcd")] = launcher_script(py, path, "the real etcd, run as in its container", "realbin",
-                                                  f"'etcd', {etcd!r}, {root!r}")
+                                                        f"'etcd', {etcd!r}, {root!r}")
+    return programs
+
+
+def write_programs(programs: Dict[Path, str]) -> None:
     for program, text in programs.items():
         write(program, text, 0o755)
+
+
+def _write_launchers(layout: Layout, settings: Settings) -> None:
+    programs = node_programs(layout, settings, layout.launcher("kubelet"))
+    programs[layout.restart_kubelet_program] = launcher_script(
+        settings.python, settings.import_path, "`systemctl restart kubelet` for this lab", "cli",
+        repr(["restart-kubelet", str(layout.root)]))
+    write_programs(programs)
 
 
 def write_static_pods(layout: Layout, pods: Dict[str, Dict[str, Any]]) -> None:
