@@ -20,6 +20,7 @@ from .halt import Halted, halt_file, refuse_if_halted, write_halt
 from .health import Answer
 from .journal import Journal, JournalWriteFailed, TxInfo
 from .plugins import Plugins
+from .settings import configured_changes
 from .transaction import RollbackReport, Transaction, UndoNotRecorded, rollback_committed
 from .types import Component, NodeInfo
 
@@ -29,6 +30,9 @@ Verify = Callable[[], List[Tuple[str, ...]]]
 
 def component_of(info: NodeInfo, node_path: str) -> Optional[str]:
     """The component whose restart a change to this file needs, if any."""
+    for component in info.components.values():
+        if component.args and component.args.holds(node_path):
+            return info.restarted_by(component.name)
     for component in info.components.values():
         if node_path == component.manifest or node_path == component.config or node_path in component.flag_files:
             return component.name
@@ -103,7 +107,7 @@ def _restarts(info: NodeInfo, component: str, planned: Sequence[PlannedChange]) 
             load = YAML(typ="safe").load
             if p.before is None or load(p.before) != load(p.after):
                 return True
-        elif p.path == spec.config or p.path in spec.flag_files:
+        elif p.path == spec.config or p.path in spec.flag_files or component_of(info, p.path) == component:
             return True
     return False
 
@@ -123,7 +127,8 @@ def apply_gated(session: Session, planned: Sequence[PlannedChange], outcome: Edi
         gate.require_restartable([component])
         if pre_gate:
             gate.require_healthy(component)
-        watch = gate.watch(component, _manifest_flags(manifest.after, component) if manifest else None)
+        watch = gate.watch(component, _manifest_flags(manifest.after, component) if manifest else None,
+                           changed=configured_changes(gate.state(), spec, changed))
     # A journal that cannot record the begin raises JournalWriteFailed here: nothing was changed.
     tx = Transaction.begin(node, session.journal, session.log, file_changes(changed), label)
     outcome.txid = tx.txid

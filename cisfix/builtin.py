@@ -42,9 +42,12 @@ def not_a_node_reason(node: Node) -> Optional[str]:
     if not node.root.is_dir():
         return "no such directory"
     from .config import load_node_config
-    from .layouts.kubeadm import cisfix_describe_node  # the default layout; the node config may move its paths
+    from .layouts import k3s, kubeadm, rke2  # the built-in layouts, in the order they answer
 
-    info = cisfix_describe_node(node, load_node_config(node))
+    config = load_node_config(node)
+    info = next(found for found in (layout.cisfix_describe_node(node, config) for layout in (rke2, k3s, kubeadm)) if found)
+    if info.distribution in ("rke2", "k3s"):  # its configuration or data folder is there: a node it runs
+        return None
     wanted = [p for c in info.components.values() for p in (c.manifest, c.config) if p]
     if any(require_regular(node.host(node.resolve(p)), node.display(p)) for p in wanted):
         return None

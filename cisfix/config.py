@@ -15,12 +15,12 @@ The schema is `cisfix/schemas/node-config.schema.json`; an invalid file is an in
 """
 from __future__ import annotations
 
-from .declarative import _plain
 from .errors import InputError
 from .node import Node
 from .nodefile import decode_text, refuse_yaml_aliases
 from .schema import DocumentError, load_documents, validate
 from .trust import read_trusted
+from .yamlvalues import plain
 
 CONFIG_PATH = "/etc/cisfix/config.yaml"
 
@@ -43,4 +43,4 @@ def load_node_config(node: Node) -> dict:
     if problems:
         line, message = problems[0]
         raise InputError(f"{path}:{line}", message)
-    return _plain(docs[0])
+    return plain(docs[0])

@@ -15,6 +15,7 @@ from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetSetting
 from .schema import DocumentError, load_documents, validate
 from .state import NodeState
 from .types import FAIL, PASS, WARN, AuditResult, Check, Configure, Evidence, Plan, SetMode
+from .yamlvalues import plain
 
 UNSET = "<unset>"
 
@@ -32,23 +33,8 @@ def load_checks(text: str, source: str) -> Tuple[List[Check], List[str]]:
             line, message = problems[0]
             errors.append(f"{source}:{line}: {message}")
         else:
-            checks.append(to_check(_plain(doc), source))
+            checks.append(to_check(plain(doc), source))
     return checks, errors
-
-
-def _plain(value: Any) -> Any:
-    """Round-trip YAML types to plain Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    return str(value) if value is not None else None
 
 
 def as_text(value: Any) -> str:
@@ -90,14 +76,6 @@ def _auditor(doc: dict) -> Callable[[NodeState], AuditResult]:
             return compare(expect, present, value, (evidence,))
         return audit_config
     return lambda state: audit_files(state, doc["file"], expect)
-
-
-def lookup(data: Any, dotted: str) -> Tuple[bool, Any]:
-    for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return False, None
-        data = data[part]
-    return True, data
 
 
 def _expected(expect: dict) -> str:

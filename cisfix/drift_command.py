@@ -1,4 +1,4 @@
-"""`cisfix drift` (the entry point for timers), `cisfix pause` and `cisfix unpause`.
+"""`cisfix drift`: the entry point for timers.
 
 `drift` is silent when nothing happened; it prints one line per correction or problem (with `-q`
 nothing else), writes the Prometheus textfile atomically at the end of every run — whatever its
@@ -12,9 +12,11 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
 from . import status
+from .cli_context import (AddCommand, build_gate, format_option, gate_options, internal_error, load_node, load_plugins,
+                          wait_option)
 from .errors import CisfixError, InputError
 
 if TYPE_CHECKING:  # the metrics import the audit: every command (and --version) would pay for it
@@ -31,9 +33,8 @@ with no drift of it); 70 an internal error (a bug). Where several apply: 4, then
 A textfile that cannot be written (one line on stderr says why) turns 0 into 2."""
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+def add_command(command: AddCommand) -> None:
     from .bounds import MAX_WAIT, bounded
-    from .cli import _gate_options, wait_option
 
     drift = command("drift", cmd_drift, "enforce the baseline (what cisfix fixed here, and the accepted risks): "
                                         "classify and correct drift, guard against flapping; for timers")
@@ -49,39 +50,12 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     drift.add_argument("--random-delay", type=bounded(MAX_WAIT, zero=True), default=0.0, metavar="SECONDS",
                        help="first sleep a random time up to SECONDS (at most a day), to spread a fleet's runs")
     wait_option(drift)
-    _gate_options(drift)
-    drift.add_argument("--format", choices=("text", "json"), default="text")
-
-    pause = command("pause", cmd_pause, "stop fix and drift from changing anything (they exit 0 saying so)")
-    pause.add_argument("--reason", required=True, help="why, for whoever finds the node paused")
-    pause.add_argument("--until", metavar="TIME", help="until a time (2026-12-01T06:00Z) or for a duration "
-                                                        "(90m, 2h, 1d); default: until `cisfix unpause`")
-    command("unpause", cmd_unpause, "end a pause")
-
-
-def cmd_pause(args: argparse.Namespace) -> int:
-    from .cli import _node
-    from .pause import parse_until, pause
-
-    if not args.reason.strip():
-        raise InputError("--reason", "say why the node is paused")
-    until = None if args.until is None else parse_until(args.until, time.time())
-    print(pause(_node(args), args.reason.strip(), until).line())
-    return status.EXIT_OK
-
-
-def cmd_unpause(args: argparse.Namespace) -> int:
-    from .cli import _node
-    from .pause import unpause
-
-    print("unpaused" if unpause(_node(args)) else "not paused")
-    return status.EXIT_OK
+    gate_options(drift)
+    format_option(drift)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from .cli import _node
-
-    _node(args)  # a root that is not a node is one line, exit 2: no textfile written under it (or the cwd)
+    load_node(args)  # a root that is not a node is one line, exit 2: no textfile written under it (or the cwd)
     if args.random_delay > 0:
         time.sleep(random.uniform(0, args.random_delay))
     from .metrics import RunMetrics
@@ -93,8 +67,6 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print(f"cisfix: error: {exc}", file=sys.stderr)
         run.exit_code = exc.exit_code
     except Exception as exc:  # a bug: the textfile still tells monitoring, with the code of one
-        from .cli import internal_error
-
         run.exit_code = internal_error(exc, args.verbose)
     run.finished = time.time()
     if not _write_textfile(args, run) and run.exit_code == status.EXIT_OK:
@@ -104,13 +76,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     from .audit import node_state, require_benchmark, run_audits, select
-    from .cli import _gate, _plugins
     from .drift import DriftState, run_drift, standing_aside
     from .halt import Halted, halt_file, refuse_if_halted
     from .pause import read_pause
     from .reports import warning_lines
 
-    plugins = _plugins(args, for_changes=True)
+    plugins = load_plugins(args, for_changes=True)
     require_benchmark(plugins)
     run.node_info = plugins.info
     node = plugins.node
@@ -118,7 +89,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     if unknown:
         raise InputError("--reset", f"no such check: {', '.join(unknown)}")
     checks = select(plugins, (), args.node_type, args.level)
-    gate = _gate(args, plugins)  # its settings are checked before the lock is taken
+    gate = build_gate(args, plugins)  # its settings are checked before the lock is taken
     with _drift_lock(node, args.wait):
         run.halted = halt_file(node).exists() or halt_file(node).is_symlink()
         paused = read_pause(node)

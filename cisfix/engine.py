@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import status
 from .atomic import Meta, sha256
 from .changelog import CHANGE_LOG, ChangeLog
+from .editors import distconfig
+from .editors.distconfig import DIST_CONFIG
 from .errors import CisfixError, EditError, InputError
 from .halt import refuse_if_halted, write_halt
 from .journal import Journal, TxInfo
@@ -168,7 +170,8 @@ def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor
 
 def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor],
                info: NodeInfo) -> PlannedChange:
-    creates = any(isinstance(c, CreateFile) for c in changes)
+    # A distribution's drop-in cisfix owns is created by its first edit.
+    creates = any(isinstance(c, CreateFile) or (isinstance(c, EditFile) and c.kind == DIST_CONFIG) for c in changes)
     real, before = read_node_file(node, path, missing_ok=creates)
     before_meta = Meta.of(os.stat(node.host(real))) if before is not None else None
     content, meta, notes, shown = before, None, [], None
@@ -187,6 +190,9 @@ def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[E
         else:
             if shown is not None:
                 raise InputError(node.display(real), "cannot edit a file holding secret material in the same plan")
+            if content is None and change.kind == DIST_CONFIG:
+                content, meta = b"", _meta(node, owners, 0o600, "root:root", None)
+                notes.append("created, mode 0600, owner root:root")
             content, more = _edit(node, real, content, change, editors, info)
             notes += more
     return PlannedChange(real, before, content, before_meta, meta, tuple(notes), shown)
@@ -240,6 +246,9 @@ def _edit(node: Node, path: str, content: Optional[bytes], edit: EditFile, edito
     try:
         if plugin_editor:
             result = plugin_editor.edit(text, list(edit.ops))
+            return result.text.encode("utf-8"), list(result.notes)
+        if edit.kind == DIST_CONFIG:
+            result = distconfig.edit(text, list(edit.ops))
             return result.text.encode("utf-8"), list(result.notes)
         refuse_yaml_aliases(text, node.display(path))
         if flag_ops and (edit.kind == FLAG_FILE or any(path in c.flag_files for c in info.components.values())):

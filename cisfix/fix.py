@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .apply import apply_gated, fix_levels, open_session
+from .settings import operators_setting
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
@@ -81,6 +82,9 @@ class FixReport:
     diff: str = ""  # what was applied (or, in a dry run, would be)
     restarts: Dict[str, int] = field(default_factory=dict)  # component -> transactions that restarted it
     unrecorded: str = ""  # why the journal could not record a change: the run stopped there (exit 4)
+    # Changes made in the operator's own configuration files (where a distribution's file decides a
+    # flag, it is changed there rather than overridden in cisfix's drop-in): "FILE: what".
+    placed: List[str] = field(default_factory=list)
 
     def transactions(self) -> List[dict]:
         """Each transaction the run began, with its checks and whether it was committed."""
@@ -144,12 +148,13 @@ Group = Tuple[Optional[str], List[Item]]
 
 
 def group_by_component(plugins: Plugins, planned: Sequence[Item]) -> List[List[Group]]:
-    """Plans grouped by the component they restart, the groups by dependency level (see `fix_levels`);
-    plans that restart nothing (file modes, say) form the last level, alone."""
+    """Plans grouped by the component they restart (a service that runs others restarts them all: one
+    group), the groups by dependency level (see `fix_levels`); plans that restart nothing (file modes, say) form the last level, alone."""
     groups: Dict[Optional[str], List[Item]] = {}
     for check, plan in planned:
         configured = [c.component for c in plan.changes if isinstance(c, Configure)]
         component = next(iter(configured), check.component)
+        component = plugins.info.restarted_by(component) if component else None  # RKE2, k3s: their service
         groups.setdefault(component if component in plugins.info.components else None, []).append((check, plan))
     levels = [[(name, groups[name]) for name in names if name in groups] for names in fix_levels(plugins.info)]
     return [level for level in levels if level] + ([[(None, groups[None])]] if None in groups else [])
@@ -164,6 +169,7 @@ class Fixer:
         self.results: Dict[str, CheckResult] = {}
         self.restarts: Dict[str, int] = {}
         self.diffs: Dict[str, str] = {}  # txid -> diff of what that committed transaction applied
+        self.placed: List[str] = []  # see FixReport.placed
         # Why no group starts another transaction, once one must not: a failed rollback (HALT), or a
         # journal that cannot record what happens.
         self.stopped = ""
@@ -207,6 +213,8 @@ class Fixer:
         if not any(p.changed for p in planned):
             outcome.status = status.ALREADY_COMPLIANT
             return outcome
+        theirs = [f"{node.display(p.path)}: {n}" for p in planned if p.changed and operators_setting(self.plugins.info, p.path)
+                  for n in p.notes]
 
         def verify() -> List[Tuple[str, ...]]:
             state = self.gate.state(live=True)
@@ -218,6 +226,9 @@ class Fixer:
                                   component=component, label=fix_label(ids), verify=verify)
         except JournalWriteFailed as exc:  # the transaction could not begin: nothing was changed
             outcome.not_recorded(node, exc.reason, undone=False)
+        if theirs and outcome.status == status.FIXED:
+            with self._recording:
+                self.placed += theirs
         if component and outcome.txid:
             self.restarts[component] = self.restarts.get(component, 0) + (
                 1 if outcome.status == status.FIXED else 2)
@@ -318,4 +329,4 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
             for together in ([[group] for group in level] if sequential or one_at_a_time else [level]):
                 fixer.fix_level(together, one_at_a_time)
     return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), "".join(fixer.diffs.values()),
-                     restarts=fixer.restarts, unrecorded=fixer.unrecorded)
+                     restarts=fixer.restarts, unrecorded=fixer.unrecorded, placed=fixer.placed)

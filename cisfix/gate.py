@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
 
 from .bounds import MAX_STABILITY, MAX_TIMEOUT, number_problem
 from .commands import run_trusted, trusted_command
@@ -114,29 +114,39 @@ class Watch:
     processes_before: FrozenSet[Tuple[int, int]]
     logs_before: LogMarks
     foreign: Optional[FrozenSet[Path]]
+    # A service that runs others (rke2-server, k3s: see `Component.runs`): the watches of the components
+    # its restart restarts, each judged like a component of its own, all at once.
+    parts: Tuple["Watch", ...] = ()
 
     @classmethod
-    def before_change(cls, state: NodeState, component: str, flags: Flags) -> "Watch":
+    def before_change(cls, state: NodeState, component: str, flags: Flags, fresh: bool = True,
+                      changed: Optional[Set[str]] = None) -> "Watch":
         """Before applying a change: the pod running now is not the one to judge. Its directory is the one
-        written since its process started (static pods run one at a time, so the others are dead pods)."""
+        written since its process started (static pods run one at a time, so the others are dead pods).
+        `changed`: of the components this one runs, those whose settings the change changes (None: all)."""
         logs = log_marks(state, component)
         running = state.process(component)
         since = (state.started_at(running) - 1.0) * 1e9 if running else float("inf")  # 1 s: btime's precision
         foreign = frozenset(path.parent for path, (_, mtime) in logs.items() if mtime >= since)
-        return cls(component, flags, True, _pids(state, component), logs, foreign)
+        parts = tuple(cls.before_change(state, name, None, _restarted_with(state, name, changed))
+                      for name in _run_parts(state, component))
+        return cls(component, flags, fresh, _pids(state, component), logs, foreign, parts)
 
     def undo(self, state: NodeState, flags: Flags, fresh: bool) -> "Watch":
         """Before putting back what this watch's change replaced: the pods that wrote since the change —
         the failed one, the one it replaced shutting down — are not the restored one."""
         logs = log_marks(state, self.component)
         foreign = frozenset(path.parent for path in written_since(logs, self.logs_before))
-        return Watch(self.component, flags, fresh, _pids(state, self.component), logs, foreign)
+        parts = tuple(part.undo(state, None, part.fresh) for part in self.parts)
+        return Watch(self.component, flags, fresh, _pids(state, self.component), logs, foreign, parts)
 
     @classmethod
     def after_recovery(cls, state: NodeState, component: str, flags: Flags, fresh: bool) -> "Watch":
         """After recovery restored files a crash left: which pod is which is unknown, so only processes
         carrying the restored flags are evidence."""
-        return cls(component, flags, fresh, _pids(state, component), {}, None)
+        parts = tuple(cls.after_recovery(state, name, None, fresh and _restarted_with(state, name, None))
+                      for name in _run_parts(state, component))
+        return cls(component, flags, fresh, _pids(state, component), {}, None, parts)
 
     def existed(self, process: Process) -> bool:
         return (process.pid, process.start_ticks) in self.processes_before
@@ -161,6 +171,18 @@ class Watch:
         """The expected pod's last log lines; the component's newest when that pod wrote none."""
         tail = state.log_tail(self.new_logs(state)) or state.log_tail(state.log_files(self.component))
         return f"; last log lines: {tail}" if tail else ""
+
+
+def _run_parts(state: NodeState, component: str) -> List[str]:
+    """The components a service's restart restarts that are on this node, in the order a fix takes them."""
+    return [name for name in state.component(component).runs if name in state.info.components and state.present(name)]
+
+
+def _restarted_with(state: NodeState, name: str, changed: Optional[Set[str]]) -> bool:
+    """Must a component that its service runs be a new process after the service's restart? Its own
+    processes (the kubelet, rke2's child; k3s's embedded components) always are. A static pod is started
+    again only when its regenerated manifest differs (`changed`): one that did not change keeps running."""
+    return not state.component(name).manifest or changed is None or name in changed
 
 
 def _restart_what(component: str) -> str:
@@ -189,10 +211,10 @@ class Gate:
 
         return node_state(self.plugins, live)
 
-    def watch(self, component: str, flags: Flags) -> Watch:
+    def watch(self, component: str, flags: Flags, changed: Optional[Set[str]] = None) -> Watch:
         """Call just before writing a change to the component's files; `flags` are what the new process
-        will carry."""
-        return Watch.before_change(self.state(), component, flags)
+        will carry; `changed`, for a service that runs others, those whose settings change (None: all)."""
+        return Watch.before_change(self.state(), component, flags, changed=changed)
 
     def check(self, component: str, state: Optional[NodeState] = None) -> Answer:
         """One round of every probe: authenticated endpoints, the pod's own probes, plugin probes."""
@@ -219,10 +241,11 @@ class Gate:
             return exc.last_attempt.result()
 
     def require_healthy(self, component: str) -> None:
-        """The pre-gate: healthy now (see `answer_now`)."""
-        answer = self.answer_now(component)
-        if not answer.healthy:
-            raise NotHealthy(f"{component} is not healthy before any change, so nothing was changed: {answer.message}")
+        """The pre-gate: healthy now (see `answer_now`), and so is every component it runs."""
+        for name in [component, *_run_parts(self.state(), component)]:
+            answer = self.answer_now(name)
+            if not answer.healthy:
+                raise NotHealthy(f"{name} is not healthy before any change, so nothing was changed: {answer.message}")
 
     def unhealthy(self) -> Dict[str, Answer]:
         """Every component of the node the gate waits for that does not answer healthy now, with its
@@ -256,23 +279,59 @@ class Gate:
             yield pause
             pause = min(pause * 1.5, longest)
 
-    def await_healthy(self, watch: Watch) -> Answer:
-        """Wait for the process the watch expects, then for health, then for the stability window."""
+    def await_healthy(self, watch: Watch, stop: Optional[threading.Event] = None) -> Answer:
+        """Wait for the process the watch expects, then for health, then for the stability window. A
+        service that runs others is healthy when it and each of them is, judged at once (one stability
+        window for all); the first that fails ends the wait for the others. `stop` set: give up."""
+        if watch.parts:
+            return self._await_all((replace(watch, parts=()), *watch.parts))
+        stop = stop or threading.Event()
         started = time.monotonic()
         deadline = started + self.settings.timeout
         while True:
-            process = self._await_process(watch, started, deadline)
+            process = self._await_process(watch, started, deadline, stop)
+            if stop.is_set():
+                return Answer(False, f"{watch.component}: not judged, another component failed")
             if process is None:
                 state = self.state()
                 why = ("is crash-looping" if len(watch.new_logs(state)) >= 2
                        else f"did not restart with the new configuration within {self.settings.timeout:.0f}s")
                 return Answer(False, f"{watch.component} {why} since the change" + watch.last_words(state))
-            answer = self._judge(watch, process, started, deadline)
+            answer = self._judge(watch, process, started, deadline, stop)
             if answer is not None:
                 return answer
             # The process that ran before the write was replaced by the kubelet after all: judge its successor.
 
-    def _judge(self, watch: Watch, process: Process, started: float, deadline: float) -> Optional[Answer]:
+    def _await_all(self, watches: Tuple[Watch, ...]) -> Answer:
+        """Each watch judged in a thread of its own: healthy when all are, else the first failure (the
+        others are given up then, their answers say nothing)."""
+        stop, guard = threading.Event(), threading.Lock()
+        answers: Dict[int, Answer] = {}
+        failures: List[Answer] = []
+
+        def judge(index: int, watch: Watch) -> None:
+            try:
+                answer = self.await_healthy(watch, stop)
+            except Exception as exc:  # a bug: this component's failure, never lost in a thread
+                answer = Answer(False, f"{watch.component}: internal error while judging: {exc!r}")
+            with guard:
+                answers[index] = answer
+                if not answer.healthy and not stop.is_set():
+                    failures.append(answer)
+                    stop.set()
+        threads = [threading.Thread(target=judge, args=(i, w), daemon=True) for i, w in enumerate(watches)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            return failures[0]
+        ordered = [answers[i] for i in range(len(watches))]
+        return Answer(True, "; ".join(a.message for a in ordered), seen=ordered[0].seen,
+                      healthy_since=max(a.healthy_since or 0.0 for a in ordered) or None)
+
+    def _judge(self, watch: Watch, process: Process, started: float, deadline: float,
+               stop: threading.Event) -> Optional[Answer]:
         """Health, then stability, of one process; None when it was a process from before the write that
         went away (not a crash of the expected pod)."""
         component, s = watch.component, self.settings
@@ -282,7 +341,7 @@ class Gate:
         # The first healthy answer starts the stability window, so each moment it goes unseen is added
         # to the fix: while the process starts, look at least four times an interval.
         pauses = self.pauses(self.settings.interval / 4)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             state = self.state()
             if (process.pid, process.start_ticks) not in _pids(state, component):  # exec keeps a process, argv aside
                 if watch.existed(process):
@@ -320,9 +379,10 @@ class Gate:
         reason = last.message if first_success is None else "stability window not reached"
         return Answer(False, f"{component} not healthy within {s.timeout:.0f}s: {reason}" + watch.last_words(self.state()))
 
-    def _await_process(self, watch: Watch, started: float, deadline: float) -> Optional[Process]:
+    def _await_process(self, watch: Watch, started: float, deadline: float,
+                       stop: threading.Event) -> Optional[Process]:
         pauses = self.pauses()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             state = self.state()
             if len(watch.new_logs(state)) >= 2:
                 # The expected pod started twice and was never seen up: the kubelet is crash-looping it.

@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 
 from .bounds import MINUTE, number_problem
 from .errors import InputError
-from .nodefile import decode_text
+from .nodefile import decode_text, parse_yaml
 from .peer import NotTheComponent, Owner
 from .shown import shown as server_text
-from .state import NodeState, parse_yaml
 from .trust import read_node_trusted
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover (probes take a node's state; they never build one)
     from .settings import Settings
+    from .state import NodeState
 
 
 @dataclass(frozen=True)

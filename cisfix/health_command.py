@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Callable
 
 from . import status
+from .cli_context import AddCommand, format_option, load_plugins
 
 DEFAULT_COMPONENTS = ("kube-apiserver", "etcd")
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from .cli import _plugins
     from .errors import InputError
     from .gate import Gate
 
-    gate = Gate(_plugins(args))
+    gate = Gate(load_plugins(args))
     known = gate.plugins.info.components
     unknown = [c for c in args.component if c not in known]
     if unknown:  # nothing to probe is not "healthy"
@@ -38,8 +37,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     return status.EXIT_OK if healthy else status.EXIT_INPUT
 
 
-def add_command(command: Callable[[str, Callable, str], argparse.ArgumentParser]) -> None:
+def add_command(command: AddCommand) -> None:
     health = command("health", cmd_health, "probe components with the node's credentials; change nothing")
     health.add_argument("--component", action="append", default=[], metavar="NAME",
                         help=f"a component to probe (repeatable; default {', '.join(DEFAULT_COMPONENTS)})")
-    health.add_argument("--format", choices=("text", "json"), default="text")
+    format_option(health)

@@ -61,7 +61,8 @@ def cisfix_register_benchmarks() -> "Optional[List[Benchmark]]":
 
     Return a list of `cisfix.Benchmark`, or None; two benchmarks of one name are an error naming both
     plugins. The core sets `node_info.benchmark` to the one asked
-    for with `--benchmark` (or `benchmark:` in the node configuration), else to the benchmark whose
+    for with `--benchmark` (or `benchmark:` in the node configuration), else, among the benchmarks whose
+    `distribution` is the node's (else the generic ones, `distribution=""`), to the benchmark whose
     `versions` include the node's Kubernetes minor version, else, for a node newer than every
     benchmark, to the newest one, adding a warning to `node_info.warnings` that every report carries;
     `cisfix_register_checks` then sees it.
@@ -206,7 +207,7 @@ def cisfix_plan_persistence(node_info: "NodeInfo", state: "NodeState",
     API server cannot be reached), files for the installer (written under `<state>/persist/files`) and
     notes — or None when this is not your layout's node. The built-in kubeadm layout persists into the
     `kubeadm-config` and `kubelet-config` ConfigMaps and kubeadm patch files
-    (`cisfix.layouts.kubeadm_persist`).
+    (`cisfix.layouts.kubeadm.persist`).
 
     Example::
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import InputError
 
@@ -106,3 +106,22 @@ def refuse_yaml_aliases(text: str, shown: object) -> None:
                 raise InputError(f"{shown}:{line}", "YAML anchors and aliases are not accepted in node files")
     except YAMLError:
         return  # not valid YAML: the parser that follows says where and why
+
+
+def parse_yaml(text: str, shown: str) -> Any:
+    """The first document of a node's YAML text, safely loaded; invalid YAML or an alias is an `InputError`
+    naming `shown` (and the line)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    refuse_yaml_aliases(text, shown)
+    try:
+        return next(iter(YAML(typ="safe").load_all(text)), None)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise InputError(f"{shown}:{mark.line + 1}" if mark else shown,
+                         f"invalid YAML: {exc.problem or exc.context or 'unparsable'}")
+    except YAMLError as exc:
+        raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    except RecursionError:  # the composer nests on the interpreter's stack
+        raise InputError(shown, "invalid YAML: nested too deeply") from None

@@ -8,9 +8,10 @@ import argparse
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Tuple
 
 from . import status
+from .cli_context import AddCommand, format_option, load_plugins
 
 if TYPE_CHECKING:  # pragma: no cover (every command's parser imports this module: it stays light)
     from .types import HostPath
@@ -79,9 +80,8 @@ def mounts(declarations: Iterable["HostPath"], run: str) -> List[Mount]:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
-    from .cli import _plugins
 
-    plugins = _plugins(args, require_node=False)
+    plugins = load_plugins(args, require_node=False)
     found = mounts((p for answer in plugins.pm.hook.cisfix_host_paths(node_info=plugins.info) for p in answer or ()),
                    args.run)
     if args.format == "json":
@@ -93,7 +93,7 @@ def cmd_paths(args: argparse.Namespace) -> int:
     return status.EXIT_OK
 
 
-def add_command(command: Callable[[str, Callable, str], argparse.ArgumentParser]) -> None:
+def add_command(command: AddCommand) -> None:
     paths = command("paths", cmd_paths, "the node paths a run reads and writes: what a container must mount")
     paths.add_argument("--for", dest="run", choices=RUNS, default="audit", help="the run (default audit)")
-    paths.add_argument("--format", choices=("text", "json"), default="text")
+    format_option(paths)

@@ -30,7 +30,7 @@ from .nodefile import decode_text
 from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
-DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.kubeadm", "cisfix_cis")
+DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.rke2", "cisfix.layouts.k3s", "cisfix.layouts.kubeadm", "cisfix_cis")
 _REFUSED = "; refusing to load checks or plugins from it"
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
 
@@ -44,7 +44,7 @@ class PluginInfo:
 
 
 def minor_version(version: Optional[str]) -> Optional[Tuple[int, int]]:
-    """"v1.31.2" or "1.31" -> (1, 31); None when there is no such version."""
+    """"v1.31.2", "1.31", "1.31.4+rke2r1" or "v1.31.4+k3s1" -> (1, 31); None when there is no such version."""
     parts = (version or "").lstrip("v").split(".")
     return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
 
@@ -120,10 +120,11 @@ class Plugins:
                 raise InputError(f"--benchmark {requested}", f"unknown benchmark; known: {', '.join(sorted(self.benchmarks)) or 'none'}")
             return requested, ()
         minor = minor_version(info.version)
-        chosen = next((name for name, b in self.benchmarks.items()
+        candidates = self._benchmarks_for(info.distribution)
+        chosen = next((name for name, b in candidates.items()
                        if minor and minor in map(minor_version, b.versions)), None)
         newest = max(((max(minor_version(v) or (0, 0) for v in b.versions), name)
-                      for name, b in self.benchmarks.items() if b.versions), default=None)
+                      for name, b in candidates.items() if b.versions), default=None)
         if chosen or not minor or not newest or minor <= newest[0]:
             return chosen, ()
         newest_minor, name = newest
@@ -131,6 +132,12 @@ class Plugins:
         return name, (f"Kubernetes {info.version} is newer than every benchmark: audited against {name}, "
                       f"the newest (for Kubernetes up to {covered}); choose one with --benchmark or "
                       f"`benchmark:` in {CONFIG_PATH} to confirm it",)
+
+    def _benchmarks_for(self, distribution: str) -> Dict[str, Any]:
+        """The benchmarks registered for the node's distribution (kube-bench's rke2-cis-* for "rke2"), else
+        the generic ones (kubeadm's CIS benchmarks), which are written for no distribution in particular."""
+        own = {name: b for name, b in self.benchmarks.items() if b.distribution and b.distribution == distribution}
+        return own or {name: b for name, b in self.benchmarks.items() if not b.distribution}
 
     def _register(self, plugin: object, name: str, version: str, source: str) -> None:
         self._offered.add(name)

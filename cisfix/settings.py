@@ -9,18 +9,22 @@ name, expanded into `ExecStart=` as systemd does) — and below the command line
 """
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import flags as flag_parser
-from .editors import flagfile
+from .editors import distconfig, flagfile
+from .editors.distconfig import DistConfig
 from .errors import InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
-from .types import Component, Configure, EditFile, Evidence
+from .nodefile import decode_text
+from .types import ArgList, Component, Configure, EditFile, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .state import NodeState
+    from .state import Flags, NodeState
+    from .types import NodeInfo
 
 Values = Dict[str, Optional[str]]
 FLAG_FILE = "flag-file"  # EditFile.kind of a flag file: edited with cisfix.editors.flagfile
@@ -57,7 +61,7 @@ class Settings:
 
     def _lookup(self, flags: Values, running: bool, flag: Optional[str],
                 path: Optional[str]) -> Tuple[bool, Any, Evidence]:
-        from .declarative import lookup
+        from .yamlvalues import lookup
 
         if flag and flag in flags:
             source = self.sources.get(flag)
@@ -78,7 +82,9 @@ class Settings:
 def read_settings(state: "NodeState", name: str) -> Settings:
     component = state.component(name)
     live = state.flags(name)
-    if component.manifest:
+    if component.args:
+        file_flags, sources = configured_command_line(state, component, live)
+    elif component.manifest:
         file_flags = state.manifest_flags(name) or {}
         sources = {flag: FlagSource(component.manifest) for flag in file_flags}
     else:
@@ -152,6 +158,101 @@ def command_line_from_files(state: "NodeState", flag_files: Tuple[str, ...]) -> 
     return flags, sources
 
 
+# ---- a distribution's configuration file (RKE2, k3s): `*-arg` lists ----
+
+def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, Optional[bytes]]] = None) -> DistConfig:
+    """The distribution's configuration as it reads it: its config file, then its drop-ins in order;
+    `replaced`: files as a change would leave them (node path -> bytes, None: removed)."""
+    replaced = replaced or {}
+    dropins = {*state.glob(f"{args.dropins}/*.yaml"), *(p for p in replaced if args.holds(p) and p != args.config)}
+    texts = []
+    for path in [args.config, *(f"{args.dropins}/{name}" for name in distconfig.dropin_order(
+            [posixpath.basename(p) for p in dropins]))]:
+        data = replaced[path] if path in replaced else state.read(path)
+        if data is not None:
+            texts.append((path, decode_text(data, state.node.display(path))))
+    return distconfig.load(texts, state.node.display)
+
+
+def configured_command_line(state: "NodeState", component: Component, live: "Flags") -> Tuple[Values, Dict[str, FlagSource]]:
+    """The command line the distribution would start the component with: what it generated last (the
+    static pod's manifest; for an embedded component, its live command line) with the configuration's
+    flags over it, each flag the configuration decides sourced to its file and line. A flag removed from
+    the configuration shows its last generated value until the next start: the distribution's own
+    default is not known here."""
+    args = component.args
+    base = (state.manifest_flags(component.name) if component.manifest else dict(live.values)) or {}
+    configured, entries = dist_config(state, args).flags(args.key, args.defaults, args.values)
+    sources = {flag: FlagSource(component.manifest) for flag in base}
+    sources.update((flag, FlagSource(entry.file, entry.line)) for flag, entry in entries.items())
+    return {**base, **configured}, sources
+
+
+def configured_changes(state: "NodeState", spec: Component, planned: Sequence[Any]) -> Optional[Set[str]]:
+    """Of the components `spec` runs (see `Component.runs`), those whose configured flags the planned
+    file changes (`.path`, `.after`) change; None when it runs none."""
+    if not spec.runs:
+        return None
+    after = {p.path: p.after for p in planned}
+    changed = set()
+    for name in spec.runs:
+        args = state.info.components[name].args if name in state.info.components else None
+        if args and any(args.holds(path) for path in after):
+            flags = lambda config: config.flags(args.key, args.defaults, args.values)[0]  # noqa: E731
+            if flags(dist_config(state, args)) != flags(dist_config(state, args, after)):
+                changed.add(name)
+    return changed
+
+
+def _configure_args(state: "NodeState", component: Component, change: Configure) -> List[EditFile]:
+    """A change of settings of a component the distribution's configuration sets: the edits of its
+    files, by its merge rules (see `cisfix.editors.distconfig`), applied with its service's restart."""
+    args = component.args
+    config = dist_config(state, args)
+    edits: Dict[str, List[Any]] = {}
+    for op in change.ops:
+        if isinstance(op, AddHostPathMount):
+            if not component.manifest:
+                continue  # an embedded component runs on the host: the file is there already
+            # A static pod the distribution generates: an item `host:container[:ro]` of its
+            # `<component>-extra-mount` list (RKE2's pkg/cli/cmds/server.go) mounts the file.
+            mount = f"{op.host_path}:{op.mount_path}" + (":ro" if op.read_only else "")
+            key, op = f"{component.name}-extra-mount", SetFlag(mount, None)
+        else:
+            key = args.key
+        if isinstance(op, SetSetting) and not op.flag:
+            raise InputError(component.name, f"{op.path} has no flag to set it with in the distribution's configuration")
+        for path, ops in config.plan(key, _flag_op(op), args.owned, args.values, args.defaults):
+            edits.setdefault(path, []).extend(ops)
+    service = state.info.restarted_by(component.name)
+    return [EditFile(path, tuple(ops), service, distconfig.DIST_CONFIG) for path, ops in edits.items()]
+
+
+def operators_setting(info: "NodeInfo", node_path: str) -> bool:
+    """Is this a distribution's configuration file the operator owns (not cisfix's drop-in)?"""
+    return any(spec.args.holds(node_path) and node_path != spec.args.owned for spec in info.components.values() if spec.args)
+
+
+def edit_change(info: "NodeInfo", path: str, ops: Tuple[Any, ...], component: Optional[str],
+                kind: Optional[str]) -> Any:
+    """What `cisfix edit PATH` changes: the file itself, or — for a distribution's configuration file —
+    the settings of `component`, placed by the distribution's merge rules (the file that decides each
+    flag, else cisfix's drop-in). A manifest the distribution generates is never edited."""
+    specs = [spec for spec in info.components.values() if spec.args]
+    generated = next((spec for spec in specs if path == spec.manifest), None)
+    if generated:
+        raise InputError(path, f"is generated by {info.distribution} from {generated.args.config} at every start; "
+                               f"change it with: cisfix edit {generated.args.config} --component {generated.name}")
+    holders = sorted(spec.name for spec in specs if spec.args.holds(path))
+    if not holders:
+        return EditFile(path, ops, component, kind)
+    if component not in holders:
+        raise InputError(path, f"--component must name whose flags to change: one of {', '.join(holders)}")
+    if any(isinstance(op, (SetPath, UnsetPath)) for op in ops):
+        raise InputError(path, "--set and --unset do not apply: give --flag, --unflag, --flag-add or --flag-drop")
+    return Configure(component, ops)
+
+
 # ---- changes of settings -> edits of files ----
 
 def flag_text(value: Any) -> Optional[str]:
@@ -172,6 +273,8 @@ def resolve(state: "NodeState", change: Configure) -> List[EditFile]:
     component = state.info.components.get(change.component)
     if component is None or not state.present(change.component):
         raise InputError(change.component, "no such component on this node")
+    if component.args:
+        return _configure_args(state, component, change)
     if component.manifest:
         ops = tuple(SetFlag(op.flag, flag_text(op.value)) if isinstance(op, SetSetting) and op.value is not None
                     else RemoveFlag(op.flag) if isinstance(op, SetSetting) else op for op in change.ops)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from . import flags, sources
 from .errors import EditError, InputError
 from .node import Node
-from .nodefile import decode_text, refuse_yaml_aliases
+from .nodefile import decode_text, parse_yaml
 from .shown import shown
 from .types import Component, Evidence, NodeInfo
 
@@ -131,7 +131,7 @@ class NodeState:
     def present(self, component: str) -> bool:
         """Is the component on this node: running, or with a source file where its layout says?"""
         spec = self.component(component)
-        files = [p for p in (spec.manifest, spec.config, *spec.flag_files) if p]
+        files = [p for p in (spec.manifest, spec.config, *spec.flag_files, spec.args.config if spec.args else None) if p]
         def exists(path: str) -> bool:
             try:
                 return self.read(path) is not None
@@ -186,6 +186,8 @@ class NodeState:
         ignored and named on stderr)."""
         from .identity import genuine
 
+        if component not in self.info.components:  # not on this node: no process may claim to be it
+            return []
         if component not in self._own:
             claims = [p for p in self.processes() if self.program_index(component, p) is not None]
             self._own[component] = sorted(genuine(self, claims, component), key=lambda p: p.start_ticks, reverse=True)
@@ -225,7 +227,11 @@ class NodeState:
 
         from .identity import manifest_pod
 
-        manifest = self.component(component).manifest
+        spec = self.component(component)
+        logs = spec.logs or self.component(self.info.restarted_by(component)).logs
+        if logs:  # the files it (or the service that runs it) writes
+            return [p for p in (self.node.host(self.node.resolve(log)) for log in logs) if p.is_file()]
+        manifest = spec.manifest
         try:
             pod = manifest_pod(self, manifest) if manifest else None
         except InputError:  # a broken manifest: its checks say so, the gate quotes no log
@@ -256,35 +262,27 @@ class NodeState:
         return self.info.components.get(name) or Component(name)
 
     def flags(self, component: str) -> Flags:
-        """Effective flags: the running process's command line, else the static pod manifest's."""
-        manifest = self.component(component).manifest
-        if manifest:  # a broken manifest is an error even while the old process still runs
-            self.yaml(manifest)
-        process = self.process(component)
-        manifest = self.component(component).manifest
-        values = self.manifest_flags(component)
+        """Effective flags: the running process's command line (as the layout's `live_flags` reads it,
+        where the process does not show it), else the static pod manifest's."""
+        spec = self.component(component)
+        if spec.live_flags:
+            found = spec.live_flags(self, spec)
+            if found is not None:
+                return found
+        if spec.manifest:  # a broken manifest is an error even while the old process still runs
+            self.yaml(spec.manifest)
+        process = None if spec.live_flags else self.process(component)
         if process:
             return Flags(self.process_flags(component, process), Evidence(process=f"{component} (pid {process.pid})"), True)
+        if spec.args:  # what its distribution would start it with: the configuration over what it generated
+            from .settings import configured_command_line
+
+            values, _ = configured_command_line(self, spec, Flags({}, Evidence(), False))
+            return Flags(values, Evidence(file=spec.args.config, detail="with its drop-ins"), False)
+        values = self.manifest_flags(component)
         if values is None:
             return Flags({}, Evidence(detail=f"{component} is not running and has no manifest"), False)
-        return Flags(values, Evidence(file=manifest), False)
-
-
-def parse_yaml(text: str, shown: str) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    refuse_yaml_aliases(text, shown)
-    try:
-        return next(iter(YAML(typ="safe").load_all(text)), None)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise InputError(f"{shown}:{mark.line + 1}" if mark else shown,
-                         f"invalid YAML: {exc.problem or exc.context or 'unparsable'}")
-    except YAMLError as exc:
-        raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    except RecursionError:  # the composer nests on the interpreter's stack
-        raise InputError(shown, "invalid YAML: nested too deeply") from None
+        return Flags(values, Evidence(file=spec.manifest), False)
 
 
 def _newest_first(paths: List[Path]) -> List[Path]:

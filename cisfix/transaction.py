@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .atomic import Meta, fsync_dir, remove_strays, remove_strays_under, set_meta, sha256, write_atomic
+from .atomic import Meta, fsync_dir, make_folders, remove_strays, remove_strays_under, set_meta, sha256, write_atomic
 from .changelog import ChangeLog
 from .errors import CisfixError, InputError
 from .faults import crash_point, fail_point
@@ -167,6 +167,8 @@ class Transaction:
 
         meta = Meta.from_dict(entry["after"])
         if change.content is not None:
+            if entry["before"] is None:  # a new file, e.g. the first drop-in of a config.yaml.d not made yet
+                make_folders(target.parent)
             write_atomic(target, change.content, meta, check_before_replace=unchanged_since_begin)
         else:
             unchanged_since_begin()

@@ -2,6 +2,7 @@
 `cisfix.hookspecs`. Everything a plugin author needs is exported from `cisfix`."""
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
@@ -138,6 +139,12 @@ class ArgList:
     dropins: str  # e.g. "/etc/rancher/rke2/config.yaml.d"
     owned: str  # e.g. "/etc/rancher/rke2/config.yaml.d/90-cisfix.yaml"
     values: str = "replace"  # "k3s": a value `name+=X` / `name-=X` appends to / prepends k3s's default
+    # The distribution's own values of flags that `name+=X` / `name-=X` add to (k3s's defaults).
+    defaults: Mapping[str, str] = field(default_factory=dict)
+
+    def holds(self, node_path: str) -> bool:
+        """Is this file one the distribution reads these settings from?"""
+        return node_path == self.config or (posixpath.dirname(node_path) == self.dropins and node_path.endswith(".yaml"))
 
 
 @dataclass(frozen=True)
@@ -191,15 +198,22 @@ class NodeInfo:
     benchmark: Optional[str] = None
     warnings: Tuple[str, ...] = ()
 
+    def restarted_by(self, name: str) -> str:
+        """The component whose restart applies a change to `name`'s settings: the service that runs it
+        (see `Component.runs`), else itself."""
+        return next((c.name for c in self.components.values() if name in c.runs), name)
+
 
 @dataclass(frozen=True)
 class Benchmark:
     """A benchmark a plugin implements, e.g. `Benchmark("cis-1.11", "CIS Kubernetes Benchmark v1.11",
-    ("1.29", "1.30", "1.31"))`: the Kubernetes minor versions it is chosen for automatically."""
+    ("1.29", "1.30", "1.31"))`: the Kubernetes minor versions it is chosen for automatically, on nodes of
+    `distribution` (a NodeInfo.distribution such as "rke2"; "" for any node no benchmark names)."""
 
     name: str
     title: str
     versions: Tuple[str, ...] = ()
+    distribution: str = ""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,14 @@ def corpus_files(folder: str, named: Callable[[str], bool] = lambda name: True) 
             if p.is_file() and "__" in p.name and named(node_name(p))]
 
 
+def corpus_file(folder: str, name: str) -> bytes:
+    """One corpus file's bytes; the test is skipped, saying why, when the corpus is absent."""
+    path = CORPUS / folder / name
+    if not path.is_file():
+        pytest.skip(f"corpus file not found at {path}")
+    return path.read_bytes()
+
+
 def read(path: Path) -> str:
     """The file's text with its line endings intact."""
     with open(path, encoding="utf-8", newline="") as f:

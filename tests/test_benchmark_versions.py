@@ -96,3 +96,52 @@ def test_an_explicit_benchmark_silences_the_warning(tmp_path):
     assert {c["version"] for c in kube_bench["Controls"]} == {"cis-2.0"} and "Warnings" not in kube_bench
     assert not node.run("audit", "--benchmark", "cis-2.0").stdout.startswith("WARNING")
     assert "\ncisfix_warnings 0\n" in node.run("audit", "--format", "prometheus", "--benchmark", "cis-2.0").stdout
+
+
+# ---- RKE2 and k3s: the node's distribution (its layout says it; here the node configuration) and the
+# version string with its distribution suffix choose among the benchmarks registered for that distribution,
+# as kube-bench's cmd/util.go does from `+rke2rN` / `+k3sN` ----
+
+def described_as(tmp_path, distribution: str, version: str) -> TestNode:
+    node = build_node(tmp_path / f"node-{distribution}-{version}")
+    node.write("/etc/cisfix/config.yaml", f"apiVersion: cisfix/v1\nkind: NodeConfig\ndistribution: {distribution}\n"
+                                          f"version: {version}\n".encode())
+    return node
+
+
+def chosen(node: TestNode) -> dict:
+    result = node.run("benchmarks", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return result.json()["node"]
+
+
+@pytest.mark.parametrize("distribution, version, benchmark", [
+    ("rke2", "v1.26.15+rke2r1", "rke2-cis-1.8"), ("rke2", "1.27.16+rke2r2", "rke2-cis-1.8"),
+    ("k3s", "v1.27.16+k3s1", "k3s-cis-1.9"), ("k3s", "1.29.4+k3s1", "k3s-cis-1.9"),
+    ("kubeadm", "1.31.4", "cis-1.11")])
+def test_the_distribution_and_version_string_choose_the_benchmark(tmp_path, distribution, version, benchmark):
+    node = chosen(described_as(tmp_path, distribution, version))
+    assert node["benchmark"] == benchmark and node["warnings"] == []
+
+
+@pytest.mark.parametrize("distribution, version, benchmark", [
+    ("rke2", "1.31.4+rke2r1", "rke2-cis-1.8"), ("k3s", "v1.33.1+k3s1", "k3s-cis-1.9")])
+def test_a_newer_rke2_or_k3s_gets_its_distributions_newest_benchmark_with_a_warning(tmp_path, distribution,
+                                                                                  version, benchmark):
+    # kube-bench gives these silently (its default branch); never a generic cis-* benchmark
+    node = chosen(described_as(tmp_path, distribution, version))
+    assert node["benchmark"] == benchmark
+    assert node["warnings"] == [f"Kubernetes {version} is newer than every benchmark: audited against {benchmark}, "
+                                f"the newest (for Kubernetes up to {'1.27' if distribution == 'rke2' else '1.29'}); "
+                                "choose one with --benchmark or `benchmark:` in /etc/cisfix/config.yaml to confirm it"]
+
+
+def test_an_rke2_older_than_its_benchmarks_is_refused_not_given_a_kubeadm_one(tmp_path):
+    result = described_as(tmp_path, "rke2", "1.25.16+rke2r1").run("audit")
+    assert result.exit_code == 2 and "Kubernetes 1.25.16+rke2r1 is not covered by any benchmark" in result.stderr
+
+
+def test_every_benchmark_says_which_distribution_it_is_for(tmp_path):
+    listed = {b["name"]: b["distribution"] for b in build_node(tmp_path / "n").run("benchmarks", "--format", "json")
+              .json()["benchmarks"]}
+    assert listed == {"cis-1.11": "", "cis-1.12": "", "cis-2.0": "", "rke2-cis-1.8": "rke2", "k3s-cis-1.9": "k3s"}

@@ -685,3 +685,12 @@ def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, 
             assert op.item not in dc.tokens(after.get(name))
         assert {k: v for k, v in after.items() if k != name} == {k: v for k, v in before.items() if k != name}
         assert dc.load(ordered(texts)).flags(API, defaults, rules, leading)[0] == after
+
+
+def test_equal_additions_planned_apart_are_made_once():
+    """Two checks plan against the same file before either is applied (one transaction)."""
+    config = dc.load([(CONFIG, "")])
+    ops = [op for flag in (SetFlag("d", "4"), SetFlag("d", "4"), SetFlag("e", "5"))
+           for _, file_ops in config.plan(API, flag, OWNED) for op in file_ops]
+    text = dc.edit("", ops).text
+    assert text.count("d=4") == 1 and text.count("e=5") == 1

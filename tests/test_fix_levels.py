@@ -16,7 +16,7 @@ import pytest
 
 from cisfix.apply import fix_levels
 from cisfix.journal import Journal
-from cisfix.layouts.kubeadm import COMPONENTS
+from cisfix.layouts.kubeadm.paths import COMPONENTS
 from cisfix.types import Component, NodeInfo
 from test_health_gate import FAST, cisfix, journal
 

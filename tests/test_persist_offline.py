@@ -10,7 +10,7 @@ import sys
 import pytest
 from ruamel.yaml import YAML
 
-from cisfix.layouts.kubeadm_persist import PodChange, update_cluster_configuration
+from cisfix.layouts.kubeadm.persist import PodChange, update_cluster_configuration
 
 SCHEDULER = "/etc/kubernetes/manifests/kube-scheduler.yaml"
 API_SERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
@@ -113,7 +113,7 @@ def test_a_different_value_there_is_a_conflict_kept_unless_forced():
 
 def test_a_mount_for_local_etcd_becomes_a_patch_file_that_kubeadm_merges_by_name():
     from cisfix.lab import kubeadm, patches
-    from cisfix.layouts.kubeadm_persist import patch_file
+    from cisfix.layouts.kubeadm.persist import patch_file
 
     volume = {"hostPath": {"path": "/etc/kubernetes/etcd-extra", "type": "DirectoryOrCreate"}, "name": "etcd-extra"}
     mount = {"mountPath": "/etc/kubernetes/etcd-extra", "name": "etcd-extra", "readOnly": True}

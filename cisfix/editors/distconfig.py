@@ -615,7 +615,9 @@ def edit(text: str, ops: Sequence[ArgOp]) -> Edited:
     intended = copy.deepcopy(_parse_for_edit(current)[1])
     notes: List[str] = []
     for op in ops:
-        root, _ = _parse_for_edit(current)
+        root, data = _parse_for_edit(current)
+        if isinstance(op, AppendItem) and op.text in _as_list(data.get(_literal(op))):
+            continue  # two checks asking for the same item, planned apart: it is added once
         edits, note = _plan_edit(current, root, op)
         current = yt.splice(current, edits)
         _apply_data(intended, op)

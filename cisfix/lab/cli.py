@@ -1,8 +1,8 @@
-"""`cisfix lab ...`: create, start, stop and inspect a simulated kubeadm control-plane node.
+"""`cisfix lab ...`: create, start, stop and inspect a simulated control-plane node (kubeadm, RKE2 or k3s).
 
 Hooked into the main parser by `add_commands(commands, common_options)`; `main(argv)` runs the same
 actions standalone (`python -m cisfix.lab.cli status DIR`), which is what the lab's own
-`lab-restart-kubelet` program calls.
+`lab-restart-kubelet`, `lab-restart-rke2-server` and `lab-restart-k3s` programs call.
 """
 from __future__ import annotations
 
@@ -19,18 +19,34 @@ EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
 
 def cmd_create(args: argparse.Namespace) -> int:
     from .pki import ALGORITHMS, PKIError
-    from .tree import create
 
-    if args.key_algorithm not in ALGORITHMS:
+    if args.key_algorithm is not None and args.key_algorithm not in ALGORITHMS:
         raise LabError(f"--key-algorithm must be one of {', '.join(ALGORITHMS)}")
+    if args.distribution not in ("kubeadm", "rke2", "k3s"):
+        raise LabError(f"--distribution {args.distribution}: no such lab in this build (kubeadm, rke2, k3s)")
     try:
-        layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm,
-                        args.probe_time_scale, args.startup_delay, (args.backoff_initial, args.backoff_max),
-                        args.kubelet_restart_sec, not args.no_watch)
+        if args.distribution == "rke2":
+            from .rke2tree import create as create_rke2
+
+            layout = create_rke2(args.dir, args.k8s_version, args.key_algorithm or "ECDSA-P256",
+                                 args.probe_time_scale, 15.0 if args.startup_delay is None else args.startup_delay,
+                                 (args.backoff_initial, args.backoff_max), args.restart_sec)
+        elif args.distribution == "k3s":
+            from .k3s_tree import create as create_k3s
+
+            layout = create_k3s(args.dir, args.k8s_version, args.key_algorithm or "ECDSA-P256",
+                                15.0 if args.startup_delay is None else args.startup_delay, args.restart_sec)
+        else:
+            from .tree import create
+
+            layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm or "RSA-2048",
+                            args.probe_time_scale, args.startup_delay or 0.0, (args.backoff_initial, args.backoff_max),
+                            args.kubelet_restart_sec, not args.no_watch)
     except (ValueError, PKIError) as exc:
         raise LabError(str(exc))
     if not args.quiet:
-        print(f"created a kubeadm {layout.settings().version} control-plane node in {layout.root}")
+        kind = "control-plane" if args.distribution == "kubeadm" else "server"
+        print(f"created a {args.distribution} {layout.settings().version} {kind} node in {layout.root}")
     return EXIT_OK
 
 
@@ -82,6 +98,19 @@ def cmd_restart_kubelet(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    """`systemctl restart` of the lab's unit; an rke2-server or k3s unit (Type=notify) only once the new
+    process is ready."""
+    from .control import Lab
+
+    lab = Lab(args.dir)
+    if lab.layout.settings().distribution == "kubeadm":
+        lab.restart_kubelet()
+    else:
+        lab.restart_notify_unit()
+    return EXIT_OK
+
+
 def _print_status(status: dict, fmt: str) -> None:
     if fmt == "json":
         print(json.dumps({"components": {name: s.as_dict() for name, s in status.items()}}, indent=2))
@@ -112,8 +141,12 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
         sub.set_defaults(handler=_guarded(handler))
         return sub
 
-    create = action("create", cmd_create, "write a kubeadm control-plane node's files under DIR")
-    create.add_argument("--k8s-version", default="1.32", metavar="X.Y", help="Kubernetes version, 1.29-1.35")
+    create = action("create", cmd_create,
+                    "write a kubeadm control-plane node's or an RKE2 or k3s server node's files under DIR")
+    create.add_argument("--distribution", default="kubeadm", metavar="NAME",
+                        help="kubeadm (default), rke2 or k3s: the node the lab is laid out as")
+    create.add_argument("--k8s-version", default="1.32", metavar="X.Y",
+                        help="Kubernetes version, 1.29-1.35 (k3s: 1.32-1.35)")
     # Every default below is a real node's timing; tests and impatient demos ask for speed explicitly.
     create.add_argument("--file-check-frequency", default="20s", metavar="DURATION",
                         help="the kubelet's static pod re-list interval (default 20s, the kubelet's)")
@@ -126,14 +159,18 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
                         help="CrashLoopBackOff's longest delay (default 300, the kubelet's)")
     create.add_argument("--kubelet-restart-sec", type=float, default=10.0, metavar="SECONDS",
                         help="systemd's RestartSec for a kubelet that exited (default 10, kubeadm's unit)")
-    create.add_argument("--key-algorithm", default="RSA-2048", metavar="ALG",
-                        help="RSA-2048 (kubeadm's default) or ECDSA-P256 (fast; kubeadm's encryptionAlgorithm)")
+    create.add_argument("--key-algorithm", default=None, metavar="ALG",
+                        help="RSA-2048 (kubeadm's default) or ECDSA-P256 (fast; kubeadm's encryptionAlgorithm; "
+                             "k3s's keys, its default)")
     create.add_argument("--probe-time-scale", type=float, default=1.0, metavar="FACTOR",
                         help="run every probe's delays, periods and timeouts FACTOR times as fast as the "
                              "manifest says (the manifests keep kubeadm's values); 1 is real time")
-    create.add_argument("--startup-delay", type=float, default=0.0, metavar="SECONDS",
+    create.add_argument("--startup-delay", type=float, default=None, metavar="SECONDS",
                         help="seconds the API server, controller-manager and scheduler stand-ins take to start "
-                             "serving, as real ones do (default 0)")
+                             "serving, as real ones do (default 0; rke2, k3s: 15, as a k3s server takes 10-20 s)")
+    create.add_argument("--restart-sec", type=float, default=5.0, metavar="SECONDS",
+                        help="rke2, k3s: systemd's RestartSec for rke2-server.service or k3s.service (default 5, "
+                             "their units'); rke2 also waits this long to restart its kubelet")
 
     start = action("start", cmd_start, "start the lab's init, kubelet and static pods")
     start.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
@@ -142,6 +179,9 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     status = action("status", cmd_status, "health, pid, restarts and port of every component")
     status.add_argument("--format", choices=("text", "json"), default="text")
     action("restart-kubelet", cmd_restart_kubelet, "what `systemctl restart kubelet` is on a node")
+    action("restart", cmd_restart, "what `systemctl restart <unit>` is on the node: kubelet (kubeadm), rke2-server "
+                                   "or k3s; the last two return once the new process is ready, and fail if it "
+                                   "exits first")
     upgrade = action("upgrade", cmd_upgrade, "what `kubeadm upgrade apply` does: regenerate the static pods and "
                                              "the kubelet config from the cluster's ConfigMaps, then restart them")
     upgrade.add_argument("--to", metavar="X.Y[.Z]", help="the version to upgrade to (default: the next minor)")
@@ -153,8 +193,9 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
 
 def add_commands(commands, common_options: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add `lab` and its actions to the main parser's subcommands."""
-    lab = commands.add_parser("lab", help="a simulated kubeadm control-plane node for tests and demos",
-                              description="a simulated kubeadm control-plane node for tests and demos")
+    lab = commands.add_parser("lab", help="a simulated kubeadm, RKE2 or k3s node for tests and demos",
+                              description="a simulated kubeadm control-plane node or RKE2 or k3s server node for "
+                                          "tests and demos")
     common_options(lab)
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION")
     actions.required = True

@@ -1,8 +1,9 @@
-"""Operating a lab from outside: start, stop, status and `systemctl restart kubelet`.
+"""Operating a lab from outside: start, stop, status and `systemctl restart <unit>`.
 
 A component's process is found in /proc by its lab-unique program path (as cisfix finds it), its health by
 the URL and certificates the lab wrote into `/etc/cisfix/config.yaml`, its restart count in the kubelet's
-pod state (the kubelet's own in the lab init's state).
+pod state (the unit's own, and so every component a k3s unit runs, in the lab init's state; RKE2's
+kubelet's in rke2's).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
-from .layout import ALL_COMPONENTS, CISFIX_CONFIG, LabError, Layout, NotALab, trusted_program, trusted_root
+from .layout import COMPONENTS as POD_COMPONENTS
+from .layout import CISFIX_CONFIG, LabError, Layout, NotALab, trusted_program, trusted_root
 from .pods import start_ticks
 
 STOP_TIMEOUT = 20.0
@@ -128,22 +130,47 @@ class Lab:
             except ProcessLookupError:
                 pass
         self.layout.init_pidfile.unlink(missing_ok=True)
+        self.layout.ready_file.unlink(missing_ok=True)
         return leftovers
 
     def restart_kubelet(self, timeout: float = 10.0) -> int:
         """`systemctl restart kubelet`: returns once the new kubelet process runs; its pid."""
+        return self.restart_unit(timeout)
+
+    def restart_unit(self, timeout: float = 10.0) -> int:
+        """`systemctl restart <the lab's unit>`: returns once the new unit process runs; its pid."""
         pid = self.init_pid()
         if not pid:
             raise LabError(f"the lab at {self.root} is not running")
-        before = self._init_state().get("kubeletStarts", 0)
+        before = self._init_state().get("unitStarts", 0)
         os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self._init_state()
-            if state.get("kubeletStarts", 0) > before and state.get("kubeletPid"):
-                return state["kubeletPid"]
+            if state.get("unitStarts", 0) > before and state.get("unitPid"):
+                return state["unitPid"]
             time.sleep(0.05)
-        raise LabError("the kubelet did not restart")
+        raise LabError("the unit did not restart")
+
+    def unit_pid(self) -> Optional[int]:
+        return self._init_state().get("unitPid")
+
+    def restart_notify_unit(self, timeout: Optional[float] = None) -> int:
+        """`systemctl restart` of a Type=notify unit (rke2-server, k3s): returns once the new process has said it
+        is ready (its pid); if it exits first, fails with systemctl's message, as the real one does."""
+        settings = self.layout.settings()
+        pid = self.restart_unit()
+        deadline = time.monotonic() + (settings.startup_delay + 60.0 if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            if self.unit_ready() == pid:
+                return pid
+            if self.unit_pid() != pid:
+                name = next((n for n, c in self.node_config()["components"].items() if "unit" in c), "kubelet")
+                unit = f"{name}.service"
+                raise LabError(f"Job for {unit} failed because the control process exited with error code.\n"
+                               f"See \"systemctl status {unit}\" and \"journalctl -xeu {unit}\" for details.")
+            time.sleep(0.05)
+        raise LabError(f"the {settings.distribution} unit did not report ready")
 
     def _init_state(self) -> dict:
         try:
@@ -153,20 +180,38 @@ class Lab:
 
     # ---- status ----
     def status(self) -> Dict[str, ComponentStatus]:
+        """Every component the node configuration names. One with no process of its own (k3s's embedded
+        ones) is the unit's process; one with no health endpoint (the k3s unit) is healthy while its
+        process runs and has told the init it is ready (systemd's Type=notify)."""
         components = self.node_config()["components"]
+        unit = next((s for s in components.values() if "unit" in s), None)
         out = {}
-        for name in ALL_COMPONENTS:
-            settings = components[name]
-            health = settings["health"]
-            out[name] = ComponentStatus(self.probe(health), find_process(settings["process"]),
-                                        self.restarts(name), urlsplit(health["url"]).port)
+        for name, settings in components.items():
+            health = settings.get("health")
+            pid = find_process((settings if "process" in settings else unit)["process"])
+            healthy = self.probe(health) if health else pid is not None and self.unit_ready() == pid
+            out[name] = ComponentStatus(healthy, pid, self.restarts(name), urlsplit(health["url"]).port if health else 0)
         return out
 
-    def restarts(self, component: str) -> int:
-        if component == "kubelet":
-            return max(0, self._init_state().get("kubeletStarts", 0) - 1)
+    def unit_ready(self) -> Optional[int]:
+        """The pid of the unit process that last reported ready (sd_notify READY=1), if any."""
         try:
-            return json.loads((self.layout.pods_dir / f"{component}.json").read_text())["restarts"]
+            return int(self.layout.ready_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def restarts(self, component: str) -> int:
+        """A static pod's from the kubelet's pod state; RKE2's kubelet's from rke2's (it is rke2's child);
+        anything else's (kubeadm's kubelet, a service unit, k3s's embedded components) is its unit's."""
+        distribution = self.layout.settings().distribution
+        if distribution != "k3s" and component in POD_COMPONENTS:
+            path, key, less = self.layout.pods_dir / f"{component}.json", "restarts", 0
+        elif distribution == "rke2" and component == "kubelet":
+            path, key, less = self.layout.run_dir / "kubelet.json", "starts", 1
+        else:
+            path, key, less = self.layout.init_state, "unitStarts", 1
+        try:
+            return max(0, json.loads(path.read_text())[key] - less)
         except (OSError, ValueError, KeyError):
             return 0
 

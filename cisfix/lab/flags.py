@@ -220,8 +220,8 @@ _OPTIONAL_VALUE = frozenset({"bool", "version"})  # `--flag` alone means true
 
 
 def parse_command_line(component: str, version: str, argv: Sequence[str]) -> Dict[str, str]:
-    """The flags of `argv` (program name excluded) as name -> raw value, the last occurrence winning,
-    as `component` of Kubernetes `version` parses them. Raises FlagError with the binary's message for
+    """The flags of `argv` (program name excluded) as name -> raw value, the last occurrence winning (a
+    string slice's occurrences joined), as `component` of Kubernetes `version` parses them. Raises FlagError with the binary's message for
     an unknown flag, a missing or invalid value, or a positional argument."""
     table = flag_table(component, version)
     values: Dict[str, str] = {}
@@ -258,7 +258,9 @@ def parse_command_line(component: str, version: str, argv: Sequence[str]) -> Dic
                 check(value)
             except ValueError as exc:
                 raise FlagError(f"invalid argument {go_quote(value)} for \"{shown}\" flag: {exc}") from None
-        values[name] = value
+        # pflag's string slices append on every repeat after the first (k3s gives one `--name=v` per
+        # value: --enable-admission-plugins=NodeRestriction --enable-admission-plugins=X); others: last wins.
+        values[name] = f"{values[name]},{value}" if spec.type == "strings" and name in values else value
     return values
 
 

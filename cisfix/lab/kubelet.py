@@ -113,13 +113,37 @@ def load_config(layout: Layout, node_path: str) -> dict:
     return config
 
 
+def merge_dropins(layout: Layout, directory: str, config: dict) -> dict:
+    """`--config-dir`: every `*.conf` KubeletConfiguration in it, in name order, merged over the config
+    file (a map merges key by key, anything else replaces), as the kubelet's drop-in support does (beta
+    from 1.30); RKE2 writes its defaults there."""
+    if not directory:
+        return config
+    try:
+        names = sorted(p.name for p in layout.host(directory).iterdir() if p.name.endswith(".conf") and p.is_file())
+    except OSError as exc:
+        raise ConfigError(f"open {directory}: {exc.strerror.lower()}")
+    merged = json.loads(json.dumps(config))
+    for name in names:
+        merged = _merge(merged, load_config(layout, f"{directory.rstrip('/')}/{name}"))
+    return merged
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 # Flags that set a config field whose name is not the flag's in camelCase.
 FLAG_PATHS = {"anonymous-auth": "authentication.anonymous.enabled", "client-ca-file": "authentication.x509.clientCAFile",
               "authorization-mode": "authorization.mode", "event-qps": "eventRecordQPS",
               "make-iptables-util-chains": "makeIPTablesUtilChains", "pod-manifest-path": "staticPodPath",
               "tls-cert-file": "tlsCertFile", "tls-private-key-file": "tlsPrivateKeyFile"}
 # Flags that are no configuration at all.
-NOT_CONFIG = frozenset({"config", "kubeconfig", "bootstrap-kubeconfig", "container-runtime-endpoint", "v",
+NOT_CONFIG = frozenset({"config", "config-dir", "containerd", "kubeconfig", "bootstrap-kubeconfig",
+                        "container-runtime-endpoint", "v",
                         "pod-infra-container-image", "hostname-override", "node-ip", "node-labels"})
 # KubeletConfiguration v1beta1 defaults for the fields the benchmark reads.
 DEFAULTS = {"apiVersion": CONFIG_KIND[0], "kind": CONFIG_KIND[1], "port": 10250, "readOnlyPort": 0, "healthzPort": 10248, "healthzBindAddress": "127.0.0.1",
@@ -418,9 +442,10 @@ def main(root: str, argv: Optional[List[str]] = None) -> int:
     config_path = flags.get("config", "")
     try:
         config = load_config(layout, config_path) if config_path else {}
+        config = merge_dropins(layout, flags.get("config-dir", ""), config)
         effective = Effective(flags, config, version)
     except (ConfigError, ValueError) as exc:
-        message = f"failed to load kubelet config file, path: {config_path}, error: {exc}"
+        message = f"failed to load kubelet config file, path: {config_path or flags.get('config-dir')}, error: {exc}"
         emit(layout, "config-invalid", "kubelet", message)
         klog("E", f'"command failed" err={json.dumps(message)}')
         return 1

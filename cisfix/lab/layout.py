@@ -47,6 +47,10 @@ class Settings:
 
     version: str
     ports: Dict[str, int]
+    # Which node the lab is laid out as: "kubeadm" (kubelet unit + static pods), "rke2" (an `rke2 server`
+    # unit that writes the static pods and runs the kubelet) or "k3s" (one `k3s server` unit running every
+    # component).
+    distribution: str = "kubeadm"
     # Every default is the real node's timing, so that demos and tests see real behaviour; tests that
     # need speed ask for it at `lab create`.
     # The kubelet restarts a crashing container after `backoff_initial`, doubling up to `backoff_max`
@@ -60,11 +64,25 @@ class Settings:
     startup_delay: float = 0.0
     # systemd's RestartSec for the kubelet unit (kubeadm's kubelet.service: 10 s).
     kubelet_restart_sec: float = 10.0
+    # systemd's RestartSec for a distribution's service unit (k3s.service as k3s's installer writes it,
+    # rke2-server.service: 5 s); RKE2 also waits this long before it restarts its kubelet.
+    service_restart_sec: float = 5.0
     # The kubelet's inotify watch on the static pod directory; off, it sees changes only at its re-list
     # (fileCheckFrequency), as a kubelet whose watch missed an event does.
     file_watch: bool = True
     python: str = ""  # the interpreter that runs the lab's launchers
     import_path: list = field(default_factory=list)  # sys.path entries that hold cisfix and its dependencies
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The systemd unit the lab's init runs: kubeadm's kubelet.service or a distribution's service."""
+
+    name: str  # "kubelet", "rke2-server", "k3s"
+    argv: List[str]  # ExecStart, its program the lab's launcher
+    cgroup: str  # "system.slice/kubelet.service"
+    restart_sec: float  # RestartSec (Restart=always)
+    log: Path  # where its stdout and stderr go (journald is not simulated)
 
 
 _WHY = "; not using it as a lab (root runs the programs a lab's files name)"
@@ -118,6 +136,11 @@ class Layout:
         return self.run_dir / "init.json"
 
     @property
+    def ready_file(self) -> Path:
+        """The pid of the unit process that last reported ready: the lab's sd_notify(READY=1)."""
+        return self.run_dir / "unit-ready"
+
+    @property
     def pods_dir(self) -> Path:
         """One JSON file per running container, written by the kubelet, read by `lab status`."""
         return self.run_dir / "pods"
@@ -145,6 +168,10 @@ class Layout:
     @property
     def restart_kubelet_program(self) -> Path:
         return self.host("/usr/local/sbin/lab-restart-kubelet")
+
+    def restart_program(self, unit: str) -> Path:
+        """The lab's `systemctl restart <unit>`."""
+        return self.restart_kubelet_program if unit == "kubelet" else self.host(f"/usr/local/sbin/lab-restart-{unit}")
 
     def settings(self) -> Settings:
         return Settings(**json.loads(self.settings_file.read_text(encoding="utf-8")))

@@ -443,12 +443,16 @@ def image_version() -> str:
     return match.group(1) if match else "1.32.0"
 
 
-def build_server(component: str, values: Dict[str, str], files: Files, version: str) -> Server:
+def build_server(component: str, values: Dict[str, str], files: Files, version: str, storage=None) -> Server:
+    """The component's server, validated and bound, not yet serving. `storage` (an object with
+    `healthy()`) is the API server's datastore check when it is not `--etcd-servers` over the network
+    (k3s's kine, in its own process)."""
     numbers = tuple(int(p) for p in version.split(".")[:2])
     if component == "kube-apiserver":
         check_api_server(values, files, version)
         anonymous = anonymous_paths(values, files, numbers)
-        authorize, checks = api_server_authorizer(anonymous), api_server_checks(EtcdCheck(values, files), version)
+        storage = storage or EtcdCheck(values, files)
+        authorize, checks = api_server_authorizer(anonymous), api_server_checks(storage, version)
         audit_log(values, files)
         store = os.environ.get(ENV_CONFIGMAPS)
         configmaps = ConfigMapStore(store) if store else None

@@ -1,11 +1,13 @@
-"""The lab's init: the part of systemd a kubeadm node relies on.
+"""The lab's init: the part of systemd a node relies on.
 
 It daemonizes (the caller returns once it runs), becomes a child subreaper so that containers left behind
-by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the kubelet unit: the command
-line is expanded from the kubeadm drop-in, `kubeadm-flags.env` and `/etc/default/kubelet` at every start,
-so flag edits take effect on restart; `Restart=always` with the lab's RestartSec; SIGHUP is
-`systemctl restart kubelet`. It records the exit status of every orphan it reaps (the next kubelet reports
-it) and on SIGTERM stops the kubelet and every container process group, and exits when none is left.
+by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the node's unit — the
+distribution's `Unit` (`UNITS`), recomputed at every start so that edits take effect on restart: on kubeadm
+the kubelet, its command line expanded from the kubeadm drop-in, `kubeadm-flags.env` and
+`/etc/default/kubelet`; on RKE2 `rke2 server` (`rke2.py`), which runs the kubelet as its child; on k3s
+`k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is
+`systemctl restart <unit>`. It records the exit status of every orphan it reaps (the next kubelet reports
+it) and on SIGTERM stops the unit and every container process group, and exits when none is left.
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ..commands import CommandRefused
-from . import cgroups
-from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout, trusted_program
+from . import cgroups, k3s, rke2
+from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout, Unit, trusted_program
 from .pods import exit_code, stat_fields
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -55,6 +57,15 @@ def kubelet_command(layout: Layout) -> List[str]:
     return words
 
 
+def kubelet_unit(layout: Layout) -> Unit:
+    return Unit("kubelet", kubelet_command(layout), cgroups.KUBELET, layout.settings().kubelet_restart_sec,
+                layout.log_dir / "kubelet.log")
+
+
+# The unit each distribution's node runs, by Settings.distribution.
+UNITS: Dict[str, Callable[[Layout], Unit]] = {"kubeadm": kubelet_unit, "rke2": rke2.unit, "k3s": k3s.unit}
+
+
 def _environment_file(path: Path) -> Dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
@@ -70,34 +81,38 @@ class Supervisor:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.settings = layout.settings()
-        self.kubelet: Optional[subprocess.Popen] = None
-        self.kubelet_starts = 0
+        self.unit_of = UNITS[self.settings.distribution]
+        self.process: Optional[subprocess.Popen] = None  # the unit's main process
+        self.starts = 0
+        self.restart_sec = 0.0  # the running unit's RestartSec
         self.restart_at: Optional[float] = None
         self.stopping = False
         self.restart_requested = False
 
     def _save(self) -> None:
-        state = {"kubeletPid": self.kubelet.pid if self.kubelet else None, "kubeletStarts": self.kubelet_starts}
+        state = {"unitPid": self.process.pid if self.process else None, "unitStarts": self.starts}
         tmp = self.layout.init_state.with_name(".init.json.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.layout.init_state)
 
-    def start_kubelet(self) -> None:
-        """In the kubelet unit's cgroup, as systemd starts it. A program that fails the trust rule is not
-        run: the log says why and the kubelet stays down (not retried: the files will not change alone)."""
-        log = open(self.layout.log_dir / "kubelet.log", "ab")
+    def start_unit(self) -> None:
+        """In the unit's cgroup, as systemd starts it. A program that fails the trust rule is not run: the
+        log says why and the unit stays down (not retried: the files will not change alone)."""
+        unit = self.unit_of(self.layout)
+        self.restart_sec = unit.restart_sec
+        unit.log.parent.mkdir(parents=True, exist_ok=True)
+        log = open(unit.log, "ab")
         try:
-            argv = cgroups.joined(cgroups.KUBELET, trusted_program(self.settings.python, kubelet_command(self.layout),
-                                                                   "the lab's kubelet"))
+            argv = cgroups.joined(unit.cgroup, trusted_program(self.settings.python, unit.argv, f"the lab's {unit.name}"))
         except CommandRefused as exc:
             log.write(f"not started: {exc}\n".encode())
             log.close()
             self.restart_at = None
             return
-        self.kubelet = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                         cwd=str(self.layout.root), start_new_session=True)
         log.close()
-        self.kubelet_starts += 1
+        self.starts += 1
         self.restart_at = None
         self._save()
 
@@ -110,12 +125,12 @@ class Supervisor:
             if pid == 0:
                 return
             code = exit_code(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-            if self.kubelet is not None and pid == self.kubelet.pid:
-                self.kubelet.returncode = code
-                self.kubelet = None
+            if self.process is not None and pid == self.process.pid:
+                self.process.returncode = code
+                self.process = None
                 self._save()
                 if not self.stopping:
-                    delay = 0.0 if self.restart_requested else self.settings.kubelet_restart_sec
+                    delay = 0.0 if self.restart_requested else self.restart_sec
                     self.restart_at, self.restart_requested = time.monotonic() + delay, False
             else:
                 (self.layout.exits_dir / f"{pid}.json").write_text(json.dumps({"code": code}))
@@ -124,11 +139,11 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
-        self.start_kubelet()
+        self.start_unit()
         while not self.stopping:
             self.reap()
-            if self.kubelet is None and self.restart_at is not None and time.monotonic() >= self.restart_at:
-                self.start_kubelet()
+            if self.process is None and self.restart_at is not None and time.monotonic() >= self.restart_at:
+                self.start_unit()
             time.sleep(TICK)
         self.shutdown()
 
@@ -136,20 +151,20 @@ class Supervisor:
         self.stopping = True
 
     def _on_hup(self, *_: object) -> None:
-        if self.kubelet is not None:
+        if self.process is not None:
             self.restart_requested = True
-            self.kubelet.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
         else:
             self.restart_at = time.monotonic()
 
     def shutdown(self) -> None:
-        """The kubelet first (its containers are then all re-parented here), then every process group."""
-        if self.kubelet is not None:
-            self.kubelet.send_signal(signal.SIGTERM)
-            self._wait(lambda: self.kubelet is None, STOP_GRACE)
-            if self.kubelet is not None:
-                os.killpg(self.kubelet.pid, signal.SIGKILL)
-                self._wait(lambda: self.kubelet is None, STOP_GRACE)
+        """The unit first (a kubelet's containers are then all re-parented here), then every process group."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            self._wait(lambda: self.process is None, STOP_GRACE)
+            if self.process is not None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self._wait(lambda: self.process is None, STOP_GRACE)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in self.children():
                 try:

@@ -51,7 +51,7 @@ def write(path: Path, content: "str | bytes", mode: int) -> None:
     os.chmod(path, mode)
 
 
-def _mkdir(path: Path, mode: int) -> None:
+def make_dir(path: Path, mode: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, mode)
 
@@ -118,7 +118,7 @@ def _write_kubeconfigs(layout: Layout, cluster: Cluster, certs: Dict[str, Cert])
 
 # ---- the lab's launchers ----
 
-def _import_path() -> List[str]:
+def import_path() -> List[str]:
     """sys.path entries that hold cisfix and its dependencies, so that the launchers import the very cisfix
     that made the lab, from a venv, a zipapp's extraction or a source checkout alike."""
     import cisfix
@@ -134,29 +134,42 @@ def _import_path() -> List[str]:
     return entries
 
 
-def _launcher(python: str, import_path: List[str], purpose: str, module: str, call: str) -> str:
+def launcher_script(python: str, entries: List[str], purpose: str, module: str, call: str) -> str:
     return (f"#!{python}\n# Written by `cisfix lab create`: {purpose}.\n"
-            f"import sys\nsys.path[:0] = {import_path!r}\n"
+            f"import sys\nsys.path[:0] = {entries!r}\n"
             f"from cisfix.lab.{module} import main\nsys.exit(main({call}))\n")
 
 
-def _write_launchers(layout: Layout, settings: Settings) -> None:
+def node_programs(layout: Layout, settings: Settings, kubelet: Path) -> Dict[Path, str]:
+    """The launchers a lab with static pods has: the control plane's "images", the kubelet at `kubelet`,
+    the init."""
     root = str(layout.root)
     py, path = settings.python, settings.import_path
     programs = {
-        layout.launcher(name): _launcher(py, path, f"the lab's {name} stand-in", "standin", repr(name))
+        layout.launcher(name): launcher_script(py, path, f"the lab's {name} stand-in", "standin", repr(name))
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
-    programs[layout.launcher("kubelet")] = _launcher(py, path, "the lab's simulated kubelet", "kubelet", repr(root))
-    programs[layout.init_program] = _launcher(py, path, "the lab's init (systemd's part)", "supervisor", repr(root))
-    programs[layout.restart_kubelet_program] = _launcher(
-        py, path, "`systemctl restart kubelet` for this lab", "cli", repr(["restart-kubelet", root]))
+    programs[kubelet] = launcher_script(py, path, "the lab's simulated kubelet", "kubelet", repr(root))
+    programs[layout.init_program] = launcher_script(py, path, "the lab's init (systemd's part)", "supervisor",
+                                                    repr(root))
     etcd = shutil.which("etcd") or "/usr/bin/etcd"
     if not os.access(etcd, os.X_OK):
         raise LabError("etcd is not installed: `apt-get install -y etcd-server` (the lab runs the real etcd)")
-    programs[layout.launcher("etcd")] = _launcher(py, path, "the real etcd, run as in its container", "realbin",
-                                                  f"'etcd', {etcd!r}, {root!r}")
+    programs[layout.launcher("etcd")] = launcher_script(py, path, "the real etcd, run as in its container", "realbin",
+                                                        f"'etcd', {etcd!r}, {root!r}")
+    return programs
+
+
+def write_programs(programs: Dict[Path, str]) -> None:
     for program, text in programs.items():
         write(program, text, 0o755)
+
+
+def _write_launchers(layout: Layout, settings: Settings) -> None:
+    programs = node_programs(layout, settings, layout.launcher("kubelet"))
+    programs[layout.restart_kubelet_program] = launcher_script(
+        settings.python, settings.import_path, "`systemctl restart kubelet` for this lab", "cli",
+        repr(["restart-kubelet", str(layout.root)]))
+    write_programs(programs)
 
 
 def write_static_pods(layout: Layout, pods: Dict[str, Dict[str, Any]]) -> None:
@@ -214,14 +227,14 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
                         startup_delay=startup_delay, backoff_initial=backoff[0], backoff_max=backoff[1],
                         kubelet_restart_sec=kubelet_restart_sec, file_watch=file_watch,
-                        python=sys.executable, import_path=_import_path())
+                        python=sys.executable, import_path=import_path())
 
-    _mkdir(layout.host("/etc/kubernetes"), 0o755)
-    _mkdir(layout.host(MANIFESTS), 0o700)
-    _mkdir(layout.host(PKI), 0o755)
-    _mkdir(layout.host(f"{PKI}/etcd"), 0o755)
-    _mkdir(layout.host("/var/lib/etcd"), 0o700)
-    _mkdir(layout.host("/var/lib/kubelet/pki"), 0o755)
+    make_dir(layout.host("/etc/kubernetes"), 0o755)
+    make_dir(layout.host(MANIFESTS), 0o700)
+    make_dir(layout.host(PKI), 0o755)
+    make_dir(layout.host(f"{PKI}/etcd"), 0o755)
+    make_dir(layout.host("/var/lib/etcd"), 0o700)
+    make_dir(layout.host("/var/lib/kubelet/pki"), 0o755)
     scratch = layout.run_dir / "pki-scratch"
     certs = _pki_certs(layout, scratch)
     issue_all(list(certs.values()), key_algorithm)

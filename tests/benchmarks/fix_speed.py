@@ -33,7 +33,7 @@ from cisfix.apply import fix_levels
 from cisfix.lab.control import Lab
 from cisfix.lab.layout import read_events
 from cisfix.lab.tree import create
-from cisfix.layouts.kubeadm import COMPONENTS
+from cisfix.layouts.kubeadm.paths import COMPONENTS
 from cisfix.types import NodeInfo
 
 KLOG = re.compile(r"^[IWEF](\d{4} \d{2}:\d{2}:\d{2}\.\d{6})\s+(\d+) ")

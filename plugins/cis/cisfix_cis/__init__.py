@@ -1,6 +1,7 @@
 """The CIS Kubernetes Benchmark, as a cisfix plugin (registered by default, like any other plugin).
 
-`catalog` holds the recommendations of v1.11 and v1.12 as data; `audits`, `fixes` and `apiserver` are the
+`catalog` holds the recommendations of v1.11, v1.12 and v2.0 as data, `distributions` the RKE2 and k3s
+benchmarks derived from them; `audits`, `fixes` and `apiserver` are the
 builders it uses; `kubelet` reads the kubelet's effective configuration; `kubebench` renders results as
 kube-bench's JSON.
 """
@@ -11,17 +12,17 @@ from typing import List, Optional
 from cisfix.markers import hookimpl
 from cisfix.types import WRITE, Benchmark, Check, HostPath, NodeInfo, ReportFormat
 
-from .catalog import BENCHMARKS
+from .checks import benchmarks
 
 
 @hookimpl
 def cisfix_register_benchmarks() -> List[Benchmark]:
-    return [Benchmark(name, title, versions) for name, (title, versions) in BENCHMARKS.items()]
+    return list(benchmarks().values())
 
 
 @hookimpl
 def cisfix_register_checks(node_info: NodeInfo) -> Optional[List[Check]]:
-    if node_info.benchmark not in BENCHMARKS:
+    if node_info.benchmark not in benchmarks():
         return None
     from .checks import checks_for
 
@@ -47,4 +48,16 @@ def cisfix_host_paths(node_info: NodeInfo) -> List[HostPath]:
         HostPath(ETCD_DATA_DIR_DEFAULT, "the etcd data folder's mode and owner", fix=WRITE),
         HostPath(CNI_CONF_DIR, "CNI configuration files' modes and owners", fix=WRITE),
         HostPath(CNI_NETWORKS, "CNI state files' modes and owners", fix=WRITE),
+        *_distribution_paths(node_info.distribution),
     ]
+
+
+def _distribution_paths(distribution: str) -> List[HostPath]:
+    """RKE2's and k3s's data folder, where their benchmarks name the kubeconfigs, certificates, etcd's data
+    and the agent's files."""
+    from .distributions import DERIVED
+
+    if distribution not in {b.distribution for b in DERIVED.values()}:
+        return []
+    return [HostPath(f"/var/lib/rancher/{distribution}", f"{distribution}'s kubeconfigs, certificates, etcd data "
+                                                        "and agent files (their modes and owners)", fix=WRITE)]

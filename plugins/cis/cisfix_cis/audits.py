@@ -11,7 +11,7 @@ from cisfix.declarative import audit_files, compare
 from cisfix.state import NodeState
 from cisfix.types import FAIL, PASS, WARN, AuditResult, Evidence
 
-from . import kubelet, targets
+from . import etcd, kubelet, targets
 
 HEALTH_PATHS = ("/livez", "/readyz", "/healthz")
 Values = Dict[str, Optional[str]]
@@ -39,13 +39,21 @@ def audit_component(state: NodeState, component: str, evaluate: Callable[[Values
     flags = state.flags(component)
     if not flags.running and component not in state.info.components and not flags.values:
         return AuditResult(WARN, reason=f"{component} is neither running nor configured on this node")
-    live = evaluate(flags.values, (flags.evidence,))
+    live = evaluate(*_effective(state, component, flags.values, flags.evidence))
     if not flags.running:
         return live
     manifest = state.manifest_flags(component)
     path = state.component(component).manifest
-    on_disk = evaluate(manifest, (Evidence(file=path),)) if manifest is not None else None
+    on_disk = evaluate(*_effective(state, component, manifest, Evidence(file=path))) if manifest is not None else None
     return with_drift(live, on_disk, component, path or "its manifest")
+
+
+def _effective(state: NodeState, component: str, values: Values, evidence: Evidence,
+               ) -> Tuple[Values, Tuple[Evidence, ...]]:
+    """The settings a command line gives the component: etcd's come from its --config-file when it has one."""
+    if component != etcd.COMPONENT or not values.get("config-file"):
+        return values, (evidence,)
+    return etcd.settings(state, values), (evidence, Evidence(file=values["config-file"]))
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ GROUPS = {"1.1": "Control Plane Node Configuration Files", "1.2": "API Server", 
           "1.4": "Scheduler", "2": "Etcd Node Configuration", "3.1": "Authentication and Authorization",
           "3.2": "Logging", "4.1": "Worker Node Configuration Files", "4.2": "Kubelet", "4.3": "kube-proxy",
           "5.1": "RBAC and Service Accounts", "5.2": "Pod Security Standards", "5.3": "Network Policies and CNI",
-          "5.4": "Secrets Management", "5.5": "Extensible Admission Control", "5.6": "General Policies"}
+          "5.4": "Secrets Management", "5.5": "Extensible Admission Control", "5.6": "General Policies",
+          "5.7": "General Policies"}  # 5.7: the numbering of CIS v1.8/v1.9 (RKE2, k3s benchmarks)
 NODE_TYPES = {"1": ("master",), "2": ("etcd",), "3": ("master",), "4": ("worker",), "5": ("master",)}
 
 PKI = targets.PKI

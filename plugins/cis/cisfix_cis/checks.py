@@ -1,11 +1,24 @@
-"""Turn the catalog's entries for one benchmark into `cisfix.Check`s."""
+"""Every benchmark this plugin implements (the catalog's generic ones and the distributions' derived from
+them), and their entries turned into `cisfix.Check`s."""
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
-from cisfix.types import Check
+from cisfix.types import Benchmark, Check
 
-from .catalog import NODE_TYPES, Spec, specs_for
+from . import catalog
+from .catalog import NODE_TYPES, Spec
+from .distributions import DERIVED, derived_specs
+
+
+def benchmarks() -> Dict[str, Benchmark]:
+    generic = {name: Benchmark(name, title, versions) for name, (title, versions) in catalog.BENCHMARKS.items()}
+    return {**generic, **{b.name: Benchmark(b.name, b.title, b.versions, b.distribution) for b in DERIVED.values()}}
+
+
+def specs_for(benchmark: str) -> Dict[str, Spec]:
+    """The recommendations of any of the plugin's benchmarks by id."""
+    return derived_specs(benchmark) if benchmark in DERIVED else catalog.specs_for(benchmark)
 
 
 def to_check(spec: Spec, benchmark: str) -> Check:

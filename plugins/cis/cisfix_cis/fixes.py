@@ -15,8 +15,9 @@ from . import kubelet, targets
 
 
 def edit_manifest(state: NodeState, component: str, *ops: Any, notes: Tuple[str, ...] = ()) -> Plan:
-    """Change flags (and mounts) of a static pod component; the layout says where they live."""
-    if state.manifest_flags(component) is None:
+    """Change flags (and mounts) of a component set by a static pod manifest or by a distribution's
+    config file (RKE2, k3s: `Component.args`); the layout says where they live."""
+    if state.manifest_flags(component) is None and state.component(component).args is None:
         return Plan(manual=f"{component} has no static pod manifest on this node; change its command line "
                            "where it is defined")
     return Plan((Configure(component, _without_empty_lists(state, component, ops)),), notes=notes)
@@ -24,8 +25,10 @@ def edit_manifest(state: NodeState, component: str, *ops: Any, notes: Tuple[str,
 
 def _without_empty_lists(state: NodeState, component: str, ops: Tuple[Any, ...]) -> Tuple[Any, ...]:
     """Removing the last item of a list flag removes the flag (the editor refuses to leave it empty);
-    removing an item that is not there is no operation at all."""
-    values = dict(state.manifest_flags(component) or {})
+    removing an item that is not there is no operation at all. The current items: the manifest's, else
+    (a component without one, such as k3s's embedded API server) its live flags."""
+    manifest = state.manifest_flags(component)
+    values = dict(manifest if manifest is not None else state.flags(component).values)
     out = []
     for op in ops:
         items = [i for i in (values.get(getattr(op, "name", "")) or "").split(",") if i]

@@ -3,8 +3,10 @@ controlplane, node, policies), each with `tests[]` (one per group) holding `resu
 and the top-level `Totals`. Statuses as kube-bench gives them: a failing unscored ("Manual")
 recommendation and a check that needs a human are WARN. Results of checks outside the CIS benchmarks are
 left out, as are checks whose component is not on the node (NOT_APPLICABLE): kube-bench has no place
-for them. The node's warnings (a benchmark chosen for a newer Kubernetes) are a top-level `Warnings`
-list, present only when there are some."""
+for them — except in the RKE2 and k3s benchmarks, where kube-bench lists every check and reports those
+that cannot apply on the distribution (its `skip` checks) as INFO: NOT_APPLICABLE is INFO there. The
+node's warnings (a benchmark chosen for a newer Kubernetes) are a top-level `Warnings` list, present only
+when there are some."""
 from __future__ import annotations
 
 import json
@@ -12,7 +14,9 @@ from typing import Dict, List, Optional, Sequence
 
 from cisfix.types import ERROR, FAIL, MANUAL, NOT_APPLICABLE, PASS, CheckResult, NodeInfo
 
-from .catalog import BENCHMARKS, CONTROLS, GROUPS, specs_for
+from .catalog import CONTROLS, GROUPS
+from .checks import benchmarks, specs_for
+from .distributions import DERIVED
 
 TOTALS = ("pass", "fail", "warn", "info")
 
@@ -21,6 +25,8 @@ def status_of(result: CheckResult, scored: bool) -> str:
     status = result.audit.status
     if status == PASS:
         return "PASS"
+    if status == NOT_APPLICABLE:
+        return "INFO"
     if status == FAIL and scored:
         return "FAIL"
     return "WARN"  # unscored failures, MANUAL, WARN, ERROR
@@ -56,8 +62,8 @@ def report(results: Sequence[CheckResult], node_info: Optional[NodeInfo] = None)
     controls: Dict[str, dict] = {}
     for result in results:
         benchmark = result.check.benchmark
-        spec = specs_for(benchmark).get(result.check.id) if benchmark in BENCHMARKS else None
-        if spec is None or result.audit.status == NOT_APPLICABLE:
+        spec = specs_for(benchmark).get(result.check.id) if benchmark in benchmarks() else None
+        if spec is None or (result.audit.status == NOT_APPLICABLE and benchmark not in DERIVED):
             continue  # kube-bench has no place for these
         part = spec.id.split(".")[0]
         node_type, text = CONTROLS[part]

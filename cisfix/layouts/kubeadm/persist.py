@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ..editors.manifest import read_flags
-from ..errors import EditError, InputError
-from ..kubeyaml import dump
-from ..nodefile import decode_text
-from ..state import NodeState, parse_yaml
-from ..trust import read_node_trusted
-from ..types import ApiObject, NetChange, NodeInfo, ObjectUpdate, PersistPlan
-from .kubeadm import ADMIN_CONF, PKI
+from ...editors.manifest import read_flags
+from ...errors import EditError, InputError
+from ...kubeyaml import dump
+from ...nodefile import decode_text, parse_yaml
+from ...state import NodeState
+from ...trust import read_node_trusted
+from ...types import ApiObject, NetChange, NodeInfo, ObjectUpdate, PersistPlan
+from .paths import ADMIN_CONF, PKI
 
 KUBEADM_CONFIG, KUBELET_CONFIG = "kube-system/kubeadm-config", "kube-system/kubelet-config"
 V1BETA3, V1BETA4 = "kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"

@@ -1,0 +1,109 @@
+"""`cisfix fix`: remediate failing checks, gated, and with `--persist` persist what was fixed."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import status
+from .cli_context import AddCommand, build_gate, format_option, gate_options, load_node, load_plugins, wait_option
+
+
+def add_command(command: AddCommand) -> None:
+    fix = command("fix", cmd_fix, "remediate failing checks: one gated transaction per component, the "
+                                  "components of one dependency level restarted and gated together")
+    fix.add_argument("--check", action="append", default=[], metavar="ID", help="only this check (repeatable)")
+    fix.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
+    fix.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
+    fix.add_argument("--dry-run", action="store_true", help="print the plan and the diffs, change nothing")
+    fix.add_argument("--diff", action="store_true", help="print the diffs and apply")
+    fix.add_argument("--sequential", action="store_true",
+                     help="one component at a time, in dependency order, instead of a level's together")
+    fix.add_argument("--one-at-a-time", action="store_true",
+                     help="one transaction (and restart) per check, one component at a time")
+    wait_option(fix)
+    fix.add_argument("--persist", action="store_true",
+                     help="after a fix that rolled nothing back, persist the fixes as `cisfix persist` does")
+    fix.add_argument("--force", action="store_true", help="with --persist: as `cisfix persist --force`")
+    gate_options(fix)
+    format_option(fix)
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from .audit import require_benchmark, select
+    from .fix import run_fix
+    from .pause import read_pause
+
+    paused = None if args.dry_run else read_pause(load_node(args))
+    if paused:
+        print(paused.line())
+        return status.EXIT_OK
+    plugins = load_plugins(args, for_changes=True)
+    require_benchmark(plugins)
+    checks = select(plugins, args.check, args.node_type, args.level)
+    report = run_fix(plugins, checks, build_gate(args, plugins), dry_run=args.dry_run,
+                     one_at_a_time=args.one_at_a_time, sequential=args.sequential, wait=args.wait)
+    # Persist what is committed once the fix has ended well (fixed, or failing only where a person must act).
+    persisted = None
+    if args.persist and not args.dry_run and report.exit_code in (status.EXIT_OK, status.EXIT_STILL_FAILING):
+        from .persist import run_persist
+
+        persisted = run_persist(load_plugins(args, for_changes=True), args.force, wait=args.wait)
+    code = report.exit_code if report.exit_code or persisted is None else persisted.exit_code
+    if args.format == "json":
+        unrecorded = {"unrecorded": report.unrecorded} if report.unrecorded else {}
+        print(json.dumps({"summary": _fix_summary(report.results), "warnings": list(plugins.info.warnings),
+                          "restarts": report.restarts, "transactions": report.transactions(), **unrecorded,
+                          "results": [r.as_dict() for r in report.results],
+                          "diff": report.diff, **({"persist": persisted.as_dict()} if persisted else {})}, indent=2))
+        return code
+    from .reports import warning_lines
+
+    for line in warning_lines(plugins.info):  # first, even before a long diff
+        print(line)
+    if (args.dry_run or args.diff) and report.diff:
+        sys.stdout.write(report.diff)
+    _print_fix_text(report, args.quiet, args.dry_run)
+    if persisted:
+        from .persist import print_report
+
+        print_report(persisted, args.quiet, args.diff)
+    return code
+
+
+def _print_fix_text(report, quiet: bool, dry_run: bool) -> None:
+    """One line per change made or failed and per check that needs a person (with what to do), counts
+    for the rest, and a closing line: `fixed 19 · needs a person 2 · excepted 4 · exit 1`. Quiet: the
+    changes made or failed, and when the exit code is not 0, one line saying why."""
+    from .audit import natural_order
+
+    groups = report.by_outcome()
+    shown = groups["changed"] + groups["failed"] + ([] if quiet else groups["needs a person"])
+    for r in sorted(shown, key=lambda r: natural_order(r.check.id)):
+        label = "NEEDS A PERSON" if r in groups["needs a person"] else r.status
+        tx = f" [txid {r.txid}]" if r.txid else ""
+        print(f"{label:<34} {r.check.id:<10} {r.check.title}{tx}")
+        if r.status not in (status.FIXED, status.WOULD_FIX) and r.audit.reason:
+            print(f"{'':<34} {r.audit.reason}")
+    for line in report.placed:
+        print(f"{'':<34} changed where the operator set it: {line}")
+    if quiet:
+        if report.why():
+            print(report.why())
+        return
+    for key in ("excepted", "compliant", "manual or not applicable"):
+        if groups[key]:
+            print(f"{len(groups[key])} {key}" + (": " + ", ".join(r.check.id for r in groups[key])
+                                                 if key == "excepted" else ""))
+    if report.why():
+        print(report.why())
+    failed = f" · failed {len(groups['failed'])}" if groups["failed"] else ""
+    print(f"{'would fix' if dry_run else 'fixed'} {len(groups['changed'])}{failed} · needs a person "
+          f"{len(groups['needs a person'])} · excepted {len(groups['excepted'])} · exit {report.exit_code}")
+
+
+def _fix_summary(results) -> dict:
+    counts: dict = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts
