@@ -209,7 +209,7 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     files, by its merge rules (see `cisfix.editors.distconfig`), applied with its service's restart."""
     args = component.args
     config = dist_config(state, args)
-    edits: Dict[str, List[Any]] = {}
+    wanted: Dict[str, List[Any]] = {}
     for op in change.ops:
         if isinstance(op, AddHostPathMount):
             if not component.manifest:
@@ -222,8 +222,13 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
             key = args.key
         if isinstance(op, SetSetting) and not op.flag:
             raise InputError(component.name, f"{op.path} has no flag to set it with in the distribution's configuration")
-        for path, ops in config.plan(key, _flag_op(op), args.owned, args.values, args.defaults):
-            edits.setdefault(path, []).extend(ops)
+        wanted.setdefault(key, []).append(_flag_op(op))
+    edits: Dict[str, List[Any]] = {}
+    for key, ops in wanted.items():
+        # in sequence: two items added to one flag both extend the item it had (planned apart, the
+        # second would look for an item the first replaced)
+        for path, file_ops in config.plan_many(key, ops, args.owned, args.values, args.defaults):
+            edits.setdefault(path, []).extend(file_ops)
     service = state.info.restarted_by(component.name)
     return [EditFile(path, tuple(ops), service, distconfig.DIST_CONFIG) for path, ops in edits.items()]
 
