@@ -162,29 +162,26 @@ def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor
 
     state = state or NodeState(node, NodeInfo())
     groups: Dict[str, List[Change]] = {}
-    for change in _joined(changes, state.info):
+    for change in _one_per_component(changes):
         for edit in resolve(state, change) if isinstance(change, Configure) else [change]:
             groups.setdefault(node.resolve(node.node_path(edit.path)), []).append(edit)
     return [_plan_file(node, path, group, editors, state.info) for path, group in groups.items()]
 
 
-def _joined(changes: Sequence[Change], info: NodeInfo) -> List[Change]:
-    """The changes of settings of a component its distribution's configuration sets (`Component.args`) as
-    one, at the place of the first: its edits are planned in sequence. Planned apart, two checks adding
-    items to one flag would both replace the item the flag had, and the second would not find it."""
-    joined: List[Change] = []
+def _one_per_component(changes: Sequence[Change]) -> List[Change]:
+    """The changes of settings of one component as one, where the first of them was: its operations are
+    then resolved in order, each against the files as the earlier ones leave them."""
+    merged: List[Change] = []
     first: Dict[str, int] = {}
     for change in changes:
-        spec = info.components.get(change.component) if isinstance(change, Configure) else None
-        if spec is None or spec.args is None:
-            joined.append(change)
-        elif change.component in first:
-            at = first[change.component]
-            joined[at] = replace(joined[at], ops=joined[at].ops + change.ops)
-        else:
-            first[change.component] = len(joined)
-            joined.append(change)
-    return joined
+        if isinstance(change, Configure) and change.component in first:
+            index = first[change.component]
+            merged[index] = replace(merged[index], ops=merged[index].ops + change.ops)
+            continue
+        if isinstance(change, Configure):
+            first[change.component] = len(merged)
+        merged.append(change)
+    return merged
 
 
 def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor],

@@ -208,8 +208,11 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     """A change of settings of a component the distribution's configuration sets: the edits of its
     files, by its merge rules (see `cisfix.editors.distconfig`), applied with its service's restart."""
     args = component.args
-    config = dist_config(state, args)
-    wanted: Dict[str, List[Any]] = {}
+    edits: Dict[str, List[Any]] = {}
+    planned: Dict[str, Optional[bytes]] = {}  # each file as the operations planned so far leave it
+    # What an item replaces, unless the configuration sets it: the distribution's own value — as it
+    # generated it last (a static pod's manifest: RKE2's NodeRestriction), else as the layout knows it.
+    defaults = {**(state.manifest_flags(component.name) or {}), **args.defaults} if component.manifest else args.defaults
     for op in change.ops:
         if isinstance(op, AddHostPathMount):
             if not component.manifest:
@@ -222,13 +225,13 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
             key = args.key
         if isinstance(op, SetSetting) and not op.flag:
             raise InputError(component.name, f"{op.path} has no flag to set it with in the distribution's configuration")
-        wanted.setdefault(key, []).append(_flag_op(op))
-    edits: Dict[str, List[Any]] = {}
-    for key, ops in wanted.items():
-        # in sequence: two items added to one flag both extend the item it had (planned apart, the
-        # second would look for an item the first replaced)
-        for path, file_ops in config.plan_many(key, ops, args.owned, args.values, args.defaults):
-            edits.setdefault(path, []).extend(file_ops)
+        # Planned against the files as the earlier operations leave them: two additions to one list
+        # (two admission plugins) make one item, not two that each drop the other.
+        config = dist_config(state, args, planned)
+        plan = config.plan(key, _flag_op(op), args.owned, args.values, defaults)
+        planned.update((path, edited.text.encode("utf-8")) for path, edited in config.apply(plan).items())
+        for path, ops in plan:
+            edits.setdefault(path, []).extend(ops)
     service = state.info.restarted_by(component.name)
     return [EditFile(path, tuple(ops), service, distconfig.DIST_CONFIG) for path, ops in edits.items()]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -14,16 +15,18 @@ import pytest
 from cisfix.flags import parse
 from cisfix.lab.control import Lab
 from k3s_lab_fixtures import make_k3s_lab  # noqa: F401 (fixture)
+from rke2_lab_fixtures import make_rke2_lab  # noqa: F401 (fixture)
 
 GATE = {"stabilityWindow": 2, "timeout": 150}  # a fast lab: a short window keeps the suite quick
 
 
-class Distribution:
+class Distribution(ABC):
     """What a test needs to know of one distribution's lab."""
 
     name: str
     service: str
     config: str
+    plugins_added: frozenset  # admission plugins a fix --level 1 enables on a fresh lab
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -56,31 +59,43 @@ class Distribution:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
 
+    @abstractmethod
     def live_flags(self, component: str) -> Dict[str, List[str]]:
         """Every value of every flag the component runs with now."""
-        raise NotImplementedError
 
     def journal(self) -> List[dict]:
         path = self.host("/var/lib/cisfix/journal.jsonl")
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def values_of(argv: List[str]) -> Dict[str, List[str]]:
+    values: Dict[str, List[str]] = {}
+    for flag in parse(argv):
+        values.setdefault(flag.name, []).extend((flag.value or "").split(","))
+    return values
+
+
 class K3s(Distribution):
     name, service, config = "k3s", "k3s", "/etc/rancher/k3s/config.yaml"
+    plugins_added = frozenset({"DenyServiceExternalIPs", "EventRateLimit", "AlwaysPullImages"})
 
     def live_flags(self, component: str) -> Dict[str, List[str]]:
-        line = self.lab.running(component)[-1]
-        values: Dict[str, List[str]] = {}
-        for flag in parse(line):
-            values.setdefault(flag.name, []).extend((flag.value or "").split(","))
-        return values
+        return values_of(self.lab.running(component)[-1])  # the newest `Running <component>` line
 
 
-@pytest.fixture(params=["k3s"])
-def node(request, make_k3s_lab) -> Distribution:  # noqa: F811
-    if request.param == "k3s":
-        return K3s(make_k3s_lab())
-    raise AssertionError(request.param)
+class RKE2(Distribution):
+    name, service, config = "rke2", "rke2-server", "/etc/rancher/rke2/config.yaml"
+    # EventRateLimit needs a person on RKE2: its admission configuration (rke2-pss.yaml) is rke2's own.
+    plugins_added = frozenset({"DenyServiceExternalIPs", "AlwaysPullImages"})
+
+    def live_flags(self, component: str) -> Dict[str, List[str]]:
+        pid = self.lab.status()[component].pid
+        return values_of(self.lab.argv(pid)[1:])
+
+
+@pytest.fixture(params=["k3s", "rke2"])
+def node(request, make_k3s_lab, make_rke2_lab) -> Distribution:  # noqa: F811
+    return K3s(make_k3s_lab()) if request.param == "k3s" else RKE2(make_rke2_lab())
 
 
 def restarts_gated(node: Distribution) -> List[dict]:
@@ -105,7 +120,7 @@ def test_fix_level_1_is_one_restart_and_leaves_only_what_needs_a_person(node):
     assert fixed and all(after[i]["status"] == "PASS" for i in fixed)
     # The live command lines carry the fixes; k3s's defaults stay where the fix only added to them.
     apiserver = node.live_flags("kube-apiserver")
-    assert {"NodeRestriction", "AlwaysPullImages", "EventRateLimit"} <= set(apiserver["enable-admission-plugins"])
+    assert {"NodeRestriction", *node.plugins_added} <= set(apiserver["enable-admission-plugins"])
     assert apiserver["audit-log-maxage"] == ["30"]
     assert node.host(node.owned).exists()
 
@@ -128,9 +143,10 @@ def test_a_bad_flag_is_rolled_back_with_the_components_own_error(node):
 
 def test_drift_of_a_manual_configuration_edit_is_corrected_once(node):
     config = node.host(node.config)
+    maxage = next(i for i, r in node.audit().items() if r["title"] == "Audit logs are kept at least 30 days")
     config.write_text(config.read_text().rstrip("\n") + '\nkube-apiserver-arg:\n  - "audit-log-maxage=1"  # ours\n')
     node.restart()
-    done = node.cisfix("fix", "--check", "1.2.17")
+    done = node.cisfix("fix", "--check", maxage)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"changed where the operator set it: {config}" in done.stdout  # in place, and said so
     assert '"audit-log-maxage=30"  # ours' in config.read_text()
@@ -138,11 +154,11 @@ def test_drift_of_a_manual_configuration_edit_is_corrected_once(node):
     # A person sets it back in the configuration file and restarts the service.
     config.write_text(config.read_text().replace("audit-log-maxage=30", "audit-log-maxage=1"))
     node.restart()
-    assert node.audit()["1.2.17"]["status"] == "FAIL"
+    assert node.audit()[maxage]["status"] == "FAIL"
     drift = node.cisfix("drift", "-q")  # exit 1: other checks fail that cisfix was never asked to fix
     assert drift.returncode == 1, drift.stdout + drift.stderr
     corrected = [line for line in drift.stdout.splitlines() if line.startswith("CORRECTED")]
-    assert len(corrected) == 1 and corrected[0].startswith(f"CORRECTED 1.2.17 (manual, {node.config}; found 1)")
+    assert len(corrected) == 1 and corrected[0].startswith(f"CORRECTED {maxage} (manual, {node.config}; found 1)")
     assert '"audit-log-maxage=30"  # ours' in config.read_text()
     assert node.live_flags("kube-apiserver")["audit-log-maxage"] == ["30"]
     again = node.cisfix("drift", "-q")
