@@ -20,6 +20,7 @@ from .editors.distconfig import DistConfig
 from .errors import InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
 from .nodefile import decode_text
+from .trust import read_node_trusted
 from .types import ArgList, Component, Configure, EditFile, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,10 +169,19 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
     texts = []
     for path in [args.config, *(f"{args.dropins}/{name}" for name in distconfig.dropin_order(
             [posixpath.basename(p) for p in dropins]))]:
-        data = replaced[path] if path in replaced else state.read(path)
+        data = replaced[path] if path in replaced else _read_trusted(state, path)
         if data is not None:
             texts.append((path, decode_text(data, state.node.display(path))))
     return distconfig.load(texts, state.node.display)
+
+
+def _read_trusted(state: "NodeState", path: str) -> Optional[bytes]:
+    """A configuration file the distribution starts the control plane from: refused (with its folders)
+    when another user could have written it, since it would decide what cisfix reports and writes."""
+    try:
+        return read_node_trusted(state.node, path, why="; the distribution's configuration is not used")
+    except FileNotFoundError:
+        return None
 
 
 def configured_command_line(state: "NodeState", component: Component, live: "Flags") -> Tuple[Values, Dict[str, FlagSource]]:

@@ -128,3 +128,16 @@ def test_k3s_value_rules_keep_its_default_admission_plugins(k3s):
 
 def test_a_k3s_pod_spec_file_check_is_not_applicable(k3s):
     assert status(k3s, "1.1.1", "k3s-cis-1.9") == "NOT_APPLICABLE"
+
+
+def test_a_configuration_file_another_user_may_write_is_refused(rke2):
+    rke2.write(RKE2_CONFIG, b"{}\n", 0o600)
+    dropin = rke2.write("/etc/rancher/rke2/config.yaml.d/50-theirs.yaml", b"kube-apiserver-arg: [profiling=false]\n", 0o666)
+    os.chmod(dropin, 0o666)
+    audit = cisfix(rke2, "audit", "--check", "1.2.15", "--format", "json")
+    [result] = [r for r in json.loads(audit.stdout)["results"] if r["id"] == "1.2.15"]
+    assert result["status"] == "ERROR" and "50-theirs.yaml" in result["reason"], result
+    files = {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()}
+    done = cisfix(rke2, "fix", "--check", "1.2.15")
+    assert done.returncode == 2 and "50-theirs.yaml" in done.stderr, done.stdout + done.stderr
+    assert {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()} == files
