@@ -192,10 +192,17 @@ def configured_command_line(state: "NodeState", component: Component, live: "Fla
     default is not known here."""
     args = component.args
     base = (state.manifest_flags(component.name) if component.manifest else dict(live.values)) or {}
-    configured, entries = dist_config(state, args).flags(args.key, args.defaults, args.values)
+    configured, entries = dist_config(state, args).flags(args.key, _distribution_values(state, component), args.values)
     sources = {flag: FlagSource(component.manifest) for flag in base}
     sources.update((flag, FlagSource(entry.file, entry.line)) for flag, entry in entries.items())
     return {**base, **configured}, sources
+
+
+def _distribution_values(state: "NodeState", component: Component) -> Dict[str, Optional[str]]:
+    """What an item adds to or replaces, unless the configuration sets it: the distribution's own value —
+    as it generated it last (a static pod's manifest: RKE2's NodeRestriction), else as the layout knows it."""
+    generated = (state.manifest_flags(component.name) or {}) if component.manifest else {}
+    return {**generated, **component.args.defaults}
 
 
 def configured_changes(state: "NodeState", spec: Component, planned: Sequence[Any]) -> Optional[Set[str]]:
@@ -220,9 +227,7 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     args = component.args
     edits: Dict[str, List[Any]] = {}
     planned: Dict[str, Optional[bytes]] = {}  # each file as the operations planned so far leave it
-    # What an item replaces, unless the configuration sets it: the distribution's own value — as it
-    # generated it last (a static pod's manifest: RKE2's NodeRestriction), else as the layout knows it.
-    defaults = {**(state.manifest_flags(component.name) or {}), **args.defaults} if component.manifest else args.defaults
+    defaults = _distribution_values(state, component)
     for op in change.ops:
         if isinstance(op, AddHostPathMount):
             if not component.manifest:

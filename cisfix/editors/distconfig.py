@@ -61,6 +61,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import EditError, InputError
+from ..flags import LIST_FLAGS  # flags whose repeated values add up
 from ..nodefile import refuse_yaml_aliases
 from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
 from . import yamltext as yt
@@ -72,12 +73,6 @@ HEADER = ("# Written by cisfix (CIS Kubernetes Benchmark fixes). Items here appe
           "# before it; a setting an operator's file already decides is changed in that file instead.\n")
 _OPS = {"": "=", "+": "+=", "-": "-="}
 BUILTIN = "(distribution)"  # ArgEntry.file of an item the distribution itself puts first (`leading`)
-# Flags whose repeated values accumulate (pflag StringSliceVar: kube-apiserver options admission.go,
-# authorization.go, serving.go; the kubelet's --tls-cipher-suites): their effective value is all the values
-# GetArgs passes, joined. Any other flag takes its last value, unless a `+=`/`-=` item makes it a list.
-LIST_FLAGS = frozenset({"enable-admission-plugins", "disable-admission-plugins", "authorization-mode",
-                        "tls-cipher-suites"})
-
 
 # --- data --------------------------------------------------------------------------------------------
 

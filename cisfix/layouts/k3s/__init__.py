@@ -50,7 +50,7 @@ def components(node: Node) -> Dict[str, Component]:
     """k3s's embedded components (etcd only where k3s runs its embedded etcd) and the k3s service."""
     names = list(EMBEDDED) + (["etcd"] if node.host(ETCD_CONFIG).exists() else [])
     found = {name: Component(name, process=SERVICE, unit=UNIT, health=HEALTH.get(name, {}), managed_by=SERVICE,
-                             args=configfile.arg_list("k3s", name, "k3s", DEFAULTS.get(name)),
+                             args=configfile.arg_list("k3s", name, DEFAULTS.get(name)),
                              live_flags=live_flags,
                              config=CONFIGS.get(name), config_kind="KubeletConfiguration" if name == "kubelet" else None)
              for name in names}

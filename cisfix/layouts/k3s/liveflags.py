@@ -14,7 +14,7 @@ import json
 import re
 import subprocess
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, FrozenSet, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
 
 from ... import flags as flag_parser
 from ...commands import CommandRefused, SEARCH_PATH, trusted_command
@@ -86,25 +86,7 @@ def live_flags(state: "NodeState", spec: Component) -> "Optional[Flags]":
             return Flags({}, Evidence(detail=f"etcd inside k3s (pid {process.pid})"), True)
         raise InputError(where, f"no 'Running {spec.name}' line since k3s (pid {process.pid}) started")
     number, argv = found
-    values: dict = {}
-    joined = _accumulating(spec.name)
-    for flag in flag_parser.parse(argv):  # k3s repeats a flag once per value (its GetArgs)
-        values[flag.name] = (f"{values[flag.name]},{flag.value}" if flag.name in joined and values.get(flag.name)
-                             else flag.value)
     evidence = Evidence(file=where if logs else None, line=number if logs else None,
                         process=f"{spec.name} in k3s (pid {process.pid})", detail="its Running line")
-    return Flags(values, evidence, True)
+    return Flags(flag_parser.effective(argv), evidence, True)  # a repeated list flag adds up
 
-
-def _accumulating(component: str) -> FrozenSet[str]:
-    """The component's flags whose repeats add up (string lists, maps), as its flag parser takes them:
-    `--enable-admission-plugins=A --enable-admission-plugins=B` is A,B. From the flag tables of the
-    Kubernetes release the lab simulates (cisfix/lab/data), which name every flag's type."""
-    from ...lab.flags import flag_table
-
-    try:
-        table = flag_table(component, "1.32")
-    except (OSError, ValueError):  # not a component with a flag table
-        return frozenset()
-    return frozenset(name for name, spec in table.items() if spec.type == "strings" or spec.type.startswith("map")
-                     or spec.type in ("stringToString", "colonSeparatedMultimapStringString"))

@@ -6,7 +6,9 @@
   start (pkg/podexecutor/staticpod.go; rancher/rke2#5142): cisfix reads them (the pods' identity and
   what was generated) and never edits them.
 - The kubelet is rke2's own child process, in the `rke2-server` (or `rke2-agent`) unit's cgroup.
-- etcd reads its settings from `--config-file` (server/db/etcd/config); `etcd-arg` items override them.
+- etcd reads its settings from `--config-file` (server/db/etcd/config); `etcd-arg` items are written into
+  it (the last one wins). The other `*-arg` lists go through k3s's GetArgs, as on k3s: `name+=X` appends
+  to rke2's own value (RKE2 runs k3s's configuration code).
 - A change reaches the components only through `systemctl restart rke2-server`, which restarts the
   node's whole control plane: one restart per fix, gated on every component it runs.
 """
