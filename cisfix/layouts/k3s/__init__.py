@@ -20,8 +20,7 @@ from ...node import Node
 from ...types import Component, HostPath, NetChange, NodeInfo, PersistPlan
 from .. import configfile
 from ..overrides import configured_components
-from ...trust import read_node_trusted
-from .liveflags import SERVICE, TAIL, live_flags
+from .liveflags import SERVICE, live_flags, read_node_tail
 
 DATA = "/var/lib/rancher/k3s"
 TLS = f"{DATA}/server/tls"
@@ -62,8 +61,8 @@ def components(node: Node) -> Dict[str, Component]:
 def _detect_version(node: Node) -> Optional[str]:
     """From the newest `Starting k3s v1.31.4+k3s1 (...)` line of its log, when it logs to a file."""
     try:
-        text = read_node_trusted(node, LOG)[-TAIL:].decode("utf-8", "replace")
-    except InputError:  # no log file (journald), or one someone else could have written
+        text = read_node_tail(node, LOG).decode("utf-8", "replace")
+    except (FileNotFoundError, InputError):  # no log file (journald), or one someone else could have written
         return None
     found = [configfile.version_of(line, "k3s") for line in text.splitlines() if "Starting k3s v" in line]
     return next((v for v in reversed(found) if v), None)
