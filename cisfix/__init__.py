@@ -17,7 +17,7 @@ _EXPORTS = {
     **{name: "cisfix.types" for name in (
         "Check", "AuditResult", "Evidence", "Plan", "Configure", "EditFile", "CreateFile", "SetMode",
         "AddHostPathMount",
-        "Component", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
+        "Component", "ArgList", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
         "NetChange", "ApiObject", "ObjectUpdate", "PersistPlan", "HostPath",
         "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "NOT_APPLICABLE")},
     **{name: "cisfix.plan" for name in (

@@ -162,10 +162,26 @@ def plan_changes(node: Node, changes: Sequence[Change], editors: Sequence[Editor
 
     state = state or NodeState(node, NodeInfo())
     groups: Dict[str, List[Change]] = {}
-    for change in changes:
+    for change in _one_per_component(changes):
         for edit in resolve(state, change) if isinstance(change, Configure) else [change]:
             groups.setdefault(node.resolve(node.node_path(edit.path)), []).append(edit)
     return [_plan_file(node, path, group, editors, state.info) for path, group in groups.items()]
+
+
+def _one_per_component(changes: Sequence[Change]) -> List[Change]:
+    """The changes of settings of one component as one, where the first of them was: its operations are
+    then resolved in order, each against the files as the earlier ones leave them."""
+    merged: List[Change] = []
+    first: Dict[str, int] = {}
+    for change in changes:
+        if isinstance(change, Configure) and change.component in first:
+            index = first[change.component]
+            merged[index] = replace(merged[index], ops=merged[index].ops + change.ops)
+            continue
+        if isinstance(change, Configure):
+            first[change.component] = len(merged)
+        merged.append(change)
+    return merged
 
 
 def _plan_file(node: Node, path: str, changes: List[Change], editors: Sequence[Editor],

@@ -51,6 +51,19 @@ def parse(words: Sequence[Optional[str]]) -> List[FlagWord]:
     return flags
 
 
+# Flags the components parse as lists (pflag string slices: kube-apiserver's admission.go and
+# authorization.go, serving.go's and the kubelet's --tls-cipher-suites): repeated, their values add up.
+# k3s and RKE2 repeat a flag once per value (k3s's GetArgs), so this is how their live flags read.
+LIST_FLAGS = frozenset({"enable-admission-plugins", "disable-admission-plugins", "authorization-mode",
+                        "tls-cipher-suites"})
+
+
 def effective(words: Sequence[Optional[str]]) -> Dict[str, Optional[str]]:
-    """The flags in effect: the last occurrence of each name wins."""
-    return {f.name: f.value for f in parse(words)}
+    """The flags in effect: the last occurrence of each name wins, but the occurrences of a list flag
+    (`LIST_FLAGS`) add up, comma-joined, as the component's own flag parser takes them."""
+    values: Dict[str, Optional[str]] = {}
+    for flag in parse(words):
+        earlier = values.get(flag.name)
+        joined = flag.name in LIST_FLAGS and earlier and flag.value
+        values[flag.name] = f"{earlier},{flag.value}" if joined else flag.value
+    return values

@@ -20,6 +20,7 @@ from .editors.distconfig import DistConfig
 from .errors import InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
 from .nodefile import decode_text
+from .trust import read_node_trusted
 from .types import ArgList, Component, Configure, EditFile, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,10 +169,19 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
     texts = []
     for path in [args.config, *(f"{args.dropins}/{name}" for name in distconfig.dropin_order(
             [posixpath.basename(p) for p in dropins]))]:
-        data = replaced[path] if path in replaced else state.read(path)
+        data = replaced[path] if path in replaced else _read_trusted(state, path)
         if data is not None:
             texts.append((path, decode_text(data, state.node.display(path))))
     return distconfig.load(texts, state.node.display)
+
+
+def _read_trusted(state: "NodeState", path: str) -> Optional[bytes]:
+    """A configuration file the distribution starts the control plane from: refused (with its folders)
+    when another user could have written it, since it would decide what cisfix reports and writes."""
+    try:
+        return read_node_trusted(state.node, path, why="; the distribution's configuration is not used")
+    except FileNotFoundError:
+        return None
 
 
 def configured_command_line(state: "NodeState", component: Component, live: "Flags") -> Tuple[Values, Dict[str, FlagSource]]:
@@ -182,10 +192,17 @@ def configured_command_line(state: "NodeState", component: Component, live: "Fla
     default is not known here."""
     args = component.args
     base = (state.manifest_flags(component.name) if component.manifest else dict(live.values)) or {}
-    configured, entries = dist_config(state, args).flags(args.key, args.defaults, args.values)
+    configured, entries = dist_config(state, args).flags(args.key, _distribution_values(state, component), args.values)
     sources = {flag: FlagSource(component.manifest) for flag in base}
     sources.update((flag, FlagSource(entry.file, entry.line)) for flag, entry in entries.items())
     return {**base, **configured}, sources
+
+
+def _distribution_values(state: "NodeState", component: Component) -> Dict[str, Optional[str]]:
+    """What an item adds to or replaces, unless the configuration sets it: the distribution's own value —
+    as it generated it last (a static pod's manifest: RKE2's NodeRestriction), else as the layout knows it."""
+    generated = (state.manifest_flags(component.name) or {}) if component.manifest else {}
+    return {**generated, **component.args.defaults}
 
 
 def configured_changes(state: "NodeState", spec: Component, planned: Sequence[Any]) -> Optional[Set[str]]:
@@ -208,8 +225,9 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     """A change of settings of a component the distribution's configuration sets: the edits of its
     files, by its merge rules (see `cisfix.editors.distconfig`), applied with its service's restart."""
     args = component.args
-    config = dist_config(state, args)
     edits: Dict[str, List[Any]] = {}
+    planned: Dict[str, Optional[bytes]] = {}  # each file as the operations planned so far leave it
+    defaults = _distribution_values(state, component)
     for op in change.ops:
         if isinstance(op, AddHostPathMount):
             if not component.manifest:
@@ -222,7 +240,12 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
             key = args.key
         if isinstance(op, SetSetting) and not op.flag:
             raise InputError(component.name, f"{op.path} has no flag to set it with in the distribution's configuration")
-        for path, ops in config.plan(key, _flag_op(op), args.owned, args.values, args.defaults):
+        # Planned against the files as the earlier operations leave them: two additions to one list
+        # (two admission plugins) make one item, not two that each drop the other.
+        config = dist_config(state, args, planned)
+        plan = config.plan(key, _flag_op(op), args.owned, args.values, defaults)
+        planned.update((path, edited.text.encode("utf-8")) for path, edited in config.apply(plan).items())
+        for path, ops in plan:
             edits.setdefault(path, []).extend(ops)
     service = state.info.restarted_by(component.name)
     return [EditFile(path, tuple(ops), service, distconfig.DIST_CONFIG) for path, ops in edits.items()]

@@ -186,6 +186,8 @@ class NodeState:
         ignored and named on stderr)."""
         from .identity import genuine
 
+        if component not in self.info.components:  # not on this node: no process may claim to be it
+            return []
         if component not in self._own:
             claims = [p for p in self.processes() if self.program_index(component, p) is not None]
             self._own[component] = sorted(genuine(self, claims, component), key=lambda p: p.start_ticks, reverse=True)

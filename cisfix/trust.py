@@ -130,6 +130,27 @@ def read_trusted(path: Path, error: Type[InputError] = Untrusted, why: str = "")
         os.close(fd)
 
 
+def read_tail_trusted(path: Path, limit: int, error: Type[InputError] = Untrusted, why: str = "") -> bytes:
+    """The last `limit` bytes of the file `path` names (a log that grows without bound), checked as
+    `read_trusted` checks a file, from its first whole line on. FileNotFoundError when it does not exist."""
+    real = trusted_realpath(path, error, why)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(path, f"{exc.strerror}{why}")
+    try:
+        size = require_trusted_file(fd, path, error, why).st_size
+        start = max(0, size - limit)
+        data = os.pread(fd, limit, start)
+    except OSError as exc:
+        raise error(path, f"{exc.strerror}{why}")
+    finally:
+        os.close(fd)
+    return data.split(b"\n", 1)[1] if start and b"\n" in data else data
+
+
 def require_trusted_dir(path: Path, error: Type[InputError] = Untrusted, why: str = "") -> Path:
     """The real path of a directory whose every directory, itself included, is trusted."""
     real = trusted_realpath(path, error, why)

@@ -37,10 +37,10 @@ def ordered(texts: Dict[str, str]) -> List[Tuple[str, str]]:
     return ([(CONFIG, texts[CONFIG])] if CONFIG in texts else []) + [(dropin(n), texts[dropin(n)]) for n in names]
 
 
-def run(texts: Dict[str, str], op, key: str = API, rules: str = "replace", defaults=None):
+def run(texts: Dict[str, str], op, key: str = API, rules: str = "replace", defaults=None, leading=()):
     """Plan `op`, apply it, and return (plan, new texts, reloaded configuration)."""
     config = dc.load(ordered(texts))
-    plan = config.plan(key, op, OWNED, rules, defaults or {})
+    plan = config.plan(key, op, OWNED, rules, defaults or {}, leading)
     new = dict(texts)
     for path, edited in config.apply(plan).items():
         new[path] = edited.text
@@ -48,8 +48,8 @@ def run(texts: Dict[str, str], op, key: str = API, rules: str = "replace", defau
 
 
 def changed_lines(old: str, new: str) -> List[str]:
-    return [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0))[2:]  # no headers
+    return [line for line in diff if not line.startswith("@@")]
 
 
 # --- merge rules (k3s pkg/configfilearg/parser.go) ---------------------------------------------------
@@ -147,6 +147,57 @@ class TestK3sValueRules:
         assert decided["quota-backend-bytes"].value == "2"
 
 
+class TestDistributionItems:
+    """RKE2 puts `enable-admission-plugins=NodeRestriction` before the apiserver items of the files
+    (rke2 pkg/cli/defaults/defaults.go): an item, so it consumes k3s's default and survives a plain key."""
+
+    LEADING = ("enable-admission-plugins=NodeRestriction",)
+    PLUGINS = "enable-admission-plugins"
+
+    def test_a_plain_item_no_longer_drops_noderestriction(self):
+        config = dc.load([(CONFIG, f"{API}: [{self.PLUGINS}=AlwaysPullImages]\n")])
+        assert config.flags(API, K3S_API_DEFAULTS, "k3s", self.LEADING)[0][self.PLUGINS] == \
+            "NodeRestriction,AlwaysPullImages"
+        assert [a for a in config.args(API, K3S_API_DEFAULTS, self.LEADING) if a[0] == self.PLUGINS] == \
+            [(self.PLUGINS, "NodeRestriction"), (self.PLUGINS, "AlwaysPullImages")]
+        # on k3s, without the leading item, the same file drops it
+        assert config.flags(API, K3S_API_DEFAULTS, "k3s")[0][self.PLUGINS] == "AlwaysPullImages"
+
+    def test_a_later_plain_key_keeps_the_distributions_items(self):
+        config = dc.load([(CONFIG, f"{API}: [a=1]\n"), (dropin("10-x.yaml"), f"{API}: [b=2]\n")])
+        values, decided = config.flags(API, {}, "k3s", self.LEADING)
+        assert values == {self.PLUGINS: "NodeRestriction", "b": "2"}
+        assert decided[self.PLUGINS].file == dc.BUILTIN
+
+    def test_adding_a_plugin_appends(self):
+        plan, _, after = run({CONFIG: ""}, AddFlagItem(self.PLUGINS, "EventRateLimit"), rules="k3s",
+                             defaults=K3S_API_DEFAULTS, leading=self.LEADING)
+        assert plan == [(OWNED, (AppendItem(API, f"{self.PLUGINS}+=EventRateLimit", True),))]
+        assert after.flags(API, K3S_API_DEFAULTS, "k3s", self.LEADING)[0][self.PLUGINS] == \
+            "NodeRestriction,EventRateLimit"
+
+    def test_setting_the_list_writes_what_the_distribution_does_not_pass(self):
+        plan, _, after = run({CONFIG: ""}, SetFlag(self.PLUGINS, "NodeRestriction,EventRateLimit"), rules="k3s",
+                             defaults=K3S_API_DEFAULTS, leading=self.LEADING)
+        assert plan == [(OWNED, (AppendItem(API, f"{self.PLUGINS}=EventRateLimit", True),))]
+        assert after.flags(API, K3S_API_DEFAULTS, "k3s", self.LEADING)[0][self.PLUGINS] == \
+            "NodeRestriction,EventRateLimit"
+
+    @pytest.mark.parametrize("op", [SetFlag("enable-admission-plugins", "EventRateLimit"),
+                                    RemoveFlag("enable-admission-plugins"),
+                                    RemoveFlagItem("enable-admission-plugins", "NodeRestriction")])
+    def test_what_the_distributions_items_contradict_is_refused(self, op):
+        texts = {CONFIG: f"{API}: [{self.PLUGINS}+=EventRateLimit]\n"}
+        with pytest.raises(EditError, match="distribution itself passes --enable-admission-plugins=NodeRestriction"):
+            run(texts, op, rules="k3s", defaults=K3S_API_DEFAULTS, leading=self.LEADING)
+
+    def test_list_flags_accumulate_repeated_items_and_others_take_the_last(self):
+        config = dc.load([(CONFIG, f"{API}: [authorization-mode=Node, audit-log-maxage=30]\n"),
+                          (dropin("10-x.yaml"), f"{API}+: [authorization-mode=RBAC, audit-log-maxage=60]\n")])
+        values = config.flags(API, {}, "k3s")[0]
+        assert (values["authorization-mode"], values["audit-log-maxage"]) == ("Node,RBAC", "60")
+
+
 # --- plan: where each change goes --------------------------------------------------------------------
 
 
@@ -155,7 +206,8 @@ class TestPlanTargets:
         texts = {CONFIG: f"# mine\n{API}:\n  - \"request-timeout=300s\"\n  - audit-log-maxage=30\n"}
         plan, new, after = run(texts, SetFlag("request-timeout", "60s"), rules="k3s")
         assert [p for p, _ in plan] == [CONFIG]
-        assert changed_lines(texts[CONFIG], new[CONFIG]) == ['-  - "request-timeout=300s"', '+  - "request-timeout=60s"']
+        assert changed_lines(texts[CONFIG], new[CONFIG]) == \
+            ['-  - "request-timeout=300s"', '+  - "request-timeout=60s"']
         assert after.flags(API, {}, "k3s")[0]["request-timeout"] == "60s"
 
     def test_a_new_flag_goes_to_the_owned_dropin_which_is_created(self):
@@ -199,7 +251,7 @@ class TestPlanTargets:
         late = dropin("95-z.yaml")
         texts = {CONFIG: f"{API}: [a=1]\n", late: f"{API}+: ['b=2']\n"}
         plan, new, _ = run(texts, SetFlag("b", "3"))
-        assert plan == [(late, (ReplaceItem(API, 0, "b=3", True),))]
+        assert plan == [(late, (ReplaceItem(API, 0, "b=2", "b=3", True),))]
         assert new[late] == f"{API}+: ['b=3']\n"
 
     def test_removal_removes_every_effective_item_of_the_flag(self):
@@ -224,7 +276,8 @@ class TestPlanTargets:
         plan, _, after = run({CONFIG: ""}, AddFlagItem("enable-admission-plugins", "EventRateLimit"),
                              rules="k3s", defaults=K3S_API_DEFAULTS)
         assert plan == [(OWNED, (AppendItem(API, "enable-admission-plugins+=EventRateLimit", True),))]
-        assert after.flags(API, K3S_API_DEFAULTS, "k3s")[0]["enable-admission-plugins"] == "NodeRestriction,EventRateLimit"
+        flags = after.flags(API, K3S_API_DEFAULTS, "k3s")[0]
+        assert flags["enable-admission-plugins"] == "NodeRestriction,EventRateLimit"
 
     def test_add_item_on_replace_rules_writes_the_whole_value(self):
         defaults = {"enable-admission-plugins": "NodeRestriction"}
@@ -255,7 +308,8 @@ class TestPlanTargets:
         assert after.flags(API, defaults, "k3s")[0]["enable-admission-plugins"] == "NodeRestriction"
 
     def test_k3s_set_drops_the_flags_other_items(self):
-        texts = {CONFIG: f"{API}:\n  - enable-admission-plugins+=A\n", dropin("10-x.yaml"): f"{API}+:\n  - enable-admission-plugins+=B\n"}
+        texts = {CONFIG: f"{API}:\n  - enable-admission-plugins+=A\n",
+                 dropin("10-x.yaml"): f"{API}+:\n  - enable-admission-plugins+=B\n"}
         _, new, after = run(texts, SetFlag("enable-admission-plugins", "C"), rules="k3s", defaults=K3S_API_DEFAULTS)
         assert new[CONFIG] == f"{API}: []\n"
         assert new[dropin("10-x.yaml")] == f"{API}+:\n  - enable-admission-plugins=C\n"
@@ -265,6 +319,23 @@ class TestPlanTargets:
         texts = {CONFIG: f"{API}:\n  - --a=1\n"}
         _, new, _ = run(texts, SetFlag("a", "2"))
         assert new[CONFIG] == f"{API}:\n  - --a=2\n"
+
+    def test_several_operations_on_one_flag_are_planned_in_sequence(self):
+        texts = {CONFIG: f"{API}:\n  - audit-log-maxage=30\n"}
+        config = dc.load(ordered(texts))
+        ops = [AddFlagItem("enable-admission-plugins", "AlwaysPullImages"),
+               AddFlagItem("enable-admission-plugins", "EventRateLimit"), SetFlag("audit-log-maxage", "60"),
+               SetFlag("request-timeout", "60s"), SetFlag("profiling", "false")]
+        plan = config.plan_many(API, ops, OWNED, "k3s", K3S_API_DEFAULTS)
+        assert [p for p, _ in plan] == [CONFIG, OWNED]
+        new = dict(texts)
+        for path, edited in config.apply(plan).items():
+            new[path] = edited.text
+        assert new[CONFIG] == f"{API}:\n  - audit-log-maxage=60\n"
+        assert new[OWNED].endswith(f"{API}+:\n  - enable-admission-plugins+=AlwaysPullImages,EventRateLimit\n"
+                                   "  - request-timeout=60s\n")
+        flags = dc.load(ordered(new)).flags(API, K3S_API_DEFAULTS, "k3s")[0]
+        assert flags["enable-admission-plugins"] == "NodeRestriction,AlwaysPullImages,EventRateLimit"
 
     def test_unknown_rules_are_refused(self):
         with pytest.raises(EditError, match="rules"):
@@ -277,24 +348,25 @@ class TestPlanTargets:
 class TestByteFaithfulEdits:
     @pytest.mark.parametrize("text, op, expected", [
         # indented block list, quotes kept on the replaced item
-        ('k-arg:\n  - "a=1"  # first\n  - b=2\n', ReplaceItem("k-arg", 0, "a=9"), 'k-arg:\n  - "a=9"  # first\n  - b=2\n'),
+        ('k-arg:\n  - "a=1"  # first\n  - b=2\n', ReplaceItem("k-arg", 0, "a=1", "a=9"),
+         'k-arg:\n  - "a=9"  # first\n  - b=2\n'),
         # column-0 block list, single quotes kept
-        ("k-arg:\n- 'a=1'\n- b=2\n", ReplaceItem("k-arg", 0, "a=it's"), "k-arg:\n- 'a=it''s'\n- b=2\n"),
+        ("k-arg:\n- 'a=1'\n- b=2\n", ReplaceItem("k-arg", 0, "a=1", "a=it's"), "k-arg:\n- 'a=it''s'\n- b=2\n"),
         # appended after the last item, in its prefix and quoting
         ('k-arg:\n    - "a=1"\n# tail comment\nx: 1\n', AppendItem("k-arg", "b=2", False),
          'k-arg:\n    - "a=1"\n    - "b=2"\n# tail comment\nx: 1\n'),
         # a removed item takes its trailing comment with it, the others stay
-        ("k-arg:\n  - a=1 # gone\n  # kept\n  - b=2\n", RemoveItem("k-arg", 0), "k-arg:\n  # kept\n  - b=2\n"),
+        ("k-arg:\n  - a=1 # gone\n  # kept\n  - b=2\n", RemoveItem("k-arg", 0, "a=1"), "k-arg:\n  # kept\n  - b=2\n"),
         # the last item of a block list: the key keeps an empty list
-        ("k-arg:\n  - a=1\nx: 1\n", RemoveItem("k-arg", 0), "k-arg: []\nx: 1\n"),
+        ("k-arg:\n  - a=1\nx: 1\n", RemoveItem("k-arg", 0, "a=1"), "k-arg: []\nx: 1\n"),
         # flow lists
         ("k-arg: [a=1, 'b=2']\n", AppendItem("k-arg", "c=3", False), "k-arg: [a=1, 'b=2', 'c=3']\n"),
-        ("k-arg: [a=1, b=2]\n", RemoveItem("k-arg", 0), "k-arg: [b=2]\n"),
+        ("k-arg: [a=1, b=2]\n", RemoveItem("k-arg", 0, "a=1"), "k-arg: [b=2]\n"),
         ("k-arg: []\n", AppendItem("k-arg", "x=1,2", False), 'k-arg: ["x=1,2"]\n'),
         # a string value: replaced, grown into a flow list, emptied
-        ('k-arg: "a=1"\n', ReplaceItem("k-arg", 0, "a=2"), 'k-arg: "a=2"\n'),
+        ('k-arg: "a=1"\n', ReplaceItem("k-arg", 0, "a=1", "a=2"), 'k-arg: "a=2"\n'),
         ('k-arg: "a=1" # c\n', AppendItem("k-arg", "b=2", False), 'k-arg: ["a=1", "b=2"] # c\n'),
-        ("k-arg: a=1\n", RemoveItem("k-arg", 0), "k-arg: []\n"),
+        ("k-arg: a=1\n", RemoveItem("k-arg", 0, "a=1"), "k-arg: []\n"),
         # a new key at the end, in the dash offset and quoting of the file's lists
         ('x-arg:\n- "a=1"\n', AppendItem("k-arg", "b=2"), 'x-arg:\n- "a=1"\nk-arg+:\n- "b=2"\n'),
         # no final newline stays so
@@ -319,9 +391,20 @@ class TestByteFaithfulEdits:
         text = "# odd   spacing\nk-arg:   [ a=1 ,b=2 ]"
         assert dc.edit(text, []).text == text
 
+    def test_items_are_found_by_their_text_when_earlier_operations_moved_them(self):
+        # two plans made on one original text, joined as the engine joins edits of one file
+        text = "k-arg:\n  - a=1\n  - b=2\n  - c=3\n"
+        ops = [RemoveItem("k-arg", 0, "a=1"), ReplaceItem("k-arg", 2, "c=3", "c=9"), RemoveItem("k-arg", 1, "b=2")]
+        assert dc.edit(text, ops).text == "k-arg:\n  - c=9\n"
+
+    def test_among_equal_items_the_one_nearest_the_index_is_taken(self):
+        text = "k-arg: [a=1, b=2, a=1]\n"
+        assert dc.edit(text, [ReplaceItem("k-arg", 2, "a=1", "a=3")]).text == "k-arg: [a=1, b=2, a=3]\n"
+
     def test_several_operations_apply_in_order(self):
         text = "k-arg:\n  - a=1\n  - b=2\n  - c=3\n"
-        ops = [ReplaceItem("k-arg", 0, "a=9"), RemoveItem("k-arg", 2), RemoveItem("k-arg", 1), AppendItem("k-arg", "d=4", False)]
+        ops = [ReplaceItem("k-arg", 0, "a=1", "a=9"), RemoveItem("k-arg", 2, "c=3"), RemoveItem("k-arg", 1, "b=2"),
+               AppendItem("k-arg", "d=4", False)]
         assert dc.edit(text, ops).text == "k-arg:\n  - a=9\n  - d=4\n"
 
 
@@ -339,7 +422,7 @@ class TestBadInput:
         (f"{API}: {{a: 1}}\n", ":1", "string or a list of strings"),
         (f"{API}:\n  - a=1\n  - 8080\n", ":3", "not a string"),
         (f"{API}+:\n  - [a]\n", ":2", "not a string"),
-        (f"{API}: [a]\n{API}: [b]\n", "", "duplicate key"),
+        (f"{API}: [a]\n{API}: [b]\n", ":2", "duplicate key"),
     ])
     def test_load_refuses_with_file_line_and_reason(self, text, where, reason):
         with pytest.raises(InputError) as caught:
@@ -352,7 +435,8 @@ class TestBadInput:
         ("k-arg: [a]\nk-arg: [b]\n", "duplicate"),
         ("a: 1\n---\nb: 2\n", "documents"),
         ("k-arg: [a, 5]\n", "not a string"),
-        ("k-arg: 5\n", "not a string"),
+        ("k-arg: 5\n", "must be a string or a list of strings"),
+        ("k-arg:\n", "is empty"),
         ("- a\n", "not a YAML mapping"),
         ("k-arg: [a\n", "invalid YAML"),
     ])
@@ -361,10 +445,10 @@ class TestBadInput:
             dc.edit(text, [AppendItem("k-arg", "x=1", False)])
 
     def test_a_missing_item_is_refused(self):
-        with pytest.raises(EditError, match="no item 3"):
-            dc.edit("k-arg: [a]\n", [RemoveItem("k-arg", 3)])
+        with pytest.raises(EditError, match="no item 'b'"):
+            dc.edit("k-arg: [a]\n", [RemoveItem("k-arg", 3, "b")])
         with pytest.raises(EditError, match="not in the file"):
-            dc.edit("x: 1\n", [ReplaceItem("k-arg", 0, "a")])
+            dc.edit("x: 1\n", [ReplaceItem("k-arg", 0, "a", "b")])
 
 
 # --- real configuration files ------------------------------------------------------------------------
@@ -403,7 +487,8 @@ class TestRealConfigs:
             assert items
             for index, entry in enumerate(items):
                 same = dc.render_item(entry.flag, entry.value, entry.op, _dashes(text, entry))
-                assert dc.edit(text, [ReplaceItem(key, index, same)]).text == text
+                old = _raw(text, key, index)
+                assert dc.edit(text, [ReplaceItem(key, index, old, same)]).text == text
 
     @pytest.mark.parametrize("name", REAL)
     def test_setting_a_flag_changes_only_that_item(self, name):
@@ -427,6 +512,26 @@ class TestRealConfigs:
             assert new.endswith("\n") == text.endswith("\n")
 
 
+    @pytest.mark.parametrize("name", REAL)
+    def test_removing_a_flag_removes_only_its_line(self, name):
+        text = (DATA / name).read_text()
+        config = dc.load([(CONFIG, text)])
+        for key in _arg_keys(config):
+            entries = config.entries(key)
+            if len(entries) < 2:
+                continue
+            first = entries[0]
+            plan = config.plan(key, RemoveFlag(first.flag), OWNED, "k3s")
+            new = config.apply(plan)[CONFIG].text
+            assert changed_lines(text, new) == ["-" + text.splitlines()[first.line - 1]]
+            assert first.flag not in dc.load([(CONFIG, new)]).flags(key, {}, "k3s")[0]
+
+
+def _raw(text: str, key: str, index: int) -> str:
+    value = (YAML(typ="safe").load(text) or {})[key]
+    return value if isinstance(value, str) else value[index]
+
+
 def _dashes(text: str, entry: ArgEntry) -> str:
     line = text.splitlines()[entry.line - 1]
     body = line.split(entry.flag, 1)[0]
@@ -440,7 +545,8 @@ def _value_text(line: str, entry: ArgEntry) -> str:
 # --- property: plan + edit give the flags asked for --------------------------------------------------
 
 
-NAMES = ["a", "b", "c"]
+NAMES = ["a", "b", "tls-cipher-suites"]  # the last one a list flag (dc.LIST_FLAGS)
+LEADING = [(), ("a=x",), ("tls-cipher-suites=x",)]
 VALUES = ["x", "y", "x,y", "z,x"]
 
 
@@ -477,8 +583,10 @@ def file_texts(draw, key: str) -> str:
     return text + ("\n" if draw(st.booleans()) else "")
 
 
-def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Optional[str]], rules: str):
-    """The effective flags, computed from plain YAML data as k3s does (configfilearg, then GetArgs)."""
+def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Optional[str]], rules: str,
+              leading: Tuple[str, ...] = ()):
+    """The effective flags, computed from plain YAML data as k3s does (configfilearg, then the
+    distribution's leading items, then GetArgs)."""
     raw: List[str] = []
     for _, text in texts:
         for k, v in (YAML(typ="safe").load(text) or {}).items():
@@ -486,6 +594,7 @@ def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Option
                 raw = [v] if isinstance(v, str) else list(v)
             elif k == key + "+":
                 raw = raw + ([v] if isinstance(v, str) else list(v))
+    raw = list(leading) + raw
     out: Dict[str, Optional[str]] = {}
     if rules == "replace":
         out.update(defaults)
@@ -506,7 +615,7 @@ def reference(texts: List[Tuple[str, str]], key: str, defaults: Dict[str, Option
             multi[flag] = [value] + first + seen
         else:
             multi[flag] = seen + [value]
-        if arg != flag:
+        if arg != flag or (flag in dc.LIST_FLAGS and len(multi[flag]) > 1):
             mixed.add(flag)
     for flag, value in initial.items():
         multi[flag] = [value]
@@ -521,31 +630,50 @@ OPS = st.one_of(
 )
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config_text=file_texts(API), late=file_texts(API), rules=st.sampled_from(["k3s", "replace"]),
+       ops=st.lists(st.one_of(st.builds(SetFlag, st.sampled_from(NAMES), st.sampled_from(VALUES)),
+                              st.builds(AddFlagItem, st.sampled_from(NAMES), st.sampled_from(["x", "w"]))),
+                    min_size=2, max_size=4))
+def test_plan_many_in_one_edit_per_file_equals_planning_one_by_one(config_text, late, rules, ops):
+    texts = {CONFIG: config_text, dropin("95-late.yaml"): late}
+    config = dc.load(ordered(texts))
+    joined = dict(texts)
+    for path, edited in config.apply(config.plan_many(API, ops, OWNED, rules)).items():
+        joined[path] = edited.text
+    stepwise = dict(texts)
+    for op in ops:
+        _, stepwise, _ = run(stepwise, op, rules=rules)
+    assert joined == {p: t for p, t in stepwise.items()}
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config_text=file_texts(API), early=file_texts(API), late=file_texts(API), owned=st.one_of(st.none(), file_texts(API)),
+@given(config_text=file_texts(API), early=file_texts(API), late=file_texts(API),
+       owned=st.one_of(st.none(), file_texts(API)),
        rules=st.sampled_from(["k3s", "replace"]),
-       defaults=st.sampled_from([{}, {"a": "x"}, {"a": "x,y", "b": "z"}]),
+       defaults=st.sampled_from([{}, {"a": "x"}, {"a": "x,y", "b": "z"}]), leading=st.sampled_from(LEADING),
        ops=st.lists(OPS, min_size=1, max_size=3))
-def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, rules, defaults, ops):
+def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, rules, defaults, leading, ops):
     texts = {CONFIG: config_text, dropin("10-early.yaml"): early, dropin("95-late.yaml"): late}
     if owned is not None:
         texts[OWNED] = owned
     for op in ops:
-        before = reference(ordered(texts), API, defaults, rules)
+        before = reference(ordered(texts), API, defaults, rules, leading)
         config = dc.load(ordered(texts))
         try:
-            plan = config.plan(API, op, OWNED, rules, defaults)
+            plan = config.plan(API, op, OWNED, rules, defaults, leading)
         except EditError as exc:
-            # only what no edit can give is refused
-            if isinstance(op, RemoveFlag):
-                assert op.name in defaults and "default" in str(exc)
+            # only what no edit can give is refused, and the reason is named
+            fixed = op.name in defaults or any(dc.parse_item(item)[0] == op.name for item in leading)
+            if isinstance(op, RemoveFlag) or "itself passes" in str(exc):
+                assert fixed and "the distribution itself passes" in str(exc)
             else:
                 assert isinstance(op, RemoveFlagItem) and "empty" in str(exc)
                 assert not [t for t in dc.tokens(before.get(op.name)) if t != op.item]
             continue
         for path, edited in config.apply(plan).items():
             texts[path] = edited.text
-        after = reference(ordered(texts), API, defaults, rules)
+        after = reference(ordered(texts), API, defaults, rules, leading)
         name = op.name
         if isinstance(op, SetFlag):
             assert name in after and after[name] == op.value
@@ -556,4 +684,13 @@ def test_random_plans_give_the_flags_asked_for(config_text, early, late, owned, 
         else:
             assert op.item not in dc.tokens(after.get(name))
         assert {k: v for k, v in after.items() if k != name} == {k: v for k, v in before.items() if k != name}
-        assert dc.load(ordered(texts)).flags(API, defaults, rules)[0] == after
+        assert dc.load(ordered(texts)).flags(API, defaults, rules, leading)[0] == after
+
+
+def test_equal_additions_planned_apart_are_made_once():
+    """Two checks plan against the same file before either is applied (one transaction)."""
+    config = dc.load([(CONFIG, "")])
+    ops = [op for flag in (SetFlag("d", "4"), SetFlag("d", "4"), SetFlag("e", "5"))
+           for _, file_ops in config.plan(API, flag, OWNED) for op in file_ops]
+    text = dc.edit("", ops).text
+    assert text.count("d=4") == 1 and text.count("e=5") == 1

@@ -128,3 +128,42 @@ def test_k3s_value_rules_keep_its_default_admission_plugins(k3s):
 
 def test_a_k3s_pod_spec_file_check_is_not_applicable(k3s):
     assert status(k3s, "1.1.1", "k3s-cis-1.9") == "NOT_APPLICABLE"
+
+
+def test_a_configuration_file_another_user_may_write_is_refused(rke2):
+    rke2.write(RKE2_CONFIG, b"{}\n", 0o600)
+    dropin = rke2.write("/etc/rancher/rke2/config.yaml.d/50-theirs.yaml", b"kube-apiserver-arg: [profiling=false]\n", 0o666)
+    os.chmod(dropin, 0o666)
+    audit = cisfix(rke2, "audit", "--check", "1.2.15", "--format", "json")
+    [result] = [r for r in json.loads(audit.stdout)["results"] if r["id"] == "1.2.15"]
+    assert result["status"] == "ERROR" and "50-theirs.yaml" in result["reason"], result
+    files = {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()}
+    done = cisfix(rke2, "fix", "--check", "1.2.15")
+    assert done.returncode == 2 and "50-theirs.yaml" in done.stderr, done.stdout + done.stderr
+    assert {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()} == files
+
+
+def test_an_rke2_agent_has_the_kubelet_only_restarted_with_rke2_agent(tmp_path):
+    from cisfix.layouts import rke2
+    from cisfix.node import Node
+
+    node = TestNode(tmp_path / "agent")
+    node.write(RKE2_CONFIG, b"server: https://10.0.0.1:9345\n", 0o600)
+    info = rke2.cisfix_describe_node(Node(str(node.root)), {})
+    assert sorted(info.components) == ["kubelet", "rke2-agent"]
+    assert info.components["rke2-agent"].restart == ("systemctl", "restart", "rke2-agent")
+    assert info.components["rke2-agent"].runs == ("kubelet",) and info.node_types == ("worker",)
+    assert info.components["kubelet"].unit == "system.slice/rke2-agent.service"
+
+
+def test_the_rke2_version_is_read_from_the_generated_api_server_image(rke2):
+    from cisfix.config import load_node_config
+    from cisfix.layouts import rke2 as layout
+    from cisfix.node import Node
+
+    text = rke2.read(RKE2_APISERVER).decode()
+    image = next(line for line in text.splitlines() if "image:" in line)
+    rke2.write(RKE2_APISERVER, text.replace(image, "    image: index.docker.io/rancher/hardened-kubernetes:"
+                                                   "v1.31.4-rke2r1-build20241212").encode())
+    config = {k: v for k, v in load_node_config(Node(str(rke2.root))).items() if k != "version"}
+    assert layout.cisfix_describe_node(Node(str(rke2.root)), config).version == "1.31.4+rke2r1"

@@ -12,22 +12,34 @@ components get their arguments from k3s's `pkg/daemons/control` and `pkg/daemons
 2. Keys (same function): the files' top-level keys are processed in order. A plain `key:` replaces the
    value so far; `key+:` appends its items to the value so far (a string counts as one item). So a later
    file's plain `key:` drops every earlier file's items, and `key+:` keeps them.
-3. Items into flags (k3s `pkg/util/args.go`, `GetArgs`, used by `pkg/daemons/control/server.go` for
-   `Running kube-apiserver ...` and alike): each item `name=value` (a bare `name` means `name=true`; a
-   leading `--` is dropped) is merged into the distribution's defaults for that component, in order:
-   `name=X` drops the default and adds X to the values seen for `name`; `name+=X` adds the default (if not
-   consumed yet), then the values seen, then X; `name-=X` adds X, then the default, then the values seen.
-   Each value is passed as its own `--name=value`, flags sorted by name (args_test.go:
-   `bbb+=DD` with default `bbb=B` gives `--bbb=B --bbb=DD`). A list flag (`--enable-admission-plugins`,
-   `--tls-cipher-suites`: pflag slices) accumulates repeated flags, so the effective value is the
-   values joined by commas; a scalar flag takes the last. `DistConfig.flags(rules="k3s")` reports the
-   joined value when a `+=`/`-=` item took part, else the last value; `DistConfig.args` gives the exact
-   argument list. RKE2 also prepends `enable-admission-plugins=NodeRestriction` to the apiserver items
-   (rke2 `pkg/cli/defaults/defaults.go`): pass it as a default.
+3. Items into flags (k3s `pkg/util/args.go`, `GetArgs`, called for kube-apiserver, kube-controller-manager
+   and kube-scheduler in `pkg/daemons/control/server.go` and for the kubelet and kube-proxy in
+   `pkg/agent/*`, right before their `Running <component> ...` log line; on both distributions): each
+   item `name=value` (a bare `name` means `name=true`; a leading `--` is dropped) is merged into the
+   distribution's defaults for that component, in order: `name=X` drops the default and adds X to the
+   values seen for `name`; `name+=X` adds the default (if not consumed yet), then the values seen, then X;
+   `name-=X` adds X, then the default, then the values seen. Each value is passed as its own
+   `--name=value`, flags sorted by name (args_test.go: `bbb+=DD` with default `bbb=B` gives
+   `--bbb=B --bbb=DD`). A list flag (`--enable-admission-plugins`, `--tls-cipher-suites`: pflag slices)
+   accumulates repeated flags, so the effective value is the values joined by commas; a scalar flag takes
+   the last. `DistConfig.flags(rules="k3s")` joins the values of the flags in `LIST_FLAGS` and of any flag
+   a `+=`/`-=` item took part in, else reports the last value; `DistConfig.args` gives the exact argument
+   list. RKE2 also prepends the item `enable-admission-plugins=NodeRestriction` to the apiserver's items
+   (rke2 `pkg/cli/defaults/defaults.go`, after the files are merged): it consumes k3s's default, so on
+   RKE2 a plain `enable-admission-plugins=X` gives `NodeRestriction,X`. Pass such items as `leading`.
 4. `etcd-arg` is different (k3s `pkg/daemons/executor` `ETCDConfig.ToConfigFile`): each `name=value`
    item sets the key `name` in etcd's config file (later items win; an item without `=` is ignored;
    `name+=X` sets a key `name+`). That is `rules="replace"`: the last item of a flag wins, `+=`/`-=` mean
    nothing.
+
+Not read here: flags on the service's own command line (`k3s server --kube-apiserver-arg=...` in the
+unit), which k3s places after the configuration's items; the kubelet's `config=` item, which k3s moves
+into its kubelet.conf.d drop-ins instead of passing it.
+
+Sources read (k3s-io/k3s: parser.go at f646604010affc6a1d3233a8a0870bca46bf80cf, args.go at
+0aa32d5656f84887848522c45df9d6869d8eaec9 with args_test.go; rancher/rke2 at
+6ce1a8019e9d0b81eb7a715edbc2b8ac12d26da0: main.go, pkg/cli/defaults/defaults.go, pkg/cli/cmds/root.go
+`DisableSliceFlagSeparator`, so an item's commas reach the component intact).
 
 Editing (`plan`): a flag decided by an item in the effective list is changed in that item's file (where
 the operator will look for it); a new item goes to cisfix's drop-in (`owned`) under `key+:` so it keeps
@@ -44,10 +56,12 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import EditError, InputError
+from ..flags import LIST_FLAGS  # flags whose repeated values add up
 from ..nodefile import refuse_yaml_aliases
 from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
 from . import yamltext as yt
@@ -58,7 +72,7 @@ SUFFIX = "-arg"
 HEADER = ("# Written by cisfix (CIS Kubernetes Benchmark fixes). Items here append to the lists of the files\n"
           "# before it; a setting an operator's file already decides is changed in that file instead.\n")
 _OPS = {"": "=", "+": "+=", "-": "-="}
-
+BUILTIN = "(distribution)"  # ArgEntry.file of an item the distribution itself puts first (`leading`)
 
 # --- data --------------------------------------------------------------------------------------------
 
@@ -83,43 +97,50 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
-class AppendItem:
-    """Append `text` to the list under `key+` (plus) or `key`, creating the key at the end if absent."""
+class ArgOp:
+    """A change of one file's list under `key` (or `key+`). An existing item is named by its index and
+    its current text `old`: the text decides (the engine may join the operations of several plans made
+    on one original text, and a removal moves the items after it), the index picks among equal items."""
 
     key: str
+
+
+@dataclass(frozen=True)
+class AppendItem(ArgOp):
+    """Append `text` to the list under `key+` (plus) or `key`, creating the key at the end if absent."""
+
     text: str
     plus: bool = True
 
 
 @dataclass(frozen=True)
-class ReplaceItem:
-    """Replace item `index` of the list under `key+` (plus) or `key` with `text`."""
+class ReplaceItem(ArgOp):
+    """Replace the item `old` (at `index`) of the list under `key+` (plus) or `key` with `text`."""
 
-    key: str
     index: int
+    old: str
     text: str
     plus: bool = False
 
 
 @dataclass(frozen=True)
-class RemoveItem:
-    """Remove item `index` of the list under `key+` (plus) or `key`."""
+class RemoveItem(ArgOp):
+    """Remove the item `old` (at `index`) of the list under `key+` (plus) or `key`."""
 
-    key: str
     index: int
+    old: str
     plus: bool = False
-
-
-ArgOp = Union[AppendItem, ReplaceItem, RemoveItem]
 
 
 @dataclass(frozen=True)
 class _Item:
-    """An item of the effective list and where it sits: file, `key` or `key+`, index in that value."""
+    """An item of the effective list and where it sits: file, `key` or `key+`, index in that value, and
+    its text as written there."""
 
     entry: ArgEntry
     plus: bool
     index: int
+    text: str
 
 
 # --- items -------------------------------------------------------------------------------------------
@@ -168,9 +189,15 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
         parsed = yt.parse(text)
     except EditError as exc:
         cause = exc.__cause__
-        mark = getattr(cause, "problem_mark", None) or getattr(cause, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}{line}", str(exc)) from None
+        if isinstance(cause, MarkedYAMLError):
+            mark = cause.problem_mark or cause.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            if isinstance(cause, DuplicateKeyError):
+                # yaml.v2 would quietly take the later one; which was meant is the operator's call
+                raise InputError(f"{where}{line}", "invalid YAML: a key appears twice in one mapping "
+                                                   f"({(cause.problem or '').split(' with value')[0]})") from None
+            raise InputError(f"{where}{line}", f"invalid YAML: {cause.problem or cause.context}") from None
+        raise InputError(where, str(exc)) from None
     docs = [(n, d) for n, d in zip(parsed.nodes, parsed.data) if not yt.is_empty_scalar(n)]
     if len(docs) > 1:
         line = docs[1][0].start_mark.line + 1
@@ -183,24 +210,25 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
         raise InputError(f"{where}:{node.start_mark.line + 1}", "not a YAML mapping of settings")
     for key, value in node.value:
         name = yt.scalar(key)
-        if name is not None and name.rstrip("+").endswith(SUFFIX):
-            _check_list(key, value, where, name)
+        problem = _list_problem(key, value, name) if name and name.rstrip("+").endswith(SUFFIX) else None
+        if problem:
+            raise InputError(f"{where}:{problem[0]}", problem[1])
     return _Parsed(ConfigFile(path, text), node, data)
 
 
-def _check_list(key: Node, value: Node, where: str, name: str) -> None:
+def _list_problem(key: Node, value: Node, name: str) -> Optional[Tuple[int, str]]:
+    """(line, reason) when the value of `name` is not a string or a list of strings, else None."""
     if yt.is_empty_scalar(value):
         # k3s would pass `--<key>=` and then an empty flag to the component
-        raise InputError(f"{where}:{key.start_mark.line + 1}",
-                         f"{name} is empty; it must be a string or a list of strings (write [] for none)")
+        return key.start_mark.line + 1, f"{name} is empty; it must be a string or a list of strings (write [] for none)"
     if isinstance(value, ScalarNode) and _is_string(value):
-        return
+        return None
     if isinstance(value, SequenceNode):
         for item in value.value:
             if not (isinstance(item, ScalarNode) and _is_string(item)):
-                raise InputError(f"{where}:{item.start_mark.line + 1}", f"an item of {name} is not a string")
-        return
-    raise InputError(f"{where}:{key.start_mark.line + 1}", f"{name} must be a string or a list of strings")
+                return item.start_mark.line + 1, f"an item of {name} is not a string"
+        return None
+    return key.start_mark.line + 1, f"{name} must be a string or a list of strings"
 
 
 def _is_string(node: ScalarNode) -> bool:
@@ -230,8 +258,9 @@ class DistConfig:
 
     # reading
 
-    def _items(self, key: str) -> List[_Item]:
-        items: List[_Item] = []
+    def _items(self, key: str, leading: Sequence[str] = ()) -> List[_Item]:
+        items = [_Item(ArgEntry(*_split(text), BUILTIN, 0), False, -1, text) for text in leading]
+        fixed = len(items)
         for parsed in self._parsed:
             if parsed.root is None:
                 continue
@@ -241,9 +270,9 @@ class DistConfig:
                     continue
                 plus = name.endswith("+")
                 found = [value] if isinstance(value, ScalarNode) else list(value.value)
-                new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1), plus, i)
-                       for i, node in enumerate(found)]
-                items = items + new if plus else new
+                new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1),
+                             plus, i, node.value) for i, node in enumerate(found)]
+                items = items + new if plus else items[:fixed] + new
         return items
 
     def entries(self, key: str) -> List[ArgEntry]:
@@ -261,30 +290,53 @@ class DistConfig:
                     result = (_as_list(result) + _as_list(value)) if result is not None else value
         return result
 
-    def args(self, key: str, defaults: Mapping[str, Optional[str]] = {}) -> List[Tuple[str, str]]:
+    def args(self, key: str, defaults: Mapping[str, Optional[str]] = {}, leading: Sequence[str] = ()
+             ) -> List[Tuple[str, str]]:
         """The component's arguments as k3s's GetArgs builds them from `defaults` and the effective items
-        (rule 3): (name, value) pairs, names sorted, a flag repeated once per value."""
-        merged = _merge_k3s(self._items(key), defaults)
+        (rule 3): (name, value) pairs, names sorted, a flag repeated once per value. `leading`: items the
+        distribution puts before the configuration's (RKE2: `enable-admission-plugins=NodeRestriction`
+        for the apiserver, rke2 pkg/cli/defaults/defaults.go)."""
+        merged = _merge_k3s(self._items(key, leading), defaults)
         return [(name, "true" if v is None else v) for name in sorted(merged) for v in merged[name][0]]
 
-    def flags(self, key: str, defaults: Mapping[str, Optional[str]] = {}, rules: str = REPLACE
-              ) -> Tuple[Dict[str, Optional[str]], Dict[str, ArgEntry]]:
-        """Effective flags (defaults included) and, per flag set by an item, the item that decided it."""
-        values, decided = _effective(self._items(key), defaults, rules)
+    def flags(self, key: str, defaults: Mapping[str, Optional[str]] = {}, rules: str = REPLACE,
+              leading: Sequence[str] = ()) -> Tuple[Dict[str, Optional[str]], Dict[str, ArgEntry]]:
+        """Effective flags (defaults included) and, per flag set by an item, the item that decided it
+        (file `BUILTIN` for one of `leading`, see `args`)."""
+        values, decided = _effective(self._items(key, leading), defaults, rules)
         return values, {name: item.entry for name, item in decided.items()}
 
     # planning
 
     def plan(self, key: str, op: FlagOp, owned: str, rules: str = REPLACE,
-             defaults: Mapping[str, Optional[str]] = {}) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
+             defaults: Mapping[str, Optional[str]] = {}, leading: Sequence[str] = ()
+             ) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
         """Per file (node path, in precedence order), the text operations that give the effective flags
         what `op` asks, by the merge rules; [] when they have it already. `owned` is cisfix's drop-in
         (created when absent). Raises EditError when no edit can (a default that cannot be removed,
-        a list item that would leave a flag empty)."""
+        a list item that would leave a flag empty, a value the distribution's own items contradict)."""
         if rules not in (K3S, REPLACE):
             raise EditError(f"unknown value rules {rules!r} (k3s or replace)")
         config = self._with_owned(owned)
-        return _Planner(config, key, owned, rules, dict(defaults)).plan(op)
+        return _Planner(config, key, owned, rules, dict(defaults), tuple(leading)).plan(op)
+
+    def plan_many(self, key: str, ops: Sequence[FlagOp], owned: str, rules: str = REPLACE,
+                  defaults: Mapping[str, Optional[str]] = {}, leading: Sequence[str] = ()
+                  ) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
+        """`plan` for several operations, each planned on the files as the ones before it left them;
+        per file, all its text operations in order (one `edit` per file applies them). Plans made
+        separately on the same files do not compose: two items added to one flag would both replace
+        the item the flag had."""
+        config = self._with_owned(owned)
+        order = [f.path for f in config.files]
+        texts = {f.path: f.text for f in config.files}
+        collected: Dict[str, List[ArgOp]] = {}
+        for op in ops:
+            for path, file_ops in config.plan(key, op, owned, rules, defaults, leading):
+                texts[path] = edit(texts[path], file_ops).text
+                collected.setdefault(path, []).extend(file_ops)
+            config = load([(path, texts[path]) for path in order], self._shown)
+        return [(path, tuple(collected[path])) for path in order if path in collected]
 
     def apply(self, changes: Sequence[Tuple[str, Sequence[ArgOp]]]) -> Dict[str, Edited]:
         """The edited text of each file a plan touches (a missing file starts empty)."""
@@ -343,7 +395,7 @@ def _effective(items: Sequence[_Item], defaults: Mapping[str, Optional[str]], ru
     decided: Dict[str, _Item] = {}
     if rules == K3S:
         for name, (vals, joined, item) in _merge_k3s(items, defaults).items():
-            if joined:
+            if joined or (name in LIST_FLAGS and len(vals) > 1):
                 values[name] = ",".join("true" if v is None else v for v in vals)
             else:
                 values[name] = vals[-1]
@@ -369,48 +421,62 @@ def _replace_name(entry: ArgEntry) -> str:
 class _Planner:
     """Candidate edits for one operation, each checked by re-reading the edited files."""
 
-    def __init__(self, config: DistConfig, key: str, owned: str, rules: str, defaults: Dict[str, Optional[str]]):
-        self.config, self.key, self.owned, self.rules, self.defaults = config, key, owned, rules, defaults
-        self.items = config._items(key)
-        self.values, self.decided = _effective(self.items, defaults, rules)
+    def __init__(self, config: DistConfig, key: str, owned: str, rules: str, defaults: Dict[str, Optional[str]],
+                 leading: Tuple[str, ...]):
+        self.config, self.key, self.owned, self.rules = config, key, owned, rules
+        self.defaults, self.leading = defaults, leading
+        self.items = config._items(key, leading)
+        self.values = _effective(self.items, defaults, rules)[0]
 
     def plan(self, op: FlagOp) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
-        name = op.name
         if self._satisfied(self.values, op):
             return []
-        if isinstance(op, RemoveFlag) and name in self.defaults:
-            raise EditError(f"--{name} is set by the distribution's own default ({self.defaults[name]}); "
-                            f"it can be set to another value, not removed")
-        candidates = self._candidates(op)
-        for changes in candidates:
+        fixed = self._fixed(op.name)
+        if isinstance(op, RemoveFlag) and fixed:
+            raise EditError(f"the distribution itself passes {fixed}; --{op.name} can be set, not removed")
+        for changes in self._candidates(op):
             plan = _grouped(self.config, changes)
             if self._verified(plan, op):
                 return plan
+        if fixed:
+            raise EditError(f"no edit of {self.key} gives {_describe(op)}: the distribution itself passes {fixed}")
         raise EditError(f"internal: no edit of {self.key} gives {_describe(op)} by the merge rules")
 
     # which items
 
+    def _fixed(self, name: str) -> str:
+        """What the distribution sets for `name` whatever the files say (its defaults and leading items)."""
+        found = [f"--{name}={self.defaults[name]} (default)"] if name in self.defaults else []
+        found += [f"--{i.text.lstrip('-')}" for i in self.items if i.entry.file == BUILTIN and self._sets(i, name)]
+        return ", ".join(found)
+
+    def _sets(self, item: _Item, name: str) -> bool:
+        return (item.entry.flag if self.rules == K3S else _replace_name(item.entry)) == name
+
     def _mine(self, name: str) -> List[_Item]:
-        """The effective items that set `name` under the rules."""
-        if self.rules == K3S:
-            return [i for i in self.items if i.entry.flag == name]
-        return [i for i in self.items if _replace_name(i.entry) == name]
+        """The effective items in the files that set `name` under the rules."""
+        return [i for i in self.items if i.entry.file != BUILTIN and self._sets(i, name)]
 
     def _candidates(self, op: FlagOp) -> List[List[Tuple[str, ArgOp]]]:
         name = op.name
         mine = self._mine(name)
         current = self.values.get(name)
         if isinstance(op, SetFlag):
-            return [self._set(mine, name, op.value)]
+            candidates = [self._set(mine, name, op.value)]
+            rest = self._after_fixed(name, op.value)
+            if rest:  # a list flag whose first values the distribution passes: write only the rest
+                candidates.append(self._set(mine, name, rest))
+            # no item of the flag at all: the distribution's own value may be the one asked for
+            return candidates + [[self._remove(i) for i in mine]]
         if isinstance(op, RemoveFlag):
-            return [[(i.entry.file, RemoveItem(self.key, i.index, i.plus)) for i in mine]]
+            return [[self._remove(i) for i in mine]]
         if isinstance(op, AddFlagItem):
             wanted = tokens(current) + [op.item]
             if not mine:
                 if self.rules == K3S:
                     return [[self._append(render_item(name, op.item, "+="))], self._set(mine, name, ",".join(wanted))]
                 return [self._set(mine, name, ",".join(wanted))]
-            last = self.decided.get(name) or mine[-1]
+            last = mine[-1]  # the item that decides the flag
             grown = ",".join(tokens(last.entry.value) + [op.item])
             return [[self._replace(last, last.entry.op, grown)], self._set(mine, name, ",".join(wanted))]
         if isinstance(op, RemoveFlagItem):
@@ -425,25 +491,37 @@ class _Planner:
                 if left:
                     minimal.append(self._replace(item, item.entry.op, ",".join(left)))
                 else:
-                    minimal.append((item.entry.file, RemoveItem(self.key, item.index, item.plus)))
+                    minimal.append(self._remove(item))
             return [minimal, self._set(mine, name, ",".join(kept))]
         raise EditError(f"unknown flag operation {op!r}")
+
+    def _after_fixed(self, name: str, value: Optional[str]) -> Optional[str]:
+        """`value` without the leading tokens the distribution's own items give `name`, if it starts so."""
+        fixed = [t for i in self.items if i.entry.file == BUILTIN and self._sets(i, name)
+                 for t in tokens(i.entry.value)]
+        wanted = tokens(value)
+        if not fixed or wanted[:len(fixed)] != fixed or len(wanted) == len(fixed):
+            return None
+        return ",".join(wanted[len(fixed):])
 
     def _set(self, mine: List[_Item], name: str, value: Optional[str]) -> List[Tuple[str, ArgOp]]:
         """`name=value` in the deciding item's place (others of the flag removed under the k3s rules, as
         their values would be passed too), else a new item where it takes effect."""
         if not mine:
             return [self._append(render_item(name, value))]
-        last = self.decided.get(name) or mine[-1]
+        last = mine[-1]
         changes = [self._replace(last, "=", value)]
         if self.rules == K3S:
-            changes += [(i.entry.file, RemoveItem(self.key, i.index, i.plus)) for i in mine if i is not last]
+            changes += [self._remove(i) for i in mine if i is not last]
         return changes
 
     def _replace(self, item: _Item, op: str, value: Optional[str]) -> Tuple[str, ArgOp]:
-        original = _item_text(self.config, self.key, item)
-        prefix = original[: len(original) - len(original.lstrip("-"))]
-        return item.entry.file, ReplaceItem(self.key, item.index, render_item(item.entry.flag, value, op, prefix), item.plus)
+        prefix = item.text[: len(item.text) - len(item.text.lstrip("-"))]  # a leading `--` stays
+        text = render_item(item.entry.flag, value, op, prefix)
+        return item.entry.file, ReplaceItem(self.key, item.index, item.text, text, item.plus)
+
+    def _remove(self, item: _Item) -> Tuple[str, ArgOp]:
+        return item.entry.file, RemoveItem(self.key, item.index, item.text, item.plus)
 
     def _append(self, text: str) -> Tuple[str, ArgOp]:
         """A new item: in `owned` under its last `key`/`key+` (else a new `key+:`), unless a later file
@@ -476,7 +554,7 @@ class _Planner:
             after = load(list(texts.items()), self.config._shown)
         except (EditError, InputError):
             return False
-        values, _ = _effective(after._items(self.key), self.defaults, self.rules)
+        values, _ = _effective(after._items(self.key, self.leading), self.defaults, self.rules)
         others = {k: v for k, v in values.items() if k != op.name}
         before = {k: v for k, v in self.values.items() if k != op.name}
         return self._satisfied(values, op) and others == before
@@ -490,13 +568,6 @@ def _last_plus(parsed: _Parsed, key: str) -> bool:
             if yt.scalar(k) in (key, key + "+"):
                 found = yt.scalar(k).endswith("+")
     return True if found is None else found
-
-
-def _item_text(config: DistConfig, key: str, item: _Item) -> str:
-    """The item's text as written (to keep a leading `--`)."""
-    parsed = next(p for p in config._parsed if p.file.path == item.entry.file)
-    value = _pair(parsed.root, key + ("+" if item.plus else ""))
-    return (value if isinstance(value, ScalarNode) else value.value[item.index]).value
 
 
 def _grouped(config: DistConfig, changes: List[Tuple[str, ArgOp]]) -> List[Tuple[str, Tuple[ArgOp, ...]]]:
@@ -539,7 +610,9 @@ def edit(text: str, ops: Sequence[ArgOp]) -> Edited:
     intended = copy.deepcopy(_parse_for_edit(current)[1])
     notes: List[str] = []
     for op in ops:
-        root, _ = _parse_for_edit(current)
+        root, data = _parse_for_edit(current)
+        if isinstance(op, AppendItem) and op.text in _as_list(data.get(_literal(op))):
+            continue  # two checks asking for the same item, planned apart: it is added once
         edits, note = _plan_edit(current, root, op)
         current = yt.splice(current, edits)
         _apply_data(intended, op)
@@ -583,45 +656,45 @@ def _plan_edit(text: str, root: Optional[MappingNode], op: ArgOp) -> Tuple[List[
         if not isinstance(op, AppendItem):
             raise EditError(f"{key} is not in the file")
         return [_create(text, root, key, op.text)], f"added {key}: [{op.text}]"
+    key_node = next(k for k, v in root.value if v is value)
+    problem = _list_problem(key_node, value, key)
+    if problem:
+        raise EditError(f"line {problem[0]}: {problem[1]}")
     if isinstance(value, ScalarNode):
-        if not _is_string(value) or yt.is_empty_scalar(value):
-            raise EditError(f"{key} at line {value.start_mark.line + 1} is not a string or a list of strings")
         return _scalar_edit(text, root, value, op, key)
-    if not isinstance(value, SequenceNode):
-        raise EditError(f"{key} at line {value.start_mark.line + 1} is not a string or a list of strings")
-    for item in value.value:
-        if not (isinstance(item, ScalarNode) and _is_string(item)):
-            raise EditError(f"an item of {key} at line {item.start_mark.line + 1} is not a string")
     quote = yt.sibling_quote(value.value)
     flow = bool(value.flow_style)
     if isinstance(op, AppendItem):
         last = value.value[-1] if value.value else None
         style = last.style if last is not None and last.style in yt.QUOTES else None
         rendered = yt.render_scalar(op.text, style, flow, quote)
-        if flow or last is None:
+        if flow:  # an empty list is always a flow list: `[]`
             spans = yt.seq_spans(text, value)
-            if not flow:
-                raise EditError(f"{key} is an empty block list")
             return [yt.flow_insert(text, value, spans, len(spans) - 1 if spans else None, True, [rendered])], \
                 f"added {op.text} to {key}"
         prefix = yt.block_prefix(text, last)
         return [yt.insert_lines(text, yt.line_end(text, yt.node_end(text, last)), [prefix + rendered])], \
             f"added {op.text} to {key}"
-    item = _indexed(value, op.index, key)
+    index = _resolve([i.value for i in value.value], op, key)
+    item = value.value[index]
     if isinstance(op, ReplaceItem):
         style = item.style if item.style in yt.QUOTES else None
         rendered = yt.render_scalar(op.text, style, flow, quote)
-        return [(item.start_mark.index, yt.node_end(text, item), rendered)], f"set {op.text} in {key} (was {item.value})"
-    key_node = next(k for k, v in root.value if v is value)
+        return [(item.start_mark.index, yt.node_end(text, item), rendered)], \
+            f"set {op.text} in {key} (was {item.value})"
     # a block list left empty becomes `key: []` (yamltext.delete_entries)
-    return yt.delete_entries(text, value, yt.seq_spans(text, value), [op.index], key_node), \
+    return yt.delete_entries(text, value, yt.seq_spans(text, value), [index], key_node), \
         f"removed {item.value} from {key}"
 
 
-def _indexed(seq: SequenceNode, index: int, key: str) -> ScalarNode:
-    if not 0 <= index < len(seq.value):
-        raise EditError(f"{key} has no item {index}")
-    return seq.value[index]
+def _resolve(items: List[str], op: Union[ReplaceItem, RemoveItem], key: str) -> int:
+    """The index of the item `op.old`: at `op.index` if it is there, else the nearest equal item."""
+    if 0 <= op.index < len(items) and items[op.index] == op.old:
+        return op.index
+    equal = [i for i, text in enumerate(items) if text == op.old]
+    if not equal:
+        raise EditError(f"{key} has no item {op.old!r} (any more)")
+    return min(equal, key=lambda i: abs(i - op.index))
 
 
 def _scalar_edit(text: str, root: MappingNode, value: ScalarNode, op: ArgOp, key: str) -> Tuple[List[yt.Edit], str]:
@@ -633,8 +706,7 @@ def _scalar_edit(text: str, root: MappingNode, value: ScalarNode, op: ArgOp, key
         old = text[start:end] if style else yt.render_scalar(value.value, None, True, quote)
         new = yt.render_scalar(op.text, style, True, quote)
         return [(start, end, f"[{old}, {new}]")], f"added {op.text} to {key}"
-    if op.index != 0:
-        raise EditError(f"{key} has no item {op.index}")
+    _resolve([value.value], op, key)
     if isinstance(op, ReplaceItem):
         rendered = yt.render_scalar(op.text, style, bool(root.flow_style))
         return [(start, end, rendered)], f"set {op.text} in {key} (was {value.value})"
@@ -649,7 +721,8 @@ def _create(text: str, root: Optional[MappingNode], key: str, item: str) -> yt.E
         return yt.flow_insert(text, root, spans, len(spans) - 1 if spans else None, True, [entry])
     column = root.value[0][0].start_mark.column if root is not None and root.value else 0
     offset, style = _list_style(text, root)
-    lines = [" " * column + key + ":", " " * (column + offset) + "- " + yt.render_scalar(item, style, False, style or '"')]
+    rendered = yt.render_scalar(item, style, False, style or '"')
+    lines = [" " * column + key + ":", " " * (column + offset) + "- " + rendered]
     return yt.insert_lines(text, len(text), lines)
 
 
@@ -678,9 +751,11 @@ def _apply_data(data: Dict[str, Any], op: ArgOp) -> None:
     items = [current] if isinstance(current, str) else current
     if isinstance(op, AppendItem):
         data[key] = items + [op.text]
-    elif isinstance(op, ReplaceItem):
-        items[op.index] = op.text
+        return
+    index = _resolve(items, op, key)
+    if isinstance(op, ReplaceItem):
+        items[index] = op.text
         data[key] = op.text if isinstance(current, str) else items
     else:
-        del items[op.index]
+        del items[index]
         data[key] = items

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, List, Optional
 
 from ...errors import InputError
@@ -19,12 +20,14 @@ from ...node import Node
 from ...types import Component, HostPath, NetChange, NodeInfo, PersistPlan
 from .. import configfile
 from ..overrides import configured_components
-from ...trust import read_node_trusted
-from .liveflags import SERVICE, TAIL, live_flags
+from .liveflags import SERVICE, live_flags, read_node_tail
 
 DATA = "/var/lib/rancher/k3s"
 TLS = f"{DATA}/server/tls"
 ETCD_CONFIG = f"{DATA}/server/db/etcd/config"
+# The kubelet reads k3s's settings from a drop-in of its --config-dir (k3s 1.32+); the operator's own
+# settings are its kubelet-arg items, which override the file.
+CONFIGS = {"etcd": ETCD_CONFIG, "kubelet": f"{DATA}/agent/etc/kubelet.conf.d/00-k3s-defaults.conf"}
 LOG = "/var/log/k3s.log"  # under OpenRC; under systemd the journal
 UNIT = f"system.slice/{SERVICE}.service"
 EMBEDDED = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
@@ -46,9 +49,9 @@ def components(node: Node) -> Dict[str, Component]:
     """k3s's embedded components (etcd only where k3s runs its embedded etcd) and the k3s service."""
     names = list(EMBEDDED) + (["etcd"] if node.host(ETCD_CONFIG).exists() else [])
     found = {name: Component(name, process=SERVICE, unit=UNIT, health=HEALTH.get(name, {}), managed_by=SERVICE,
-                             args=configfile.arg_list("k3s", name, "k3s", DEFAULTS.get(name)),
+                             args=configfile.arg_list("k3s", name, DEFAULTS.get(name)),
                              live_flags=live_flags,
-                             config=ETCD_CONFIG if name == "etcd" else None)
+                             config=CONFIGS.get(name), config_kind="KubeletConfiguration" if name == "kubelet" else None)
              for name in names}
     found[SERVICE] = Component(SERVICE, process=SERVICE, unit=UNIT, restart=("systemctl", "restart", SERVICE),
                                runs=tuple(sorted(found)), logs=(LOG,) if node.host(LOG).exists() else ())
@@ -58,8 +61,8 @@ def components(node: Node) -> Dict[str, Component]:
 def _detect_version(node: Node) -> Optional[str]:
     """From the newest `Starting k3s v1.31.4+k3s1 (...)` line of its log, when it logs to a file."""
     try:
-        text = read_node_trusted(node, LOG)[-TAIL:].decode("utf-8", "replace")
-    except InputError:  # no log file (journald), or one someone else could have written
+        text = read_node_tail(node, LOG).decode("utf-8", "replace")
+    except (FileNotFoundError, InputError):  # no log file (journald), or one someone else could have written
         return None
     found = [configfile.version_of(line, "k3s") for line in text.splitlines() if "Starting k3s v" in line]
     return next((v for v in reversed(found) if v), None)
@@ -71,9 +74,15 @@ def cisfix_describe_node(node: Node, config: dict) -> Optional[NodeInfo]:
         return None
     server = node.host(f"{DATA}/server").exists() or "kube-apiserver" in config.get("components", {})
     found = configured_components(components(node), config)
+    service, own = found[SERVICE], config.get("components", {})
+    for name in found[SERVICE].runs:  # their process is the service's, wherever the configuration puts it
+        found[name] = replace(found[name], process=own.get(name, {}).get("process", service.process),
+                              unit=own.get(name, {}).get("unit", service.unit))
     if not server:
         found = {name: c for name, c in found.items() if name in ("kubelet", SERVICE)}
-    types = ("master", "worker") + (("etcd",) if "etcd" in found else ()) if server else ("worker",)
+    # A server is audited as an etcd node too, as kube-bench audits it: on SQLite (no etcd) those checks
+    # say so instead of being left out.
+    types = ("master", "etcd", "worker") if server else ("worker",)
     return NodeInfo(distribution="k3s", version=config.get("version") or _detect_version(node),
                     node_types=tuple(config.get("nodeTypes", ())) or types, components=found)
 

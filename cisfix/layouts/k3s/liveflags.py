@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
 from ... import flags as flag_parser
 from ...commands import CommandRefused, SEARCH_PATH, trusted_command
 from ...errors import InputError
-from ...trust import read_node_trusted
+from ...trust import read_tail_trusted
 from ...types import Component, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ...node import Node
     from ...state import Flags, NodeState
 
 SERVICE = "k3s"
@@ -64,6 +65,11 @@ def _journal(since: float) -> bytes:
     return done.stdout[-TAIL:]
 
 
+def read_node_tail(node: "Node", node_path: str) -> bytes:
+    """The log's last TAIL bytes, when only root may have written it (its lines are verdicts)."""
+    return read_tail_trusted(node.host(node.resolve(node_path)), TAIL, why="; k3s's live flags are not read from it")
+
+
 def live_flags(state: "NodeState", spec: Component) -> "Optional[Flags]":
     """The component's flags as the running k3s logged them; None when k3s does not run (its
     configuration then says what the next start gives). A running k3s with no such line is an error,
@@ -77,7 +83,10 @@ def live_flags(state: "NodeState", spec: Component) -> "Optional[Flags]":
     logs = state.component(SERVICE).logs
     if logs:
         where = logs[0]
-        data = read_node_trusted(state.node, where, why="; k3s's live flags are not read from it")[-TAIL:]
+        try:
+            data = read_node_tail(state.node, where)
+        except FileNotFoundError:
+            raise InputError(state.node.display(where), "no such file: k3s's live flags are read from its log")
     else:
         where, data = "the k3s journal", _journal(since)
     found = running_lines(data.decode("utf-8", "replace").splitlines(), spec.name, since)
@@ -88,4 +97,5 @@ def live_flags(state: "NodeState", spec: Component) -> "Optional[Flags]":
     number, argv = found
     evidence = Evidence(file=where if logs else None, line=number if logs else None,
                         process=f"{spec.name} in k3s (pid {process.pid})", detail="its Running line")
-    return Flags(flag_parser.effective(argv), evidence, True)
+    return Flags(flag_parser.effective(argv), evidence, True)  # a repeated list flag adds up
+

@@ -6,7 +6,9 @@
   start (pkg/podexecutor/staticpod.go; rancher/rke2#5142): cisfix reads them (the pods' identity and
   what was generated) and never edits them.
 - The kubelet is rke2's own child process, in the `rke2-server` (or `rke2-agent`) unit's cgroup.
-- etcd reads its settings from `--config-file` (server/db/etcd/config); `etcd-arg` items override them.
+- etcd reads its settings from `--config-file` (server/db/etcd/config); `etcd-arg` items are written into
+  it (the last one wins). The other `*-arg` lists go through k3s's GetArgs, as on k3s: `name+=X` appends
+  to rke2's own value (RKE2 runs k3s's configuration code).
 - A change reaches the components only through `systemctl restart rke2-server`, which restarts the
   node's whole control plane: one restart per fix, gated on every component it runs.
 """
@@ -28,6 +30,9 @@ MANIFESTS = f"{DATA}/agent/pod-manifests"
 TLS = f"{DATA}/server/tls"
 ETCD_CONFIG = f"{DATA}/server/db/etcd/config"
 KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
+# The kubelet reads rke2's settings from a drop-in of its --config-dir; the operator's own settings are
+# its kubelet-arg items, which override the file.
+KUBELET_CONFIG = f"{DATA}/agent/etc/kubelet.conf.d/00-rke2-defaults.conf"
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 PORTS = {"etcd": 2379, "kube-apiserver": 6443, "kube-controller-manager": 10257, "kube-scheduler": 10259}
 APISERVER_CLIENT = {"certFile": f"{TLS}/client-kube-apiserver.crt", "keyFile": f"{TLS}/client-kube-apiserver.key"}
@@ -51,7 +56,7 @@ def components(service: str) -> Dict[str, Component]:
     """RKE2's components on a server (service `rke2-server`) or an agent (`rke2-agent`: the kubelet only)."""
     unit = f"system.slice/{service}.service"
     found = {"kubelet": Component(
-        "kubelet", process="kubelet", unit=unit, health=HEALTH["kubelet"], config_flag="config",
+        "kubelet", process="kubelet", unit=unit, health=HEALTH["kubelet"], config=KUBELET_CONFIG,
         config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"] if service == "rke2-server" else (),
         args=configfile.arg_list("rke2", "kubelet"), managed_by=service,
         live_config={"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, **APISERVER_CLIENT,
