@@ -221,6 +221,22 @@ def configured_changes(state: "NodeState", spec: Component, planned: Sequence[An
     return changed
 
 
+def _mounted_by_distribution(change: Configure) -> Set[str]:
+    """What RKE2 mounts into the static pods it generates, at the same path, by itself: every existing
+    file a flag names (rke2 pkg/staticpod readFiles; the change creates its files before the restart) and
+    the audit log's folder (pkg/podexecutor APIServer). An extra mount of one of them would be a second
+    mount at one path, which the kubelet's static pod validation refuses ("must be unique")."""
+    paths: Set[str] = set()
+    for op in change.ops:
+        name = op.name if isinstance(op, SetFlag) else op.flag if isinstance(op, SetSetting) else None
+        value = getattr(op, "value", None)
+        if name and isinstance(value, str) and value.startswith("/"):
+            paths.add(value)
+            if name == "audit-log-path":
+                paths.add(posixpath.dirname(value))
+    return paths
+
+
 def _configure_args(state: "NodeState", component: Component, change: Configure) -> List[EditFile]:
     """A change of settings of a component the distribution's configuration sets: the edits of its
     files, by its merge rules (see `cisfix.editors.distconfig`), applied with its service's restart."""
@@ -228,10 +244,13 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     edits: Dict[str, List[Any]] = {}
     planned: Dict[str, Optional[bytes]] = {}  # each file as the operations planned so far leave it
     defaults = _distribution_values(state, component)
+    mounted = _mounted_by_distribution(change)
     for op in change.ops:
         if isinstance(op, AddHostPathMount):
             if not component.manifest:
                 continue  # an embedded component runs on the host: the file is there already
+            if op.host_path == op.mount_path and op.host_path in mounted:
+                continue  # mounted by the distribution itself; a second mount at one path is a pod refused
             # A static pod the distribution generates: an item `host:container[:ro]` of its
             # `<component>-extra-mount` list (RKE2's pkg/cli/cmds/server.go) mounts the file.
             mount = f"{op.host_path}:{op.mount_path}" + (":ro" if op.read_only else "")
