@@ -230,20 +230,16 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     defaults = _distribution_values(state, component)
     for op in change.ops:
         if isinstance(op, AddHostPathMount):
-            if not component.manifest:
-                continue  # an embedded component runs on the host: the file is there already
-            # A static pod the distribution generates: an item `host:container[:ro]` of its
-            # `<component>-extra-mount` list (RKE2's pkg/cli/cmds/server.go) mounts the file.
-            mount = f"{op.host_path}:{op.mount_path}" + (":ro" if op.read_only else "")
-            key, op = f"{component.name}-extra-mount", SetFlag(mount, None)
-        else:
-            key = args.key
+            # The file is there already: k3s runs its components on the host, and rke2 mounts into a
+            # static pod every file its flags name and the audit log's folder (pkg/podexecutor/staticpod.go);
+            # an extra mount at the same path would give a pod the kubelet refuses.
+            continue
         if isinstance(op, SetSetting) and not op.flag:
             raise InputError(component.name, f"{op.path} has no flag to set it with in the distribution's configuration")
         # Planned against the files as the earlier operations leave them: two additions to one list
         # (two admission plugins) make one item, not two that each drop the other.
         config = dist_config(state, args, planned)
-        plan = config.plan(key, _flag_op(op), args.owned, args.values, defaults)
+        plan = config.plan(args.key, _flag_op(op), args.owned, args.values, defaults)
         planned.update((path, edited.text.encode("utf-8")) for path, edited in config.apply(plan).items())
         for path, ops in plan:
             edits.setdefault(path, []).extend(ops)
