@@ -195,3 +195,10 @@ def test_a_fix_killed_after_its_first_write_is_undone_by_the_next_run_and_the_se
     assert [(r["component"], r["healthy"]) for r in recovered] == [(node.service, True)]
     assert node.starts() == starts + 1  # restarted once, from the configuration as it was
     assert all(s.healthy for s in node.lab.status().values())
+
+
+def test_health_probes_the_components_the_node_has(node):
+    done = node.cisfix("health", "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    probed = json.loads(done.stdout)["components"]
+    assert set(probed) == ({"kube-apiserver", "etcd"} if node.name == "rke2" else {"kube-apiserver"})
