@@ -182,3 +182,13 @@ def test_a_broken_configuration_is_one_line_naming_it_and_nothing_changes(rke2, 
     [line] = done.stderr.strip().splitlines()
     assert "config.yaml" in line and why in line, line
     assert {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()} == files
+
+
+def test_a_kubelet_with_no_config_file_is_fixed_through_kubelet_arg(rke2):
+    """An older RKE2 passes the kubelet flags only: any setting is a kubelet-arg item."""
+    rke2.write(RKE2_CONFIG, b"{}\n", 0o600)
+    assert status(rke2, "4.2.1") == "FAIL"
+    done = cisfix(rke2, "fix", "--check", "4.2.1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kubelet-arg+:\n  - anonymous-auth=false\n" in rke2.path(RKE2_OWNED).read_text()
+    assert status(rke2, "4.2.1") == "PASS"
