@@ -123,7 +123,7 @@ class Watch:
                       changed: Optional[Set[str]] = None) -> "Watch":
         """Before applying a change: the pod running now is not the one to judge. Its directory is the one
         written since its process started (static pods run one at a time, so the others are dead pods).
-        `changed`: of the components this one runs, those whose settings the change changes (None: all)."""
+        `changed`: of the components this one runs, those whose settings the change changes (None: not known)."""
         logs = log_marks(state, component)
         running = state.process(component)
         since = (state.started_at(running) - 1.0) * 1e9 if running else float("inf")  # 1 s: btime's precision
@@ -181,8 +181,9 @@ def _run_parts(state: NodeState, component: str) -> List[str]:
 def _restarted_with(state: NodeState, name: str, changed: Optional[Set[str]]) -> bool:
     """Must a component that its service runs be a new process after the service's restart? Its own
     processes (the kubelet, rke2's child; k3s's embedded components) always are. A static pod is started
-    again only when its regenerated manifest differs (`changed`): one that did not change keeps running."""
-    return not state.component(name).manifest or changed is None or name in changed
+    again only when its regenerated manifest differs (`changed`; None: not known, as after a crash): one
+    that did not change may keep running, and the one judged then."""
+    return not state.component(name).manifest or (changed is not None and name in changed)
 
 
 def _restart_what(component: str) -> str:
@@ -213,7 +214,7 @@ class Gate:
 
     def watch(self, component: str, flags: Flags, changed: Optional[Set[str]] = None) -> Watch:
         """Call just before writing a change to the component's files; `flags` are what the new process
-        will carry; `changed`, for a service that runs others, those whose settings change (None: all)."""
+        will carry; `changed`, for a service that runs others, those whose settings change (None: not known)."""
         return Watch.before_change(self.state(), component, flags, changed=changed)
 
     def check(self, component: str, state: Optional[NodeState] = None) -> Answer:

@@ -221,22 +221,6 @@ def configured_changes(state: "NodeState", spec: Component, planned: Sequence[An
     return changed
 
 
-def _mounted_by_distribution(change: Configure) -> Set[str]:
-    """What RKE2 mounts into the static pods it generates, at the same path, by itself: every existing
-    file a flag names (rke2 pkg/staticpod readFiles; the change creates its files before the restart) and
-    the audit log's folder (pkg/podexecutor APIServer). An extra mount of one of them would be a second
-    mount at one path, which the kubelet's static pod validation refuses ("must be unique")."""
-    paths: Set[str] = set()
-    for op in change.ops:
-        name = op.name if isinstance(op, SetFlag) else op.flag if isinstance(op, SetSetting) else None
-        value = getattr(op, "value", None)
-        if name and isinstance(value, str) and value.startswith("/"):
-            paths.add(value)
-            if name == "audit-log-path":
-                paths.add(posixpath.dirname(value))
-    return paths
-
-
 def _configure_args(state: "NodeState", component: Component, change: Configure) -> List[EditFile]:
     """A change of settings of a component the distribution's configuration sets: the edits of its
     files, by its merge rules (see `cisfix.editors.distconfig`), applied with its service's restart."""
@@ -244,25 +228,18 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
     edits: Dict[str, List[Any]] = {}
     planned: Dict[str, Optional[bytes]] = {}  # each file as the operations planned so far leave it
     defaults = _distribution_values(state, component)
-    mounted = _mounted_by_distribution(change)
     for op in change.ops:
         if isinstance(op, AddHostPathMount):
-            if not component.manifest:
-                continue  # an embedded component runs on the host: the file is there already
-            if op.host_path == op.mount_path and op.host_path in mounted:
-                continue  # mounted by the distribution itself; a second mount at one path is a pod refused
-            # A static pod the distribution generates: an item `host:container[:ro]` of its
-            # `<component>-extra-mount` list (RKE2's pkg/cli/cmds/server.go) mounts the file.
-            mount = f"{op.host_path}:{op.mount_path}" + (":ro" if op.read_only else "")
-            key, op = f"{component.name}-extra-mount", SetFlag(mount, None)
-        else:
-            key = args.key
+            # The file is there already: k3s runs its components on the host, and rke2 mounts into a
+            # static pod every file its flags name and the audit log's folder (pkg/podexecutor/staticpod.go);
+            # an extra mount at the same path would give a pod the kubelet refuses.
+            continue
         if isinstance(op, SetSetting) and not op.flag:
             raise InputError(component.name, f"{op.path} has no flag to set it with in the distribution's configuration")
         # Planned against the files as the earlier operations leave them: two additions to one list
         # (two admission plugins) make one item, not two that each drop the other.
         config = dist_config(state, args, planned)
-        plan = config.plan(key, _flag_op(op), args.owned, args.values, defaults)
+        plan = config.plan(args.key, _flag_op(op), args.owned, args.values, defaults)
         planned.update((path, edited.text.encode("utf-8")) for path, edited in config.apply(plan).items())
         for path, ops in plan:
             edits.setdefault(path, []).extend(ops)

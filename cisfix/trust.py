@@ -15,9 +15,10 @@ opened afterwards (without following links, then `fstat`ed) is the file that was
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Type
+from typing import TYPE_CHECKING, Iterator, Tuple, Type
 
 from .errors import InputError
 from .nodefile import read_open
@@ -113,9 +114,10 @@ def require_trusted_file(fd: int, path: Path, error: Type[InputError] = Untruste
     return st
 
 
-def read_trusted(path: Path, error: Type[InputError] = Untrusted, why: str = "") -> bytes:
-    """The bytes of the file `path` names, read from the very file whose path and status were checked,
-    bounded as a node file is (`nodefile.read_open`). A file that does not exist raises FileNotFoundError."""
+@contextmanager
+def _opened_trusted(path: Path, error: Type[InputError], why: str) -> Iterator[Tuple[int, os.stat_result]]:
+    """The file `path` names, opened once its real path was checked, with its own status checked:
+    (descriptor, status). FileNotFoundError when it does not exist."""
     real = trusted_realpath(path, error, why)
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -124,30 +126,27 @@ def read_trusted(path: Path, error: Type[InputError] = Untrusted, why: str = "")
     except OSError as exc:
         raise error(path, f"{exc.strerror}{why}")
     try:
-        require_trusted_file(fd, path, error, why)
-        return read_open(fd, path)
+        yield fd, require_trusted_file(fd, path, error, why)
     finally:
         os.close(fd)
+
+
+def read_trusted(path: Path, error: Type[InputError] = Untrusted, why: str = "") -> bytes:
+    """The bytes of the file `path` names, read from the very file whose path and status were checked,
+    bounded as a node file is (`nodefile.read_open`). A file that does not exist raises FileNotFoundError."""
+    with _opened_trusted(path, error, why) as (fd, _):
+        return read_open(fd, path)
 
 
 def read_tail_trusted(path: Path, limit: int, error: Type[InputError] = Untrusted, why: str = "") -> bytes:
     """The last `limit` bytes of the file `path` names (a log that grows without bound), checked as
     `read_trusted` checks a file, from its first whole line on. FileNotFoundError when it does not exist."""
-    real = trusted_realpath(path, error, why)
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise error(path, f"{exc.strerror}{why}")
-    try:
-        size = require_trusted_file(fd, path, error, why).st_size
-        start = max(0, size - limit)
-        data = os.pread(fd, limit, start)
-    except OSError as exc:
-        raise error(path, f"{exc.strerror}{why}")
-    finally:
-        os.close(fd)
+    with _opened_trusted(path, error, why) as (fd, st):
+        start = max(0, st.st_size - limit)
+        try:
+            data = os.pread(fd, limit, start)
+        except OSError as exc:
+            raise error(path, f"{exc.strerror}{why}")
     return data.split(b"\n", 1)[1] if start and b"\n" in data else data
 
 

@@ -167,3 +167,28 @@ def test_the_rke2_version_is_read_from_the_generated_api_server_image(rke2):
                                                    "v1.31.4-rke2r1-build20241212").encode())
     config = {k: v for k, v in load_node_config(Node(str(rke2.root))).items() if k != "version"}
     assert layout.cisfix_describe_node(Node(str(rke2.root)), config).version == "1.31.4+rke2r1"
+
+
+@pytest.mark.parametrize("text, why", [
+    (b"kube-apiserver-arg: [profiling=false\n", "invalid YAML"),
+    (b"kube-apiserver-arg:\n  - a: b\n", "not a string"),
+    (b"a: &x 1\nb: *x\n", "alias"),
+])
+def test_a_broken_configuration_is_one_line_naming_it_and_nothing_changes(rke2, text, why):
+    rke2.write(RKE2_CONFIG, text, 0o600)
+    files = {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()}
+    done = cisfix(rke2, "fix", "--check", "1.2.15")
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "config.yaml" in line and why in line, line
+    assert {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()} == files
+
+
+def test_a_kubelet_with_no_config_file_is_fixed_through_kubelet_arg(rke2):
+    """An older RKE2 passes the kubelet flags only: any setting is a kubelet-arg item."""
+    rke2.write(RKE2_CONFIG, b"{}\n", 0o600)
+    assert status(rke2, "4.2.1") == "FAIL"
+    done = cisfix(rke2, "fix", "--check", "4.2.1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kubelet-arg+:\n  - anonymous-auth=false\n" in rke2.path(RKE2_OWNED).read_text()
+    assert status(rke2, "4.2.1") == "PASS"

@@ -4,6 +4,7 @@ component's own error, and drift of a manual configuration edit corrected once."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -41,9 +42,14 @@ class Distribution(ABC):
     def host(self, node_path: str) -> Path:
         return self.lab.layout.host(node_path)
 
-    def cisfix(self, *args: str) -> subprocess.CompletedProcess:
+    def cisfix(self, *args: str, fault: Optional[str] = None) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "CISFIX_FAULT"}
+        env.update({"CISFIX_FAULT": fault} if fault else {})
         return subprocess.run([sys.executable, "-m", "cisfix", "--root", str(self.lab.root), *args],
-                              capture_output=True, text=True, timeout=600)
+                              capture_output=True, text=True, timeout=600, env=env)
+
+    def configuration(self) -> Dict[Path, bytes]:
+        return {p: p.read_bytes() for p in self.host(self.config).parent.rglob("*") if p.is_file()}
 
     def audit(self) -> Dict[str, dict]:
         done = self.cisfix("audit", "--format", "json")
@@ -130,13 +136,13 @@ def test_fix_level_1_is_one_restart_and_leaves_only_what_needs_a_person(node):
 
 
 def test_a_bad_flag_is_rolled_back_with_the_components_own_error(node):
-    files = {p: p.read_bytes() for p in node.host(node.config).parent.rglob("*") if p.is_file()}
+    files = node.configuration()
     done = node.cisfix("edit", node.config, "--component", "kube-apiserver", "--flag", "bogus-flag=1")
     assert done.returncode == 3, done.stdout + done.stderr
     assert "unknown flag: --bogus-flag" in done.stdout + done.stderr
     assert "rolled back" in done.stdout
     assert not node.host("/var/lib/cisfix/HALT").exists()
-    assert {p: p.read_bytes() for p in node.host(node.config).parent.rglob("*") if p.is_file()} == files
+    assert node.configuration() == files
     assert all(s.healthy for s in node.lab.status().values())
     assert "bogus-flag" not in node.live_flags("kube-apiserver")
 
@@ -175,3 +181,24 @@ def test_the_kube_bench_report_lists_kube_benchs_check_ids(node):
     listed = Path(__file__).parent / "data" / "kubebench" / f"{benchmark}.ids"
     expected = [line.split("\t")[0] for line in listed.read_text().splitlines() if line and not line.startswith("#")]
     assert benchmark.startswith(node.name) and sorted(ids) == sorted(expected)
+
+
+def test_a_fix_killed_after_its_first_write_is_undone_by_the_next_run_and_the_service_restarted(node):
+    files, starts = node.configuration(), node.starts()
+    killed = node.cisfix("fix", "--level", "1", fault="after-replace")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert node.configuration() != files  # cisfix's drop-in was written, the service not restarted
+    done = node.cisfix("recover")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert node.configuration() == files
+    recovered = [r for r in node.journal() if r.get("type") == "health" and r.get("phase") == "recovery"]
+    assert [(r["component"], r["healthy"]) for r in recovered] == [(node.service, True)]
+    assert node.starts() == starts + 1  # restarted once, from the configuration as it was
+    assert all(s.healthy for s in node.lab.status().values())
+
+
+def test_health_probes_the_components_the_node_has(node):
+    done = node.cisfix("health", "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    probed = json.loads(done.stdout)["components"]
+    assert set(probed) == ({"kube-apiserver", "etcd"} if node.name == "rke2" else {"kube-apiserver"})

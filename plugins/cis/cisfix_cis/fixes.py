@@ -167,9 +167,11 @@ class KubeletFix:
         if self.flag and self.flag in view.flags and self.flag not in view.file_flags:
             return Plan(manual=f"the running kubelet has --{self.flag} but no flag file sets it any more: "
                                "restart the kubelet")
-        if not self.path and self.flag not in view.file_flags:
+        # On RKE2 and k3s any flag is an item of the distribution's kubelet-arg list (the layout's `args`).
+        on_command_line = state.component(kubelet.COMPONENT).args is not None and self.flag
+        if not on_command_line and not self.path and self.flag not in view.file_flags:
             return Plan(manual=f"--{self.flag} can only be set on the kubelet's command line")
-        if self.flag not in view.file_flags and view.config is None:
+        if not on_command_line and self.flag not in view.file_flags and view.config is None:
             return Plan(manual="the kubelet has no readable config file on this node")
         return Plan((Configure(kubelet.COMPONENT, (SetSetting(self.flag, self.path, self.value),)),))
 
