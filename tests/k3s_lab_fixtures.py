@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable, List
 
 import pytest
+from lab_fixtures import lab_factory, poll
 
 from cisfix.lab import k3s
-from cisfix.lab.control import Lab, processes_under
+from cisfix.lab.control import Lab
 from cisfix.lab.k3s_tree import create
 
 RUNNING = re.compile(r'^time="[^"]+" level=info msg="Running (kube-apiserver|kube-scheduler|kube-controller-manager|'
@@ -54,14 +54,7 @@ class K3sNode(Lab):
             return 0
 
     def wait_for(self, condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; k3s.log ends:\n" +
-                             "\n".join(self.log_text().splitlines()[-8:]))
+        return poll(condition, timeout, what, lambda: "k3s.log ends:\n" + "\n".join(self.log_text().splitlines()[-8:]))
 
 
 # A k3s server's real timings are 10-20 s to serve and RestartSec=5s; tests ask for speed.
@@ -70,21 +63,9 @@ FAST = {"startup_delay": 0.3, "restart_sec": 0.3}
 
 @pytest.fixture
 def make_k3s_lab(tmp_path: Path):
-    """make_k3s_lab(name="k3s", start=True, timing=FAST, **create options) -> K3sNode; stopped at teardown."""
-    labs: List[K3sNode] = []
-
-    def make(name: str = "k3s", start: bool = True, timing: dict = FAST, version: str = "1.32", **options) -> K3sNode:
-        node = K3sNode(create(tmp_path / name, version, **{**timing, **options}).root)
-        labs.append(node)
-        if start:
-            node.start(wait=120)  # bounds a failure only: a loaded machine starts a lab slowly
-        return node
-
-    yield make
-    for node in labs:
-        leftovers = node.stop()
-        assert leftovers == [], f"processes of {node.root} outlived `lab stop`: {leftovers}"
-        assert processes_under(node.root) == []
+    """make_k3s_lab(name="k3s", start=True, timing=FAST, version="1.32", **create options) -> K3sNode;
+    stopped at teardown."""
+    yield from lab_factory(tmp_path, K3sNode, create, "k3s", FAST, version="1.32")
 
 
 @pytest.fixture

@@ -12,27 +12,43 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional, Type
 
 import pytest
 
 from cisfix.lab.control import Lab, processes_under
-from cisfix.lab.layout import read_events
+from cisfix.lab.layout import Layout, read_events
 from cisfix.lab.tree import create
+
+
+def poll(condition: Callable[[], object], timeout: float, what: str, situation: Callable[[], str]) -> object:
+    """condition()'s first truthy value, tried every 0.1 s for `timeout` s; then an AssertionError naming
+    `what` and the lab's `situation()` (what a reader of the failure needs to see)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; {situation()}")
 
 
 class LabNode(Lab):
     """A running lab plus what tests need: manifest edits as an editor makes them, events, waiting."""
 
+    MANIFESTS = "/etc/kubernetes/manifests"  # the static pod folder; a subclass for another layout names its own
+
     def manifest(self, component: str) -> Path:
-        return self.layout.host(f"/etc/kubernetes/manifests/{component}.yaml")
+        return self.layout.host(f"{self.MANIFESTS}/{component}.yaml")
 
     def write_manifest(self, name: str, text: str) -> None:
-        """Replace a file in the manifests directory atomically, through a dotfile the kubelet ignores."""
-        target = self.layout.host(f"/etc/kubernetes/manifests/{name}")
+        """Replace a file in the manifests directory atomically, through a dotfile the kubelet ignores,
+        keeping the file's mode (0600, kubeadm's, for a new one)."""
+        target = self.layout.host(f"{self.MANIFESTS}/{name}")
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o600
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_text(text)
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
 
     def edit_manifest(self, component: str, old: str, new: str) -> None:
@@ -48,14 +64,7 @@ class LabNode(Lab):
         return [e for e in read_events(self.layout, since, component) if event in (None, e["event"])]
 
     def wait_for(self, condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; events:\n" +
-                             "\n".join(str(e) for e in self.events()[-15:]))
+        return poll(condition, timeout, what, lambda: "events:\n" + "\n".join(str(e) for e in self.events()[-15:]))
 
     def wait_for_event(self, event: str, component: str, since: float = 0.0, count: int = 1,
                        timeout: float = 60.0) -> List[dict]:
@@ -69,15 +78,16 @@ FAST = {"file_check_frequency": "1s", "backoff": (1.0, 30.0), "kubelet_restart_s
 REAL = {}
 
 
-@pytest.fixture
-def make_lab(tmp_path: Path):
-    """make_lab(name="lab", start=True, timing=FAST, **create options) -> LabNode; every lab is stopped at
-    teardown."""
-    labs: List[LabNode] = []
+def lab_factory(tmp_path: Path, node_class: Type[Lab], create: Callable[..., Layout], default_name: str,
+                default_timing: dict, **defaults) -> Iterator[Callable[..., Lab]]:
+    """The body of a make_*lab fixture (`yield from` it), for any distribution's lab: yields
+    make(name=default_name, start=True, timing=default_timing, **create options) -> node_class, which
+    creates the lab under tmp_path with `create` (options over timing over `defaults`) and starts it; at
+    teardown stops every lab made and asserts no process of it is left."""
+    labs: List[Lab] = []
 
-    def make(name: str = "lab", start: bool = True, timing: dict = FAST, **options) -> LabNode:
-        options = {"key_algorithm": "ECDSA-P256", **timing, **options}
-        node = LabNode(create(tmp_path / name, **options).root)
+    def make(name: str = default_name, start: bool = True, timing: dict = default_timing, **options) -> Lab:
+        node = node_class(create(tmp_path / name, **{**defaults, **timing, **options}).root)
         labs.append(node)
         if start:
             node.start(wait=120)  # bounds a failure only: a loaded machine starts a lab slowly
@@ -88,6 +98,13 @@ def make_lab(tmp_path: Path):
         leftovers = node.stop()
         assert leftovers == [], f"processes of {node.root} outlived `lab stop`: {leftovers}"
         assert processes_under(node.root) == []
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path):
+    """make_lab(name="lab", start=True, timing=FAST, **create options) -> LabNode; every lab is stopped at
+    teardown."""
+    yield from lab_factory(tmp_path, LabNode, create, "lab", FAST, key_algorithm="ECDSA-P256")
 
 
 @pytest.fixture

@@ -16,24 +16,16 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from lab_fixtures import LabNode
+from lab_fixtures import LabNode, lab_factory
 
 from cisfix.lab import rke2, rke2tree
-from cisfix.lab.control import processes_under
 
 
 class RKE2Node(LabNode):
     """A running RKE2 lab: its configuration drop-ins, its generated manifests, `systemctl restart
     rke2-server`, and LabNode's events and waiting."""
 
-    def manifest(self, component: str) -> Path:
-        return self.layout.host(f"{rke2.MANIFESTS}/{component}.yaml")
-
-    def write_manifest(self, name: str, text: str) -> None:
-        target = self.layout.host(f"{rke2.MANIFESTS}/{name}")
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+    MANIFESTS = rke2.MANIFESTS
 
     def dropin(self, name: str) -> Path:
         return self.layout.host(f"{rke2.CONFIG_D}/{name}")
@@ -60,17 +52,4 @@ RKE2_FAST = {"startup_delay": 0.0, "backoff": (1.0, 30.0), "restart_sec": 1.0}
 def make_rke2_lab(tmp_path: Path):
     """make_rke2_lab(name="rke2", start=True, timing=RKE2_FAST, **create options) -> RKE2Node; every lab is
     stopped at teardown."""
-    labs: List[RKE2Node] = []
-
-    def make(name: str = "rke2", start: bool = True, timing: dict = RKE2_FAST, **options) -> RKE2Node:
-        node = RKE2Node(rke2tree.create(tmp_path / name, **{**timing, **options}).root)
-        labs.append(node)
-        if start:
-            node.start(wait=120)
-        return node
-
-    yield make
-    for node in labs:
-        leftovers = node.stop()
-        assert leftovers == [], f"processes of {node.root} outlived `lab stop`: {leftovers}"
-        assert processes_under(node.root) == []
+    yield from lab_factory(tmp_path, RKE2Node, rke2tree.create, "rke2", RKE2_FAST)

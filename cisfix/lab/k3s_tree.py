@@ -20,9 +20,9 @@ from typing import Any, Dict
 from ..kubeyaml import dump as dump_yaml
 from . import k3s
 from .k3s import AGENT, CRED, TLS
-from .layout import CISFIX_CONFIG, LabError, Layout, Settings, trusted_root
+from .layout import CISFIX_CONFIG, Layout, Settings
 from .pki import Cert, issue_all
-from .tree import free_ports, import_path, launcher_script, make_dir, write
+from .tree import free_ports, import_path, launcher_script, make_dir, new_layout, write
 
 # Fresh install: what `INSTALL_K3S_EXEC="--write-kubeconfig-mode 0644"`-style installs commonly leave.
 FRESH_CONFIG = 'write-kubeconfig-mode: "0644"\n'
@@ -165,10 +165,7 @@ def create(root: "str | os.PathLike[str]", version: str, key_algorithm: str = "E
         raise ValueError(f"unsupported k3s Kubernetes version {version!r} (supported: {', '.join(k3s.SUPPORTED)})")
     if startup_delay < 0 or restart_sec < 0:
         raise ValueError("the startup delay and the restart delay must not be negative")
-    trusted_root(root, creating=True)
-    layout = Layout(root)
-    if layout.root.exists() and any(layout.root.iterdir()):
-        raise LabError(f"{layout.root} is not empty")
+    layout = new_layout(root)
     settings = Settings(version=full, ports=free_ports(k3s.PORT_NAMES), distribution="k3s",
                         startup_delay=startup_delay, service_restart_sec=restart_sec,
                         python=sys.executable, import_path=import_path())

@@ -15,16 +15,15 @@ import json
 import os
 import secrets
 import shutil
-import sys
 from pathlib import Path
 from typing import Dict, Tuple
 
 from ..kubeyaml import dump as dump_yaml
-from . import kubeadm, rke2
+from . import rke2
 from .kubeadm import NODE_NAME, Cluster
-from .layout import CISFIX_CONFIG, LabError, Layout, Settings, trusted_root
+from .layout import CISFIX_CONFIG, Layout, Settings
 from .pki import Cert, issue_all
-from .tree import free_ports, import_path, launcher_script, make_dir, node_programs, write, write_programs
+from .tree import launcher_script, make_dir, new_layout, node_programs, static_pod_node, write, write_programs
 
 TLS, AGENT, CRED = rke2.TLS, rke2.AGENT, rke2.CRED
 
@@ -166,15 +165,10 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", key_algorithm:
     exited kubelet (5 s), and the kubelet's CrashLoopBackOff."""
     if not 0 < backoff[0] <= backoff[1] or restart_sec < 0:
         raise ValueError("back-off must be 0 < initial <= max, and the restart delay not negative")
-    trusted_root(root, creating=True)
-    layout = Layout(root)
-    if layout.root.exists() and any(layout.root.iterdir()):
-        raise LabError(f"{layout.root} is not empty")
-    cluster = Cluster(kubeadm.parse_version(version), free_ports())
-    settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
-                        startup_delay=startup_delay, backoff_initial=backoff[0], backoff_max=backoff[1],
-                        service_restart_sec=restart_sec, distribution="rke2", python=sys.executable,
-                        import_path=import_path())
+    layout = new_layout(root)
+    cluster, settings = static_pod_node(version, backoff, probe_time_scale=probe_time_scale,
+                                        startup_delay=startup_delay, service_restart_sec=restart_sec,
+                                        distribution="rke2")
     for path, mode in (("/etc/rancher/rke2", 0o755), (rke2.CONFIG_D, 0o755), (rke2.DATA, 0o755),
                        (rke2.SERVER, 0o700), (TLS, 0o700), (f"{TLS}/etcd", 0o700), (CRED, 0o700),
                        (f"{rke2.SERVER}/db", 0o700), (rke2.ETCD_DATA, 0o700), (AGENT, 0o755),

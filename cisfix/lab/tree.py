@@ -211,6 +211,24 @@ def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
 
 # ---- create ----
 
+def new_layout(root: "str | os.PathLike[str]") -> Layout:
+    """The layout of a lab about to be written at `root` (any distribution's): a folder cisfix trusts,
+    absent or empty."""
+    trusted_root(root, creating=True)
+    layout = Layout(root)
+    if layout.root.exists() and any(layout.root.iterdir()):
+        raise LabError(f"{layout.root} is not empty")
+    return layout
+
+
+def static_pod_node(version: str, backoff: Tuple[float, float], **settings: Any) -> Tuple[Cluster, Settings]:
+    """The cluster (the version, free ports) and settings of a lab whose kubelet runs static pods with a
+    CrashLoopBackOff of `backoff` (initial, max) s, run by this Python; `settings`: the other fields."""
+    cluster = Cluster(kubeadm.parse_version(version), free_ports())
+    return cluster, Settings(version=cluster.version, ports=cluster.ports, backoff_initial=backoff[0],
+                             backoff_max=backoff[1], python=sys.executable, import_path=import_path(), **settings)
+
+
 def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_frequency: str = "20s",
            key_algorithm: str = "RSA-2048", probe_time_scale: float = 1.0, startup_delay: float = 0.0,
            backoff: Tuple[float, float] = (10.0, 300.0), kubelet_restart_sec: float = 10.0,
@@ -219,15 +237,10 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     parse_duration(file_check_frequency)  # a bad value would make a kubelet that never starts
     if not 0 < backoff[0] <= backoff[1] or kubelet_restart_sec < 0:
         raise ValueError("back-off must be 0 < initial <= max, and the kubelet's restart delay not negative")
-    trusted_root(root, creating=True)
-    layout = Layout(root)
-    if layout.root.exists() and any(layout.root.iterdir()):
-        raise LabError(f"{layout.root} is not empty")
-    cluster = Cluster(kubeadm.parse_version(version), free_ports())
-    settings = Settings(version=cluster.version, ports=cluster.ports, probe_time_scale=probe_time_scale,
-                        startup_delay=startup_delay, backoff_initial=backoff[0], backoff_max=backoff[1],
-                        kubelet_restart_sec=kubelet_restart_sec, file_watch=file_watch,
-                        python=sys.executable, import_path=import_path())
+    layout = new_layout(root)
+    cluster, settings = static_pod_node(version, backoff, probe_time_scale=probe_time_scale,
+                                        startup_delay=startup_delay, kubelet_restart_sec=kubelet_restart_sec,
+                                        file_watch=file_watch)
 
     make_dir(layout.host("/etc/kubernetes"), 0o755)
     make_dir(layout.host(MANIFESTS), 0o700)
