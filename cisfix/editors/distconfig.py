@@ -98,9 +98,7 @@ class ConfigFile:
 
 @dataclass(frozen=True)
 class ArgOp:
-    """A change of one file's list under `key` (or `key+`). An existing item is named by its index and
-    its current text `old`: the text decides (the engine may join the operations of several plans made
-    on one original text, and a removal moves the items after it), the index picks among equal items."""
+    """A change of one file's list under `key` (or `key+`)."""
 
     key: str
 
@@ -114,21 +112,27 @@ class AppendItem(ArgOp):
 
 
 @dataclass(frozen=True)
-class ReplaceItem(ArgOp):
-    """Replace the item `old` (at `index`) of the list under `key+` (plus) or `key` with `text`."""
+class ItemOp(ArgOp):
+    """A change of an existing item, named by its index and its current text `old`: the text decides (the
+    engine may join the operations of several plans made on one original text, and a removal moves the
+    items after it), the index picks among equal items."""
 
     index: int
     old: str
+
+
+@dataclass(frozen=True)
+class ReplaceItem(ItemOp):
+    """Replace the item `old` (at `index`) of the list under `key+` (plus) or `key` with `text`."""
+
     text: str
     plus: bool = False
 
 
 @dataclass(frozen=True)
-class RemoveItem(ArgOp):
+class RemoveItem(ItemOp):
     """Remove the item `old` (at `index`) of the list under `key+` (plus) or `key`."""
 
-    index: int
-    old: str
     plus: bool = False
 
 

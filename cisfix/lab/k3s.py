@@ -266,15 +266,7 @@ def defaults(component: str, ports: Dict[str, int], options: Dict[str, object]) 
             "profiling": "false", "tls-cert-file": f"{TLS}/kube-controller-manager/kube-controller-manager.crt",
             "tls-private-key-file": f"{TLS}/kube-controller-manager/kube-controller-manager.key",
             "bind-address": "127.0.0.1", "secure-port": str(ports["controller-manager"]),
-            "use-service-account-credentials": "true",
-            "cluster-signing-kube-apiserver-client-cert-file": f"{TLS}/client-ca.nochain.crt",
-            "cluster-signing-kube-apiserver-client-key-file": f"{TLS}/client-ca.key",
-            "cluster-signing-kubelet-client-cert-file": f"{TLS}/client-ca.nochain.crt",
-            "cluster-signing-kubelet-client-key-file": f"{TLS}/client-ca.key",
-            "cluster-signing-kubelet-serving-cert-file": f"{TLS}/server-ca.nochain.crt",
-            "cluster-signing-kubelet-serving-key-file": f"{TLS}/server-ca.key",
-            "cluster-signing-legacy-unknown-cert-file": f"{TLS}/server-ca.nochain.crt",
-            "cluster-signing-legacy-unknown-key-file": f"{TLS}/server-ca.key"}
+            "use-service-account-credentials": "true", **cluster_signing_flags(TLS)}
     if component == "kube-scheduler":
         kubeconfig = f"{CRED}/scheduler.kubeconfig"
         return {"kubeconfig": kubeconfig, "authorization-kubeconfig": kubeconfig,
@@ -286,6 +278,20 @@ def defaults(component: str, ports: Dict[str, int], options: Dict[str, object]) 
     return {"cloud-provider": "external", "config-dir": KUBELET_CONF_DIR, "containerd": CONTAINERD,
             "hostname-override": NODE_NAME, "kubeconfig": f"{AGENT}/kubelet.kubeconfig", "node-ip": NODE_IP,
             "node-labels": "", "read-only-port": "0"}
+
+
+def cluster_signing_flags(tls: str) -> Dict[str, str]:
+    """The controller manager's `cluster-signing-*` flags, the CAs in the server's `tls` folder
+    (server.go controllerManager; rke2 runs the same code, so its controller manager gets them too)."""
+    return {
+        "cluster-signing-kube-apiserver-client-cert-file": f"{tls}/client-ca.nochain.crt",
+        "cluster-signing-kube-apiserver-client-key-file": f"{tls}/client-ca.key",
+        "cluster-signing-kubelet-client-cert-file": f"{tls}/client-ca.nochain.crt",
+        "cluster-signing-kubelet-client-key-file": f"{tls}/client-ca.key",
+        "cluster-signing-kubelet-serving-cert-file": f"{tls}/server-ca.nochain.crt",
+        "cluster-signing-kubelet-serving-key-file": f"{tls}/server-ca.key",
+        "cluster-signing-legacy-unknown-cert-file": f"{tls}/server-ca.nochain.crt",
+        "cluster-signing-legacy-unknown-key-file": f"{tls}/server-ca.key"}
 
 
 def cloud_controller_defaults() -> Dict[str, str]:

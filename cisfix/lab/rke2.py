@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Tuple
 
 from ..editors.distconfig import DistConfig, dropin_order, load
 from ..errors import InputError
-from .k3s import exec_start
+from .k3s import cluster_signing_flags, exec_start
 from .kubeadm import NODE_NAME, Cluster
 from .layout import IMAGE_BIN, Layout, Unit
 
@@ -338,15 +338,8 @@ def controller_manager(layout: Layout, cluster: Cluster, config: DistConfig) -> 
     conf, port = f"{CRED}/controller.kubeconfig", cluster.ports["controller-manager"]
     defaults = {
         "allocate-node-cidrs": "true", "authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
-        "bind-address": "127.0.0.1", "cluster-cidr": "10.42.0.0/16",
-        "cluster-signing-kube-apiserver-client-cert-file": f"{TLS}/client-ca.nochain.crt",
-        "cluster-signing-kube-apiserver-client-key-file": f"{TLS}/client-ca.key",
-        "cluster-signing-kubelet-client-cert-file": f"{TLS}/client-ca.nochain.crt",
-        "cluster-signing-kubelet-client-key-file": f"{TLS}/client-ca.key",
-        "cluster-signing-kubelet-serving-cert-file": f"{TLS}/server-ca.nochain.crt",
-        "cluster-signing-kubelet-serving-key-file": f"{TLS}/server-ca.key",
-        "cluster-signing-legacy-unknown-cert-file": f"{TLS}/server-ca.nochain.crt",
-        "cluster-signing-legacy-unknown-key-file": f"{TLS}/server-ca.key", "configure-cloud-routes": "false",
+        "bind-address": "127.0.0.1", "cluster-cidr": "10.42.0.0/16", **cluster_signing_flags(TLS),
+        "configure-cloud-routes": "false",
         "controllers": "*,tokencleaner,-service,-route,-cloud-node-lifecycle", "kubeconfig": conf,
         "profiling": "false", "root-ca-file": f"{TLS}/server-ca.crt", "secure-port": str(port),
         "service-account-private-key-file": f"{TLS}/service.current.key",
