@@ -5,9 +5,7 @@
     .venv/bin/python tests/benchmarks/fix_speed.py [--distributions kubeadm rke2 k3s] [--versions 1.32]
         [--modes level one-at-a-time] [--startup-delay 8] [--file-check-frequency 5s] [--stability-window 15]
 
-kubeadm:
-
-For each version and mode, a fresh lab node (a real node's timings, its components taking
+kubeadm: for each version and mode, a fresh lab node (a real node's timings, its components taking
 `--startup-delay` seconds to serve, the kubelet re-listing every `--file-check-frequency`) is fixed once.
 Printed per run: the wall time of `fix`; each restarted component's own cycle — from its start (the
 lab's pod-started event; the kubelet's process start time in /proc) to the moment it served (its own "Serving
@@ -194,13 +192,10 @@ def restart_cycle(lab: Lab, service: str, window: float) -> dict:
     subprocess.run(lab.node_config()["components"][service]["restart"], check=True, capture_output=True,
                    timeout=300)
     returned = time.monotonic() - started
-    pauses = iter([0.05] * 20 + [0.2] * 10 ** 4)  # a short pause: each look at the node costs its probes
-    while True:
-        status = lab.status()
-        if status[service].pid not in (None, before[service]) and all(s.healthy for s in status.values()):
-            break
-        time.sleep(next(pauses))
+    status = lab.wait_healthy(300)  # looks every 0.1 s, probing as the gate does
     healthy = time.monotonic() - started
+    if status[service].pid in (None, before[service]):  # the program returns once the new service is ready
+        sys.exit(f"{service} was not restarted by its restart program")
     return {"program": returned, "healthy": healthy, "cycle": healthy + window,
             "new": sorted(name for name, s in status.items() if s.pid != before[name])}
 
