@@ -24,8 +24,8 @@ the stability window. Then `fix` runs on the same node. Printed per run: that cy
 `fix`, the ratio (target <= 1.15x for mode "level", which needs one restart for all its flags), the
 service's restarts (the journal's gates, the lab init's unit starts) and where fix's time went, from its
 journal: before its first restart (start-up, audit, planning, the pre-gate), inside its gates (the
-restart program, the components' start, the stability window), and after (live verification, commit,
-the final report).
+restart program, the components' start, the stability window), and outside them after the first (live
+verification, commits, the next transactions' planning, the final report).
 
 Not a test: figures depend on the machine and its load.
 """
@@ -203,8 +203,8 @@ def restart_cycle(lab: Lab, service: str, window: float) -> dict:
 def fix_timeline(records: List[dict], since: float, wall: float) -> dict:
     """Where fix's wall time went, from its journal: inside its gates (restart program until the gate first
     saw the new service; then until every component was healthy; then the stability window) and outside
-    them (start-up, audit, planning, pre-gates before the first gate; live verification, commits and
-    report after each)."""
+    them (start-up, audit, planning and the pre-gate before the first gate; after it, live verification,
+    commits, the next transactions' planning and pre-gates, the report)."""
     gates, health = applied(records, "gate"), {r["txid"]: r for r in applied(records, "health")}
     inside = {"program": 0.0, "healthy": 0.0, "window": 0.0}
     for gate in gates:
@@ -246,7 +246,8 @@ def report_service(distribution: str, version: str, mode: str, figures: dict) ->
           f"restart, + window {cycle['cycle'] - cycle['healthy']:.0f} s; new processes: {', '.join(cycle['new'])}")
     print(f"    fix: {timeline['before']:.1f} s before its first restart (start-up, audit, planning, pre-gate); "
           f"in its gates {timeline['program']:.1f} s restart program, {timeline['healthy']:.1f} s to healthy, "
-          f"{timeline['window']:.1f} s stability window; {timeline['after']:.1f} s after (verify, commit, report); "
+          f"{timeline['window']:.1f} s stability window; {timeline['after']:.1f} s outside them after the first "
+          f"(verify, commit, the next plans, report); "
           f"new processes: {', '.join(figures['new'])}")
 
 
