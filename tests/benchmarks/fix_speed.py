@@ -223,8 +223,8 @@ def run_service(distribution: str, version: str, mode: str, args: argparse.Names
     lab = service_lab(distribution, version, mode, args, scratch)
     try:
         cycle = restart_cycle(lab, service, args.stability_window)
-        starts, since = lab.restarts(service), time.time()
-        before = {name: s.pid for name, s in lab.status().items()}
+        starts, before = lab.restarts(service), {name: s.pid for name, s in lab.status().items()}
+        since = time.time()  # right before fix: the timeline's "before" is fix's alone
         wall = run_fix(lab.root, mode, args)
         records = journal(lab, since)
         after = lab.status()
