@@ -366,10 +366,13 @@ class Kubelet:
     def run(self) -> None:
         """Sync at every re-list and, with the watch on, whenever the directory's listing changes: the
         real kubelet's inotify watch (a rename onto a name counts as a create) sees an edit at once."""
-        self.sync(self.adoptable())
         watching = self.settings.file_watch
-        relist_at = time.monotonic() + self.effective.file_check
+        # The listing the watch compares against is taken before the first sync, as a watch is set up
+        # before the first read: a manifest written between the two (rke2 writes the API server's right
+        # after it starts its kubelet) is seen at once, not at the next re-list.
         seen = self._listing() if watching else None
+        self.sync(self.adoptable())
+        relist_at = time.monotonic() + self.effective.file_check
         while not self.stopping.wait(WATCH_POLL if watching else self.effective.file_check):
             listing = self._listing() if watching else None
             if time.monotonic() >= relist_at or listing != seen:
