@@ -165,7 +165,7 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
     """The distribution's configuration as it reads it: its config file, then its drop-ins in order;
     `replaced`: files as a change would leave them (node path -> bytes, None: removed)."""
     replaced = replaced or {}
-    dropins = {*state.glob(f"{args.dropins}/*.yaml"), *(p for p in replaced if args.holds(p) and p != args.config)}
+    dropins = {*_dropins(state, args), *(p for p in replaced if args.holds(p) and p != args.config)}
     texts = []
     for path in [args.config, *(f"{args.dropins}/{name}" for name in distconfig.dropin_order(
             [posixpath.basename(p) for p in dropins]))]:
@@ -173,6 +173,13 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
         if data is not None:
             texts.append((path, decode_text(data, state.node.display(path))))
     return distconfig.load(texts, state.node.display)
+
+
+def _dropins(state: "NodeState", args: ArgList) -> List[str]:
+    """The drop-ins the distribution reads: names ending in .yaml or .yml in any case (`dropin_order`),
+    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file)."""
+    return [path for path in state.glob(f"{args.dropins}/*") if not state.node.host(path).is_dir()
+            or state.node.host(path).is_symlink()]
 
 
 def _read_trusted(state: "NodeState", path: str) -> Optional[bytes]:
@@ -192,7 +199,7 @@ def configured_command_line(state: "NodeState", component: Component, live: "Fla
     default is not known here."""
     args = component.args
     base = (state.manifest_flags(component.name) if component.manifest else dict(live.values)) or {}
-    configured, entries = dist_config(state, args).flags(args.key, _distribution_values(state, component), args.values)
+    configured, entries = state.dist_config(args).flags(args.key, _distribution_values(state, component), args.values)
     sources = {flag: FlagSource(component.manifest) for flag in base}
     sources.update((flag, FlagSource(entry.file, entry.line)) for flag, entry in entries.items())
     return {**base, **configured}, sources
@@ -216,7 +223,7 @@ def configured_changes(state: "NodeState", spec: Component, planned: Sequence[An
         args = state.info.components[name].args if name in state.info.components else None
         if args and any(args.holds(path) for path in after):
             flags = lambda config: config.flags(args.key, args.defaults, args.values)[0]  # noqa: E731
-            if flags(dist_config(state, args)) != flags(dist_config(state, args, after)):
+            if flags(state.dist_config(args)) != flags(dist_config(state, args, after)):
                 changed.add(name)
     return changed
 

@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import copy
 import posixpath
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
@@ -64,6 +65,7 @@ from ..errors import EditError, InputError
 from ..flags import LIST_FLAGS  # flags whose repeated values add up
 from ..nodefile import refuse_yaml_aliases
 from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
+from ..types import DROPIN_SUFFIXES
 from . import yamltext as yt
 
 DIST_CONFIG = "distribution-config"
@@ -172,7 +174,7 @@ def tokens(value: Optional[str]) -> List[str]:
 def dropin_order(names: Iterable[str]) -> List[str]:
     """The drop-in files k3s/RKE2 read, in their order: names ending in `.yaml`/`.yml` (any case), sorted
     byte by byte as Go's `os.ReadDir` does. The caller also skips non-regular files (directories)."""
-    chosen = [n for n in names if n.lower().endswith((".yaml", ".yml"))]
+    chosen = [n for n in names if n.lower().endswith(DROPIN_SUFFIXES)]
     return sorted(chosen, key=lambda n: n.encode("utf-8", "surrogateescape"))
 
 
@@ -276,7 +278,9 @@ class DistConfig:
                 found = [value] if isinstance(value, ScalarNode) else list(value.value)
                 new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1),
                              plus, i, node.value) for i, node in enumerate(found)]
-                items = items + new if plus else items[:fixed] + new
+                if not plus:
+                    del items[fixed:]
+                items.extend(new)  # in place: many files appending to one list stay linear
         return items
 
     def entries(self, key: str) -> List[ArgEntry]:
@@ -373,23 +377,24 @@ def _as_list(value: Any) -> list:
 
 
 def _merge_k3s(items: Sequence[_Item], defaults: Mapping[str, Optional[str]]
-               ) -> Dict[str, Tuple[List[Optional[str]], bool, Optional[_Item]]]:
+               ) -> Dict[str, Tuple[Deque[Optional[str]], bool, Optional[_Item]]]:
     """GetArgs: per flag, its values, whether a +=/-= item took part, and the last item that set it."""
     initial = dict(defaults)
-    merged: Dict[str, Tuple[List[Optional[str]], bool, Optional[_Item]]] = {}
+    merged: Dict[str, Tuple[Deque[Optional[str]], bool, Optional[_Item]]] = {}
     for item in items:
         e = item.entry
-        seen, joined, _ = merged.get(e.flag, ([], False, None))
-        default = [initial.pop(e.flag)] if e.flag in initial else []
-        if e.op == "+=":
-            values = default + seen + [e.value]
-        elif e.op == "-=":
-            values = [e.value] + default + seen
+        values, joined, _ = merged.get(e.flag, (deque(), False, None))  # a deque: one flag repeated stays linear
+        if e.op != "=" and e.flag in initial:
+            values.appendleft(initial.pop(e.flag))
+        elif e.flag in initial:
+            del initial[e.flag]
+        if e.op == "-=":
+            values.appendleft(e.value)
         else:
-            values = seen + [e.value]
+            values.append(e.value)
         merged[e.flag] = (values, joined or e.op != "=", item)
     for name, value in initial.items():
-        merged[name] = ([value], False, None)
+        merged[name] = (deque([value]), False, None)
     return merged
 
 

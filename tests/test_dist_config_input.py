@@ -1,0 +1,48 @@
+"""Odd real-world input in an RKE2/k3s configuration folder: cisfix reads the drop-ins the distribution
+reads (and only those), and thousands of them, or one flag repeated thousands of times, cost linear time."""
+from __future__ import annotations
+
+import json
+import time
+
+from cisfix.editors import distconfig
+from test_distribution_layouts import RKE2_CONFIG, cisfix, rke2, status  # noqa: F401 (fixture)
+
+DROPINS = "/etc/rancher/rke2/config.yaml.d"
+
+
+def test_a_yml_dropin_decides_as_the_distribution_reads_it(rke2):
+    """k3s's dotDFiles reads *.yaml and *.yml in any case: a later .yml that sets the flag decides it."""
+    rke2.write(RKE2_CONFIG, b"kube-apiserver-arg: [profiling=false]\n", 0o600)
+    rke2.write(f"{DROPINS}/95-site.YML", b"kube-apiserver-arg:\n- profiling=true\n", 0o600)
+    assert status(rke2, "1.2.15") == "FAIL"
+    done = cisfix(rke2, "fix", "--check", "1.2.15")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rke2.read(f"{DROPINS}/95-site.YML") == b"kube-apiserver-arg:\n- profiling=false\n"
+    assert status(rke2, "1.2.15") == "PASS"
+
+
+def test_a_directory_named_like_a_dropin_is_skipped_as_the_distribution_skips_it(rke2):
+    rke2.write(RKE2_CONFIG, b"kube-apiserver-arg: [profiling=false]\n", 0o600)
+    rke2.path(f"{DROPINS}/50-old.yaml").mkdir()
+    rke2.write(f"{DROPINS}/README", b"kube-apiserver-arg: [profiling=true]\n", 0o600)  # not a drop-in
+    assert status(rke2, "1.2.15") == "PASS"
+
+
+def test_thousands_of_dropins_are_read_once_per_run(rke2):
+    rke2.write(RKE2_CONFIG, b"kube-apiserver-arg: [profiling=false]\n", 0o600)
+    for i in range(2000):
+        rke2.write(f"{DROPINS}/{i:05d}.yaml", b"kube-apiserver-arg+: [v=2]\n", 0o600)
+    started = time.monotonic()
+    done = cisfix(rke2, "audit", "--format", "json")
+    assert time.monotonic() - started < 30  # every check's every component read them again: a minute
+    assert {r["id"]: r["status"] for r in json.loads(done.stdout)["results"]}["1.2.15"] == "PASS"
+
+
+def test_one_flag_repeated_many_times_is_merged_in_linear_time():
+    items = "".join(f"- v+={i}\n" for i in range(100_000))
+    config = distconfig.load([("/etc/rancher/k3s/config.yaml", f"kube-apiserver-arg:\n{items}- v-=first\n")])
+    started = time.monotonic()
+    values, _ = config.flags("kube-apiserver-arg", {"v": "0"}, distconfig.K3S)
+    assert time.monotonic() - started < 5  # each item copied the values before it: a minute
+    assert values["v"].split(",")[:3] == ["first", "0", "0"] and values["v"].endswith(",99999")
