@@ -20,7 +20,7 @@ from .editors.distconfig import DistConfig
 from .errors import InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
 from .nodefile import decode_text
-from .trust import read_node_trusted
+from .trust import read_node_trusted, require_trusted_dir
 from .types import ArgList, Component, Configure, EditFile, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -165,6 +165,7 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
     """The distribution's configuration as it reads it: its config file, then its drop-ins in order;
     `replaced`: files as a change would leave them (node path -> bytes, None: removed)."""
     replaced = replaced or {}
+    _require_trusted_folders(state, args)
     dropins = {*_dropins(state, args), *(p for p in replaced if args.holds(p) and p != args.config)}
     texts = []
     for path in [args.config, *(f"{args.dropins}/{name}" for name in distconfig.dropin_order(
@@ -173,6 +174,16 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
         if data is not None:
             texts.append((path, decode_text(data, state.node.display(path))))
     return distconfig.load(texts, state.node.display)
+
+
+def _require_trusted_folders(state: "NodeState", args: ArgList) -> None:
+    """Refuse the configuration when another user could write its folders: an empty drop-in folder of
+    hers decides nothing cisfix reads, yet cisfix would write its drop-in there, and she could add hers."""
+    why = "; the distribution's configuration is not used"
+    for folder in (posixpath.dirname(args.config), args.dropins):
+        real = state.node.host(state.node.resolve(folder))
+        if real.is_dir():
+            require_trusted_dir(real, why=why)
 
 
 def _dropins(state: "NodeState", args: ArgList) -> List[str]:

@@ -3,9 +3,13 @@ reads (and only those), and thousands of them, or one flag repeated thousands of
 from __future__ import annotations
 
 import json
+import os
 import time
 
+import pytest
+
 from cisfix.editors import distconfig
+from hostile import mallory  # noqa: F401 (fixture)
 from test_distribution_layouts import RKE2_CONFIG, cisfix, rke2, status  # noqa: F401 (fixture)
 
 DROPINS = "/etc/rancher/rke2/config.yaml.d"
@@ -46,3 +50,24 @@ def test_one_flag_repeated_many_times_is_merged_in_linear_time():
     values, _ = config.flags("kube-apiserver-arg", {"v": "0"}, distconfig.K3S)
     assert time.monotonic() - started < 5  # each item copied the values before it: a minute
     assert values["v"].split(",")[:3] == ["first", "0", "0"] and values["v"].endswith(",99999")
+
+
+@pytest.mark.parametrize("how", ["her folder", "a link to her folder"])
+def test_a_dropin_folder_another_user_owns_is_refused_even_when_empty(rke2, mallory, how):
+    """She cannot put a drop-in of hers there unseen, nor have root write cisfix's into her folder."""
+    rke2.write(RKE2_CONFIG, b"kube-apiserver-arg: [profiling=false]\n", 0o600)
+    folder = rke2.path(DROPINS)
+    folder.rmdir()
+    hers = rke2.path("/home/mallory/rke2.d") if how != "her folder" else folder
+    hers.mkdir(parents=True)
+    os.chown(hers, *mallory)
+    if hers != folder:
+        os.symlink("../../../home/mallory/rke2.d", folder)
+    files = {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()}
+    done = cisfix(rke2, "fix", "--check", "1.2.16")
+    assert done.returncode == 2 and "owned by uid" in done.stderr, done.stdout + done.stderr
+    assert list(hers.iterdir()) == []
+    assert {p: p.read_bytes() for p in rke2.root.rglob("*") if p.is_file()} == files
+    edit = cisfix(rke2, "edit", RKE2_CONFIG, "--component", "kube-apiserver", "--flag", "profiling=true")
+    assert edit.returncode == 2 and len(edit.stderr.strip().splitlines()) == 1, edit.stderr
+    assert rke2.read(RKE2_CONFIG) == b"kube-apiserver-arg: [profiling=false]\n"
