@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tupl
 from . import flags as flag_parser
 from .editors import distconfig, flagfile
 from .editors.distconfig import DistConfig
-from .errors import InputError
+from .errors import EditError, InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
 from .nodefile import decode_text
 from .trust import read_node_trusted, require_trusted_dir
@@ -257,7 +257,10 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
         # Planned against the files as the earlier operations leave them: two additions to one list
         # (two admission plugins) make one item, not two that each drop the other.
         config = dist_config(state, args, planned)
-        plan = config.plan(args.key, _flag_op(op), args.owned, args.values, defaults)
+        try:
+            plan = config.plan(args.key, _flag_op(op), args.owned, args.values, defaults)
+        except EditError as exc:  # what no edit can give (a list left empty, a default not removable)
+            raise InputError(state.node.display(args.config), str(exc))
         planned.update((path, edited.text.encode("utf-8")) for path, edited in config.apply(plan).items())
         for path, ops in plan:
             edits.setdefault(path, []).extend(ops)

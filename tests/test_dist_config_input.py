@@ -71,3 +71,16 @@ def test_a_dropin_folder_another_user_owns_is_refused_even_when_empty(rke2, mall
     edit = cisfix(rke2, "edit", RKE2_CONFIG, "--component", "kube-apiserver", "--flag", "profiling=true")
     assert edit.returncode == 2 and len(edit.stderr.strip().splitlines()) == 1, edit.stderr
     assert rke2.read(RKE2_CONFIG) == b"kube-apiserver-arg: [profiling=false]\n"
+
+
+@pytest.mark.parametrize("change", [["--flag-drop", "enable-admission-plugins=NodeRestriction"],
+                                    ["--unflag", "enable-admission-plugins"]])
+def test_an_edit_no_configuration_can_give_is_a_one_line_error_naming_the_file(rke2, change):
+    """RKE2 itself passes NodeRestriction: no item can remove it (this was an internal error, exit 70)."""
+    rke2.write(RKE2_CONFIG, b"kube-apiserver-arg: [profiling=false]\n", 0o600)
+    files = {p: p.read_bytes() for p in rke2.path("/etc").rglob("*") if p.is_file()}
+    done = cisfix(rke2, "edit", RKE2_CONFIG, "--component", "kube-apiserver", *change)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert str(rke2.path(RKE2_CONFIG)) in line and "NodeRestriction" in line
+    assert {p: p.read_bytes() for p in rke2.path("/etc").rglob("*") if p.is_file()} == files
