@@ -84,3 +84,16 @@ def test_an_edit_no_configuration_can_give_is_a_one_line_error_naming_the_file(r
     [line] = done.stderr.strip().splitlines()
     assert str(rke2.path(RKE2_CONFIG)) in line and "NodeRestriction" in line
     assert {p: p.read_bytes() for p in rke2.path("/etc").rglob("*") if p.is_file()} == files
+
+
+def test_a_yaml_merge_key_is_refused_naming_the_file_and_line(rke2):
+    """k3s's yaml.v2 splices `<<`'s pairs into its key order: here a plain list that drops the `+` one."""
+    rke2.write(RKE2_CONFIG, b"kube-apiserver-arg: [profiling=false]\n", 0o600)
+    merged = b"kube-apiserver-arg+: [v=2]\n<<: {kube-apiserver-arg: [profiling=true]}\n"
+    dropin = rke2.write(f"{DROPINS}/50-merged.yaml", merged, 0o600)
+    done = cisfix(rke2, "audit", "--check", "1.2.15", "--format", "json")
+    [result] = [r for r in json.loads(done.stdout)["results"] if r["id"] == "1.2.15"]
+    assert result["status"] == "ERROR" and result["reason"].startswith(f"{dropin}:2: a YAML merge key"), result
+    fix = cisfix(rke2, "fix", "--check", "1.2.15")
+    assert fix.returncode == 2 and f"{dropin}:2" in fix.stderr
+    assert rke2.read(f"{DROPINS}/50-merged.yaml") == merged and not rke2.path(f"{DROPINS}/90-cisfix.yaml").exists()

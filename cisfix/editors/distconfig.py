@@ -74,6 +74,7 @@ SUFFIX = "-arg"
 HEADER = ("# Written by cisfix (CIS Kubernetes Benchmark fixes). Items here append to the lists of the files\n"
           "# before it; a setting an operator's file already decides is changed in that file instead.\n")
 _OPS = {"": "=", "+": "+=", "-": "-="}
+MERGE_TAG = "tag:yaml.org,2002:merge"
 BUILTIN = "(distribution)"  # ArgEntry.file of an item the distribution itself puts first (`leading`)
 
 # --- data --------------------------------------------------------------------------------------------
@@ -216,6 +217,9 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
         raise InputError(f"{where}:{node.start_mark.line + 1}", "not a YAML mapping of settings")
     for key, value in node.value:
         name = yt.scalar(key)
+        if str(key.tag) == MERGE_TAG:
+            # yaml.v2 splices the merged pairs into k3s's key order, where they may replace a list
+            raise InputError(f"{where}:{key.start_mark.line + 1}", "a YAML merge key (<<); write the settings out")
         problem = _list_problem(key, value, name) if name and name.rstrip("+").endswith(SUFFIX) else None
         if problem:
             raise InputError(f"{where}:{problem[0]}", problem[1])
