@@ -21,7 +21,8 @@ from .errors import EditError, InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
 from .nodefile import decode_text
 from .trust import read_node_trusted, require_trusted_dir
-from .types import ArgList, Component, Configure, EditFile, Evidence
+from .shown import shown
+from .types import DROPIN_SUFFIXES, ArgList, Component, Configure, EditFile, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import Flags, NodeState
@@ -188,9 +189,16 @@ def _require_trusted_folders(state: "NodeState", args: ArgList) -> None:
 
 def _dropins(state: "NodeState", args: ArgList) -> List[str]:
     """The drop-ins the distribution reads: names ending in .yaml or .yml in any case (`dropin_order`),
-    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file)."""
-    return [path for path in state.glob(f"{args.dropins}/*") if not state.node.host(path).is_dir()
-            or state.node.host(path).is_symlink()]
+    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file). A
+    name that is no UTF-8 or holds control characters is refused: no journal, log or message could name it."""
+    found = [path for path in state.glob(f"{args.dropins}/*") if not state.node.host(path).is_dir()
+             or state.node.host(path).is_symlink()]
+    for path in found:
+        name = posixpath.basename(path)
+        if name.lower().endswith(DROPIN_SUFFIXES) and shown(name.encode("utf-8", "surrogateescape"), None) != name:
+            raise InputError(shown(state.node.display(path).encode("utf-8", "surrogateescape"), None),
+                             "a drop-in name that is no UTF-8 text or holds control characters; rename it")
+    return found
 
 
 def _read_trusted(state: "NodeState", path: str) -> Optional[bytes]:

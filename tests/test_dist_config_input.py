@@ -97,3 +97,19 @@ def test_a_yaml_merge_key_is_refused_naming_the_file_and_line(rke2):
     fix = cisfix(rke2, "fix", "--check", "1.2.15")
     assert fix.returncode == 2 and f"{dropin}:2" in fix.stderr
     assert rke2.read(f"{DROPINS}/50-merged.yaml") == merged and not rke2.path(f"{DROPINS}/90-cisfix.yaml").exists()
+
+
+@pytest.mark.parametrize("name", [b"50-\xff.yaml", b"50-a\nb.yaml", b"50-\x1b[2J.yml"])
+def test_a_dropin_name_no_message_could_show_is_a_one_line_error_and_nothing_changes(rke2, name):
+    """A name that is no UTF-8 crashed the fix after it wrote (exit 70); control characters reached the terminal."""
+    rke2.write(RKE2_CONFIG, b"kube-apiserver-arg: [profiling=false]\n", 0o600)
+    path = os.path.join(bytes(rke2.path(DROPINS)), name)
+    with open(path, "wb") as f:
+        f.write(b"kube-apiserver-arg+: [profiling=true]\n")
+    os.chmod(path, 0o600)
+    files = {p: p.read_bytes() for p in rke2.path("/etc").rglob("*") if p.is_file()}
+    done = cisfix(rke2, "fix", "--check", "1.2.15")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "a drop-in name that is no UTF-8" in line and "\x1b" not in line, line
+    assert {p: p.read_bytes() for p in rke2.path("/etc").rglob("*") if p.is_file()} == files

@@ -176,7 +176,12 @@ def dropin_order(names: Iterable[str]) -> List[str]:
     """The drop-in files k3s/RKE2 read, in their order: names ending in `.yaml`/`.yml` (any case), sorted
     byte by byte as Go's `os.ReadDir` does. The caller also skips non-regular files (directories)."""
     chosen = [n for n in names if n.lower().endswith(DROPIN_SUFFIXES)]
-    return sorted(chosen, key=lambda n: n.encode("utf-8", "surrogateescape"))
+    return sorted(chosen, key=_name_bytes)
+
+
+def _name_bytes(name: str) -> bytes:
+    """A file name as the bytes Go sorts (a name that is no UTF-8 reaches Python with surrogate escapes)."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -364,7 +369,7 @@ class DistConfig:
         place = len(self._parsed)
         for i, parsed in enumerate(self._parsed):
             other_folder, other = posixpath.split(parsed.file.path)
-            if other_folder == folder and name.encode() < other.encode():
+            if other_folder == folder and _name_bytes(name) < _name_bytes(other):
                 place = i
                 break
         empty = _Parsed(ConfigFile(owned, ""), None, {})
