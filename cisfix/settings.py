@@ -174,7 +174,7 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
         data = replaced[path] if path in replaced else _read_trusted(state, path)
         if data is not None:
             texts.append((path, decode_text(data, state.node.display(path))))
-    return distconfig.load(texts, state.node.display)
+    return distconfig.load(texts, state.node.display, state.dist_config(args) if replaced else None)
 
 
 def _require_trusted_folders(state: "NodeState", args: ArgList) -> None:

@@ -113,3 +113,18 @@ def test_a_dropin_name_no_message_could_show_is_a_one_line_error_and_nothing_cha
     [line] = done.stderr.strip().splitlines()
     assert "a drop-in name that is no UTF-8" in line and "\x1b" not in line, line
     assert {p: p.read_bytes() for p in rke2.path("/etc").rglob("*") if p.is_file()} == files
+
+
+def test_a_plan_parses_again_only_the_files_it_edits():
+    """A drop-in of 100,000 items is parsed once when a plan is checked against the re-read files, not once
+    per candidate edit (a fix with a megabyte drop-in took minutes)."""
+    from cisfix.plan import SetFlag
+
+    items = ", ".join(["v=2"] * 100_000)
+    config = distconfig.load([("/etc/rancher/k3s/config.yaml", "write-kubeconfig-mode: '0600'\n"),
+                              ("/etc/rancher/k3s/config.yaml.d/50-big.yaml", f"kube-apiserver-arg+: [{items}]\n")])
+    started = time.monotonic()
+    plan = config.plan("kube-apiserver-arg", SetFlag("profiling", "false"), "/etc/rancher/k3s/config.yaml.d/90-cisfix.yaml",
+                       distconfig.K3S)
+    assert time.monotonic() - started < 3  # each candidate parsed the big file again: 6 s
+    assert [path for path, _ in plan] == ["/etc/rancher/k3s/config.yaml.d/90-cisfix.yaml"]

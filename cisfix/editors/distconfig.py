@@ -250,11 +250,15 @@ def _is_string(node: ScalarNode) -> bool:
     return str(node.tag) == "tag:yaml.org,2002:str"
 
 
-def load(files: Sequence[Tuple[str, str]], shown: Callable[[str], str] = str) -> "DistConfig":
+def load(files: Sequence[Tuple[str, str]], shown: Callable[[str], str] = str,
+         reuse: Optional["DistConfig"] = None) -> "DistConfig":
     """Parse (node path, text) pairs given in the distribution's order: config.yaml, then the drop-ins in
     `dropin_order`. Invalid YAML, anchors/aliases, a document that is not a mapping and a `*-arg` value
-    that is not a string or a list of strings are refused (`InputError` naming file and line)."""
-    return DistConfig(tuple(_parse_file(path, text, shown) for path, text in files), shown)
+    that is not a string or a list of strings are refused (`InputError` naming file and line). `reuse`:
+    a configuration whose files of the same path and text are not parsed again (plans re-read the files
+    after each edit, and a drop-in may be a megabyte)."""
+    known = {(p.file.path, p.file.text): p for p in reuse._parsed} if reuse is not None else {}
+    return DistConfig(tuple(known.get((path, text)) or _parse_file(path, text, shown) for path, text in files), shown)
 
 
 # --- the merged configuration ------------------------------------------------------------------------
@@ -352,7 +356,7 @@ class DistConfig:
             for path, file_ops in config.plan(key, op, owned, rules, defaults, leading):
                 texts[path] = edit(texts[path], file_ops).text
                 collected.setdefault(path, []).extend(file_ops)
-            config = load([(path, texts[path]) for path in order], self._shown)
+            config = load([(path, texts[path]) for path in order], self._shown, config)
         return [(path, tuple(collected[path])) for path in order if path in collected]
 
     def apply(self, changes: Sequence[Tuple[str, Sequence[ArgOp]]]) -> Dict[str, Edited]:
@@ -569,7 +573,7 @@ class _Planner:
         try:
             for path, ops in plan:
                 texts[path] = edit(texts[path], ops).text
-            after = load(list(texts.items()), self.config._shown)
+            after = load(list(texts.items()), self.config._shown, self.config)
         except (EditError, InputError):
             return False
         values, _ = _effective(after._items(self.key, self.leading), self.defaults, self.rules)
