@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tupl
 from . import flags as flag_parser
 from .editors import distconfig, flagfile
 from .editors.distconfig import DistConfig
-from .errors import InputError
+from .errors import EditError, InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
 from .nodefile import decode_text
-from .trust import read_node_trusted
-from .types import ArgList, Component, Configure, EditFile, Evidence
+from .trust import read_node_trusted, require_trusted_dir
+from .shown import shown
+from .types import DROPIN_SUFFIXES, ArgList, Component, Configure, EditFile, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import Flags, NodeState
@@ -165,14 +166,39 @@ def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, 
     """The distribution's configuration as it reads it: its config file, then its drop-ins in order;
     `replaced`: files as a change would leave them (node path -> bytes, None: removed)."""
     replaced = replaced or {}
-    dropins = {*state.glob(f"{args.dropins}/*.yaml"), *(p for p in replaced if args.holds(p) and p != args.config)}
+    _require_trusted_folders(state, args)
+    dropins = {*_dropins(state, args), *(p for p in replaced if args.holds(p) and p != args.config)}
     texts = []
     for path in [args.config, *(f"{args.dropins}/{name}" for name in distconfig.dropin_order(
             [posixpath.basename(p) for p in dropins]))]:
         data = replaced[path] if path in replaced else _read_trusted(state, path)
         if data is not None:
             texts.append((path, decode_text(data, state.node.display(path))))
-    return distconfig.load(texts, state.node.display)
+    return distconfig.load(texts, state.node.display, state.dist_config(args) if replaced else None)
+
+
+def _require_trusted_folders(state: "NodeState", args: ArgList) -> None:
+    """Refuse the configuration when another user could write its folders: an empty drop-in folder of
+    hers decides nothing cisfix reads, yet cisfix would write its drop-in there, and she could add hers."""
+    why = "; the distribution's configuration is not used"
+    for folder in (posixpath.dirname(args.config), args.dropins):
+        real = state.node.host(state.node.resolve(folder))
+        if real.is_dir():
+            require_trusted_dir(real, why=why)
+
+
+def _dropins(state: "NodeState", args: ArgList) -> List[str]:
+    """The drop-ins the distribution reads: names ending in .yaml or .yml in any case (`dropin_order`),
+    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file). A
+    name that is no UTF-8 or holds control characters is refused: no journal, log or message could name it."""
+    found = [path for path in state.glob(f"{args.dropins}/*") if not state.node.host(path).is_dir()
+             or state.node.host(path).is_symlink()]
+    for path in found:
+        name = posixpath.basename(path)
+        if name.lower().endswith(DROPIN_SUFFIXES) and shown(name.encode("utf-8", "surrogateescape"), None) != name:
+            raise InputError(shown(state.node.display(path).encode("utf-8", "surrogateescape"), None),
+                             "a drop-in name that is no UTF-8 text or holds control characters; rename it")
+    return found
 
 
 def _read_trusted(state: "NodeState", path: str) -> Optional[bytes]:
@@ -192,7 +218,7 @@ def configured_command_line(state: "NodeState", component: Component, live: "Fla
     default is not known here."""
     args = component.args
     base = (state.manifest_flags(component.name) if component.manifest else dict(live.values)) or {}
-    configured, entries = dist_config(state, args).flags(args.key, _distribution_values(state, component), args.values)
+    configured, entries = state.dist_config(args).flags(args.key, _distribution_values(state, component), args.values)
     sources = {flag: FlagSource(component.manifest) for flag in base}
     sources.update((flag, FlagSource(entry.file, entry.line)) for flag, entry in entries.items())
     return {**base, **configured}, sources
@@ -216,7 +242,7 @@ def configured_changes(state: "NodeState", spec: Component, planned: Sequence[An
         args = state.info.components[name].args if name in state.info.components else None
         if args and any(args.holds(path) for path in after):
             flags = lambda config: config.flags(args.key, args.defaults, args.values)[0]  # noqa: E731
-            if flags(dist_config(state, args)) != flags(dist_config(state, args, after)):
+            if flags(state.dist_config(args)) != flags(dist_config(state, args, after)):
                 changed.add(name)
     return changed
 
@@ -239,7 +265,10 @@ def _configure_args(state: "NodeState", component: Component, change: Configure)
         # Planned against the files as the earlier operations leave them: two additions to one list
         # (two admission plugins) make one item, not two that each drop the other.
         config = dist_config(state, args, planned)
-        plan = config.plan(args.key, _flag_op(op), args.owned, args.values, defaults)
+        try:
+            plan = config.plan(args.key, _flag_op(op), args.owned, args.values, defaults)
+        except EditError as exc:  # what no edit can give (a list left empty, a default not removable)
+            raise InputError(state.node.display(args.config), str(exc))
         planned.update((path, edited.text.encode("utf-8")) for path, edited in config.apply(plan).items())
         for path, ops in plan:
             edits.setdefault(path, []).extend(ops)

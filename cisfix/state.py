@@ -15,9 +15,10 @@ from .errors import EditError, InputError
 from .node import Node
 from .nodefile import decode_text, parse_yaml
 from .shown import shown
-from .types import Component, Evidence, NodeInfo
+from .types import ArgList, Component, Evidence, NodeInfo
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .editors.distconfig import DistConfig
     from .editors.flagfile import FlagFile
     from .settings import Settings
 
@@ -55,6 +56,7 @@ class NodeState:
         self._own: Dict[str, List[Process]] = {}  # component -> its own processes (see processes_of)
         self._boot_time: Optional[float] = None
         self._committed: Optional[Dict[str, str]] = None  # node path -> sha256 cisfix last committed
+        self._dist_configs: Dict[Tuple[str, str], "DistConfig"] = {}  # (config, drop-ins) -> merged files
 
     # ---- files ----
     def read(self, path: str) -> Optional[bytes]:
@@ -127,6 +129,16 @@ class NodeState:
 
             self._settings[component] = read_settings(self, component)
         return self._settings[component]
+
+    def dist_config(self, args: ArgList) -> "DistConfig":
+        """The distribution's configuration files merged (`cisfix.settings.dist_config`), read once per run:
+        every component's flags come from them, and a node may hold thousands of drop-ins."""
+        key = (args.config, args.dropins)
+        if key not in self._dist_configs:
+            from .settings import dist_config
+
+            self._dist_configs[key] = dist_config(self, args)
+        return self._dist_configs[key]
 
     def present(self, component: str) -> bool:
         """Is the component on this node: running, or with a source file where its layout says?"""

@@ -126,6 +126,9 @@ class Check:
     overrides: Tuple[str, ...] = ()  # ids of checks this one deliberately replaces
     source: str = ""  # filled in by the loader: the plugin (and file) that defined it
 
+# The drop-ins k3s and RKE2 read: names ending so, in any case (k3s pkg/configfilearg/parser.go, dotDFiles).
+DROPIN_SUFFIXES = (".yaml", ".yml")
+
 
 @dataclass(frozen=True)
 class ArgList:
@@ -144,7 +147,8 @@ class ArgList:
 
     def holds(self, node_path: str) -> bool:
         """Is this file one the distribution reads these settings from?"""
-        return node_path == self.config or (posixpath.dirname(node_path) == self.dropins and node_path.endswith(".yaml"))
+        return node_path == self.config or (posixpath.dirname(node_path) == self.dropins
+                                            and node_path.lower().endswith(DROPIN_SUFFIXES))
 
 
 @dataclass(frozen=True)

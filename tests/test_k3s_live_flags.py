@@ -7,6 +7,7 @@ import os
 import pytest
 
 from cisfix.layouts.k3s.liveflags import TAIL, running_lines
+from k3s_lab_fixtures import k3s_lab, make_k3s_lab  # noqa: F401 (fixtures)
 
 OLD, NEW = "2026-12-02T10:00:00Z", "2026-12-02T11:00:00Z"
 STARTED = 1796207400.0  # 2026-12-02T10:30:00Z: the running k3s started between the two lines
@@ -66,3 +67,19 @@ def test_a_log_another_user_could_write_is_refused(tmp_path):
     os.chmod(log, 0o666)
     with pytest.raises(InputError, match="k3s's live flags are not read"):
         read_node_tail(Node(str(tmp_path)), "/var/log/k3s.log")
+
+
+def test_a_value_with_a_space_makes_the_running_line_unreadable_not_a_verdict(k3s_lab):
+    """k3s logs the arguments joined by spaces: this item's value would read as `--profiling=false` while the
+    API server runs with profiling on (and an audit log named `a --profiling=false`)."""
+    import json
+    import subprocess
+    import sys
+
+    dropin = k3s_lab.write_dropin("50-spaced.yaml", 'kube-apiserver-arg+: ["audit-log-path=/var/log/a --profiling=false"]\n')
+    assert k3s_lab.restart().returncode == 0
+    assert "--profiling=false" in k3s_lab.running("kube-apiserver")[-1]  # the line holds the forged word
+    done = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(k3s_lab.root), "audit", "--check", "1.2.15",
+                           "--format", "json"], capture_output=True, text=True, timeout=120)
+    [result] = [r for r in json.loads(done.stdout)["results"] if r["id"] == "1.2.15"]
+    assert result["status"] == "ERROR" and result["reason"].startswith(f"{dropin}:1: a value with a space"), result

@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import copy
 import posixpath
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
@@ -64,6 +65,7 @@ from ..errors import EditError, InputError
 from ..flags import LIST_FLAGS  # flags whose repeated values add up
 from ..nodefile import refuse_yaml_aliases
 from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
+from ..types import DROPIN_SUFFIXES
 from . import yamltext as yt
 
 DIST_CONFIG = "distribution-config"
@@ -72,6 +74,7 @@ SUFFIX = "-arg"
 HEADER = ("# Written by cisfix (CIS Kubernetes Benchmark fixes). Items here append to the lists of the files\n"
           "# before it; a setting an operator's file already decides is changed in that file instead.\n")
 _OPS = {"": "=", "+": "+=", "-": "-="}
+MERGE_TAG = "tag:yaml.org,2002:merge"
 BUILTIN = "(distribution)"  # ArgEntry.file of an item the distribution itself puts first (`leading`)
 
 # --- data --------------------------------------------------------------------------------------------
@@ -172,8 +175,13 @@ def tokens(value: Optional[str]) -> List[str]:
 def dropin_order(names: Iterable[str]) -> List[str]:
     """The drop-in files k3s/RKE2 read, in their order: names ending in `.yaml`/`.yml` (any case), sorted
     byte by byte as Go's `os.ReadDir` does. The caller also skips non-regular files (directories)."""
-    chosen = [n for n in names if n.lower().endswith((".yaml", ".yml"))]
-    return sorted(chosen, key=lambda n: n.encode("utf-8", "surrogateescape"))
+    chosen = [n for n in names if n.lower().endswith(DROPIN_SUFFIXES)]
+    return sorted(chosen, key=_name_bytes)
+
+
+def _name_bytes(name: str) -> bytes:
+    """A file name as the bytes Go sorts (a name that is no UTF-8 reaches Python with surrogate escapes)."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -214,6 +222,9 @@ def _parse_file(path: str, text: str, shown: Callable[[str], str]) -> _Parsed:
         raise InputError(f"{where}:{node.start_mark.line + 1}", "not a YAML mapping of settings")
     for key, value in node.value:
         name = yt.scalar(key)
+        if str(key.tag) == MERGE_TAG:
+            # yaml.v2 splices the merged pairs into k3s's key order, where they may replace a list
+            raise InputError(f"{where}:{key.start_mark.line + 1}", "a YAML merge key (<<); write the settings out")
         problem = _list_problem(key, value, name) if name and name.rstrip("+").endswith(SUFFIX) else None
         if problem:
             raise InputError(f"{where}:{problem[0]}", problem[1])
@@ -239,11 +250,15 @@ def _is_string(node: ScalarNode) -> bool:
     return str(node.tag) == "tag:yaml.org,2002:str"
 
 
-def load(files: Sequence[Tuple[str, str]], shown: Callable[[str], str] = str) -> "DistConfig":
+def load(files: Sequence[Tuple[str, str]], shown: Callable[[str], str] = str,
+         reuse: Optional["DistConfig"] = None) -> "DistConfig":
     """Parse (node path, text) pairs given in the distribution's order: config.yaml, then the drop-ins in
     `dropin_order`. Invalid YAML, anchors/aliases, a document that is not a mapping and a `*-arg` value
-    that is not a string or a list of strings are refused (`InputError` naming file and line)."""
-    return DistConfig(tuple(_parse_file(path, text, shown) for path, text in files), shown)
+    that is not a string or a list of strings are refused (`InputError` naming file and line). `reuse`:
+    a configuration whose files of the same path and text are not parsed again (plans re-read the files
+    after each edit, and a drop-in may be a megabyte)."""
+    known = {(p.file.path, p.file.text): p for p in reuse._parsed} if reuse is not None else {}
+    return DistConfig(tuple(known.get((path, text)) or _parse_file(path, text, shown) for path, text in files), shown)
 
 
 # --- the merged configuration ------------------------------------------------------------------------
@@ -276,7 +291,9 @@ class DistConfig:
                 found = [value] if isinstance(value, ScalarNode) else list(value.value)
                 new = [_Item(ArgEntry(*_split(node.value), parsed.file.path, node.start_mark.line + 1),
                              plus, i, node.value) for i, node in enumerate(found)]
-                items = items + new if plus else items[:fixed] + new
+                if not plus:
+                    del items[fixed:]
+                items.extend(new)  # in place: many files appending to one list stay linear
         return items
 
     def entries(self, key: str) -> List[ArgEntry]:
@@ -339,7 +356,7 @@ class DistConfig:
             for path, file_ops in config.plan(key, op, owned, rules, defaults, leading):
                 texts[path] = edit(texts[path], file_ops).text
                 collected.setdefault(path, []).extend(file_ops)
-            config = load([(path, texts[path]) for path in order], self._shown)
+            config = load([(path, texts[path]) for path in order], self._shown, config)
         return [(path, tuple(collected[path])) for path in order if path in collected]
 
     def apply(self, changes: Sequence[Tuple[str, Sequence[ArgOp]]]) -> Dict[str, Edited]:
@@ -356,7 +373,7 @@ class DistConfig:
         place = len(self._parsed)
         for i, parsed in enumerate(self._parsed):
             other_folder, other = posixpath.split(parsed.file.path)
-            if other_folder == folder and name.encode() < other.encode():
+            if other_folder == folder and _name_bytes(name) < _name_bytes(other):
                 place = i
                 break
         empty = _Parsed(ConfigFile(owned, ""), None, {})
@@ -373,23 +390,24 @@ def _as_list(value: Any) -> list:
 
 
 def _merge_k3s(items: Sequence[_Item], defaults: Mapping[str, Optional[str]]
-               ) -> Dict[str, Tuple[List[Optional[str]], bool, Optional[_Item]]]:
+               ) -> Dict[str, Tuple[Deque[Optional[str]], bool, Optional[_Item]]]:
     """GetArgs: per flag, its values, whether a +=/-= item took part, and the last item that set it."""
     initial = dict(defaults)
-    merged: Dict[str, Tuple[List[Optional[str]], bool, Optional[_Item]]] = {}
+    merged: Dict[str, Tuple[Deque[Optional[str]], bool, Optional[_Item]]] = {}
     for item in items:
         e = item.entry
-        seen, joined, _ = merged.get(e.flag, ([], False, None))
-        default = [initial.pop(e.flag)] if e.flag in initial else []
-        if e.op == "+=":
-            values = default + seen + [e.value]
-        elif e.op == "-=":
-            values = [e.value] + default + seen
+        values, joined, _ = merged.get(e.flag, (deque(), False, None))  # a deque: one flag repeated stays linear
+        if e.op != "=" and e.flag in initial:
+            values.appendleft(initial.pop(e.flag))
+        elif e.flag in initial:
+            del initial[e.flag]
+        if e.op == "-=":
+            values.appendleft(e.value)
         else:
-            values = seen + [e.value]
+            values.append(e.value)
         merged[e.flag] = (values, joined or e.op != "=", item)
     for name, value in initial.items():
-        merged[name] = ([value], False, None)
+        merged[name] = (deque([value]), False, None)
     return merged
 
 
@@ -555,7 +573,7 @@ class _Planner:
         try:
             for path, ops in plan:
                 texts[path] = edit(texts[path], ops).text
-            after = load(list(texts.items()), self.config._shown)
+            after = load(list(texts.items()), self.config._shown, self.config)
         except (EditError, InputError):
             return False
         values, _ = _effective(after._items(self.key, self.leading), self.defaults, self.rules)

@@ -70,6 +70,15 @@ def read_node_tail(node: "Node", node_path: str) -> bytes:
     return read_tail_trusted(node.host(node.resolve(node_path)), TAIL, why="; k3s's live flags are not read from it")
 
 
+def _refuse_spaced_values(state: "NodeState", spec: Component) -> None:
+    """k3s logs the arguments joined by spaces, so an item whose value holds one cannot be read back:
+    `audit-log-path=/a --profiling=false` reads as profiling off while the component runs with it on."""
+    for entry in state.dist_config(spec.args).entries(spec.args.key) if spec.args else ():
+        if entry.value and any(c.isspace() for c in entry.value):
+            raise InputError(f"{state.node.display(entry.file)}:{entry.line}",
+                             f"a value with a space: k3s's 'Running {spec.name}' line cannot tell its arguments apart")
+
+
 def live_flags(state: "NodeState", spec: Component) -> "Optional[Flags]":
     """The component's flags as the running k3s logged them; None when k3s does not run (its
     configuration then says what the next start gives). A running k3s with no such line is an error,
@@ -94,6 +103,7 @@ def live_flags(state: "NodeState", spec: Component) -> "Optional[Flags]":
         if spec.name == "etcd":  # embedded etcd logs no command line: its config file says it all
             return Flags({}, Evidence(detail=f"etcd inside k3s (pid {process.pid})"), True)
         raise InputError(where, f"no 'Running {spec.name}' line since k3s (pid {process.pid}) started")
+    _refuse_spaced_values(state, spec)
     number, argv = found
     evidence = Evidence(file=where if logs else None, line=number if logs else None,
                         process=f"{spec.name} in k3s (pid {process.pid})", detail="its Running line")
