@@ -17,6 +17,7 @@ from cisfix.flags import parse
 from cisfix.lab.control import Lab
 from k3s_lab_fixtures import make_k3s_lab  # noqa: F401 (fixture)
 from rke2_lab_fixtures import make_rke2_lab  # noqa: F401 (fixture)
+from hostile import mallory, shared_dir  # noqa: F401 (fixtures)
 
 GATE = {"stabilityWindow": 2, "timeout": 150}  # a fast lab: a short window keeps the suite quick
 
@@ -222,3 +223,30 @@ def test_health_probes_the_components_the_node_has(node):
     assert done.returncode == 0, done.stdout + done.stderr
     probed = json.loads(done.stdout)["components"]
     assert set(probed) == ({"kube-apiserver", "etcd"} if node.name == "rke2" else {"kube-apiserver"})
+
+
+def test_a_user_posing_as_k3s_changes_no_verdict(make_k3s_lab, mallory, shared_dir):  # noqa: F811
+    """Her process claims to be the k3s program, started after the real one: the live flags stay the
+    real k3s's Running lines, and she is named once."""
+    from hostile import as_mallory
+
+    node = K3s(make_k3s_lab())
+    before = node.cisfix("audit", "--format", "json", "--check", "1.2.15", "--check", "1.2.17")
+    idle = shared_dir / "idle.py"
+    idle.write_text("import time\ntime.sleep(300)\n")
+    os.chmod(idle, 0o644)
+    launcher = node.lab.node_config()["components"]["k3s"]["process"]
+    her = as_mallory(mallory, "import os, sys; os.execv(sys.executable, sys.argv[1:])", launcher, str(idle), "server",
+                     background=True)
+    try:
+        node.lab.wait_for(lambda: Path(f"/proc/{her.pid}/cmdline").read_bytes().split(b"\0")[0] == launcher.encode(),
+                          what="her process claiming to be k3s")
+        after = node.cisfix("audit", "--format", "json", "--check", "1.2.15", "--check", "1.2.17")
+    finally:
+        her.kill()
+        her.wait()
+    verdicts = lambda done: {r["id"]: (r["status"], r["evidence"]) for r in json.loads(done.stdout)["results"]}  # noqa: E731
+    assert verdicts(after) == verdicts(before)
+    named = [line for line in after.stderr.splitlines() if f"pid {her.pid} " in line]
+    assert named and all(line.startswith(f"cisfix: ignored pid {her.pid} posing as ") for line in named), after.stderr
+    assert len(named) == len(set(named))  # once each
