@@ -196,3 +196,30 @@ def test_a_bug_while_the_gate_judges_a_change_puts_the_files_back_before_exit_70
     assert [tx["state"] for tx in history] == ["rolled-back"], history
     assert not (Path(lab.root) / "var/lib/cisfix/HALT").exists()
     assert lab_cisfix(lab, "recover").stdout.strip() == "nothing to recover"
+
+
+def test_an_interrupted_run_exits_130_saying_what_happens_next(node):
+    """Ctrl-C while waiting for the run lock: exit 130 and one line saying how what is left gets finished."""
+    import signal
+    import time
+
+    from cisfix.lock import RunLock
+    from cisfix.statedir import prepare_state_dir
+    from cisfix.node import Node
+
+    state = Node(str(node.root)).state_dir
+    prepare_state_dir(Node(str(node.root)))
+    with RunLock(state / "lock"):
+        waiting = subprocess.Popen([sys.executable, "-m", "cisfix", "--root", str(node.root), "edit", APISERVER,
+                                    "--flag", "profiling=false", "--wait", "120"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not any(os.path.realpath(f"/proc/{waiting.pid}/fd/{fd}") == str(state / "lock")
+                      for fd in os.listdir(f"/proc/{waiting.pid}/fd")):
+            assert time.monotonic() < deadline and waiting.poll() is None, "it never opened the lock"
+            time.sleep(0.05)
+        waiting.send_signal(signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 130
+    assert stderr.splitlines() == ["cisfix: interrupted (exit 130); anything it left half done is finished or "
+                                   "undone by the next mutating run, or now by `cisfix recover`"]
