@@ -34,10 +34,12 @@ def cmd_fix(args: argparse.Namespace) -> int:
     from .fix import run_fix
     from .pause import read_pause
 
-    paused = None if args.dry_run else read_pause(load_node(args))
-    if paused:
+    paused = read_pause(load_node(args))
+    if paused and not args.dry_run:
         print(paused.line())
         return status.EXIT_OK
+    if paused and args.format != "json":  # a dry run still shows the plan, first saying it would not apply now
+        print(f"{paused.line()} — a real fix would change nothing now")
     plugins = load_plugins(args, for_changes=True)
     require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)
@@ -53,6 +55,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
     if args.format == "json":
         unrecorded = {"unrecorded": report.unrecorded} if report.unrecorded else {}
         print(json.dumps({"summary": _fix_summary(report.results), "warnings": list(plugins.info.warnings),
+                          **({"paused": paused.line()} if paused else {}),
                           "restarts": report.restarts, "transactions": report.transactions(), **unrecorded,
                           "results": [r.as_dict() for r in report.results],
                           "diff": report.diff, **({"persist": persisted.as_dict()} if persisted else {})}, indent=2))

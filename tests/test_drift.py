@@ -330,3 +330,26 @@ def test_drift_runs_never_overlap(fixed, drift):
     assert fixed.read(APISERVER) == before and events(fixed) == []
     result, _ = drift()
     assert result.returncode == 0 and b"--profiling=false" in fixed.read(APISERVER) and len(events(fixed)) == 1
+
+
+def test_a_second_pause_is_refused_naming_the_first_unless_replaced(fixed, cisfix):
+    assert cisfix("pause", "--reason", "change freeze CHG-42", "--until", "2h").returncode == 0
+    state = fixed.root / STATE.lstrip("/") / "PAUSE"
+    first = state.read_bytes()
+    again = cisfix("pause", "--reason", "mine")
+    assert again.returncode == 2 and state.read_bytes() == first
+    [line] = again.stderr.splitlines()
+    assert "already paused by " in line and ": change freeze CHG-42" in line and "--replace" in line
+    replaced = cisfix("pause", "--reason", "mine", "--replace")
+    assert replaced.returncode == 0 and replaced.stdout.endswith(": mine\n")
+
+
+def test_a_dry_run_while_paused_says_so_first(fixed, cisfix):
+    set_profiling(fixed, "true")
+    assert cisfix("pause", "--reason", "change freeze CHG-42").returncode == 0
+    result = cisfix("fix", "--dry-run")
+    assert result.returncode == 0
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("paused by ") and "change freeze CHG-42" in first and "would change nothing now" in first
+    assert "WOULD_FIX" in result.stdout  # the plan is still shown
+    assert json.loads(cisfix("fix", "--dry-run", "--format", "json").stdout)["paused"].startswith("paused by ")
