@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from . import status
 from .atomic import Meta, sha256, write_atomic
 from .audit import run_audits
+from .config import CONFIG_PATH
 from .events import EventLog
 from .fix import FixReport, run_fix
 from .gate import Gate
@@ -182,6 +183,7 @@ class DriftReport:
     fix: Optional[FixReport] = None
     baseline: List[str] = field(default_factory=list)
     state: Optional[DriftState] = None
+    config: str = CONFIG_PATH  # the node configuration file as the operator reaches it (under --root)
 
     @property
     def restarts(self) -> Dict[str, int]:
@@ -229,6 +231,7 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
         run.state.resets[check_id] = run.now
     fixed, written = committed_fixes(Journal(node.state_dir / "journal.jsonl"))
     report = DriftReport(run_audits(plugins, checks), baseline=sorted(set(fixed) & {c.id for c in checks}),
+                         config=plugins.node.display(CONFIG_PATH),
                          state=run.state)
     drifts = _detect(run, report, fixed, written, enforce_all)
     _end_flapping(run, report)

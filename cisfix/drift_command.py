@@ -179,7 +179,7 @@ def _why(report) -> str:
     if report.fix and report.fix.exit_code:
         return report.fix.why()
     return (f"exit 1: {len(ids)} failing check(s) cisfix never fixed on this node: {', '.join(ids)}; run "
-            "`cisfix fix` (or `cisfix drift --all`), or accept the risk under `exceptions:` in /etc/cisfix/config.yaml")
+            f"`cisfix fix` (or `cisfix drift --all`), or accept the risk under `exceptions:` in {report.config}")
 
 
 def _stamp(when: float) -> str:

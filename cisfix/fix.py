@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .apply import apply_gated, fix_levels, open_session
+from .config import CONFIG_PATH
 from .settings import operators_setting
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
@@ -85,6 +86,7 @@ class FixReport:
     # Changes made in the operator's own configuration files (where a distribution's file decides a
     # flag, it is changed there rather than overridden in cisfix's drop-in): "FILE: what".
     placed: List[str] = field(default_factory=list)
+    config: str = CONFIG_PATH  # the node configuration file as the operator reaches it (under --root)
 
     def transactions(self) -> List[dict]:
         """Each transaction the run began, with its checks and whether it was committed."""
@@ -130,7 +132,7 @@ class FixReport:
         people = groups["needs a person"]
         return (f"exit {code}: {len(people)} check(s) still fail and need a person: "
                 + ", ".join(r.check.id for r in people)
-                + "; fix them by hand, or record an accepted risk under `exceptions:` in /etc/cisfix/config.yaml")
+                + f"; fix them by hand, or record an accepted risk under `exceptions:` in {self.config}")
 
     @property
     def exit_code(self) -> int:
@@ -305,6 +307,7 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     observe = lambda result: plugins.pm.hook.cisfix_observe_result(result=result)  # noqa: E731
     plan = plan_fix(plugins, checks)
     node = plugins.node
+    shown = node.display(CONFIG_PATH)
     refuse_if_unreadable(plan)
     for result in plan.compliant + plan.skipped:
         observe(result)
@@ -313,10 +316,10 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
         planned = plan_changes(node, plan.changes, plugins.editors(), state)
         results = [CheckResult(check, audit_one(state, check), status.WOULD_FIX) for check, _ in plan.planned]
         return FixReport(plan.compliant + plan.skipped + results,
-                         "".join(unified_diff(node, p) for p in planned if p.changed))
+                         "".join(unified_diff(node, p) for p in planned if p.changed), config=shown)
     unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
     if not plan.planned and not unfinished:
-        return FixReport(plan.compliant + plan.skipped)  # compliant: no lock, no write, no restart
+        return FixReport(plan.compliant + plan.skipped, config=shown)  # compliant: no lock, no write, no restart
     levels = group_by_component(plugins, plan.planned)
     gate.require_restartable(component for level in levels for component, _ in level)
     with open_session(plugins, gate, wait) as session:
@@ -329,4 +332,4 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
             for together in ([[group] for group in level] if sequential or one_at_a_time else [level]):
                 fixer.fix_level(together, one_at_a_time)
     return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), "".join(fixer.diffs.values()),
-                     restarts=fixer.restarts, unrecorded=fixer.unrecorded, placed=fixer.placed)
+                     restarts=fixer.restarts, unrecorded=fixer.unrecorded, placed=fixer.placed, config=shown)

@@ -223,3 +223,11 @@ def test_an_interrupted_run_exits_130_saying_what_happens_next(node):
     assert waiting.returncode == 130
     assert stderr.splitlines() == ["cisfix: interrupted (exit 130); anything it left half done is finished or "
                                    "undone by the next mutating run, or now by `cisfix recover`"]
+
+
+def test_the_exit_1_line_names_the_configuration_file_under_root(node, cisfix):
+    """The operator pastes what it names: under --root, the file is the one under the root."""
+    done = cisfix("fix", "--check", "1.2.15", "--check", "4.2.13")
+    assert done.returncode == 1, done.stdout + done.stderr
+    why = done.stdout.strip().splitlines()[-2]
+    assert why.startswith("exit 1:") and why.endswith(f"`exceptions:` in {node.root}/etc/cisfix/config.yaml"), why
