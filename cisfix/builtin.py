@@ -40,7 +40,7 @@ def not_a_node_reason(node: Node) -> Optional[str]:
     None when it has a static pod manifest or a kubelet configuration where the node's configuration
     (or kubeadm's layout) puts them. A root like that must never read as a compliant node."""
     if not node.root.is_dir():
-        return "no such directory"
+        return "not a directory" if node.root.exists() else "no such directory"
     from .config import load_node_config
     from .layouts import k3s, kubeadm, rke2  # the built-in layouts, in the order they answer
 

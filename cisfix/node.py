@@ -37,6 +37,8 @@ def require_state_dir(state_dir: Path) -> None:
 class Node:
     def __init__(self, root: str = "/", state_dir: Optional[str] = None) -> None:
         self.root = Path(os.path.abspath(root))
+        if self.root.exists() and not self.root.is_dir():  # a file given as --root: say so, not "no state folder"
+            raise InputError(self.root, "--root is not a directory: give the node's root folder")
         # The state dir is a host path when given explicitly, like --root itself.
         self.state_dir = Path(os.path.abspath(state_dir)) if state_dir else self.host(STATE_DIR)
         require_state_dir(self.state_dir)

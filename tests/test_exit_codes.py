@@ -231,3 +231,12 @@ def test_the_exit_1_line_names_the_configuration_file_under_root(node, cisfix):
     assert done.returncode == 1, done.stdout + done.stderr
     why = done.stdout.strip().splitlines()[-2]
     assert why.startswith("exit 1:") and why.endswith(f"`exceptions:` in {node.root}/etc/cisfix/config.yaml"), why
+
+
+@pytest.mark.parametrize("root, why", [
+    ("/etc/hosts", "/etc/hosts: --root is not a directory: give the node's root folder"),
+    ("/nonexistent-cisfix-root", "/nonexistent-cisfix-root does not look like a Kubernetes node: no such directory")])
+def test_a_root_that_is_no_folder_says_which(root, why):
+    done = subprocess.run([sys.executable, "-m", "cisfix", "--root", root, "audit"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == f"cisfix: error: {why}\n"
