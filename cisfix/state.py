@@ -54,6 +54,7 @@ class NodeState:
         self._settings: Dict[str, "Settings"] = {}
         self._processes: Optional[List[Process]] = None
         self._own: Dict[str, List[Process]] = {}  # component -> its own processes (see processes_of)
+        self._flags: Dict[str, Flags] = {}  # component -> its effective flags (see flags)
         self._boot_time: Optional[float] = None
         self._committed: Optional[Dict[str, str]] = None  # node path -> sha256 cisfix last committed
         self._dist_configs: Dict[Tuple[str, str], "DistConfig"] = {}  # (config, drop-ins) -> merged files
@@ -275,7 +276,13 @@ class NodeState:
 
     def flags(self, component: str) -> Flags:
         """Effective flags: the running process's command line (as the layout's `live_flags` reads it,
-        where the process does not show it), else the static pod manifest's."""
+        where the process does not show it), else the static pod manifest's. Read once per view of the
+        node: every check of a component asks, and k3s's come from the end of a log or from journald."""
+        if component not in self._flags:
+            self._flags[component] = self._read_flags(component)
+        return self._flags[component]
+
+    def _read_flags(self, component: str) -> Flags:
         spec = self.component(component)
         if spec.live_flags:
             found = spec.live_flags(self, spec)

@@ -201,7 +201,8 @@ def test_a_bug_while_the_gate_judges_a_change_puts_the_files_back_before_exit_70
 def test_an_interrupted_run_exits_130_saying_what_happens_next(node):
     """Ctrl-C while waiting for the run lock: exit 130 and one line saying how what is left gets finished."""
     import signal
-    import time
+
+    from lab_fixtures import poll
 
     from cisfix.lock import RunLock
     from cisfix.statedir import prepare_state_dir
@@ -213,11 +214,11 @@ def test_an_interrupted_run_exits_130_saying_what_happens_next(node):
         waiting = subprocess.Popen([sys.executable, "-m", "cisfix", "--root", str(node.root), "edit", APISERVER,
                                     "--flag", "profiling=false", "--wait", "120"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while not any(os.path.realpath(f"/proc/{waiting.pid}/fd/{fd}") == str(state / "lock")
-                      for fd in os.listdir(f"/proc/{waiting.pid}/fd")):
-            assert time.monotonic() < deadline and waiting.poll() is None, "it never opened the lock"
-            time.sleep(0.05)
+        def holds_lock_open() -> bool:
+            assert waiting.poll() is None, "it ended before waiting for the lock"
+            fds = Path(f"/proc/{waiting.pid}/fd")
+            return any(os.path.realpath(fd) == str(state / "lock") for fd in fds.iterdir())
+        poll(holds_lock_open, 60, "the run to open the lock", lambda: "")
         waiting.send_signal(signal.SIGINT)
         _, stderr = waiting.communicate(timeout=60)
     assert waiting.returncode == 130
