@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import stat
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Sequence, Tuple, Union
 
 from .plan import AddFlagItem, RemoveFlag, RemoveFlagItem, SetFlag, SetSetting
 from .schema import DocumentError, load_documents, validate
@@ -118,16 +118,21 @@ def compare(expect: dict, present: bool, actual: Any, evidence: Tuple[Evidence, 
     return AuditResult(PASS if ok else FAIL, _expected(expect), shown, evidence)
 
 
-def audit_files(state: NodeState, pattern: str, expect: dict) -> AuditResult:
-    """Mode and owner of every file matching `pattern`."""
-    paths = state.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
+def audit_files(state: NodeState, patterns: Union[str, Sequence[str]], expect: dict) -> AuditResult:
+    """Mode and owner of every file matching `patterns` (one or several), each file counted once even
+    when two patterns match it. A finding shows what the check is about: the mode, the owner, or both."""
+    patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    paths: List[str] = []
+    for pattern in patterns:
+        matched = state.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
+        paths += [p for p in matched if p not in paths]
     found = [(p, st) for p, st in ((p, state.stat(p)) for p in paths) if st is not None]
     if expect["op"] in ("present", "absent"):
         ok = bool(found) == (expect["op"] == "present")
         return AuditResult(PASS if ok else FAIL, expect["op"], ", ".join(p for p, _ in found) or "none",
                            tuple(Evidence(file=p) for p, _ in found))
     if not found:
-        return AuditResult(WARN, _expected(expect), "no such file", reason=f"{pattern} does not exist")
+        return AuditResult(WARN, _expected(expect), "no such file", reason=f"{', '.join(patterns)} does not exist")
     allowed = int(expect["value"], 8) if expect["op"] == "mode" else 0o7777
     # A user or group unknown on the node owns nothing: (-1, -1) never matches.
     owner = (state.owner_ids(expect["owner"]) or (-1, -1)) if "owner" in expect else None
@@ -135,9 +140,12 @@ def audit_files(state: NodeState, pattern: str, expect: dict) -> AuditResult:
     for path, st in found:
         mode = stat.S_IMODE(st.st_mode)
         ids = (st.st_uid, st.st_gid)
-        actual.append(f"{mode:03o} {state.owner_name(*ids)}")
+        mode_text = f"{mode:03o}" if expect["op"] == "mode" else ""
+        owner_text = state.owner_name(*ids) if owner is not None else ""
+        actual.append(" ".join(filter(None, (mode_text, owner_text))))
         if mode & ~allowed or (owner is not None and ids != owner):
-            bad.append(Evidence(file=path, detail=f"mode {mode:03o} owner {state.owner_name(*ids)}"))
+            detail = ", ".join(filter(None, (mode_text and f"mode {mode_text}", owner_text and f"owner {owner_text}")))
+            bad.append(Evidence(file=path, detail=detail))
     shown = actual[0] if len(actual) == 1 else f"{len(bad)} of {len(found)} files differ"
     return AuditResult(FAIL if bad else PASS, _expected(expect), shown,
                        tuple(bad) or tuple(Evidence(file=p) for p, _ in found))

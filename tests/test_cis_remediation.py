@@ -177,7 +177,10 @@ def test_manual_plans_say_why(node, check_id):
 
 def test_etcd_data_dir_owner_needs_an_etcd_user(node):
     node.path("/var/lib/etcd").mkdir(mode=0o700)
-    assert node.audit("1.1.12")["1.1.12"]["status"] == "FAIL"
+    finding = node.audit("1.1.12")["1.1.12"]
+    # an owner finding speaks of owners, not of the (compliant) mode
+    assert (finding["status"], finding["expected"], finding["actual"]) == ("FAIL", "owner etcd:etcd", "root:root")
+    assert finding["evidence"] == [{"file": "/var/lib/etcd", "detail": "owner root:root"}]
     plan, _ = _fix(node, "1.1.12")
     assert "no etcd user" in plan.skipped[0].audit.reason
 

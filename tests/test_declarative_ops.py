@@ -67,7 +67,23 @@ def test_owner_uses_the_nodes_own_user_names(state):
     assert audit_files(state, "/etc/a.key", {"op": "owner", "owner": "etcd:etcd"}).status == "FAIL"
     assert audit_files(state, "/etc/a.key", {"op": "owner", "owner": "nobody-here:root"}).status == "FAIL"
     os.chown(state.node.host("/etc/a.key"), 998, 997)
-    assert audit_files(state, "/etc/a.key", {"op": "owner", "owner": "etcd:etcd"}).actual == "600 etcd:etcd"
+    assert audit_files(state, "/etc/a.key", {"op": "owner", "owner": "etcd:etcd"}).actual == "etcd:etcd"
+
+
+def test_a_finding_shows_what_its_check_is_about(state):
+    owner = audit_files(state, "/etc/c.crt", {"op": "owner", "owner": "etcd:etcd"})
+    assert (owner.expected, owner.actual, owner.evidence[0].detail) == ("owner etcd:etcd", "root:root",
+                                                                        "owner root:root")
+    mode = audit_files(state, "/etc/c.crt", {"op": "mode", "value": "600"})
+    assert (mode.expected, mode.actual, mode.evidence[0].detail) == ("mode 600", "644", "mode 644")
+    both = audit_files(state, "/etc/c.crt", {"op": "mode", "value": "600", "owner": "root:root"})
+    assert (both.actual, both.evidence[0].detail) == ("644 root:root", "mode 644, owner root:root")
+
+
+def test_a_file_two_patterns_match_is_counted_and_listed_once(state):
+    result = audit_files(state, ["/etc/*.key", "/etc/b.key", "/etc/*.crt"], {"op": "mode", "value": "600"})
+    assert result.actual == "2 of 3 files differ"
+    assert [e.file for e in result.evidence] == ["/etc/b.key", "/etc/c.crt"]
 
 
 def test_missing_file_is_a_warning_and_absent_passes(state):

@@ -14,6 +14,7 @@ import pytest
 from hostile import as_mallory, her_dir, mallory, shared_dir  # noqa: F401 (fixtures)
 
 from cisfix.lab import standin
+from cisfix.lab.kubeadm import cni_files
 from cisfix.lab.flags import FlagError, parse_command_line
 from cisfix.lab.layout import Layout
 from cisfix.lab.tree import create
@@ -157,14 +158,16 @@ def test_a_lab_has_a_real_nodes_timings_unless_asked_for_others(tmp_path):
 
 
 def test_cni_files_audit_as_on_a_real_kubeadm_node(tmp_path):
-    """1.1.9 (mode 600) fails, unscored, on the 644 files flannel writes; 1.1.10 (root:root) passes."""
-    import json
-
+    """1.1.9 (mode 600) fails, unscored, on the 644 files flannel writes; 1.1.10 (root:root) passes. The
+    finding counts the files it lists: the conflist and the state files, two patterns' matches as one set."""
     layout = create(tmp_path / "lab", "1.31", key_algorithm="ECDSA-P256")
     audit = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(layout.root), "audit", "--check", "1.1.9",
                             "--check", "1.1.10", "--format", "json"], capture_output=True, text=True)
-    verdicts = {r["id"]: r["status"] for r in json.loads(audit.stdout)["results"]}
-    assert verdicts == {"1.1.9": "FAIL", "1.1.10": "PASS"}, audit.stdout
+    results = {r["id"]: r for r in json.loads(audit.stdout)["results"]}
+    assert {i: r["status"] for i, r in results.items()} == {"1.1.9": "FAIL", "1.1.10": "PASS"}, audit.stdout
+    cni = sorted(cni_files())  # five: one conflist, four state files
+    assert results["1.1.9"]["actual"] == f"{len(cni)} of {len(cni)} files differ"
+    assert results["1.1.9"]["evidence"] == [{"file": p, "detail": "mode 644"} for p in cni]
 
 
 LAB_CLI = [sys.executable, "-m", "cisfix", "lab"]

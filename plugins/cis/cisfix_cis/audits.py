@@ -305,15 +305,11 @@ class Files:
         expect = {"op": "mode", "value": self.mode} if self.mode else {"op": "owner"}
         if self.owner:
             expect["owner"] = self.owner
-        results = [audit_files(state, p, expect) for p in patterns]
-        found = [r for r in results if r.actual != "no such file"]
-        if not found:
-            return AuditResult(self.missing, results[0].expected if results else "", "no such file",
+        result = audit_files(state, patterns, expect)
+        if result.actual == "no such file":
+            return AuditResult(self.missing, result.expected, "no such file",
                                reason=f"nothing to check: {self.where.describe} does not exist on this node")
-        bad = [r for r in found if r.status == FAIL]
-        evidence = tuple(e for r in (bad or found) for e in r.evidence)
-        shown = found[0].actual if len(found) == 1 else ("; ".join(r.actual for r in bad) if bad else "all compliant")
-        return AuditResult(FAIL if bad else PASS, found[0].expected, shown, evidence)
+        return result
 
 
 @dataclass(frozen=True)
