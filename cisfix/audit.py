@@ -29,10 +29,26 @@ def require_benchmark(plugins: Plugins) -> None:
     if plugins.info.benchmark or not plugins.benchmarks:
         return
     version = plugins.info.version
+    if not version:
+        _refuse_unreadable_manifest(plugins)
     why = (f"Kubernetes {version} is not covered by any benchmark" if version else
            "the Kubernetes version is unknown (no control-plane manifest names an image tag)")
     raise InputError("benchmark", f"none chosen: {why}; give --benchmark NAME (known: "
-                                  f"{', '.join(sorted(plugins.benchmarks))}) or `version:` in /etc/cisfix/config.yaml")
+                                  f"{', '.join(sorted(plugins.benchmarks))}) or `version:` in "
+                                  f"{plugins.node.display(CONFIG_PATH)}")
+
+
+def _refuse_unreadable_manifest(plugins: Plugins) -> None:
+    """A manifest that cannot be read may be what hides the version: name it, its line and why (a
+    --benchmark would only audit its checks as ERRORs)."""
+    state = node_state(plugins)
+    for component in plugins.info.components.values():
+        if component.manifest:
+            try:
+                state.yaml(component.manifest)
+            except InputError as exc:
+                raise InputError(exc.path, f"{exc.reason}; the Kubernetes version, and so the benchmark, "
+                                           f"is unknown until this file is fixed") from None
 
 
 def select(plugins: Plugins, ids: Sequence[str] = (), node_type: str = "auto",

@@ -131,7 +131,7 @@ class Plugins:
         covered = ".".join(map(str, newest_minor))
         return name, (f"Kubernetes {info.version} is newer than every benchmark: audited against {name}, "
                       f"the newest (for Kubernetes up to {covered}); choose one with --benchmark or "
-                      f"`benchmark:` in {CONFIG_PATH} to confirm it",)
+                      f"`benchmark:` in {self.node.display(CONFIG_PATH)} to confirm it",)
 
     def _benchmarks_for(self, distribution: str) -> Dict[str, Any]:
         """The benchmarks registered for the node's distribution (kube-bench's rke2-cis-* for "rke2"), else

@@ -129,11 +129,43 @@ def test_the_distribution_and_version_string_choose_the_benchmark(tmp_path, dist
 def test_a_newer_rke2_or_k3s_gets_its_distributions_newest_benchmark_with_a_warning(tmp_path, distribution,
                                                                                   version, benchmark):
     # kube-bench gives these silently (its default branch); never a generic cis-* benchmark
-    node = chosen(described_as(tmp_path, distribution, version))
+    # The configuration file is named as the operator opens it: under --root.
+    described = described_as(tmp_path, distribution, version)
+    node = chosen(described)
     assert node["benchmark"] == benchmark
     assert node["warnings"] == [f"Kubernetes {version} is newer than every benchmark: audited against {benchmark}, "
                                 f"the newest (for Kubernetes up to {'1.27' if distribution == 'rke2' else '1.29'}); "
-                                "choose one with --benchmark or `benchmark:` in /etc/cisfix/config.yaml to confirm it"]
+                                f"choose one with --benchmark or `benchmark:` in {described.root}/etc/cisfix/config.yaml "
+                                "to confirm it"]
+
+
+def only_apiserver(tmp_path, manifest: bytes) -> TestNode:
+    """The test kit's node with one control-plane manifest, the API server's, and no kubelet config."""
+    node = build_node(tmp_path / "node")
+    for name in ("kube-controller-manager", "kube-scheduler", "etcd"):
+        node.path(f"/etc/kubernetes/manifests/{name}.yaml").unlink()
+    node.path("/var/lib/kubelet/config.yaml").unlink()
+    node.write("/etc/kubernetes/manifests/kube-apiserver.yaml", manifest)
+    return node
+
+
+def test_a_broken_manifest_that_hides_the_version_is_named_with_its_line(tmp_path):
+    # a tab where YAML wants spaces, before the image tag the version is read from (an edit gone wrong)
+    node = only_apiserver(tmp_path, b"apiVersion: v1\nkind: Pod\nmetadata:\n\tname: kube-apiserver\n")
+    for command in (("audit",), ("fix", "--dry-run"), ("drift",)):
+        result = node.run(*command)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr == (f"cisfix: error: {node.root}/etc/kubernetes/manifests/kube-apiserver.yaml:4: "
+                                 "invalid YAML: found character '\\t' that cannot start any token; the Kubernetes "
+                                 "version, and so the benchmark, is unknown until this file is fixed\n"), command
+
+
+def test_an_unknown_version_names_the_configuration_file_under_the_root(tmp_path):
+    node = only_apiserver(tmp_path, b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n")
+    result = node.run("audit")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("cisfix: error: benchmark: none chosen: the Kubernetes version is unknown")
+    assert result.stderr.endswith(f") or `version:` in {node.root}/etc/cisfix/config.yaml\n")
 
 
 def test_an_rke2_older_than_its_benchmarks_is_refused_not_given_a_kubeadm_one(tmp_path):
