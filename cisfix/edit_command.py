@@ -13,7 +13,8 @@ from .errors import CisfixError, EditError, InputError
 
 def add_command(command: AddCommand) -> None:
     edit = command("edit", cmd_edit, "change flags of a static pod manifest or paths of a YAML config file")
-    edit.add_argument("file", help="node path of the file: a static pod manifest, a flag file or a YAML config file")
+    edit.add_argument("file", help="node path of the file (a host path under --root names the node path under it): "
+                                     "a static pod manifest, a flag file or a YAML config file")
     edit.add_argument("--flag", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
                       help="set --NAME=VALUE on the component's command line (NAME alone: a bare flag)")
     edit.add_argument("--unflag", action="append", default=[], metavar="NAME", help="remove --NAME")
@@ -77,7 +78,7 @@ def _edit(args: argparse.Namespace) -> int:
         raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
     plugins = load_plugins(args, for_changes=not args.dry_run)
     node = plugins.node
-    path = node.node_path(args.file)
+    path = node.given_path(args.file)
     plugins = load_plugins(args)  # the layout says which editor a file takes, gated or not
     edit = edit_change(plugins.info, path, ops, args.component, args.kind)
     gate = build_gate(args, plugins)

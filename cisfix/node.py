@@ -51,6 +51,15 @@ class Node:
             path = os.path.abspath(path)
         return posixpath.normpath("/" + path.lstrip("/"))
 
+    def given_path(self, path: str) -> str:
+        """A file the operator names: a node path, or a host path under --root (what a shell completes
+        there), taken as the node path it names, so that no message shows the root twice."""
+        if self.root != Path("/") and posixpath.isabs(path):
+            inside = posixpath.relpath(posixpath.normpath(path), str(self.root))
+            if not inside.startswith(".."):
+                return self.node_path("/" + inside)
+        return self.node_path(path)
+
     def host(self, node_path: str) -> Path:
         """The host path of a node path, without following symlinks."""
         return self.root / self.node_path(node_path).lstrip("/")

@@ -100,6 +100,19 @@ def test_global_options_work_after_the_command_too(node, cisfix):
     assert b"--profiling=false" in node.read(APISERVER)
 
 
+def test_a_host_path_under_the_root_is_the_node_file_it_names(node):
+    """What a shell completes under --root names that node file; no line shows the root twice."""
+    given = str(node.path(APISERVER))
+    result = node.run("edit", given, "--flag", "profiling=false")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"  {given}: added --profiling=false"
+    assert b"    - --profiling=false\n" in node.read(APISERVER)
+    missing = node.run("edit", f"{node.root}/etc/kubernetes/manifests/nope.yaml", "--flag", "profiling=false")
+    assert (missing.exit_code, missing.stderr) == (2, f"cisfix: error: {node.root}/etc/kubernetes/manifests/nope.yaml: "
+                                                      "no such file\n")
+    assert f"{node.root}{node.root}" not in result.stdout + missing.stdout + missing.stderr
+
+
 def test_state_dir_option_moves_journal_and_backups(node, cisfix, tmp_path):
     state = tmp_path / "elsewhere"
     result = cisfix("--state-dir", str(state), "edit", APISERVER, "--flag", "profiling=false")
