@@ -58,6 +58,22 @@ def test_the_readme_documents_exit_70():
     assert "| 70 | internal error" in readme
 
 
+def test_the_readme_exit_table_has_every_code_the_cli_returns():
+    """Each code of `cisfix.status` and the lab's, 130 (Ctrl-C) too, has its row; exit 1 says which
+    commands use it for something other than failing checks."""
+    import re
+
+    from cisfix import status
+    from cisfix.lab import cli as lab_cli
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("### Statuses and exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = {int(code): text for code, text in re.findall(r"^\| (\d+) \| (.*) \|$", table, re.M)}
+    codes = {v for module in (status, lab_cli) for k, v in vars(module).items() if k.startswith("EXIT_")}
+    assert codes | {130} <= rows.keys()
+    assert "`persist`" in rows[1] and "`lab`" in rows[1] and "`health`" in rows[2]
+
+
 def test_an_unknown_component_is_bad_input_naming_the_known_ones(cisfix):
     result = cisfix("health", "--component", "kube-apiserver", "--component", "nosuch")
     assert result.returncode == 2 and result.stdout == ""
