@@ -156,7 +156,7 @@ def _credential(state: NodeState, path: str, what: str) -> bytes:
     try:
         return read_node_trusted(state.node, path, why=f"; not used as the {what}")
     except FileNotFoundError:
-        raise CredentialRefused(f"{what} {path} not found") from None
+        raise CredentialRefused(f"{what} {state.node.display(path)} not found") from None
     except InputError as exc:  # untrusted, or a path the node cannot resolve
         raise CredentialRefused(str(exc)) from None
 
@@ -268,7 +268,7 @@ def pod_probes(state: NodeState, component: str) -> Answer:
             try:
                 results.append((kind, _run_probe(probe, container, Owner(state, component))))
             except BadProbe as exc:  # the kubelet would not run this pod either
-                results.append((kind, Answer(False, f"{manifest}: {exc}")))
+                results.append((kind, Answer(False, f"{state.node.display(manifest)}: {exc}")))
     failed = [(kind, a) for kind, a in results if not a.healthy]
     if failed:
         kind, answer = failed[0]

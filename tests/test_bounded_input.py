@@ -202,7 +202,18 @@ def test_a_static_pod_probe_no_kubelet_would_run_is_named_unhealthy(node, cisfix
     result = cisfix("health", "--component", "kube-apiserver", timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     (line,) = result.stdout.splitlines()
-    assert line.startswith(f"kube-apiserver: UNHEALTHY: kube-apiserver livenessProbe: {APISERVER}: ") and why in line, line
+    assert line.startswith(f"kube-apiserver: UNHEALTHY: kube-apiserver livenessProbe: {node.root}{APISERVER}: ") \
+        and why in line, line
+
+
+def test_a_missing_credential_is_named_as_the_operator_reaches_it(node, cisfix):
+    config = node.path(CONFIG)
+    config.write_text(config.read_text() + "components:\n  kube-apiserver:\n    health: {url: 'https://127.0.0.1:6443"
+                      "/readyz', caFile: /etc/kubernetes/pki/ca.crt}\n")
+    result = cisfix("health", "--component", "kube-apiserver", timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == (f"kube-apiserver: UNHEALTHY: https://127.0.0.1:6443/readyz: CA file "
+                             f"{node.root}/etc/kubernetes/pki/ca.crt not found\n")
 
 
 def test_the_same_probes_as_kubeadm_writes_them_are_healthy(node, cisfix, api_server):
