@@ -107,7 +107,8 @@ def test_persist_says_the_configuration_is_persistent_and_writes_nothing(rke2):
     files = sorted(str(p) for p in rke2.root.rglob("*"))
     done = cisfix(rke2, "persist")
     assert done.returncode == 0, done.stderr
-    assert "persistent already" in done.stdout + done.stderr
+    assert f"note: rke2: the fixes are in {rke2.root}{RKE2_CONFIG} and {rke2.root}{RKE2_CONFIG}.d/, " in done.stdout
+    assert "persistent already" in done.stdout
     assert sorted(str(p) for p in rke2.root.rglob("*")) == files
 
 

@@ -51,10 +51,11 @@ def version_of(text: str, distribution: str) -> Optional[str]:
     return f"{match.group(1)}+{match.group(2)}" if match else None
 
 
-def persistence(info: NodeInfo) -> PersistPlan:
+def persistence(info: NodeInfo, node: Node) -> PersistPlan:
     """Nothing to persist: the distribution regenerates its components' settings from the configuration
-    file at every start and keeps that file across upgrades, and that file is where the fixes are."""
-    config = config_path(info.distribution)
+    file at every start and keeps that file across upgrades, and that file is where the fixes are (named
+    as the operator opens it, under --root)."""
+    config = node.display(config_path(info.distribution))
     return PersistPlan(notes=(
         f"{info.distribution}: the fixes are in {config} and {config}.d/, which {info.distribution} reads at every "
         f"start and its upgrades keep: they are persistent already; nothing to do",))

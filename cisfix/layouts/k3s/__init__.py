@@ -89,7 +89,7 @@ def cisfix_describe_node(node: Node, config: dict) -> Optional[NodeInfo]:
 
 @hookimpl
 def cisfix_plan_persistence(node_info: NodeInfo, state, changes: List[NetChange]) -> Optional[PersistPlan]:
-    return configfile.persistence(node_info) if node_info.distribution == "k3s" else None
+    return configfile.persistence(node_info, state.node) if node_info.distribution == "k3s" else None
 
 
 @hookimpl

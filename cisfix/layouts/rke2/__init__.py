@@ -108,7 +108,7 @@ def cisfix_describe_node(node: Node, config: dict) -> Optional[NodeInfo]:
 
 @hookimpl
 def cisfix_plan_persistence(node_info: NodeInfo, state, changes: List[NetChange]) -> Optional[PersistPlan]:
-    return configfile.persistence(node_info) if node_info.distribution == "rke2" else None
+    return configfile.persistence(node_info, state.node) if node_info.distribution == "rke2" else None
 
 
 @hookimpl
