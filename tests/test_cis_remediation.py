@@ -175,6 +175,14 @@ def test_manual_plans_say_why(node, check_id):
     assert plan.planned == [] and plan.skipped[0].audit.reason
 
 
+def test_a_file_to_create_first_is_named_under_the_root(node):
+    replace(API, "    - --client-ca-file=/etc/kubernetes/pki/ca.crt\n", "")(node)
+    result = node.run("fix", "--check", "1.2.25")
+    assert result.exit_code == 1
+    assert (f"{node.root}/etc/kubernetes/pki/ca.crt not found (kubeadm creates them); create the files first"
+            in result.stdout.splitlines()[1])
+
+
 def test_etcd_data_dir_owner_needs_an_etcd_user(node):
     node.path("/var/lib/etcd").mkdir(mode=0o700)
     finding = node.audit("1.1.12")["1.1.12"]

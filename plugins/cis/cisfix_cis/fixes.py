@@ -79,7 +79,8 @@ class SetFlagsToFiles:
     def __call__(self, state: NodeState) -> Plan:
         missing = [path for _, path in self.files if state.stat(path) is None]
         if missing:
-            return Plan(manual=f"{', '.join(missing)} not found (kubeadm creates them); create the files first"
+            shown = ", ".join(state.node.display(path) for path in missing)  # where the operator creates them
+            return Plan(manual=f"{shown} not found (kubeadm creates them); create the files first"
                                + (f"; {self.unless}" if self.unless else ""))
         current = state.flags(self.component)
         ops = [SetFlag(flag, path) for flag, path in self.files if not current.get(flag)]
