@@ -135,8 +135,8 @@ def test_a_newer_rke2_or_k3s_gets_its_distributions_newest_benchmark_with_a_warn
     assert node["benchmark"] == benchmark
     assert node["warnings"] == [f"Kubernetes {version} is newer than every benchmark: audited against {benchmark}, "
                                 f"the newest (for Kubernetes up to {'1.27' if distribution == 'rke2' else '1.29'}); "
-                                f"choose one with --benchmark or `benchmark:` in {described.root}/etc/cisfix/config.yaml "
-                                "to confirm it"]
+                                "choose one with --benchmark or `benchmark:` in "
+                                f"{described.root}/etc/cisfix/config.yaml to confirm it"]
 
 
 def only_apiserver(tmp_path, manifest: bytes) -> TestNode:
