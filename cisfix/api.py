@@ -123,7 +123,11 @@ def _remedies(plugins: "Plugins", state: "NodeState", check_id: str, component: 
     check = plugins.checks.get(check_id)
     if check is None or check.remediate is None or audit_one(state, check, node_exceptions(plugins)).status != FAIL:
         return False
-    for change in check.remediate(state).changes:
+    try:
+        plan = check.remediate(state)
+    except CisfixError:  # its own fix cannot be planned here: nothing says this change is it
+        return False
+    for change in plan.changes:
         if isinstance(change, Configure):
             here = change.component == component
         else:

@@ -37,7 +37,8 @@ def run_scripts(python: str, env: dict, cwd: Path) -> tuple:
     *printed, last = run.stdout.splitlines()
     results = json.loads(last)
     for result in results:  # exact types: True is no count of changes
-        wrong = {k: result.get(k, "missing") for k, types in FIELDS.items() if type(result.get(k, "missing")) not in types}
+        wrong = {k: result.get(k, "missing") for k, types in FIELDS.items()
+                 if type(result.get(k, "missing")) not in types}
         assert not wrong, (wrong, result)
     return results, printed, run.stderr
 
