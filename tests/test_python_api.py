@@ -1,6 +1,7 @@
 """The Python API that scripts of the older runner call."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +168,18 @@ def test_a_log_file_below_a_folder_another_user_owns_is_refused(node, tmp_path, 
     with pytest.raises(Untrusted, match=f"^{theirs}: owned by uid {mallory[0]}, not root; not writing the change log"):
         Runner(root=str(node.root), log_file=str(theirs / "logs" / "cis.log"))
     assert node.snapshot() == before
+
+
+def test_a_check_fixed_through_the_api_is_enforced_by_drift_and_an_id_of_another_check_is_not(node, cisfix):
+    """`cisfix drift` enforces what cisfix fixed: a check the API remedied counts as `fix`'s would. An id
+    numbered after another benchmark (here 1.2.26 is the API server's etcd CA check) stays out."""
+    runner = Runner(root=str(node.root))
+    assert runner.apply_remediation_with_health_gate(APISERVER, "--profiling=", "false", "1.2.15")["status"] == "FIXED"
+    other = runner.apply_remediation_with_health_gate(APISERVER, "--audit-log-maxage=", "30", "1.2.26")
+    assert other["status"] == "FIXED", other
+    node.write(APISERVER, node.read(APISERVER).replace(b"--profiling=false", b"--profiling=true"))  # by hand
+    result = cisfix("drift", "--format", "json")
+    report = json.loads(result.stdout)
+    assert report["baseline"] == ["1.2.15"], result.stdout + result.stderr
+    assert [(c["id"], c["class"], c["outcome"]) for c in report["corrections"]] == [("1.2.15", "manual", "FIXED")]
+    assert b"    - --profiling=false\n" in node.read(APISERVER)
