@@ -1,5 +1,6 @@
 # Entry point of cisfix.pyz. build/pyz.py stores this file as the archive's __main__.py in place of
-# shiv's two-line one (`import _bootstrap; _bootstrap.bootstrap()`).
+# shiv's two-line one (`import _bootstrap; _bootstrap.bootstrap()`), and as _cisfix_launcher.py, whose
+# choose_root the archive's top-level cis_k8s_unified (build/pyz_import.py) uses.
 #
 # shiv extracts the bundled site-packages to <root>/cisfix.pyz_<build id>/ once and imports from
 # there on every run. Its own default root is ~/.shiv, which breaks on a read-only HOME, and when
@@ -97,9 +98,10 @@ def choose_root(environ):
     return temporary_root()
 
 
-# shiv's bootstrap reads the root from SHIV_ROOT (see _bootstrap.environment.Environment.root).
-os.environ["SHIV_ROOT"] = choose_root(os.environ)
+if __name__ == "__main__":  # else imported as _cisfix_launcher by the archive's cis_k8s_unified (pyz_import.py)
+    # shiv's bootstrap reads the root from SHIV_ROOT (see _bootstrap.environment.Environment.root).
+    os.environ["SHIV_ROOT"] = choose_root(os.environ)
 
-import _bootstrap  # noqa: E402  (shiv's bootstrap, stored in the archive by shiv)
+    import _bootstrap  # (shiv's bootstrap, stored in the archive by shiv)
 
-_bootstrap.bootstrap()
+    _bootstrap.bootstrap()

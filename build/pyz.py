@@ -9,8 +9,10 @@
    pyproject.toml does not declare as package data would otherwise be silently missing).
 3. Run shiv (its bootstrap, environment.json with --compile-pyc, the build id).
 4. Rewrite the archive deterministically: entries sorted by name, one timestamp (SOURCE_DATE_EPOCH),
-   fixed permissions, fixed compression, and build/launcher.py as __main__.py. shiv 1.0.8 stores
-   its _bootstrap files in directory order and with the permissions they have on disk.
+   fixed permissions, fixed compression, and build/launcher.py as __main__.py (and as
+   _cisfix_launcher.py), build/pyz_import.py as cis_k8s_unified.py: the older runner's import with
+   only the archive on PYTHONPATH. shiv 1.0.8 stores its _bootstrap files in directory order and with
+   the permissions they have on disk.
 5. Refuse any compiled code in the result: an extension module would tie it to one CPU and one
    CPython, so the build fails instead.
 """
@@ -90,7 +92,8 @@ def normalise(shiv_output: Path, launcher: Path, output: Path, epoch: int) -> No
     date_time = time.gmtime(max(epoch, 315532800))[:6]
     with zipfile.ZipFile(shiv_output) as archive:
         entries = {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
-    entries["__main__.py"] = launcher.read_bytes()
+    entries["__main__.py"] = entries["_cisfix_launcher.py"] = launcher.read_bytes()
+    entries["cis_k8s_unified.py"] = (launcher.parent / "pyz_import.py").read_bytes()
 
     compiled = sorted(name for name, data in entries.items() if compiled_code(name, data))
     if compiled:

@@ -6,7 +6,8 @@
 # Per interpreter: first and warm `--version` (must name the archive's commit), `./cisfix.pyz`
 # through its `/usr/bin/env python3` shebang, cron-like `env -i PATH=...`, HOME unset, a read-only
 # HOME (a read-only bind mount in a private mount namespace: as root, chmod would not stop a
-# write), concurrent first runs, no ruamel.yaml/jsonschema import for --version, and, when the CLI
+# write), concurrent first runs, no ruamel.yaml/jsonschema import for --version, the older runner's
+# `import cis_k8s_unified` with PYTHONPATH=cisfix.pyz, and, when the CLI
 # a real edit, history, a crash and recover, and an audit, on a copy of the test kit's node.
 # Once: the literal cron line with the system python3, and refusal of an unsafe SHIV_ROOT.
 # Exits non-zero if anything failed.
@@ -113,6 +114,15 @@ for py in "${interpreters[@]}"; do
     extractions=$(find "$croot" -mindepth 1 -maxdepth 1 -type d | wc -l)
     if $ok && [[ $extractions -eq 1 ]]; then pass "$v 6 concurrent first runs, 1 extraction"
     else fail "$v concurrent first runs: $(cat "$work/concurrent-$v".*), $extractions directories"; fi
+
+    # The older runner's scripts, run with only the archive on the path (build/pyz_import.py).
+    if out=$(cd "$work" && SHIV_ROOT="$root" PYTHONPATH="$pyz" "$py" -c \
+        'import cis_k8s_unified, cisfix; print(cis_k8s_unified.CISUnifiedRunner is cisfix.Runner)' 2>&1) \
+        && [[ $out == True ]]; then
+        pass "$v PYTHONPATH=cisfix.pyz: import cis_k8s_unified"
+    else
+        fail "$v PYTHONPATH=cisfix.pyz import cis_k8s_unified: $out"
+    fi
 
     node=$work/node-$v
     cp -r "$sample" "$node"

@@ -9,6 +9,7 @@ rules live in `cisfix.gate`."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import status
@@ -202,6 +203,7 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
         # leaves it to the next run's recovery — the files are undone (and gated) now all the same.
         session.journal.note("gate", tx.txid, component=component, phase="rollback")
     report = tx.rollback(reason)
+    outcome.record_backups(plugins.node, tx.txid, made_only=True)  # what a person restores by hand from
     back = Answer(True, "")
     if back_watch:
         back = _await(session, plugins, gate, tx.txid, back_watch, "rollback")
@@ -223,7 +225,6 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
     outcome.status, outcome.exit_code = status.REMEDIATION_FAILED_ROLLBACK_FAILED, status.EXIT_ROLLBACK_FAILED
     outcome.reason = f"{reason}; rollback failed: {problem}; {see}"
     outcome.unrecorded = report.unrecorded
-    outcome.record_backups(plugins.node, tx.txid)
     return outcome
 
 
@@ -315,14 +316,16 @@ def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
         _halt_for(session, plugins, failure, "recovery")
 
 
-def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True) -> Session:
+def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True,
+                 log: Optional[Path] = None) -> Session:
     """A mutating run: the lock, recovery, and the components recovery touched (or whose gate a crash
-    cut short) proven healthy — one that is not has HALTed the node, and the run goes no further."""
+    cut short) proven healthy — one that is not has HALTed the node, and the run goes no further.
+    `log`: another change log than the node's (`Session`)."""
     def gate_then_check(session: Session) -> None:
         gate_recovered(session, plugins, gate)
         if halt_check and not session.conflicts:  # a conflict HALTed the node; the command says so
             refuse_if_halted(plugins.node)
-    return Session(plugins.node, wait, halt_check, on_recovered=gate_then_check)
+    return Session(plugins.node, wait, halt_check, on_recovered=gate_then_check, log=log)
 
 
 def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> Tuple[RollbackReport, int, str]:

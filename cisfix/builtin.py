@@ -6,6 +6,7 @@ import posixpath
 from typing import List, Optional
 
 from . import hookimpl
+from .errors import CisfixError
 from .node import STATE_DIR, Node
 from .nodefile import require_regular
 from .types import READ, WRITE, HostPath, NodeInfo, ReportFormat
@@ -55,3 +56,13 @@ def not_a_node_reason(node: Node) -> Optional[str]:
     configs = sorted(c.config for c in info.components.values() if c.config)
     return (f"no static pod manifest in {', '.join(node.display(m) for m in manifests)} and no kubelet "
             f"configuration at {', '.join(node.display(c) for c in configs)}")
+
+
+class NotANode(CisfixError):
+    """A root that is not a Kubernetes node, refused before anything (a lock, a state folder) is created."""
+
+
+def require_a_node(node: Node) -> None:
+    reason = not_a_node_reason(node)
+    if reason:
+        raise NotANode(f"{node.root} does not look like a Kubernetes node: {reason}")

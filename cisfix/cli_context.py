@@ -82,13 +82,12 @@ def wait_option(parser: argparse.ArgumentParser) -> None:
 def load_node(args: argparse.Namespace, require_node: bool = True) -> "Node":
     """The node of `--root`. Commands that read or change it refuse a root that is not a node, before
     anything (a lock, a state folder) is created there."""
-    from .builtin import not_a_node_reason
+    from .builtin import require_a_node
     from .node import Node
 
     node = Node(args.root, args.state_dir)
-    reason = not_a_node_reason(node) if require_node else None
-    if reason:
-        raise CisfixError(f"{node.root} does not look like a Kubernetes node: {reason}")
+    if require_node:
+        require_a_node(node)
     return node
 
 

@@ -66,11 +66,15 @@ class Session:
     `cisfix.apply.open_session`) gates the components recovery touched."""
 
     def __init__(self, node: Node, wait: float = 0.0, halt_check: bool = True,
-                 on_recovered: Optional[Callable[["Session"], None]] = None) -> None:
+                 on_recovered: Optional[Callable[["Session"], None]] = None, log: Optional[Path] = None) -> None:
+        """`log`: the change log's host path when not `CHANGE_LOG` under the root (the Python API's
+        `log_file`), its folder already checked by the caller."""
         self.node, self.halt_check, self.on_recovered = node, halt_check, on_recovered
         self.journal = Journal(node.state_dir / "journal.jsonl")
-        log = node.host(CHANGE_LOG)  # its folder may not lead out of the root; its name is never followed
-        self.log = ChangeLog(confined(node, log.parent) / log.name)
+        if log is None:
+            log = node.host(CHANGE_LOG)  # its folder may not lead out of the root; its name is never followed
+            log = confined(node, log.parent) / log.name
+        self.log = ChangeLog(log)
         self._lock = RunLock(node.state_dir / "lock", wait)
         self.recovered: List[RollbackReport] = []
         self.pruned: List[TxInfo] = []
@@ -312,8 +316,9 @@ def unified_diff(node: Node, planned: PlannedChange) -> str:
 @dataclass
 class EditOutcome:
     """The result every command reports, as text or as one JSON object. The dict keeps the older
-    runner's contract: `changes_made` is a count, `backup_path` the backup file of a one-file change
-    (the transaction's backup folder otherwise; `backup_dir` always)."""
+    runner's contract: `changes_made` counts the changes that stayed applied (none after a rollback),
+    `backup_path` is the backup file of a one-file change (the transaction's backup folder otherwise;
+    `backup_dir` always) — of a failed change too, when it made one — and `message` is `reason`."""
 
     status: str
     reason: str = ""
@@ -325,6 +330,7 @@ class EditOutcome:
     exit_code: int = status.EXIT_OK
     audit_verified: Optional[bool] = None  # None: nothing was gated or verified
     unrecorded: Optional[str] = None  # why the journal could not record what happened: no run goes further
+    original_path: Optional[str] = None  # the file changed, as the caller reaches it (the Python API's one file)
 
     def not_recorded(self, node: Node, why: str, undone: bool, more: str = "") -> "EditOutcome":
         """The journal could not record the change or its undoing (a full disk): exit 4, a person makes
@@ -337,21 +343,32 @@ class EditOutcome:
                        else f"{journal}: cannot write the journal ({why}); nothing was changed")
         return self
 
-    def record_backups(self, node: Node, txid: str) -> None:
+    def record_backups(self, node: Node, txid: str, made_only: bool = False) -> None:
+        """`made_only`: only when the transaction got as far as backing a file up (a failed one may not)."""
         folder = node.state_dir / "backups" / txid
+        if made_only and not folder.is_dir():
+            return
         files = [Path(d, f) for d, _, names in os.walk(folder) for f in names]
         self.backup_dir = str(folder)
         self.backup_path = str(files[0] if len(files) == 1 else folder)
+
+    @property
+    def changes_kept(self) -> int:
+        """How many changes are on disk now: all of a commit (or of a failed rollback), none otherwise."""
+        kept = (status.FIXED, status.REMEDIATION_FAILED_ROLLBACK_FAILED)
+        return len(self.changes) if self.status in kept else 0
 
     def as_dict(self) -> dict:
         return {
             "success": self.exit_code == status.EXIT_OK,
             "status": self.status,
             "reason": self.reason,
+            "message": self.reason,
             "txid": self.txid,
+            "original_path": self.original_path,
             "backup_path": self.backup_path,
             "backup_dir": self.backup_dir,
-            "changes_made": len(self.changes),
+            "changes_made": self.changes_kept,
             "changes": self.changes,
             "audit_verified": self.audit_verified,
             "diff": self.diff,
@@ -425,6 +442,7 @@ def _failed(node: Node, failure: TransactionFailed, planned: EditOutcome) -> Edi
     if report.ok:
         planned.status, planned.exit_code = status.REMEDIATION_FAILED_ROLLED_BACK, status.EXIT_ROLLED_BACK
         planned.reason = f"{reason}; rolled back, nothing changed"
+        planned.record_backups(node, report.txid, made_only=True)
     else:
         planned.status, planned.exit_code = status.REMEDIATION_FAILED_ROLLBACK_FAILED, status.EXIT_ROLLBACK_FAILED
         planned.reason = f"{reason}; rollback failed: {describe_conflicts(node, report)}"

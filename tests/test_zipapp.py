@@ -107,3 +107,17 @@ def test_the_older_runners_import_works_from_the_archive(pyz, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "FIXED 1 True\n"
     assert b"--profiling=false" in node.read("/etc/kubernetes/manifests/kube-apiserver.yaml")
+
+
+def test_the_older_runners_import_works_with_the_archive_on_pythonpath(pyz, tmp_path):
+    """`PYTHONPATH=cisfix.pyz python3 script.py`, as the older runner's users run their scripts, with an
+    interpreter that has no cisfix of its own: the package comes from the archive's extraction."""
+    env = dict(os.environ, PYTHONPATH=str(pyz), SHIV_ROOT=str(tmp_path / "extracted"))
+    script = ("import cis_k8s_unified, cisfix\nfrom cis_k8s_unified import CISUnifiedRunner\n"
+              "print(CISUnifiedRunner is cisfix.Runner, cis_k8s_unified.__file__)\n")
+    base_python = os.path.realpath(sys.executable)  # the venv's interpreter without the venv
+    result = run([base_python, "-c", script], env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    same, where = result.stdout.split()
+    assert same == "True" and where.startswith(str(tmp_path / "extracted" / "cisfix.pyz_"))
+    assert run([base_python, "-c", "import cisfix"], dict(env, PYTHONPATH=""), cwd=tmp_path).returncode != 0
