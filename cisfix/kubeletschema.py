@@ -55,26 +55,28 @@ def problem(keys: Sequence[str], value: Any, version: Version) -> Optional[str]:
 
 
 class _Refused(Exception):
-    pass
+    """The one line saying why, raised from wherever in the value the problem is."""
 
 
 class _Checker:
+    """Paths and values against the schema's types as the kubelet of `version` has them."""
+
     def __init__(self, version: Version) -> None:
         self.version = version
         self.structs: Dict[str, Dict[str, Any]] = _schema()["types"]
 
-    def field(self, struct: str, key: str, path: Sequence[str]) -> str:
+    def field(self, struct: str, key: str, path: Sequence[Any]) -> str:
         """The type of `struct`'s field `key` in this version; raises _Refused naming `path` when none."""
         fields = self.structs[struct]
         spec = fields.get(key)
-        if spec is not None and not self._here(spec):
-            raise _Refused(f"{_path(path)}: not a {KIND} field in Kubernetes {_minor(self.version)} "
-                           f"(it came in 1.{spec[1]})")
         if spec is None:
             known = [name for name, s in fields.items() if self._here(s)]
             close = next((n for n in known if n.lower() == key.lower()), None) or _closest(key, known)
             hint = f" (did you mean {_path([*path[:-1], close])}?)" if close else ""
             raise _Refused(f"{_path(path)}: not a {KIND} field{hint}")
+        if not self._here(spec):
+            raise _Refused(f"{_path(path)}: not a {KIND} field in Kubernetes {_minor(self.version)} "
+                           f"(it came in 1.{spec[1]})")
         return spec if isinstance(spec, str) else spec[0]
 
     def _here(self, spec: Any) -> bool:
@@ -92,7 +94,8 @@ class _Checker:
             elif base in self.structs:
                 kind, in_map = self.field(base, key, keys[:depth + 1]), False
             else:
-                hint = f' (a key holding dots is quoted: {_path(keys[:depth - 1])}."{keys[depth - 1]}.{key}")' if in_map else ""
+                dotted = f'{_path(keys[:depth - 1])}."{keys[depth - 1]}.{key}"'
+                hint = f" (a key holding dots is quoted: {dotted})" if in_map else ""
                 raise _Refused(f"{_path(keys)}: {_path(keys[:depth])} is {_expected(base)}, not a mapping{hint}")
         return kind
 

@@ -253,3 +253,29 @@ def test_the_corpus_holds_kubelet_configs():
     if not (CORPUS / "kubelet").is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     assert sum(len(kubelet_documents(p)) for p in (CORPUS / "kubelet").iterdir()) >= 12
+
+
+def test_the_sample_node_config_validates_in_every_supported_version():
+    from importlib.resources import files
+    from ruamel.yaml import YAML
+
+    config = YAML(typ="safe").load(files("cisfix.testing").joinpath("node/var/lib/kubelet/config.yaml").read_text())
+    for minor in range(29, 36):
+        assert [problem([k], v, (1, minor)) for k, v in config.items() if problem([k], v, (1, minor))] == []
+
+
+def test_every_type_the_schema_names_is_known():
+    """A typo in the data file would make its field refuse every value: each type resolves."""
+    import json
+    from importlib.resources import files
+
+    schema = json.loads(files("cisfix").joinpath("schemas", "kubelet-config.v1beta1.json").read_text())
+    scalars = {"bool", "int32", "int64", "uint32", "float64", "string", "duration", "quantity", "timeOrDuration",
+               "mapping"}
+    for struct, fields in schema["types"].items():
+        for name, spec in fields.items():
+            kind = spec if isinstance(spec, str) else spec[0]
+            while kind.startswith(("*", "[]", "map[string]")):
+                kind = kind[1:] if kind[0] == "*" else kind[2:] if kind.startswith("[]") else kind[len("map[string]"):]
+            assert kind in scalars or kind in schema["types"], (struct, name, kind)
+            assert isinstance(spec, str) or 29 <= spec[1] <= 36, (struct, name)
