@@ -11,7 +11,6 @@ loaded on the first check only: auditing never reads it.
 """
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -21,10 +20,11 @@ from .shown import shown
 KIND = "KubeletConfiguration"
 Version = Optional[Tuple[int, int]]  # (1, 31); None: unknown, checked against the newest fields
 
+# Patterns as text, compiled (and cached by re) on the first check: importing this module stays cheap.
 # Go's time.ParseDuration: "0", or numbers (with an optional fraction) each followed by a unit.
-_DURATION = re.compile(r"[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)")
+_DURATION = r"[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)"
 # resource.Quantity: a number, then an optional binary or decimal suffix or exponent ("100Mi", "1.5", "2e3").
-_QUANTITY = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?\d+)?")
+_QUANTITY = r"[-+]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?\d+)?"
 _RANGES = {"int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 1), "uint32": (0, 2**32 - 1)}
 _MAP, _LIST = "map[string]", "[]"
 _EXPECTED = {
@@ -36,6 +36,7 @@ _EXPECTED = {
 
 @lru_cache(maxsize=None)
 def _schema() -> Dict[str, Any]:
+    import json
     from importlib.resources import files
 
     return json.loads(files("cisfix").joinpath("schemas", "kubelet-config.v1beta1.json").read_text(encoding="utf-8"))
@@ -135,9 +136,9 @@ def _scalar_ok(kind: str, value: Any) -> bool:
     if kind == "mapping":
         return isinstance(value, dict)
     if kind == "duration":
-        return isinstance(value, str) and _DURATION.fullmatch(value) is not None
+        return isinstance(value, str) and re.fullmatch(_DURATION, value) is not None
     if kind == "quantity":
-        return number or (isinstance(value, str) and _QUANTITY.fullmatch(value) is not None)
+        return number or (isinstance(value, str) and re.fullmatch(_QUANTITY, value) is not None)
     if kind == "timeOrDuration":
         return (isinstance(value, int) and not isinstance(value, bool)) or _scalar_ok("duration", value)
     return False  # a list, mapping or structure given something else
