@@ -137,6 +137,21 @@ def test_a_kubelet_configuration_document_chosen_by_kind_is_checked(node):
     assert node.run("edit", path, "--kind", "InitConfiguration", "--set", "maxPods=lots", "--dry-run").exit_code == 0
 
 
+def test_on_rke2_the_kubelet_config_the_layout_names_is_checked(tmp_path):
+    """RKE2 writes a KubeletConfiguration drop-in for its kubelet; its layout says so, and the node's
+    version (`1.31.4+rke2r1`) picks the schema."""
+    from cisfix.testing import TestNode
+
+    node = TestNode(tmp_path / "node")
+    node.write("/etc/cisfix/config.yaml", b"apiVersion: cisfix/v1\nkind: NodeConfig\ndistribution: rke2\n"
+                                          b"version: 1.31.4+rke2r1\noffline: true\n", 0o644)
+    node.write("/etc/rancher/rke2/config.yaml", b"{}\n")
+    dropin = "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d/00-rke2-defaults.conf"
+    node.write(dropin, b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: 0\n")
+    refused(node, node.run("edit", dropin, "--set", "failSwapOn=maybe", "--dry-run"),
+            f"{node.path(dropin)}: failSwapOn: expected true or false, got 'maybe' {NODE_TAG}")
+
+
 def test_other_yaml_files_are_not_checked(node):
     path = "/etc/kubernetes/some-policy.yaml"
     node.write(path, b"readOnlyPort: 1\n")
