@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import status
 from .atomic import Meta, sha256
 from .changelog import CHANGE_LOG, ChangeLog
+from .configcheck import refuse_invalid_settings
 from .editors import distconfig
 from .editors.distconfig import DIST_CONFIG
 from .errors import CisfixError, EditError, InputError
@@ -385,6 +386,7 @@ def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False,
     `applier` replaces the plain transaction (the health-gated one does); `session` opens the run
     (`cisfix.apply.open_session`: recovery gated), else a plain Session."""
     require_regular_targets(node, changes, state.info if state else NodeInfo())
+    refuse_invalid_settings(state or NodeState(node, NodeInfo()), changes)  # before the lock, dry run or not
     if dry_run:
         return _outcome_of_plan(node, plan_changes(node, changes, editors, state), dry_run=True)
     with (session or partial(Session, node, wait))() as opened:

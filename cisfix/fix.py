@@ -14,13 +14,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import status
 from .apply import apply_gated, fix_levels, open_session
 from .config import CONFIG_PATH
+from .configcheck import refuse_invalid_settings
 from .settings import operators_setting
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
 from .journal import Journal, JournalWriteFailed, fix_label
 from .plugins import Plugins
-from .errors import CisfixError
+from .state import NodeState
+from .errors import CisfixError, InputError
 from .types import ERROR, EXCEPTED, FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
 
 Item = Tuple[Check, Plan]
@@ -67,6 +69,17 @@ def refuse_if_unreadable(plan: FixPlan) -> None:
     if errors:
         more = f" ({len(errors)} checks could not be audited)" if len(errors) > 1 else ""
         raise CisfixError(f"{errors[0].audit.reason}{more}; fix changes nothing on a node it cannot fully read")
+
+
+def refuse_invalid_plans(state: NodeState, plan: FixPlan) -> None:
+    """A remediation that would write a setting its component refuses or ignores (a plugin's or a
+    checks.d document's typo) stops the fix before the lock, naming the check: the operator corrects
+    the check; the rest of the fix is not attempted around it."""
+    for check, item in plan.planned:
+        try:
+            refuse_invalid_settings(state, item.changes)
+        except InputError as exc:
+            raise InputError(f"check {check.id}", str(exc)) from None
 
 
 def apply_fix(plugins: Plugins, plan: FixPlan, dry_run: bool = False, wait: float = 0.0) -> EditOutcome:
@@ -309,10 +322,11 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
     node = plugins.node
     shown = node.display(CONFIG_PATH)
     refuse_if_unreadable(plan)
+    state = node_state(plugins)
+    refuse_invalid_plans(state, plan)
     for result in plan.compliant + plan.skipped:
         observe(result)
     if dry_run:
-        state = node_state(plugins)
         planned = plan_changes(node, plan.changes, plugins.editors(), state)
         results = [CheckResult(check, audit_one(state, check), status.WOULD_FIX) for check, _ in plan.planned]
         return FixReport(plan.compliant + plan.skipped + results,
@@ -327,6 +341,7 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
         fixer = Fixer(plugins, gate, session, observe)
         if session.recovered:  # the node changed under the audit: plan again
             plan = plan_fix(plugins, checks)
+            refuse_invalid_plans(node_state(plugins), plan)
             levels = group_by_component(plugins, plan.planned)
         for level in levels:
             for together in ([[group] for group in level] if sequential or one_at_a_time else [level]):

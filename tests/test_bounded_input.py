@@ -75,7 +75,8 @@ def test_a_deeply_nested_set_value_is_refused_in_one_line(node, cisfix, value):
 
 
 def test_a_set_value_nested_as_deep_as_allowed_is_written(node, cisfix):
-    result = cisfix("edit", "/var/lib/kubelet/config.yaml", "--set", "a=" + "[" * 64 + "]" * 64)
+    node.write("/etc/kubernetes/custom.yaml", b"kind: Custom\n")  # any YAML file: the kubelet's has no key `a`
+    result = cisfix("edit", "/etc/kubernetes/custom.yaml", "--set", "a=" + "[" * 64 + "]" * 64)
     assert result.returncode == 0, result.stderr
 
 
