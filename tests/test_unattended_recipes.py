@@ -10,6 +10,7 @@ a real node's would: the unit's CISFIX_ROOT from /etc/default/cisfix, the cron l
 the replaced path. Paths in the recipes are the node's, resolved under that root."""
 from __future__ import annotations
 
+import datetime
 import re
 import shlex
 import stat
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from prometheus import parse_prometheus, value
+from test_drift import tree
+from test_unattended_runs import NEEDS_A_PERSON, with_exceptions
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -104,7 +107,7 @@ def test_the_readme_shows_every_shipped_recipe_verbatim_and_no_other():
         body = re.search(r"^\[.*", path.read_text(), re.M | re.S).group(0)
         assert f"# /etc/systemd/system/{path.name}\n{body}" in readme, f"README does not show {path.name} as shipped"
     named = set(re.findall(r"\b(cisfix[\w-]*\.(?:service|timer))\b", readme))
-    assert named == {p.name for p in UNIT_FILES}, f"README names units deploy/systemd does not ship: {named}"
+    assert named == {p.name for p in UNIT_FILES}, f"the units the README names ({named}) are not those deploy/systemd ships"
     assert set(re.findall(r"/etc/cron\.d/([\w-]+)", readme)) == {p.name for p in CRON_FILES}
     shown = [line for line in readme.splitlines() if re.match(r"\s*(\*/\d+|\d+)( \S+){4} root ", line)]
     assert sorted(shown) == sorted("    " + line for p in CRON_FILES for line in p.read_text().splitlines()
@@ -222,3 +225,16 @@ def test_a_fix_that_finds_the_lock_held_exits_5_and_its_textfile_claims_no_compl
         result, samples = fix_with_textfile(cisfix, node)
     assert result.returncode == 5 and "holds the lock" in result.stderr
     assert value(samples, "cisfix_compliance_state") == 3  # nothing was audited: unknown, never "compliant"
+
+
+def test_fix_on_a_compliant_node_writes_nothing_but_its_textfile(node, cisfix):
+    with_exceptions(node, NEEDS_A_PERSON, (datetime.date.today() + datetime.timedelta(days=30)).isoformat())
+    assert cisfix("fix").returncode == 0
+    before = tree(node.root)
+    result = cisfix("-q", "fix", "--level", "1", "--textfile")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    after = tree(node.root)
+    assert sorted(set(after) - set(before)) == ["var/lib/node_exporter", "var/lib/node_exporter/textfile", TEXTFILE]
+    assert {path: after[path] for path in before} == before  # no journal record, backup, lock or log line
+    samples = metrics(node.root)
+    assert value(samples, "cisfix_compliance_state") == 2 and value(samples, "cisfix_last_run_exit_code") == 0
