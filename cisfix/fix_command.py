@@ -23,7 +23,8 @@ def add_command(command: AddCommand) -> None:
     fix.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
     # A dry run writes nothing, not even metrics: its audit is the node before the changes it shows.
     dry_run_or_textfile = fix.add_mutually_exclusive_group()
-    dry_run_or_textfile.add_argument("--dry-run", action="store_true", help="print the plan and the diffs, change nothing")
+    dry_run_or_textfile.add_argument("--dry-run", action="store_true",
+                                     help="print the plan and the diffs, change nothing")
     dry_run_or_textfile.add_argument("--textfile", nargs="?", const="", metavar="FILE",
                                      help="at the end of every run, whatever its outcome, write the Prometheus "
                                           "textfile `drift` writes: " + TEXTFILE_HELP)

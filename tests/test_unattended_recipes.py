@@ -107,7 +107,7 @@ def test_the_readme_shows_every_shipped_recipe_verbatim_and_no_other():
         body = re.search(r"^\[.*", path.read_text(), re.M | re.S).group(0)
         assert f"# /etc/systemd/system/{path.name}\n{body}" in readme, f"README does not show {path.name} as shipped"
     named = set(re.findall(r"\b(cisfix[\w-]*\.(?:service|timer))\b", readme))
-    assert named == {p.name for p in UNIT_FILES}, f"the units the README names ({named}) are not those deploy/systemd ships"
+    assert named == {p.name for p in UNIT_FILES}, f"the README names the units {named}, not those deploy/systemd ships"
     assert set(re.findall(r"/etc/cron\.d/([\w-]+)", readme)) == {p.name for p in CRON_FILES}
     shown = [line for line in readme.splitlines() if re.match(r"\s*(\*/\d+|\d+)( \S+){4} root ", line)]
     assert sorted(shown) == sorted("    " + line for p in CRON_FILES for line in p.read_text().splitlines()
