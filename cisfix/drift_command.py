@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, List, Sequence
 from . import status
 from .cli_context import AddCommand, build_gate, format_option, gate_options, load_node, load_plugins, wait_option
 from .errors import InputError
-from .textfile import HELP as TEXTFILE_HELP, run_with_textfile
+from .textfile import WHERE, run_with_textfile
 
 if TYPE_CHECKING:  # the metrics import the audit: every command (and --version) would pay for it
     from .metrics import RunMetrics
@@ -43,7 +43,7 @@ def add_command(command: AddCommand) -> None:
     drift.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
     drift.add_argument("--reset", action="append", default=[], metavar="ID",
                        help="forget that this check flaps and correct it again (repeatable)")
-    drift.add_argument("--textfile", metavar="FILE", help=TEXTFILE_HELP)
+    drift.add_argument("--textfile", metavar="FILE", help="the Prometheus textfile, " + WHERE)
     drift.add_argument("--random-delay", type=bounded(MAX_WAIT, zero=True), default=0.0, metavar="SECONDS",
                        help="first sleep a random time up to SECONDS (at most a day), to spread a fleet's runs")
     wait_option(drift)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 from . import status
 from .cli_context import AddCommand, build_gate, format_option, gate_options, load_node, load_plugins, wait_option
-from .textfile import HELP as TEXTFILE_HELP, run_with_textfile
+from .textfile import WHERE, run_with_textfile
 
 if TYPE_CHECKING:
     from .metrics import RunMetrics
@@ -26,8 +26,8 @@ def add_command(command: AddCommand) -> None:
     dry_run_or_textfile.add_argument("--dry-run", action="store_true",
                                      help="print the plan and the diffs, change nothing")
     dry_run_or_textfile.add_argument("--textfile", nargs="?", const="", metavar="FILE",
-                                     help="at the end of every run, whatever its outcome, write the Prometheus "
-                                          "textfile `drift` writes: " + TEXTFILE_HELP)
+                                     help="at the end of every run, whatever its outcome, write drift's "
+                                          "Prometheus textfile: FILE, " + WHERE)
     fix.add_argument("--diff", action="store_true", help="print the diffs and apply")
     fix.add_argument("--sequential", action="store_true",
                      help="one component at a time, in dependency order, instead of a level's together")

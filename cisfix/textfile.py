@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the metrics import the audit: only a run that writes the te
     from .node import Node
 
 TEXTFILE = "/var/lib/node_exporter/textfile/cisfix.prom"
-HELP = f"the Prometheus textfile, a host path (default <root>{TEXTFILE}; a missing folder is created)"
+WHERE = f"a host path (default <root>{TEXTFILE}; a missing folder is created)"
 
 
 def run_with_textfile(args: argparse.Namespace, node: "Node", textfile: Optional[str],
