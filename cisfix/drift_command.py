@@ -11,18 +11,16 @@ import json
 import random
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, List, Sequence
 
 from . import status
-from .cli_context import (AddCommand, build_gate, format_option, gate_options, internal_error, load_node, load_plugins,
-                          wait_option)
-from .errors import CisfixError, InputError
+from .cli_context import AddCommand, build_gate, format_option, gate_options, load_node, load_plugins, wait_option
+from .errors import InputError
+from .textfile import WHERE, run_with_textfile
 
 if TYPE_CHECKING:  # the metrics import the audit: every command (and --version) would pay for it
     from .metrics import RunMetrics
 
-TEXTFILE = "/var/lib/node_exporter/textfile/cisfix.prom"
 EPILOG = """exit codes: 0 nothing to correct, every drift corrected, paused or standing aside for kubeadm;
 1 checks fail that cisfix never fixed on this node (see --all) or a correction did not make its check pass;
 2 bad input (nothing was changed), or a check could not be audited (CANNOT AUDIT: the other drifts are still
@@ -45,8 +43,7 @@ def add_command(command: AddCommand) -> None:
     drift.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
     drift.add_argument("--reset", action="append", default=[], metavar="ID",
                        help="forget that this check flaps and correct it again (repeatable)")
-    drift.add_argument("--textfile", metavar="FILE", help=f"the Prometheus textfile, a host path "
-                                                          f"(default <root>{TEXTFILE}; a missing folder is created)")
+    drift.add_argument("--textfile", metavar="FILE", help="the Prometheus textfile, " + WHERE)
     drift.add_argument("--random-delay", type=bounded(MAX_WAIT, zero=True), default=0.0, metavar="SECONDS",
                        help="first sleep a random time up to SECONDS (at most a day), to spread a fleet's runs")
     wait_option(drift)
@@ -55,23 +52,10 @@ def add_command(command: AddCommand) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    load_node(args)  # a root that is not a node is one line, exit 2: no textfile written under it (or the cwd)
+    node = load_node(args)  # a root that is not a node is one line, exit 2: no textfile written under it (or the cwd)
     if args.random_delay > 0:
         time.sleep(random.uniform(0, args.random_delay))
-    from .metrics import RunMetrics
-
-    run = RunMetrics(time.time())
-    try:
-        run.exit_code = _drift(args, run)
-    except CisfixError as exc:
-        print(f"cisfix: error: {exc}", file=sys.stderr)
-        run.exit_code = exc.exit_code
-    except Exception as exc:  # a bug: the textfile still tells monitoring, with the code of one
-        run.exit_code = internal_error(exc, args.verbose)
-    run.finished = time.time()
-    if not _write_textfile(args, run) and run.exit_code == status.EXIT_OK:
-        return status.EXIT_INPUT  # a timer's silent run would hide that the node is no longer monitored
-    return run.exit_code
+    return run_with_textfile(args, node, args.textfile, lambda run: _drift(args, run))
 
 
 def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
@@ -192,25 +176,3 @@ def _as_json(report) -> dict:
                             for drift, result in report.corrected],
             "flapping": report.flapping, "unenforced": [r.check.id for r in report.unenforced],
             "unaudited": {r.check.id: r.audit.reason for r in report.unaudited}}
-
-
-def _write_textfile(args: argparse.Namespace, run: RunMetrics) -> bool:
-    """Written as every output file is (`cisfix.outputfile`: atomically, 0644 for node_exporter, which
-    runs as another user; never through a link, into a folder others can change or among the static
-    pods); whether it was. A failure is one line on stderr."""
-    from .metrics import render
-    from .node import Node
-    from .outputfile import managed_places, write_output_file
-    from .statedir import confined
-
-    try:
-        node = Node(args.root, args.state_dir)
-        target = Path(args.textfile) if args.textfile else node.host(TEXTFILE)
-        if not args.textfile:
-            confined(node, target.parent)  # the default folder is the node's: a link may not lead out of it
-        keep_out = managed_places(node, run.node_info)
-        write_output_file(target, render(run).encode(), "the metrics textfile", keep_out=keep_out)
-        return True
-    except CisfixError as exc:
-        print(f"cisfix: error: {exc}", file=sys.stderr)
-        return False

@@ -4,9 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, Optional
 
 from . import status
 from .cli_context import AddCommand, build_gate, format_option, gate_options, load_node, load_plugins, wait_option
+from .textfile import WHERE, run_with_textfile
+
+if TYPE_CHECKING:
+    from .metrics import RunMetrics
+    from .node import Node
 
 
 def add_command(command: AddCommand) -> None:
@@ -15,7 +21,13 @@ def add_command(command: AddCommand) -> None:
     fix.add_argument("--check", action="append", default=[], metavar="ID", help="only this check (repeatable)")
     fix.add_argument("--node-type", choices=("auto", "master", "etcd", "worker"), default="auto")
     fix.add_argument("--level", type=int, choices=(1, 2), help="1: level 1 only; 2: levels 1 and 2 (default)")
-    fix.add_argument("--dry-run", action="store_true", help="print the plan and the diffs, change nothing")
+    # A dry run writes nothing, not even metrics: its audit is the node before the changes it shows.
+    dry_run_or_textfile = fix.add_mutually_exclusive_group()
+    dry_run_or_textfile.add_argument("--dry-run", action="store_true",
+                                     help="print the plan and the diffs, change nothing")
+    dry_run_or_textfile.add_argument("--textfile", nargs="?", const="", metavar="FILE",
+                                     help="at the end of every run, whatever its outcome, write drift's "
+                                          "Prometheus textfile: FILE, " + WHERE)
     fix.add_argument("--diff", action="store_true", help="print the diffs and apply")
     fix.add_argument("--sequential", action="store_true",
                      help="one component at a time, in dependency order, instead of a level's together")
@@ -30,12 +42,22 @@ def add_command(command: AddCommand) -> None:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
+    node = load_node(args)  # a root that is not a node: one line, exit 2, and no textfile under it
+    if args.textfile is None:
+        return _fix(args, node)
+    return run_with_textfile(args, node, args.textfile, lambda run: _fix(args, node, run))
+
+
+def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = None) -> int:
+    """The fix; `run`, when a textfile is asked for, gets what it reports (the audit after the fix)."""
     from .audit import require_benchmark, select
     from .fix import run_fix
     from .pause import read_pause
 
-    paused = read_pause(load_node(args))
+    paused = read_pause(node)
     if paused and not args.dry_run:
+        if run is not None:
+            _audit_while_paused(args, run)
         print(paused.line())
         return status.EXIT_OK
     if paused and args.format != "json":  # a dry run still shows the plan, first saying it would not apply now
@@ -43,8 +65,12 @@ def cmd_fix(args: argparse.Namespace) -> int:
     plugins = load_plugins(args, for_changes=True)
     require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)
+    if run is not None:
+        run.node_info = plugins.info
     report = run_fix(plugins, checks, build_gate(args, plugins), dry_run=args.dry_run,
                      one_at_a_time=args.one_at_a_time, sequential=args.sequential, wait=args.wait)
+    if run is not None:
+        run.results = report.results
     # Persist what is committed once the fix has ended well (fixed, or failing only where a person must act).
     persisted = None
     if args.persist and not args.dry_run and report.exit_code in (status.EXIT_OK, status.EXIT_STILL_FAILING):
@@ -72,6 +98,16 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
         print_report(persisted, args.quiet, args.diff)
     return code
+
+
+def _audit_while_paused(args: argparse.Namespace, run: "RunMetrics") -> None:
+    """Paused, fix changes nothing; its textfile still says what the node is (as drift's does)."""
+    from .audit import require_benchmark, run_audits, select
+
+    plugins = load_plugins(args, for_changes=True)
+    require_benchmark(plugins)
+    run.paused, run.node_info = True, plugins.info
+    run.results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
 
 
 def _print_fix_text(report, quiet: bool, dry_run: bool) -> None:

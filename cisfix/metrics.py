@@ -1,9 +1,10 @@
-"""The Prometheus textfile an unattended run (`cisfix drift`) writes atomically at its end, for
-node_exporter's textfile collector: the audit's series (`cisfix.reports.render_prometheus`, so both
-files never disagree on a metric's labels) plus the state of the run:
+"""The Prometheus textfile an unattended run (`cisfix drift`, `cisfix fix --textfile`) writes atomically at
+its end (`cisfix.textfile`), for node_exporter's textfile collector: the audit's series
+(`cisfix.reports.render_prometheus`, so both files never disagree on a metric's labels) plus the state
+of the run:
 
 - `cisfix_compliance_state`: 0 compliant, 1 non-compliant, 2 compliant but for accepted risks, 3 error
-  (a check could not be audited, bad input, or the node needs a person);
+  (a check could not be audited, bad input, the node needs a person, or the run audited nothing);
 - `cisfix_drift_detected_total{id,class}`, `cisfix_corrections_total{id,outcome}`: counters;
 - `cisfix_flapping{id}` for every check of the baseline; `cisfix_paused`, `cisfix_halted`;
 - `cisfix_last_run_timestamp_seconds`, `cisfix_last_run_duration_seconds`, `cisfix_last_run_exit_code`.
@@ -34,6 +35,8 @@ class RunMetrics:
 
 
 def compliance_state(results: Sequence[CheckResult], exit_code: int) -> int:
+    if not results:  # the run stopped before any audit (locked, HALTed, bad input): unknown, never "compliant"
+        return 3
     if exit_code in (status.EXIT_INPUT, status.EXIT_ROLLBACK_FAILED) or any(r.audit.status == ERROR for r in results):
         return 3
     if any(r.check.automated and r.audit.status == FAIL for r in results):
