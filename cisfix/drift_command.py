@@ -162,8 +162,10 @@ def _why(report) -> str:
     ids = [r.check.id for r in report.unenforced]
     if report.fix and report.fix.exit_code:
         return report.fix.why()
-    return (f"exit 1: {len(ids)} failing check(s) cisfix never fixed on this node: {', '.join(ids)}; run "
-            f"`cisfix fix` (or `cisfix drift --all`), or accept the risk under `exceptions:` in {report.config}")
+    # Some of these only a person can fix (1.2.5 on kubeadm): say how to tell, not just "run fix".
+    return (f"exit 1: {len(ids)} failing check(s) cisfix never fixed on this node: {', '.join(ids)}; "
+            f"`cisfix fix --dry-run` shows which of them it can fix (then `cisfix fix`, or `cisfix drift --all`); "
+            f"fix the others by hand, or accept the risk under `exceptions:` in {report.config}")
 
 
 def _stamp(when: float) -> str:

@@ -157,6 +157,8 @@ def test_every_recipe_writes_its_metrics_on_a_node_with_checks_that_need_a_perso
         assert drift.returncode == 1 and drift.stderr == "", drift.stdout + drift.stderr
         [line] = drift.stdout.splitlines()
         assert line.startswith("exit 1: ") and ids(line) == ids(why), (line, why)
+        # these need a person: the line says how to tell which cisfix could fix, not just "run fix"
+        assert "`cisfix fix --dry-run` shows which of them it can fix" in line, line
         samples = metrics(lab.root)
         assert value(samples, "cisfix_last_run_exit_code") == 1 and value(samples, "cisfix_compliance_state") == 1
 
