@@ -71,11 +71,16 @@ class Runner:
         from .audit import node_state
         from .engine import EditOutcome, run_changes
         from .gate import gate_settings, make_gate
+        from .pause import read_pause
         from .plugins import Plugins
         from .types import EditFile
 
         name = key.strip().lstrip("-").rstrip("=")
+        paused = None
         try:
+            paused = read_pause(self.node)  # a script is an unattended run: a pause holds it back, as it does fix
+            if paused and not dry_run:
+                return EditOutcome(status.SKIPPED, f"{paused.line()}; nothing was changed").as_dict()
             edit = EditFile(self.node.node_path(filepath), (SetFlag(name, value),))
             plugins = Plugins(self.node)
             settings = gate_settings(plugins.config, timeout,
@@ -89,6 +94,8 @@ class Runner:
                                       session=partial(open_session, plugins, gate, self.lock_wait))
         except CisfixError as exc:
             outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
+        if paused:  # a dry run still shows the plan, first saying a real change would change nothing now
+            outcome.reason = f"{paused.line()} — a real change would change nothing now; {outcome.reason}"
         return outcome.as_dict()
 
 
