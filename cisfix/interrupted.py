@@ -65,9 +65,11 @@ def interrupt_line(root: str, state_dir: Optional[str]) -> str:
     for tx in open_txs:
         components = _gated(tx)
         whose = f"{', '.join(components)}: " if components else ""
+        files = ", ".join(node.display(f["path"]) for f in tx.files)
+        state = "is open" if tx.state == "open" else "was being undone"
         proven = f" and proves {', '.join(components)} healthy" if components else ""
-        parts.append(f"transaction {tx.txid} is open ({whose}{', '.join(node.display(f['path']) for f in tx.files)}); "
-                     f"recovery undoes it — puts those files back as they were —{proven}")
+        parts.append(f"transaction {tx.txid} {state} ({whose}{files}); recovery undoes it — puts those files back "
+                     f"as they were —{proven}")
     for txid, components in gates.items():
         parts.append(f"the gate of transaction {txid} was cut short; recovery proves {', '.join(sorted(components))} "
                      "healthy")
@@ -75,9 +77,9 @@ def interrupt_line(root: str, state_dir: Optional[str]) -> str:
 
 
 def left_by(journal: Journal, pid: int) -> Tuple[List[TxInfo], Dict[str, Set[str]]]:
-    """The transactions process `pid` began and left open, and those whose gate it left unfinished
-    (txid -> components): what its next run's recovery undoes, and what it proves healthy."""
-    mine = [tx for tx in journal.transactions().values() if tx.records[0].get("pid") == pid]
+    """The transactions process `pid` was the last to begin or undo and left unfinished, and those whose
+    gate it left open (txid -> components): what the next run's recovery undoes, and what it proves healthy."""
+    mine = [tx for tx in journal.transactions().values() if _last_worked_on_by(tx) == pid]
     return [tx for tx in mine if tx.unfinished], unfinished_gates(mine)
 
 
@@ -101,6 +103,12 @@ def unfinished_gates(txs: Iterable[TxInfo]) -> Dict[str, Set[str]]:
         if components and not tx.unfinished:
             pending[tx.txid] = components
     return pending
+
+
+def _last_worked_on_by(tx: TxInfo) -> Optional[int]:
+    """The process that last began or undid the transaction: a run waiting for the lock names nothing
+    another run is still working on, and an interrupted recovery names what it was undoing."""
+    return [r for r in tx.records if r["type"] in ("begin", "rollback-begin")][-1].get("pid")
 
 
 def _gated(tx: TxInfo) -> List[str]:
