@@ -391,3 +391,22 @@ def test_a_fix_with_persist_and_a_script_are_held_back_while_paused(node, cisfix
     tried = runner.update_manifest_safely(APISERVER, "--profiling=", "false", dry_run=True)
     assert tried["status"] == "WOULD_FIX" and tried["reason"].startswith("paused by ") and tried["diff"]
     assert node.read(APISERVER) == before
+
+
+def test_drift_first_undoes_what_an_interrupted_run_left_and_says_so(fixed, cisfix, drift):
+    """An open transaction is the node as an interrupted run left it, not drift: drift recovers it before
+    it audits (so nothing is corrected), and says so even with -q, as its JSON does."""
+    fixed_bytes = fixed.read(APISERVER)
+    for args in (("-q",), ("--format", "json")):
+        killed = cisfix("edit", APISERVER, "--flag", "profiling=true", env={"CISFIX_FAULT": "before-commit"})
+        assert killed.returncode == -9 and fixed.read(APISERVER) != fixed_bytes
+        txid = json.loads(cisfix("history", "--format", "json").stdout)[-1]["txid"]
+        result, _ = drift(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        line = (f"cisfix: recovered transaction {txid} left by an interrupted run: undid 1 file(s) of kube-apiserver "
+                f"({fixed.path(APISERVER)})")
+        if args == ("-q",):
+            assert result.stdout.splitlines() == [line]
+        else:
+            assert [r["message"] for r in json.loads(result.stdout)["recovered"]] == [line]
+        assert fixed.read(APISERVER) == fixed_bytes and events(fixed) == []
