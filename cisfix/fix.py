@@ -88,7 +88,7 @@ class FixReport:
     # flag, it is changed there rather than overridden in cisfix's drop-in): "FILE: what".
     placed: List[str] = field(default_factory=list)
     config: str = CONFIG_PATH  # the node configuration file as the operator reaches it (under --root)
-    recovered: List[Recovered] = field(default_factory=list)  # what an interrupted run left, as recovery finished it
+    recovered: List[Recovered] = field(default_factory=list)  # what an interrupted run left, undone first
 
     def transactions(self) -> List[dict]:
         """Each transaction the run began, with its checks and whether it was committed."""

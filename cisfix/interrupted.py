@@ -10,6 +10,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from .errors import CisfixError
 from .journal import Journal, TxInfo
 from .node import Node
+from .transaction import RollbackReport
 
 # What the undoing of a file did when the file was already as before: nothing was put back.
 _ALREADY_BACK = ("unchanged, as before", "absent, as before")
@@ -27,7 +28,7 @@ class Recovered:
     healthy: Optional[List[str]] = None  # proven healthy afterwards; None: this run gates nothing
 
     @classmethod
-    def of(cls, report) -> "Recovered":  # a transaction.RollbackReport
+    def of(cls, report: RollbackReport) -> "Recovered":
         return cls(report.txid, [r["path"] for r in report.restored if r["action"] not in _ALREADY_BACK])
 
     def line(self, node: Node) -> str:

@@ -79,7 +79,7 @@ def print_undo_reports(node, reports, args: argparse.Namespace, nothing: str, fi
                          "conflicts": r.conflicts} for r in reports]
         print(json.dumps({**first, "success": code == 0, "transactions": transactions}, indent=2))
         return code
-    if not reports and not args.quiet:
+    if not reports and nothing and not args.quiet:
         print(nothing)
     for r in reports:
         for x in r.restored:
