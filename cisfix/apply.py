@@ -1,4 +1,4 @@
-"""The one path of every change to a running component — fix, edit, rollback, recover, resume and the
+"""The one path of every change to a running component — fix, drift, edit, rollback, recover, resume, persist and the
 Python API: hold the lock, recover unfinished transactions and gate what recovery restored
 (`open_session`); apply each change as one transaction, gated when it restarts a component; verify
 against the live component; commit — or roll back, gate the rollback the same way, and write HALT when

@@ -255,13 +255,15 @@ def _write(target: Path, data: bytes) -> None:
 
 
 def run_persist(plugins: Plugins, force: bool = False, dry_run: bool = False, wait: float = 0.0) -> PersistReport:
+    from .apply import open_session
     from .audit import node_state
-    from .engine import Session
+    from .gate import gate_settings, make_gate
 
     node = plugins.node
     if dry_run:
         return _persist(plugins, Journal(node.state_dir / "journal.jsonl"), node_state(plugins), force, True)
-    with Session(node, wait) as session:
+    # Recovery first, gated as every run's is: what it put back is proven healthy before the API server is asked.
+    with open_session(plugins, make_gate(plugins, gate_settings(plugins.config)), wait) as session:
         report = _persist(plugins, session.journal, node_state(plugins), force, False)
         report.recovered = [r.as_dict(node) for r in session.recovery]
         return report

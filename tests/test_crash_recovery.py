@@ -76,8 +76,7 @@ def test_every_mutating_command_says_first_what_it_recovered(node):
     for command in (("-q", *EDIT), ("rollback", "--last"), ("recover",), ("-q", "prune"), ("persist",)):
         txid = leave_one_open()
         result = run_cisfix(node, *command)
-        # prune and persist recover without the layout: they cannot say whose file it is
-        whose = "" if command[-1] in ("prune", "persist") else " of kube-apiserver"
+        whose = "" if command[-1] == "prune" else " of kube-apiserver"  # prune recovers without the layout
         assert result.stdout.splitlines()[0] == said.format(txid, whose, manifest), (command, result.stdout,
                                                                                      result.stderr)
     txid = leave_one_open()
