@@ -82,11 +82,18 @@ class Runner:
         from .engine import EditOutcome, run_changes
         from .gate import gate_settings, make_gate
         from .journal import fix_label
+        from .pause import read_pause
         from .plugins import Plugins
 
         name = key.strip().lstrip("-").rstrip("=")
         original = filepath
+        paused = None
         try:
+            paused = read_pause(self.node)  # a script is an unattended run: a pause holds it back, as it does fix
+            if paused and not dry_run:
+                skipped = EditOutcome(status.SKIPPED, f"{paused.line()}; nothing was changed")
+                skipped.original_path = original
+                return skipped.as_dict()
             verify = _script_verifier(check_id, script_dict) if check_id else None  # refused before any change
             edit = EditFile(self.node.node_path(filepath), (SetFlag(name, value),))
             real = self.node.resolve(edit.path)
@@ -108,6 +115,8 @@ class Runner:
         except CisfixError as exc:
             outcome = EditOutcome(status.REMEDIATION_FAILED, str(exc), exit_code=exc.exit_code)
         outcome.original_path = original
+        if paused:  # a dry run still shows the plan, first saying a real change would change nothing now
+            outcome.reason = f"{paused.line()} — a real change would change nothing now; {outcome.reason}"
         return outcome.as_dict()
 
 

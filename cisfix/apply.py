@@ -1,4 +1,4 @@
-"""The one path of every change to a running component — fix, edit, rollback, recover, resume and the
+"""The one path of every change to a running component — fix, drift, edit, rollback, recover, resume, persist and the
 Python API: hold the lock, recover unfinished transactions and gate what recovery restored
 (`open_session`); apply each change as one transaction, gated when it restarts a component; verify
 against the live component; commit — or roll back, gate the rollback the same way, and write HALT when
@@ -19,6 +19,7 @@ from .engine import EditOutcome, PlannedChange, Session, describe_conflicts, fil
 from .gate import Gate, Watch
 from .halt import Halted, halt_file, refuse_if_halted, write_halt
 from .health import Answer
+from .interrupted import Recovered, left_over, unfinished_gates
 from .journal import Journal, JournalWriteFailed, TxInfo
 from .plugins import Plugins
 from .settings import configured_changes
@@ -228,21 +229,6 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
     return outcome
 
 
-def interrupted_gates(journal: Journal) -> Dict[str, Set[str]]:
-    """Components whose gate a crash cut short after their files were finished (a rollback restored, a
-    commit never reached): txid -> components. A `gate` record opens a gate, a `health` record closes it."""
-    pending: Dict[str, Set[str]] = {}
-    for tx in journal.transactions().values():
-        opened: Dict[str, bool] = {}
-        for record in tx.records:
-            if record["type"] in ("gate", "health"):
-                opened[record.get("component")] = record["type"] == "gate"
-        components = {c for c, still_open in opened.items() if still_open and c}
-        if components and not tx.unfinished:
-            pending[tx.txid] = components
-    return pending
-
-
 def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Watch, phase: str) -> Answer:
     """After the watched component's files were written (`phase`: apply, rollback, recovery): restart it
     when it is a service, wait for the process the watch expects to be healthy and stable (the evidence
@@ -307,13 +293,24 @@ def _expected_flags(plugins: Plugins, component: str) -> Optional[Dict[str, Opti
 
 def gate_recovered(session: Session, plugins: Plugins, gate: Gate) -> None:
     """After a crash, prove healthy every component whose files recovery restored, or whose gate the crash
-    cut short; a component that does not come back healthy HALTs the node."""
-    pending = interrupted_gates(session.journal)
+    cut short; a component that does not come back healthy HALTs the node. What recovery did, and what it
+    proved, is the session's `recovery`, for the run to report."""
+    pending = unfinished_gates(session.journal.transactions().values())
+    undone = {r.txid for r in session.recovered}
+    recovery = [Recovered(txid, None, sorted(c)) for txid, c in pending.items() if txid not in undone]
     for report in session.recovered:
         pending.setdefault(report.txid, set()).update(_restored(plugins, report))
+    for recovered in session.recovery:
+        recovered.components = sorted(pending[recovered.txid]
+                                      | {component_of(plugins.info, p) for p in recovered.undone} - {None})
+        recovery.append(recovered)
     failure = _gate_components(session, plugins, gate, pending, "recovery")
     if failure:
         _halt_for(session, plugins, failure, "recovery")
+        return
+    for recovered in recovery:
+        recovered.healthy = sorted(c for c in pending.get(recovered.txid, ()) if gate.gates(c))
+    session.recovery = recovery
 
 
 def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bool = True,
@@ -326,6 +323,16 @@ def open_session(plugins: Plugins, gate: Gate, wait: float = 0.0, halt_check: bo
         if halt_check and not session.conflicts:  # a conflict HALTed the node; the command says so
             refuse_if_halted(plugins.node)
     return Session(plugins.node, wait, halt_check, on_recovered=gate_then_check, log=log)
+
+
+def recover_left(plugins: Plugins, gate: Gate, wait: float = 0.0) -> List[Recovered]:
+    """Recover, gated, what an interrupted run left, if it left anything: for a run that may change
+    nothing else (`drift` with no drift) and must not leave it open."""
+    if not left_over(Journal(plugins.node.state_dir / "journal.jsonl")):
+        return []
+    with open_session(plugins, gate, wait) as session:
+        session.refuse_if_recovery_failed()
+        return session.recovery
 
 
 def rollback_gated(session: Session, plugins: Plugins, gate: Gate, tx: TxInfo) -> Tuple[RollbackReport, int, str]:

@@ -59,9 +59,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"cisfix: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        # A transaction it left open is in the journal: the next mutating run finishes or undoes it first.
-        print("cisfix: interrupted (exit 130); anything it left half done is finished or undone by the next "
-              "mutating run, or now by `cisfix recover`", file=sys.stderr)
+        # A transaction it left open is in the journal: the line names it, and the next mutating run undoes it.
+        from .interrupted import interrupt_line
+
+        print(interrupt_line(args.root, args.state_dir), file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`| head`); the work is done, so say nothing more.

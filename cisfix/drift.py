@@ -27,12 +27,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .atomic import Meta, sha256, write_atomic
+from .apply import recover_left
 from .audit import run_audits
 from .config import CONFIG_PATH
 from .events import EventLog
 from .fix import FixReport, run_fix
 from .gate import Gate
 from .identity import is_installer
+from .interrupted import Recovered
 from .journal import Journal, TxInfo
 from .node import Node
 from .plugins import Plugins
@@ -184,6 +186,7 @@ class DriftReport:
     baseline: List[str] = field(default_factory=list)
     state: Optional[DriftState] = None
     config: str = CONFIG_PATH  # the node configuration file as the operator reaches it (under --root)
+    recovered: List[Recovered] = field(default_factory=list)  # what an interrupted run left, undone first
 
     @property
     def restarts(self) -> Dict[str, int]:
@@ -229,10 +232,11 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
     for check_id in resets:
         run.state.flapping.pop(check_id, None)
         run.state.resets[check_id] = run.now
+    recovered = recover_left(plugins, gate, wait)  # the audit then sees the node as recovery left it
     fixed, written = committed_fixes(Journal(node.state_dir / "journal.jsonl"))
     report = DriftReport(run_audits(plugins, checks), baseline=sorted(set(fixed) & {c.id for c in checks}),
                          config=plugins.node.display(CONFIG_PATH),
-                         state=run.state)
+                         state=run.state, recovered=recovered)
     drifts = _detect(run, report, fixed, written, enforce_all)
     _end_flapping(run, report)
     if drifts:

@@ -62,6 +62,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     from .audit import node_state, require_benchmark, run_audits, select
     from .drift import DriftState, run_drift, standing_aside
     from .halt import Halted, halt_file, refuse_if_halted
+    from .interrupted import recovery_lines
     from .pause import read_pause
     from .reports import warning_lines
 
@@ -95,12 +96,13 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
         run.results = report.results
         _counters(run, report.state, report.baseline)
         if args.format == "json":
-            print(json.dumps({**_as_json(report), "warnings": list(plugins.info.warnings)}, indent=2))
+            recovered = {"recovered": [r.as_dict(node) for r in report.recovered]} if report.recovered else {}
+            print(json.dumps({**_as_json(report), **recovered, "warnings": list(plugins.info.warnings)}, indent=2))
         else:
-            lines = _lines(report, args.quiet)
-            # A timer's run stays silent when nothing happened; the warning rides with any other output and
-            # is always in the textfile and the JSON.
-            for line in (warning_lines(plugins.info) + lines) if lines else ():
+            recovered, lines = recovery_lines(node, report.recovered), _lines(report, args.quiet)
+            # A timer's run stays silent when nothing happened; what recovery undid comes first, and the
+            # warning rides with any other output and is always in the textfile and the JSON.
+            for line in (recovered + warning_lines(plugins.info) + lines) if recovered or lines else ():
                 print(line)
         return report.exit_code
 

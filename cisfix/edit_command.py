@@ -71,6 +71,7 @@ def _edit(args: argparse.Namespace) -> int:
     from .apply import apply_gated, component_of, open_session
     from .audit import node_state
     from .engine import run_changes
+    from .pause import going_ahead
     from .settings import edit_change
 
     ops = _edit_ops(args)
@@ -78,6 +79,9 @@ def _edit(args: argparse.Namespace) -> int:
         raise InputError(args.file, "nothing to do: give --flag, --unflag, --flag-add, --flag-drop, --set or --unset")
     plugins = load_plugins(args, for_changes=not args.dry_run)
     node = plugins.node
+    paused = going_ahead(node, "edit")
+    if paused and args.format != "json":
+        print(paused)
     path = node.given_path(args.file)
     plugins = load_plugins(args)  # the layout says which editor a file takes, gated or not
     edit = edit_change(plugins.info, path, ops, args.component, args.kind)
@@ -88,8 +92,10 @@ def _edit(args: argparse.Namespace) -> int:
                "applier": partial(apply_gated, plugins=plugins, gate=gate, component=component, label=f"edit {path}")}
     outcome = run_changes(node, [edit], dry_run=args.dry_run, wait=args.wait, **options)
     if args.format == "json":
-        print(json.dumps(outcome.as_dict(), indent=2))
+        print(json.dumps({**({"paused": paused} if paused else {}), **outcome.as_dict()}, indent=2))
         return outcome.exit_code
+    for recovered in outcome.recovered:  # a change: also with -q
+        print(recovered["message"])
     if (args.dry_run or args.diff) and outcome.diff:
         sys.stdout.write(outcome.diff)
     if not args.quiet:

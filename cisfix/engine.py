@@ -21,6 +21,7 @@ from .editors import distconfig
 from .editors.distconfig import DIST_CONFIG
 from .errors import CisfixError, EditError, InputError
 from .halt import refuse_if_halted, write_halt
+from .interrupted import Recovered
 from .journal import Journal, TxInfo
 from .lock import RunLock
 from .node import Node
@@ -78,6 +79,7 @@ class Session:
         self.log = ChangeLog(log)
         self._lock = RunLock(node.state_dir / "lock", wait)
         self.recovered: List[RollbackReport] = []
+        self.recovery: List[Recovered] = []  # what recovery did, as the run reports it (`cisfix.interrupted`)
         self.pruned: List[TxInfo] = []
 
     def __enter__(self) -> "Session":
@@ -87,6 +89,7 @@ class Session:
             if self.halt_check:
                 refuse_if_halted(self.node)
             self.recovered = recover(self.node, self.journal, self.log)
+            self.recovery = [Recovered.of(r) for r in self.recovered if r.ok]  # a conflict HALTs, and says so
             self._halt_on_conflicts()
             if self.on_recovered:
                 self.on_recovered(self)  # prove what recovery touched healthy before anything else
@@ -332,6 +335,7 @@ class EditOutcome:
     audit_verified: Optional[bool] = None  # None: nothing was gated or verified
     unrecorded: Optional[str] = None  # why the journal could not record what happened: no run goes further
     original_path: Optional[str] = None  # the file changed, as the caller reaches it (the Python API's one file)
+    recovered: List[dict] = field(default_factory=list)  # what recovery undid first (`Recovered.as_dict`)
 
     def not_recorded(self, node: Node, why: str, undone: bool, more: str = "") -> "EditOutcome":
         """The journal could not record the change or its undoing (a full disk): exit 4, a person makes
@@ -373,6 +377,7 @@ class EditOutcome:
             "changes": self.changes,
             "audit_verified": self.audit_verified,
             "diff": self.diff,
+            **({"recovered": self.recovered} if self.recovered else {}),
         }
 
 
@@ -393,6 +398,7 @@ def run_changes(node: Node, changes: Sequence[Change], *, dry_run: bool = False,
         opened.refuse_if_recovery_failed()  # and plan only once the node is as recovery left it
         planned = plan_changes(node, changes, editors, state)
         outcome = _outcome_of_plan(node, planned, dry_run=False)
+        outcome.recovered = [r.as_dict(node) for r in opened.recovery]
         if outcome.status != status.FIXED:
             return outcome
         for p in planned:

@@ -19,6 +19,7 @@ from .settings import operators_setting
 from .audit import audit_one, node_exceptions, node_state
 from .engine import EditOutcome, Session, plan_changes, run_changes, unified_diff
 from .gate import Gate
+from .interrupted import Recovered, left_over
 from .journal import Journal, JournalWriteFailed, fix_label
 from .plugins import Plugins
 from .state import NodeState
@@ -100,6 +101,7 @@ class FixReport:
     # flag, it is changed there rather than overridden in cisfix's drop-in): "FILE: what".
     placed: List[str] = field(default_factory=list)
     config: str = CONFIG_PATH  # the node configuration file as the operator reaches it (under --root)
+    recovered: List[Recovered] = field(default_factory=list)  # what an interrupted run left, undone first
 
     def transactions(self) -> List[dict]:
         """Each transaction the run began, with its checks and whether it was committed."""
@@ -331,8 +333,7 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
         results = [CheckResult(check, audit_one(state, check), status.WOULD_FIX) for check, _ in plan.planned]
         return FixReport(plan.compliant + plan.skipped + results,
                          "".join(unified_diff(node, p) for p in planned if p.changed), config=shown)
-    unfinished = any(tx.unfinished for tx in Journal(node.state_dir / "journal.jsonl").transactions().values())
-    if not plan.planned and not unfinished:
+    if not plan.planned and not left_over(Journal(node.state_dir / "journal.jsonl")):
         return FixReport(plan.compliant + plan.skipped, config=shown)  # compliant: no lock, no write, no restart
     levels = group_by_component(plugins, plan.planned)
     gate.require_restartable(component for level in levels for component, _ in level)
@@ -347,4 +348,5 @@ def run_fix(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, dry_run: b
             for together in ([[group] for group in level] if sequential or one_at_a_time else [level]):
                 fixer.fix_level(together, one_at_a_time)
     return FixReport(plan.compliant + plan.skipped + list(fixer.results.values()), "".join(fixer.diffs.values()),
-                     restarts=fixer.restarts, unrecorded=fixer.unrecorded, placed=fixer.placed, config=shown)
+                     restarts=fixer.restarts, unrecorded=fixer.unrecorded, placed=fixer.placed, config=shown,
+                     recovered=session.recovery)

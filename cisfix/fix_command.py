@@ -80,15 +80,19 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
     code = report.exit_code if report.exit_code or persisted is None else persisted.exit_code
     if args.format == "json":
         unrecorded = {"unrecorded": report.unrecorded} if report.unrecorded else {}
+        recovered = [r.as_dict(plugins.node) for r in report.recovered]
         print(json.dumps({"summary": _fix_summary(report.results), "warnings": list(plugins.info.warnings),
                           **({"paused": paused.line()} if paused else {}),
+                          **({"recovered": recovered} if recovered else {}),
                           "restarts": report.restarts, "transactions": report.transactions(), **unrecorded,
                           "results": [r.as_dict() for r in report.results],
                           "diff": report.diff, **({"persist": persisted.as_dict()} if persisted else {})}, indent=2))
         return code
+    from .interrupted import recovery_lines
     from .reports import warning_lines
 
-    for line in warning_lines(plugins.info):  # first, even before a long diff
+    # First, even before a long diff: what recovery undid (a change, so also with -q), then the warnings.
+    for line in recovery_lines(plugins.node, report.recovered) + warning_lines(plugins.info):
         print(line)
     if (args.dry_run or args.diff) and report.diff:
         sys.stdout.write(report.diff)

@@ -3,12 +3,14 @@ announces is taken.
 
 Record types (field `type`), each with `v` (format version), `time`, `txid` and `check`:
 
-- `begin`: `files`, a list of {path, before, after, backup}; `before`/`after` are {sha256, mode, uid,
-  gid} or null for a file that does not exist. Written before anything else happens.
+- `begin`: `label`, `pid`, `files`, a list of {path, before, after, backup}; `before`/`after` are
+  {sha256, mode, uid, gid} or null for a file that does not exist. Written before anything else happens.
+  `pid` (here and in `rollback-begin`) names the process working on the transaction: an interrupted
+  run names what it left (`cisfix.interrupted`).
 - `backup`: `path` — the backup of that file is on disk and fsync'd.
 - `applied`: `path`, `sha256` — the file now holds its new content and mode.
 - `commit`: the transaction is complete.
-- `rollback-begin`: `reason`; undoing starts (of an unfinished or of a committed transaction).
+- `rollback-begin`: `reason`, `pid`; undoing starts (of an unfinished or of a committed transaction).
 - `restored`: `path`, `action` — one file is back as it was.
 - `rolled-back`: every file is as before.
 - `rollback-failed`: `conflicts`, a list of {path, reason, backup} — files left untouched.

@@ -1,5 +1,7 @@
 """Pause, like `puppet agent --disable "msg"`: `<state>/PAUSE` says who paused cisfix, why and until
-when. While it holds, `fix` and `drift` change nothing, say so in one line and exit 0.
+when. While it holds, the unattended runs — `fix`, `drift` and the Python API's scripts — change nothing,
+say so in one line and exit 0 (a script's result is SKIPPED); a command a person gives by hand goes ahead,
+its first line saying who paused the node (`going_ahead`).
 
 PAUSE is root's own file in the trusted state folder (`cisfix.statedir`): one another user could have
 written is refused (exit 4), as the journal is, because it silences every correction on the node.
@@ -102,6 +104,16 @@ def read_pause(node: Node) -> Optional[Pause]:
     except (ValueError, KeyError, TypeError):
         raise UntrustedState(path, "not a pause cisfix wrote" + WHY)
     return pause if pause.holds(time.time()) else None
+
+
+def going_ahead(node: Node, command: str) -> Optional[str]:
+    """The first line of a command a person gives by hand (edit, rollback, recover, resume, persist, prune)
+    while the node is paused: it goes ahead — a pause holds back the unattended runs, fix, drift and
+    scripts — but says who paused the node, why and until when. None when not paused."""
+    paused = read_pause(node)
+    if paused is None:
+        return None
+    return f"{paused.line()} — {command} goes ahead: a pause holds back only fix, drift and scripts"
 
 
 def pause(node: Node, reason: str, until: Optional[float]) -> Pause:

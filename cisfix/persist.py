@@ -65,6 +65,7 @@ class PersistReport:
     files: List[str] = field(default_factory=list)
     files_usage: str = ""
     notes: List[str] = field(default_factory=list)
+    recovered: List[dict] = field(default_factory=list)  # what recovery undid first (`Recovered.as_dict`)
 
     @property
     def exit_code(self) -> int:
@@ -77,7 +78,8 @@ class PersistReport:
 
     def as_dict(self) -> dict:
         return {"objects": [o.as_dict() for o in self.objects], "files_dir": self.files_dir, "files": self.files,
-                "files_usage": self.files_usage, "notes": self.notes, "exit_code": self.exit_code}
+                "files_usage": self.files_usage, "notes": self.notes, "exit_code": self.exit_code,
+                **({"recovered": self.recovered} if self.recovered else {})}
 
 
 # ---- what the committed fixes changed ----
@@ -253,14 +255,18 @@ def _write(target: Path, data: bytes) -> None:
 
 
 def run_persist(plugins: Plugins, force: bool = False, dry_run: bool = False, wait: float = 0.0) -> PersistReport:
+    from .apply import open_session
     from .audit import node_state
-    from .engine import Session
+    from .gate import gate_settings, make_gate
 
     node = plugins.node
     if dry_run:
         return _persist(plugins, Journal(node.state_dir / "journal.jsonl"), node_state(plugins), force, True)
-    with Session(node, wait) as session:
-        return _persist(plugins, session.journal, node_state(plugins), force, False)
+    # Recovery first, gated as every run's is: what it put back is proven healthy before the API server is asked.
+    with open_session(plugins, make_gate(plugins, gate_settings(plugins.config)), wait) as session:
+        report = _persist(plugins, session.journal, node_state(plugins), force, False)
+        report.recovered = [r.as_dict(node) for r in session.recovery]
+        return report
 
 
 def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, dry_run: bool) -> PersistReport:
@@ -293,6 +299,8 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
 def print_report(report: PersistReport, quiet: bool, show_diff: bool) -> None:
     import sys
 
+    for recovered in report.recovered:  # first; a change, so also with -q
+        print(recovered["message"])
     for o in report.objects:
         if show_diff and o.diff:
             sys.stdout.write(o.diff)

@@ -19,11 +19,16 @@ def add_command(command: AddCommand) -> None:
 
 
 def cmd_persist(args: argparse.Namespace) -> int:
+    from .pause import going_ahead
     from .persist import print_report, run_persist
 
-    report = run_persist(load_plugins(args, for_changes=not args.dry_run), args.force, args.dry_run, args.wait)
+    plugins = load_plugins(args, for_changes=not args.dry_run)
+    paused = going_ahead(plugins.node, "persist")
+    if paused and args.format != "json":
+        print(paused)
+    report = run_persist(plugins, args.force, args.dry_run, args.wait)
     if args.format == "json":
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps({**({"paused": paused} if paused else {}), **report.as_dict()}, indent=2))
     else:
         print_report(report, args.quiet, args.diff or args.dry_run)
     return report.exit_code

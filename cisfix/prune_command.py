@@ -14,14 +14,21 @@ def add_command(command: AddCommand) -> None:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from .engine import Session
+    from .interrupted import recovery_lines
     from .journal import Journal
+    from .pause import going_ahead
     from .retention import prune_node
 
     node = load_node(args)
+    paused = going_ahead(node, "prune")
+    if paused:
+        print(paused)
     if args.dry_run:
         pruned = prune_node(node, Journal(node.state_dir / "journal.jsonl"), dry_run=True)
     else:
         with Session(node, args.wait) as session:
+            for line in recovery_lines(node, session.recovery):  # a change: also with -q
+                print(line)
             pruned = session.pruned + prune_node(node, session.journal)
     verb = "would prune" if args.dry_run else "pruned"
     for tx in pruned:

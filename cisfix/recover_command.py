@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .cli_context import AddCommand, build_gate, format_option, gate_options, load_node, load_plugins, wait_option
-from .rollback_command import print_undo_reports
+from .rollback_command import print_undo_reports, say_first
 
 
 def add_command(command: AddCommand) -> None:
@@ -21,4 +21,6 @@ def cmd_recover(args: argparse.Namespace) -> int:
     plugins = load_plugins(args)
     # What recovery restored is gated: a component that does not come back HALTs the node (exit 4).
     with open_session(plugins, build_gate(args, plugins), args.wait) as session:
-        return print_undo_reports(node, session.recovered, args, "nothing to recover")
+        first = say_first(node, session, "recover", args)
+        return print_undo_reports(node, session.recovered, args, "" if session.recovery else "nothing to recover",
+                                  first)

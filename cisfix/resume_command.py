@@ -22,12 +22,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     naming what was not proven."""
     from .apply import open_session
     from .halt import Halted, clear_halt, halt_file, halt_reason
+    from .rollback_command import say_first
 
     node = load_node(args)
     plugins = load_plugins(args)
     gate = build_gate(args, plugins)
     with open_session(plugins, gate, args.wait, halt_check=False) as session:
         session.refuse_if_recovery_failed()  # this run's recovery has just HALTed the node
+        say_first(node, session, "resume", args)
         path = halt_file(node)
         if halt_reason(node) is None:
             print("not halted")

@@ -30,6 +30,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     gate = build_gate(args, plugins)
     with open_session(plugins, gate, args.wait) as session:
         session.refuse_if_recovery_failed()
+        first = say_first(node, session, "rollback", args)
         txs = session.journal.transactions()
         if args.last:
             committed = [tx for tx in txs.values() if tx.state == "committed"]
@@ -41,7 +42,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             if tx is None:
                 raise InputError(session.journal.path, f"no transaction {args.txid}")
         report, code, after = rollback_gated(session, plugins, gate, tx)
-        code = max(code, print_undo_reports(node, [report], args, ""))
+        code = max(code, print_undo_reports(node, [report], args, "", first))
     if after:
         print(f"cisfix: {after}", file=sys.stderr)
     if halt_file(node).exists():
@@ -50,7 +51,24 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return code
 
 
-def print_undo_reports(node, reports, args: argparse.Namespace, nothing: str) -> int:
+def say_first(node, session, command: str, args: argparse.Namespace) -> dict:
+    """What a command a person gives says before anything else, once its session is open: that the node
+    is paused (the command goes ahead; `cisfix.pause.going_ahead`), and what recovery undid (a change:
+    also with -q). With --format json, the keys of its JSON object that say it."""
+    from .interrupted import recovery_lines
+    from .pause import going_ahead
+
+    paused = going_ahead(node, command)
+    if getattr(args, "format", "text") == "json":
+        recovered = [r.as_dict(node) for r in session.recovery]
+        return {**({"paused": paused} if paused else {}), **({"recovered": recovered} if recovered else {})}
+    for line in ([paused] if paused else []) + recovery_lines(node, session.recovery):
+        print(line)
+    return {}
+
+
+def print_undo_reports(node, reports, args: argparse.Namespace, nothing: str, first: dict) -> int:
+    """The undoing's report; `first`: the JSON keys `say_first` gave."""
     from .engine import describe_conflicts
 
     # An undo the journal could not record to its end (a full disk met halfway) is not "rolled back":
@@ -59,9 +77,9 @@ def print_undo_reports(node, reports, args: argparse.Namespace, nothing: str) ->
     if args.format == "json":
         transactions = [{"txid": r.txid, "ok": r.ok, "recorded": not r.unrecorded, "restored": r.restored,
                          "conflicts": r.conflicts} for r in reports]
-        print(json.dumps({"success": code == 0, "transactions": transactions}, indent=2))
+        print(json.dumps({**first, "success": code == 0, "transactions": transactions}, indent=2))
         return code
-    if not reports and not args.quiet:
+    if not reports and nothing and not args.quiet:
         print(nothing)
     for r in reports:
         for x in r.restored:

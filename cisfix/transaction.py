@@ -263,7 +263,7 @@ def rollback(node: Node, journal: Journal, log: ChangeLog, txid: str, files: Lis
             except JournalWriteFailed as exc:
                 report.unrecorded = exc.reason
 
-    record("rollback-begin", reason=reason)
+    record("rollback-begin", reason=reason, pid=os.getpid())  # who undoes it, for an interrupt to name
     if announced and report.unrecorded is not None:
         raise UndoNotRecorded.of(journal, txid, report.unrecorded)
     journaled_conflicts = []

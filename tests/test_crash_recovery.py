@@ -61,6 +61,35 @@ def test_the_next_mutating_command_recovers_first(node):
     assert node.read(APISERVER) == wanted
 
 
+def test_every_mutating_command_says_first_what_it_recovered(node):
+    """A change undone silently looks like one that never happened: each run that recovers one says so
+    in its first line (also with -q), and in its JSON or its Python result."""
+    from cisfix.api import Runner
+
+    def leave_one_open() -> str:
+        killed = run_cisfix(node, "edit", APISERVER, "--flag", "profiling=true", env={"CISFIX_FAULT": "before-commit"})
+        assert killed.returncode == -9
+        return history(node)[-1]["txid"]
+
+    said = "cisfix: recovered transaction {} left by an interrupted run: undid 1 file(s){} ({})"
+    manifest = node.path(APISERVER)
+    for command in (("-q", *EDIT), ("rollback", "--last"), ("recover",), ("-q", "prune"), ("persist",)):
+        txid = leave_one_open()
+        result = run_cisfix(node, *command)
+        whose = "" if command[-1] == "prune" else " of kube-apiserver"  # prune recovers without the layout
+        assert result.stdout.splitlines()[0] == said.format(txid, whose, manifest), (command, result.stdout,
+                                                                                     result.stderr)
+    txid = leave_one_open()
+    (recovered,) = json.loads(run_cisfix(node, "recover", "--format", "json").stdout)["recovered"]
+    assert recovered["txid"] == txid and recovered["undone"] == [APISERVER]
+    assert recovered["components"] == ["kube-apiserver"] and recovered["message"] == said.format(
+        txid, " of kube-apiserver", manifest)
+    txid = leave_one_open()
+    result = Runner(root=str(node.root)).update_manifest_safely(APISERVER, "--profiling=", "false")
+    assert result["success"] and [r["txid"] for r in result["recovered"]] == [txid], result
+    assert [tx["state"] for tx in history(node)][-2:] == ["rolled-back", "committed"]
+
+
 def test_kill_mid_rollback_of_a_committed_transaction_is_finished_by_recover(node):
     original = node.read(APISERVER)
     assert run_cisfix(node, *EDIT).returncode == 0

@@ -345,13 +345,15 @@ def test_drift_runs_never_overlap(fixed, drift):
 
 
 def test_a_second_pause_is_refused_naming_the_first_unless_replaced(fixed, cisfix):
-    assert cisfix("pause", "--reason", "change freeze CHG-42", "--until", "2h").returncode == 0
+    assert cisfix("pause", "--reason", "change freeze CHG-42").returncode == 0
     state = fixed.root / STATE.lstrip("/") / "PAUSE"
     first = state.read_bytes()
     again = cisfix("pause", "--reason", "mine")
     assert again.returncode == 2 and state.read_bytes() == first
     [line] = again.stderr.splitlines()
-    assert "already paused by " in line and ": change freeze CHG-42" in line and "--replace" in line
+    who = json.loads(state.read_bytes())["who"]  # who paused, since when, until when and why
+    assert f"already paused by {who} since " in line and " until `cisfix unpause`: change freeze CHG-42;" in line
+    assert "--replace" in line
     replaced = cisfix("pause", "--reason", "mine", "--replace")
     assert replaced.returncode == 0 and replaced.stdout.endswith(": mine\n")
 
@@ -365,3 +367,58 @@ def test_a_dry_run_while_paused_says_so_first(fixed, cisfix):
     assert first.startswith("paused by ") and "change freeze CHG-42" in first and "would change nothing now" in first
     assert "WOULD_FIX" in result.stdout  # the plan is still shown
     assert json.loads(cisfix("fix", "--dry-run", "--format", "json").stdout)["paused"].startswith("paused by ")
+
+
+def test_a_command_a_person_gives_goes_ahead_while_paused_saying_so_first(node, cisfix):
+    """A pause holds back the unattended runs; a person's edit, rollback or repair during a freeze must
+    still work, but they learn first that someone paused the node, why and until when."""
+    assert cisfix("pause", "--reason", "change freeze CHG-42", "--until", "2h").returncode == 0
+    journal = node.root / STATE.lstrip("/") / "journal.jsonl"
+    for command in [("edit", APISERVER, "--flag", "profiling=false"), ("edit", APISERVER, "--unflag", "profiling",
+                     "--dry-run"), ("rollback", "--last"), ("recover",), ("resume",), ("persist", "--dry-run"),
+                    ("persist",), ("prune",), ("prune", "--dry-run")]:
+        before = journal.read_bytes() if journal.exists() else b""
+        result = cisfix(*command)
+        first = result.stdout.splitlines()[0] if result.stdout else ""
+        assert first.startswith("paused by ") and " until " in first and first.endswith(
+            f": change freeze CHG-42 — {command[0]} goes ahead: a pause holds back only fix, drift and scripts"), (
+            command, result.stdout, result.stderr)
+        if command[0] in ("edit", "rollback") and "--dry-run" not in command:  # it went ahead
+            assert result.returncode == 0 and journal.read_bytes() != before, (command, result.stderr)
+    for command in [("edit", APISERVER, "--flag", "profiling=false", "--dry-run"), ("recover",)]:
+        assert json.loads(cisfix(*command, "--format", "json").stdout)["paused"].startswith("paused by ")
+
+
+def test_a_fix_with_persist_and_a_script_are_held_back_while_paused(node, cisfix):
+    from cisfix.api import Runner
+
+    before = node.read(APISERVER)
+    assert cisfix("pause", "--reason", "change freeze CHG-42").returncode == 0
+    held = cisfix("fix", "--persist")
+    assert held.returncode == 0 and held.stdout.startswith("paused by ") and len(held.stdout.splitlines()) == 1
+    runner = Runner(root=str(node.root))
+    result = runner.update_manifest_safely(APISERVER, "--profiling=", "false")
+    assert result["success"] and result["status"] == "SKIPPED", result
+    assert result["reason"].startswith("paused by ") and result["reason"].endswith("CHG-42; nothing was changed")
+    tried = runner.update_manifest_safely(APISERVER, "--profiling=", "false", dry_run=True)
+    assert tried["status"] == "WOULD_FIX" and tried["reason"].startswith("paused by ") and tried["diff"]
+    assert node.read(APISERVER) == before
+
+
+def test_drift_first_undoes_what_an_interrupted_run_left_and_says_so(fixed, cisfix, drift):
+    """An open transaction is the node as an interrupted run left it, not drift: drift recovers it before
+    it audits (so nothing is corrected), and says so even with -q, as its JSON does."""
+    fixed_bytes = fixed.read(APISERVER)
+    for args in (("-q",), ("--format", "json")):
+        killed = cisfix("edit", APISERVER, "--flag", "profiling=true", env={"CISFIX_FAULT": "before-commit"})
+        assert killed.returncode == -9 and fixed.read(APISERVER) != fixed_bytes
+        txid = json.loads(cisfix("history", "--format", "json").stdout)[-1]["txid"]
+        result, _ = drift(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        line = (f"cisfix: recovered transaction {txid} left by an interrupted run: undid 1 file(s) of kube-apiserver "
+                f"({fixed.path(APISERVER)})")
+        if args == ("-q",):
+            assert result.stdout.splitlines() == [line]
+        else:
+            assert [r["message"] for r in json.loads(result.stdout)["recovered"]] == [line]
+        assert fixed.read(APISERVER) == fixed_bytes and events(fixed) == []

@@ -214,8 +214,8 @@ def test_a_bug_while_the_gate_judges_a_change_puts_the_files_back_before_exit_70
     assert lab_cisfix(lab, "recover").stdout.strip() == "nothing to recover"
 
 
-def test_an_interrupted_run_exits_130_saying_what_happens_next(node):
-    """Ctrl-C while waiting for the run lock: exit 130 and one line saying how what is left gets finished."""
+def test_an_interrupt_while_waiting_for_the_lock_says_nothing_was_left_half_done(node):
+    """Ctrl-C before anything began: exit 130, and one line saying there is nothing to recover."""
     import signal
 
     from lab_fixtures import poll
@@ -238,8 +238,58 @@ def test_an_interrupted_run_exits_130_saying_what_happens_next(node):
         waiting.send_signal(signal.SIGINT)
         _, stderr = waiting.communicate(timeout=60)
     assert waiting.returncode == 130
-    assert stderr.splitlines() == ["cisfix: interrupted (exit 130); anything it left half done is finished or "
-                                   "undone by the next mutating run, or now by `cisfix recover`"]
+    assert stderr.splitlines() == ["cisfix: interrupted (exit 130); nothing was left half done"]
+
+
+def journal_records(root) -> list:
+    """The journal's complete lines (one being appended is left for the next look)."""
+    journal = Path(root) / "var/lib/cisfix/journal.jsonl"
+    text = journal.read_text() if journal.exists() else ""
+    return [json.loads(line) for line in text.split("\n")[:-1] if line]
+
+
+def test_an_interrupted_fix_names_what_it_left_open_and_the_next_fix_says_first_it_undid_it(lab):
+    """Ctrl-C while the gate waits on a changed API server: the exit-130 line names the open transaction,
+    its component and file; the next fix undoes it (gated) and says so in its first line, then fixes."""
+    import signal
+
+    from lab_fixtures import poll
+
+    manifest = lab.manifest("kube-apiserver")
+    before = manifest.read_bytes()
+    # A long stability window: the transaction stays open (applied, gated, not committed) until interrupted.
+    fixing = subprocess.Popen([sys.executable, "-m", "cisfix", "--root", str(lab.root), "fix", "--check", "1.2.15",
+                               "--timeout", "120", "--stability-window", "60"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def applied_and_gating() -> str:
+        assert fixing.poll() is None, "the fix ended before it was interrupted"
+        records = journal_records(lab.root)
+        gating = {r["txid"] for r in records if r["type"] == "gate"}
+        return next((r["txid"] for r in records if r["type"] == "applied" and r["txid"] in gating), "")
+    txid = poll(applied_and_gating, 120, "the fix to apply its change and gate it",
+                lambda: str(journal_records(lab.root)))
+    fixing.send_signal(signal.SIGINT)
+    _, stderr = fixing.communicate(timeout=60)
+    assert fixing.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == (
+        f"cisfix: interrupted (exit 130); transaction {txid} is open (kube-apiserver: {manifest}); recovery undoes "
+        "it — puts those files back as they were — and proves kube-apiserver healthy: the next mutating run "
+        "recovers first, or `cisfix recover` now")
+    intended = manifest.read_bytes()
+    assert intended != before and b"--profiling=false" in intended
+    assert [r["type"] for r in journal_records(lab.root) if r["txid"] == txid][-1] != "commit"
+
+    again = lab_cisfix(lab, "-q", "fix", "--check", "1.2.15", "--timeout", "120", "--stability-window", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines()[0] == (
+        f"cisfix: recovered transaction {txid} left by an interrupted run: undid 1 file(s) of kube-apiserver "
+        f"({manifest}); kube-apiserver healthy")
+    assert manifest.read_bytes() == intended  # recovered, then fixed again
+    history = json.loads(lab_cisfix(lab, "history", "--format", "json").stdout)
+    assert [(tx["txid"] == txid, tx["state"]) for tx in history] == [(True, "rolled-back"), (False, "committed")]
+    restored = [r for r in journal_records(lab.root) if r["txid"] == txid and r["type"] == "restored"]
+    assert [(r["path"], r["action"]) for r in restored] == [(APISERVER, "restored from backup")]
 
 
 def test_the_exit_1_line_names_the_configuration_file_under_root(node, cisfix):

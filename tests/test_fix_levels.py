@@ -161,6 +161,9 @@ def test_an_interrupt_during_a_levels_gates_leaves_both_transactions_to_recovery
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 130, proc.stderr.read()
     assert sorted(state for _, state in transactions(journal(lab)).values()) == ["open", "open"]
+    said = proc.stderr.read().decode().splitlines()[-1]  # the exit-130 line names both, and what recovery does with them
+    for txid, (component, _) in transactions(journal(lab)).items():
+        assert f"transaction {txid} is open ({component}: " in said, said
 
     result = cisfix(lab, "recover", *FAST)
     assert result.returncode == 0, result.stdout + result.stderr
