@@ -101,7 +101,7 @@ def read_flags(text: str, component: Optional[str], fallback: Optional[str] = No
 
     The component is `component` if given, else the pod's `component` label, else `fallback` (the
     manifest's file name, say)."""
-    target = _locate(yt.parse(text, with_data=False), component, fallback)
+    target = _locate(yt.parse(text, with_data=False, to_edit=False), component, fallback)
     return [(f.name, f.value) for f in target.flags]
 
 

@@ -35,11 +35,13 @@ class Parsed:
     data: List[Any]
 
 
-def parse(text: str, with_data: bool = True) -> Parsed:
+def parse(text: str, with_data: bool = True, to_edit: bool = True) -> Parsed:
     """Parse all documents; any parser, scanner or duplicate-key error becomes an EditError. Without
-    `with_data` only the nodes are made (enough to read, and half the work; duplicate keys go unseen)."""
+    `with_data` only the nodes are made (enough to read, and half the work; duplicate keys go unseen).
+    Without `to_edit` the nodes come from the safe composer, which skips comments: the same values and
+    positions, a fifth faster, but nothing an editor may splice comments around."""
     try:
-        nodes = list(YAML(typ="rt").compose_all(text))
+        nodes = list(YAML(typ="rt").compose_all(text) if to_edit else YAML(typ="safe", pure=True).compose_all(text))
         # The composer does not see duplicate keys; the constructor does.
         data = list(YAML(typ="safe", pure=True).load_all(text)) if with_data else []
     except MarkedYAMLError as exc:
