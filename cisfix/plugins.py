@@ -60,37 +60,45 @@ class DeclarativeFile:
 
 
 def may_have_entry_points(group: str) -> bool:
-    """False only when no installed distribution can declare entry points in `group`: every folder on
-    `sys.path` was listed and no `*.dist-info` or `*.egg-info` in it has an `entry_points.txt` with that
-    section, and nothing else lists distributions (a zip or an egg on the path, another finder). Importing
-    importlib.metadata and reading every distribution's metadata is about a tenth of a warm audit."""
+    """False only when no installed distribution can declare entry points in `group`: every folder and
+    zip (the zipapp itself) on `sys.path` was listed and no `*.dist-info` or `*.egg-info` at its top has an
+    `entry_points.txt` with that section, and nothing else lists distributions (an egg on the path,
+    another finder). Importing importlib.metadata and reading every distribution's metadata is about a
+    tenth of a warm audit."""
     from importlib.machinery import PathFinder
 
     if any(getattr(finder, "find_distributions", None) and finder is not PathFinder for finder in sys.meta_path):
         return True
-    for entry in sys.path:
-        if entry.lower().endswith(".egg"):
-            return True
-        try:
-            names = os.listdir(entry or ".")
-        except FileNotFoundError:
-            continue  # importlib.metadata finds nothing there either
-        except OSError:
-            return True  # a zip file, or a folder it might read otherwise
-        for name in names:
-            if not name.lower().endswith((".dist-info", ".egg-info")):
-                continue
-            try:
-                with open(os.path.join(entry or ".", name, "entry_points.txt"), encoding="utf-8") as file:
-                    sections = [line.strip()[1:-1].strip() for line in file
-                                if line.strip().startswith("[") and line.strip().endswith("]")]
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except (OSError, ValueError):
+    try:
+        for entry in sys.path:
+            if entry.lower().endswith(".egg"):
                 return True
-            if group in sections:
-                return True
+            for text in _entry_point_files(entry or "."):
+                if group in [line.strip()[1:-1].strip() for line in text.splitlines()
+                             if line.strip().startswith("[") and line.strip().endswith("]")]:
+                    return True
+    except Exception:  # unreadable, not UTF-8, a broken zip (zipfile.BadZipFile): importlib.metadata decides
+        return True
     return False
+
+
+def _entry_point_files(entry: str) -> Iterable[str]:
+    """The `entry_points.txt` of each distribution at the top of a `sys.path` folder or zip, as
+    importlib.metadata finds them (nothing for a path that does not exist)."""
+    if os.path.isdir(entry):
+        for name in os.listdir(entry):
+            path = os.path.join(entry, name, "entry_points.txt")
+            if name.lower().endswith((".dist-info", ".egg-info")) and os.path.isfile(path):
+                with open(path, encoding="utf-8") as file:
+                    yield file.read()
+    elif os.path.exists(entry):
+        import zipfile
+
+        with zipfile.ZipFile(entry) as archive:
+            names = set(archive.namelist())
+            for top in {name.split("/")[0] for name in names}:
+                if top.lower().endswith((".dist-info", ".egg-info")) and f"{top}/entry_points.txt" in names:
+                    yield archive.read(f"{top}/entry_points.txt").decode("utf-8")
 
 
 def _bundled_checks_dir():
