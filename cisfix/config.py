@@ -15,6 +15,10 @@ The schema is `cisfix/schemas/node-config.schema.json`; an invalid file is an in
 """
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
+from . import sources
 from .errors import InputError
 from .node import Node
 from .nodefile import decode_text, refuse_yaml_aliases
@@ -31,6 +35,12 @@ def load_node_config(node: Node) -> dict:
         data = read_trusted(path, InputError, "; refusing the node configuration")
     except FileNotFoundError:
         return {}
+    # Parsed and validated once per run, however many times a run asks (see `cisfix.sources`); each
+    # caller gets its own copy, so none can change what the next one reads.
+    return copy.deepcopy(sources.parsed(path, data, None, "node-config", lambda data: _parse(data, path)))
+
+
+def _parse(data: bytes, path: Path) -> dict:
     text = decode_text(data, path)
     refuse_yaml_aliases(text, path)
     try:

@@ -23,7 +23,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .atomic import Meta, sha256, write_atomic
@@ -31,8 +31,6 @@ from .apply import recover_left
 from .audit import run_audits
 from .config import CONFIG_PATH
 from .events import EventLog
-from .fix import FixReport, run_fix
-from .gate import Gate
 from .identity import is_installer
 from .interrupted import Recovered
 from .journal import Journal, TxInfo
@@ -42,6 +40,10 @@ from .state import NodeState
 from .statedir import UntrustedState, is_timestamp, load_state_json, prepare_state_dir, writing_state
 from .trust import read_trusted
 from .types import ERROR, FAIL, Check, CheckResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fix import FixReport
+    from .gate import Gate
 
 UPGRADE, MANUAL, UNKNOWN = "upgrade", "manual", "unknown"
 FLAP_LIMIT, FLAP_WINDOW_HOURS = 3, 24.0
@@ -294,6 +296,8 @@ def _end_flapping(run: _Run, report: DriftReport) -> None:
 def _correct(plugins: Plugins, gate: Gate, run: _Run, report: DriftReport, drifts: List[Drift], log: EventLog,
              wait: float) -> None:
     """Through the engine `fix` uses (one gated transaction per component); one event per correction."""
+    from .fix import run_fix  # the engine, only when something drifted
+
     by_id = {d.check.id: d for d in drifts}
     report.fix = run_fix(plugins, [d.check for d in drifts], gate, wait=wait)
     for result in report.fix.results:

@@ -4,10 +4,8 @@ answer that another process sent on the component's port is not the component's 
 from __future__ import annotations
 
 import base64
-import http.client
 import os
 import socket
-import ssl
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -21,7 +19,13 @@ from .peer import NotTheComponent, Owner
 from .shown import shown as server_text
 from .trust import read_node_trusted
 
+# http.client and ssl are imported by the functions that speak HTTP: a run that probes nothing (a drift
+# with nothing to correct) does not pay for them.
+
 if TYPE_CHECKING:  # pragma: no cover (probes take a node's state; they never build one)
+    import http.client
+    import ssl
+
     from .settings import Settings
     from .state import NodeState
 
@@ -44,6 +48,9 @@ def get(url: str, state: NodeState, settings: dict, timeout: float = 5.0, compon
     """GET `url`; healthy is 200-399. TLS verification and client certificates follow `settings`:
     caFile, certFile, keyFile, kubeconfig (node paths), insecureSkipVerify and verifyServerName. With a
     `component`, only its own process's answer counts (see `fetch`)."""
+    import http.client
+    import ssl
+
     try:
         code, body = fetch(url, state, settings, timeout, limit=200, component=component)
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
@@ -61,6 +68,8 @@ def fetch(url: str, state: NodeState, settings: dict, timeout: float = 5.0,
     files are read through the trust rule. With a `component` of this node, the answer counts only when its
     own process holds the server side of the connection (`cisfix.peer`; NotTheComponent, a ValueError,
     otherwise). Raises OSError, ssl.SSLError, http.client.HTTPException or ValueError."""
+    import http.client
+
     owner = Owner(state, component) if component else None
     parts = urlsplit(url)
     if parts.scheme == "https":
@@ -85,6 +94,8 @@ def _request(conn: http.client.HTTPConnection, parts, limit: Optional[int], meth
     still open, to the process that sent it: NotTheComponent when that is not the owner's."""
     if not 0 < conn.timeout <= threading.TIMEOUT_MAX:  # NaN too; an OSError, as every caller expects of it
         raise TimeoutError(f"a timeout of {conn.timeout!r} s is no deadline an answer can meet")
+    import http.client
+
     expired = threading.Event()
 
     def cut_off() -> None:
@@ -127,12 +138,16 @@ def _answer(url: str, code: int, body: bytes) -> Answer:
 
 def _unverified_context() -> ssl.SSLContext:
     """TLS without certificate checks: the kubelet's probes, and endpoints with self-signed certificates."""
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     return context
 
 
 def _context(state: NodeState, settings: dict, cert: Optional[str], key: Optional[str]) -> ssl.SSLContext:
+    import ssl
+
     if settings.get("insecureSkipVerify"):
         context = _unverified_context()
     else:
@@ -312,6 +327,9 @@ def _action(probe: dict, kind: str) -> dict:
 
 
 def _run_probe(probe: dict, container: dict, owner: Owner) -> Answer:
+    import http.client
+    import ssl
+
     if "httpGet" in probe:
         action = _action(probe, "httpGet")
         scheme = str(action.get("scheme", "HTTP")).lower()

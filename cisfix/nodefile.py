@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
 from .errors import InputError
 
@@ -108,15 +109,52 @@ def refuse_yaml_aliases(text: str, shown: object) -> None:
         return  # not valid YAML: the parser that follows says where and why
 
 
-def parse_yaml(text: str, shown: str) -> Any:
-    """The first document of a node's YAML text, safely loaded; invalid YAML or an alias is an `InputError`
-    naming `shown` (and the line)."""
+@dataclass(frozen=True)
+class Composed:
+    """A YAML text parsed once by the safe loader (`compose_yaml`)."""
+
+    nodes: Tuple[Any, ...]  # every document's nodes, in order, up to `error`
+    error: Optional[BaseException]  # what stopped the composing, if anything did
+    first: Any  # the first document's data (None when there is no document)
+    first_error: Optional[BaseException]  # what constructing the first document raised
+
+
+def compose_yaml(text: str) -> Composed:
+    """Every document's nodes and the first document's data, from one parse: a manifest is read both ways
+    (its data by `parse_yaml`, its flags from the nodes), and parsing is most of an audit's time. The first
+    document is constructed before the next one is read, as the loader's `load_all` does, so its data and
+    its errors are the loader's; a later document's error is kept in `error`, for readers of every node."""
     from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    nodes: List[Any] = []
+    first, first_error = None, None
+    try:
+        for node in yaml.compose_all(text):
+            nodes.append(node)
+            if len(nodes) == 1:
+                try:
+                    first = yaml.constructor.construct_document(node)
+                except Exception as exc:  # raised again to whoever asks for the data
+                    first_error = exc
+    except Exception as exc:  # raised again to whoever asks for the nodes (or the first document's data)
+        return Composed(tuple(nodes), exc, first, first_error)
+    return Composed(tuple(nodes), None, first, first_error)
+
+
+def parse_yaml(text: str, shown: str, composed: Optional[Composed] = None) -> Any:
+    """The first document of a node's YAML text, safely loaded; invalid YAML or an alias is an `InputError`
+    naming `shown` (and the line). `composed`: the text's `compose_yaml`, when the caller has it."""
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     refuse_yaml_aliases(text, shown)
+    composed = composed or compose_yaml(text)
     try:
-        return next(iter(YAML(typ="safe").load_all(text)), None)
+        if composed.error is not None and not composed.nodes:
+            raise composed.error
+        if composed.first_error is not None:
+            raise composed.first_error
+        return composed.first
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise InputError(f"{shown}:{mark.line + 1}" if mark else shown,

@@ -14,7 +14,6 @@ import sys
 import types
 from dataclasses import dataclass, replace
 from importlib import import_module
-from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -60,6 +59,48 @@ class DeclarativeFile:
         return self.checks
 
 
+def may_have_entry_points(group: str) -> bool:
+    """False only when no installed distribution can declare entry points in `group`: every folder and
+    zip (the zipapp itself) on `sys.path` was listed and no `*.dist-info` or `*.egg-info` at its top has an
+    `entry_points.txt` with that section, and nothing else lists distributions (an egg on the path,
+    another finder). Importing importlib.metadata and reading every distribution's metadata is about a
+    tenth of a warm audit."""
+    from importlib.machinery import PathFinder
+
+    if any(getattr(finder, "find_distributions", None) and finder is not PathFinder for finder in sys.meta_path):
+        return True
+    try:
+        for entry in sys.path:
+            if entry.lower().endswith(".egg"):
+                return True
+            for text in _entry_point_files(entry or "."):
+                if group in [line.strip()[1:-1].strip() for line in text.splitlines()
+                             if line.strip().startswith("[") and line.strip().endswith("]")]:
+                    return True
+    except Exception:  # unreadable, not UTF-8, a broken zip (zipfile.BadZipFile): importlib.metadata decides
+        return True
+    return False
+
+
+def _entry_point_files(entry: str) -> Iterable[str]:
+    """The `entry_points.txt` of each distribution at the top of a `sys.path` folder or zip, as
+    importlib.metadata finds them (nothing for a path that does not exist)."""
+    if os.path.isdir(entry):
+        for name in os.listdir(entry):
+            path = os.path.join(entry, name, "entry_points.txt")
+            if name.lower().endswith((".dist-info", ".egg-info")) and os.path.isfile(path):
+                with open(path, encoding="utf-8") as file:
+                    yield file.read()
+    elif os.path.exists(entry):
+        import zipfile
+
+        with zipfile.ZipFile(entry) as archive:
+            names = set(archive.namelist())
+            for top in {name.split("/")[0] for name in names}:
+                if top.lower().endswith((".dist-info", ".egg-info")) and f"{top}/entry_points.txt" in names:
+                    yield archive.read(f"{top}/entry_points.txt").decode("utf-8")
+
+
 def _bundled_checks_dir():
     from importlib.resources import files
 
@@ -78,15 +119,21 @@ class Plugins:
         self._sources: Dict[str, Tuple[str, str]] = {}  # plugin name -> (version, source)
         # Every name -p no:NAME may block: entry points (found as pluggy finds them, on Python 3.9 too),
         # then each plugin as it registers.
-        self._offered = {ep.name for dist in distributions() for ep in dist.entry_points if ep.group == "cisfix"}
+        entry_points = may_have_entry_points("cisfix")
+        self._offered = set()
+        if entry_points:
+            from importlib.metadata import distributions
+
+            self._offered = {ep.name for dist in distributions() for ep in dist.entry_points if ep.group == "cisfix"}
         for name in blocked:
             self.pm.set_blocked(name)
         for module in DEFAULT_PLUGINS:
             self._register(import_module(module), module, "-", "built-in")
-        try:
-            self.pm.load_setuptools_entrypoints("cisfix")
-        except pluggy.PluginValidationError as exc:
-            raise InputError(f"entry point {self.pm.get_name(exc.plugin) or exc.plugin}", str(exc))
+        if entry_points:
+            try:
+                self.pm.load_setuptools_entrypoints("cisfix")
+            except pluggy.PluginValidationError as exc:
+                raise InputError(f"entry point {self.pm.get_name(exc.plugin) or exc.plugin}", str(exc))
         for plugin, dist in self.pm.list_plugin_distinfo():
             self._sources[self.pm.get_name(plugin)] = (dist.version, f"entry point of {dist.project_name}")
         self._load_dir(_bundled_checks_dir(), "bundled checks.d")

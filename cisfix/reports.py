@@ -9,7 +9,6 @@ import textwrap
 import time
 from itertools import groupby
 from typing import Dict, List, Optional, Sequence, Tuple
-from xml.sax.saxutils import escape, quoteattr
 
 from .types import CheckResult, NodeInfo, ReportFormat
 
@@ -63,6 +62,8 @@ def render_json(results: Sequence[CheckResult], summary: Dict[str, int], node_in
 def render_junit(results: Sequence[CheckResult], summary: Dict[str, int], node_info: Optional[NodeInfo] = None) -> str:
     """One testcase per check: FAIL and ERROR fail, WARN, MANUAL and EXCEPTED are skipped (a person's call).
     Warnings are `warning` properties of every testsuite, where CI systems show suite properties."""
+    from xml.sax.saxutils import escape, quoteattr  # imports urllib.request: only for this format
+
     failures = sum(r.audit.status == "FAIL" for r in results)
     errors = sum(r.audit.status == "ERROR" for r in results)
     skipped = sum(r.audit.status in ("WARN", "MANUAL", "EXCEPTED") for r in results)

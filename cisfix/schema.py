@@ -10,6 +10,8 @@ import math
 from functools import lru_cache
 from typing import Any, List, Tuple
 
+from .schemacheck import surely_valid
+
 
 class DocumentError(ValueError):
     """A problem in a YAML document at a 1-based line."""
@@ -27,10 +29,15 @@ def schema_text(name: str) -> str:
 
 
 @lru_cache(maxsize=None)
+def _schema(name: str) -> dict:
+    return json.loads(schema_text(name))
+
+
+@lru_cache(maxsize=None)
 def _validator(name: str):
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(json.loads(schema_text(name)))
+    return Draft202012Validator(_schema(name))
 
 
 def load_documents(text: str) -> List[Any]:
@@ -76,9 +83,12 @@ def _message(error: Any) -> str:
 def validate(doc: Any, schema: str) -> List[Tuple[int, str]]:
     """Problems of one document as (line, message), best first; empty when valid. A NaN or an infinity
     (YAML's `.nan`, `.inf`) is a problem wherever it is: it passes every minimum and maximum of a schema."""
+    non_finite = _non_finite(doc)
+    if not non_finite and surely_valid(doc, _schema(schema)):  # the usual case, without importing jsonschema
+        return []
     errors = sorted(_validator(schema).iter_errors(doc), key=lambda e: (len(e.absolute_path), str(e.message)))
     return ([(_line_of(doc, path), f"{'.'.join(map(str, path))}: must be a finite number, not {value}")
-             for path, value in _non_finite(doc)]
+             for path, value in non_finite]
             + [(_line_of(doc, _where(e)), _message(e)) for e in errors])
 
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import flags as flag_parser
-from .editors import distconfig, flagfile
-from .editors.distconfig import DistConfig
 from .errors import EditError, InputError
 from .plan import AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag, SetPath, SetSetting, UnsetPath
 from .nodefile import decode_text
@@ -25,6 +23,8 @@ from .shown import shown
 from .types import DROPIN_SUFFIXES, ArgList, Component, Configure, EditFile, Evidence
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .editors import flagfile
+    from .editors.distconfig import DistConfig
     from .state import Flags, NodeState
     from .types import NodeInfo
 
@@ -162,9 +162,11 @@ def command_line_from_files(state: "NodeState", flag_files: Tuple[str, ...]) -> 
 
 # ---- a distribution's configuration file (RKE2, k3s): `*-arg` lists ----
 
-def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, Optional[bytes]]] = None) -> DistConfig:
+def dist_config(state: "NodeState", args: ArgList, replaced: Optional[Dict[str, Optional[bytes]]] = None) -> "DistConfig":
     """The distribution's configuration as it reads it: its config file, then its drop-ins in order;
     `replaced`: files as a change would leave them (node path -> bytes, None: removed)."""
+    from .editors import distconfig  # only on RKE2 and k3s nodes
+
     replaced = replaced or {}
     _require_trusted_folders(state, args)
     dropins = {*_dropins(state, args), *(p for p in replaced if args.holds(p) and p != args.config)}
@@ -250,6 +252,8 @@ def configured_changes(state: "NodeState", spec: Component, planned: Sequence[An
 def _configure_args(state: "NodeState", component: Component, change: Configure) -> List[EditFile]:
     """A change of settings of a component the distribution's configuration sets: the edits of its
     files, by its merge rules (see `cisfix.editors.distconfig`), applied with its service's restart."""
+    from .editors import distconfig
+
     args = component.args
     edits: Dict[str, List[Any]] = {}
     planned: Dict[str, Optional[bytes]] = {}  # each file as the operations planned so far leave it

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from . import flags, sources
 from .errors import EditError, InputError
 from .node import Node
-from .nodefile import decode_text, parse_yaml
+from .nodefile import Composed, compose_yaml, decode_text, parse_yaml
 from .shown import shown
 from .types import ArgList, Component, Evidence, NodeInfo
 
@@ -98,7 +98,16 @@ class NodeState:
         """The file parsed as YAML (the first document), or None when absent. Invalid YAML and YAML
         aliases raise InputError as `FILE:LINE: reason`."""
         shown = self.node.display(path)
-        return self._parsed(path, "yaml", lambda data: parse_yaml(decode_text(data, shown), shown))
+
+        def parse(data: bytes) -> Any:
+            text = decode_text(data, shown)
+            return parse_yaml(text, shown, self._composed(path, text))
+        return self._parsed(path, "yaml", parse)
+
+    def _composed(self, path: str, text: str) -> Composed:
+        """The file (`text`, its bytes decoded) composed once for both of its readings: its data and a
+        manifest's flags."""
+        return self._parsed(path, "composed", lambda data: compose_yaml(text))
 
     def flag_file(self, path: str) -> "Optional[FlagFile]":
         """A flag file (environment file, systemd drop-in) parsed, or None when absent."""
@@ -117,7 +126,8 @@ class NodeState:
             from .editors.manifest import read_flags
 
             try:
-                return dict(read_flags(data.decode("utf-8"), None, fallback=component))
+                text = data.decode("utf-8")
+                return dict(read_flags(text, None, fallback=component, composed=self._composed(path, text)))
             except (EditError, UnicodeDecodeError) as exc:
                 raise InputError(self.node.display(path), str(exc))
         return self._parsed(path, f"manifest-flags:{component}", parse)

@@ -20,6 +20,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .. import flags
 from ..errors import EditError
+from ..nodefile import Composed
 from ..plan import AddFlagItem, AddHostPathMount, Edited, FlagOp, ManifestOp, RemoveFlag, RemoveFlagItem, SetFlag
 from . import yamltext as yt
 
@@ -95,13 +96,16 @@ class _Append:
 # --- public API --------------------------------------------------------------------------------------
 
 
-def read_flags(text: str, component: Optional[str], fallback: Optional[str] = None) -> List[Tuple[str, Optional[str]]]:
+def read_flags(text: str, component: Optional[str], fallback: Optional[str] = None,
+               composed: Optional[Composed] = None) -> List[Tuple[str, Optional[str]]]:
     """The component's flags in order (name without dashes, value or None when bare). Duplicates are
     all listed; as for the component, the last one is effective (`dict()` of the result).
 
     The component is `component` if given, else the pod's `component` label, else `fallback` (the
-    manifest's file name, say)."""
-    target = _locate(yt.parse(text, with_data=False), component, fallback)
+    manifest's file name, say). `composed`: the text's `cisfix.nodefile.compose_yaml`, when the caller
+    has it (its data was read too)."""
+    parsed = yt.read_nodes(composed) if composed else yt.parse(text, with_data=False, to_edit=False)
+    target = _locate(parsed, component, fallback)
     return [(f.name, f.value) for f in target.flags]
 
 

@@ -12,7 +12,6 @@ import posixpath
 import re
 from typing import Iterator, Optional, Tuple
 
-from ..editors.distconfig import K3S, REPLACE
 from ..node import Node
 from ..types import HIDE, WRITE, ArgList, HostPath, NodeInfo, PersistPlan
 
@@ -31,6 +30,8 @@ def arg_list(distribution: str, component: str, defaults=None) -> ArgList:
     """Where the component's flags are set. Both distributions pass the kube-* lists through k3s's GetArgs
     (`name+=X` appends to the distribution's own value); `etcd-arg` items are written into etcd's
     configuration file instead, where the last one wins (see `cisfix.editors.distconfig`)."""
+    from ..editors.distconfig import K3S, REPLACE  # the editor itself only on RKE2 and k3s nodes
+
     config = config_path(distribution)
     values = REPLACE if component == "etcd" else K3S
     return ArgList(ARG_KEYS[component], config, f"{config}.d", f"{config}.d/{OWNED_DROPIN}", values, defaults or {})
