@@ -121,8 +121,9 @@ def _audit(state: NodeState, check: Check, audit: Optional[Callable[[NodeState],
         return AuditResult(ERROR, reason=f"audit raised {type(exc).__name__}: {exc}")
 
 
-def run_audits(plugins: Plugins, checks: Sequence[Check]) -> List[CheckResult]:
-    state = node_state(plugins)
+def run_audits(plugins: Plugins, checks: Sequence[Check], state: Optional[NodeState] = None) -> List[CheckResult]:
+    """Audit `checks` through `state` (the caller's view of the node, to read it once), else a new view."""
+    state = state or node_state(plugins)
     exceptions = node_exceptions(plugins)
     results = []
     for check in checks:

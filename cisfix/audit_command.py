@@ -20,15 +20,17 @@ def add_command(command: AddCommand) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import exit_code, require_benchmark, run_audits, select, summarize
+    from .audit import exit_code, node_state, require_benchmark, run_audits, select, summarize
+    from .judged import judged_info
 
     plugins = load_plugins(args)
     formats = plugins.report_formats()
     if args.format not in formats:
         raise InputError(f"--format {args.format}", f"unknown format; choose from {', '.join(sorted(formats))}")
     require_benchmark(plugins)
-    results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
-    report = formats[args.format](results, summarize(results), plugins.info)
+    state = node_state(plugins)
+    results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level), state)
+    report = formats[args.format](results, summarize(results), judged_info(plugins, args.level, state))
     if args.output:
         _write_report(args.output, report, plugins)
     else:

@@ -142,8 +142,11 @@ def cisfix_register_report_formats() -> "Optional[List[ReportFormat]]":
 
     Return a list of `cisfix.ReportFormat`, or None. `render(results, summary, node_info)` receives the
     list of `cisfix.CheckResult`, the summary counts (a dict of status -> number) and the node's
-    `cisfix.NodeInfo` (it may leave that out), and returns the text. Two formats of one name are an
-    error naming both plugins.
+    `cisfix.NodeInfo` (it may leave that out), and returns the text. The NodeInfo says what the audit
+    judged against, which a report should name: `name` (the node's), `version` (Kubernetes),
+    `distribution`, `layout`, `benchmark`, `level` (the `--level` asked; None for every level), and its
+    `warnings`; `cisfix.judged.judged_against(node_info)` gives all of it, with the cisfix build, as the
+    built-in JSON's `judged_against` object. Two formats of one name are an error naming both plugins.
 
     Example::
 
