@@ -59,3 +59,16 @@ def test_fleet_report_merges_audits_and_fixes_and_lists_unaudited_nodes(tmp_path
         ["1.1.1", "PASS", "PASS", "-"]]
     assert lines[-3:] == ["a: 1 PASS, 2 FAIL; fix: 1 FIXED", "b: 2 PASS, 1 FAIL",
                           "c: not audited; ERROR: no audit report (the node failed or was not reached)"]
+
+
+def test_node_reports_take_the_audit_options_report_knows_and_cover_every_check():
+    options = "--check 1.2.15 --level 1 --node-type=master --checks-dir '/etc/my checks' --disable=1.1.1 -p no:x"
+    assert fleet.cisfix_report_options(options) == "--level 1 --checks-dir '/etc/my checks' --disable=1.1.1 -p no:x"
+    assert fleet.cisfix_report_options("") == "" and fleet.cisfix_report_options("--check TEST-8") == ""
+
+
+def test_fleet_page_is_made_from_the_node_reports_present_in_inventory_order(tmp_path):
+    for name in ("w1.report.json", "cp1.report.json", "cp1.audit.json"):
+        write(tmp_path, name, {})
+    assert fleet.cisfix_node_reports(str(tmp_path), ["cp1", "cp2", "w1", "cp1"]) == [
+        str(tmp_path / "nodes/cp1.report.json"), str(tmp_path / "nodes/w1.report.json")]

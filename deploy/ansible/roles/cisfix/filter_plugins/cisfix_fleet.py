@@ -2,13 +2,15 @@
 node's reports. Runs on the controller; stdlib only.
 
 A node's reports, as the role fetches them into <report dir>/nodes/: `<host>.audit.json` (`cisfix audit
---format json`: summary, results) and, in fix and drift mode, `<host>.fix.json` (`cisfix fix --format
-json`: summary, restarts, results with each check's `fix` outcome, diff).
+--format json`: judged_against, summary, results), `<host>.report.json` (`cisfix report --format json`,
+the node report document fleet.html is made from) and, in fix and drift mode, `<host>.fix.json` (`cisfix
+fix --format json`: summary, restarts, results with each check's `fix` outcome, diff).
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 CHANGED = ("FIXED", "WOULD_FIX")
@@ -28,6 +30,9 @@ EXIT_MEANINGS = {
        "credentials",
     70: "cisfix failed with an internal error: the node's state is unknown",
 }
+# Options of `cisfix_args` (shared by audit and fix) that take a value, and those `cisfix report` takes too.
+VALUED = ("--check", "--node-type", "--level", "--checks-dir", "--disable", "--benchmark", "-p", "--state-dir")
+REPORT_OPTIONS = ("--level", "--checks-dir", "--disable", "--benchmark", "-p", "--state-dir")
 # Cells of the fleet table that need a person or a fix run, ranked worst first.
 NOT_GOOD = ("REMEDIATION_FAILED_ROLLBACK_FAILED", "REMEDIATION_FAILED_ROLLED_BACK", "REMEDIATION_FAILED",
             "ERROR", "FAIL", "WOULD_FIX", "WARN")
@@ -69,6 +74,28 @@ def cisfix_unaudited(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> List[
         audit = hostvars[host].get("cisfix_audit") if host in hostvars else None
         return isinstance(audit, Mapping) and cisfix_ran(audit)
     return [h for h in dict.fromkeys(hosts) if not audited(h)]
+
+
+def cisfix_report_options(args: str) -> str:
+    """The options of `cisfix_args` that `cisfix report` takes too: the node report covers the checks
+    the audit loaded (--checks-dir, --disable, --benchmark, -p) at its level, every one of them (there is
+    no --check or --node-type to narrow a report)."""
+    words, kept = shlex.split(args or ""), []
+    while words:
+        word = words.pop(0)
+        name, given = word.split("=", 1)[0], "=" in word
+        option = [word] + ([words.pop(0)] if name in VALUED and not given and words else [])
+        if name in REPORT_OPTIONS:
+            kept += option
+    return " ".join(shlex.quote(w) for w in kept)
+
+
+def cisfix_node_reports(report_dir: str, hosts: Sequence[str]) -> List[str]:
+    """The node report documents the nodes wrote (<report dir>/nodes/<host>.report.json), in inventory
+    order: what fleet.html is made from. A node without one (not reached, or its report failed: the
+    play's output says why) is left out."""
+    paths = (os.path.join(report_dir, "nodes", f"{host}.report.json") for host in dict.fromkeys(hosts))
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def _load(path: str) -> Optional[dict]:
@@ -146,4 +173,5 @@ class FilterModule:
     def filters(self) -> dict:
         return {"cisfix_ran": cisfix_ran, "cisfix_changed": cisfix_changed, "cisfix_failure": cisfix_failure,
                 "cisfix_unaudited": cisfix_unaudited, "cisfix_fleet_report": cisfix_fleet_report,
-                "cisfix_fleet_table": cisfix_fleet_table}
+                "cisfix_fleet_table": cisfix_fleet_table, "cisfix_report_options": cisfix_report_options,
+                "cisfix_node_reports": cisfix_node_reports}
