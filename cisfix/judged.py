@@ -75,7 +75,8 @@ def flat(info: Optional[NodeInfo]) -> Dict[str, str]:
 
 def header_lines(info: Optional[NodeInfo]) -> List[str]:
     """Two lines (wrapped to 80 columns) opening a text report:
-    `Node cp-1: Kubernetes 1.31.2, kubeadm (layout kubeadm), master, etcd, worker` and
+    `Node cp-1: Kubernetes 1.31.2, kubeadm, master, etcd, worker` (the layout named when it is not the
+    distribution: `eks (layout kubeadm)`) and
     `Audited against cis-1.11, level 1, by cisfix 0.1.0 (commit 0123456789ab)`."""
     judged = judged_against(info)
     node, benchmark = judged["node"], judged["benchmark"]
