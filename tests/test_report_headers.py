@@ -3,6 +3,7 @@ and layout, the benchmark and level, and the cisfix build. On the test kit's off
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -81,3 +82,9 @@ def test_without_a_hostname_the_name_is_unknown_not_invented(tmp_path):
     node = build_node(tmp_path / "bare")
     assert json.loads(audit(node, "json"))["judged_against"]["node"]["name"] is None
     assert audit(node, "text").startswith("Node (name unknown): Kubernetes 1.31.2")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="trust is enforced only when cisfix runs as root")
+def test_a_hostname_file_another_user_could_write_names_no_node(node):
+    node.path("/etc/hostname").chmod(0o666)  # cisfix runs as root: such a file says nothing it can trust
+    assert json.loads(audit(node, "json"))["judged_against"]["node"]["name"] is None
