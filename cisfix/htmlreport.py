@@ -56,22 +56,19 @@ def natural(key: str) -> list:
 
 
 class Ids:
-    """Unique, safe element ids: `check-1-2-15` for check 1.2.15, with a suffix if two keys collide."""
+    """Unique, safe element ids: `check-1-2-15` for ("", "check", "1.2.15"), `node-cp-1-check-1-2-15` on the
+    fleet page, with a suffix when two keys would collide ("1.2" and "1-2", two nodes of one name)."""
 
     def __init__(self) -> None:
-        self.taken: Dict[str, str] = {}
         self.used: set = set()
 
     def __call__(self, *key: Any) -> str:
-        if key in self.taken:
-            return self.taken[key]
-        base = "-".join(re.sub(r"[^A-Za-z0-9]+", "-", str(k)).strip("-") or "x" for k in key)
+        base = "-".join(re.sub(r"[^A-Za-z0-9]+", "-", str(k)).strip("-") or "x" for k in key if k != "")
         candidate, n = base, 1
         while candidate in self.used:
             n += 1
             candidate = f"{base}-{n}"
         self.used.add(candidate)
-        self.taken[key] = candidate
         return candidate
 
 
@@ -81,7 +78,7 @@ def facts(pairs: Iterable[Tuple[str, Any]]) -> str:
 
 
 def counts(summary: Mapping[str, Any]) -> str:
-    items = "".join(f'<li class="count {status_class(s)}"><span class="n">{e(summary.get(s, 0) or 0)}</span>'
+    items = "".join(f'<li class="count {status_class(s)}"><span class="n">{e(summary.get(s, 0) or 0)}</span> '
                     f'<span class="label">{e(label)}</span></li>' for s, label in STATUSES)
     return f'<ul class="counts">{items}</ul>'
 
@@ -294,10 +291,14 @@ class Once:
     def __init__(self, ids: Ids) -> None:
         self.ids = ids
         self.texts: Dict[str, Tuple[str, str, str]] = {}
+        self.anchors: Dict[Tuple[str, str], str] = {}
         self.diffs: set = set()
 
     def anchor(self, kind: str, text: str) -> str:
-        return self.ids(kind, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16])
+        key = (kind, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16])
+        if key not in self.anchors:
+            self.anchors[key] = self.ids(*key)
+        return self.anchors[key]
 
     def benchmark_text(self, check: Mapping[str, Any]) -> str:
         """The anchor of this check's title and remediation in the appendix."""
@@ -364,7 +365,12 @@ def node_sections(doc: Mapping[str, Any], ids: Ids, scope: str, once: Optional[O
     compact: only the `detailed` checks in full, the others named or counted."""
     compact = once is not None
     checks = [c for c in doc.get("checks") or () if isinstance(c, Mapping)]
-    check_ids = {str(c.get("id")): ids(scope, "check", c.get("id")) for c in checks if not compact or detailed(c)}
+    element_ids = [ids(scope, "check", c.get("id")) if not compact or detailed(c) else "" for c in checks]
+    check_ids: Dict[str, str] = {}  # where a link to a check id goes: its first element
+    for c, element_id in zip(checks, element_ids):
+        if element_id:
+            check_ids.setdefault(str(c.get("id")), element_id)
+    element_of = {id(c): element_id for c, element_id in zip(checks, element_ids)}
 
     def link(check_id: Any) -> str:
         target = check_ids.get(str(check_id))
@@ -376,8 +382,8 @@ def node_sections(doc: Mapping[str, Any], ids: Ids, scope: str, once: Optional[O
         note = listed([c for c in group if not detailed(c)]) if compact else ""
         has_open = any(c.get("status") in OPEN for c in group)
         opened = ' open="open"' if has_open or not compact else ""
-        body = "".join(check_brief(c, check_ids[str(c.get("id"))], once) if once else
-                       check_block(c, check_ids[str(c.get("id"))]) for c in shown)
+        body = "".join(check_brief(c, element_of[id(c)], once) if once else check_block(c, element_of[id(c)])
+                       for c in shown)
         out.append(f'<details class="section" id="{ids(scope, "section", name)}"{opened}><summary>Section {e(name)}: '
                    f'{len(group)} checks — {e(tally_text(tally(group)))}</summary>{body}{note}</details>')
     if compact:
@@ -406,9 +412,9 @@ def render_node(doc: Mapping[str, Any]) -> str:
     name = (doc.get("node") or {}).get("name") or "unknown node"
     statuses = [c.get("status") for c in doc.get("checks") or () if isinstance(c, Mapping)]
     body = (f'<header><h1>CIS benchmark report: {e(name)}</h1></header>'
-            f'<section class="summary" id="summary"><h2>Summary</h2>{alerts(doc)}{node_facts(doc)}'
-            f'{counts(doc.get("summary") or tally({"status": s} for s in statuses))}</section>'
-            f'{status_filter(map(str, statuses))}<main>{node_sections(doc, ids, "node")}</main>')
+            f'<section class="summary" id="summary"><h2>Summary</h2>{alerts(doc)}'
+            f'{counts(doc.get("summary") or tally({"status": s} for s in statuses))}{node_facts(doc)}</section>'
+            f'{status_filter(map(str, statuses))}<main>{node_sections(doc, ids, "")}</main>')
     return page(f"cisfix report: {name}", body, generator_of([doc]))
 
 
@@ -462,8 +468,8 @@ def render_fleet(docs: Sequence[Mapping[str, Any]]) -> str:
     times = sorted(str(d.get("generated")) for d in docs if d.get("generated"))
     span = f"{times[0]} to {times[-1]}" if times else "unknown"
     summary = (f'<section class="summary" id="summary"><h2>Summary</h2>{fleet_alerts}'
-               f'{facts([("Nodes", e(len(docs))), ("Nodes failing", e(sum(1 for d in docs if failing(d)))), ("Audited", e(span)), ("cisfix", e(generator_of(docs)))])}'
-               f'{counts(totals)}</section>')
+               f'{counts(totals)}{facts([("Nodes", e(len(docs))), ("Nodes failing", e(sum(1 for d in docs if failing(d)))), ("Audited", e(span)), ("cisfix", e(generator_of(docs)))])}'
+               '</section>')
     nodes = []
     for d, name, anchor in zip(docs, names, anchors):
         opened = ' open="open"' if failing(d) or d.get("halted") or d.get("paused") else ""
