@@ -184,7 +184,7 @@ def findings(check: Mapping[str, Any]) -> str:
     parts = [f'<p class="reason">{e(check["reason"])}</p>'] if check.get("reason") else []
     evidence = check.get("evidence") or ()
     if evidence:
-        parts.append('<ul class="evidence">' + "".join(f"<li><code>{e(x)}</code></li>" for x in evidence) + "</ul>")
+        parts.append('<ul class="evidence">' + "".join(f"<li>{e(x)}</li>" for x in evidence) + "</ul>")
     if isinstance(check.get("exception"), Mapping):
         parts.append(f'<p class="exception">Exception: {exception_text(check["exception"])}</p>')
     return "".join(parts)
@@ -294,17 +294,17 @@ class Once:
         self.anchors: Dict[Tuple[str, str], str] = {}
         self.diffs: set = set()
 
-    def anchor(self, kind: str, text: str) -> str:
-        key = (kind, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16])
-        if key not in self.anchors:
-            self.anchors[key] = self.ids(*key)
-        return self.anchors[key]
+    def anchor(self, kind: str, text: str, label: str = "") -> str:
+        """The one id of this text: made the first time it is asked for."""
+        if (kind, text) not in self.anchors:
+            self.anchors[(kind, text)] = self.ids(kind, label)
+        return self.anchors[(kind, text)]
 
     def benchmark_text(self, check: Mapping[str, Any]) -> str:
         """The anchor of this check's title and remediation in the appendix."""
         text = (str(check.get("id")), str(check.get("title")), str(check.get("remediation") or ""))
-        anchor = self.anchor("benchmark", "\0".join(text))
-        self.texts.setdefault(anchor, text)
+        anchor = self.anchor("b", "\0".join(text), text[0])
+        self.texts[anchor] = text
         return anchor
 
     def diff(self, text: Any) -> str:
@@ -327,7 +327,7 @@ def detailed(check: Mapping[str, Any]) -> bool:
 
 
 def listed(group: Sequence[Mapping[str, Any]]) -> str:
-    """The fleet page's one line for a section's checks not shown in full."""
+    """The fleet page's one line for a node's checks not shown in full."""
     t = tally(group)
     parts = [f"{t['PASS']} PASS"] if t.get("PASS") else []
     for status in ("NOT_APPLICABLE", "MANUAL"):
@@ -379,13 +379,15 @@ def node_sections(doc: Mapping[str, Any], ids: Ids, scope: str, once: Optional[O
     out = [f'<h2 id="{ids(scope, "checks")}">Checks</h2>']
     for name, group in by_section(checks):
         shown = [c for c in group if not compact or detailed(c)]
-        note = listed([c for c in group if not detailed(c)]) if compact else ""
-        has_open = any(c.get("status") in OPEN for c in group)
-        opened = ' open="open"' if has_open or not compact else ""
+        if not shown:
+            continue  # the fleet page: the matrix and the line below count this section
+        opened = ' open="open"' if any(c.get("status") in OPEN for c in group) or not compact else ""
         body = "".join(check_brief(c, element_of[id(c)], once) if once else check_block(c, element_of[id(c)])
                        for c in shown)
         out.append(f'<details class="section" id="{ids(scope, "section", name)}"{opened}><summary>Section {e(name)}: '
-                   f'{len(group)} checks — {e(tally_text(tally(group)))}</summary>{body}{note}</details>')
+                   f'{len(group)} checks — {e(tally_text(tally(group)))}</summary>{body}</details>')
+    if compact:
+        out.append(listed([c for c in checks if not detailed(c)]))
     if compact:
         out.append(f'<h2 id="{ids(scope, "changes")}">Changes by cisfix</h2>' + changes_table(checks, link, once))
     out.append(f'<h2 id="{ids(scope, "exceptions")}">Exceptions</h2>' + exceptions_block(doc.get("exceptions") or (), link))
