@@ -100,8 +100,8 @@ def alerts(doc: Mapping[str, Any]) -> str:
 
 def level_text(benchmark: Mapping[str, Any]) -> str:
     level = benchmark.get("level")
-    return f"{benchmark.get('name') or 'unknown'}, level {level}" if level is not None else \
-        f"{benchmark.get('name') or 'unknown'}, all levels"
+    name = str(benchmark.get("name") or "unknown") + (f" ({benchmark['title']})" if benchmark.get("title") else "")
+    return f"{name}, level {level}" if level is not None else f"{name}, all levels"
 
 
 def node_facts(doc: Mapping[str, Any]) -> str:
@@ -388,8 +388,13 @@ def node_sections(doc: Mapping[str, Any], ids: Ids, scope: str, once: Optional[O
                    f'{len(group)} checks — {e(tally_text(tally(group)))}</summary>{body}</details>')
     if compact:
         out.append(listed([c for c in checks if not detailed(c)]))
+    other = [c for c in doc.get("other_changes") or () if isinstance(c, Mapping)]
     if compact:
-        out.append(f'<h2 id="{ids(scope, "changes")}">Changes by cisfix</h2>' + changes_table(checks, link, once))
+        out.append(f'<h2 id="{ids(scope, "changes")}">Changes by cisfix</h2>'
+                   + changes_table([*checks, {"id": "—", "changes": other}], link, once))
+    elif other:
+        out.append(f'<h2 id="{ids(scope, "other-changes")}">Other changes by cisfix</h2><p>Transactions no check '
+                   f'asked for (such as <code>cisfix edit</code>).</p>' + "".join(change_block(c) for c in other))
     out.append(f'<h2 id="{ids(scope, "exceptions")}">Exceptions</h2>' + exceptions_block(doc.get("exceptions") or (), link))
     out.append(f'<h2 id="{ids(scope, "drift")}">Drift</h2>' + drift_block(doc.get("drift") or {}, link))
     sections = [s for s in doc.get("sections") or () if isinstance(s, Mapping)]

@@ -274,3 +274,12 @@ def test_the_script_hash_in_the_policy_is_the_script_on_the_page():
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in html
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", html) and "url(" not in html
+
+
+def test_changes_no_check_asked_for_are_shown_on_both_pages():
+    doc = node_doc("n", seed=1)
+    edit = dict(next(c for c in doc["checks"] if c["changes"])["changes"][0], txid="EDIT-TX-1", label="edit kubelet config")
+    doc["other_changes"] = [edit]
+    for html in (render_node(doc), render_fleet([doc])):
+        text = Dom(html).text()
+        assert "EDIT-TX-1" in text and "kube-apiserver" in text
