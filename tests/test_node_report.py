@@ -9,6 +9,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -89,6 +90,11 @@ def story(tmp_path_factory):
         story["audit_after"] = as_json(cisfix(root, "audit", "--format", "json"), 0, 1)
         story["after_text"] = cisfix(root, "--checks-dir", str(plugins), "report", "--format", "json").stdout
         story["after"] = json.loads(story["after_text"])
+        story["page"] = cisfix(root, "--checks-dir", str(plugins), "report").stdout
+        audit_page = tmp / "audit.html"
+        story["audit_page_run"] = cisfix(root, "--checks-dir", str(plugins), "audit", "--format", "html",
+                                         "--output", str(audit_page))
+        story["audit_page"] = audit_page.read_text()
         story["generated_key"] = next(line.split("secret:")[1].strip() for line in
                                       (root / "etc/kubernetes/encryption-config.yaml").read_text().splitlines()
                                       if "secret:" in line)
@@ -160,7 +166,8 @@ def test_a_generated_key_shows_as_fix_diff_shows_it(story):
 
 
 def test_no_planted_secret_reaches_the_report(story):
-    assert AESCBC not in story["after_text"]
+    for text in (story["after_text"], story["page"], story["audit_page"]):
+        assert AESCBC not in text and story["generated_key"] not in text
     tampered = next(f for c in by_id(story["after"])["1.4.1"]["changes"] if c["txid"] == story["tampered"]
                     for f in c["files"])
     assert tampered["diff"] is None and "does not hold what the journal recorded" in tampered["note"]
@@ -235,3 +242,14 @@ def test_a_fleet_file_too_large_or_not_a_file_is_refused_unread(tmp_path):
     for path, reason in ((big, "more than the 8388608 a node report may have"), (fifo, "is a FIFO")):
         result = cisfix(tmp_path, "report", "--format", "json", "--fleet", str(path))
         assert (result.returncode, result.stdout) == (2, "") and f"{path}" in result.stderr and reason in result.stderr
+
+
+def test_the_page_is_the_document_rendered_and_audit_gives_the_same_page(story):
+    page = story["page"]
+    assert page.startswith("<!DOCTYPE html>")
+    for text in ("ACME change ticket", "generated when applied", "alice (SEC-123)", story["tampered"]):
+        assert text in page, text
+    assert all(f">{c['id']}<" in page or c["id"] in page for c in story["after"]["checks"])
+    assert story["audit_page_run"].returncode == 1  # audit's exit code: checks still fail
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # when each was generated
+    assert stamp.sub("", story["audit_page"]) == stamp.sub("", page)
