@@ -89,12 +89,9 @@ def build() -> dict:
     """The cisfix that made the report: its version, and the commit of a release archive (None from a
     source checkout)."""
     from . import __version__
+    from .version import commit
 
-    try:
-        from . import _build  # type: ignore[attr-defined]  # generated at build time only
-    except ImportError:
-        return {"version": __version__, "commit": None}
-    return {"version": __version__, "commit": _build.COMMIT[:12] + ("-dirty" if _build.DIRTY else "")}
+    return {"version": __version__, "commit": commit()}
 
 
 def _node(plugins: Plugins) -> dict:
@@ -104,12 +101,13 @@ def _node(plugins: Plugins) -> dict:
 
 
 def _node_name(node: Node) -> str:
-    """The node's host name: its /etc/hostname, else this machine's (the root is /), else the root's folder."""
+    """The node's host name: its /etc/hostname when only root could have written it, else this machine's
+    (the root is /), else the root's folder. A name only labels the report: no reason to fail it."""
     try:
-        text = (read_bytes(node.host("/etc/hostname"), node.display("/etc/hostname")) or b"").decode("utf-8", "replace")
-    except InputError:
-        text = ""
-    name = text.strip().splitlines()[0] if text.strip() else ""
+        data = read_trusted(node.host(node.resolve("/etc/hostname")), why="; not naming the node by it")
+    except (OSError, InputError):
+        data = b""
+    name = next(iter(data.decode("utf-8", "replace").split()), "")
     return name[:253] or (socket.gethostname() if str(node.root) == "/" else node.root.name)
 
 
