@@ -203,7 +203,7 @@ def _file(node: Node, tx: TxInfo, entry: dict, txs: Sequence[TxInfo]) -> dict:
         if before and before["sha256"] == after["sha256"]:  # mode and owner only: the content is never read
             content_before = content_after = b""
         else:
-            content_before = _backup(node, entry) if before else None
+            content_before = (_shown(txs, entry["path"], before["sha256"]) or _backup(node, entry)) if before else None
             content_after = entry["shown"].encode() if "shown" in entry else _content(node, tx, entry, txs)
     except _Unavailable as why:
         doc["note"] = f"diff not shown: {why}"
@@ -211,6 +211,13 @@ def _file(node: Node, tx: TxInfo, entry: dict, txs: Sequence[TxInfo]) -> dict:
     planned = PlannedChange(entry["path"], content_before, content_after, old, new, ())
     doc["diff"] = unified_diff(node, planned)
     return doc
+
+
+def _shown(txs: Sequence[TxInfo], path: str, sha: str) -> Optional[bytes]:
+    """The content `sha` of `path` as diffs show it, when a transaction wrote it holding secret material
+    (a generated key replaced later shows as it did when it was written, on both sides of a diff)."""
+    return next((e["shown"].encode() for tx in txs for e in tx.files
+                 if e["path"] == path and "shown" in e and e["after"]["sha256"] == sha), None)
 
 
 class _Unavailable(Exception):

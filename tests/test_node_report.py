@@ -253,3 +253,25 @@ def test_the_page_is_the_document_rendered_and_audit_gives_the_same_page(story):
     assert story["audit_page_run"].returncode == 1  # audit's exit code: checks still fail
     stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # when each was generated
     assert stamp.sub("", story["audit_page"]) == stamp.sub("", page)
+
+
+def test_a_generated_key_replaced_later_stays_hidden_on_both_sides_of_the_diff(node, cisfix):
+    """A transaction replacing a file that held a generated key diffs against that key as it was shown."""
+    from cisfix.engine import run_changes
+    from cisfix.node import Node
+    from cisfix.types import CreateFile
+
+    assert cisfix("fix", "--check", "1.2.27").returncode == 0
+    path = "/etc/kubernetes/encryption-config.yaml"
+    first = (node.root / path.lstrip("/")).read_text()
+    run_changes(Node(str(node.root)), [CreateFile(path, f"secret: {AESCBC}\n".encode(), replace=True,
+                                                  shown=b"secret: <replaced>\n")], label="edit")
+    text = as_json(cisfix("report", "--format", "json"), 0)
+    (created,) = [f["diff"] for c in by_id(text)["1.2.27"]["changes"] for f in c["files"] if f["path"] == path]
+    (replaced,) = [f["diff"] for c in text["other_changes"] for f in c["files"] if f["path"] == path]
+    assert "+              secret: <32 random bytes, generated when applied>" in created
+    assert "-              secret: <32 random bytes, generated when applied>" in replaced
+    assert "+secret: <replaced>" in replaced
+    dumped = json.dumps(text)
+    assert AESCBC not in dumped and next(line.split("secret:")[1].strip() for line in first.splitlines()
+                                         if "secret:" in line) not in dumped
