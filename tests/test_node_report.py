@@ -275,3 +275,48 @@ def test_a_generated_key_replaced_later_stays_hidden_on_both_sides_of_the_diff(n
     dumped = json.dumps(text)
     assert AESCBC not in dumped and next(line.split("secret:")[1].strip() for line in first.splitlines()
                                          if "secret:" in line) not in dumped
+
+
+def test_halt_and_pause_are_in_the_report(node, cisfix):
+    from cisfix.halt import write_halt
+    from cisfix.node import Node
+
+    assert cisfix("pause", "--reason", "change freeze CHG-7", "--until", "2h").returncode == 0
+    write_halt(Node(str(node.root)), "the rollback did not bring kube-apiserver back", "20261202T000000Z-abcdef", [], ())
+    report = as_json(cisfix("report", "--format", "json"), 0)
+    assert report["halted"] == "the rollback did not bring kube-apiserver back"
+    paused = report["paused"]
+    assert paused["reason"] == "change freeze CHG-7" and paused["by"] and paused["since"] < paused["until"]
+
+
+def test_a_flapping_check_is_listed_with_its_corrections(node, cisfix):
+    from cisfix.drift import DriftState
+    from cisfix.events import EventLog
+    from cisfix.node import Node
+    from cisfix.statedir import prepare_state_dir
+
+    lab_node = Node(str(node.root))
+    prepare_state_dir(lab_node)
+    log = EventLog(lab_node.state_dir / "events.jsonl")
+    now = time.time()
+    for minutes in (30, 20, 10):
+        log.append({"time": now - minutes * 60, "id": "1.2.15", "class": "manual", "file": "/etc/x.yaml",
+                    "found": "true", "outcome": "FIXED", "txid": None})
+    state = DriftState(lab_node)
+    state.flapping["1.2.15"] = {"since": now - 600, "lastDrift": now - 60}
+    state.save(lab_node)
+    report = as_json(cisfix("report", "--format", "json"), 0)
+    assert [c["outcome"] for c in report["drift"]["flapping"]["1.2.15"]] == ["FIXED"] * 3
+    assert len(report["drift"]["corrections"]) == 3
+    summary = next(s["text"] for s in report["sections"] if s["title"] == "Drift summary")
+    assert "flapping checks: 1.2.15" in summary and "    3  " in summary
+
+
+def test_a_plugin_section_that_is_not_text_is_refused_naming_the_plugin(node, cisfix, tmp_path):
+    plugins = tmp_path / "bad.d"
+    plugins.mkdir()
+    (plugins / "bad_section.py").write_text("import cisfix\n\n@cisfix.hookimpl\ndef cisfix_report_sections():\n"
+                                            "    return ['<script>alert(1)</script>']\n")
+    result = cisfix("--checks-dir", str(plugins), "report", "--format", "json")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "plugin bad_section: cisfix_report_sections returned str, not a cisfix.ReportSection" in result.stderr
