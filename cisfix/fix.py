@@ -53,14 +53,20 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
                           NOT_APPLICABLE: status.NOT_APPLICABLE}.get(verdict.status, status.SKIPPED)
             result.compliant.append(CheckResult(check, verdict, fix_status))
             continue
-        plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
-        veto = None if plan.manual else plugins.pm.hook.cisfix_veto_plan(check=check, plan=plan, node_info=plugins.info)
-        if plan.manual or veto:
-            reason = plan.manual or f"vetoed: {veto}"
+        plan, reason = remedy(plugins, state, check)
+        if reason:
             result.skipped.append(CheckResult(check, replace(verdict, reason=reason), status.SKIPPED))
             continue
         result.planned.append((check, plan))
     return result
+
+
+def remedy(plugins: Plugins, state: NodeState, check: Check) -> Tuple[Plan, str]:
+    """A failing check's remediation plan, and why a fix would not apply it ("": it would): no safe
+    automatic fix (the plan's `manual`), or a plugin's veto."""
+    plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
+    veto = None if plan.manual else plugins.pm.hook.cisfix_veto_plan(check=check, plan=plan, node_info=plugins.info)
+    return plan, plan.manual or (f"vetoed: {veto}" if veto else "")
 
 
 def refuse_if_unreadable(plan: FixPlan) -> None:

@@ -261,6 +261,16 @@ class ReportFormat:
 
 
 @dataclass(frozen=True)
+class ReportSection:
+    """A section a plugin adds to the node report (`cisfix_report_sections`): a title and plain text.
+    The text is shown as it is, escaped, in a preformatted block (keep lines under 100 columns); there is
+    no way to hand the page markup, so a section can never break or script the page an auditor signs."""
+
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """One check's outcome in an audit or a fix, as reports and observers see it."""
 
