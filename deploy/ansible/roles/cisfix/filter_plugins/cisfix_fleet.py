@@ -110,9 +110,10 @@ def _load(path: str) -> Optional[dict]:
 
 
 def cisfix_fleet_report(report_dir: str, hosts: Sequence[str]) -> Dict[str, Any]:
-    """{"nodes": {host: {"audit": summary, "fix": summary, "restarts", "error"}}, "checks": {id: {"title",
-    "nodes": {host: {"status", "fix"?}}}}}: per node and check, the status after this run (a fix report's
-    verdict where the node was fixed, else the audit's)."""
+    """{"nodes": {host: {"audit": summary, "fix": summary, "restarts", "error", "judged_against"}}, "checks":
+    {id: {"title", "nodes": {host: {"status", "fix"?}}}}}: per node and check, the status after this run (a
+    fix report's verdict where the node was fixed, else the audit's); per node, what its audit judged
+    against (node name, Kubernetes version, benchmark and level, cisfix build)."""
     nodes: Dict[str, dict] = {}
     checks: Dict[str, dict] = {}
     for host in dict.fromkeys(hosts):
@@ -122,7 +123,8 @@ def cisfix_fleet_report(report_dir: str, hosts: Sequence[str]) -> Dict[str, Any]
         if audit is None:
             errors.insert(0, "no audit report (the node failed or was not reached)")
         nodes[host] = {"audit": (audit or {}).get("summary"), "fix": (fix or {}).get("summary"),
-                       "restarts": (fix or {}).get("restarts"), "error": "; ".join(errors) or None}
+                       "restarts": (fix or {}).get("restarts"), "error": "; ".join(errors) or None,
+                       "judged_against": (audit or {}).get("judged_against")}
         for report in (audit, fix):
             for r in (report or {}).get("results", []):
                 cell = {"status": r.get("status")}
@@ -163,10 +165,21 @@ def cisfix_fleet_table(fleet: Mapping[str, Any]) -> str:
         parts = [", ".join(f"{n} {s}" for s, n in (node["audit"] or {}).items() if n) or "not audited"]
         if node["fix"]:
             parts.append("fix: " + ", ".join(f"{n} {s}" for s, n in node["fix"].items()))
+        if node.get("judged_against"):
+            parts.append(_judged(node["judged_against"]))
         if node["error"]:
             parts.append(f"ERROR: {node['error']}")
         lines.append(f"{host}: " + "; ".join(parts))
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _judged(judged: Mapping[str, Any]) -> str:
+    """`against cis-1.11 level 1, Kubernetes 1.31.2, cisfix 0.1.0 (commit 0123456789ab)`"""
+    node, benchmark, build = (judged.get(k) or {} for k in ("node", "benchmark", "cisfix"))
+    level = f"level {benchmark['level']}" if benchmark.get("level") else "all levels"
+    commit = f" (commit {build['commit']})" if build.get("commit") else ""
+    return (f"against {benchmark.get('name') or 'no benchmark'} {level}, Kubernetes "
+            f"{node.get('kubernetes_version') or 'unknown'}, cisfix {build.get('version') or '?'}{commit}")
 
 
 class FilterModule:
