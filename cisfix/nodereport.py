@@ -131,7 +131,8 @@ def _check(plugins: Plugins, state: NodeState, result: CheckResult, changes: Lis
         "status": status, "automated": check.automated, "component": check.component,
         "evidence": [str(e) for e in verdict.evidence],
         "expected": verdict.expected, "actual": verdict.actual,
-        "reason": verdict.reason or (f"expected {verdict.expected}, found {verdict.actual}" if verdict.expected else ""),
+        "reason": verdict.reason or (f"expected {verdict.expected}, found {verdict.actual}"
+                                     if verdict.expected else ""),
         "remediation": _remediation(check.id, check.remediation, status, why_not) if still_open else None,
         "needs_a_person": why_not or None,  # why cisfix does not fix it
         "exception": exceptions.get(check.id),
@@ -320,8 +321,9 @@ def sections(plugins: Plugins, doc: dict) -> List[dict]:
         answer = impl.function(*[copy.deepcopy(arguments[name]) for name in impl.argnames])
         for item in answer or ():
             if not isinstance(item, ReportSection) or not isinstance(item.title, str) or not isinstance(item.text, str):
-                raise InputError(f"plugin {impl.plugin_name}", f"cisfix_report_sections returned "
-                                                               f"{type(item).__name__}, not a cisfix.ReportSection of text")
+                raise InputError(f"plugin {impl.plugin_name}",
+                                 f"cisfix_report_sections returned {type(item).__name__}, "
+                                 "not a cisfix.ReportSection of text")
             text = item.text if len(item.text) <= MAX_SECTION_CHARS else item.text[:MAX_SECTION_CHARS] + "\n[cut]"
             out.append({"title": item.title[:200], "text": text, "html": None, "plugin": impl.plugin_name})
     return out
