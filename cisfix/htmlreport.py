@@ -27,6 +27,10 @@ STATUSES: Tuple[Tuple[str, str], ...] = (
     ("FIXED_BY_CISFIX", "fixed by cisfix"))
 KNOWN = {s for s, _ in STATUSES}
 VERDICTS = ("healthy", "unhealthy", "none")
+# A fleet page opens the sections of nodes that need attention only up to this many nodes: a browser lays
+# out a closed <details> lazily, so hundreds of closed nodes load in a fraction of the time; the matrix
+# is the index, and printing opens every section.
+OPEN_NODES = 50
 OPEN = ("FAIL", "NEEDS_A_PERSON", "ERROR")  # what a fleet page counts as failing
 
 
@@ -505,7 +509,8 @@ def render_fleet(docs: Sequence[Mapping[str, Any]]) -> str:
                '</section>')
     nodes = []
     for d, name, anchor in zip(docs, names, anchors):
-        opened = ' open="open"' if failing(d) or d.get("halted") or d.get("paused") else ""
+        attention = failing(d) or d.get("halted") or d.get("paused")
+        opened = ' open="open"' if attention and len(docs) <= OPEN_NODES else ""
         nodes.append(f'<details class="node" id="{anchor}"{opened}><summary>{e(name)} — {failing(d)} failing, '
                      f'{e(tally_text(d.get("summary") or {}))}</summary>{alerts(d)}{node_facts(d)}'
                      f'{node_sections(d, ids, anchor, once)}</details>')

@@ -222,3 +222,10 @@ def test_changes_no_check_asked_for_are_shown_on_both_pages():
     for html in (render_node(doc), render_fleet([doc])):
         text = Dom(html).text()
         assert "EDIT-TX-1" in text and "kube-apiserver" in text
+
+
+def test_a_large_fleet_keeps_node_sections_closed_and_a_small_one_opens_the_failing():
+    failing = {"node": {"name": "n"}, "summary": {"FAIL": 1}, "checks": [{"id": "1.1.1", "status": "FAIL"}]}
+    assert '<details class="node" id="node-n" open="open">' in render_fleet([failing])
+    large = render_fleet([failing] * 51)
+    assert large.count('<details class="node"') == 51 and 'class="node" id="node-n" open' not in large
