@@ -202,7 +202,7 @@ EXPIRED = '<strong class="expired">EXPIRED</strong>'
 
 def exception_text(exc: Mapping[str, Any]) -> str:
     expired = f" {EXPIRED}" if exc.get("expired") else ""
-    return (f'{e(exc.get("reason"))} — accepted by {e(exc.get("who") or "unknown")}, '
+    return (f'{e(exc.get("reason"))} — accepted by {e(exc.get("who") or "(not recorded)")}, '
             f'expires <time>{e(exc.get("expires") or "never")}</time>{expired}')
 
 
@@ -278,7 +278,7 @@ def exceptions_block(exceptions: Sequence[Mapping[str, Any]], link) -> str:
         return "<p>No exceptions recorded.</p>"
     rows = "".join(
         f'<tr class="{"expired" if x.get("expired") else ""}"><td>{link(x.get("id"))}</td><td>{e(x.get("reason"))}</td>'
-        f'<td>{e(x.get("who") or "unknown")}</td><td><time>{e(x.get("expires") or "never")}</time></td>'
+        f'<td>{e(x.get("who") or "(not recorded)")}</td><td><time>{e(x.get("expires") or "never")}</time></td>'
         f'<td>{EXPIRED if x.get("expired") else "in force"}</td></tr>'
         for x in exceptions)
     return ('<div class="table"><table class="exceptions"><thead><tr><th>Check</th><th>Reason</th><th>Who</th>'
@@ -309,8 +309,10 @@ def drift_block(drift: Mapping[str, Any], link) -> str:
 
 def plugin_sections(sections: Sequence[Mapping[str, Any]], ids: Ids, scope: str) -> str:
     """Plugin sections as text: their `html` is not trusted and not inserted."""
+    def by(s: Mapping[str, Any]) -> str:
+        return f' <span class="muted">(from {e(s["plugin"])})</span>' if s.get("plugin") else ""
     return "".join(f'<details class="plugin" id="{ids(scope, "plugin", i)}" open="open"><summary>{e(s.get("title"))}'
-                   f'</summary><pre>{e(s.get("text"))}</pre></details>' for i, s in enumerate(sections))
+                   f'{by(s)}</summary><pre>{e(s.get("text"))}</pre></details>' for i, s in enumerate(sections))
 
 
 class Once:

@@ -229,3 +229,13 @@ def test_a_large_fleet_keeps_node_sections_closed_and_a_small_one_opens_the_fail
     assert '<details class="node" id="node-n" open="open">' in render_fleet([failing])
     large = render_fleet([failing] * 51)
     assert large.count('<details class="node"') == 51 and 'class="node" id="node-n" open' not in large
+
+
+def test_a_link_into_a_closed_node_section_opens_it(tmp_path):
+    docs = [node_doc(f"n{i}", seed=i, fixed=False) for i in range(51)]
+    page = tmp_path / "fleet.html"
+    page.write_text(render_fleet(docs), encoding="utf-8")
+    seen = browser.render(page, fragment="node-n7-check-1-2-9")
+    assert seen.console == [] and seen.requests == []
+    opened = {attrs["id"] for tag, attrs in Dom(seen.dom).tags if tag == "details" and "open" in attrs}
+    assert {"node-n7", "node-n7-section-1-2"} <= opened and "node-n8" not in opened
