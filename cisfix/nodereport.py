@@ -89,12 +89,9 @@ def build() -> dict:
     """The cisfix that made the report: its version, and the commit of a release archive (None from a
     source checkout)."""
     from . import __version__
+    from .version import commit
 
-    try:
-        from . import _build  # type: ignore[attr-defined]  # generated at build time only
-    except ImportError:
-        return {"version": __version__, "commit": None}
-    return {"version": __version__, "commit": _build.COMMIT[:12] + ("-dirty" if _build.DIRTY else "")}
+    return {"version": __version__, "commit": commit()}
 
 
 def _node(plugins: Plugins) -> dict:
@@ -104,12 +101,13 @@ def _node(plugins: Plugins) -> dict:
 
 
 def _node_name(node: Node) -> str:
-    """The node's host name: its /etc/hostname, else this machine's (the root is /), else the root's folder."""
+    """The node's host name: its /etc/hostname when only root could have written it, else this machine's
+    (the root is /), else the root's folder. A name only labels the report: no reason to fail it."""
     try:
-        text = (read_bytes(node.host("/etc/hostname"), node.display("/etc/hostname")) or b"").decode("utf-8", "replace")
-    except InputError:
-        text = ""
-    name = text.strip().splitlines()[0] if text.strip() else ""
+        data = read_trusted(node.host(node.resolve("/etc/hostname")), why="; not naming the node by it")
+    except (OSError, InputError):
+        data = b""
+    name = next(iter(data.decode("utf-8", "replace").split()), "")
     return name[:253] or (socket.gethostname() if str(node.root) == "/" else node.root.name)
 
 
@@ -133,7 +131,8 @@ def _check(plugins: Plugins, state: NodeState, result: CheckResult, changes: Lis
         "status": status, "automated": check.automated, "component": check.component,
         "evidence": [str(e) for e in verdict.evidence],
         "expected": verdict.expected, "actual": verdict.actual,
-        "reason": verdict.reason or (f"expected {verdict.expected}, found {verdict.actual}" if verdict.expected else ""),
+        "reason": verdict.reason or (f"expected {verdict.expected}, found {verdict.actual}"
+                                     if verdict.expected else ""),
         "remediation": _remediation(check.id, check.remediation, status, why_not) if still_open else None,
         "needs_a_person": why_not or None,  # why cisfix does not fix it
         "exception": exceptions.get(check.id),
@@ -205,7 +204,7 @@ def _file(node: Node, tx: TxInfo, entry: dict, txs: Sequence[TxInfo]) -> dict:
         if before and before["sha256"] == after["sha256"]:  # mode and owner only: the content is never read
             content_before = content_after = b""
         else:
-            content_before = _backup(node, entry) if before else None
+            content_before = (_shown(txs, entry["path"], before["sha256"]) or _backup(node, entry)) if before else None
             content_after = entry["shown"].encode() if "shown" in entry else _content(node, tx, entry, txs)
     except _Unavailable as why:
         doc["note"] = f"diff not shown: {why}"
@@ -213,6 +212,13 @@ def _file(node: Node, tx: TxInfo, entry: dict, txs: Sequence[TxInfo]) -> dict:
     planned = PlannedChange(entry["path"], content_before, content_after, old, new, ())
     doc["diff"] = unified_diff(node, planned)
     return doc
+
+
+def _shown(txs: Sequence[TxInfo], path: str, sha: str) -> Optional[bytes]:
+    """The content `sha` of `path` as diffs show it, when a transaction wrote it holding secret material
+    (a generated key replaced later shows as it did when it was written, on both sides of a diff)."""
+    return next((e["shown"].encode() for tx in txs for e in tx.files
+                 if e["path"] == path and "shown" in e and e["after"]["sha256"] == sha), None)
 
 
 class _Unavailable(Exception):
@@ -315,8 +321,9 @@ def sections(plugins: Plugins, doc: dict) -> List[dict]:
         answer = impl.function(*[copy.deepcopy(arguments[name]) for name in impl.argnames])
         for item in answer or ():
             if not isinstance(item, ReportSection) or not isinstance(item.title, str) or not isinstance(item.text, str):
-                raise InputError(f"plugin {impl.plugin_name}", f"cisfix_report_sections returned "
-                                                               f"{type(item).__name__}, not a cisfix.ReportSection of text")
+                raise InputError(f"plugin {impl.plugin_name}",
+                                 f"cisfix_report_sections returned {type(item).__name__}, "
+                                 "not a cisfix.ReportSection of text")
             text = item.text if len(item.text) <= MAX_SECTION_CHARS else item.text[:MAX_SECTION_CHARS] + "\n[cut]"
             out.append({"title": item.title[:200], "text": text, "html": None, "plugin": impl.plugin_name})
     return out

@@ -9,6 +9,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -89,6 +90,11 @@ def story(tmp_path_factory):
         story["audit_after"] = as_json(cisfix(root, "audit", "--format", "json"), 0, 1)
         story["after_text"] = cisfix(root, "--checks-dir", str(plugins), "report", "--format", "json").stdout
         story["after"] = json.loads(story["after_text"])
+        story["page"] = cisfix(root, "--checks-dir", str(plugins), "report").stdout
+        audit_page = tmp / "audit.html"
+        story["audit_page_run"] = cisfix(root, "--checks-dir", str(plugins), "audit", "--format", "html",
+                                         "--output", str(audit_page))
+        story["audit_page"] = audit_page.read_text()
         story["generated_key"] = next(line.split("secret:")[1].strip() for line in
                                       (root / "etc/kubernetes/encryption-config.yaml").read_text().splitlines()
                                       if "secret:" in line)
@@ -160,7 +166,8 @@ def test_a_generated_key_shows_as_fix_diff_shows_it(story):
 
 
 def test_no_planted_secret_reaches_the_report(story):
-    assert AESCBC not in story["after_text"]
+    for text in (story["after_text"], story["page"], story["audit_page"]):
+        assert AESCBC not in text and story["generated_key"] not in text
     tampered = next(f for c in by_id(story["after"])["1.4.1"]["changes"] if c["txid"] == story["tampered"]
                     for f in c["files"])
     assert tampered["diff"] is None and "does not hold what the journal recorded" in tampered["note"]
@@ -235,3 +242,81 @@ def test_a_fleet_file_too_large_or_not_a_file_is_refused_unread(tmp_path):
     for path, reason in ((big, "more than the 8388608 a node report may have"), (fifo, "is a FIFO")):
         result = cisfix(tmp_path, "report", "--format", "json", "--fleet", str(path))
         assert (result.returncode, result.stdout) == (2, "") and f"{path}" in result.stderr and reason in result.stderr
+
+
+def test_the_page_is_the_document_rendered_and_audit_gives_the_same_page(story):
+    page = story["page"]
+    assert page.startswith("<!DOCTYPE html>")
+    for text in ("ACME change ticket", "generated when applied", "alice (SEC-123)", story["tampered"]):
+        assert text in page, text
+    assert all(f">{c['id']}<" in page or c["id"] in page for c in story["after"]["checks"])
+    assert story["audit_page_run"].returncode == 1  # audit's exit code: checks still fail
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # when each was generated
+    assert stamp.sub("", story["audit_page"]) == stamp.sub("", page)
+
+
+def test_a_generated_key_replaced_later_stays_hidden_on_both_sides_of_the_diff(node, cisfix):
+    """A transaction replacing a file that held a generated key diffs against that key as it was shown."""
+    from cisfix.engine import run_changes
+    from cisfix.node import Node
+    from cisfix.types import CreateFile
+
+    assert cisfix("fix", "--check", "1.2.27").returncode == 0
+    path = "/etc/kubernetes/encryption-config.yaml"
+    first = (node.root / path.lstrip("/")).read_text()
+    run_changes(Node(str(node.root)), [CreateFile(path, f"secret: {AESCBC}\n".encode(), replace=True,
+                                                  shown=b"secret: <replaced>\n")], label="edit")
+    text = as_json(cisfix("report", "--format", "json"), 0)
+    (created,) = [f["diff"] for c in by_id(text)["1.2.27"]["changes"] for f in c["files"] if f["path"] == path]
+    (replaced,) = [f["diff"] for c in text["other_changes"] for f in c["files"] if f["path"] == path]
+    assert "+              secret: <32 random bytes, generated when applied>" in created
+    assert "-              secret: <32 random bytes, generated when applied>" in replaced
+    assert "+secret: <replaced>" in replaced
+    dumped = json.dumps(text)
+    assert AESCBC not in dumped and next(line.split("secret:")[1].strip() for line in first.splitlines()
+                                         if "secret:" in line) not in dumped
+
+
+def test_halt_and_pause_are_in_the_report(node, cisfix):
+    from cisfix.halt import write_halt
+    from cisfix.node import Node
+
+    assert cisfix("pause", "--reason", "change freeze CHG-7", "--until", "2h").returncode == 0
+    write_halt(Node(str(node.root)), "the rollback did not bring kube-apiserver back", "20261202T000000Z-abcdef", [], ())
+    report = as_json(cisfix("report", "--format", "json"), 0)
+    assert report["halted"] == "the rollback did not bring kube-apiserver back"
+    paused = report["paused"]
+    assert paused["reason"] == "change freeze CHG-7" and paused["by"] and paused["since"] < paused["until"]
+
+
+def test_a_flapping_check_is_listed_with_its_corrections(node, cisfix):
+    from cisfix.drift import DriftState
+    from cisfix.events import EventLog
+    from cisfix.node import Node
+    from cisfix.statedir import prepare_state_dir
+
+    lab_node = Node(str(node.root))
+    prepare_state_dir(lab_node)
+    log = EventLog(lab_node.state_dir / "events.jsonl")
+    now = time.time()
+    for minutes in (30, 20, 10):
+        log.append({"time": now - minutes * 60, "id": "1.2.15", "class": "manual", "file": "/etc/x.yaml",
+                    "found": "true", "outcome": "FIXED", "txid": None})
+    state = DriftState(lab_node)
+    state.flapping["1.2.15"] = {"since": now - 600, "lastDrift": now - 60}
+    state.save(lab_node)
+    report = as_json(cisfix("report", "--format", "json"), 0)
+    assert [c["outcome"] for c in report["drift"]["flapping"]["1.2.15"]] == ["FIXED"] * 3
+    assert len(report["drift"]["corrections"]) == 3
+    summary = next(s["text"] for s in report["sections"] if s["title"] == "Drift summary")
+    assert "flapping checks: 1.2.15" in summary and "    3  " in summary
+
+
+def test_a_plugin_section_that_is_not_text_is_refused_naming_the_plugin(node, cisfix, tmp_path):
+    plugins = tmp_path / "bad.d"
+    plugins.mkdir()
+    (plugins / "bad_section.py").write_text("import cisfix\n\n@cisfix.hookimpl\ndef cisfix_report_sections():\n"
+                                            "    return ['<script>alert(1)</script>']\n")
+    result = cisfix("--checks-dir", str(plugins), "report", "--format", "json")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "plugin bad_section: cisfix_report_sections returned str, not a cisfix.ReportSection" in result.stderr
