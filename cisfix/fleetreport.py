@@ -63,7 +63,8 @@ def read_node_report(path: str) -> dict:
         raise InputError(path, f"not a node report: not JSON ({exc})")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else None
-        raise InputError(path, f"not a node report: format {found!r}, expected {FORMAT!r} (cisfix report --format json)")
+        raise InputError(path, f"not a node report: format {found!r}, expected {FORMAT!r} "
+                               "(cisfix report --format json)")
     problem = _mismatch(doc, SPEC, "")
     if problem:
         raise InputError(path, f"not a node report: {problem}")

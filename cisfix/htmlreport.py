@@ -27,6 +27,10 @@ STATUSES: Tuple[Tuple[str, str], ...] = (
     ("FIXED_BY_CISFIX", "fixed by cisfix"))
 KNOWN = {s for s, _ in STATUSES}
 VERDICTS = ("healthy", "unhealthy", "none")
+# A fleet page opens the sections of nodes that need attention only up to this many nodes: a browser lays
+# out a closed <details> lazily, so hundreds of closed nodes load in a fraction of the time; the matrix
+# is the index, and printing opens every section.
+OPEN_NODES = 50
 OPEN = ("FAIL", "NEEDS_A_PERSON", "ERROR")  # what a fleet page counts as failing
 
 
@@ -104,6 +108,10 @@ def level_text(benchmark: Mapping[str, Any]) -> str:
     return f"{name}, level {level}" if level is not None else f"{name}, all levels"
 
 
+def build_text(build: Mapping[str, Any]) -> str:
+    return f"{build.get('version') or '?'} (commit {build.get('commit') or 'unknown'})"
+
+
 def node_facts(doc: Mapping[str, Any]) -> str:
     node, build = doc.get("node") or {}, doc.get("cisfix") or {}
     layout = node.get("layout")
@@ -115,7 +123,7 @@ def node_facts(doc: Mapping[str, Any]) -> str:
         ("Node types", e(", ".join(map(str, node.get("node_types") or ())) or "unknown")),
         ("Benchmark", e(level_text(doc.get("benchmark") or {}))),
         ("Audited", f'<time>{e(doc.get("generated") or "unknown")}</time>'),
-        ("cisfix", e(f"{build.get('version') or '?'} (commit {build.get('commit') or 'unknown'})")),
+        ("cisfix", e(build_text(build))),
     ])
 
 
@@ -158,14 +166,33 @@ def timeline(gate: Mapping[str, Any]) -> str:
     return " → ".join(f"{e(k)}: {e(v)}" for k, v in steps)
 
 
+def change_once(change: Mapping[str, Any], check: Mapping[str, Any], element_id: str,
+                tx_shown: Dict[str, Tuple[str, str]]) -> str:
+    txid = str(change.get("txid") or "")
+    if not txid or txid not in tx_shown:
+        if txid:
+            tx_shown[txid] = (element_id, str(check.get("id")))
+        return change_block(change)
+    gate = change.get("gate") if isinstance(change.get("gate"), Mapping) else {}
+    where, first = tx_shown[txid]
+    return (f'<p class="change change-ref">Transaction <code>{e(txid)}</code> ({e(change.get("state"))}, '
+            f'<time>{e(change.get("time"))}</time>, gate <strong class="{verdict_class(gate)}">{e(verdict_of(gate))}'
+            f'</strong>): its files, diffs and gate timeline are under <a href="#{where}">{e(first)}</a>.</p>')
+
+
+def note(file: Mapping[str, Any]) -> str:
+    """Why a file's diff is not shown (its backup does not hold what the journal recorded, ...)."""
+    return f' <em class="note">{e(file["note"])}</em>' if file.get("note") else ""
+
+
 def change_block(change: Mapping[str, Any]) -> str:
     head = facts([("When", f'<time>{e(change.get("time"))}</time>'), ("Transaction", f'<code>{e(change.get("txid"))}</code>'),
                   ("What", e(change.get("label"))), ("State", e(change.get("state")))])
     files = []
     for f in change.get("files") or ():
-        mode = f' <span class="mode">mode {e(f.get("mode"))}</span>' if f.get("mode") else ""
+        mode = "".join(f' <span class="{k}">{k} {e(f[k])}</span>' for k in ("mode", "owner") if f.get(k))
         diff = diff_block(f["diff"]) if f.get("diff") else ""
-        files.append(f'<div class="file"><code>{e(f.get("path"))}</code>{mode}{diff}</div>')
+        files.append(f'<div class="file"><code>{e(f.get("path"))}</code>{mode}{note(f)}{diff}</div>')
     gate = gate_block(change["gate"]) if isinstance(change.get("gate"), Mapping) else ""
     return f'<div class="change">{head}{"".join(files)}{gate}</div>'
 
@@ -175,7 +202,7 @@ EXPIRED = '<strong class="expired">EXPIRED</strong>'
 
 def exception_text(exc: Mapping[str, Any]) -> str:
     expired = f" {EXPIRED}" if exc.get("expired") else ""
-    return (f'{e(exc.get("reason"))} — accepted by {e(exc.get("who") or "unknown")}, '
+    return (f'{e(exc.get("reason"))} — accepted by {e(exc.get("who") or "(not recorded)")}, '
             f'expires <time>{e(exc.get("expires") or "never")}</time>{expired}')
 
 
@@ -190,15 +217,17 @@ def findings(check: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def check_block(check: Mapping[str, Any], element_id: str) -> str:
-    """One check on a node's page: all it is, including the remediation while open and cisfix's changes."""
+def check_block(check: Mapping[str, Any], element_id: str, tx_shown: Dict[str, Tuple[str, str]]) -> str:
+    """One check on a node's page: all it is, including the remediation while open and cisfix's changes.
+    `tx_shown`: the element (and check) each transaction was shown in full under (one `fix` transaction covers every
+    check of a component); later checks of it name it, its state and verdict, and link there."""
     status = check.get("status")
     parts = [findings(check)]
     if check.get("remediation") and status not in ("PASS", "NOT_APPLICABLE"):
         parts.append(f'<h4>Remediation</h4><pre class="remediation">{e(check["remediation"])}</pre>')
     changes = check.get("changes") or ()
     if changes:
-        parts.append("<h4>Changes by cisfix</h4>" + "".join(change_block(c) for c in changes))
+        parts.append("<h4>Changes by cisfix</h4>" + "".join(change_once(c, check, element_id, tx_shown) for c in changes))
     meta = [f"level {e(check.get('level'))}" if check.get("level") is not None else "",
             "automated" if check.get("automated") else "manual" if check.get("automated") is False else "",
             e(check.get("component")) if check.get("component") else ""]
@@ -249,7 +278,7 @@ def exceptions_block(exceptions: Sequence[Mapping[str, Any]], link) -> str:
         return "<p>No exceptions recorded.</p>"
     rows = "".join(
         f'<tr class="{"expired" if x.get("expired") else ""}"><td>{link(x.get("id"))}</td><td>{e(x.get("reason"))}</td>'
-        f'<td>{e(x.get("who") or "unknown")}</td><td><time>{e(x.get("expires") or "never")}</time></td>'
+        f'<td>{e(x.get("who") or "(not recorded)")}</td><td><time>{e(x.get("expires") or "never")}</time></td>'
         f'<td>{EXPIRED if x.get("expired") else "in force"}</td></tr>'
         for x in exceptions)
     return ('<div class="table"><table class="exceptions"><thead><tr><th>Check</th><th>Reason</th><th>Who</th>'
@@ -280,8 +309,10 @@ def drift_block(drift: Mapping[str, Any], link) -> str:
 
 def plugin_sections(sections: Sequence[Mapping[str, Any]], ids: Ids, scope: str) -> str:
     """Plugin sections as text: their `html` is not trusted and not inserted."""
+    def by(s: Mapping[str, Any]) -> str:
+        return f' <span class="muted">(from {e(s["plugin"])})</span>' if s.get("plugin") else ""
     return "".join(f'<details class="plugin" id="{ids(scope, "plugin", i)}" open="open"><summary>{e(s.get("title"))}'
-                   f'</summary><pre>{e(s.get("text"))}</pre></details>' for i, s in enumerate(sections))
+                   f'{by(s)}</summary><pre>{e(s.get("text"))}</pre></details>' for i, s in enumerate(sections))
 
 
 class Once:
@@ -348,8 +379,8 @@ def changes_table(checks: Sequence[Mapping[str, Any]], link, once: Once) -> str:
     rows = []
     for change, check_ids in transactions.values():
         gate = change.get("gate") if isinstance(change.get("gate"), Mapping) else {}
-        files = "".join(f'<code>{e(f.get("path"))}</code>' + (f' mode {e(f.get("mode"))}' if f.get("mode") else "")
-                        + (once.diff(f["diff"]) if f.get("diff") else "") for f in change.get("files") or ())
+        files = "".join(f'<code>{e(f.get("path"))}</code>' + "".join(f" {k} {e(f[k])}" for k in ("mode", "owner") if f.get(k))
+                        + note(f) + (once.diff(f["diff"]) if f.get("diff") else "") for f in change.get("files") or ())
         rows.append(f'<tr><td><code>{e(change.get("txid"))}</code></td><td><time>{e(change.get("time"))}</time></td>'
                     f'<td>{", ".join(link(c) for c in check_ids)}</td><td>{e(change.get("state"))}</td><td>{files}</td>'
                     f'<td><strong class="{verdict_class(gate)}">{e(verdict_of(gate))}</strong> {e(components_of(gate))}: '
@@ -371,6 +402,7 @@ def node_sections(doc: Mapping[str, Any], ids: Ids, scope: str, once: Optional[O
         if element_id:
             check_ids.setdefault(str(c.get("id")), element_id)
     element_of = {id(c): element_id for c, element_id in zip(checks, element_ids)}
+    tx_shown: Dict[str, Tuple[str, str]] = {}
 
     def link(check_id: Any) -> str:
         target = check_ids.get(str(check_id))
@@ -382,7 +414,7 @@ def node_sections(doc: Mapping[str, Any], ids: Ids, scope: str, once: Optional[O
         if not shown:
             continue  # the fleet page: the matrix and the line below count this section
         opened = ' open="open"' if any(c.get("status") in OPEN for c in group) or not compact else ""
-        body = "".join(check_brief(c, element_of[id(c)], once) if once else check_block(c, element_of[id(c)])
+        body = "".join(check_brief(c, element_of[id(c)], once) if once else check_block(c, element_of[id(c)], tx_shown)
                        for c in shown)
         out.append(f'<details class="section" id="{ids(scope, "section", name)}"{opened}><summary>Section {e(name)}: '
                    f'{len(group)} checks — {e(tally_text(tally(group)))}</summary>{body}</details>')
@@ -426,7 +458,7 @@ def render_node(doc: Mapping[str, Any]) -> str:
 
 
 def generator_of(docs: Sequence[Mapping[str, Any]]) -> str:
-    builds = sorted({f"{(d.get('cisfix') or {}).get('version')} {(d.get('cisfix') or {}).get('commit')}" for d in docs})
+    builds = sorted({build_text(d.get("cisfix") or {}) for d in docs})
     return "cisfix " + "; ".join(builds[:3])
 
 
@@ -479,7 +511,8 @@ def render_fleet(docs: Sequence[Mapping[str, Any]]) -> str:
                '</section>')
     nodes = []
     for d, name, anchor in zip(docs, names, anchors):
-        opened = ' open="open"' if failing(d) or d.get("halted") or d.get("paused") else ""
+        attention = failing(d) or d.get("halted") or d.get("paused")
+        opened = ' open="open"' if attention and len(docs) <= OPEN_NODES else ""
         nodes.append(f'<details class="node" id="{anchor}"{opened}><summary>{e(name)} — {failing(d)} failing, '
                      f'{e(tally_text(d.get("summary") or {}))}</summary>{alerts(d)}{node_facts(d)}'
                      f'{node_sections(d, ids, anchor, once)}</details>')

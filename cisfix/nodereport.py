@@ -19,13 +19,13 @@ from typing import Dict, List, Optional, Sequence
 
 from .atomic import Meta, sha256
 from .audit import node_exceptions, node_state, run_audits, select
-from .engine import PlannedChange, unified_diff
 from .errors import CisfixError, InputError
 from .fleetreport import FORMAT, STATUSES
 from .journal import Journal, TxInfo
 from .node import Node
 from .nodefile import read_bytes
 from .plugins import Plugins
+from .remedy import remedy
 from .reports import section, warnings_of
 from .state import NodeState
 from .statedir import WHY, UntrustedState
@@ -131,7 +131,8 @@ def _check(plugins: Plugins, state: NodeState, result: CheckResult, changes: Lis
         "status": status, "automated": check.automated, "component": check.component,
         "evidence": [str(e) for e in verdict.evidence],
         "expected": verdict.expected, "actual": verdict.actual,
-        "reason": verdict.reason or (f"expected {verdict.expected}, found {verdict.actual}" if verdict.expected else ""),
+        "reason": verdict.reason or (f"expected {verdict.expected}, found {verdict.actual}"
+                                     if verdict.expected else ""),
         "remediation": _remediation(check.id, check.remediation, status, why_not) if still_open else None,
         "needs_a_person": why_not or None,  # why cisfix does not fix it
         "exception": exceptions.get(check.id),
@@ -150,8 +151,6 @@ def _remediation(check_id: str, text: str, status: str, why_not: str) -> Optiona
 
 def _needs_a_person(plugins: Plugins, state: NodeState, result: CheckResult) -> str:
     """Why a fix would leave this failing check to a person ("": it would fix it)."""
-    from .fix import remedy
-
     if not result.check.automated:
         return "no automatic remediation"
     try:
@@ -208,6 +207,8 @@ def _file(node: Node, tx: TxInfo, entry: dict, txs: Sequence[TxInfo]) -> dict:
     except _Unavailable as why:
         doc["note"] = f"diff not shown: {why}"
         return doc
+    from .engine import PlannedChange, unified_diff  # the fix engine's diff, only where there is a change
+
     planned = PlannedChange(entry["path"], content_before, content_after, old, new, ())
     doc["diff"] = unified_diff(node, planned)
     return doc
@@ -320,8 +321,9 @@ def sections(plugins: Plugins, doc: dict) -> List[dict]:
         answer = impl.function(*[copy.deepcopy(arguments[name]) for name in impl.argnames])
         for item in answer or ():
             if not isinstance(item, ReportSection) or not isinstance(item.title, str) or not isinstance(item.text, str):
-                raise InputError(f"plugin {impl.plugin_name}", f"cisfix_report_sections returned "
-                                                               f"{type(item).__name__}, not a cisfix.ReportSection of text")
+                raise InputError(f"plugin {impl.plugin_name}",
+                                 f"cisfix_report_sections returned {type(item).__name__}, "
+                                 "not a cisfix.ReportSection of text")
             text = item.text if len(item.text) <= MAX_SECTION_CHARS else item.text[:MAX_SECTION_CHARS] + "\n[cut]"
             out.append({"title": item.title[:200], "text": text, "html": None, "plugin": impl.plugin_name})
     return out

@@ -14,7 +14,8 @@ def drift_summary(report: dict) -> ReportSection:
     corrections = drift["corrections"]
     flapping = ", ".join(drift["flapping"]) or "none"
     if not corrections:
-        return ReportSection("Drift summary", f"cisfix has corrected no drift on this node.\nflapping checks: {flapping}")
+        return ReportSection("Drift summary",
+                             f"cisfix has corrected no drift on this node.\nflapping checks: {flapping}")
     times: Dict[Tuple[str, str], List[str]] = {}
     for c in corrections:
         times.setdefault((c["class"], c["outcome"]), []).append(c["time"])

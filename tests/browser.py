@@ -98,9 +98,10 @@ def host_of(request_line: str) -> str:
     return re.sub(r"^[a-z]+://", "", target).split("/")[0].split(":")[0]
 
 
-def render(page: Path, png: Optional[Path] = None, size: Tuple[int, int] = (1280, 900), timeout: float = 60) -> Rendered:
-    """One Chromium run over `page`: its DOM after load and scripts, a screenshot of the first screen
-    of `size` when `png` is given, its console messages and its network requests."""
+def render(page: Path, png: Optional[Path] = None, size: Tuple[int, int] = (1280, 900), timeout: float = 60,
+           fragment: str = "") -> Rendered:
+    """One Chromium run over `page` (at `#fragment` if given): its DOM after load and scripts, a screenshot
+    of the first screen of `size` when `png` is given, its console messages and its network requests."""
     with tempfile.TemporaryDirectory(prefix="cisfix-chromium-") as profile, Proxy() as proxy:
         argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                 f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *QUIET,
@@ -109,7 +110,7 @@ def render(page: Path, png: Optional[Path] = None, size: Tuple[int, int] = (1280
                 f"--window-size={size[0]},{size[1]}", "--dump-dom"]
         if png:
             argv.append(f"--screenshot={png}")
-        done = subprocess.run(argv + [page.resolve().as_uri()], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(argv + [page.resolve().as_uri() + (f"#{fragment}" if fragment else "")], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
     console = [m.group(1) for m in map(CONSOLE.search, done.stderr.splitlines()) if m]
     own = [line for line in proxy.lines if host_of(line) in BROWSER_OWN]

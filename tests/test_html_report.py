@@ -10,81 +10,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
-import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
-from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
 import browser
 from cisfix.htmlreport import render_fleet, render_node
+from html_checks import Dom, ids_of, render_dir, strict  # noqa: F401  (render_dir: a fixture)
 from report_docs import HOSTILE, node_doc
 
-VOID = {"meta", "br", "img", "input", "link", "hr", "source", "wbr", "area", "base", "col", "embed", "track"}
 PHONE = (412, 915)
-
-
-class Dom(HTMLParser):
-    """The text of every element that has an id, the page's whole text, and its elements by tag: what a
-    person reads, from Chromium's serialised DOM (HTML, not XML)."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.open: List[tuple] = []
-        self.text_by_id: Dict[str, List[str]] = {}
-        self.tags: List[tuple] = []
-        self.words: List[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.append((tag, attrs))
-        if tag not in VOID:
-            self.open.append((tag, attrs.get("id")))
-            if attrs.get("id"):
-                self.text_by_id.setdefault(attrs["id"], [])
-
-    def handle_endtag(self, tag):
-        while self.open and self.open.pop()[0] != tag:
-            pass
-
-    def handle_data(self, data):
-        if any(t in ("script", "style") for t, _ in self.open):
-            return
-        self.words.append(data)
-        for _, element_id in self.open:
-            if element_id:
-                self.text_by_id[element_id].append(data)
-
-    def text(self, element_id: str = "") -> str:
-        words = self.text_by_id[element_id] if element_id else self.words
-        return re.sub(r"\s+", " ", "".join(words))
-
-
-def strict(html: str) -> ET.Element:
-    """The page read by a strict XML parser (everything but the doctype): unbalanced tags, unquoted or
-    repeated attributes, stray `&` or `<` all fail here. Returns the root with namespaces dropped."""
-    assert html.startswith("<!DOCTYPE html>\n")
-    root = ET.fromstring(html[len("<!DOCTYPE html>\n"):])
-    for el in root.iter():
-        el.tag = el.tag.split("}")[-1]
-    return root
-
-
-def ids_of(root: ET.Element) -> List[str]:
-    return [el.get("id") for el in root.iter() if el.get("id") is not None]
-
-
-@pytest.fixture(scope="module")
-def render_dir(tmp_path_factory) -> Path:
-    where = Path(os.environ["CISFIX_RENDER_DIR"]) if os.environ.get("CISFIX_RENDER_DIR") else \
-        tmp_path_factory.mktemp("rendered")
-    where.mkdir(parents=True, exist_ok=True)
-    print(f"\nrendered pages and screenshots: {where}")
-    return where
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +91,10 @@ def test_node_page_shows_every_check_with_its_status_and_a_change_with_its_diff(
     text = dom.text("check-" + fixed["id"].replace(".", "-"))
     change = fixed["changes"][0]
     flag = fixed["id"].replace(".", "-")
+    # The transaction's other checks name it and link to where it is shown in full.
+    also = next(c for c in doc["checks"] if c is not fixed and c["changes"] and c["changes"][0] is change)
+    assert f"Transaction {change['txid']} (committed, {change['time']}, gate healthy): its files, diffs and gate " \
+           f"timeline are under {fixed['id']}." in dom.text("check-" + also["id"].replace(".", "-"))
     for expected in (change["txid"], change["time"], f"-    - --flag-{flag}=true", f"+    - --flag-{flag}=false",
                      "mode 0644 -> 0600", "healthy", "restart seen: 2026-12-02T13:40", "stability window: 15.0 s",
                      "verified: yes", "--etcd-keyfile=<hidden>"):
@@ -283,3 +222,20 @@ def test_changes_no_check_asked_for_are_shown_on_both_pages():
     for html in (render_node(doc), render_fleet([doc])):
         text = Dom(html).text()
         assert "EDIT-TX-1" in text and "kube-apiserver" in text
+
+
+def test_a_large_fleet_keeps_node_sections_closed_and_a_small_one_opens_the_failing():
+    failing = {"node": {"name": "n"}, "summary": {"FAIL": 1}, "checks": [{"id": "1.1.1", "status": "FAIL"}]}
+    assert '<details class="node" id="node-n" open="open">' in render_fleet([failing])
+    large = render_fleet([failing] * 51)
+    assert large.count('<details class="node"') == 51 and 'class="node" id="node-n" open' not in large
+
+
+def test_a_link_into_a_closed_node_section_opens_it(tmp_path):
+    docs = [node_doc(f"n{i}", seed=i, fixed=False) for i in range(51)]
+    page = tmp_path / "fleet.html"
+    page.write_text(render_fleet(docs), encoding="utf-8")
+    seen = browser.render(page, fragment="node-n7-check-1-2-9")
+    assert seen.console == [] and seen.requests == []
+    opened = {attrs["id"] for tag, attrs in Dom(seen.dom).tags if tag == "details" and "open" in attrs}
+    assert {"node-n7", "node-n7-section-1-2"} <= opened and "node-n8" not in opened

@@ -13,6 +13,15 @@
       });
     });
   }
+  // A link to a node or check in a closed section opens the sections around it.
+  var openTarget = function () {
+    var el = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    for (; el; el = el.parentElement) {
+      if (el.tagName === "DETAILS") { el.open = true; }
+    }
+  };
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
   window.addEventListener("beforeprint", function () {
     each(document.querySelectorAll("details"), function (d) { d.open = true; });
   });
