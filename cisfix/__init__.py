@@ -17,7 +17,8 @@ _EXPORTS = {
     **{name: "cisfix.types" for name in (
         "Check", "AuditResult", "Evidence", "Plan", "Configure", "EditFile", "CreateFile", "SetMode",
         "AddHostPathMount",
-        "Component", "ArgList", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "CheckResult",
+        "Component", "ArgList", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "ReportSection",
+        "CheckResult",
         "NetChange", "ApiObject", "ObjectUpdate", "PersistPlan", "HostPath",
         "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "NOT_APPLICABLE")},
     **{name: "cisfix.plan" for name in (

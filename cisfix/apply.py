@@ -244,6 +244,8 @@ def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Wat
             raise CommandRefused(refused.path, f"{refused.reason}; {phase} done, restart {watch.component} by hand")
     answer = gate.await_healthy(watch)
     timeline = {k: round(v, 3) for k, v in (("seen", answer.seen), ("healthySince", answer.healthy_since)) if v}
+    if answer.healthy_since:
+        timeline["stabilityWindow"] = gate.settings.stability
     session.journal.note("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
                          message=answer.message, **timeline)
     return answer

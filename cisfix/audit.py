@@ -73,6 +73,7 @@ class AcceptedRisk:
     id: str
     reason: str
     expires: datetime.date
+    by: str = ""  # who accepted it, when the configuration says (`by:`)
 
 
 def node_exceptions(plugins: Plugins) -> Dict[str, AcceptedRisk]:
@@ -84,7 +85,7 @@ def node_exceptions(plugins: Plugins) -> Dict[str, AcceptedRisk]:
         except ValueError:
             raise InputError(plugins.node.display(CONFIG_PATH),
                              f"exception {entry['id']}: expires: {entry['expires']!r} is not a date (YYYY-MM-DD)")
-        found[entry["id"]] = AcceptedRisk(entry["id"], entry["reason"], expires)
+        found[entry["id"]] = AcceptedRisk(entry["id"], entry["reason"], expires, entry.get("by", ""))
     return found
 
 
@@ -121,8 +122,9 @@ def _audit(state: NodeState, check: Check, audit: Optional[Callable[[NodeState],
         return AuditResult(ERROR, reason=f"audit raised {type(exc).__name__}: {exc}")
 
 
-def run_audits(plugins: Plugins, checks: Sequence[Check]) -> List[CheckResult]:
-    state = node_state(plugins)
+def run_audits(plugins: Plugins, checks: Sequence[Check], state: Optional[NodeState] = None) -> List[CheckResult]:
+    """`state`: the view to audit (and later plan) with, when the caller goes on to use it."""
+    state = state or node_state(plugins)
     exceptions = node_exceptions(plugins)
     results = []
     for check in checks:

@@ -15,6 +15,7 @@ MAX_TIMEOUT = DAY  # --timeout, gate.timeout: how long one component may take to
 MAX_STABILITY = HOUR  # --stability-window, gate.stabilityWindow
 MAX_WAIT = DAY  # --wait for another run's lock, --random-delay, lab waits
 MAX_NESTING = 64  # levels of lists and mappings in a value given on the command line (--set); Kubernetes' need < 10
+MAX_REPORT_BYTES = 8 << 20  # a node report `report --fleet` reads; a node writes < 1 MB (issue 23)
 MAX_PATH_KEYS = 32  # keys of a dotted path given on the command line (--set, --unset); Kubernetes' need < 10
 
 

@@ -1,5 +1,6 @@
-"""Built-in plugin: the report formats of `cisfix.reports` and the node paths the core itself reads and
-writes. Registered like any other plugin."""
+"""Built-in plugin: the report formats of `cisfix.reports`, the node report's drift summary section
+(`cisfix.reportsections`) and the node paths the core itself reads and writes. Registered like any
+other plugin."""
 from __future__ import annotations
 
 import posixpath
@@ -9,7 +10,7 @@ from . import hookimpl
 from .errors import CisfixError
 from .node import STATE_DIR, Node
 from .nodefile import require_regular
-from .types import READ, WRITE, HostPath, NodeInfo, ReportFormat
+from .types import READ, WRITE, HostPath, NodeInfo, ReportFormat, ReportSection
 
 
 @hookimpl
@@ -17,6 +18,13 @@ def cisfix_register_report_formats() -> List[ReportFormat]:
     from .reports import FORMATS
 
     return FORMATS
+
+
+@hookimpl
+def cisfix_report_sections(report: dict) -> List[ReportSection]:
+    from .reportsections import drift_summary
+
+    return [drift_summary(report)]
 
 
 @hookimpl

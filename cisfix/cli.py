@@ -17,7 +17,7 @@ from .errors import CisfixError
 def build_parser() -> argparse.ArgumentParser:
     from . import (audit_command, benchmarks_command, checks_command, drift_command, edit_command, fix_command,
                    health_command, history_command, paths_command, pause_command, persist_command, plugins_command,
-                   prune_command, recover_command, resume_command, rollback_command)
+                   prune_command, recover_command, report_command, resume_command, rollback_command)
     from .lab.cli import add_commands as add_lab_commands
     from .version import version_string
 
@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # In the order `cisfix --help` lists them.
     for module in (edit_command, recover_command, rollback_command, prune_command, history_command, audit_command,
-                   fix_command, persist_command, resume_command, checks_command, plugins_command, benchmarks_command,
-                   health_command, paths_command, drift_command, pause_command):
+                   report_command, fix_command, persist_command, resume_command, checks_command, plugins_command,
+                   benchmarks_command, health_command, paths_command, drift_command, pause_command):
         module.add_command(command)
     add_lab_commands(commands, lambda sub: common_options(sub, subcommand=True))
     return parser

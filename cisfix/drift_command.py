@@ -63,12 +63,13 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     from .drift import DriftState, run_drift, standing_aside
     from .halt import Halted, halt_file, refuse_if_halted
     from .interrupted import recovery_lines
+    from .judged import judged_against, judged_info
     from .pause import read_pause
     from .reports import warning_lines
 
     plugins = load_plugins(args, for_changes=True)
     require_benchmark(plugins)
-    run.node_info = plugins.info
+    run.node_info = judged_info(plugins, args.level)
     node = plugins.node
     unknown = [i for i in args.reset if i not in plugins.checks]
     if unknown:
@@ -97,7 +98,8 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
         _counters(run, report.state, report.baseline)
         if args.format == "json":
             recovered = {"recovered": [r.as_dict(node) for r in report.recovered]} if report.recovered else {}
-            print(json.dumps({**_as_json(report), **recovered, "warnings": list(plugins.info.warnings)}, indent=2))
+            print(json.dumps({"judged_against": judged_against(run.node_info), **_as_json(report), **recovered,
+                              "warnings": list(plugins.info.warnings)}, indent=2))
         else:
             recovered, lines = recovery_lines(node, report.recovered), _lines(report, args.quiet)
             # A timer's run stays silent when nothing happened; what recovery undid comes first, and the

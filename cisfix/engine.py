@@ -425,7 +425,7 @@ def file_changes(planned: Sequence[PlannedChange]) -> List[FileChange]:
     by the kubelet before that file exists."""
     ordered = sorted((p for p in planned if p.changed), key=lambda p: p.before is not None)
     return [FileChange(p.path, p.after if p.after != p.before else None,
-                       sha256(p.before) if p.before is not None else None, p.meta) for p in ordered]
+                       sha256(p.before) if p.before is not None else None, p.meta, p.shown) for p in ordered]
 
 
 def _outcome_of_plan(node: Node, planned: List[PlannedChange], dry_run: bool) -> EditOutcome:

@@ -22,6 +22,7 @@ from .gate import Gate
 from .interrupted import Recovered, left_over
 from .journal import Journal, JournalWriteFailed, fix_label
 from .plugins import Plugins
+from .remedy import remedy
 from .state import NodeState
 from .errors import CisfixError, InputError
 from .types import ERROR, EXCEPTED, FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
@@ -53,14 +54,13 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
                           NOT_APPLICABLE: status.NOT_APPLICABLE}.get(verdict.status, status.SKIPPED)
             result.compliant.append(CheckResult(check, verdict, fix_status))
             continue
-        plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
-        veto = None if plan.manual else plugins.pm.hook.cisfix_veto_plan(check=check, plan=plan, node_info=plugins.info)
-        if plan.manual or veto:
-            reason = plan.manual or f"vetoed: {veto}"
+        plan, reason = remedy(plugins, state, check)
+        if reason:
             result.skipped.append(CheckResult(check, replace(verdict, reason=reason), status.SKIPPED))
             continue
         result.planned.append((check, plan))
     return result
+
 
 
 def refuse_if_unreadable(plan: FixPlan) -> None:

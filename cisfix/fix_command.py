@@ -52,6 +52,7 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
     """The fix; `run`, when a textfile is asked for, gets what it reports (the audit after the fix)."""
     from .audit import require_benchmark, select
     from .fix import run_fix
+    from .judged import judged_against, judged_info
     from .pause import read_pause
 
     paused = read_pause(node)
@@ -65,8 +66,9 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
     plugins = load_plugins(args, for_changes=True)
     require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)
+    judged = judged_info(plugins, args.level)  # the node's name as it is before any change
     if run is not None:
-        run.node_info = plugins.info
+        run.node_info = judged
     report = run_fix(plugins, checks, build_gate(args, plugins), dry_run=args.dry_run,
                      one_at_a_time=args.one_at_a_time, sequential=args.sequential, wait=args.wait)
     if run is not None:
@@ -81,7 +83,8 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
     if args.format == "json":
         unrecorded = {"unrecorded": report.unrecorded} if report.unrecorded else {}
         recovered = [r.as_dict(plugins.node) for r in report.recovered]
-        print(json.dumps({"summary": _fix_summary(report.results), "warnings": list(plugins.info.warnings),
+        print(json.dumps({"judged_against": judged_against(judged), "summary": _fix_summary(report.results),
+                          "warnings": list(plugins.info.warnings),
                           **({"paused": paused.line()} if paused else {}),
                           **({"recovered": recovered} if recovered else {}),
                           "restarts": report.restarts, "transactions": report.transactions(), **unrecorded,
@@ -107,10 +110,11 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
 def _audit_while_paused(args: argparse.Namespace, run: "RunMetrics") -> None:
     """Paused, fix changes nothing; its textfile still says what the node is (as drift's does)."""
     from .audit import require_benchmark, run_audits, select
+    from .judged import judged_info
 
     plugins = load_plugins(args, for_changes=True)
     require_benchmark(plugins)
-    run.paused, run.node_info = True, plugins.info
+    run.paused, run.node_info = True, judged_info(plugins, args.level)
     run.results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
 
 

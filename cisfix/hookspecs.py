@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .node import Node
     from .state import NodeState
     from .types import (Benchmark, Check, CheckResult, Editor, HostPath, NetChange, NodeInfo, PersistPlan, Plan, Probe,
-                        ReportFormat)
+                        ReportFormat, ReportSection)
 
 hookspec = pluggy.HookspecMarker("cisfix")
 
@@ -142,8 +142,11 @@ def cisfix_register_report_formats() -> "Optional[List[ReportFormat]]":
 
     Return a list of `cisfix.ReportFormat`, or None. `render(results, summary, node_info)` receives the
     list of `cisfix.CheckResult`, the summary counts (a dict of status -> number) and the node's
-    `cisfix.NodeInfo` (it may leave that out), and returns the text. Two formats of one name are an
-    error naming both plugins.
+    `cisfix.NodeInfo` (it may leave that out), and returns the text. The NodeInfo says what the audit
+    judged against, which a report should name: `name` (the node's), `version` (Kubernetes),
+    `distribution`, `layout`, `benchmark`, `level` (the `--level` asked; None for every level), and its
+    `warnings`; `cisfix.judged.judged_against(node_info)` gives all of it, with the cisfix build, as the
+    built-in JSON's `judged_against` object. Two formats of one name are an error naming both plugins.
 
     Example::
 
@@ -236,4 +239,31 @@ def cisfix_host_paths(node_info: "NodeInfo") -> "Optional[List[HostPath]]":
         @cisfix.hookimpl
         def cisfix_host_paths(node_info):
             return [cisfix.HostPath("/etc/acme", "the ACME agent's configuration", fix=cisfix.types.WRITE)]
+    """
+
+
+@hookspec
+def cisfix_report_sections(report: dict, node_info: "NodeInfo") -> "Optional[List[ReportSection]]":
+    """Add sections to the node report (`cisfix report`, `cisfix audit --format html`): what your plugin
+    knows that an auditor should read beside the checks — an agent's own findings, a change ticket, the
+    state of a tool you run.
+
+    :param report: the node report document built so far (a copy: changing it changes nothing), as
+        `cisfix report --format json` prints it without `sections`: `node`, `benchmark`, `summary`,
+        `checks` (each with `id`, `status`, `evidence`, `changes`, ...), `exceptions`, `drift`. See the
+        README's "Reports" section.
+    :param node_info: the node description (`cisfix_describe_node`).
+
+    Return a list of `cisfix.ReportSection(title, text)`, or None. Sections appear in the page after the
+    built-in ones, in plugin order, and in the JSON document's `sections` (so a fleet page shows them
+    too). The text is plain text, shown escaped and preformatted: never markup. Never put secrets in it:
+    the report is handed to people outside the node. The built-in drift summary is such a section
+    (`cisfix.builtin`).
+
+    Example::
+
+        @cisfix.hookimpl
+        def cisfix_report_sections(report):
+            failing = [c["id"] for c in report["checks"] if c["status"] == "FAIL"]
+            return [cisfix.ReportSection("ACME ticket", f"CHG-1234 covers {len(failing)} open findings")]
     """

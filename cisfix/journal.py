@@ -4,7 +4,9 @@ announces is taken.
 Record types (field `type`), each with `v` (format version), `time`, `txid` and `check`:
 
 - `begin`: `label`, `pid`, `files`, a list of {path, before, after, backup}; `before`/`after` are
-  {sha256, mode, uid, gid} or null for a file that does not exist. Written before anything else happens.
+  {sha256, mode, uid, gid} or null for a file that does not exist; `shown`, for a file whose new content
+  holds secret material (a generated key), is that content as diffs show it (`CreateFile.shown`), so a
+  report of the change later shows what `fix --diff` showed. Written before anything else happens.
   `pid` (here and in `rollback-begin`) names the process working on the transaction: an interrupted
   run names what it left (`cisfix.interrupted`).
 - `backup`: `path` — the backup of that file is on disk and fsync'd.
@@ -17,7 +19,8 @@ Record types (field `type`), each with `v` (format version), `time`, `txid` and 
 
 Records that announce no step: `gate` (`component`, `phase`: a gate opens), `health` (`component`,
 `phase`, `healthy`, `message`; a healthy verdict on a restart adds `seen` and `healthySince`, when the gate
-first saw the judged process and when it first answered healthy), `verified`. Later record types may be
+first saw the judged process and when it first answered healthy, and `stabilityWindow`, the seconds it
+then had to stay healthy), `verified`. Later record types may be
 added; readers ignore types they do not know.
 
 Trust and integrity. Records are read only from a journal that is a regular file (never through a

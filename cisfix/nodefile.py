@@ -39,8 +39,10 @@ def require_regular(host: Path, shown: object) -> bool:
     return True
 
 
-def read_bytes(host: Path, shown: object, missing_ok: bool = True) -> Optional[bytes]:
-    """The bytes of a regular file of at most MAX_BYTES; None when it does not exist (and missing_ok)."""
+def read_bytes(host: Path, shown: object, missing_ok: bool = True, limit: int = MAX_BYTES,
+               what: str = "a node file") -> Optional[bytes]:
+    """The bytes of a regular file of at most `limit` bytes (`what` it is, for the refusal); None when it
+    does not exist (and missing_ok)."""
     if not require_regular(host, shown):
         if missing_ok:
             return None
@@ -54,27 +56,27 @@ def read_bytes(host: Path, shown: object, missing_ok: bool = True) -> Optional[b
     except OSError as exc:
         raise InputError(shown, exc.strerror or str(exc))
     try:
-        return read_open(fd, shown)
+        return read_open(fd, shown, limit, what)
     finally:
         os.close(fd)
 
 
-def read_open(fd: int, shown: object) -> bytes:
-    """The bytes of the open regular file `fd`, refused when it is anything else or more than MAX_BYTES
-    (checked before reading and while reading: it may grow). The caller closes `fd`."""
+def read_open(fd: int, shown: object, limit: int = MAX_BYTES, what: str = "a node file") -> bytes:
+    """The bytes of the open regular file `fd`, refused when it is anything else or more than `limit`
+    bytes (checked before reading and while reading: it may grow). The caller closes `fd`."""
     try:
         info = os.fstat(fd)
         _refuse_kind(info.st_mode, shown)
-        if info.st_size > MAX_BYTES:
-            raise InputError(shown, f"is {info.st_size} bytes, more than the {MAX_BYTES} a node file may have; refused")
+        if info.st_size > limit:
+            raise InputError(shown, f"is {info.st_size} bytes, more than the {limit} {what} may have; refused")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 return b"".join(chunks)
             total += len(chunk)
-            if total > MAX_BYTES:  # it grew while being read
-                raise InputError(shown, f"is more than {MAX_BYTES} bytes, the most a node file may have; refused")
+            if total > limit:  # it grew while being read
+                raise InputError(shown, f"is more than {limit} bytes, the most {what} may have; refused")
             chunks.append(chunk)
     except OSError as exc:
         raise InputError(shown, exc.strerror or str(exc))

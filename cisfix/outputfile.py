@@ -87,3 +87,10 @@ def _make_folder(path: Path, what: str, why: str) -> Path:
         raise InputError(exc.filename or real, f"cannot create the folder for {what}: {exc.strerror}; "
                                                "nothing was written")
     return require_trusted_dir(path.parent, why=why)
+
+
+def write_report(path: str, text: str, node: Node, info: Optional[NodeInfo]) -> None:
+    """A report's --output: atomically and 0644 (a collector such as node_exporter's textfile reads it, as
+    another user), never through a link nor into a folder others can change, never among the static pods,
+    a component's settings or the state folder."""
+    write_output_file(Path(path), text.encode("utf-8"), "the --output file", keep_out=managed_places(node, info))

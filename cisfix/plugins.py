@@ -30,6 +30,7 @@ from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
 DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.rke2", "cisfix.layouts.k3s", "cisfix.layouts.kubeadm", "cisfix_cis")
+_BUILT_IN_LAYOUTS = "cisfix.layouts."  # their layout names are kubeadm, rke2 and k3s
 _REFUSED = "; refusing to load checks or plugins from it"
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
 
@@ -150,13 +151,27 @@ class Plugins:
         if unknown:  # a mistyped name would block nothing, silently
             raise InputError(f"-p no:{unknown[0]}", "no such plugin (see `cisfix plugins`)")
         self.config = load_node_config(node)
-        info: NodeInfo = self.pm.hook.cisfix_describe_node(node=node, config=self.config)
+        info = self._describe_node(node)
         self.benchmarks = self._by_name("cisfix_register_benchmarks", "benchmark")
         chosen, warnings = self._choose_benchmark(info, benchmark or self.config.get("benchmark"))
         self.info = replace(info, benchmark=chosen, warnings=tuple(info.warnings) + warnings)
         collected = self._collect_checks()
         require_checks("--disable", disabled, collected)
         self.checks = {i: c for i, c in collected.items() if i not in set(disabled)}
+
+    def _describe_node(self, node: Node) -> NodeInfo:
+        """The first layout's description of the node (the hook is firstresult, called here in pluggy's
+        order), with the layout's name: every report says which layout it judged the node by."""
+        for impl in reversed(self.pm.hook.cisfix_describe_node.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:  # wraps the call, answers nothing of its own
+                continue
+            given = {"node": node, "config": self.config}
+            info = impl.function(**{a: given[a] for a in impl.argnames})
+            if info is not None:
+                name = impl.plugin_name
+                layout = name[len(_BUILT_IN_LAYOUTS):] if name.startswith(_BUILT_IN_LAYOUTS) else name
+                return replace(info, layout=layout)
+        raise InputError(node.root, "no layout plugin describes this node (is cisfix.layouts.kubeadm blocked?)")
 
     def _choose_benchmark(self, info: NodeInfo, requested: Optional[str]) -> Tuple[Optional[str], Tuple[str, ...]]:
         """The benchmark asked for, else the one registered for the node's minor version, else, for a

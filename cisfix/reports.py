@@ -1,7 +1,9 @@
 """The built-in report formats of `cisfix audit` (and `fix`): text, JSON, JUnit XML and the Prometheus
 text format for node_exporter's textfile collector. Plugins add more through
-`cisfix_register_report_formats`. Every format carries the node's warnings (`NodeInfo.warnings`, e.g.
-a benchmark chosen for a Kubernetes version newer than it covers): a report read alone must not hide them."""
+`cisfix_register_report_formats`. Every format says what it judged against (`cisfix.judged`: the node,
+its Kubernetes version and layout, the benchmark and level, the cisfix build) and carries the node's
+warnings (`NodeInfo.warnings`, e.g. a benchmark chosen for a Kubernetes version newer than it covers): a
+report read alone must not hide them."""
 from __future__ import annotations
 
 import json
@@ -10,6 +12,7 @@ import time
 from itertools import groupby
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .judged import flat, header_lines, judged_against
 from .types import CheckResult, NodeInfo, ReportFormat
 
 WIDTH = 80
@@ -35,8 +38,9 @@ def warning_lines(node_info: Optional[NodeInfo]) -> List[str]:
 
 def render_text(results: Sequence[CheckResult], summary: Dict[str, int], node_info: Optional[NodeInfo] = None) -> str:
     """Grouped by section, one wrapped line per check plus the details of those that are not PASS;
-    fits an 80-column terminal. Warnings come first and again last, beside the summary."""
-    lines: List[str] = warning_lines(node_info)
+    fits an 80-column terminal. What it judged against comes first, then the warnings, which come again
+    last, beside the summary."""
+    lines: List[str] = header_lines(node_info) + warning_lines(node_info)
     for name, group in groupby(results, key=lambda r: section(r.check.id)):
         lines.append(f"== {name} ==")
         for r in group:
@@ -55,13 +59,16 @@ def render_text(results: Sequence[CheckResult], summary: Dict[str, int], node_in
 
 
 def render_json(results: Sequence[CheckResult], summary: Dict[str, int], node_info: Optional[NodeInfo] = None) -> str:
-    return json.dumps({"summary": summary, "warnings": list(warnings_of(node_info)),
-                       "results": [r.as_dict() for r in results]}, indent=2) + "\n"
+    return json.dumps({"judged_against": judged_against(node_info), "summary": summary,
+                       "warnings": list(warnings_of(node_info)), "results": [r.as_dict() for r in results]},
+                      indent=2) + "\n"
 
 
 def render_junit(results: Sequence[CheckResult], summary: Dict[str, int], node_info: Optional[NodeInfo] = None) -> str:
     """One testcase per check: FAIL and ERROR fail, WARN, MANUAL and EXCEPTED are skipped (a person's call).
-    Warnings are `warning` properties of every testsuite, where CI systems show suite properties."""
+    What it judged against (node, kubernetes_version, distribution, layout, benchmark, level,
+    cisfix_version, commit: "" where unknown) and the warnings are properties of every testsuite, where CI
+    systems show suite properties."""
     from xml.sax.saxutils import escape, quoteattr  # imports urllib.request: only for this format
 
     failures = sum(r.audit.status == "FAIL" for r in results)
@@ -75,10 +82,10 @@ def render_junit(results: Sequence[CheckResult], summary: Dict[str, int], node_i
                    f'failures="{sum(r.audit.status == "FAIL" for r in group)}" '
                    f'errors="{sum(r.audit.status == "ERROR" for r in group)}" '
                    f'skipped="{sum(r.audit.status in ("WARN", "MANUAL", "EXCEPTED") for r in group)}">')
-        if warnings_of(node_info):
-            out.append("    <properties>")
-            out += [f'      <property name="warning" value={quoteattr(w)}/>' for w in warnings_of(node_info)]
-            out.append("    </properties>")
+        out.append("    <properties>")
+        out += [f'      <property name="{key}" value={quoteattr(value)}/>' for key, value in flat(node_info).items()]
+        out += [f'      <property name="warning" value={quoteattr(w)}/>' for w in warnings_of(node_info)]
+        out.append("    </properties>")
         for r in group:
             a = r.audit
             message = f"expected {a.expected}, found {a.actual}" if a.expected else a.reason
@@ -100,9 +107,14 @@ def label_value(value: str) -> str:
 
 def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int],
                       node_info: Optional[NodeInfo] = None) -> str:
-    """For node_exporter's textfile collector: one series per check and status, counts, warnings (a
+    """For node_exporter's textfile collector: what the audit judged against (an info metric: its labels
+    name the node, versions, benchmark and build), one series per check and status, counts, warnings (a
     count that alerts can use, and one series per warning with its text), a timestamp."""
-    lines = ["# HELP cisfix_check_status Audit verdict of a check: 1 for the status it has.",
+    judged = ",".join(f'{key}="{label_value(value)}"' for key, value in flat(node_info).items())
+    lines = ["# HELP cisfix_audit_info What the audit judged against: the node, its Kubernetes version, "
+             "distribution and layout, the benchmark and level, the cisfix build.",
+             "# TYPE cisfix_audit_info gauge", f"cisfix_audit_info{{{judged}}} 1",
+             "# HELP cisfix_check_status Audit verdict of a check: 1 for the status it has.",
              "# TYPE cisfix_check_status gauge"]
     for r in results:
         labels = (f'id="{label_value(r.check.id)}",status="{r.audit.status}",level="{r.check.level}",'
@@ -122,7 +134,7 @@ def render_prometheus(results: Sequence[CheckResult], summary: Dict[str, int],
 
 FORMATS = [
     ReportFormat("text", render_text, "grouped by section, with a summary; fits 80 columns"),
-    ReportFormat("json", render_json, '{"summary": {...}, "results": [...]}'),
+    ReportFormat("json", render_json, '{"judged_against": {...}, "summary": {...}, "warnings": [...], "results": [...]}'),
     ReportFormat("junit", render_junit, "JUnit XML for a CI system's test view"),
     ReportFormat("prometheus", render_prometheus, "Prometheus text format for node_exporter's textfile collector"),
 ]

@@ -49,6 +49,7 @@ class FileChange:
     content: Optional[bytes]
     expected_sha256: Optional[str]
     meta: Optional[Meta] = None
+    shown: Optional[bytes] = None  # the content as diffs show it, when it holds secret material
 
 
 @dataclass
@@ -134,7 +135,10 @@ class Transaction:
             after = {"sha256": sha256(change.content) if change.content is not None else before["sha256"],
                      **after_meta.as_dict()}
             backup = f"backups/{txid}{change.path}" if before else None
-            files.append({"path": change.path, "before": before, "after": after, "backup": backup})
+            entry = {"path": change.path, "before": before, "after": after, "backup": backup}
+            if change.shown is not None:  # what a report shows of it later: never the secret itself
+                entry["shown"] = change.shown.decode("utf-8", "replace")
+            files.append(entry)
         journal.append("begin", txid, label=label, pid=os.getpid(), files=files)
         crash_point("after-begin")
         return cls(node, journal, log, txid, files, changes)

@@ -193,7 +193,8 @@ class NodeInfo:
     """How a node is laid out: the answer of `cisfix_describe_node`. `benchmark` is filled in by the
     core: the one asked for (`--benchmark`), else the one registered for the node's version, else, for
     a version newer than every benchmark, the newest one with a warning in `warnings` that every
-    report carries."""
+    report carries. The core fills in `layout` too, and, for what a report is judged against, a
+    command that reports fills in `name` and `level` (`cisfix.judged`); a layout leaves them alone."""
 
     distribution: str = "kubeadm"
     version: Optional[str] = None  # Kubernetes version, e.g. "1.31.2", when known
@@ -201,6 +202,9 @@ class NodeInfo:
     components: Mapping[str, Component] = field(default_factory=dict)
     benchmark: Optional[str] = None
     warnings: Tuple[str, ...] = ()
+    layout: str = ""  # the plugin whose cisfix_describe_node answered, e.g. "kubeadm"
+    name: Optional[str] = None  # the node's name (see cisfix.judged.node_name), when known
+    level: Optional[int] = None  # the --level asked for; None: every level
 
     def restarted_by(self, name: str) -> str:
         """The component whose restart applies a change to `name`'s settings: the service that runs it
@@ -254,6 +258,16 @@ class ReportFormat:
         wanted = inspect.signature(self.render).parameters
         extra = {"node_info": node_info} if "node_info" in wanted or len(wanted) > 2 else {}
         return self.render(results, summary, *extra.values())
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section a plugin adds to the node report (`cisfix_report_sections`): a title and plain text.
+    The text is shown as it is, escaped, in a preformatted block (keep lines under 100 columns); there is
+    no way to hand the page markup, so a section can never break or script the page an auditor signs."""
+
+    title: str
+    text: str
 
 
 @dataclass(frozen=True)

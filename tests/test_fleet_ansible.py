@@ -6,6 +6,7 @@ tens of seconds; the run that checks the fleet report audits the whole benchmark
 from __future__ import annotations
 
 import hashlib
+import html.parser
 import importlib.util
 import json
 import os
@@ -93,6 +94,29 @@ def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout[-6000:] + result.stderr[-3000:]
 
 
+def page_text(path: Path) -> str:
+    """The text a person reads on an HTML page (its markup and inline script and style left out)."""
+    class Text(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.parts: List[str] = []
+            self.hidden = 0
+
+        def handle_starttag(self, tag, attrs) -> None:
+            self.hidden += tag in ("script", "style")
+
+        def handle_endtag(self, tag) -> None:
+            self.hidden -= tag in ("script", "style")
+
+        def handle_data(self, data) -> None:
+            if not self.hidden:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return " ".join(" ".join(parser.parts).split())
+
+
 @pytest.fixture(scope="session")
 def shiv_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shiv")
@@ -101,6 +125,8 @@ def shiv_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def fleet(make_lab, pyz, shiv_root, tmp_path) -> Fleet:
     labs = {name: make_lab(name) for name in NODES}
+    for name, lab in labs.items():  # each node's own name, as a real node's /etc/hostname gives it
+        (lab.root / "etc/hostname").write_text(f"{name}\n")
     return Fleet(labs, tmp_path, pyz, shiv_root)
 
 
@@ -134,6 +160,22 @@ def test_control_plane_nodes_are_fixed_one_at_a_time_then_workers(fleet):
     first_pass = next(i for i, r in enumerate(rows) if r[1:4] == ["PASS"] * 3)
     assert all("PASS" not in r[1:4] for r in rows[:first_pass])  # failures first
     assert any(line.startswith("w1: ") and "fix: 1 FIXED" in line for line in table)
+
+    # Each node's audit says what it judged against, the build included: the archive's commit.
+    version = subprocess.run([sys.executable, str(fleet.pyz), "--version"], capture_output=True, text=True,
+                             env=dict(os.environ, SHIV_ROOT=str(fleet.shiv_root))).stdout
+    for name in NODES:
+        judged = json.loads((fleet.report_dir / f"nodes/{name}.audit.json").read_text())["judged_against"]
+        assert judged["node"]["name"] == name and f"(commit {judged['cisfix']['commit']}," in version, (judged, version)
+
+    # The fleet page, rendered on the controller from the node reports written after each node's fix.
+    for name in NODES:
+        node_report = json.loads((fleet.report_dir / f"nodes/{name}.report.json").read_text())
+        assert node_report["node"]["name"] == name
+        check = next(c for c in node_report["checks"] if c["id"] == "1.2.15")
+        assert check["status"] == "PASS" and [c["state"] for c in check["changes"]] == ["committed"], check
+    text = page_text(fleet.report_dir / "fleet.html")
+    assert all(name in text.split() for name in NODES), text[:2000]
 
 
 def test_check_mode_and_drift_change_no_byte_and_report_would_be_changes(fleet):
@@ -179,6 +221,11 @@ def test_a_rolled_back_control_plane_node_stops_the_line(fleet):
     nodes = json.loads((fleet.report_dir / "fleet.json").read_text())["nodes"]
     assert nodes["cp1"]["fix"] == {"FIXED": 1} and nodes["cp2"]["fix"] == {"REMEDIATION_FAILED_ROLLED_BACK": 1}
     assert nodes["w1"]["fix"] is None and nodes["w1"]["audit"]["FAIL"] == 1
+    # So is the fleet page: cp2's report written after its rollback, w1's after its audit.
+    assert all(name in page_text(fleet.report_dir / "fleet.html").split() for name in NODES)
+    cp2 = json.loads((fleet.report_dir / "nodes/cp2.report.json").read_text())
+    test_8 = next(c for c in cp2["checks"] if c["id"] == "TEST-8")
+    assert [c["state"] for c in test_8["changes"]] == ["rolled-back"], test_8
 
 
 def test_an_unready_api_server_on_another_control_plane_node_stops_the_play_before_it_starts(fleet):

@@ -44,12 +44,15 @@ def test_fleet_report_merges_audits_and_fixes_and_lists_unaudited_nodes(tmp_path
                                      "results": [result("1.1.1", "PASS"), result("1.2.9", "FAIL"), result("1.2.15", "FAIL")]})
     write(tmp_path, "a.fix.json", {"summary": {"FIXED": 1}, "restarts": {"kube-apiserver": 1},
                                    "results": [result("1.2.15", "PASS", "FIXED")]})
-    write(tmp_path, "b.audit.json", {"summary": {"PASS": 2, "FAIL": 1, "ERROR": 0},
+    judged = {"node": {"name": "b", "kubernetes_version": "1.32.1"}, "benchmark": {"name": "cis-1.12", "level": 1},
+              "cisfix": {"version": "0.1.0", "commit": "0123456789ab"}}
+    write(tmp_path, "b.audit.json", {"judged_against": judged, "summary": {"PASS": 2, "FAIL": 1, "ERROR": 0},
                                      "results": [result("1.1.1", "PASS"), result("1.2.9", "PASS"), result("1.2.15", "FAIL")]})
     report = fleet.cisfix_fleet_report(str(tmp_path), ["a", "b", "c"])
 
     assert report["nodes"]["a"] == {"audit": {"PASS": 1, "FAIL": 2}, "fix": {"FIXED": 1},
-                                    "restarts": {"kube-apiserver": 1}, "error": None}
+                                    "restarts": {"kube-apiserver": 1}, "error": None, "judged_against": None}
+    assert report["nodes"]["b"]["judged_against"] == judged
     assert report["nodes"]["c"]["error"] == "no audit report (the node failed or was not reached)"
     assert report["checks"]["1.2.15"]["nodes"] == {"a": {"status": "PASS", "fix": "FIXED"}, "b": {"status": "FAIL"}}
 
@@ -57,5 +60,19 @@ def test_fleet_report_merges_audits_and_fixes_and_lists_unaudited_nodes(tmp_path
     assert [line.split()[:4] for line in lines[:4]] == [
         ["CHECK", "a", "b", "c"], ["1.2.9", "FAIL", "PASS", "-"], ["1.2.15", "FIXED", "FAIL", "-"],
         ["1.1.1", "PASS", "PASS", "-"]]
-    assert lines[-3:] == ["a: 1 PASS, 2 FAIL; fix: 1 FIXED", "b: 2 PASS, 1 FAIL",
+    assert lines[-3:] == ["a: 1 PASS, 2 FAIL; fix: 1 FIXED",
+                          "b: 2 PASS, 1 FAIL; against cis-1.12 level 1, Kubernetes 1.32.1, cisfix 0.1.0 (commit 0123456789ab)",
                           "c: not audited; ERROR: no audit report (the node failed or was not reached)"]
+
+
+def test_node_reports_take_the_audit_options_report_knows_and_cover_every_check():
+    options = "--check 1.2.15 --level 1 --node-type=master --checks-dir '/etc/my checks' --disable=1.1.1 -p no:x"
+    assert fleet.cisfix_report_options(options) == "--level 1 --checks-dir '/etc/my checks' --disable=1.1.1 -p no:x"
+    assert fleet.cisfix_report_options("") == "" and fleet.cisfix_report_options("--check TEST-8") == ""
+
+
+def test_fleet_page_is_made_from_the_node_reports_present_in_inventory_order(tmp_path):
+    for name in ("w1.report.json", "cp1.report.json", "cp1.audit.json"):
+        write(tmp_path, name, {})
+    assert fleet.cisfix_node_reports(str(tmp_path), ["cp1", "cp2", "w1", "cp1"]) == [
+        str(tmp_path / "nodes/cp1.report.json"), str(tmp_path / "nodes/w1.report.json")]

@@ -6,7 +6,9 @@ left out, as are checks whose component is not on the node (NOT_APPLICABLE): kub
 for them — except in the RKE2 and k3s benchmarks, where kube-bench lists every check and reports those
 that cannot apply on the distribution (its `skip` checks) as INFO: NOT_APPLICABLE is INFO there. The
 node's warnings (a benchmark chosen for a newer Kubernetes) are a top-level `Warnings` list, present only
-when there are some."""
+when there are some. What the audit judged against goes where kube-bench puts it, each control's `version`
+(the benchmark) and `detected_version` (the Kubernetes minor version); kube-bench has no place for the
+node's name, the level or the build, so, to keep its structure, only the other formats carry them."""
 from __future__ import annotations
 
 import json

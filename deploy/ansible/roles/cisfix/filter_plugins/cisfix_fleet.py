@@ -2,13 +2,15 @@
 node's reports. Runs on the controller; stdlib only.
 
 A node's reports, as the role fetches them into <report dir>/nodes/: `<host>.audit.json` (`cisfix audit
---format json`: summary, results) and, in fix and drift mode, `<host>.fix.json` (`cisfix fix --format
-json`: summary, restarts, results with each check's `fix` outcome, diff).
+--format json`: judged_against, summary, results), `<host>.report.json` (`cisfix report --format json`,
+the node report document fleet.html is made from) and, in fix and drift mode, `<host>.fix.json` (`cisfix
+fix --format json`: summary, restarts, results with each check's `fix` outcome, diff).
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 CHANGED = ("FIXED", "WOULD_FIX")
@@ -28,6 +30,9 @@ EXIT_MEANINGS = {
        "credentials",
     70: "cisfix failed with an internal error: the node's state is unknown",
 }
+# Options of `cisfix_args` (shared by audit and fix) that take a value, and those `cisfix report` takes too.
+VALUED = ("--check", "--node-type", "--level", "--checks-dir", "--disable", "--benchmark", "-p", "--state-dir")
+REPORT_OPTIONS = ("--level", "--checks-dir", "--disable", "--benchmark", "-p", "--state-dir")
 # Cells of the fleet table that need a person or a fix run, ranked worst first.
 NOT_GOOD = ("REMEDIATION_FAILED_ROLLBACK_FAILED", "REMEDIATION_FAILED_ROLLED_BACK", "REMEDIATION_FAILED",
             "ERROR", "FAIL", "WOULD_FIX", "WARN")
@@ -71,6 +76,28 @@ def cisfix_unaudited(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> List[
     return [h for h in dict.fromkeys(hosts) if not audited(h)]
 
 
+def cisfix_report_options(args: str) -> str:
+    """The options of `cisfix_args` that `cisfix report` takes too: the node report covers the checks
+    the audit loaded (--checks-dir, --disable, --benchmark, -p) at its level, every one of them (there is
+    no --check or --node-type to narrow a report)."""
+    words, kept = shlex.split(args or ""), []
+    while words:
+        word = words.pop(0)
+        name, given = word.split("=", 1)[0], "=" in word
+        option = [word] + ([words.pop(0)] if name in VALUED and not given and words else [])
+        if name in REPORT_OPTIONS:
+            kept += option
+    return " ".join(shlex.quote(w) for w in kept)
+
+
+def cisfix_node_reports(report_dir: str, hosts: Sequence[str]) -> List[str]:
+    """The node report documents the nodes wrote (<report dir>/nodes/<host>.report.json), in inventory
+    order: what fleet.html is made from. A node without one (not reached, or its report failed: the
+    play's output says why) is left out."""
+    paths = (os.path.join(report_dir, "nodes", f"{host}.report.json") for host in dict.fromkeys(hosts))
+    return [path for path in paths if os.path.isfile(path)]
+
+
 def _load(path: str) -> Optional[dict]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -83,9 +110,10 @@ def _load(path: str) -> Optional[dict]:
 
 
 def cisfix_fleet_report(report_dir: str, hosts: Sequence[str]) -> Dict[str, Any]:
-    """{"nodes": {host: {"audit": summary, "fix": summary, "restarts", "error"}}, "checks": {id: {"title",
-    "nodes": {host: {"status", "fix"?}}}}}: per node and check, the status after this run (a fix report's
-    verdict where the node was fixed, else the audit's)."""
+    """{"nodes": {host: {"audit": summary, "fix": summary, "restarts", "error", "judged_against"}}, "checks":
+    {id: {"title", "nodes": {host: {"status", "fix"?}}}}}: per node and check, the status after this run (a
+    fix report's verdict where the node was fixed, else the audit's); per node, what its audit judged
+    against (node name, Kubernetes version, benchmark and level, cisfix build)."""
     nodes: Dict[str, dict] = {}
     checks: Dict[str, dict] = {}
     for host in dict.fromkeys(hosts):
@@ -95,7 +123,8 @@ def cisfix_fleet_report(report_dir: str, hosts: Sequence[str]) -> Dict[str, Any]
         if audit is None:
             errors.insert(0, "no audit report (the node failed or was not reached)")
         nodes[host] = {"audit": (audit or {}).get("summary"), "fix": (fix or {}).get("summary"),
-                       "restarts": (fix or {}).get("restarts"), "error": "; ".join(errors) or None}
+                       "restarts": (fix or {}).get("restarts"), "error": "; ".join(errors) or None,
+                       "judged_against": (audit or {}).get("judged_against")}
         for report in (audit, fix):
             for r in (report or {}).get("results", []):
                 cell = {"status": r.get("status")}
@@ -136,14 +165,26 @@ def cisfix_fleet_table(fleet: Mapping[str, Any]) -> str:
         parts = [", ".join(f"{n} {s}" for s, n in (node["audit"] or {}).items() if n) or "not audited"]
         if node["fix"]:
             parts.append("fix: " + ", ".join(f"{n} {s}" for s, n in node["fix"].items()))
+        if node.get("judged_against"):
+            parts.append(_judged(node["judged_against"]))
         if node["error"]:
             parts.append(f"ERROR: {node['error']}")
         lines.append(f"{host}: " + "; ".join(parts))
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
+def _judged(judged: Mapping[str, Any]) -> str:
+    """`against cis-1.11 level 1, Kubernetes 1.31.2, cisfix 0.1.0 (commit 0123456789ab)`"""
+    node, benchmark, build = (judged.get(k) or {} for k in ("node", "benchmark", "cisfix"))
+    level = f"level {benchmark['level']}" if benchmark.get("level") else "all levels"
+    commit = f" (commit {build['commit']})" if build.get("commit") else ""
+    return (f"against {benchmark.get('name') or 'no benchmark'} {level}, Kubernetes "
+            f"{node.get('kubernetes_version') or 'unknown'}, cisfix {build.get('version') or '?'}{commit}")
+
+
 class FilterModule:
     def filters(self) -> dict:
         return {"cisfix_ran": cisfix_ran, "cisfix_changed": cisfix_changed, "cisfix_failure": cisfix_failure,
                 "cisfix_unaudited": cisfix_unaudited, "cisfix_fleet_report": cisfix_fleet_report,
-                "cisfix_fleet_table": cisfix_fleet_table}
+                "cisfix_fleet_table": cisfix_fleet_table, "cisfix_report_options": cisfix_report_options,
+                "cisfix_node_reports": cisfix_node_reports}
