@@ -110,7 +110,8 @@ def render(page: Path, png: Optional[Path] = None, size: Tuple[int, int] = (1280
                 f"--window-size={size[0]},{size[1]}", "--dump-dom"]
         if png:
             argv.append(f"--screenshot={png}")
-        done = subprocess.run(argv + [page.resolve().as_uri() + (f"#{fragment}" if fragment else "")], capture_output=True, text=True, timeout=timeout)
+        url = page.resolve().as_uri() + (f"#{fragment}" if fragment else "")
+        done = subprocess.run(argv + [url], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
     console = [m.group(1) for m in map(CONSOLE.search, done.stderr.splitlines()) if m]
     own = [line for line in proxy.lines if host_of(line) in BROWSER_OWN]

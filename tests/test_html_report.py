@@ -53,7 +53,8 @@ def test_the_harness_catches_console_messages_errors_and_any_network_request(tmp
                     '<link rel="stylesheet" href="https://fonts.example.net/a.css"/>'
                     '<script>console.log("MARK"); console.error("BAD"); missing();</script></body></html>')
     seen = browser.render(page)
-    assert [m.split(",")[0] for m in seen.console] == ['"MARK"', '"BAD"', '"Uncaught ReferenceError: missing is not defined"']
+    assert [m.split(",")[0] for m in seen.console] == \
+        ['"MARK"', '"BAD"', '"Uncaught ReferenceError: missing is not defined"']
     assert sorted(browser.host_of(r) for r in seen.requests) == ["cdn.example.com", "fonts.example.net"]
 
 
@@ -108,9 +109,8 @@ def test_node_page_flags_an_expired_exception(node_page):
     element = "check-" + expired["id"].replace(".", "-")
     assert "Exception: needed until the migration — accepted by alice (config.yaml), expires 2026-09-30 EXPIRED" \
         in dom.text(element)
-    table = next(tag_attrs for tag_attrs in dom.tags if tag_attrs[0] == "table" and "exceptions" in tag_attrs[1].get("class", ""))
-    assert table and f"{expired['id']} needed until the migration alice (config.yaml) 2026-09-30 EXPIRED" in \
-        re.sub(r"\s+", " ", " ".join(dom.words))
+    row = f"{expired['id']} needed until the migration alice (config.yaml) 2026-09-30 EXPIRED"
+    assert ("table", {"class": "exceptions"}) in dom.tags and row in re.sub(r"\s+", " ", " ".join(dom.words))
 
 
 def test_hostile_strings_render_as_text_and_never_run(node_page):
@@ -217,7 +217,8 @@ def test_the_script_hash_in_the_policy_is_the_script_on_the_page():
 
 def test_changes_no_check_asked_for_are_shown_on_both_pages():
     doc = node_doc("n", seed=1)
-    edit = dict(next(c for c in doc["checks"] if c["changes"])["changes"][0], txid="EDIT-TX-1", label="edit kubelet config")
+    fixed = next(c for c in doc["checks"] if c["changes"])
+    edit = dict(fixed["changes"][0], txid="EDIT-TX-1", label="edit kubelet config")
     doc["other_changes"] = [edit]
     for html in (render_node(doc), render_fleet([doc])):
         text = Dom(html).text()
