@@ -119,6 +119,16 @@ def render(page: Path, png: Optional[Path] = None, size: Tuple[int, int] = (1280
                     requests=[line for line in proxy.lines if line not in own], browser_own=own)
 
 
+def printed_pages(page: Path, pdf: Path, timeout: float = 60) -> int:
+    """Print `page` to `pdf` as Chromium's print dialog would (print media); the number of pages."""
+    with tempfile.TemporaryDirectory(prefix="cisfix-chromium-") as profile:
+        done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                               *QUIET, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.resolve().as_uri()],
+                              capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0 and pdf.exists(), f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
+    return len(re.findall(rb"/Type\s*/Page(?![a-z])", pdf.read_bytes()))
+
+
 def png_rows(path: Path, limit: Optional[int] = None) -> Tuple[int, int, List[bytes]]:
     """Width, height and the first `limit` rows (all by default) of an 8-bit RGB or RGBA PNG, as bytes of
     3 or 4 per pixel: enough of a decoder for Chromium's screenshots, stdlib only."""

@@ -5,6 +5,7 @@ temporary folder; the test prints which (pytest -s or -rP shows it):
 
     node-phone.png   a node's page on a phone-sized screen (412x915): the summary and its counts first
     fleet.png        a fleet of three nodes (1280x900): the summary, then the node x section matrix
+    node-print-*.pdf a short node page printed without its script: every section open by print CSS alone
 """
 from __future__ import annotations
 
@@ -128,6 +129,22 @@ def test_the_filter_script_ran_under_the_pages_content_security_policy(node_page
     _, page, seen = node_page
     form = next(attrs for tag, attrs in Dom(seen.dom).tags if tag == "form")
     assert "hidden" not in form and 'hidden="hidden"' in page.read_text()
+
+
+def test_printed_without_script_every_collapsed_check_opens(render_dir):
+    """Print CSS alone opens the collapsed sections: the page with its script removed prints as many
+    pages as the page with every section opened by hand (and more than with them closed)."""
+    doc = node_doc("cp-print", seed=1)
+    doc["checks"] = doc["checks"][:30]  # a few pages are enough, and quicker to print
+    html = re.sub(r"<script>.*?</script>", "", render_node(doc), flags=re.S)
+    variants = {"no-script": html, "all-open": html.replace("<details ", '<details open="" '),
+                "closed-no-print-css": html.replace("details::details-content", "details::x-none")}
+    pages = {}
+    for name, text in variants.items():
+        path = render_dir / f"node-print-{name}.html"
+        path.write_text(text, encoding="utf-8")
+        pages[name] = browser.printed_pages(path, render_dir / f"node-print-{name}.pdf")
+    assert pages["no-script"] == pages["all-open"] > pages["closed-no-print-css"], pages
 
 
 def test_node_page_is_strict_markup_with_unique_ids_and_small(node_page):
