@@ -200,6 +200,7 @@ def change_block(change: Mapping[str, Any]) -> str:
 
 
 EXPIRED = '<strong class="expired">EXPIRED</strong>'
+EXPIRED_ROW = ' class="expired"'
 
 
 def exception_text(exc: Mapping[str, Any]) -> str:
@@ -284,7 +285,7 @@ def exceptions_block(exceptions: Sequence[Mapping[str, Any]], link) -> str:
     if not exceptions:
         return "<p>No exceptions recorded.</p>"
     rows = "".join(
-        f'<tr class="{"expired" if x.get("expired") else ""}"><td>{link(x.get("id"))}</td><td>{e(x.get("reason"))}</td>'
+        f'<tr{EXPIRED_ROW if x.get("expired") else ""}><td>{link(x.get("id"))}</td><td>{e(x.get("reason"))}</td>'
         f'<td>{e(x.get("who") or "(not recorded)")}</td><td><time>{e(x.get("expires") or "never")}</time></td>'
         f'<td>{EXPIRED if x.get("expired") else "in force"}</td></tr>'
         for x in exceptions)

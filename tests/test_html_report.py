@@ -257,3 +257,12 @@ def test_a_link_into_a_closed_node_section_opens_it(tmp_path):
     assert seen.console == [] and seen.requests == []
     opened = {attrs["id"] for tag, attrs in Dom(seen.dom).tags if tag == "details" and "open" in attrs}
     assert {"node-n7", "node-n7-section-1-2"} <= opened and "node-n8" not in opened
+
+
+def test_halt_and_pause_lead_the_node_summary_before_the_counts():
+    doc = node_doc("cp-1", seed=1, halted=True)
+    doc["paused"] = {"by": "alice", "since": "2026-12-01T08:00:00Z", "until": None, "reason": "change freeze"}
+    summary = Dom(render_node(doc)).text("summary")
+    halt = summary.index("HALTED: the gate saw kube-apiserver unhealthy after rollback")
+    pause = summary.index("PAUSED by alice since 2026-12-01T08:00:00Z until resumed: change freeze")
+    assert halt < pause < summary.index("WARNING: Kubernetes 1.35") < summary.index(f"{doc['summary']['PASS']} PASS")
