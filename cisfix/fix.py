@@ -22,6 +22,7 @@ from .gate import Gate
 from .interrupted import Recovered, left_over
 from .journal import Journal, JournalWriteFailed, fix_label
 from .plugins import Plugins
+from .remedy import remedy
 from .state import NodeState
 from .errors import CisfixError, InputError
 from .types import ERROR, EXCEPTED, FAIL, NOT_APPLICABLE, PASS, Check, CheckResult, Configure, Plan
@@ -60,13 +61,6 @@ def plan_fix(plugins: Plugins, checks: Sequence[Check]) -> FixPlan:
         result.planned.append((check, plan))
     return result
 
-
-def remedy(plugins: Plugins, state: NodeState, check: Check) -> Tuple[Plan, str]:
-    """A failing check's remediation plan, and why a fix would not apply it ("": it would): no safe
-    automatic fix (the plan's `manual`), or a plugin's veto."""
-    plan = check.remediate(state) if check.remediate else Plan(manual="no automatic remediation")
-    veto = None if plan.manual else plugins.pm.hook.cisfix_veto_plan(check=check, plan=plan, node_info=plugins.info)
-    return plan, plan.manual or (f"vetoed: {veto}" if veto else "")
 
 
 def refuse_if_unreadable(plan: FixPlan) -> None:

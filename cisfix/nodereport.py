@@ -19,13 +19,13 @@ from typing import Dict, List, Optional, Sequence
 
 from .atomic import Meta, sha256
 from .audit import node_exceptions, node_state, run_audits, select
-from .engine import PlannedChange, unified_diff
 from .errors import CisfixError, InputError
 from .fleetreport import FORMAT, STATUSES
 from .journal import Journal, TxInfo
 from .node import Node
 from .nodefile import read_bytes
 from .plugins import Plugins
+from .remedy import remedy
 from .reports import section, warnings_of
 from .state import NodeState
 from .statedir import WHY, UntrustedState
@@ -151,8 +151,6 @@ def _remediation(check_id: str, text: str, status: str, why_not: str) -> Optiona
 
 def _needs_a_person(plugins: Plugins, state: NodeState, result: CheckResult) -> str:
     """Why a fix would leave this failing check to a person ("": it would fix it)."""
-    from .fix import remedy
-
     if not result.check.automated:
         return "no automatic remediation"
     try:
@@ -209,6 +207,8 @@ def _file(node: Node, tx: TxInfo, entry: dict, txs: Sequence[TxInfo]) -> dict:
     except _Unavailable as why:
         doc["note"] = f"diff not shown: {why}"
         return doc
+    from .engine import PlannedChange, unified_diff  # the fix engine's diff, only where there is a change
+
     planned = PlannedChange(entry["path"], content_before, content_after, old, new, ())
     doc["diff"] = unified_diff(node, planned)
     return doc

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from .cli_context import AddCommand, load_plugins
+from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugins import Plugins
@@ -29,6 +30,9 @@ def add_command(command: AddCommand) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.fleet:
+        if args.level:
+            raise InputError("--level", "a fleet page shows the reports as the nodes wrote them; give --level "
+                                        "to each node's `cisfix report --format json`")
         return _fleet(args)
     from .audit import require_benchmark
 
