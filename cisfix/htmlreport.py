@@ -119,7 +119,8 @@ def node_facts(doc: Mapping[str, Any]) -> str:
     return facts([
         ("Node", e(node.get("name") or "unknown")),
         ("Kubernetes", e(node.get("kubernetes_version") or "unknown")),
-        ("Distribution", e(distribution if not layout or layout == distribution else f"{distribution} (layout {layout})")),
+        ("Distribution", e(distribution if not layout or layout == distribution
+                           else f"{distribution} (layout {layout})")),
         ("Node types", e(", ".join(map(str, node.get("node_types") or ())) or "unknown")),
         ("Benchmark", e(level_text(doc.get("benchmark") or {}))),
         ("Audited", f'<time>{e(doc.get("generated") or "unknown")}</time>'),
@@ -186,7 +187,8 @@ def note(file: Mapping[str, Any]) -> str:
 
 
 def change_block(change: Mapping[str, Any]) -> str:
-    head = facts([("When", f'<time>{e(change.get("time"))}</time>'), ("Transaction", f'<code>{e(change.get("txid"))}</code>'),
+    head = facts([("When", f'<time>{e(change.get("time"))}</time>'),
+                  ("Transaction", f'<code>{e(change.get("txid"))}</code>'),
                   ("What", e(change.get("label"))), ("State", e(change.get("state")))])
     files = []
     for f in change.get("files") or ():
@@ -198,6 +200,7 @@ def change_block(change: Mapping[str, Any]) -> str:
 
 
 EXPIRED = '<strong class="expired">EXPIRED</strong>'
+EXPIRED_ROW = ' class="expired"'
 
 
 def exception_text(exc: Mapping[str, Any]) -> str:
@@ -207,8 +210,11 @@ def exception_text(exc: Mapping[str, Any]) -> str:
 
 
 def findings(check: Mapping[str, Any]) -> str:
-    """What this node said about a check: the reason, the evidence, its exception."""
+    """What this node said about a check: the reason, why cisfix leaves it to a person, the evidence, its
+    exception."""
     parts = [f'<p class="reason">{e(check["reason"])}</p>'] if check.get("reason") else []
+    if check.get("needs_a_person"):
+        parts.append(f'<p class="why-not">Why cisfix does not fix it: {e(check["needs_a_person"])}</p>')
     evidence = check.get("evidence") or ()
     if evidence:
         parts.append('<ul class="evidence">' + "".join(f"<li>{e(x)}</li>" for x in evidence) + "</ul>")
@@ -227,7 +233,8 @@ def check_block(check: Mapping[str, Any], element_id: str, tx_shown: Dict[str, T
         parts.append(f'<h4>Remediation</h4><pre class="remediation">{e(check["remediation"])}</pre>')
     changes = check.get("changes") or ()
     if changes:
-        parts.append("<h4>Changes by cisfix</h4>" + "".join(change_once(c, check, element_id, tx_shown) for c in changes))
+        parts.append("<h4>Changes by cisfix</h4>"
+                     + "".join(change_once(c, check, element_id, tx_shown) for c in changes))
     meta = [f"level {e(check.get('level'))}" if check.get("level") is not None else "",
             "automated" if check.get("automated") else "manual" if check.get("automated") is False else "",
             e(check.get("component")) if check.get("component") else ""]
@@ -268,8 +275,9 @@ def tally_text(t: Mapping[str, int]) -> str:
 
 def status_filter(statuses: Iterable[str]) -> str:
     """Hidden unless the script runs: without it every check shows."""
+    order = [s for s, _ in STATUSES]
     boxes = "".join(f'<label><input type="checkbox" value="{e(s)}" checked="checked" /> {e(s)}</label>'
-                    for s in sorted(set(statuses), key=lambda s: [x for x, _ in STATUSES].index(s) if s in KNOWN else 99))
+                    for s in sorted(set(statuses), key=lambda s: order.index(s) if s in KNOWN else len(order)))
     return f'<form id="status-filter" hidden="hidden"><fieldset><legend>Show checks</legend>{boxes}</fieldset></form>'
 
 
@@ -277,7 +285,7 @@ def exceptions_block(exceptions: Sequence[Mapping[str, Any]], link) -> str:
     if not exceptions:
         return "<p>No exceptions recorded.</p>"
     rows = "".join(
-        f'<tr class="{"expired" if x.get("expired") else ""}"><td>{link(x.get("id"))}</td><td>{e(x.get("reason"))}</td>'
+        f'<tr{EXPIRED_ROW if x.get("expired") else ""}><td>{link(x.get("id"))}</td><td>{e(x.get("reason"))}</td>'
         f'<td>{e(x.get("who") or "(not recorded)")}</td><td><time>{e(x.get("expires") or "never")}</time></td>'
         f'<td>{EXPIRED if x.get("expired") else "in force"}</td></tr>'
         for x in exceptions)
@@ -299,7 +307,8 @@ def drift_block(drift: Mapping[str, Any], link) -> str:
             f'<td><code>{e(c.get("file"))}</code></td><td>{e(c.get("found"))}</td><td>{e(c.get("outcome"))}</td>'
             f'<td><code>{e(c.get("txid"))}</code></td></tr>' for c in corrections)
         out.append('<div class="table"><table class="drift"><thead><tr><th>Time</th><th>Check</th><th>Class</th>'
-                   f'<th>File</th><th>Found</th><th>Outcome</th><th>Transaction</th></tr></thead><tbody>{rows}</tbody></table></div>')
+                   '<th>File</th><th>Found</th><th>Outcome</th><th>Transaction</th></tr></thead>'
+                   f'<tbody>{rows}</tbody></table></div>')
     for check_id, history in sorted(flapping.items(), key=lambda kv: natural(str(kv[0]))):
         items = "".join(f'<li><time>{e(h.get("time"))}</time> {e(h.get("class"))}: {e(h.get("outcome"))}</li>'
                         for h in history or ())
@@ -379,11 +388,13 @@ def changes_table(checks: Sequence[Mapping[str, Any]], link, once: Once) -> str:
     rows = []
     for change, check_ids in transactions.values():
         gate = change.get("gate") if isinstance(change.get("gate"), Mapping) else {}
-        files = "".join(f'<code>{e(f.get("path"))}</code>' + "".join(f" {k} {e(f[k])}" for k in ("mode", "owner") if f.get(k))
-                        + note(f) + (once.diff(f["diff"]) if f.get("diff") else "") for f in change.get("files") or ())
+        files = "".join(f'<code>{e(f.get("path"))}</code>'
+                        + "".join(f" {k} {e(f[k])}" for k in ("mode", "owner") if f.get(k)) + note(f)
+                        + (once.diff(f["diff"]) if f.get("diff") else "") for f in change.get("files") or ())
         rows.append(f'<tr><td><code>{e(change.get("txid"))}</code></td><td><time>{e(change.get("time"))}</time></td>'
                     f'<td>{", ".join(link(c) for c in check_ids)}</td><td>{e(change.get("state"))}</td><td>{files}</td>'
-                    f'<td><strong class="{verdict_class(gate)}">{e(verdict_of(gate))}</strong> {e(components_of(gate))}: '
+                    f'<td><strong class="{verdict_class(gate)}">{e(verdict_of(gate))}</strong> '
+                    f'{e(components_of(gate))}: '
                     f'{timeline(gate)}</td></tr>')
     if not rows:
         return "<p>No changes by cisfix recorded.</p>"
@@ -427,7 +438,8 @@ def node_sections(doc: Mapping[str, Any], ids: Ids, scope: str, once: Optional[O
     elif other:
         out.append(f'<h2 id="{ids(scope, "other-changes")}">Other changes by cisfix</h2><p>Transactions no check '
                    f'asked for (such as <code>cisfix edit</code>).</p>' + "".join(change_block(c) for c in other))
-    out.append(f'<h2 id="{ids(scope, "exceptions")}">Exceptions</h2>' + exceptions_block(doc.get("exceptions") or (), link))
+    out.append(f'<h2 id="{ids(scope, "exceptions")}">Exceptions</h2>'
+               + exceptions_block(doc.get("exceptions") or (), link))
     out.append(f'<h2 id="{ids(scope, "drift")}">Drift</h2>' + drift_block(doc.get("drift") or {}, link))
     sections = [s for s in doc.get("sections") or () if isinstance(s, Mapping)]
     if sections:
@@ -473,7 +485,7 @@ def render_fleet(docs: Sequence[Mapping[str, Any]]) -> str:
     ids = Ids()
     once = Once(ids)
     docs = sorted((d for d in docs if isinstance(d, Mapping)),
-                  key=lambda d: (-failing(d), bool(d.get("halted")) is False, natural(str((d.get("node") or {}).get("name")))))
+                  key=lambda d: (-failing(d), not d.get("halted"), natural(str((d.get("node") or {}).get("name")))))
     names = [str((d.get("node") or {}).get("name") or "unknown") for d in docs]
     anchors = [ids("node", n) for n in names]
     totals: Dict[str, int] = {}
@@ -497,7 +509,8 @@ def render_fleet(docs: Sequence[Mapping[str, Any]]) -> str:
         flags = (" HALTED" if d.get("halted") else "") + (" PAUSED" if d.get("paused") else "")
         rows.append(f'<tr><th scope="row"><a href="#{anchor}">{e(name)}</a>{e(flags)}</th>'
                     f'<td class="num {"bad" if failing(d) else "ok"}">{failing(d)}</td>{"".join(cells)}</tr>')
-    matrix = ('<div class="table"><table class="matrix"><thead><tr><th scope="col">Node</th><th scope="col">failing</th>'
+    matrix = ('<div class="table"><table class="matrix"><thead><tr><th scope="col">Node</th>'
+              '<th scope="col">failing</th>'
               f'{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
               '<p class="muted">Each cell: failing (FAIL, needs a person, ERROR) / checks in that section.</p>')
     halted = [n for d, n in zip(docs, names) if d.get("halted")]
@@ -506,8 +519,10 @@ def render_fleet(docs: Sequence[Mapping[str, Any]]) -> str:
                    (f'<p class="alert pause" role="alert">PAUSED: {e(", ".join(paused))}</p>' if paused else "")
     times = sorted(str(d.get("generated")) for d in docs if d.get("generated"))
     span = f"{times[0]} to {times[-1]}" if times else "unknown"
+    fleet_facts = [("Nodes", e(len(docs))), ("Nodes failing", e(sum(1 for d in docs if failing(d)))),
+                   ("Audited", e(span)), ("cisfix", e(generator_of(docs)))]
     summary = (f'<section class="summary" id="summary"><h2>Summary</h2>{fleet_alerts}'
-               f'{counts(totals)}{facts([("Nodes", e(len(docs))), ("Nodes failing", e(sum(1 for d in docs if failing(d)))), ("Audited", e(span)), ("cisfix", e(generator_of(docs)))])}'
+               f'{counts(totals)}{facts(fleet_facts)}'
                '</section>')
     nodes = []
     for d, name, anchor in zip(docs, names, anchors):

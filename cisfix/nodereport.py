@@ -125,6 +125,8 @@ def _check(plugins: Plugins, state: NodeState, result: CheckResult, changes: Lis
         status = NEEDS_A_PERSON if why_not else FAIL
     elif status == WARN:  # the audit could not decide: a person looks
         status, why_not = NEEDS_A_PERSON, verdict.reason
+    elif status not in STATUSES:  # a plugin's audit said something no report knows
+        status, why_not = "ERROR", f"the audit returned status {verdict.status!r}"
     still_open = status not in (PASS, "NOT_APPLICABLE")
     return {
         "id": check.id, "title": check.title, "section": section(check.id), "level": check.level,

@@ -110,12 +110,23 @@ def render(page: Path, png: Optional[Path] = None, size: Tuple[int, int] = (1280
                 f"--window-size={size[0]},{size[1]}", "--dump-dom"]
         if png:
             argv.append(f"--screenshot={png}")
-        done = subprocess.run(argv + [page.resolve().as_uri() + (f"#{fragment}" if fragment else "")], capture_output=True, text=True, timeout=timeout)
+        url = page.resolve().as_uri() + (f"#{fragment}" if fragment else "")
+        done = subprocess.run(argv + [url], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
     console = [m.group(1) for m in map(CONSOLE.search, done.stderr.splitlines()) if m]
     own = [line for line in proxy.lines if host_of(line) in BROWSER_OWN]
     return Rendered(dom=done.stdout, console=console, png=png if png and png.exists() else None,
                     requests=[line for line in proxy.lines if line not in own], browser_own=own)
+
+
+def printed_pages(page: Path, pdf: Path, timeout: float = 60) -> int:
+    """Print `page` to `pdf` as Chromium's print dialog would (print media); the number of pages."""
+    with tempfile.TemporaryDirectory(prefix="cisfix-chromium-") as profile:
+        done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                               *QUIET, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.resolve().as_uri()],
+                              capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0 and pdf.exists(), f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
+    return len(re.findall(rb"/Type\s*/Page(?![a-z])", pdf.read_bytes()))
 
 
 def png_rows(path: Path, limit: Optional[int] = None) -> Tuple[int, int, List[bytes]]:

@@ -35,7 +35,8 @@ def transaction(check_ids: List[str], component: str, n: int, context: str) -> D
                      "stability_window": 15.0, "verified": True, "message": "ready on /readyz, restart count stable"}}
 
 
-def node_doc(name: str, seed: int = 0, fixed: bool = True, hostile: bool = False, halted: bool = False) -> Dict[str, Any]:
+def node_doc(name: str, seed: int = 0, fixed: bool = True, hostile: bool = False,
+             halted: bool = False) -> Dict[str, Any]:
     """One node's report. `fixed`: after `cisfix fix` (what cisfix can fix is PASS with its change, a few
     checks need a person); else before it (a fifth of the automated checks FAIL)."""
     rnd = random.Random(seed)
@@ -63,7 +64,8 @@ def node_doc(name: str, seed: int = 0, fixed: bool = True, hostile: bool = False
                 fixed_by.setdefault(component, []).append(check)
                 summary["FIXED_BY_CISFIX"] += 1
             if status == "EXCEPTED":
-                exc = {"reason": "the ingress controller needs it until the 2027 migration", "who": "alice (config.yaml)",
+                exc = {"reason": "the ingress controller needs it until the 2027 migration",
+                       "who": "alice (config.yaml)",
                        "expires": "2026-09-30" if len(exceptions) % 2 == 0 else "2027-06-30",
                        "expired": len(exceptions) % 2 == 0}
                 check["exception"] = exc
@@ -91,8 +93,9 @@ def node_doc(name: str, seed: int = 0, fixed: bool = True, hostile: bool = False
            "drift": {"corrections": [{"time": c["changes"][0]["time"], "check": c["id"], "class": "manual",
                                       "file": c["changes"][0]["files"][0]["path"], "found": "--profiling=true",
                                       "outcome": "FIXED", "txid": c["changes"][0]["txid"]} for c in fixed[:3]],
-                     "flapping": {fixed[0]["id"]: [{"time": "2026-12-01T10:00:00Z", "class": "upgrade", "outcome": "FIXED"},
-                                                   {"time": "2026-12-02T10:00:00Z", "class": "manual", "outcome": "FIXED"}]}
+                     "flapping": {fixed[0]["id"]: [
+                         {"time": "2026-12-01T10:00:00Z", "class": "upgrade", "outcome": "FIXED"},
+                         {"time": "2026-12-02T10:00:00Z", "class": "manual", "outcome": "FIXED"}]}
                      if fixed else {}},
            "sections": [{"title": "From plugin acme" + (HOSTILE if hostile else ""),
                          "text": "acme says: all good\n" + (HOSTILE if hostile else ""), "html": HOSTILE}]}

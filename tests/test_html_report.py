@@ -5,6 +5,7 @@ temporary folder; the test prints which (pytest -s or -rP shows it):
 
     node-phone.png   a node's page on a phone-sized screen (412x915): the summary and its counts first
     fleet.png        a fleet of three nodes (1280x900): the summary, then the node x section matrix
+    node-print-*.pdf a short node page printed without its script: every section open by print CSS alone
 """
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_the_harness_catches_console_messages_errors_and_any_network_request(tmp
                     '<link rel="stylesheet" href="https://fonts.example.net/a.css"/>'
                     '<script>console.log("MARK"); console.error("BAD"); missing();</script></body></html>')
     seen = browser.render(page)
-    assert [m.split(",")[0] for m in seen.console] == ['"MARK"', '"BAD"', '"Uncaught ReferenceError: missing is not defined"']
+    assert [m.split(",")[0] for m in seen.console] == \
+        ['"MARK"', '"BAD"', '"Uncaught ReferenceError: missing is not defined"']
     assert sorted(browser.host_of(r) for r in seen.requests) == ["cdn.example.com", "fonts.example.net"]
 
 
@@ -108,9 +110,8 @@ def test_node_page_flags_an_expired_exception(node_page):
     element = "check-" + expired["id"].replace(".", "-")
     assert "Exception: needed until the migration — accepted by alice (config.yaml), expires 2026-09-30 EXPIRED" \
         in dom.text(element)
-    table = next(tag_attrs for tag_attrs in dom.tags if tag_attrs[0] == "table" and "exceptions" in tag_attrs[1].get("class", ""))
-    assert table and f"{expired['id']} needed until the migration alice (config.yaml) 2026-09-30 EXPIRED" in \
-        re.sub(r"\s+", " ", " ".join(dom.words))
+    row = f"{expired['id']} needed until the migration alice (config.yaml) 2026-09-30 EXPIRED"
+    assert ("table", {"class": "exceptions"}) in dom.tags and row in re.sub(r"\s+", " ", " ".join(dom.words))
 
 
 def test_hostile_strings_render_as_text_and_never_run(node_page):
@@ -128,6 +129,22 @@ def test_the_filter_script_ran_under_the_pages_content_security_policy(node_page
     _, page, seen = node_page
     form = next(attrs for tag, attrs in Dom(seen.dom).tags if tag == "form")
     assert "hidden" not in form and 'hidden="hidden"' in page.read_text()
+
+
+def test_printed_without_script_every_collapsed_check_opens(render_dir):
+    """Print CSS alone opens the collapsed sections: the page with its script removed prints as many
+    pages as the page with every section opened by hand (and more than with them closed)."""
+    doc = node_doc("cp-print", seed=1)
+    doc["checks"] = doc["checks"][:30]  # a few pages are enough, and quicker to print
+    html = re.sub(r"<script>.*?</script>", "", render_node(doc), flags=re.S)
+    variants = {"no-script": html, "all-open": html.replace("<details ", '<details open="" '),
+                "closed-no-print-css": html.replace("details::details-content", "details::x-none")}
+    pages = {}
+    for name, text in variants.items():
+        path = render_dir / f"node-print-{name}.html"
+        path.write_text(text, encoding="utf-8")
+        pages[name] = browser.printed_pages(path, render_dir / f"node-print-{name}.pdf")
+    assert pages["no-script"] == pages["all-open"] > pages["closed-no-print-css"], pages
 
 
 def test_node_page_is_strict_markup_with_unique_ids_and_small(node_page):
@@ -217,7 +234,8 @@ def test_the_script_hash_in_the_policy_is_the_script_on_the_page():
 
 def test_changes_no_check_asked_for_are_shown_on_both_pages():
     doc = node_doc("n", seed=1)
-    edit = dict(next(c for c in doc["checks"] if c["changes"])["changes"][0], txid="EDIT-TX-1", label="edit kubelet config")
+    fixed = next(c for c in doc["checks"] if c["changes"])
+    edit = dict(fixed["changes"][0], txid="EDIT-TX-1", label="edit kubelet config")
     doc["other_changes"] = [edit]
     for html in (render_node(doc), render_fleet([doc])):
         text = Dom(html).text()
@@ -239,3 +257,12 @@ def test_a_link_into_a_closed_node_section_opens_it(tmp_path):
     assert seen.console == [] and seen.requests == []
     opened = {attrs["id"] for tag, attrs in Dom(seen.dom).tags if tag == "details" and "open" in attrs}
     assert {"node-n7", "node-n7-section-1-2"} <= opened and "node-n8" not in opened
+
+
+def test_halt_and_pause_lead_the_node_summary_before_the_counts():
+    doc = node_doc("cp-1", seed=1, halted=True)
+    doc["paused"] = {"by": "alice", "since": "2026-12-01T08:00:00Z", "until": None, "reason": "change freeze"}
+    summary = Dom(render_node(doc)).text("summary")
+    halt = summary.index("HALTED: the gate saw kube-apiserver unhealthy after rollback")
+    pause = summary.index("PAUSED by alice since 2026-12-01T08:00:00Z until resumed: change freeze")
+    assert halt < pause < summary.index("WARNING: Kubernetes 1.35") < summary.index(f"{doc['summary']['PASS']} PASS")

@@ -28,7 +28,8 @@ GATE = ("--timeout", "60", "--stability-window", "1")
 
 
 def cisfix(root: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(root), *args], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "cisfix", "--root", str(root), *args],
+                            capture_output=True, text=True)
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
     return result
 

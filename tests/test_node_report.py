@@ -320,3 +320,21 @@ def test_a_plugin_section_that_is_not_text_is_refused_naming_the_plugin(node, ci
     result = cisfix("--checks-dir", str(plugins), "report", "--format", "json")
     assert (result.returncode, result.stdout) == (2, "")
     assert "plugin bad_section: cisfix_report_sections returned str, not a cisfix.ReportSection" in result.stderr
+
+
+def test_a_check_a_plugin_vetoes_needs_a_person_as_fix_says(node, cisfix, tmp_path):
+    plugins = tmp_path / "veto.d"
+    plugins.mkdir()
+    (plugins / "ticket.py").write_text("import cisfix\n\n@cisfix.hookimpl\ndef cisfix_veto_plan(check):\n"
+                                       "    if check.component == 'kube-scheduler':\n"
+                                       "        return 'scheduler changes need a ticket'\n")
+    report = as_json(cisfix("--checks-dir", str(plugins), "report", "--format", "json"), 0)
+    dry = as_json(cisfix("--checks-dir", str(plugins), "fix", "--dry-run", "--format", "json"), 0, 1)
+    vetoed = {r["id"] for r in dry["results"] if r["reason"] == "vetoed: scheduler changes need a ticket"}
+    assert vetoed
+    for check in report["checks"]:
+        if check["id"] in vetoed:
+            assert check["status"] == "NEEDS_A_PERSON", check["id"]
+            assert check["needs_a_person"] == "vetoed: scheduler changes need a ticket"
+        elif check["component"] == "kube-scheduler":
+            assert check["status"] != "FAIL", check["id"]
