@@ -225,7 +225,9 @@ class _Run:
 
 
 def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_all: bool = False,
-              resets: Sequence[str] = (), wait: float = 0.0) -> DriftReport:
+              resets: Sequence[str] = (), wait: float = 0.0, state: Optional[NodeState] = None) -> DriftReport:
+    """`state`: the run's view of the node so far, audited unless recovery changes the node first (a
+    timer's run reads the node once)."""
     node = plugins.node
     guard = plugins.config.get("drift", {})
     log = EventLog(node.state_dir / "events.jsonl")
@@ -236,7 +238,7 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
         run.state.resets[check_id] = run.now
     recovered = recover_left(plugins, gate, wait)  # the audit then sees the node as recovery left it
     fixed, written = committed_fixes(Journal(node.state_dir / "journal.jsonl"))
-    report = DriftReport(run_audits(plugins, checks), baseline=sorted(set(fixed) & {c.id for c in checks}),
+    report = DriftReport(run_audits(plugins, checks, None if recovered else state), baseline=sorted(set(fixed) & {c.id for c in checks}),
                          config=plugins.node.display(CONFIG_PATH),
                          state=run.state, recovered=recovered)
     drifts = _detect(run, report, fixed, written, enforce_all)

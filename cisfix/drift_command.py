@@ -69,7 +69,8 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
 
     plugins = load_plugins(args, for_changes=True)
     require_benchmark(plugins)
-    run.node_info = judged_info(plugins, args.level)
+    state = node_state(plugins)  # one view of the node: its name, kubeadm's processes, the audit
+    run.node_info = judged_info(plugins, args.level, state)
     node = plugins.node
     unknown = [i for i in args.reset if i not in plugins.checks]
     if unknown:
@@ -80,9 +81,11 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
         run.halted = halt_file(node).exists() or halt_file(node).is_symlink()
         paused = read_pause(node)
         run.paused = paused is not None
-        aside = None if paused else standing_aside(node_state(plugins))
+        if args.wait:  # the lock may have been waited for: what ran meanwhile is read again
+            state = node_state(plugins)
+        aside = None if paused else standing_aside(state)
         if run.halted or paused or aside:
-            run.results = run_audits(plugins, checks)
+            run.results = run_audits(plugins, checks, state)
             _counters(run, DriftState(node))
             if run.halted:
                 try:
@@ -93,7 +96,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
             line = paused.line() if paused else aside
             print(json.dumps({"exit_code": 0, "standing_aside": line}) if args.format == "json" else line)
             return status.EXIT_OK
-        report = run_drift(plugins, checks, gate, enforce_all=args.all, resets=args.reset, wait=args.wait)
+        report = run_drift(plugins, checks, gate, enforce_all=args.all, resets=args.reset, wait=args.wait, state=state)
         run.results = report.results
         _counters(run, report.state, report.baseline)
         if args.format == "json":

@@ -22,6 +22,7 @@ from .audit import node_exceptions, node_state, run_audits, select
 from .errors import CisfixError, InputError
 from .fleetreport import FORMAT, STATUSES
 from .journal import Journal, TxInfo
+from .judged import judged_against, judged_info
 from .node import Node
 from .nodefile import read_bytes
 from .plugins import Plugins
@@ -66,11 +67,13 @@ def build_report(plugins: Plugins, level: Optional[int] = None,
     for c in checks:
         summary[c["status"]] += 1
         summary[FIXED_BY_CISFIX] += c["status"] == PASS and any(ch["state"] == "committed" for ch in c["changes"])
+    judged = judged_against(judged_info(plugins, level, state))
+    node_doc = _node(plugins, judged)
     doc = {
         "format": FORMAT,
         "generated": stamp(generated),
-        "cisfix": build(),
-        "node": _node(plugins),
+        "cisfix": judged["cisfix"],
+        "node": node_doc,
         "benchmark": {"name": plugins.info.benchmark, "level": level, "title": _benchmark_title(plugins)},
         "warnings": list(warnings_of(plugins.info)),
         "halted": _halted(node),
@@ -85,30 +88,12 @@ def build_report(plugins: Plugins, level: Optional[int] = None,
     return doc
 
 
-def build() -> dict:
-    """The cisfix that made the report: its version, and the commit of a release archive (None from a
-    source checkout)."""
-    from . import __version__
-    from .version import commit
-
-    return {"version": __version__, "commit": commit()}
-
-
-def _node(plugins: Plugins) -> dict:
-    info, node = plugins.info, plugins.node
-    return {"name": _node_name(node), "root": str(node.root), "distribution": info.distribution,
-            "layout": info.distribution, "kubernetes_version": info.version, "node_types": list(info.node_types)}
-
-
-def _node_name(node: Node) -> str:
-    """The node's host name: its /etc/hostname when only root could have written it, else this machine's
-    (the root is /), else the root's folder. A name only labels the report: no reason to fail it."""
-    try:
-        data = read_trusted(node.host(node.resolve("/etc/hostname")), why="; not naming the node by it")
-    except (OSError, InputError):
-        data = b""
-    name = next(iter(data.decode("utf-8", "replace").split()), "")
-    return name[:253] or (socket.gethostname() if str(node.root) == "/" else node.root.name)
+def _node(plugins: Plugins, judged: dict) -> dict:
+    """The node as every report names it (`cisfix.judged`), with its root; the document needs a name,
+    so an unnamed node is this machine (the root is /) or the root's folder."""
+    node = plugins.node
+    name = judged["node"]["name"] or (socket.gethostname() if str(node.root) == "/" else node.root.name)
+    return {**judged["node"], "name": name, "root": str(node.root)}
 
 
 def _benchmark_title(plugins: Plugins) -> Optional[str]:
