@@ -91,10 +91,12 @@ def load_node(args: argparse.Namespace, require_node: bool = True) -> "Node":
     return node
 
 
-def load_plugins(args: argparse.Namespace, require_node: bool = True, for_changes: bool = False) -> "Plugins":
+def load_plugins(args: argparse.Namespace, require_node: bool = True, for_changes: bool = False,
+                 node: Optional["Node"] = None) -> "Plugins":
     """Load plugins and checks. A plugin that raises while loading is bad input naming its file and
     line; with `for_changes` (fix, edit) so is any checks.d document that did not load: a run must
-    not change a node under a configuration it could only partly read."""
+    not change a node under a configuration it could only partly read. `node`: the run's node, when the
+    command loaded (and checked) it already."""
     import traceback
 
     from .plugins import Plugins
@@ -104,7 +106,7 @@ def load_plugins(args: argparse.Namespace, require_node: bool = True, for_change
         if not option.startswith("no:"):
             raise InputError(f"-p {option}", "expected -p no:NAME")
         blocked.append(option[3:])
-    node = load_node(args, require_node)
+    node = node or load_node(args, require_node)
     try:
         plugins = Plugins(node, args.checks_dir, blocked, args.disable, args.benchmark)
     except CisfixError:

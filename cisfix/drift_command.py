@@ -20,6 +20,7 @@ from .textfile import WHERE, run_with_textfile
 
 if TYPE_CHECKING:  # the metrics import the audit: every command (and --version) would pay for it
     from .metrics import RunMetrics
+    from .node import Node
 
 EPILOG = """exit codes: 0 nothing to correct, every drift corrected, paused or standing aside for kubeadm;
 1 checks fail that cisfix never fixed on this node (see --all) or a correction did not make its check pass;
@@ -55,10 +56,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
     node = load_node(args)  # a root that is not a node is one line, exit 2: no textfile written under it (or the cwd)
     if args.random_delay > 0:
         time.sleep(random.uniform(0, args.random_delay))
-    return run_with_textfile(args, node, args.textfile, lambda run: _drift(args, run))
+    return run_with_textfile(args, node, args.textfile, lambda run: _drift(args, node, run))
 
 
-def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
+def _drift(args: argparse.Namespace, node: "Node", run: RunMetrics) -> int:
     from .audit import node_state, require_benchmark, run_audits, select
     from .drift import DriftState, run_drift, standing_aside
     from .halt import Halted, halt_file, refuse_if_halted
@@ -67,7 +68,7 @@ def _drift(args: argparse.Namespace, run: RunMetrics) -> int:
     from .pause import read_pause
     from .reports import warning_lines
 
-    plugins = load_plugins(args, for_changes=True)
+    plugins = load_plugins(args, for_changes=True, node=node)
     require_benchmark(plugins)
     state = node_state(plugins)  # one view of the node: its name, kubeadm's processes, the audit
     run.node_info = judged_info(plugins, args.level, state)

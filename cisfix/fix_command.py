@@ -58,12 +58,12 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
     paused = read_pause(node)
     if paused and not args.dry_run:
         if run is not None:
-            _audit_while_paused(args, run)
+            _audit_while_paused(args, node, run)
         print(paused.line())
         return status.EXIT_OK
     if paused and args.format != "json":  # a dry run still shows the plan, first saying it would not apply now
         print(f"{paused.line()} — a real fix would change nothing now")
-    plugins = load_plugins(args, for_changes=True)
+    plugins = load_plugins(args, for_changes=True, node=node)
     require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)
     judged = judged_info(plugins, args.level)  # the node's name as it is before any change
@@ -107,12 +107,12 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
     return code
 
 
-def _audit_while_paused(args: argparse.Namespace, run: "RunMetrics") -> None:
+def _audit_while_paused(args: argparse.Namespace, node: "Node", run: "RunMetrics") -> None:
     """Paused, fix changes nothing; its textfile still says what the node is (as drift's does)."""
     from .audit import require_benchmark, run_audits, select
     from .judged import judged_info
 
-    plugins = load_plugins(args, for_changes=True)
+    plugins = load_plugins(args, for_changes=True, node=node)
     require_benchmark(plugins)
     run.paused, run.node_info = True, judged_info(plugins, args.level)
     run.results = run_audits(plugins, select(plugins, args.check, args.node_type, args.level))
