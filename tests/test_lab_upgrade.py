@@ -20,9 +20,9 @@ ADMIN = {"kubeconfig": "/etc/kubernetes/admin.conf", "caFile": "/etc/kubernetes/
 NODE = {"kubeconfig": "/etc/kubernetes/kubelet.conf", "caFile": "/etc/kubernetes/pki/ca.crt"}
 
 
-def api(lab, method: str, name: str, credentials: dict = ADMIN, body: dict = None):
+def api(lab, method: str, name: str, credentials: dict = ADMIN, body: dict = None, path: str = ""):
     url = (f"https://127.0.0.1:{lab.layout.settings().ports['apiserver']}"
-           f"/api/v1/namespaces/kube-system/configmaps/{name}")
+           + (path or f"/api/v1/namespaces/kube-system/configmaps/{name}"))
     state = NodeState(Node(str(lab.root)), NodeInfo())
     code, data = fetch(url, state, credentials, timeout=10, method=method,
                        body=json.dumps(body).encode() if body is not None else None)
@@ -75,6 +75,23 @@ def test_configmaps_need_an_admin_certificate_to_change_and_a_stale_resource_ver
     code, status = api(lab, "PUT", "kubeadm-config", body=config)  # still names the old resourceVersion
     assert (code, status["reason"]) == (409, "Conflict")
     assert api(lab, "GET", "kubeadm-config")[1] == stored
+
+    # Creating one (POST), as only an admin may; a second of the same name is refused.
+    new = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "made", "namespace": "kube-system"},
+           "data": {"k": "v"}}
+    create = "/api/v1/namespaces/kube-system/configmaps"
+    assert api(lab, "POST", "", NODE, new, create)[0] == 403
+    code, made = api(lab, "POST", "", body=new, path=create)
+    assert code == 201 and made["data"] == {"k": "v"}
+    assert api(lab, "POST", "", body=new, path=create)[1]["reason"] == "AlreadyExists"
+    assert api(lab, "GET", "made")[1] == made
+
+
+def test_the_api_server_lists_the_control_plane_nodes_by_label(lab):
+    code, nodes = api(lab, "GET", "", path="/api/v1/nodes?labelSelector=node-role.kubernetes.io/control-plane")
+    assert code == 200 and [n["metadata"]["name"] for n in nodes["items"]] == ["lab-node"]
+    assert api(lab, "GET", "", path="/api/v1/nodes?labelSelector=node-role.kubernetes.io/control-plane=x")[1]["items"] == []
+    assert api(lab, "GET", "", {"caFile": "/etc/kubernetes/pki/ca.crt"}, path="/api/v1/nodes")[0] == 401
 
 
 def test_configmaps_survive_an_api_server_restart(lab):

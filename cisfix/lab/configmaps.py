@@ -1,5 +1,7 @@
-"""The lab's cluster store: the kube-system ConfigMaps kubeadm keeps (`kubeadm-config`, `kubelet-config`),
-in one JSON file in the lab's state folder — the part of etcd the lab's API server stand-in serves.
+"""The lab's cluster store: the kube-system ConfigMaps kubeadm keeps (`kubeadm-config`, `kubelet-config`)
+and the cluster's Node objects, in one JSON file in the lab's state folder — the part of etcd the lab's
+API server stand-in serves. Every node of a lab cluster uses the first node's store, as every API server
+of a cluster uses the same etcd.
 
 Every change bumps one store-wide revision, which is each object's `resourceVersion`, as etcd's revision
 is; a write that names an older resourceVersion is a conflict (HTTP 409). Writers (the stand-in, `lab
@@ -46,7 +48,7 @@ class ConfigMapStore:
         try:
             return json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {"revision": 0, "items": {}}
+            return {"revision": 0, "items": {}, "nodes": {}}
 
     def _save(self, store: dict) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -84,6 +86,31 @@ class ConfigMapStore:
             store["items"][name] = configmap(name, data, store["revision"])
             self._save(store)
             return store["items"][name]
+
+    def create_new(self, name: str, data: Dict[str, str]) -> Optional[dict]:
+        """Create an object unless one of that name exists (the API server's POST): None if it does."""
+        with self._locked() as store:
+            if name in store["items"]:
+                return None
+            store["revision"] += 1
+            store["items"][name] = configmap(name, data, store["revision"])
+            self._save(store)
+            return store["items"][name]
+
+    def add_node(self, name: str, labels: Dict[str, str]) -> dict:
+        """Register a Node (what a kubelet does when it joins); `labels` as kubeadm sets them, e.g.
+        {"node-role.kubernetes.io/control-plane": ""} on a control-plane node."""
+        with self._locked() as store:
+            store["revision"] += 1
+            node = {"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels},
+                                 "resourceVersion": str(store["revision"])}}
+            store.setdefault("nodes", {})[name] = node
+            self._save(store)
+            return node
+
+    def nodes(self) -> Dict[str, dict]:
+        return self._load().get("nodes", {})
 
     def update(self, name: str, change: Callable[[Dict[str, str]], Dict[str, str]]) -> dict:
         """Read-modify-write of one object's data under the lock (what kubeadm does through the API)."""

@@ -24,6 +24,7 @@ PAUSE_IMAGE = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10"}
 PKI = "/etc/kubernetes/pki"
 ADDRESS = "127.0.0.1"
 NODE_NAME = "lab-node"
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"  # kubeadm labels every control-plane node
 CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 
 

@@ -24,6 +24,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs
 
 from .configmaps import NAMESPACE, ConfigMapStore, Conflict
 from .container import ENV_CONFIGMAPS, ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
@@ -278,12 +279,22 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.configmaps is not None and CONFIGMAP_PATH.match(path):
             self._reply(*configmap_request(self.server.configmaps, "GET", path, user, groups, b""))
             return
+        if self.server.configmaps is not None and path == NODES_PATH:
+            query = parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
+            self._reply(*nodes_request(self.server.configmaps, (query.get("labelSelector") or [""])[0], user, groups))
+            return
         status, body = self.server.authorize(path, user)
         if status == 200:
             status, body = self.server.checks(path)
         self._reply(status, body)
 
     def do_PUT(self) -> None:
+        self._write("PUT", CONFIGMAP_PATH)
+
+    def do_POST(self) -> None:
+        self._write("POST", CONFIGMAPS_PATH)
+
+    def _write(self, method: str, route: "re.Pattern[str]") -> None:
         path = self.path.split("?", 1)[0]
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -291,10 +302,10 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(*_status(413, "RequestEntityTooLarge", "the request body is too large"))
             return
         body = self.rfile.read(length)
-        if self.server.configmaps is None or not CONFIGMAP_PATH.match(path):
+        if self.server.configmaps is None or not route.match(path):
             self._reply(*_status(405, "MethodNotAllowed", "the server does not allow this method"))
             return
-        self._reply(*configmap_request(self.server.configmaps, "PUT", path, *self._subject(), body))
+        self._reply(*configmap_request(self.server.configmaps, method, path, *self._subject(), body))
 
     def _reply(self, status: int, body: str) -> None:
         data = body.encode()
@@ -324,6 +335,8 @@ def _forbidden(user: str, path: str) -> Tuple[int, str]:
 # ---- the kube-system ConfigMaps kubeadm keeps ----
 
 CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps/([^/]+)$")
+CONFIGMAPS_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps$")  # POST: create
+NODES_PATH = "/api/v1/nodes"
 MAX_BODY = 3 * 1024 * 1024  # the API server's request size limit
 # RBAC as kubeadm sets it up: admins read and write; nodes read kubeadm-config and kubelet-config
 # (kubeadm:nodes-kubeadm-config, kubeadm:kubelet-config).
@@ -333,24 +346,38 @@ WRITERS = frozenset({"system:masters", "kubeadm:cluster-admins"})
 
 def configmap_request(store: ConfigMapStore, method: str, path: str, user: Optional[str], groups: Tuple[str, ...],
                       body: bytes) -> Tuple[int, str]:
-    namespace, name = CONFIGMAP_PATH.match(path).groups()
+    if method == "POST":
+        namespace, name = CONFIGMAPS_PATH.match(path).group(1), ""
+    else:
+        namespace, name = CONFIGMAP_PATH.match(path).groups()
     if user is None:
         return UNAUTHORIZED
     allowed = READERS if method == "GET" else WRITERS
     if not allowed.intersection(groups):
-        verb = "get" if method == "GET" else "update"
+        verb = {"GET": "get", "PUT": "update", "POST": "create"}[method]
         return _status(403, "Forbidden", f'configmaps "{name}" is forbidden: User "{user}" cannot {verb} resource '
                                          f'"configmaps" in API group "" in the namespace "{namespace}"')
-    current = store.get(name) if namespace == NAMESPACE else None
-    if current is None:
-        return _status(404, "NotFound", f'configmaps "{name}" not found')
-    if method == "GET":
-        return 200, json.dumps(current)
+    if method != "POST":
+        current = store.get(name) if namespace == NAMESPACE else None
+        if current is None:
+            return _status(404, "NotFound", f'configmaps "{name}" not found')
+        if method == "GET":
+            return 200, json.dumps(current)
     try:
         sent = json.loads(body.decode("utf-8"))
         metadata, data = sent.get("metadata") or {}, sent.get("data") or {}
     except (ValueError, UnicodeDecodeError, AttributeError):
         return _status(400, "BadRequest", "the body of the request was in an unknown format")
+    if method == "POST":
+        name = metadata.get("name")
+        if not isinstance(name, str) or not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", name) or \
+                not all(isinstance(v, str) for v in data.values()) or namespace != NAMESPACE:
+            return _status(422, "Invalid", "ConfigMap is invalid: a DNS subdomain name in kube-system and string "
+                                           "data values are required")
+        created = store.create_new(name, data)
+        if created is None:
+            return _status(409, "AlreadyExists", f'configmaps "{name}" already exists')
+        return 201, json.dumps(created)
     if metadata.get("name") != name or not all(isinstance(v, str) for v in data.values()):
         return _status(422, "Invalid", f'ConfigMap "{name}" is invalid: the name must match the URL and '
                                        'every data value must be a string')
@@ -359,6 +386,24 @@ def configmap_request(store: ConfigMapStore, method: str, path: str, user: Optio
     except Conflict:
         return _status(409, "Conflict", f'Operation cannot be fulfilled on configmaps "{name}": the object has been '
                                         'modified; please apply your changes to the latest version and try again')
+
+
+def nodes_request(store: ConfigMapStore, selector: str, user: Optional[str], groups: Tuple[str, ...]) -> Tuple[int, str]:
+    """GET /api/v1/nodes?labelSelector=...: equality (`key=value`) and existence (`key`) terms, ANDed."""
+    if user is None:
+        return UNAUTHORIZED
+    if not READERS.intersection(groups):
+        return _status(403, "Forbidden", f'nodes is forbidden: User "{user}" cannot list resource "nodes" in API '
+                                         'group "" at the cluster scope')
+    terms = []
+    for term in filter(None, selector.split(",")):
+        key, equals, value = term.partition("=")
+        if not re.match(r"^[A-Za-z0-9./_-]+$", key) or "=" in value or "!" in key:
+            return _status(400, "BadRequest", f"unable to parse requirement: {term!r}")
+        terms.append((key, value if equals else None))
+    items = [n for n in store.nodes().values()
+             if all(k in n["metadata"]["labels"] and v in (None, n["metadata"]["labels"][k]) for k, v in terms)]
+    return 200, json.dumps({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
 
 
 def _is_health(path: str, paths) -> bool:

@@ -261,6 +261,7 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     store = ConfigMapStore(layout.host(STORE))
     store.create(KUBEADM_CONFIG, {"ClusterConfiguration": dump_yaml(config)})
     store.create(KUBELET_CONFIGMAP, {"kubelet": dump_yaml(kubelet_config)})
+    store.add_node(kubeadm.NODE_NAME, {kubeadm.CONTROL_PLANE_LABEL: ""})
     write(layout.host(KUBEADM_FLAGS), kubeadm.kubeadm_flags_env(cluster), 0o644)
     write(layout.host(KUBELET_DROPIN), kubeadm.KUBELET_DROPIN, 0o644)
     write(layout.host("/usr/lib/systemd/system/kubelet.service"), kubeadm.KUBELET_UNIT, 0o644)
