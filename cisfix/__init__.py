@@ -19,7 +19,7 @@ _EXPORTS = {
         "AddHostPathMount",
         "Component", "ArgList", "NodeInfo", "Benchmark", "Editor", "Probe", "ReportFormat", "ReportSection",
         "CheckResult",
-        "NetChange", "ApiObject", "ObjectUpdate", "PersistPlan", "HostPath",
+        "NetChange", "ApiObject", "ObjectUpdate", "PersistPlan", "ClusterAccess", "HostPath",
         "PASS", "FAIL", "WARN", "MANUAL", "ERROR", "NOT_APPLICABLE")},
     **{name: "cisfix.plan" for name in (
         "SetFlag", "RemoveFlag", "AddFlagItem", "RemoveFlagItem", "SetPath", "UnsetPath", "SetSetting", "Edited")},

@@ -100,8 +100,10 @@ def node_upgraded(node: Node, written: Dict[str, Tuple[TxInfo, dict]]) -> bool:
 
 
 def classify(node: Node, result: CheckResult, fix_tx: Optional[TxInfo],
-             written: Dict[str, Tuple[TxInfo, dict]], upgraded: bool) -> Drift:
-    """`upgraded`: the node's images changed since cisfix committed (`node_upgraded`)."""
+             written: Dict[str, Tuple[TxInfo, dict]], upgraded: bool, package_owned: frozenset = frozenset()) -> Drift:
+    """`upgraded`: the node's images changed since cisfix committed (`node_upgraded`). A file of
+    `package_owned` (the layout's `Component.package_owned`) that changed was reinstalled by its package's
+    upgrade — nobody else rewrites it — so its drift is an upgrade's."""
     found = str(result.audit.actual or result.audit.reason or "fails")
     if fix_tx is None:
         return Drift(result.check, UNKNOWN, None, found)
@@ -116,6 +118,8 @@ def classify(node: Node, result: CheckResult, fix_tx: Optional[TxInfo],
         after = last["after"]
         if sha256(data) == after["sha256"] and meta == Meta.from_dict(after):
             continue
+        if path in package_owned:
+            return Drift(result.check, UPGRADE, path, found)
         before = _committed_against(node, last)
         if before is None:
             return Drift(result.check, UNKNOWN, path, found)
@@ -217,6 +221,7 @@ class _Run:
     now: float
     limit: int
     window: float  # seconds
+    package_owned: frozenset = frozenset()  # the layout's package-owned files (`NodeInfo.package_owned`)
 
     def history(self, check_id: str) -> List[dict]:
         """The check's corrections that count for the flap guard: in the window, after its last reset."""
@@ -232,7 +237,7 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
     guard = plugins.config.get("drift", {})
     log = EventLog(node.state_dir / "events.jsonl")
     run = _Run(node, DriftState(node), log.read(), time.time(), guard.get("flapLimit", FLAP_LIMIT),
-               guard.get("flapWindowHours", FLAP_WINDOW_HOURS) * 3600)
+               guard.get("flapWindowHours", FLAP_WINDOW_HOURS) * 3600, plugins.info.package_owned())
     for check_id in resets:
         run.state.flapping.pop(check_id, None)
         run.state.resets[check_id] = run.now
@@ -267,7 +272,7 @@ def _detect(run: _Run, report: DriftReport, fixed: Dict[str, TxInfo], written: D
             continue
         if upgraded is None:
             upgraded = node_upgraded(run.node, written)
-        drift = classify(run.node, result, fixed.get(check.id), written, upgraded)
+        drift = classify(run.node, result, fixed.get(check.id), written, upgraded, run.package_owned)
         if check.id not in state.drifted:
             key = state.key(check.id, drift.cls)
             state.detected[key] = state.detected.get(key, 0) + 1

@@ -15,19 +15,14 @@ shown escaped and cut (`server_text`).
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
-import http.client
-import json
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from . import status
-from .bounds import MAX_NESTING, nesting_depth
-from .errors import CisfixError, InputError
-from .health import CredentialRefused, fetch, server_text
+from .apiobjects import ObjectOutcome, persist_object
+from .errors import CisfixError
 from .journal import Journal
 from .nodefile import read_bytes
 from .node import Node
@@ -35,27 +30,10 @@ from .outputfile import write_output_file
 from .plugins import Plugins
 from .state import NodeState
 from .trust import read_trusted
-from .types import ApiObject, NetChange, PersistPlan
+from .controlplane import PATCH_FILES
+from .persist_nodes import ControlPlane, print_control_plane, publication
+from .types import NetChange, PersistPlan
 
-ATTEMPTS = 3  # reads and writes of one object before its conflicts are reported
-TIMEOUT = 10.0  # for each request as a whole: connecting, sending and reading the answer
-MAX_ANSWER = 4 << 20  # the API server refuses objects over 3 MiB
-FILES_DIR = "persist/files"
-
-
-@dataclass
-class ObjectOutcome:
-    name: str
-    status: str  # updated, unchanged, would-update, elsewhere, conflict, failed
-    changes: List[str] = field(default_factory=list)
-    conflicts: List[str] = field(default_factory=list)
-    reason: str = ""
-    diff: str = ""
-    resource_version: Optional[str] = None
-    file: Optional[str] = None  # the YAML written for a person to apply elsewhere
-
-    def as_dict(self) -> dict:
-        return dict(vars(self))
 
 
 @dataclass
@@ -66,11 +44,14 @@ class PersistReport:
     files_usage: str = ""
     notes: List[str] = field(default_factory=list)
     recovered: List[dict] = field(default_factory=list)  # what recovery undid first (`Recovered.as_dict`)
+    control_plane: Optional[ControlPlane] = None
+    package_owned: List[str] = field(default_factory=list)  # fixed files a package upgrade reinstalls
 
     @property
     def exit_code(self) -> int:
-        """7 when something must be applied elsewhere, 1 when a conflict or failure is left, else 0."""
-        if any(o.status == "elsewhere" for o in self.objects):
+        """7 when something must be applied elsewhere (another control-plane node still lacks the files
+        its upgrade needs), 1 when a conflict or failure is left, else 0."""
+        if any(o.status == "elsewhere" for o in self.objects) or (self.control_plane and self.control_plane.pending):
             return status.EXIT_APPLY_ELSEWHERE
         if any(o.conflicts or o.status in ("conflict", "failed") for o in self.objects):
             return status.EXIT_STILL_FAILING
@@ -79,6 +60,8 @@ class PersistReport:
     def as_dict(self) -> dict:
         return {"objects": [o.as_dict() for o in self.objects], "files_dir": self.files_dir, "files": self.files,
                 "files_usage": self.files_usage, "notes": self.notes, "exit_code": self.exit_code,
+                "control_plane": self.control_plane.as_dict() if self.control_plane else None,
+                "package_owned": self.package_owned,
                 **({"recovered": self.recovered} if self.recovered else {})}
 
 
@@ -118,133 +101,6 @@ def net_changes(node: Node, journal: Journal) -> Tuple[List[NetChange], List[str
     return changes, notes
 
 
-# ---- API objects ----
-
-def _diff(name: str, old: Dict[str, str], new: Dict[str, str]) -> str:
-    """A unified diff of the data, each line escaped: what is there came from the server."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        out += difflib.unified_diff(old.get(key, "").splitlines(), new.get(key, "").splitlines(),
-                                    f"a/{name} {key}", f"b/{name} {key}", lineterm="")
-    return "".join(server_text(line, None) + "\n" for line in out)
-
-
-class RefusedAnswer(ValueError):
-    """The API server answered something other than the ConfigMap asked for; nothing of it is used."""
-
-
-_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
-               bool: "a boolean", type(None): "null"}
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data.decode("utf-8"))
-    except RecursionError:  # json nests on the interpreter's stack
-        raise RefusedAnswer("JSON nested deeper than any object the API server holds") from None
-    except ValueError:
-        raise RefusedAnswer(f"not JSON: {server_text(data, 60)!s}") from None
-
-
-def configmap(name: str, data: bytes) -> dict:
-    """The answer decoded as the ConfigMap `name` ("namespace/name") exactly, or RefusedAnswer saying
-    what it is instead: a write is only ever made of a ConfigMap that was read whole."""
-    answer = _json(data)
-    if not isinstance(answer, dict):
-        raise RefusedAnswer(f"{_JSON_TYPES.get(type(answer), 'a value')}, not a ConfigMap")
-    if (answer.get("apiVersion"), answer.get("kind")) != ("v1", "ConfigMap"):
-        raise RefusedAnswer(f"apiVersion {server_text(repr(answer.get('apiVersion')), 40)} kind "
-                            f"{server_text(repr(answer.get('kind')), 40)}, not a v1 ConfigMap")
-    if nesting_depth(answer) > MAX_NESTING:  # a ConfigMap nests a dozen levels (its managedFields)
-        raise RefusedAnswer(f"nested more than {MAX_NESTING} levels deep, deeper than a ConfigMap is")
-    metadata = answer.get("metadata")
-    version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
-    if not isinstance(version, str) or not version:
-        raise RefusedAnswer("a ConfigMap without metadata.resourceVersion: it could not be written back safely")
-    namespace, _, wanted = name.partition("/")
-    if (metadata.get("namespace"), metadata.get("name")) != (namespace, wanted):
-        raise RefusedAnswer(f"the ConfigMap {server_text(str(metadata.get('namespace')), 60)}/"
-                            f"{server_text(str(metadata.get('name')), 60)}, not {name}")
-    values = answer.get("data")
-    if values is None:  # a ConfigMap without data omits the field
-        answer["data"] = {}
-    elif not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise RefusedAnswer("its data is not a map of strings to strings")
-    return answer
-
-
-def _message(data: bytes) -> str:
-    """What a refusing server said (its Status message, else its text), escaped and cut."""
-    try:
-        status = _json(data)
-    except RefusedAnswer:
-        status = None
-    message = status.get("message") if isinstance(status, dict) else None
-    return server_text(message if isinstance(message, str) else data.strip())
-
-
-def _call(obj: ApiObject, state: NodeState, method: str, body: Optional[dict] = None) -> Tuple[int, bytes]:
-    code, data = fetch(obj.url, state, dict(obj.credentials or {}), TIMEOUT, limit=MAX_ANSWER + 1, method=method,
-                       body=json.dumps(body).encode() if body is not None else None)
-    if len(data) > MAX_ANSWER:
-        raise RefusedAnswer(f"larger than {MAX_ANSWER >> 20} MiB, more than any object it may hold")
-    return code, data
-
-
-def _refused(obj: ApiObject, exc: RefusedAnswer, stage: str = "") -> ObjectOutcome:
-    return ObjectOutcome(obj.name, "elsewhere", reason=f"the API server's answer{stage} is refused: {exc}")
-
-
-def persist_object(obj: ApiObject, state: NodeState, force: bool, dry_run: bool) -> ObjectOutcome:
-    if obj.credentials is None:
-        return ObjectOutcome(obj.name, "elsewhere",
-                             reason=obj.refused or "this node has no admin credentials for the API server")
-    conflicts_seen = 0
-    for _ in range(ATTEMPTS):
-        try:
-            code, answer = _call(obj, state, "GET")
-            if code != 200:
-                return ObjectOutcome(obj.name, "elsewhere", reason=f"the API server answered HTTP {code}: "
-                                                                    f"{_message(answer)}".rstrip(": "))
-            current = configmap(obj.name, answer)
-        except RefusedAnswer as exc:
-            return _refused(obj, exc)
-        except CredentialRefused as exc:
-            return ObjectOutcome(obj.name, "elsewhere", reason=f"the node's admin credentials are refused: {exc}")
-        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
-            return ObjectOutcome(obj.name, "elsewhere",
-                                 reason=f"the API server cannot be reached: {server_text(str(exc))}")
-        data = dict(current["data"])
-        try:
-            update = obj.update(data, force)
-        except InputError as exc:  # what the ConfigMap holds is not what the layout can read
-            return _refused(obj, RefusedAnswer(server_text(str(exc))))
-        version = current["metadata"]["resourceVersion"]
-        outcome = ObjectOutcome(obj.name, "unchanged", list(update.changes), list(update.conflicts),
-                                resource_version=version, diff=_diff(obj.name, data, dict(update.data)))
-        if dict(update.data) == data:
-            return outcome
-        if dry_run:
-            outcome.status = "would-update"
-            return outcome
-        try:
-            code, answer = _call(obj, state, "PUT", {**current, "data": dict(update.data)})
-            if code == 200:
-                written = configmap(obj.name, answer)
-                outcome.status, outcome.resource_version = "updated", written["metadata"]["resourceVersion"]
-                return outcome
-        except RefusedAnswer as exc:
-            return _refused(obj, exc, " to the update")
-        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
-            return ObjectOutcome(obj.name, "failed", reason=f"writing it failed: {server_text(str(exc))}")
-        if code != 409:
-            return ObjectOutcome(obj.name, "failed", reason=f"the API server refused the update: HTTP {code} "
-                                                             f"{_message(answer)}".rstrip())
-        conflicts_seen += 1
-    return ObjectOutcome(obj.name, "conflict", reason=f"someone else changed it while cisfix wrote it "
-                                                      f"({conflicts_seen} times, HTTP 409); run persist again")
-
-
 # ---- the command ----
 
 def _write(target: Path, data: bytes) -> None:
@@ -269,6 +125,14 @@ def run_persist(plugins: Plugins, force: bool = False, dry_run: bool = False, wa
         return report
 
 
+def package_owned(plugins: Plugins, journal: Journal) -> List[str]:
+    """The files committed fixes changed (content or mode) that the distribution's packages own: their
+    next upgrade reinstalls them as shipped, and only `cisfix drift` puts the fix back."""
+    owned = plugins.info.package_owned()
+    touched = {entry["path"] for tx in journal.transactions().values() if tx.state == "committed" for entry in tx.files}
+    return sorted(owned & touched)
+
+
 def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, dry_run: bool) -> PersistReport:
     node = plugins.node
     changes, notes = net_changes(node, journal)
@@ -277,15 +141,18 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
     if plan is None:
         raise CisfixError(f"no layout plugin knows where a {plugins.info.distribution} node keeps its configuration; "
                           "nothing to persist into")
-    report = PersistReport(notes=notes + list(plan.notes))
+    report = PersistReport(notes=notes + list(plan.notes), package_owned=package_owned(plugins, journal))
+    report.notes += [f"{node.display(p)}: owned by its package, whose upgrade reinstalls it as shipped: re-applied by "
+                     "drift after the package upgrade (`cisfix drift`)" for p in report.package_owned]
     if plan.files:
-        directory = node.state_dir / FILES_DIR
+        directory = node.state_dir / PATCH_FILES
         report.files_dir, report.files = str(directory), sorted(plan.files)
         report.files_usage = plan.files_usage.format(dir=directory)
         if not dry_run:
             for name, data in plan.files.items():
                 _write(directory / name, data)
-    for obj in plan.objects:
+    published = publication(plugins, state, plan, report.notes, dry_run)
+    for obj in plan.objects + ((published.obj,) if published else ()):
         outcome = persist_object(obj, state, force, dry_run)
         if outcome.status == "elsewhere":
             target = node.state_dir / "persist" / f"{obj.name.replace('/', '_')}.yaml"
@@ -293,6 +160,8 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
             if not dry_run:
                 _write(target, obj.offline)
         report.objects.append(outcome)
+    if published:
+        report.control_plane = published.confirmations(report.objects[-1], dry_run)
     return report
 
 
@@ -315,5 +184,7 @@ def print_report(report: PersistReport, quiet: bool, show_diff: bool) -> None:
             print(f"    the YAML to merge there is in {o.file}")
     if report.files and not quiet:
         print(f"files for the installer in {report.files_dir}: {', '.join(report.files)} (use: {report.files_usage})")
+    if report.control_plane:
+        print_control_plane(report.control_plane)
     for note in report.notes if not quiet else ():
         print(f"note: {note}")

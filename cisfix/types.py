@@ -186,6 +186,10 @@ class Component:
     # components: the `Running kube-apiserver ...` log line); None: the process's argv.
     live_flags: Optional[Callable[["NodeState", "Component"], Any]] = None
     logs: Tuple[str, ...] = ()  # node paths of log files the component writes, for the gate's last words
+    # Node paths of its files that the distribution's packages own and reinstall when they are upgraded
+    # (content and mode reset, as a package's `install -m 644` does): a fix of them does not outlive a
+    # package upgrade; `cisfix drift` puts it back, and counts that drift as an upgrade's.
+    package_owned: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,10 @@ class NodeInfo:
     layout: str = ""  # the plugin whose cisfix_describe_node answered, e.g. "kubeadm"
     name: Optional[str] = None  # the node's name (see cisfix.judged.node_name), when known
     level: Optional[int] = None  # the --level asked for; None: every level
+
+    def package_owned(self) -> frozenset:
+        """Node paths of the files the distribution's packages reinstall (`Component.package_owned`)."""
+        return frozenset(path for c in self.components.values() for path in c.package_owned)
 
     def restarted_by(self, name: str) -> str:
         """The component whose restart applies a change to `name`'s settings: the service that runs it
@@ -345,6 +353,20 @@ class ApiObject:
     update: Callable[[Mapping[str, str], bool], ObjectUpdate]
     offline: bytes  # YAML for a person to merge into the object where the API server cannot be reached
     refused: str = ""  # with credentials None: why the node's credentials are not used ("": it has none)
+    create: bool = False  # an object cisfix owns: created (POST, with update({}, force)) when it is missing
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How this node reaches its cluster's API server (the layout reads it from the node's admin
+    credentials): what cisfix publishes for every control-plane node goes there, and the control-plane
+    Nodes are listed there (`control_plane_label` set on them)."""
+
+    server: str  # "https://host:port"; "" when there is none to use
+    credentials: Optional[Mapping[str, Any]]  # as ApiObject.credentials; None: none here
+    refused: str = ""  # with credentials None: why ("": the node has none)
+    control_plane_label: str = "node-role.kubernetes.io/control-plane"
+    namespace: str = "kube-system"
 
 
 @dataclass(frozen=True)
@@ -353,3 +375,7 @@ class PersistPlan:
     files: Mapping[str, bytes] = field(default_factory=dict)  # file name -> content, for the installer to read
     files_usage: str = ""  # how the installer is told to read them, e.g. "kubeadm upgrade apply --patches {dir}"
     notes: Tuple[str, ...] = ()  # what stays where it is, what cannot be persisted and why
+    # Node paths of files the fixes created that the persisted configuration refers to (a flag's value, a
+    # mounted hostPath): every control-plane node must hold them before its upgrade regenerates its pods.
+    cluster_files: Tuple[str, ...] = ()
+    cluster: Optional[ClusterAccess] = None  # None: the layout knows no cluster to publish them in

@@ -10,6 +10,7 @@ import sys
 import pytest
 from ruamel.yaml import YAML
 
+from cisfix.lab.configmaps import STORE, ConfigMapStore
 from cisfix.layouts.kubeadm.persist import PodChange, update_cluster_configuration
 
 SCHEDULER = "/etc/kubernetes/manifests/kube-scheduler.yaml"
@@ -60,13 +61,24 @@ def test_no_admin_credentials_and_a_removed_flag_get_a_patch_file_that_upgrade_a
 
     assert result.returncode == 7
     report = json.loads(result.stdout)
-    [obj] = report["objects"]
-    assert obj["status"] == "elsewhere" and "no admin credentials" in obj["reason"]
+    config, published = report["objects"]  # the patch file is published for the other control-plane nodes
+    assert config["status"] == "elsewhere" and "no admin credentials" in config["reason"]
+    assert published["name"] == "kube-system/cisfix-control-plane-files" and published["status"] == "elsewhere"
     patches = lab.root / "var/lib/cisfix/persist/files"
-    assert report["files_dir"] == str(patches) and report["files"] == ["kube-apiserver+strategic.yaml"]
-    assert f"--patches {patches}" in report["files_usage"]
+    assert report["files_dir"] == str(patches) and report["files"] == ["kube-apiserver+json.yaml"]
+    assert f"--patches {patches}" in report["files_usage"] and "every control-plane node" in report["files_usage"]
     offline = YAML(typ="safe").load((lab.root / "var/lib/cisfix/persist/kube-system_kubeadm-config.yaml").read_text())
     assert offline["apiServer"]["extraArgs"] == [{"name": "profiling", "value": "false"}]
+    # What a person does where the API server can be reached: merge it into ClusterConfiguration.
+    store = ConfigMapStore(lab.root / STORE.lstrip("/"))
+
+    def merged(data):
+        stored = YAML(typ="safe").load(data["ClusterConfiguration"])
+        stored["apiServer"]["extraArgs"] = stored["apiServer"].get("extraArgs") or []
+        stored["apiServer"]["extraArgs"] += offline["apiServer"]["extraArgs"]
+        return {**data, "ClusterConfiguration": json.dumps(stored)}
+
+    store.update("kubeadm-config", merged)
 
     upgrade = subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade", str(lab.root), "--to", "1.32",
                               "--patches", str(patches)], capture_output=True, text=True, timeout=120)
@@ -113,12 +125,12 @@ def test_a_different_value_there_is_a_conflict_kept_unless_forced():
 
 def test_a_mount_for_local_etcd_becomes_a_patch_file_that_kubeadm_merges_by_name():
     from cisfix.lab import kubeadm, patches
-    from cisfix.layouts.kubeadm.persist import patch_file
+    from cisfix.layouts.kubeadm.persist import volume_patch
 
     volume = {"hostPath": {"path": "/etc/kubernetes/etcd-extra", "type": "DirectoryOrCreate"}, "name": "etcd-extra"}
     mount = {"mountPath": "/etc/kubernetes/etcd-extra", "name": "etcd-extra", "readOnly": True}
-    text = patch_file("etcd", PodChange(pod_volumes=[volume], mounts=[mount]))
-    assert patch_file("kube-scheduler", PodChange(args={"profiling": "false"})) is None  # extraArgs say it all
+    text = volume_patch("etcd", PodChange(pod_volumes=[volume], mounts=[mount]))
+    assert volume_patch("kube-scheduler", PodChange(args={"profiling": "false"})) is None  # extraArgs say it all
 
     cluster = kubeadm.Cluster("1.31.0", {name: 30000 + i for i, name in enumerate(
         ("apiserver", "controller-manager", "scheduler", "etcd-client", "etcd-peer", "etcd-metrics",

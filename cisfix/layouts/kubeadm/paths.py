@@ -45,6 +45,10 @@ COMPONENTS["kubelet"] = Component(
     "kubelet", config="/var/lib/kubelet/config.yaml",
     flag_files=("/var/lib/kubelet/kubeadm-flags.env", "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
                 "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"),
+    # The kubeadm and kubelet packages (pkgs.k8s.io) install these with `install -m 644`, and reinstall
+    # them so at every package upgrade (the first step of kubeadm's upgrade procedure): CIS 4.1.1's mode
+    # and any edit of them are undone by it, not by kubeadm.
+    package_owned=("/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf", "/usr/lib/systemd/system/kubelet.service"),
     restart=KUBELET_RESTART, unit=KUBELET_UNIT, health=HEALTH["kubelet"], config_flag="config", config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"],
     # A real kubelet serves its effective configuration on its authenticated port; the API server's
     # kubelet client certificate may read it.

@@ -7,7 +7,8 @@ to put there so that the next upgrade generates the fixed file again.
   name/value, as the stored configuration has it), which replaces kubeadm's default of that name; a
   hostPath volume the fixes mounted (audit policy and log, encryption and admission configs) becomes an
   `extraVolumes` entry. What extraArgs cannot say — a flag removed, a volume of local etcd, which has
-  no extraVolumes — goes into a kubeadm patch file (`target+strategic.yaml`, for `--patches DIR`).
+  no extraVolumes — goes into a kubeadm patch file (`target+json.yaml` removing the exact command item,
+  `etcd+strategic.yaml` adding mounts; for `--patches DIR`).
 - The kubelet's config.yaml is rewritten from the `kube-system/kubelet-config` ConfigMap: a changed
   setting goes there (cluster-wide). Its flag files (`kubeadm-flags.env`, node-local) are left alone by
   an upgrade, and so are files a fix created.
@@ -29,7 +30,7 @@ from ...kubeyaml import dump
 from ...nodefile import decode_text, parse_yaml
 from ...state import NodeState
 from ...trust import read_node_trusted
-from ...types import ApiObject, NetChange, NodeInfo, ObjectUpdate, PersistPlan
+from ...types import ApiObject, ClusterAccess, NetChange, NodeInfo, ObjectUpdate, PersistPlan
 from .paths import ADMIN_CONF, PKI
 
 KUBEADM_CONFIG, KUBELET_CONFIG = "kube-system/kubeadm-config", "kube-system/kubelet-config"
@@ -46,6 +47,8 @@ class PodChange:
 
     args: Dict[str, str] = field(default_factory=dict)  # flag -> value set or changed
     removed: List[str] = field(default_factory=list)  # flags removed
+    removed_values: Dict[str, str] = field(default_factory=dict)  # flag removed -> its value before
+    flags: Dict[str, str] = field(default_factory=dict)  # the fixed pod's flags
     volumes: List[dict] = field(default_factory=list)  # extraVolumes entries (HostPathMount)
     command: List[str] = field(default_factory=list)  # the fixed container's command
     mounts: List[dict] = field(default_factory=list)  # its new volumeMounts (for a patch file)
@@ -90,6 +93,7 @@ def pod_change(component: str, change: NetChange, shown: str) -> PodChange:
     pods = _doc(change.before, shown), _doc(change.after, shown)
     result = PodChange(args={n: v for n, v in after.items() if before.get(n) != v},
                        removed=[n for n in before if n not in after],
+                       removed_values={n: v for n, v in before.items() if n not in after}, flags=after,
                        command=list(_container(pods[1], component).get("command") or []))
     old_volumes = {v.get("name"): v for v in _dicts(_get_dict(pods[0], "spec").get("volumes"))}
     mounts = {m.get("name"): m for m in _dicts(_container(pods[1], component).get("volumeMounts"))}
@@ -299,20 +303,42 @@ def _url(server: str, name: str) -> str:
     return f"{server}/api/v1/namespaces/{namespace}/configmaps/{configmap}" if server else ""
 
 
-def patch_file(component: str, pod: PodChange) -> Optional[bytes]:
-    """A strategic-merge patch for what extraArgs and extraVolumes cannot say, or None."""
-    container: Dict[str, Any] = {"name": component}
-    if pod.removed:
-        container["command"] = pod.command  # a removed default flag: the whole command, as fixed
-    spec: Dict[str, Any] = {}
-    if component in NO_EXTRA_VOLUMES and pod.pod_volumes:
-        container["volumeMounts"] = pod.mounts
-        spec["volumes"] = pod.pod_volumes
-    if len(container) == 1:
+def _header(component: str) -> str:
+    return f"# Written by `cisfix persist`: what kubeadm's ClusterConfiguration cannot express for {component}.\n"
+
+
+def volume_patch(component: str, pod: PodChange) -> Optional[bytes]:
+    """A strategic-merge patch mounting the pod's new volumes where ClusterConfiguration has no
+    extraVolumes (local etcd), or None. Strategic merge adds volumes and mounts by name and mountPath:
+    kubeadm's own stay as they are."""
+    if component not in NO_EXTRA_VOLUMES or not pod.pod_volumes:
         return None
-    spec["containers"] = [container]
-    return (f"# Written by `cisfix persist`: what kubeadm's ClusterConfiguration cannot express for {component}.\n"
-            + dump({"spec": spec})).encode()
+    container = {"name": component, "volumeMounts": pod.mounts}
+    return (_header(component) + dump({"spec": {"containers": [container], "volumes": pod.pod_volumes}})).encode()
+
+
+def removal_patch(component: str, pod: PodChange) -> Optional[bytes]:
+    """An RFC 6902 patch removing the flags the fixes removed from the command kubeadm generates, or None.
+
+    extraArgs can add or replace a flag, never remove one of kubeadm's defaults. A strategic patch of
+    `command` would replace the whole list (kubeadm's later default changes and every extraArgs change
+    lost with it); this removes the exact items only. kubeadm generates the command as the binary then
+    every flag `--name=value` sorted by name, then value (kubeadm's ArgumentsToCommand, as
+    `cisfix.lab.kubeadm.arguments_to_command` models it): the generated command is the fixed one with the
+    removed flags back, so each removed item's index is known. Each `remove` follows a `test` of the very
+    item at that index: should a later kubeadm generate the command otherwise, the patch fails and kubeadm
+    stops before changing the node, instead of removing some other flag. Removals go from the last index
+    down, so each index is still right when its turn comes (app/util/patches applies json patches with
+    evanphx/json-patch, in order)."""
+    if not pod.removed:
+        return None
+    generated = sorted([(n, v) for n, v in pod.flags.items()] + list(pod.removed_values.items()))
+    operations: List[Dict[str, Any]] = []
+    for index, (name, value) in sorted(((i + 1, item) for i, item in enumerate(generated)
+                                        if item[0] in pod.removed_values), reverse=True):
+        path = f"/spec/containers/0/command/{index}"
+        operations += [{"op": "test", "path": path, "value": f"--{name}={value}"}, {"op": "remove", "path": path}]
+    return (_header(component) + dump(operations)).encode()
 
 
 def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistPlan:
@@ -327,11 +353,14 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
         if change.path in manifests and change.after is not None:
             component = manifests[change.path]
             pods[component] = pod_change(component, change, shown)
-            patch = patch_file(component, pods[component])
-            if patch:
-                files[f"{component}+strategic.yaml"] = patch
+            for name, patch in ((f"{component}+json.yaml", removal_patch(component, pods[component])),
+                                (f"{component}+strategic.yaml", volume_patch(component, pods[component]))):
+                if patch:
+                    files[name] = patch
         elif kubelet and change.path == kubelet.config and change.after is not None:
             kubelet_settings += setting_changes(_doc(change.before, shown) or {}, _doc(change.after, shown) or {})
+        elif kubelet and change.path in kubelet.package_owned:
+            continue  # the core names package-owned files
         elif kubelet and change.path in kubelet.flag_files:
             notes.append(f"{shown}: node-local kubelet flags; kubeadm upgrade leaves the file as it is")
         elif change.before is None:
@@ -362,4 +391,22 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
         objects.append(configmap(KUBELET_CONFIG, "kubelet",
                                  {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"},
                                  lambda config, force: update_kubelet_configuration(config, kubelet_settings, force)))
-    return PersistPlan(tuple(objects), files, "kubeadm upgrade apply|node --patches {dir}", tuple(notes))
+    access = ClusterAccess(server, credentials, refused)
+    return PersistPlan(tuple(objects), files, USAGE, tuple(notes), _cluster_files(changes, pods), access)
+
+
+USAGE = ("`--patches {dir}` on every `kubeadm upgrade apply` and every `kubeadm upgrade node`, on every "
+         "control-plane node (the folder as `persist --install` puts it there); without it the upgrade "
+         "generates the pods without these changes")
+
+
+def _cluster_files(changes: List[NetChange], pods: Mapping[str, PodChange]) -> Tuple[str, ...]:
+    """Files the fixes created that the persisted pods refer to (a mounted hostPath, or inside a mounted
+    folder; a flag naming it): the pod of every control-plane node regenerated from ClusterConfiguration
+    needs them, or it cannot start."""
+    mounted = [v["hostPath"] for pod in pods.values() for v in pod.volumes]
+    mounted += [_get_dict(v, "hostPath").get("path") for pod in pods.values() for v in pod.pod_volumes]
+    folders = [m.rstrip("/") + "/" for m in mounted if isinstance(m, str)]
+    named = {value for pod in pods.values() for value in pod.args.values()} | set(mounted)
+    created = [c.path for c in changes if c.before is None and c.after is not None]
+    return tuple(sorted(p for p in created if p in named or any(p.startswith(f) for f in folders)))
