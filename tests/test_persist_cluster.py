@@ -1,0 +1,165 @@
+"""Persisting on a cluster of several control-plane nodes: the files fixes created that the persisted
+configuration refers to must be on every control-plane node before its `kubeadm upgrade node`.
+
+The running lab node (`lab-node`) makes the fixes and publishes the list in
+kube-system/cisfix-control-plane-files with a bundle of the files; a second control-plane node
+(`node-b`: registered in the cluster store, its own node tree using the first node's API server, as
+every control plane of a cluster does) checks itself against the list and installs the bundle."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from cisfix.lab.configmaps import STORE, ConfigMapStore
+from cisfix.lab.kubeadm import CONTROL_PLANE_LABEL
+
+from test_lab_upgrade import api
+
+GATE = ("--timeout", "60", "--stability-window", "1")
+CONFIGMAP = "cisfix-control-plane-files"
+AUDIT_POLICY = "etc/kubernetes/audit-policy.yaml"
+
+
+def cisfix(root, *args):
+    return subprocess.run([sys.executable, "-m", "cisfix", "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def as_json(result):
+    assert result.stdout.startswith("{"), result.stdout[-2000:] + result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def name_node(root: Path, name: str) -> None:
+    (root / "etc/hostname").write_text(f"{name}\n")
+
+
+def second_node(lab, make_lab) -> Path:
+    """node-b: a control-plane node's tree whose admin credentials reach the lab's API server."""
+    other = make_lab(name="node-b", start=False)
+    for path in ("etc/kubernetes/admin.conf", "etc/kubernetes/pki/ca.crt"):
+        shutil.copy2(lab.root / path, other.root / path)
+    name_node(other.root, "node-b")
+    ConfigMapStore(lab.root / STORE.lstrip("/")).add_node("node-b", {CONTROL_PLANE_LABEL: ""})
+    return other.root
+
+
+def published(lab) -> dict:
+    code, answer = api(lab, "GET", CONFIGMAP)
+    assert code == 200, answer
+    return answer["data"]
+
+
+def fixed_and_published(lab):
+    name_node(lab.root, "lab-node")
+    result = cisfix(lab.root, "fix", "--level", "1", "--format", "json", *GATE)
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
+    result = cisfix(lab.root, "persist", "--format", "json")
+    return result.returncode, as_json(result)
+
+
+def test_the_publishing_node_waits_until_every_other_control_plane_holds_the_files(lab, make_lab):
+    node_b = second_node(lab, make_lab)
+    code, report = fixed_and_published(lab)
+
+    control_plane = report["control_plane"]
+    assert code == 7 and control_plane["waiting"] == ["node-b"] and control_plane["nodes"] == ["lab-node", "node-b"]
+    listed = {f["path"]: f for f in control_plane["files"]}
+    assert {"/etc/kubernetes/audit-policy.yaml", "/etc/kubernetes/admission-config.yaml",
+            "/etc/kubernetes/event-rate-limit.yaml"} <= set(listed)
+    data = published(lab)
+    assert json.loads(data["files"]) == sorted(listed.values(), key=lambda f: f["path"])
+    assert json.loads(data["node.lab-node"])["ready"] is True
+    for path in listed:  # paths and checksums only: never a file's content (an encryption key)
+        content = (lab.root / path.lstrip("/")).read_text()
+        assert content.strip().splitlines()[-1] not in "\n".join(data.values())
+
+    bundle = Path(control_plane["bundle"])
+    assert bundle == lab.root / "var/lib/cisfix/persist/control-plane"
+    for folder, _, files in os.walk(bundle):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+        for name in files:
+            assert stat.S_IMODE(os.stat(Path(folder, name)).st_mode) == 0o600
+    assert json.loads((bundle / "index.json").read_text()) == json.loads(data["files"])
+    assert (bundle / AUDIT_POLICY).read_bytes() == (lab.root / AUDIT_POLICY).read_bytes()
+
+    # node-b lacks every file: --check names each, exits 1, records it, and changes nothing on the node.
+    before = sorted(str(p) for p in node_b.rglob("*"))
+    result = cisfix(node_b, "persist", "--check")
+    assert result.returncode == 1
+    assert f"missing /{AUDIT_POLICY}" in result.stdout.splitlines()
+    assert "node-b: not ready for `kubeadm upgrade node`" in result.stdout
+    assert sorted(str(p) for p in node_b.rglob("*")) == before
+    assert json.loads(published(lab)["node.node-b"])["ready"] is False
+
+    # A file of node-b with other content: --check says different; --install refuses it, installs nothing.
+    (node_b / AUDIT_POLICY).write_text("# someone else's policy\n")
+    os.chmod(node_b / AUDIT_POLICY, 0o600)
+    check = as_json(cisfix(node_b, "persist", "--check", "--format", "json"))
+    assert check["ready"] is False and any(p.startswith(f"different /{AUDIT_POLICY}: sha256") for p in check["problems"])
+    result = cisfix(node_b, "persist", "--install", str(bundle))
+    assert result.returncode == 2 and "exists with other content" in result.stderr
+    assert not (node_b / "etc/kubernetes/admission-config.yaml").exists()
+
+    (node_b / AUDIT_POLICY).unlink()
+    result = cisfix(node_b, "persist", "--install", str(bundle), "--format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    installed = as_json(result)
+    assert sorted(installed["installed"]) == sorted(listed)
+    for path, entry in listed.items():
+        target = node_b / path.lstrip("/")
+        assert target.read_bytes() == (lab.root / path.lstrip("/")).read_bytes()
+        assert f"{stat.S_IMODE(target.stat().st_mode):04o}" == entry["mode"] and target.stat().st_uid == 0
+    journal = (node_b / "var/lib/cisfix/journal.jsonl").read_text()
+    assert installed["outcome"]["txid"] in journal and "persist --install" in journal
+
+    result = cisfix(node_b, "persist", "--check")
+    assert result.returncode == 0 and "node-b: ready for `kubeadm upgrade node`" in result.stdout
+    code, report = as_json_code(cisfix(lab.root, "persist", "--format", "json"))
+    assert code == 0 and report["control_plane"]["waiting"] == []
+
+    # The installed files are undone like any fix's: the rollback leaves node-b without them again.
+    result = cisfix(node_b, "rollback", installed["outcome"]["txid"], *GATE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (node_b / AUDIT_POLICY).exists()
+
+
+def as_json_code(result):
+    return result.returncode, as_json(result)
+
+
+def test_a_hostile_bundle_is_refused_and_nothing_is_written(lab, make_lab, tmp_path):
+    node_b = second_node(lab, make_lab)
+    _, report = fixed_and_published(lab)
+    bundle = Path(report["control_plane"]["bundle"])
+
+    def attempt(spoil) -> str:
+        copy = tmp_path / "bundle"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(bundle, copy, symlinks=True)
+        spoil(copy / AUDIT_POLICY)
+        result = cisfix(node_b, "persist", "--install", str(copy))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert not any((node_b / f["path"].lstrip("/")).exists() for f in report["control_plane"]["files"])
+        assert not (node_b / "var/lib/cisfix/journal.jsonl").exists()
+        return result.stderr
+
+    def other_content(path: Path) -> None:
+        path.write_text(path.read_text().replace("level: None", "level: Metadata"))
+
+    def symlink(path: Path) -> None:
+        path.unlink()
+        path.symlink_to(lab.root / AUDIT_POLICY)
+
+    def not_root_owned(path: Path) -> None:
+        os.chown(path, 1000, 1000)
+
+    assert "is not the published" in attempt(other_content)
+    assert "symbolic link" in attempt(symlink)
+    assert "owned by uid 1000, not root" in attempt(not_root_owned)
+    assert cisfix(node_b, "persist", "--check").returncode == 1
