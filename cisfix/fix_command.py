@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Optional
 
 from . import status
@@ -37,6 +38,9 @@ def add_command(command: AddCommand) -> None:
     fix.add_argument("--persist", action="store_true",
                      help="after a fix that rolled nothing back, persist the fixes as `cisfix persist` does")
     fix.add_argument("--force", action="store_true", help="with --persist: as `cisfix persist --force`")
+    fix.add_argument("--first-control-plane", action="store_true",
+                     help="this node makes what every control-plane node must share (the encryption key), where "
+                          "it has several: once, on one node; the others install it (`persist --install`)")
     gate_options(fix)
     format_option(fix)
 
@@ -64,6 +68,8 @@ def _fix(args: argparse.Namespace, node: "Node", run: Optional["RunMetrics"] = N
     if paused and args.format != "json":  # a dry run still shows the plan, first saying it would not apply now
         print(f"{paused.line()} — a real fix would change nothing now")
     plugins = load_plugins(args, for_changes=True, node=node)
+    if args.first_control_plane:  # for this run only: a setting copied to every node would make a key on each
+        plugins.info = replace(plugins.info, first_control_plane=True)
     require_benchmark(plugins)
     checks = select(plugins, args.check, args.node_type, args.level)
     judged = judged_info(plugins, args.level)  # the node's name as it is before any change

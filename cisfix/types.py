@@ -209,6 +209,9 @@ class NodeInfo:
     layout: str = ""  # the plugin whose cisfix_describe_node answered, e.g. "kubeadm"
     name: Optional[str] = None  # the node's name (see cisfix.judged.node_name), when known
     level: Optional[int] = None  # the --level asked for; None: every level
+    # Set by the core on the operator's word for one run (`fix --first-control-plane`): this node makes
+    # what every control-plane node must share (an encryption key); the others install it from its bundle.
+    first_control_plane: bool = False
 
     def package_owned(self) -> frozenset:
         """Node paths of the files the distribution's packages reinstall (`Component.package_owned`)."""

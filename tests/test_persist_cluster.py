@@ -163,3 +163,64 @@ def test_a_hostile_bundle_is_refused_and_nothing_is_written(lab, make_lab, tmp_p
     assert "symbolic link" in attempt(symlink)
     assert "owned by uid 1000, not root" in attempt(not_root_owned)
     assert cisfix(node_b, "persist", "--check").returncode == 1
+
+
+# ---- the encryption key on several control planes (the CIS plugin's 1.2.27) ----
+
+ENCRYPTION = "/etc/kubernetes/encryption-config.yaml"
+ETCD = "/etc/kubernetes/manifests/etcd.yaml"
+API_SERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+
+
+def ha_node(path: Path):
+    """A static control-plane node whose etcd has a second member: one of several control planes."""
+    from cisfix.testing import build_node
+
+    node = build_node(path)
+    text = node.read(ETCD).decode().replace("--initial-cluster=master=https://10.0.0.10:2380",
+                                            "--initial-cluster=master=https://10.0.0.10:2380,cp-2=https://10.0.0.11:2380")
+    node.write(ETCD, text.encode(), 0o600)
+    return node
+
+
+def fix_encryption(node, first_control_plane: bool = False):
+    from dataclasses import replace
+
+    from cisfix.audit import select
+    from cisfix.fix import apply_fix, plan_fix
+    from cisfix.node import Node
+    from cisfix.plugins import Plugins
+
+    plugins = Plugins(Node(str(node.root)))
+    plugins.info = replace(plugins.info, first_control_plane=first_control_plane)
+    plan = plan_fix(plugins, select(plugins, ["1.2.27"]))
+    return plan, apply_fix(plugins, plan)
+
+
+def test_with_several_control_planes_only_the_chosen_node_makes_the_key_and_the_others_adopt_it(tmp_path):
+    first = ha_node(tmp_path / "first")
+    plan, _ = fix_encryption(first)  # by default: no node makes a key of its own
+    assert "--first-control-plane" in plan.skipped[0].audit.reason
+    assert not first.path(ENCRYPTION).exists() and b"encryption-provider-config" not in first.read(API_SERVER)
+
+    _, outcome = fix_encryption(first, first_control_plane=True)
+    assert outcome.status == "FIXED" and b"secretbox:" in first.read(ENCRYPTION)
+    assert f"--encryption-provider-config={ENCRYPTION}".encode() in first.read(API_SERVER)
+
+    # Another control plane with the cluster's file (as `persist --install` leaves it): adopted, nothing made.
+    second = ha_node(tmp_path / "second")
+    second.write(ENCRYPTION, first.read(ENCRYPTION), 0o600)
+    _, outcome = fix_encryption(second)
+    assert outcome.status == "FIXED" and second.read(ENCRYPTION) == first.read(ENCRYPTION)
+    assert f"--encryption-provider-config={ENCRYPTION}".encode() in second.read(API_SERVER)
+
+    # Not root's, or not recognisably cisfix's: never taken as the cluster's key.
+    third = ha_node(tmp_path / "third")
+    third.write(ENCRYPTION, first.read(ENCRYPTION), 0o600)
+    os.chown(third.path(ENCRYPTION), 1000, 1000)
+    plan, _ = fix_encryption(third)
+    assert "owned by uid 1000, not root" in plan.skipped[0].audit.reason
+    os.chown(third.path(ENCRYPTION), 0, 0)
+    third.write(ENCRYPTION, first.read(ENCRYPTION).replace(b"secretbox:", b"identity: {}\n      - secretbox:"), 0o600)
+    plan, _ = fix_encryption(third)
+    assert "review it before using it" in plan.skipped[0].audit.reason

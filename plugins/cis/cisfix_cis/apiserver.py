@@ -16,8 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from cisfix.errors import InputError
+from cisfix.nodefile import parse_yaml
 from cisfix.plan import AddFlagItem, AddHostPathMount, RemoveFlag, RemoveFlagItem, SetFlag
 from cisfix.state import NodeState
+from cisfix.trust import read_node_trusted
 from cisfix.types import CreateFile, Plan
 
 from . import kubelet
@@ -209,26 +212,67 @@ resources:
 """
 
 
+ENCRYPTION_HEADER = "# Written by cisfix for CIS 1.2.27/1.2.28."
+STRONG_PROVIDERS = ("secretbox", "aescbc", "kms")
+
+
 @dataclass(frozen=True)
 class Encryption:
+    """One key for the whole cluster: every API server must read what the others encrypted. On a node
+    with several etcd members (HA) a key made here would be this node's alone, so by default it is made
+    only where the operator says this is the node that makes it (`fix --first-control-plane`, for one
+    run); `persist` then publishes the file for the other control-plane nodes, which install it
+    (`persist --install`) and adopt it here: flag and mount set, nothing created."""
+
     def __call__(self, state: NodeState) -> Plan:
         current = state.flags(COMPONENT).get("encryption-provider-config")
         if current:
             return Plan(manual=f"{current} is in use but does not encrypt secrets with aescbc, kms or secretbox "
                                "first; add such a provider in front and rewrite the secrets")
-        if state.read(ENCRYPTION_CONFIG) is not None and not state.cisfix_wrote(ENCRYPTION_CONFIG):
-            return Plan(manual=f"{ENCRYPTION_CONFIG} exists but is not in use; review it before using it")
+        use = edit_manifest(state, COMPONENT, SetFlag("encryption-provider-config", ENCRYPTION_CONFIG),
+                            _file_mount("encryption-config", ENCRYPTION_CONFIG)).changes
         others = _other_control_planes(state)
-        if others:
+        if state.read(ENCRYPTION_CONFIG) is not None:
+            refused = _not_adoptable(state)
+            if refused:
+                return Plan(manual=refused)
+            if others:  # the cluster's key, installed from the bundle of the node that made it
+                return Plan(use, notes=(f"{ENCRYPTION_CONFIG}: the cluster's key, used as it is",))
+        elif others and not state.info.first_control_plane:
             return Plan(manual=others)
         key = base64.b64encode(os.urandom(32)).decode()
         return Plan((CreateFile(ENCRYPTION_CONFIG, encryption_config(key).encode(), 0o600,
-                                shown=encryption_config(GENERATED_KEY).encode()),)
-                    + edit_manifest(state, COMPONENT, SetFlag("encryption-provider-config", ENCRYPTION_CONFIG),
-                                    _file_mount("encryption-config", ENCRYPTION_CONFIG)).changes,
+                                shown=encryption_config(GENERATED_KEY).encode()),) + use,
                     notes=(f"back up {ENCRYPTION_CONFIG}: it holds the only copy of the key",
                            "existing secrets stay unencrypted until rewritten: "
-                           "kubectl get secrets --all-namespaces -o json | kubectl replace -f -"))
+                           "kubectl get secrets --all-namespaces -o json | kubectl replace -f -")
+                    + ((f"every other control-plane node needs this {ENCRYPTION_CONFIG} before its upgrade: "
+                        "`cisfix persist` publishes it, `cisfix persist --install DIR` installs it there",)
+                       if others else ()))
+
+
+def _not_adoptable(state: NodeState) -> str:
+    """Why the existing encryption configuration is not used as it is, or "": root's alone (nobody else
+    could have written the key), and either what a committed cisfix transaction wrote (a fix, or
+    `persist --install` after checking it against the published list) or recognisably cisfix's with a
+    strong provider first."""
+    try:
+        text = read_node_trusted(state.node, ENCRYPTION_CONFIG, why="; not used as the cluster's key").decode()
+    except (InputError, UnicodeDecodeError) as exc:
+        return f"{ENCRYPTION_CONFIG} exists but is not used: {exc}"
+    if state.cisfix_wrote(ENCRYPTION_CONFIG):
+        return ""
+    try:
+        doc = parse_yaml(text, ENCRYPTION_CONFIG) if text.startswith(ENCRYPTION_HEADER) else None
+    except InputError:
+        doc = None
+    resources = doc.get("resources") if isinstance(doc, dict) and doc.get("kind") == "EncryptionConfiguration" else None
+    firsts = [next(iter(r["providers"][0]), None) for r in resources or ()
+              if isinstance(r, dict) and isinstance(r.get("providers"), list) and r["providers"]
+              and isinstance(r["providers"][0], dict)]
+    if firsts and all(first in STRONG_PROVIDERS for first in firsts):
+        return ""
+    return f"{ENCRYPTION_CONFIG} exists but is not in use; review it before using it"
 
 
 def _other_control_planes(state: NodeState) -> str:
@@ -236,7 +280,8 @@ def _other_control_planes(state: NodeState) -> str:
     members = [m for m in (state.flags("etcd").get("initial-cluster") or "").split(",") if m]
     if len(members) > 1:
         return ("this control plane has several etcd members; every API server needs the same encryption "
-                "key: create one configuration and distribute it to all control-plane nodes")
+                "key: make it on one node (`cisfix fix --first-control-plane`), then `cisfix persist` there "
+                "and `cisfix persist --install DIR` with its bundle on each other control-plane node")
     return ""
 
 
