@@ -224,3 +224,76 @@ def test_with_several_control_planes_only_the_chosen_node_makes_the_key_and_the_
     third.write(ENCRYPTION, first.read(ENCRYPTION).replace(b"secretbox:", b"identity: {}\n      - secretbox:"), 0o600)
     plan, _ = fix_encryption(third)
     assert "review it before using it" in plan.skipped[0].audit.reason
+
+
+# ---- a removed default flag: a JSON patch of the exact item, extraArgs still in force ----
+
+def upgrade(lab, patches: Path):
+    return subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade", str(lab.root), "--to", "1.32",
+                           "--patches", str(patches), "--wait", "0"], capture_output=True, text=True, timeout=300)
+
+
+def set_extra_args(lab, **args: str) -> None:
+    from ruamel.yaml import YAML
+
+    def change(data):
+        config = YAML(typ="safe").load(data["ClusterConfiguration"])
+        config["apiServer"]["extraArgs"] = [{"name": k, "value": v} for k, v in sorted(args.items())]
+        return {**data, "ClusterConfiguration": json.dumps(config)}
+
+    ConfigMapStore(lab.root / STORE.lstrip("/")).update("kubeadm-config", change)
+
+
+def test_a_removed_flag_stays_removed_by_a_json_patch_while_extra_args_changes_take_effect(make_lab):
+    lab = make_lab(version="1.31", start=False)
+    result = cisfix(lab.root, "edit", "/etc/kubernetes/manifests/kube-apiserver.yaml", "--no-health-gate",
+                    "--unflag", "enable-bootstrap-token-auth", "--flag", "profiling=false")
+    assert result.returncode == 0, result.stderr
+    report = as_json(cisfix(lab.root, "persist", "--format", "json"))  # the lab is not running: merged by hand
+    patches = Path(report["files_dir"])
+    assert report["files"] == ["kube-apiserver+json.yaml"]  # no strategic patch pins the command any more
+    assert "kubeadm upgrade node" in report["files_usage"] and "every control-plane node" in report["files_usage"]
+    from ruamel.yaml import YAML
+
+    operations = YAML(typ="safe").load((patches / "kube-apiserver+json.yaml").read_text())
+    assert [op["op"] for op in operations] == ["test", "remove"]
+    assert operations[0]["value"] == "--enable-bootstrap-token-auth=true"
+    assert operations[0]["path"] == operations[1]["path"]
+
+    # Someone changes extraArgs later (the persisted profiling, and a flag of their own): both take effect.
+    set_extra_args(lab, profiling="false", **{"event-ttl": "2h"})
+    result = upgrade(lab, patches)
+    assert result.returncode == 0, result.stderr
+    manifest = lab.manifest("kube-apiserver").read_text()
+    assert "kube-apiserver:v1.32.0" in manifest and "--enable-bootstrap-token-auth" not in manifest
+    assert "--profiling=false" in manifest and "--event-ttl=2h" in manifest
+
+
+def test_a_json_patch_whose_item_moved_stops_the_upgrade_before_it_changes_anything(make_lab):
+    lab = make_lab(version="1.31", start=False)
+    assert cisfix(lab.root, "edit", "/etc/kubernetes/manifests/kube-apiserver.yaml", "--no-health-gate",
+                  "--unflag", "enable-bootstrap-token-auth").returncode == 0
+    patches = Path(as_json(cisfix(lab.root, "persist", "--format", "json"))["files_dir"])
+    before = lab.manifest("kube-apiserver").read_text()
+    set_extra_args(lab, **{"audit-log-maxage": "30"})  # sorts before it: the removed item is one further on
+    result = upgrade(lab, patches)
+    assert result.returncode != 0 and "test failed" in result.stderr
+    assert lab.manifest("kube-apiserver").read_text() == before
+
+
+# ---- package-owned files ----
+
+def test_the_package_upgrade_resetting_10_kubeadm_conf_is_an_upgrade_drift(lab):
+    dropin = lab.root / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
+    result = cisfix(lab.root, "fix", "--level", "1", "--check", "4.1.1", "--format", "json", *GATE)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert stat.S_IMODE(dropin.stat().st_mode) == 0o600
+    report = as_json(cisfix(lab.root, "persist", "--format", "json"))
+    assert report["package_owned"] == ["/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"]
+    assert any("re-applied by drift after the package upgrade" in note for note in report["notes"])
+
+    os.chmod(dropin, 0o644)  # what the package's `install -m 644` does
+    drift = as_json(cisfix(lab.root, "drift", "--format", "json", *GATE))
+    [event] = [d for d in drift["corrections"] if d["id"] == "4.1.1"]
+    assert event["class"] == "upgrade" and event["file"] == "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
+    assert stat.S_IMODE(dropin.stat().st_mode) == 0o600
