@@ -4,14 +4,14 @@ the fixed files from, so that its next upgrade does not silently revert them.
 What the fixes changed is read from the journal: for every file, its content before the first committed
 transaction of an unbroken run of them (the backup) against its content now. A file changed since by
 anyone else (an upgrade, a person) is left out and said so. The layout (`cisfix_plan_persistence`)
-says where each change belongs; this module does the I/O: it reads each API object through the API
-server with the node's credentials (`cisfix.health.fetch`: client certificate, verified CA and server
-name, one deadline per request), believes the answer only when it is exactly the ConfigMap asked for,
-shows the change, and writes it with the resourceVersion it read — a conflict (HTTP 409) is read and
-updated again, then reported. Files for the installer go to `<state>/persist/files`; where the API
+says where each change belongs; this module writes it: each API object through `cisfix.apiobjects`
+(the node's credentials, answers believed only when they are exactly the ConfigMap asked for, writes
+with the resourceVersion read). Files for the installer go to `<state>/persist/files`; where the API
 server cannot be reached, its answer is refused, or the node has no credentials, the YAML to merge
-elsewhere goes to `<state>/persist/<object>.yaml` and the exit code says so (7). What a server says is
-shown escaped and cut (`server_text`).
+elsewhere goes to `<state>/persist/<object>.yaml` and the exit code says so (7). What every other
+control-plane node must hold before its upgrade is published, and waited for, by
+`cisfix.persist_nodes` (exit 7 until every one confirmed). Fixed files the distribution's packages own
+(`Component.package_owned`) are named: their package upgrade undoes the fix, and drift re-applies it.
 """
 from __future__ import annotations
 
@@ -22,18 +22,17 @@ from typing import Dict, List, Optional, Tuple
 
 from . import status
 from .apiobjects import ObjectOutcome, persist_object
+from .controlplane import PATCH_FILES
 from .errors import CisfixError
 from .journal import Journal
 from .nodefile import read_bytes
 from .node import Node
 from .outputfile import write_output_file
+from .persist_nodes import ControlPlane, print_control_plane, publication
 from .plugins import Plugins
 from .state import NodeState
 from .trust import read_trusted
-from .controlplane import PATCH_FILES
-from .persist_nodes import ControlPlane, print_control_plane, publication
 from .types import NetChange, PersistPlan
-
 
 
 @dataclass
@@ -151,6 +150,13 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
         if not dry_run:
             for name, data in plan.files.items():
                 _write(directory / name, data)
+    for name in plan.retired_files:
+        retired = node.state_dir / PATCH_FILES / name
+        if retired.is_file() and not retired.is_symlink() and name not in plan.files:
+            report.notes.append(f"{retired}: {'would be ' if dry_run else ''}removed, a format an earlier cisfix "
+                                "wrote; `--patches` must no longer apply it")
+            if not dry_run:
+                retired.unlink()
     published = publication(plugins, state, plan, report.notes, dry_run)
     for obj in plan.objects + ((published.obj,) if published else ()):
         outcome = persist_object(obj, state, force, dry_run)
@@ -161,7 +167,7 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
                 _write(target, obj.offline)
         report.objects.append(outcome)
     if published:
-        report.control_plane = published.confirmations(report.objects[-1], dry_run)
+        report.control_plane = published.confirmations(report.objects[-1])
     return report
 
 
@@ -174,7 +180,7 @@ def print_report(report: PersistReport, quiet: bool, show_diff: bool) -> None:
         if show_diff and o.diff:
             sys.stdout.write(o.diff)
         version = f" (resourceVersion {o.resource_version})" if o.resource_version else ""
-        if not quiet or o.status not in ("updated", "unchanged"):
+        if not quiet or o.status not in ("updated", "created", "unchanged"):
             print(f"{o.name}: {o.status}{version}{': ' + o.reason if o.reason else ''}")
         for line in o.changes if not quiet else ():
             print(f"    {line}")

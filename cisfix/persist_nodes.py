@@ -81,7 +81,7 @@ class Publication:
     state: NodeState
     written: Dict[str, Mapping[str, str]]  # "data": what the last update made of the ConfigMap
 
-    def confirmations(self, outcome: ObjectOutcome, dry_run: bool) -> ControlPlane:
+    def confirmations(self, outcome: ObjectOutcome) -> ControlPlane:
         """Which control-plane nodes have not confirmed they hold the files of the list as published."""
         cp = self.control_plane
         if outcome.status not in ("updated", "created", "unchanged", "would-update", "would-create"):

@@ -382,3 +382,6 @@ class PersistPlan:
     # mounted hostPath): every control-plane node must hold them before its upgrade regenerates its pods.
     cluster_files: Tuple[str, ...] = ()
     cluster: Optional[ClusterAccess] = None  # None: the layout knows no cluster to publish them in
+    # Names of files an earlier cisfix wrote for the installer that it must read no more (a format
+    # replaced): removed from the folder, so that `--patches DIR` stops applying them.
+    retired_files: Tuple[str, ...] = ()

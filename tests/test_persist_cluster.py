@@ -249,9 +249,13 @@ def test_a_removed_flag_stays_removed_by_a_json_patch_while_extra_args_changes_t
     result = cisfix(lab.root, "edit", "/etc/kubernetes/manifests/kube-apiserver.yaml", "--no-health-gate",
                     "--unflag", "enable-bootstrap-token-auth", "--flag", "profiling=false")
     assert result.returncode == 0, result.stderr
+    pinned = lab.root / "var/lib/cisfix/persist/files/kube-apiserver+strategic.yaml"  # an earlier cisfix's
+    pinned.parent.mkdir(parents=True)
+    pinned.write_text("spec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver]\n")
     report = as_json(cisfix(lab.root, "persist", "--format", "json"))  # the lab is not running: merged by hand
     patches = Path(report["files_dir"])
     assert report["files"] == ["kube-apiserver+json.yaml"]  # no strategic patch pins the command any more
+    assert not pinned.exists() and any(note.startswith(f"{pinned}: removed") for note in report["notes"])
     assert "kubeadm upgrade node" in report["files_usage"] and "every control-plane node" in report["files_usage"]
     from ruamel.yaml import YAML
 

@@ -47,11 +47,14 @@ def extra_args(section: dict) -> dict:
 
 def test_fix_persist_then_upgrade_keeps_every_verdict_and_persisting_again_changes_nothing(make_lab):
     lab = make_lab(version="1.31")
+    (lab.root / "etc/hostname").write_text("lab-node\n")  # the name of its Node: its verdict is its own
     report = fix(lab, "--persist")
     fixed = {r["id"] for r in report["results"] if r["fix"] == "FIXED"}
     assert {"1.2.15", "1.2.16", "1.3.2", "1.4.1", "4.2.12"} <= fixed
     assert {o["name"]: o["status"] for o in report["persist"]["objects"]} == {
-        "kube-system/kubeadm-config": "updated", "kube-system/kubelet-config": "updated"}
+        "kube-system/kubeadm-config": "updated", "kube-system/kubelet-config": "updated",
+        "kube-system/cisfix-control-plane-files": "created"}  # the files it created, for other control planes
+    assert report["persist"]["control_plane"]["nodes"] == ["lab-node"] and report["persist"]["exit_code"] == 0
     config = cluster_configuration(lab)  # v1beta4 on 1.31: extraArgs is a list of name/value
     assert extra_args(config["apiServer"])["profiling"] == "false"
     assert extra_args(config["scheduler"]) == {"profiling": "false"}

@@ -392,7 +392,13 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
                                  {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"},
                                  lambda config, force: update_kubelet_configuration(config, kubelet_settings, force)))
     access = ClusterAccess(server, credentials, refused)
-    return PersistPlan(tuple(objects), files, USAGE, tuple(notes), _cluster_files(changes, pods), access)
+    return PersistPlan(tuple(objects), files, USAGE, tuple(notes), _cluster_files(changes, pods), access, RETIRED)
+
+
+# Before the JSON patches, a removed flag pinned the component's whole command in a strategic patch; kept in
+# the folder, `--patches` would go on masking extraArgs and kubeadm's new defaults. (etcd's strategic
+# patch still carries its mounts: it is rewritten, not retired.)
+RETIRED = tuple(f"{component}+strategic.yaml" for component in SECTIONS if component not in NO_EXTRA_VOLUMES)
 
 
 USAGE = ("`--patches {dir}` on every `kubeadm upgrade apply` and every `kubeadm upgrade node`, on every "
