@@ -301,3 +301,31 @@ def test_the_package_upgrade_resetting_10_kubeadm_conf_is_an_upgrade_drift(lab):
     [event] = [d for d in drift["corrections"] if d["id"] == "4.1.1"]
     assert event["class"] == "upgrade" and event["file"] == "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
     assert stat.S_IMODE(dropin.stat().st_mode) == 0o600
+
+
+# ---- the published list ----
+
+def test_two_nodes_with_two_different_keys_are_a_conflict_and_a_verdict_names_its_list():
+    import pytest
+
+    from cisfix.controlplane import FileEntry, checksum, confirmed, decode, encode, merge, verdict
+    from cisfix.errors import InputError
+
+    key_a, key_b = FileEntry(ENCRYPTION, "a" * 64, 0o600), FileEntry(ENCRYPTION, "b" * 64, 0o600)
+    policy = FileEntry("/etc/kubernetes/audit-policy.yaml", "c" * 64, 0o600)
+    merged, changes, conflicts = merge([key_a], [key_b, policy], force=False)
+    assert merged == [policy, key_a] and len(changes) == 1 and "kept (--force replaces it)" in conflicts[0]
+    assert merge([key_a], [key_b], force=True)[0] == [key_b]
+
+    text = encode(merged)
+    assert decode(text, "cm") == merged and encode(reversed(merged)) == text  # one text, one checksum
+    data = {"node.cp-2": verdict(checksum(text), [])}
+    assert confirmed(data, "cp-2", checksum(text))
+    assert not confirmed(data, "cp-2", checksum(encode([key_a])))  # a verdict on another list counts for nothing
+    assert not confirmed(data, "cp-3", checksum(text))
+    for bad in ('[{"path": "/etc/../shadow", "sha256": "' + "a" * 64 + '", "mode": "0600"}]',
+                '[{"path": "etc/x", "sha256": "' + "a" * 64 + '", "mode": "0600"}]',
+                '[{"path": "/etc/x", "sha256": "xyz", "mode": "0600"}]', '{"files": []}', "not json",
+                encode([key_a]).replace("]", ", " + encode([key_a])[1:-2] + "]")):
+        with pytest.raises(InputError, match="^cm: "):
+            decode(bad, "cm")

@@ -348,6 +348,7 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
     kubelet_settings: List[Tuple[Tuple[str, ...], Any, Any]] = []
     files: Dict[str, bytes] = {}
     notes: List[str] = []
+    created: List[str] = []
     for change in changes:
         shown = state.node.display(change.path)
         if change.path in manifests and change.after is not None:
@@ -364,10 +365,14 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
         elif kubelet and change.path in kubelet.flag_files:
             notes.append(f"{shown}: node-local kubelet flags; kubeadm upgrade leaves the file as it is")
         elif change.before is None:
-            notes.append(f"{shown}: created by a fix; kubeadm upgrade leaves it as it is")
+            created.append(change.path)
         else:
             notes.append(f"{shown}: kubeadm upgrade does not regenerate it; it stays as fixed")
 
+    shared = _cluster_files(changes, pods)
+    notes += [f"{state.node.display(path)}: created by a fix; kubeadm upgrade leaves it as it is"
+              + ("; every control-plane node needs it before its upgrade (published for the others)"
+                 if path in shared else "") for path in created]
     try:
         server, credentials = _api(state)
         refused = ""
@@ -392,7 +397,7 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
                                  {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"},
                                  lambda config, force: update_kubelet_configuration(config, kubelet_settings, force)))
     access = ClusterAccess(server, credentials, refused)
-    return PersistPlan(tuple(objects), files, USAGE, tuple(notes), _cluster_files(changes, pods), access, RETIRED)
+    return PersistPlan(tuple(objects), files, USAGE, tuple(notes), shared, access, RETIRED)
 
 
 # Before the JSON patches, a removed flag pinned the component's whole command in a strategic patch; kept in
