@@ -208,7 +208,9 @@ def cisfix_plan_persistence(node_info: "NodeInfo", state: "NodeState",
     firstresult: return a `cisfix.PersistPlan` — API objects to update (the core reads, shows and writes
     them with optimistic concurrency, or writes their `offline` YAML under the state folder when the
     API server cannot be reached), files for the installer (written under `<state>/persist/files`) and
-    notes — or None when this is not your layout's node. The built-in kubeadm layout persists into the
+    notes, and for a cluster with several control-plane nodes the files they must all hold
+    (`cluster_files`) and how to reach the cluster (`cluster`: a `cisfix.ClusterAccess`), which the core
+    publishes and waits for (`cisfix.persist_nodes`) — or None when this is not your layout's node. The built-in kubeadm layout persists into the
     `kubeadm-config` and `kubelet-config` ConfigMaps and kubeadm patch files
     (`cisfix.layouts.kubeadm.persist`).
 
