@@ -30,7 +30,7 @@ def test_a_conflicting_value_in_cluster_configuration_is_reported_and_kept_until
 
 
 def test_a_conflict_on_write_is_read_and_written_again_then_reported(make_lab, monkeypatch):
-    from cisfix import persist as persist_module
+    from cisfix import apiobjects as persist_module  # where persist reads and writes API objects
     from cisfix.persist import run_persist
     from cisfix.plugins import Plugins
     from cisfix.node import Node
