@@ -135,6 +135,8 @@ def package_owned(plugins: Plugins, journal: Journal) -> List[str]:
 def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, dry_run: bool) -> PersistReport:
     node = plugins.node
     changes, notes = net_changes(node, journal)
+    # cisfix's own files (persist's patch files `persist --install` put there) are no fixes to persist.
+    changes = [c for c in changes if node.state_dir not in node.host(c.path).parents]
     plan: Optional[PersistPlan] = plugins.pm.hook.cisfix_plan_persistence(node_info=plugins.info, state=state,
                                                                           changes=changes)
     if plan is None:
