@@ -31,7 +31,7 @@ from .kubeyaml import dump
 from .node import Node
 from .plugins import Plugins
 from .state import NodeState
-from .types import ApiObject, ClusterAccess, CreateFile, ObjectUpdate, PersistPlan
+from .types import ApiObject, Change, ClusterAccess, CreateFile, ObjectUpdate, PersistPlan, SetMode
 
 UNREACHABLE = (RefusedAnswer, CredentialRefused, OSError, ssl.SSLError, http.client.HTTPException, ValueError)
 
@@ -290,7 +290,7 @@ def install(plugins: Plugins, directory: str, wait: float = 0.0) -> InstallRepor
     if entries is None:
         raise InputError(directory, f"nothing is published in {name}: no list to check the bundle against; "
                                     "nothing installed")
-    report, needed = InstallReport(), []
+    report, needed, modes = InstallReport(), [], []
     for entry in entries:
         try:
             found = local_file(node, entry.path)
@@ -300,15 +300,19 @@ def install(plugins: Plugins, directory: str, wait: float = 0.0) -> InstallRepor
             needed.append(entry)
         elif found[0].sha256 == entry.sha256:
             report.present.append(entry.path)
+            if found[0].mode & ~entry.mode:  # looser than published: narrowed in the same transaction
+                modes.append(SetMode(entry.path, entry.mode))
         else:
             raise InputError(node.display(entry.path), f"exists with other content (sha256 {found[0].sha256[:12]}, "
                                                        f"the published one is {entry.sha256[:12]}); not replaced, "
                                                        "nothing installed")
     contents = read_bundle(Path(directory), needed)
-    if not needed:
+    if not needed and not modes:
         return report
     shown = {e.path: f"<installed from the bundle: sha256 {e.sha256}>\n".encode() for e in needed}
-    changes = [CreateFile(e.path, contents[e.path], e.mode, "root:root", shown=shown[e.path]) for e in needed]
+    changes: List[Change] = [CreateFile(e.path, contents[e.path], e.mode, "root:root", shown=shown[e.path])
+                             for e in needed]
+    changes += modes
     outcome = run_changes(node, changes, label="persist --install", state=state,
                           session=lambda: open_session(plugins, make_gate(plugins, gate_settings(plugins.config)), wait))
     report.installed = [e.path for e in needed] if outcome.status == status.FIXED else []

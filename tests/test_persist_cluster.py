@@ -107,10 +107,14 @@ def test_the_publishing_node_waits_until_every_other_control_plane_holds_the_fil
     assert not (node_b / "etc/kubernetes/admission-config.yaml").exists()
 
     (node_b / AUDIT_POLICY).unlink()
+    admission = node_b / "etc/kubernetes/admission-config.yaml"  # there already, but readable by all
+    admission.write_bytes((lab.root / "etc/kubernetes/admission-config.yaml").read_bytes())
+    os.chmod(admission, 0o644)
     result = cisfix(node_b, "persist", "--install", str(bundle), "--format", "json")
     assert result.returncode == 0, result.stdout + result.stderr
     installed = as_json(result)
-    assert sorted(installed["installed"]) == sorted(listed)
+    assert installed["present"] == ["/etc/kubernetes/admission-config.yaml"]
+    assert sorted(installed["installed"] + installed["present"]) == sorted(listed)
     for path, entry in listed.items():
         target = node_b / path.lstrip("/")
         assert target.read_bytes() == (lab.root / path.lstrip("/")).read_bytes()
