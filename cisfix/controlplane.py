@@ -181,6 +181,12 @@ def write_bundle(directory: Path, files: Mapping[str, Tuple[FileEntry, bytes]]) 
         write_atomic(target, data, Meta(0o600, os.geteuid(), os.getegid()))
     write_atomic(directory / INDEX, encode(e for e, _ in files.values()).encode(),
                  Meta(0o600, os.geteuid(), os.getegid()))
+    # What an earlier list held and this one does not (a replaced key among them) leaves the bundle.
+    keep = {directory / INDEX} | {directory / path.lstrip("/") for path in files}
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            if Path(folder, name) not in keep:
+                os.unlink(Path(folder, name))
 
 
 def read_bundle(directory: Path, entries: List[FileEntry]) -> Dict[str, bytes]:

@@ -333,3 +333,19 @@ def test_two_nodes_with_two_different_keys_are_a_conflict_and_a_verdict_names_it
                 encode([key_a]).replace("]", ", " + encode([key_a])[1:-2] + "]")):
         with pytest.raises(InputError, match="^cm: "):
             decode(bad, "cm")
+
+
+def test_the_bundle_is_private_and_holds_only_the_files_of_its_last_list(tmp_path):
+    from cisfix.controlplane import FileEntry, INDEX, sha256, write_bundle
+
+    def files(**contents: bytes):
+        return {f"/etc/kubernetes/{name}.yaml": (FileEntry(f"/etc/kubernetes/{name}.yaml", sha256(data), 0o600), data)
+                for name, data in contents.items()}
+
+    bundle = tmp_path / "state/persist/control-plane"
+    write_bundle(bundle, files(key=b"old key", policy=b"policy"))
+    write_bundle(bundle, files(policy=b"policy"))  # the key replaced elsewhere, say: no copy stays behind
+    assert sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()) == [
+        "etc/kubernetes/policy.yaml", INDEX]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in bundle.rglob("*")} | {stat.S_IMODE(bundle.stat().st_mode)} == {
+        0o700, 0o600}
