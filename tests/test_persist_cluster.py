@@ -81,6 +81,9 @@ def test_the_publishing_node_waits_until_every_other_control_plane_holds_the_fil
 
     bundle = Path(control_plane["bundle"])
     assert bundle == lab.root / "var/lib/cisfix/persist/control-plane"
+    text = cisfix(lab.root, "persist")
+    assert text.returncode == 7 and f"bundle for the other control-plane nodes: {bundle}" in text.stdout
+    assert "not persisted yet: node-b not confirmed to hold the files" in text.stdout
     for folder, _, files in os.walk(bundle):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
         for name in files:
