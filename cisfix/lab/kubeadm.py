@@ -32,6 +32,10 @@ CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 class Cluster:
     version: str  # "1.32.0"
     ports: Dict[str, int]  # apiserver, controller-manager, scheduler, etcd-client, etcd-peer, etcd-metrics, kubelet-healthz, kubelet
+    node: str = NODE_NAME  # nodeRegistration.name: the etcd member's name, the certificates' subject
+    # The etcd members (name, peer URL) a node joining the cluster's stacked etcd starts with, itself
+    # included; empty at `kubeadm init` and `kubeadm upgrade`, whose etcd names only itself.
+    etcd_members: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def minor(self) -> str:
@@ -249,19 +253,26 @@ def scheduler(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
                 [("kubeconfig", conf, "FileOrCreate", True)], "100m", _component_probes("/healthz", port), section)
 
 
+def etcd_peer_url(c: Cluster) -> str:
+    return f"https://{ADDRESS}:{c.ports['etcd-peer']}"
+
+
 def etcd(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
-    client, peer, metrics = (f"https://{ADDRESS}:{c.ports['etcd-client']}", f"https://{ADDRESS}:{c.ports['etcd-peer']}",
-                             c.ports["etcd-metrics"])
+    """As kubeadm's phases/etcd/local.go getEtcdCommand: at init and upgrade `--initial-cluster` names only
+    this member (etcd ignores it once its data directory holds a member); a joining member gets the whole
+    cluster and `--initial-cluster-state=existing`."""
+    client, peer, metrics = f"https://{ADDRESS}:{c.ports['etcd-client']}", etcd_peer_url(c), c.ports["etcd-metrics"]
+    members = c.etcd_members or ((c.node, peer),)
     flags = [
         f"--advertise-client-urls={client}", f"--cert-file={PKI}/etcd/server.crt", "--client-cert-auth=true",
         "--data-dir=/var/lib/etcd", "--experimental-initial-corrupt-check=true",
         "--experimental-watch-progress-notify-interval=5s", f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster={NODE_NAME}={peer}", f"--key-file={PKI}/etcd/server.key",
+        f"--initial-cluster={','.join(f'{name}={url}' for name, url in members)}", f"--key-file={PKI}/etcd/server.key",
         f"--listen-client-urls={client}", f"--listen-metrics-urls=http://127.0.0.1:{metrics}",
-        f"--listen-peer-urls={peer}", f"--name={NODE_NAME}", f"--peer-cert-file={PKI}/etcd/peer.crt",
+        f"--listen-peer-urls={peer}", f"--name={c.node}", f"--peer-cert-file={PKI}/etcd/peer.crt",
         "--peer-client-cert-auth=true", f"--peer-key-file={PKI}/etcd/peer.key",
         f"--peer-trusted-ca-file={PKI}/etcd/ca.crt", "--snapshot-count=10000", f"--trusted-ca-file={PKI}/etcd/ca.crt",
-    ]
+    ] + (["--initial-cluster-state=existing"] if c.etcd_members else [])
     probes = {"livenessProbe": _probe("/health?exclude=NOSPACE&serializable=true", metrics, "HTTP", 8),
               "startupProbe": _probe("/health?serializable=false", metrics, "HTTP", 24)}
     mounts = [("etcd-certs", f"{PKI}/etcd", "DirectoryOrCreate", False),
@@ -304,6 +315,12 @@ def kubelet_config(c: Cluster, file_check_frequency: str) -> Dict[str, Any]:
         "shutdownGracePeriod": zero, "shutdownGracePeriodCriticalPods": zero, "staticPodPath": "/etc/kubernetes/manifests",
         "streamingConnectionIdleTimeout": zero, "syncFrequency": zero, "volumeStatsAggPeriod": zero,
     }
+
+
+def node_kubelet_config(config: Dict[str, Any], c: Cluster) -> Dict[str, Any]:
+    """The kubelet-config ConfigMap's configuration as one node writes it: the lab's per-node ports in
+    place of the first node's (on a real cluster every kubelet uses the same default ports)."""
+    return {**config, "healthzPort": c.ports["kubelet-healthz"], "port": c.ports["kubelet"]}
 
 
 def kubeadm_flags_env(c: Cluster) -> str:
@@ -379,7 +396,11 @@ KUBECONFIGS = {
     "controller-manager.conf": ("system:kube-controller-manager", "/CN=system:kube-controller-manager"),
     "scheduler.conf": ("system:kube-scheduler", "/CN=system:kube-scheduler"),
 }
-KUBELET_CLIENT_SUBJECT = f"/O=system:nodes/CN=system:node:{NODE_NAME}"
+def kubelet_client_subject(node: str) -> str:
+    return f"/O=system:nodes/CN=system:node:{node}"
+
+
+
 KUBELET_CLIENT_PEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 

@@ -1,27 +1,34 @@
-"""`lab upgrade`: what `kubeadm upgrade apply vX.Y.Z [--patches DIR]` does to a control-plane node.
+"""`lab upgrade` and `lab upgrade-node`: what `kubeadm upgrade apply vX.Y.Z [--patches DIR]` does on a
+cluster's first control-plane node, and `kubeadm upgrade node [--patches DIR]` on each other one.
 
-As kubeadm (`cmd/kubeadm/app/phases/upgrade`): the ClusterConfiguration is read from the `kubeadm-config`
-ConfigMap, its kubernetesVersion set to the new one (and converted to the new kubeadm's API), and
-uploaded again; every static pod is generated anew from it by the same code as at `lab create` (new
-image tags, kubeadm's default flags overridden by extraArgs, extraVolumes mounted, patch files applied)
-— so whatever was edited into a manifest by hand is gone; a manifest whose content is unchanged is
-left alone; the old one is kept under /etc/kubernetes/tmp/kubeadm-backup-manifests-<date>. The kubelet's
-config.yaml is rewritten in place (it keeps its mode) from the `kubelet-config` ConfigMap (plus
-`kubeletconfiguration` patches) and the kubelet restarted; `kubeadm-flags.env` is the node's own and stays as it is.
+As kubeadm (`cmd/kubeadm/app/phases/upgrade`): `apply` reads the ClusterConfiguration from the
+`kubeadm-config` ConfigMap and sets its kubernetesVersion to the new one (converted to the new kubeadm's
+API); `node` takes the cluster's, already upgraded. Every static pod is generated anew from it with this
+node's own names and ports, by the same code as at `lab create` (new image tags, kubeadm's default flags
+overridden by extraArgs, extraVolumes mounted, patch files applied) — so whatever was edited into a
+manifest by hand is gone — and put in place one at a time, etcd first, each awaited and the lot rolled back
+if one does not come up (`staticpods.py`). Only once the control plane is upgraded does `apply` upload the
+new ClusterConfiguration (apply.go's phases: preflight, control-plane, upload-config, kubeconfig,
+kubelet-config, ...). The kubelet's config.yaml is then rewritten in place (it keeps its mode) from the
+`kubelet-config` ConfigMap (plus `kubeletconfiguration` patches); `kubeadm-flags.env` is the node's own and
+stays as it is. With `packages`, the package step of the documented procedure comes around it
+(`packages.py`). The kubelet is restarted once at the end (`systemctl restart kubelet`): a kubelet restart
+leaves running containers alone, so every static pod whose manifest changed restarts exactly once.
 """
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import kubeadm, patches
-from .configmaps import STORE, ConfigMapStore
+from .configmaps import ConfigMapStore
 from .control import Lab
-from .layout import CISFIX_CONFIG, COMPONENTS, KUBELET_CONFIG, MANIFESTS, BadLabInput, LabError
-from .tree import cisfix_config, dump_yaml, write
+from .layout import CISFIX_CONFIG, KUBELET_CONFIG, BadLabInput, LabError
+from .packages import KUBEADM_PACKAGE, KUBELET_PACKAGE, install
+from .staticpods import roll_out
+from .tree import cisfix_config, dump_yaml, load_yaml, write
 
 
 @dataclass
@@ -31,12 +38,6 @@ class UpgradeReport:
     changed: List[str] = field(default_factory=list)  # static pods whose manifest was rewritten
     unchanged: List[str] = field(default_factory=list)
     backups: Optional[str] = None
-
-
-def _yaml(text: str) -> Any:
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).load(text)
 
 
 def _minor(version: str) -> tuple:
@@ -52,7 +53,7 @@ def check_versions(current: str, target: str) -> None:
 
 
 def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir: Optional[Path] = None,
-            wait: float = 60.0) -> UpgradeReport:
+            wait: float = 60.0, packages: bool = False) -> UpgradeReport:
     """Upgrade the lab to version `to` (default: the next minor version)."""
     lab = Lab(root)
     layout, settings = lab.layout, lab.layout.settings()
@@ -62,36 +63,62 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
     except ValueError as exc:
         raise BadLabInput(str(exc)) from None
     check_versions(settings.version, target)
-    cluster = kubeadm.Cluster(target, settings.ports)
-    patch_set = patches.load(patch_dir) if patch_dir else []
-    store = ConfigMapStore(layout.host(STORE))
+    store, stored, kubelet_map = _cluster_maps(lab)
+    config = kubeadm.upgraded_configuration(load_yaml(stored["data"]["ClusterConfiguration"]),
+                                            kubeadm.Cluster(target, {}))
+
+    def upload() -> None:
+        store.put(kubeadm.KUBEADM_CONFIG, {**stored["data"], "ClusterConfiguration": dump_yaml(config)},
+                  stored["metadata"]["resourceVersion"])
+
+    return _upgrade_node(lab, target, config, kubelet_map, patch_dir, wait, packages, upload)
+
+
+def upgrade_node(root: "str | os.PathLike[str]", patch_dir: Optional[Path] = None, wait: float = 60.0,
+                 packages: bool = False) -> UpgradeReport:
+    """`kubeadm upgrade node` on a control-plane node: to the version of the cluster's ClusterConfiguration,
+    which `upgrade` on another node has uploaded."""
+    lab = Lab(root)
+    settings = lab.layout.settings()
+    store, stored, kubelet_map = _cluster_maps(lab)
+    config = load_yaml(stored["data"]["ClusterConfiguration"])
+    try:
+        target = kubeadm.parse_version(str(config.get("kubernetesVersion", "")))
+    except ValueError as exc:
+        raise BadLabInput(f"{store.path}: kubeadm-config: {exc}") from None
+    if target == settings.version:
+        raise BadLabInput(f"{store.path}: the cluster is at v{target}, as this node: upgrade the cluster first "
+                          f"(`cisfix lab upgrade` on another node)")
+    check_versions(settings.version, target)
+    return _upgrade_node(lab, target, config, kubelet_map, patch_dir, wait, packages, lambda: None)
+
+
+def _cluster_maps(lab: Lab) -> Tuple[ConfigMapStore, dict, dict]:
+    store = ConfigMapStore(lab.layout.store(lab.layout.settings()))
     stored, kubelet_map = store.get(kubeadm.KUBEADM_CONFIG), store.get(kubeadm.KUBELET_CONFIGMAP)
     if stored is None or kubelet_map is None:
-        raise LabError(f"{layout.host(STORE)} holds no kubeadm-config or kubelet-config ConfigMap")
+        raise LabError(f"{store.path} holds no kubeadm-config or kubelet-config ConfigMap")
+    return store, stored, kubelet_map
 
+
+def _upgrade_node(lab: Lab, target: str, config: Dict[str, Any], kubelet_map: dict, patch_dir: Optional[Path],
+                  wait: float, packages: bool, upload: Callable[[], None]) -> UpgradeReport:
+    layout, settings = lab.layout, lab.layout.settings()
+    cluster = kubeadm.Cluster(target, settings.ports, settings.node_name)
+    patch_set = patches.load(patch_dir) if patch_dir else []
     # Everything is computed (and every patch applied) before anything changes.
-    config = kubeadm.upgraded_configuration(_yaml(stored["data"]["ClusterConfiguration"]), cluster)
     pods = {name: patches.apply(patch_set, name, pod) for name, pod in kubeadm.static_pods(cluster, config).items()}
-    kubelet_config = patches.apply(patch_set, "kubeletconfiguration", _yaml(kubelet_map["data"]["kubelet"]))
+    kubelet_config = patches.apply(patch_set, "kubeletconfiguration",
+                                   kubeadm.node_kubelet_config(load_yaml(kubelet_map["data"]["kubelet"]), cluster))
 
-    store.put(kubeadm.KUBEADM_CONFIG, {**stored["data"], "ClusterConfiguration": dump_yaml(config)},
-              stored["metadata"]["resourceVersion"])
-    report = UpgradeReport(settings.version, target)
-    backups = layout.host(f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
-    since = time.time()
-    for name in COMPONENTS:  # etcd first, as kubeadm
-        manifest = layout.host(f"{MANIFESTS}/{name}.yaml")
-        old = manifest.read_bytes() if manifest.exists() else b""
-        new = dump_yaml(pods[name])
-        if old and _yaml(old.decode("utf-8", "replace")) == pods[name]:
-            report.unchanged.append(name)
-            continue
-        if old:
-            write(backups / manifest.name, old, 0o600)
-            report.backups = str(backups)
-        _replace(manifest, new)
-        report.changed.append(name)
+    if packages:
+        install(layout, KUBEADM_PACKAGE)
+    rollout = roll_out(lab, pods, wait)
+    upload()
     _rewrite(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config))
+    if packages:
+        install(layout, KUBELET_PACKAGE)
+    report = UpgradeReport(settings.version, target, rollout.changed, rollout.unchanged, rollout.backups)
     settings.version = target
     layout.save_settings(settings)
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
@@ -99,7 +126,6 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
     if lab.init_pid():
         lab.restart_kubelet()
         if wait:
-            _wait_restarted(lab, report.changed, since, wait)
             lab.wait_healthy(wait)
     return report
 
@@ -110,27 +136,3 @@ def _rewrite(target: Path, text: str) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
-
-
-def _replace(target: Path, text: str) -> None:
-    """Atomically, through a dotfile the kubelet ignores."""
-    tmp = target.with_name(f".{target.name}.kubeadm-upgrade")
-    write(tmp, text, 0o600)
-    os.replace(tmp, target)
-
-
-def _wait_restarted(lab: Lab, components: List[str], since: float, timeout: float) -> None:
-    """kubeadm waits for each upgraded static pod to come back (a new pod hash)."""
-    from .layout import read_events
-
-    deadline = time.monotonic() + timeout
-    waiting = set(components)
-    while waiting:
-        started = {e["component"] for e in read_events(lab.layout, since) if e["event"] == "pod-started"}
-        waiting -= started
-        if not waiting:
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"upgraded static pods did not restart within {timeout:g}s: {', '.join(sorted(waiting))}")
-        time.sleep(0.1)
-
