@@ -57,7 +57,14 @@ def test_joined_nodes_share_etcd_and_store_and_upgrade_node_by_node_rolling_back
     for node in nodes:
         own = f"--etcd-servers=https://127.0.0.1:{node.layout.settings().ports['etcd-client']}"
         assert own in cmdline(node, "kube-apiserver")
-    assert "--initial-cluster-state=existing" in node.manifest("etcd").read_text()
+    assert "--initial-cluster-state=existing" in third.manifest("etcd").read_text()
+    # The cluster's authorities, the node's own leaf certificates; admin.conf, as `kubeadm join` writes.
+    pki = "/etc/kubernetes/pki"
+    for shared in ("ca.key", "sa.key", "front-proxy-ca.key", "etcd/ca.key"):
+        assert third.layout.host(f"{pki}/{shared}").read_bytes() == first.layout.host(f"{pki}/{shared}").read_bytes()
+    assert third.layout.host(f"{pki}/apiserver.key").read_bytes() != first.layout.host(f"{pki}/apiserver.key").read_bytes()
+    assert third.layout.host("/etc/kubernetes/admin.conf").exists()
+    assert not third.layout.host("/etc/kubernetes/super-admin.conf").exists()
     # One cluster store: the three control-plane nodes, and a change through one API server seen through another.
     names = [n["metadata"]["name"] for n in api(second, "GET", "", path=CONTROL_PLANE)[1]["items"]]
     assert sorted(names) == ["lab-node", "lab-node-2", "lab-node-3"]

@@ -38,7 +38,7 @@ def join(root: "str | os.PathLike[str]", first: "str | os.PathLike[str]", node_n
          file_watch: bool = True) -> Layout:
     """Write a node joining the cluster of the running lab `first`; the version and the kubelet's
     configuration are the cluster's."""
-    check_timing("1s", backoff, kubelet_restart_sec)
+    check_timing(backoff, kubelet_restart_sec)
     leader = Lab(first)
     first_settings = leader.layout.settings()
     if first_settings.distribution != "kubeadm":

@@ -111,7 +111,9 @@ def _write_kubeconfigs(layout: Layout, cluster: Cluster, certs: Dict[str, Cert])
     ca_pem = certs["ca"].cert.read_bytes()
     b64 = lambda path: base64.b64encode(path.read_bytes()).decode()  # noqa: E731
     for conf, (user, _) in KUBECONFIGS.items():
-        cert = certs[conf]
+        cert = certs.get(conf)
+        if cert is None:  # super-admin.conf: `kubeadm init` writes it, `kubeadm join` does not
+            continue
         doc = kubeadm.kubeconfig(cluster, user, ca_pem, {"client-certificate-data": b64(cert.cert),
                                                           "client-key-data": b64(cert.key)})
         write(layout.host(f"/etc/kubernetes/{conf}"), dump_yaml(doc), 0o600)
@@ -247,7 +249,8 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
            backoff: Tuple[float, float] = (10.0, 300.0), kubelet_restart_sec: float = 10.0,
            file_watch: bool = True) -> Layout:
     """Write a lab node. The defaults are a real node's timings; see `Settings` for each knob."""
-    check_timing(file_check_frequency, backoff, kubelet_restart_sec)
+    parse_duration(file_check_frequency)  # a bad value would make a kubelet that never starts
+    check_timing(backoff, kubelet_restart_sec)
     layout = new_layout(root)
     cluster, settings = static_pod_node(version, backoff, probe_time_scale=probe_time_scale,
                                         startup_delay=startup_delay, kubelet_restart_sec=kubelet_restart_sec,
@@ -263,8 +266,7 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     return layout
 
 
-def check_timing(file_check_frequency: str, backoff: Tuple[float, float], kubelet_restart_sec: float) -> None:
-    parse_duration(file_check_frequency)  # a bad value would make a kubelet that never starts
+def check_timing(backoff: Tuple[float, float], kubelet_restart_sec: float) -> None:
     if not 0 < backoff[0] <= backoff[1] or kubelet_restart_sec < 0:
         raise ValueError("back-off must be 0 < initial <= max, and the kubelet's restart delay not negative")
 
@@ -290,6 +292,7 @@ def write_node(layout: Layout, cluster: Cluster, settings: Settings, kubelet_con
             for path in (certs[name].cert, certs[name].key):
                 source = cluster_pki.host(f"/{path.relative_to(layout.root)}")
                 write(path, source.read_bytes(), source.stat().st_mode & 0o777)
+        del certs["super-admin.conf"]
         issue_all([cert for name, cert in certs.items() if name not in CLUSTER_CAS], key_algorithm)
     _write_kubeconfigs(layout, cluster, certs)
     shutil.rmtree(scratch)
