@@ -47,7 +47,7 @@ def manifests(node) -> dict:
     return {c: node.manifest(c).read_bytes() for c in COMPONENTS}
 
 
-def test_joined_nodes_share_etcd_and_store_and_upgrade_node_by_node_rolling_back_a_node_that_fails(make_cluster):
+def test_three_joined_nodes_share_etcd_and_store_and_upgrade_node_by_node_with_roll_back(make_cluster, tmp_path):
     nodes = make_cluster(3, version="1.31")
     first, second, third = nodes
 
@@ -73,10 +73,9 @@ def test_joined_nodes_share_etcd_and_store_and_upgrade_node_by_node_rolling_back
     assert api(second, "POST", "", body=new, path="/api/v1/namespaces/kube-system/configmaps")[0] == 201
     assert api(first, "GET", "shared")[1]["data"] == {"from": "node 2"}
 
-    # A persisted audit policy whose file exists on nodes 1 and 2, not (yet) on node 3.
-    for node in (first, second):
-        node.layout.host(POLICY).parent.mkdir()
-        node.layout.host(POLICY).write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
+    # A persisted audit policy whose file exists only on node 2 (yet).
+    second.layout.host(POLICY).parent.mkdir()
+    second.layout.host(POLICY).write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
     config = cluster_configuration(second)
     config["apiServer"] = {
         "extraArgs": [{"name": "audit-policy-file", "value": POLICY}],
@@ -85,20 +84,37 @@ def test_joined_nodes_share_etcd_and_store_and_upgrade_node_by_node_rolling_back
     put_cluster_configuration(second, config)
     second.layout.host(DROPIN).chmod(0o600)  # as a CIS 4.1.1 fix leaves it
 
-    # `kubeadm upgrade apply` on the first node: every component once, then the kubelet once.
+    # `kubeadm upgrade apply` on the first node, whose new API server cannot start: rolled back, and the
+    # new ClusterConfiguration not uploaded (that comes after the control plane).
+    before = manifests(first)
+    result = lab("upgrade", str(first.root), "--to", "1.32", "--wait", "10")
+    assert result.returncode == 1 and "couldn't upgrade control plane" in result.stderr
+    assert cluster_configuration(third)["kubernetesVersion"] == "v1.31.0"
+    assert first.layout.settings().version == "1.31.0"
+    assert {c: manifests(first)[c] == before[c] for c in COMPONENTS[1:]} == dict.fromkeys(COMPONENTS[1:], True)
+    first.wait_healthy(60)
+    # With the policy in place: every component left to upgrade once, then the kubelet once.
+    first.layout.host(POLICY).parent.mkdir(exist_ok=True)
+    first.layout.host(POLICY).write_text(second.layout.host(POLICY).read_text())
     since, kubelet = time.time(), kubelet_starts(first)
     result = lab("upgrade", str(first.root), "--to", "1.32")
     assert result.returncode == 0, result.stderr
+    assert "unchanged: etcd" in result.stdout  # upgraded by the first try, which kept it
     assert cluster_configuration(third)["kubernetesVersion"] == "v1.32.0"
-    assert started(first, since) == dict.fromkeys(COMPONENTS, 1)
+    assert started(first, since) == dict.fromkeys(COMPONENTS[1:], 1)
     assert kubelet_starts(first) == kubelet + 1
     assert f"--audit-policy-file={POLICY}" in cmdline(first, "kube-apiserver")
     assert "--initial-cluster-state" not in first.manifest("etcd").read_text()
 
     # `kubeadm upgrade node` with the package step on the second.
     since, kubelet, kubelet_pid = time.time(), kubelet_starts(second), second.unit_pid()
-    result = lab("upgrade-node", str(second.root), "--packages")
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "kube-scheduler+json.yaml").write_text(
+        "- op: add\n  path: /spec/containers/0/command/-\n  value: --profiling=false\n")
+    result = lab("upgrade-node", str(second.root), "--packages", "--patches", str(patches))
     assert result.returncode == 0, result.stderr
+    assert "--profiling=false" in cmdline(second, "kube-scheduler")
     assert "upgraded from v1.31.0 to v1.32.0" in result.stdout
     assert started(second, since) == dict.fromkeys(COMPONENTS, 1)
     assert kubelet_starts(second) == kubelet + 1 and second.unit_pid() != kubelet_pid
