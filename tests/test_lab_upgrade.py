@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ruamel.yaml import YAML
 
 from cisfix.health import fetch
@@ -184,3 +185,27 @@ def test_bad_upgrade_input_is_refused_before_anything_changes(make_lab, tmp_path
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in manifests.iterdir()} == before
     assert lab.layout.host("/var/lib/lab/configmaps.json").read_bytes() == store
+
+
+def test_patch_versions_compare_as_numbers():
+    from cisfix.lab.layout import BadLabInput
+    from cisfix.lab.upgrade import check_versions
+
+    check_versions("1.31.9", "1.31.10")  # not a downgrade: 10 > 9
+    check_versions("1.31.10", "1.32.0")
+    with pytest.raises(BadLabInput, match="down to"):
+        check_versions("1.31.10", "1.31.9")
+
+
+def test_an_extra_volume_without_path_type_is_written_with_an_empty_type_as_kubeadm_does():
+    from cisfix.lab import kubeadm
+
+    cluster = kubeadm.Cluster("1.33.0", {p: 1 for p in ("apiserver", "controller-manager", "scheduler", "etcd-client",
+                                                       "etcd-peer", "etcd-metrics", "kubelet-healthz", "kubelet")})
+    config = kubeadm.cluster_configuration(cluster)
+    config["apiServer"] = {"extraVolumes": [
+        {"name": "audit", "hostPath": "/etc/kubernetes/audit", "mountPath": "/etc/kubernetes/audit"},
+        {"name": "log", "hostPath": "/var/log/k", "mountPath": "/var/log/k", "pathType": "DirectoryOrCreate"}]}
+    volumes = {v["name"]: v["hostPath"] for v in kubeadm.static_pods(cluster, config)["kube-apiserver"]["spec"]["volumes"]}
+    assert volumes["audit"] == {"path": "/etc/kubernetes/audit", "type": ""}
+    assert volumes["log"] == {"path": "/var/log/k", "type": "DirectoryOrCreate"}

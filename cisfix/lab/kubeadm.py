@@ -127,8 +127,10 @@ def arguments_to_command(defaults: List[str], overrides: List[Tuple[str, str]]) 
 
 def extra_volumes(section: Dict[str, Any]) -> Dict[str, Mount]:
     """extraVolumes (HostPathMount: name, hostPath, mountPath, readOnly, pathType); a name kubeadm uses
-    already replaces its mount."""
-    return {v["name"]: (v["hostPath"], v["mountPath"], v.get("pathType") or "DirectoryOrCreate", bool(v.get("readOnly")))
+    already replaces its mount. The pathType is passed through as it is: kubeadm's AddExtraHostPathMounts
+    (phases/controlplane/volumes.go) hands NewHostPathMount a pointer to it, so an empty one is written as
+    `type: ""` (no check on the host path, nothing created), not defaulted."""
+    return {v["name"]: (v["hostPath"], v["mountPath"], v.get("pathType") or "", bool(v.get("readOnly")))
             for v in section.get("extraVolumes") or ()}
 
 
