@@ -209,3 +209,71 @@ def test_an_extra_volume_without_path_type_is_written_with_an_empty_type_as_kube
     volumes = {v["name"]: v["hostPath"] for v in kubeadm.static_pods(cluster, config)["kube-apiserver"]["spec"]["volumes"]}
     assert volumes["audit"] == {"path": "/etc/kubernetes/audit", "type": ""}
     assert volumes["log"] == {"path": "/var/log/k", "type": "DirectoryOrCreate"}
+
+
+def _offline_upgrade(lab, to: str, **options):
+    from cisfix.lab.upgrade import upgrade
+
+    return upgrade(lab.root, to, wait=0, **options)
+
+
+def test_kubeadm_flags_env_per_version_and_kubeadms_rewrites_of_it_on_the_way_to_1_34_and_1_35(make_lab):
+    flags_env = "/var/lib/kubelet/kubeadm-flags.env"
+    for version, text in (("1.33", '"--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock '
+                                    '--pod-infra-container-image=registry.k8s.io/pause:3.10"'),
+                          ("1.34", '"--pod-infra-container-image=registry.k8s.io/pause:3.10.1"'),
+                          ("1.35", '""')):
+        made = make_lab(name=f"lab-{version}", version=version, start=False)
+        assert made.layout.host(flags_env).read_text() == f"KUBELET_KUBEADM_ARGS={text}\n"
+        instance = made.layout.host("/var/lib/kubelet/instance-config.yaml")
+        assert instance.exists() == (version != "1.33")
+        config = YAML(typ="safe").load(made.layout.host("/var/lib/kubelet/config.yaml").read_text())
+        assert config["containerRuntimeEndpoint"] == ("" if version == "1.33" else
+                                                      "unix:///var/run/containerd/containerd.sock")
+
+    lab = make_lab(version="1.33", start=False)
+    # A node's own flags, unsorted, one given as two words: kubeadm re-serialises them as --name=value.
+    lab.layout.host(flags_env).write_text(
+        'KUBELET_KUBEADM_ARGS="--pod-infra-container-image=registry.k8s.io/pause:3.10 --v 2 '
+        '--container-runtime-endpoint=unix:///run/custom.sock --node-ip=127.0.0.1"\n')
+    report = _offline_upgrade(lab, "1.34")
+    assert report.flags_rewritten
+    assert lab.layout.host(flags_env).read_text() == (
+        'KUBELET_KUBEADM_ARGS="--node-ip=127.0.0.1 --pod-infra-container-image=registry.k8s.io/pause:3.10 --v=2"\n')
+    assert lab.layout.host("/var/lib/kubelet/instance-config.yaml").read_text() == \
+        'containerRuntimeEndpoint: "unix:///run/custom.sock"\n'
+    config = YAML(typ="safe").load(lab.layout.host("/var/lib/kubelet/config.yaml").read_text())
+    assert config["containerRuntimeEndpoint"] == "unix:///run/custom.sock"  # the kubelet reads it from --config
+    assert YAML(typ="safe").load(api_configmap_offline(lab))["containerRuntimeEndpoint"] == ""  # node-local only
+
+    before = lab.layout.host(flags_env).read_text()
+    assert _offline_upgrade(lab, "1.35").flags_rewritten
+    assert lab.layout.host(flags_env).read_text() == 'KUBELET_KUBEADM_ARGS="--node-ip=127.0.0.1 --v=2"\n'
+    backups = list(lab.layout.host("/etc/kubernetes/tmp").glob("kubeadm-kubelet-env-*/kubeadm-flags.env"))
+    assert [b.read_text() for b in backups] == [before]
+    config = YAML(typ="safe").load(lab.layout.host("/var/lib/kubelet/config.yaml").read_text())
+    assert config["containerRuntimeEndpoint"] == "unix:///run/custom.sock"  # still applied at every upgrade
+    assert not _offline_upgrade(lab, "1.35.1").flags_rewritten  # nothing left to strip
+
+
+def api_configmap_offline(lab) -> str:
+    from cisfix.lab.configmaps import STORE, ConfigMapStore
+
+    return ConfigMapStore(lab.layout.host(STORE)).get("kubelet-config")["data"]["kubelet"]
+
+
+def test_etcd_upgrade_false_leaves_etcds_manifest_as_it_is(make_lab):
+    lab = make_lab(version="1.33", start=False)
+    etcd = lab.manifest("etcd")
+    before = etcd.read_bytes()
+    report = _offline_upgrade(lab, "1.34", etcd_upgrade=False)
+    assert etcd.read_bytes() == before and "etcd" not in report.changed
+    assert "image: registry.k8s.io/kube-apiserver:v1.34.0" in manifest(lab, "kube-apiserver")
+
+    other = make_lab(name="other", version="1.33", start=False)
+    result = lab_upgrade(other, "--to", "1.34", "--etcd-upgrade=false", "--wait", "0")
+    assert result.returncode == 0, result.stderr
+    assert "etcd" not in result.stdout.split("unchanged:")[0] and "etcd:3.5.21-0" in manifest(other, "etcd")
+    assert _offline_upgrade(other, "1.34.1").changed[0] == "etcd"  # an upgrade without the flag does it
+    assert "etcd:3.6.4-0" in manifest(other, "etcd")
+    assert lab_upgrade(other, "--to", "1.35", "--etcd-upgrade=maybe").returncode == 2

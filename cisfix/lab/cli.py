@@ -82,13 +82,25 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
     from .upgrade import upgrade
 
-    report = upgrade(args.dir, args.to, Path(args.patches) if args.patches else None, args.wait)
+    report = upgrade(args.dir, args.to, Path(args.patches) if args.patches else None, args.wait,
+                     etcd_upgrade=args.etcd_upgrade)
     if not args.quiet:
         print(f"upgraded from v{report.version_from} to v{report.version_to}: regenerated "
               f"{', '.join(report.changed) or 'no static pod'}"
               f"{'; unchanged: ' + ', '.join(report.unchanged) if report.unchanged else ''}"
-              f"{'; old manifests in ' + report.backups if report.backups else ''}; kubelet config rewritten")
+              f"{'; old manifests in ' + report.backups if report.backups else ''}; kubelet config rewritten"
+              f"{'; kubeadm-flags.env rewritten' if report.flags_rewritten else ''}")
     return EXIT_OK
+
+
+def _go_bool(text: str) -> bool:
+    """A boolean flag's value as Go's strconv.ParseBool (kubeadm's flags) reads it."""
+    from .flags import parse_bool
+
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_restart_kubelet(args: argparse.Namespace) -> int:
@@ -189,6 +201,8 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
                          help="kubeadm patch files, named target[suffix][+patchtype].{yaml|json}")
     upgrade.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                          help="wait this long for the upgraded components to restart and be healthy (0: do not wait)")
+    upgrade.add_argument("--etcd-upgrade", type=_go_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                         help="upgrade etcd's static pod (kubeadm's flag; --etcd-upgrade=false leaves it as it is)")
 
 
 def add_commands(commands, common_options: Callable[[argparse.ArgumentParser], None]) -> None:

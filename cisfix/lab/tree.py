@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from ..kubeyaml import dump as dump_yaml
+from ..layouts.kubeadm.flagsenv import INSTANCE_CONFIG
 from . import kubeadm
 from .configmaps import STORE, ConfigMapStore
 from .flags import parse_duration
@@ -257,7 +258,11 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     config = kubeadm.cluster_configuration(cluster)
     kubelet_config = kubeadm.kubelet_config(cluster, file_check_frequency)
     write_static_pods(layout, kubeadm.static_pods(cluster, config))
-    write(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config), 0o644)
+    instance = kubeadm.instance_config(cluster)
+    if instance:  # kubeadm applies it over the ConfigMap's configuration in the node's config.yaml
+        write(layout.host(INSTANCE_CONFIG), instance, 0o644)
+    node_config = {**kubelet_config, "containerRuntimeEndpoint": kubeadm.CRI_SOCKET} if instance else kubelet_config
+    write(layout.host(KUBELET_CONFIG), dump_yaml(node_config), 0o644)
     store = ConfigMapStore(layout.host(STORE))
     store.create(KUBEADM_CONFIG, {"ClusterConfiguration": dump_yaml(config)})
     store.create(KUBELET_CONFIGMAP, {"kubelet": dump_yaml(kubelet_config)})

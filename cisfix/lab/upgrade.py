@@ -7,7 +7,10 @@ image tags, kubeadm's default flags overridden by extraArgs, extraVolumes mounte
 — so whatever was edited into a manifest by hand is gone; a manifest whose content is unchanged is
 left alone; the old one is kept under /etc/kubernetes/tmp/kubeadm-backup-manifests-<date>. The kubelet's
 config.yaml is rewritten in place (it keeps its mode) from the `kubelet-config` ConfigMap (plus
-`kubeletconfiguration` patches) and the kubelet restarted; `kubeadm-flags.env` is the node's own and stays as it is.
+`kubeletconfiguration` patches, then the node's instance-config.yaml from 1.34 on) and the kubelet
+restarted. `kubeadm-flags.env` is the node's own and stays as it is, except for kubeadm's two rewrites of
+it on the way to 1.34 and 1.35 (cisfix.layouts.kubeadm.flagsenv). With `etcd_upgrade=False`
+(`--etcd-upgrade=false`) etcd's manifest is left as it is.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from typing import Any, List, Optional
 from . import kubeadm, patches
 from .configmaps import STORE, ConfigMapStore
 from .control import Lab
-from .layout import CISFIX_CONFIG, COMPONENTS, KUBELET_CONFIG, MANIFESTS, BadLabInput, LabError
+from ..layouts.kubeadm import flagsenv
+from ..layouts.kubeadm.flagsenv import INSTANCE_CONFIG
+from .layout import CISFIX_CONFIG, COMPONENTS, KUBEADM_FLAGS, KUBELET_CONFIG, MANIFESTS, BadLabInput, LabError
 from .tree import cisfix_config, dump_yaml, write
 
 
@@ -31,6 +36,7 @@ class UpgradeReport:
     changed: List[str] = field(default_factory=list)  # static pods whose manifest was rewritten
     unchanged: List[str] = field(default_factory=list)
     backups: Optional[str] = None
+    flags_rewritten: bool = False  # kubeadm-flags.env (on the way to 1.34 and 1.35)
 
 
 def _yaml(text: str) -> Any:
@@ -57,8 +63,9 @@ def check_versions(current: str, target: str) -> None:
 
 
 def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir: Optional[Path] = None,
-            wait: float = 60.0) -> UpgradeReport:
-    """Upgrade the lab to version `to` (default: the next minor version)."""
+            wait: float = 60.0, etcd_upgrade: bool = True) -> UpgradeReport:
+    """Upgrade the lab to version `to` (default: the next minor version); `etcd_upgrade=False` leaves
+    etcd's manifest as it is, as `kubeadm upgrade apply --etcd-upgrade=false`."""
     lab = Lab(root)
     layout, settings = lab.layout, lab.layout.settings()
     major, minor = _minor(settings.version)
@@ -78,6 +85,9 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
     config = kubeadm.upgraded_configuration(_yaml(stored["data"]["ClusterConfiguration"]), cluster)
     pods = {name: patches.apply(patch_set, name, pod) for name, pod in kubeadm.static_pods(cluster, config).items()}
     kubelet_config = patches.apply(patch_set, "kubeletconfiguration", _yaml(kubelet_map["data"]["kubelet"]))
+    flags_env, instance = _kubelet_node_files(lab, target)
+    if instance:  # kubeadm's WriteConfigToDisk: the instance configuration, as a patch, last
+        kubelet_config = patches.merge(kubelet_config, _instance_patch(instance), strategic=True)
 
     store.put(kubeadm.KUBEADM_CONFIG, {**stored["data"], "ClusterConfiguration": dump_yaml(config)},
               stored["metadata"]["resourceVersion"])
@@ -88,7 +98,7 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
         manifest = layout.host(f"{MANIFESTS}/{name}.yaml")
         old = manifest.read_bytes() if manifest.exists() else b""
         new = dump_yaml(pods[name])
-        if old and _yaml(old.decode("utf-8", "replace")) == pods[name]:
+        if (old and _yaml(old.decode("utf-8", "replace")) == pods[name]) or (name == "etcd" and not etcd_upgrade):
             report.unchanged.append(name)
             continue
         if old:
@@ -96,7 +106,15 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
             report.backups = str(backups)
         _replace(manifest, new)
         report.changed.append(name)
+    if instance and not layout.host(INSTANCE_CONFIG).exists():
+        write(layout.host(INSTANCE_CONFIG), instance, 0o644)
     _rewrite(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config))
+    if flags_env is not None:
+        if flagsenv.minor(target) >= flagsenv.PAUSE_STRIPPED:  # the post-upgrade phase backs the file up first
+            write(layout.host(f"/etc/kubernetes/tmp/kubeadm-kubelet-env-{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+                              f"/kubeadm-flags.env"), layout.host(KUBEADM_FLAGS).read_bytes(), 0o644)
+        _rewrite(layout.host(KUBEADM_FLAGS), flags_env)
+        report.flags_rewritten = True
     settings.version = target
     layout.save_settings(settings)
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
@@ -107,6 +125,34 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
             _wait_restarted(lab, report.changed, since, wait)
             lab.wait_healthy(wait)
     return report
+
+
+def _kubelet_node_files(lab: Lab, target: str) -> "tuple[Optional[str], Optional[str]]":
+    """(kubeadm-flags.env's new text, or None when the upgrade leaves it; the instance configuration
+    the kubelet config is written with, or None before 1.34)."""
+    layout = lab.layout
+    flags_path, instance_path = layout.host(KUBEADM_FLAGS), layout.host(INSTANCE_CONFIG)
+    try:
+        text = flags_path.read_text(encoding="utf-8") if flags_path.exists() else ""
+        existing = instance_path.read_text(encoding="utf-8") if instance_path.exists() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadLabInput(f"{exc.filename or KUBEADM_FLAGS}: cannot read it: {exc}") from None
+    new_text, instance = flagsenv.upgrade_rewrite(text, target, existing is not None)
+    if flagsenv.minor(target) < flagsenv.NODE_LOCAL_CRI_SOCKET:
+        return new_text, None
+    return (new_text if new_text != text else None), existing if existing is not None else instance
+
+
+def _instance_patch(text: str) -> dict:
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        patch = _yaml(text)
+    except YAMLError as exc:
+        raise BadLabInput(f"{INSTANCE_CONFIG}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(patch, dict):
+        raise BadLabInput(f"{INSTANCE_CONFIG}: not a KubeletConfiguration patch (a YAML mapping)")
+    return patch
 
 
 def _rewrite(target: Path, text: str) -> None:
