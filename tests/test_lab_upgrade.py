@@ -3,6 +3,7 @@ node from them the way `kubeadm upgrade apply` does."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +278,45 @@ def test_etcd_upgrade_false_leaves_etcds_manifest_as_it_is(make_lab):
     assert _offline_upgrade(other, "1.34.1").changed[0] == "etcd"  # an upgrade without the flag does it
     assert "etcd:3.6.4-0" in manifest(other, "etcd")
     assert lab_upgrade(other, "--to", "1.35", "--etcd-upgrade=maybe").returncode == 2
+
+
+def test_patch_file_names_are_read_as_kubeadms_parse_filename_reads_them(tmp_path):
+    from cisfix.lab import patches
+
+    folder = tmp_path / "patches"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "kube-apiserver+jsonx.yaml").write_text("- op: add\n  path: /metadata/labels/a\n  value: b\n")
+    (folder / "kube-scheduler-extra.json").write_text('{"metadata": {"labels": {"x": "y"}}}')
+    (folder / "sub" / "etcd+merge.yaml").write_text("metadata:\n  labels:\n    in: sub\n")
+    (folder / "corednsdeployment+strategic.yaml").write_text("spec:\n  replicas: 3\n")
+    (folder / "kubeletconfiguration.yaml").write_text("")  # empty: skipped
+    for skipped in ("README.md", "kube-proxy.yaml", "etcd.yml", "notes+json.yaml"):
+        (folder / skipped).write_text("not: read\n")
+    loaded = patches.load(folder)
+    assert [(Path(p.source).name, p.target, p.kind) for p in loaded] == [
+        ("corednsdeployment+strategic.yaml", "corednsdeployment", "strategic"),
+        ("kube-apiserver+jsonx.yaml", "kube-apiserver", "json"),
+        ("kube-scheduler-extra.json", "kube-scheduler", "strategic"),
+        ("etcd+merge.yaml", "etcd", "merge")]
+    assert patches.unapplied(loaded) == [str(folder / "corednsdeployment+strategic.yaml")]
+
+    for name, text, message in (("etcd+xml.yaml", "a: b\n", "unknown or missing patch type after '+', must be one "
+                                                           "of [json merge strategic]"),
+                                ("kube-scheduler+.json", "{}", "unknown or missing patch type after '+'"),
+                                ("corednsdeployment+json.yaml", "spec: {}\n", "a json patch is a list of operations"),
+                                ("corednsdeployment.yaml", "- 1\n", "a strategic patch must be a mapping")):
+        bad = tmp_path / name.replace("+", "_").replace(".", "_")
+        bad.mkdir()
+        (bad / name).write_text(text)
+        with pytest.raises(patches.PatchError, match=re.escape(message)) as caught:
+            patches.load(bad)
+        assert str(bad / name) in str(caught.value)
+
+
+def test_a_corednsdeployment_patch_is_reported_as_applied_to_nothing(make_lab, tmp_path):
+    lab = make_lab(version="1.33", start=False)
+    (tmp_path / "corednsdeployment.yaml").write_text("spec:\n  replicas: 3\n")
+    result = lab_upgrade(lab, "--to", "1.34", "--patches", str(tmp_path), "--wait", "0")
+    assert result.returncode == 0, result.stderr
+    assert f"applied to nothing (the lab has no CoreDNS Deployment): {tmp_path / 'corednsdeployment.yaml'}" in \
+        result.stdout

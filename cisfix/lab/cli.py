@@ -89,7 +89,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
               f"{', '.join(report.changed) or 'no static pod'}"
               f"{'; unchanged: ' + ', '.join(report.unchanged) if report.unchanged else ''}"
               f"{'; old manifests in ' + report.backups if report.backups else ''}; kubelet config rewritten"
-              f"{'; kubeadm-flags.env rewritten' if report.flags_rewritten else ''}")
+              f"{'; kubeadm-flags.env rewritten' if report.flags_rewritten else ''}"
+              f"{'; applied to nothing (the lab has no CoreDNS Deployment): ' if report.applied_to_nothing else ''}"
+              f"{', '.join(report.applied_to_nothing)}")
     return EXIT_OK
 
 

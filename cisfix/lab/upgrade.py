@@ -37,6 +37,7 @@ class UpgradeReport:
     unchanged: List[str] = field(default_factory=list)
     backups: Optional[str] = None
     flags_rewritten: bool = False  # kubeadm-flags.env (on the way to 1.34 and 1.35)
+    applied_to_nothing: List[str] = field(default_factory=list)  # patch files for objects the lab lacks (CoreDNS)
 
 
 def _yaml(text: str) -> Any:
@@ -91,7 +92,7 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
 
     store.put(kubeadm.KUBEADM_CONFIG, {**stored["data"], "ClusterConfiguration": dump_yaml(config)},
               stored["metadata"]["resourceVersion"])
-    report = UpgradeReport(settings.version, target)
+    report = UpgradeReport(settings.version, target, applied_to_nothing=patches.unapplied(patch_set))
     backups = layout.host(f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
     since = time.time()
     for name in COMPONENTS:  # etcd first, as kubeadm
