@@ -115,15 +115,20 @@ def kubelet_flags(text: str) -> Dict[str, Optional[str]]:
     return flag_parser.effective(content[len(VARIABLE) + 1:].strip('"').split())
 
 
+def rewrites_ahead(version: str) -> List[str]:
+    """The versions whose upgrades still rewrite the flags file of a node of `version`: 1.34 once (the
+    first upgrade to it writes instance-config.yaml), 1.35 at every upgrade to a 1.35 release."""
+    return [f"{a}.{b}" for (a, b), last in ((NODE_LOCAL_CRI_SOCKET, minor(version) < NODE_LOCAL_CRI_SOCKET),
+                                           (PAUSE_STRIPPED, minor(version) <= PAUSE_STRIPPED)) if last]
+
+
 def lost_on_upgrade(text: str, version: str) -> Dict[str, Tuple[Optional[str], Optional[str]]]:
-    """flag -> (value now, value after every rewrite ahead of a node of `version`; None: gone): the flags
-    of `text` that the kubelet would no longer get, or get otherwise, after kubeadm's upgrades to 1.34
-    and 1.35. Empty when the node is past both or the rewrites keep every flag."""
-    now = kubelet_flags(text)
-    after = text
-    for step in (NODE_LOCAL_CRI_SOCKET, PAUSE_STRIPPED):
-        if minor(version) < step:
-            after = upgrade_rewrite(after, f"{step[0]}.{step[1]}", step != NODE_LOCAL_CRI_SOCKET)[0] or after
+    """flag -> (value now, value after the rewrites ahead of a node of `version`; None: gone): the flags
+    of `text` that the kubelet would no longer get, or get otherwise, after kubeadm's upgrades. Empty
+    when no rewrite is ahead or the rewrites keep every flag."""
+    now, after = kubelet_flags(text), text
+    for target in rewrites_ahead(version):
+        after = upgrade_rewrite(after, target, minor(target) != NODE_LOCAL_CRI_SOCKET)[0] or after
     later = kubelet_flags(after)
     return {name: (value, later.get(name)) for name, value in now.items()
             if name not in later or later[name] != value}
