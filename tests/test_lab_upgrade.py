@@ -320,3 +320,16 @@ def test_a_corednsdeployment_patch_is_reported_as_applied_to_nothing(make_lab, t
     assert result.returncode == 0, result.stderr
     assert f"applied to nothing (the lab has no CoreDNS Deployment): {tmp_path / 'corednsdeployment.yaml'}" in \
         result.stdout
+
+
+def test_an_instance_config_kubeadm_cannot_apply_is_refused_before_anything_changes(make_lab):
+    lab = make_lab(version="1.33", start=False)
+    lab.layout.host("/var/lib/kubelet/instance-config.yaml").write_text("- not a patch\n")
+    watched = [lab.manifest("kube-apiserver"), lab.layout.host("/var/lib/kubelet/kubeadm-flags.env"),
+               lab.layout.host("/var/lib/kubelet/config.yaml"), lab.layout.host("/var/lib/lab/configmaps.json")]
+    before = [p.read_bytes() for p in watched]
+    result = lab_upgrade(lab, "--to", "1.34", "--wait", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("/var/lib/kubelet/instance-config.yaml: not a KubeletConfiguration patch "
+                                          "(a YAML mapping)"), result.stderr
+    assert [p.read_bytes() for p in watched] == before

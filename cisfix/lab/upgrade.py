@@ -25,7 +25,8 @@ from .configmaps import STORE, ConfigMapStore
 from .control import Lab
 from ..layouts.kubeadm import flagsenv
 from ..layouts.kubeadm.flagsenv import INSTANCE_CONFIG
-from .layout import CISFIX_CONFIG, COMPONENTS, KUBEADM_FLAGS, KUBELET_CONFIG, MANIFESTS, BadLabInput, LabError
+from .layout import (CISFIX_CONFIG, COMPONENTS, KUBEADM_FLAGS, KUBELET_CONFIG, MANIFESTS, BadLabInput, LabError,
+                     Layout)
 from .tree import cisfix_config, dump_yaml, write
 
 
@@ -86,7 +87,7 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
     config = kubeadm.upgraded_configuration(_yaml(stored["data"]["ClusterConfiguration"]), cluster)
     pods = {name: patches.apply(patch_set, name, pod) for name, pod in kubeadm.static_pods(cluster, config).items()}
     kubelet_config = patches.apply(patch_set, "kubeletconfiguration", _yaml(kubelet_map["data"]["kubelet"]))
-    flags_env, instance = _kubelet_node_files(lab, target)
+    flags_env, instance = _kubelet_node_files(layout, target)
     if instance:  # kubeadm's WriteConfigToDisk: the instance configuration, as a patch, last
         kubelet_config = patches.merge(kubelet_config, _instance_patch(instance), strategic=True)
 
@@ -128,10 +129,9 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
     return report
 
 
-def _kubelet_node_files(lab: Lab, target: str) -> "tuple[Optional[str], Optional[str]]":
+def _kubelet_node_files(layout: Layout, target: str) -> "tuple[Optional[str], Optional[str]]":
     """(kubeadm-flags.env's new text, or None when the upgrade leaves it; the instance configuration
     the kubelet config is written with, or None before 1.34)."""
-    layout = lab.layout
     flags_path, instance_path = layout.host(KUBEADM_FLAGS), layout.host(INSTANCE_CONFIG)
     try:
         text = flags_path.read_text(encoding="utf-8") if flags_path.exists() else ""
@@ -139,8 +139,8 @@ def _kubelet_node_files(lab: Lab, target: str) -> "tuple[Optional[str], Optional
     except (OSError, UnicodeDecodeError) as exc:
         raise BadLabInput(f"{exc.filename or KUBEADM_FLAGS}: cannot read it: {exc}") from None
     new_text, instance = flagsenv.upgrade_rewrite(text, target, existing is not None)
-    if flagsenv.minor(target) < flagsenv.NODE_LOCAL_CRI_SOCKET:
-        return new_text, None
+    if flagsenv.minor(target) < flagsenv.NODE_LOCAL_CRI_SOCKET:  # kubeadm before 1.34 reads no instance config
+        return None, None
     return (new_text if new_text != text else None), existing if existing is not None else instance
 
 
