@@ -14,8 +14,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..layouts.kubeadm import flagsenv
-
 SUPPORTED = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 # The etcd image kubeadm picks per version (1.33-1.35 from memory, see data/SOURCES.md). From 1.34 that
 # is etcd 3.6, for which kubeadm writes the non-experimental flag names; the lab keeps the 3.5 names
@@ -315,11 +313,15 @@ def kubelet_config(c: Cluster, file_check_frequency: str) -> Dict[str, Any]:
 def kubeadm_flags_env(c: Cluster) -> str:
     """kubeadm-flags.env as `kubeadm init` of this version writes it (see flagsenv: the runtime endpoint
     moves to instance-config.yaml in 1.34, the pause image goes in 1.35)."""
+    from ..layouts.kubeadm import flagsenv  # here: the simulated kubelet imports this module, not the layout
+
     return flagsenv.write_args(flagsenv.init_args(c.version, CRI_SOCKET, f"registry.k8s.io/pause:{PAUSE_IMAGE[c.minor]}"))
 
 
 def instance_config(c: Cluster) -> Optional[str]:
     """/var/lib/kubelet/instance-config.yaml, which `kubeadm init` writes from 1.34 on."""
+    from ..layouts.kubeadm import flagsenv
+
     return flagsenv.instance_config(CRI_SOCKET) if flagsenv.minor(c.version) >= flagsenv.NODE_LOCAL_CRI_SOCKET else None
 
 
