@@ -98,7 +98,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
     from .upgrade import upgrade
 
-    report = upgrade(args.dir, args.to, Path(args.patches) if args.patches else None, args.wait, args.packages)
+    report = upgrade(args.dir, args.to, Path(args.patches) if args.patches else None, args.wait, args.packages,
+                     args.etcd_upgrade)
     _print_upgrade(args, report)
     return EXIT_OK
 
@@ -108,7 +109,8 @@ def cmd_upgrade_node(args: argparse.Namespace) -> int:
 
     from .upgrade import upgrade_node
 
-    report = upgrade_node(args.dir, Path(args.patches) if args.patches else None, args.wait, args.packages)
+    report = upgrade_node(args.dir, Path(args.patches) if args.patches else None, args.wait, args.packages,
+                          args.etcd_upgrade)
     _print_upgrade(args, report)
     return EXIT_OK
 
@@ -119,7 +121,20 @@ def _print_upgrade(args: argparse.Namespace, report) -> None:
               f"{', '.join(report.changed) or 'no static pod'}"
               f"{'; unchanged: ' + ', '.join(report.unchanged) if report.unchanged else ''}"
               f"{'; old manifests in ' + report.backups if report.backups else ''}; kubelet config rewritten"
-              f"{'; kubeadm and kubelet packages reinstalled' if args.packages else ''}")
+              f"{'; kubeadm-flags.env rewritten' if report.flags_rewritten else ''}"
+              f"{'; kubeadm and kubelet packages reinstalled' if args.packages else ''}"
+              f"{'; applied to nothing (the lab has no CoreDNS Deployment): ' if report.applied_to_nothing else ''}"
+              f"{', '.join(report.applied_to_nothing)}")
+
+
+def _go_bool(text: str) -> bool:
+    """A boolean flag's value as Go's strconv.ParseBool (kubeadm's flags) reads it."""
+    from .flags import parse_bool
+
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_restart_kubelet(args: argparse.Namespace) -> int:
@@ -234,6 +249,8 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
         sub.add_argument("--packages", action="store_true",
                          help="also the package step: reinstall the kubeadm package's kubelet drop-in before, the "
                               "kubelet package's unit after (their content, mode 0644), then restart the kubelet")
+        sub.add_argument("--etcd-upgrade", type=_go_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                         help="upgrade etcd's static pod (kubeadm's flag; --etcd-upgrade=false leaves it as it is)")
 
 
 def add_commands(commands, common_options: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 SUPPORTED = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 # The etcd image kubeadm picks per version (1.33-1.35 from memory, see data/SOURCES.md). From 1.34 that
@@ -20,7 +20,9 @@ SUPPORTED = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 # that the etcd it runs (Debian's 3.4) accepts.
 ETCD_IMAGE = {"1.29": "3.5.10-0", "1.30": "3.5.12-0", "1.31": "3.5.15-0", "1.32": "3.5.16-0", "1.33": "3.5.21-0",
               "1.34": "3.6.4-0", "1.35": "3.6.5-0"}
-PAUSE_IMAGE = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10"}
+# The pause image kubeadm passes to the kubelet (constants.PauseVersion per release; 1.35 passes none).
+PAUSE_IMAGE = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10", "1.33": "3.10", "1.34": "3.10.1",
+               "1.35": "3.10.1"}
 PKI = "/etc/kubernetes/pki"
 ADDRESS = "127.0.0.1"
 NODE_NAME = "lab-node"
@@ -131,8 +133,10 @@ def arguments_to_command(defaults: List[str], overrides: List[Tuple[str, str]]) 
 
 def extra_volumes(section: Dict[str, Any]) -> Dict[str, Mount]:
     """extraVolumes (HostPathMount: name, hostPath, mountPath, readOnly, pathType); a name kubeadm uses
-    already replaces its mount."""
-    return {v["name"]: (v["hostPath"], v["mountPath"], v.get("pathType") or "DirectoryOrCreate", bool(v.get("readOnly")))
+    already replaces its mount. The pathType is passed through as it is: kubeadm's AddExtraHostPathMounts
+    (phases/controlplane/volumes.go) hands NewHostPathMount a pointer to it, so an empty one is written as
+    `type: ""` (no check on the host path, nothing created), not defaulted."""
+    return {v["name"]: (v["hostPath"], v["mountPath"], v.get("pathType") or "", bool(v.get("readOnly")))
             for v in section.get("extraVolumes") or ()}
 
 
@@ -324,10 +328,18 @@ def node_kubelet_config(config: Dict[str, Any], c: Cluster) -> Dict[str, Any]:
 
 
 def kubeadm_flags_env(c: Cluster) -> str:
-    flags = [f"--container-runtime-endpoint={CRI_SOCKET}"]
-    if c.minor in ("1.29", "1.30"):  # kubeadm stopped passing the sandbox image to the kubelet in 1.31
-        flags.append(f"--pod-infra-container-image=registry.k8s.io/pause:{PAUSE_IMAGE[c.minor]}")
-    return f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n'
+    """kubeadm-flags.env as `kubeadm init` of this version writes it (see flagsenv: the runtime endpoint
+    moves to instance-config.yaml in 1.34, the pause image goes in 1.35)."""
+    from ..layouts.kubeadm import flagsenv  # here: the simulated kubelet imports this module, not the layout
+
+    return flagsenv.write_args(flagsenv.init_args(c.version, CRI_SOCKET, f"registry.k8s.io/pause:{PAUSE_IMAGE[c.minor]}"))
+
+
+def instance_config(c: Cluster) -> Optional[str]:
+    """/var/lib/kubelet/instance-config.yaml, which `kubeadm init` writes from 1.34 on."""
+    from ..layouts.kubeadm import flagsenv
+
+    return flagsenv.instance_config(CRI_SOCKET) if flagsenv.minor(c.version) >= flagsenv.NODE_LOCAL_CRI_SOCKET else None
 
 
 # The drop-in shipped by the pkgs.k8s.io kubeadm package.

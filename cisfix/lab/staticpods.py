@@ -54,7 +54,7 @@ def roll_out(lab: Lab, pods: Dict[str, dict], wait: float) -> Rollout:
     for name in COMPONENTS:
         manifest = layout.host(f"{MANIFESTS}/{name}.yaml")
         old = manifest.read_bytes() if manifest.exists() else b""
-        if old and load_yaml(old.decode("utf-8", "replace")) == pods[name]:
+        if name not in pods or (old and load_yaml(old.decode("utf-8", "replace")) == pods[name]):
             report.unchanged.append(name)
             continue
         before = pod_hash(lab, name)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from ..kubeyaml import dump as dump_yaml
+from ..layouts.kubeadm.flagsenv import INSTANCE_CONFIG
 from . import kubeadm
 from .configmaps import STORE, ConfigMapStore
 from .flags import parse_duration
@@ -297,7 +298,11 @@ def write_node(layout: Layout, cluster: Cluster, settings: Settings, kubelet_con
     _write_kubeconfigs(layout, cluster, certs)
     shutil.rmtree(scratch)
 
-    write(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config), 0o644)
+    instance = kubeadm.instance_config(cluster)
+    if instance:  # kubeadm applies it over the ConfigMap's configuration in the node's config.yaml
+        write(layout.host(INSTANCE_CONFIG), instance, 0o644)
+    node_config = {**kubelet_config, "containerRuntimeEndpoint": kubeadm.CRI_SOCKET} if instance else kubelet_config
+    write(layout.host(KUBELET_CONFIG), dump_yaml(node_config), 0o644)
     write(layout.host(KUBEADM_FLAGS), kubeadm.kubeadm_flags_env(cluster), 0o644)
     write(layout.host(KUBELET_DROPIN), kubeadm.KUBELET_DROPIN, 0o644)
     write(layout.host("/usr/lib/systemd/system/kubelet.service"), kubeadm.KUBELET_UNIT, 0o644)

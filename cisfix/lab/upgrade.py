@@ -10,22 +10,27 @@ manifest by hand is gone — and put in place one at a time, etcd first, each aw
 if one does not come up (`staticpods.py`). Only once the control plane is upgraded does `apply` upload the
 new ClusterConfiguration (apply.go's phases: preflight, control-plane, upload-config, kubeconfig,
 kubelet-config, ...). The kubelet's config.yaml is then rewritten in place (it keeps its mode) from the
-`kubelet-config` ConfigMap (plus `kubeletconfiguration` patches); `kubeadm-flags.env` is the node's own and
-stays as it is. With `packages`, the package step of the documented procedure comes around it
+`kubelet-config` ConfigMap (plus `kubeletconfiguration` patches, then the node's instance-config.yaml
+from 1.34 on); `kubeadm-flags.env` is the node's own and stays as it is, except for kubeadm's two rewrites
+of it on the way to 1.34 and 1.35 (cisfix.layouts.kubeadm.flagsenv). With `etcd_upgrade=False`
+(`--etcd-upgrade=false`) etcd's manifest is left as it is. With `packages`, the package step of the documented procedure comes around it
 (`packages.py`). The kubelet is restarted once at the end (`systemctl restart kubelet`): a kubelet restart
 leaves running containers alone, so every static pod whose manifest changed restarts exactly once.
 """
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..layouts.kubeadm import flagsenv
+from ..layouts.kubeadm.flagsenv import INSTANCE_CONFIG
 from . import kubeadm, patches
 from .configmaps import ConfigMapStore
 from .control import Lab
-from .layout import CISFIX_CONFIG, KUBELET_CONFIG, BadLabInput, LabError
+from .layout import CISFIX_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, BadLabInput, LabError, Layout
 from .packages import KUBEADM_PACKAGE, KUBELET_PACKAGE, install
 from .staticpods import roll_out
 from .tree import cisfix_config, dump_yaml, load_yaml, write
@@ -38,6 +43,8 @@ class UpgradeReport:
     changed: List[str] = field(default_factory=list)  # static pods whose manifest was rewritten
     unchanged: List[str] = field(default_factory=list)
     backups: Optional[str] = None
+    flags_rewritten: bool = False  # kubeadm-flags.env (on the way to 1.34 and 1.35)
+    applied_to_nothing: List[str] = field(default_factory=list)  # patch files for objects the lab lacks (CoreDNS)
 
 
 def _minor(version: str) -> tuple:
@@ -53,8 +60,9 @@ def check_versions(current: str, target: str) -> None:
 
 
 def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir: Optional[Path] = None,
-            wait: float = 60.0, packages: bool = False) -> UpgradeReport:
-    """Upgrade the lab to version `to` (default: the next minor version)."""
+            wait: float = 60.0, packages: bool = False, etcd_upgrade: bool = True) -> UpgradeReport:
+    """Upgrade the lab to version `to` (default: the next minor version); `etcd_upgrade=False` leaves
+    etcd's manifest as it is, as `kubeadm upgrade apply --etcd-upgrade=false`."""
     lab = Lab(root)
     layout, settings = lab.layout, lab.layout.settings()
     major, minor = _minor(settings.version)
@@ -71,11 +79,11 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
         store.put(kubeadm.KUBEADM_CONFIG, {**stored["data"], "ClusterConfiguration": dump_yaml(config)},
                   stored["metadata"]["resourceVersion"])
 
-    return _upgrade_node(lab, target, config, kubelet_map, patch_dir, wait, packages, upload)
+    return _upgrade_node(lab, target, config, kubelet_map, patch_dir, wait, packages, upload, etcd_upgrade)
 
 
 def upgrade_node(root: "str | os.PathLike[str]", patch_dir: Optional[Path] = None, wait: float = 60.0,
-                 packages: bool = False) -> UpgradeReport:
+                 packages: bool = False, etcd_upgrade: bool = True) -> UpgradeReport:
     """`kubeadm upgrade node` on a control-plane node: to the version of the cluster's ClusterConfiguration,
     which `upgrade` on another node has uploaded."""
     lab = Lab(root)
@@ -90,7 +98,7 @@ def upgrade_node(root: "str | os.PathLike[str]", patch_dir: Optional[Path] = Non
         raise BadLabInput(f"{store.path}: the cluster is at v{target}, as this node: upgrade the cluster first "
                           f"(`cisfix lab upgrade` on another node)")
     check_versions(settings.version, target)
-    return _upgrade_node(lab, target, config, kubelet_map, patch_dir, wait, packages, lambda: None)
+    return _upgrade_node(lab, target, config, kubelet_map, patch_dir, wait, packages, lambda: None, etcd_upgrade)
 
 
 def _cluster_maps(lab: Lab) -> Tuple[ConfigMapStore, dict, dict]:
@@ -102,7 +110,7 @@ def _cluster_maps(lab: Lab) -> Tuple[ConfigMapStore, dict, dict]:
 
 
 def _upgrade_node(lab: Lab, target: str, config: Dict[str, Any], kubelet_map: dict, patch_dir: Optional[Path],
-                  wait: float, packages: bool, upload: Callable[[], None]) -> UpgradeReport:
+                  wait: float, packages: bool, upload: Callable[[], None], etcd_upgrade: bool) -> UpgradeReport:
     layout, settings = lab.layout, lab.layout.settings()
     cluster = kubeadm.Cluster(target, settings.ports, settings.node_name)
     patch_set = patches.load(patch_dir) if patch_dir else []
@@ -110,15 +118,29 @@ def _upgrade_node(lab: Lab, target: str, config: Dict[str, Any], kubelet_map: di
     pods = {name: patches.apply(patch_set, name, pod) for name, pod in kubeadm.static_pods(cluster, config).items()}
     kubelet_config = patches.apply(patch_set, "kubeletconfiguration",
                                    kubeadm.node_kubelet_config(load_yaml(kubelet_map["data"]["kubelet"]), cluster))
+    flags_env, instance = _kubelet_node_files(layout, target)
+    if instance:  # kubeadm's WriteConfigToDisk: the instance configuration, as a patch, last
+        kubelet_config = patches.merge(kubelet_config, _instance_patch(instance), strategic=True)
+    if not etcd_upgrade:
+        pods.pop("etcd")
 
     if packages:
         install(layout, KUBEADM_PACKAGE)
     rollout = roll_out(lab, pods, wait)
     upload()
+    if instance and not layout.host(INSTANCE_CONFIG).exists():
+        write(layout.host(INSTANCE_CONFIG), instance, 0o644)
     _rewrite(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config))
+    report = UpgradeReport(settings.version, target, rollout.changed, rollout.unchanged, rollout.backups,
+                           applied_to_nothing=patches.unapplied(patch_set))
+    if flags_env is not None:
+        if flagsenv.minor(target) >= flagsenv.PAUSE_STRIPPED:  # the post-upgrade phase backs the file up first
+            write(layout.host(f"/etc/kubernetes/tmp/kubeadm-kubelet-env-{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+                              f"/kubeadm-flags.env"), layout.host(KUBEADM_FLAGS).read_bytes(), 0o644)
+        _rewrite(layout.host(KUBEADM_FLAGS), flags_env)
+        report.flags_rewritten = True
     if packages:
         install(layout, KUBELET_PACKAGE)
-    report = UpgradeReport(settings.version, target, rollout.changed, rollout.unchanged, rollout.backups)
     settings.version = target
     layout.save_settings(settings)
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
@@ -128,6 +150,33 @@ def _upgrade_node(lab: Lab, target: str, config: Dict[str, Any], kubelet_map: di
         if wait:
             lab.wait_healthy(wait)
     return report
+
+
+def _kubelet_node_files(layout: Layout, target: str) -> "tuple[Optional[str], Optional[str]]":
+    """(kubeadm-flags.env's new text, or None when the upgrade leaves it; the instance configuration
+    the kubelet config is written with, or None before 1.34)."""
+    flags_path, instance_path = layout.host(KUBEADM_FLAGS), layout.host(INSTANCE_CONFIG)
+    try:
+        text = flags_path.read_text(encoding="utf-8") if flags_path.exists() else ""
+        existing = instance_path.read_text(encoding="utf-8") if instance_path.exists() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadLabInput(f"{exc.filename or KUBEADM_FLAGS}: cannot read it: {exc}") from None
+    new_text, instance = flagsenv.upgrade_rewrite(text, target, existing is not None)
+    if flagsenv.minor(target) < flagsenv.NODE_LOCAL_CRI_SOCKET:  # kubeadm before 1.34 reads no instance config
+        return None, None
+    return (new_text if new_text != text else None), existing if existing is not None else instance
+
+
+def _instance_patch(text: str) -> dict:
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        patch = load_yaml(text)
+    except YAMLError as exc:
+        raise BadLabInput(f"{INSTANCE_CONFIG}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(patch, dict):
+        raise BadLabInput(f"{INSTANCE_CONFIG}: not a KubeletConfiguration patch (a YAML mapping)")
+    return patch
 
 
 def _rewrite(target: Path, text: str) -> None:

@@ -41,9 +41,10 @@ COMPONENTS: Dict[str, Component] = {
                     managed_by="kubelet")
     for name in STATIC_PODS
 }
+KUBEADM_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"  # node-local flags kubeadm writes (see flagsenv)
 COMPONENTS["kubelet"] = Component(
     "kubelet", config="/var/lib/kubelet/config.yaml",
-    flag_files=("/var/lib/kubelet/kubeadm-flags.env", "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+    flag_files=(KUBEADM_FLAGS_ENV, "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
                 "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"),
     restart=KUBELET_RESTART, unit=KUBELET_UNIT, health=HEALTH["kubelet"], config_flag="config", config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"],
     # A real kubelet serves its effective configuration on its authenticated port; the API server's
