@@ -51,9 +51,14 @@ def _minor(version: str) -> tuple:
     return tuple(int(p) for p in version.split(".")[:2])
 
 
+def _numbers(version: str) -> tuple:
+    """"1.31.10" -> (1, 31, 10): versions compare as numbers, not strings."""
+    return tuple(int(p) for p in version.split("."))
+
+
 def check_versions(current: str, target: str) -> None:
     """kubeadm upgrades one minor version at a time, never down."""
-    if _minor(target) < _minor(current) or (_minor(target) == _minor(current) and target < current):
+    if _numbers(target) < _numbers(current):
         raise BadLabInput(f"cannot upgrade from v{current} down to v{target}")
     if _minor(target)[1] > _minor(current)[1] + 1:
         raise BadLabInput(f"cannot upgrade from v{current} to v{target}: kubeadm upgrades one minor version at a time")
