@@ -17,6 +17,7 @@ from typing import Callable, Iterator, List, Optional, Type
 import pytest
 
 from cisfix.lab.control import Lab, processes_under
+from cisfix.lab.join import join
 from cisfix.lab.layout import Layout, read_events
 from cisfix.lab.tree import create
 
@@ -110,3 +111,25 @@ def make_lab(tmp_path: Path):
 @pytest.fixture
 def lab(make_lab) -> LabNode:
     return make_lab()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path):
+    """make_cluster(n=3, timing=FAST, **create options) -> [LabNode]: a lab cluster of n control-plane nodes
+    (node-1 created and started, then each next one joined to it, as `lab create --join`, and started);
+    every node is stopped at teardown."""
+    def make(n: int = 3, timing: dict = FAST, **options) -> List[LabNode]:
+        first = make_node("node-1", create, **{**timing, **options})
+        joined = {k: v for k, v in {**timing, **options}.items() if k not in ("version", "file_check_frequency")}
+        return [first] + [make_node(f"node-{i}", lambda root, **o: join(root, first.root, **o), **joined)
+                          for i in range(2, n + 1)]
+
+    made = lab_factory(tmp_path, LabNode, lambda root, make_layout, **o: make_layout(root, **o), "node-1", {},
+                       key_algorithm="ECDSA-P256")
+    factory = next(made)
+
+    def make_node(name: str, make_layout: Callable[..., Layout], **options) -> LabNode:
+        return factory(name, make_layout=make_layout, **options)
+
+    yield make
+    next(made, None)

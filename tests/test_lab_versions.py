@@ -61,7 +61,8 @@ def test_lab_create_refuses_a_version_it_has_no_tables_for(tmp_path):
 REMOVED = [("kube-apiserver", "--cloud-provider=external", "1.33"),
            ("kube-apiserver", "--cloud-config=/etc/kubernetes/cloud.conf", "1.33"),
            ("kubelet", "--azure-container-registry-config=/etc/kubernetes/azure.json", "1.30"),
-           ("kubelet", "--pod-infra-container-image=registry.k8s.io/pause:3.10", "1.35")]
+           ("kubelet", "--pod-infra-container-image=registry.k8s.io/pause:3.10", "1.35"),
+           ("kubelet", "--cloud-config=/etc/kubernetes/cloud.conf", "1.34")]
 # (component, flag, the version that added it)
 ADDED = [("kube-apiserver", "--emulated-version=1.31", "1.31"),
          ("kube-apiserver", "--emulation-forward-compatible=true", "1.33"),

@@ -15,6 +15,7 @@ from ..errors import InputError
 from .layout import BadLabInput, LabError
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_INPUT = 0, 1, 2
+DEFAULT_VERSION = "1.32"
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -24,29 +25,44 @@ def cmd_create(args: argparse.Namespace) -> int:
         raise LabError(f"--key-algorithm must be one of {', '.join(ALGORITHMS)}")
     if args.distribution not in ("kubeadm", "rke2", "k3s"):
         raise LabError(f"--distribution {args.distribution}: no such lab in this build (kubeadm, rke2, k3s)")
+    if args.join and args.distribution != "kubeadm":
+        raise LabError(f"--join: only a kubeadm lab joins a cluster, not {args.distribution}")
+    if args.join and args.k8s_version:
+        raise LabError("--k8s-version: a joining node runs its cluster's version")
+    if args.node_name and not args.join:
+        raise LabError("--node-name: only with --join (a cluster's first node is lab-node)")
+    version = args.k8s_version or DEFAULT_VERSION
     try:
-        if args.distribution == "rke2":
+        if args.join:
+            from .join import join
+
+            layout = join(args.dir, args.join, args.node_name, args.key_algorithm or "RSA-2048",
+                          args.probe_time_scale, args.startup_delay or 0.0, (args.backoff_initial, args.backoff_max),
+                          args.kubelet_restart_sec, not args.no_watch)
+        elif args.distribution == "rke2":
             from .rke2tree import create as create_rke2
 
-            layout = create_rke2(args.dir, args.k8s_version, args.key_algorithm or "ECDSA-P256",
+            layout = create_rke2(args.dir, version, args.key_algorithm or "ECDSA-P256",
                                  args.probe_time_scale, 15.0 if args.startup_delay is None else args.startup_delay,
                                  (args.backoff_initial, args.backoff_max), args.restart_sec)
         elif args.distribution == "k3s":
             from .k3s_tree import create as create_k3s
 
-            layout = create_k3s(args.dir, args.k8s_version, args.key_algorithm or "ECDSA-P256",
+            layout = create_k3s(args.dir, version, args.key_algorithm or "ECDSA-P256",
                                 15.0 if args.startup_delay is None else args.startup_delay, args.restart_sec)
         else:
             from .tree import create
 
-            layout = create(args.dir, args.k8s_version, args.file_check_frequency, args.key_algorithm or "RSA-2048",
+            layout = create(args.dir, version, args.file_check_frequency, args.key_algorithm or "RSA-2048",
                             args.probe_time_scale, args.startup_delay or 0.0, (args.backoff_initial, args.backoff_max),
                             args.kubelet_restart_sec, not args.no_watch)
     except (ValueError, PKIError) as exc:
         raise LabError(str(exc))
     if not args.quiet:
         kind = "control-plane" if args.distribution == "kubeadm" else "server"
-        print(f"created a {args.distribution} {layout.settings().version} {kind} node in {layout.root}")
+        joined = f" joined to {args.join}" if args.join else ""
+        print(f"created a {args.distribution} {layout.settings().version} {kind} node "
+              f"{layout.settings().node_name} in {layout.root}{joined}")
     return EXIT_OK
 
 
@@ -82,13 +98,43 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
     from .upgrade import upgrade
 
-    report = upgrade(args.dir, args.to, Path(args.patches) if args.patches else None, args.wait)
+    report = upgrade(args.dir, args.to, Path(args.patches) if args.patches else None, args.wait, args.packages,
+                     args.etcd_upgrade)
+    _print_upgrade(args, report)
+    return EXIT_OK
+
+
+def cmd_upgrade_node(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .upgrade import upgrade_node
+
+    report = upgrade_node(args.dir, Path(args.patches) if args.patches else None, args.wait, args.packages,
+                          args.etcd_upgrade)
+    _print_upgrade(args, report)
+    return EXIT_OK
+
+
+def _print_upgrade(args: argparse.Namespace, report) -> None:
     if not args.quiet:
         print(f"upgraded from v{report.version_from} to v{report.version_to}: regenerated "
               f"{', '.join(report.changed) or 'no static pod'}"
               f"{'; unchanged: ' + ', '.join(report.unchanged) if report.unchanged else ''}"
-              f"{'; old manifests in ' + report.backups if report.backups else ''}; kubelet config rewritten")
-    return EXIT_OK
+              f"{'; old manifests in ' + report.backups if report.backups else ''}; kubelet config rewritten"
+              f"{'; kubeadm-flags.env rewritten' if report.flags_rewritten else ''}"
+              f"{'; kubeadm and kubelet packages reinstalled' if args.packages else ''}"
+              f"{'; applied to nothing (the lab has no CoreDNS Deployment): ' if report.applied_to_nothing else ''}"
+              f"{', '.join(report.applied_to_nothing)}")
+
+
+def _go_bool(text: str) -> bool:
+    """A boolean flag's value as Go's strconv.ParseBool (kubeadm's flags) reads it."""
+    from .flags import parse_bool
+
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_restart_kubelet(args: argparse.Namespace) -> int:
@@ -145,8 +191,13 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
                     "write a kubeadm control-plane node's or an RKE2 or k3s server node's files under DIR")
     create.add_argument("--distribution", default="kubeadm", metavar="NAME",
                         help="kubeadm (default), rke2 or k3s: the node the lab is laid out as")
-    create.add_argument("--k8s-version", default="1.32", metavar="X.Y",
-                        help="Kubernetes version, 1.29-1.35 (k3s: 1.32-1.35)")
+    create.add_argument("--k8s-version", default=None, metavar="X.Y",
+                        help=f"Kubernetes version, 1.29-1.35 (k3s: 1.32-1.35; default {DEFAULT_VERSION})")
+    create.add_argument("--join", metavar="FIRST_DIR",
+                        help="kubeadm: make another control-plane node of the running lab FIRST_DIR's cluster, as "
+                             "`kubeadm join --control-plane` does (its version and configuration are the cluster's)")
+    create.add_argument("--node-name", metavar="NAME",
+                        help="with --join: the node's name (default lab-node-2, lab-node-3, ...)")
     # Every default below is a real node's timing; tests and impatient demos ask for speed explicitly.
     create.add_argument("--file-check-frequency", default="20s", metavar="DURATION",
                         help="the kubelet's static pod re-list interval (default 20s, the kubelet's)")
@@ -183,12 +234,23 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
                                    "or k3s; the last two return once the new process is ready, and fail if it "
                                    "exits first")
     upgrade = action("upgrade", cmd_upgrade, "what `kubeadm upgrade apply` does: regenerate the static pods and "
-                                             "the kubelet config from the cluster's ConfigMaps, then restart them")
+                                             "the kubelet config from the cluster's ConfigMaps, one at a time, rolled "
+                                             "back if one does not come up; then upload the new ClusterConfiguration")
     upgrade.add_argument("--to", metavar="X.Y[.Z]", help="the version to upgrade to (default: the next minor)")
-    upgrade.add_argument("--patches", metavar="DIR",
+    upgrade_node = action("upgrade-node", cmd_upgrade_node,
+                          "what `kubeadm upgrade node` does on another control-plane node: regenerate its static "
+                          "pods and kubelet config from the cluster's (already upgraded) ConfigMaps")
+    for sub in (upgrade, upgrade_node):
+        sub.add_argument("--patches", metavar="DIR",
                          help="kubeadm patch files, named target[suffix][+patchtype].{yaml|json}")
-    upgrade.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                         help="wait this long for the upgraded components to restart and be healthy (0: do not wait)")
+        sub.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                         help="wait this long for each upgraded component to come up healthy, else roll back "
+                              "(0: do not wait)")
+        sub.add_argument("--packages", action="store_true",
+                         help="also the package step: reinstall the kubeadm package's kubelet drop-in before, the "
+                              "kubelet package's unit after (their content, mode 0644), then restart the kubelet")
+        sub.add_argument("--etcd-upgrade", type=_go_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                         help="upgrade etcd's static pod (kubeadm's flag; --etcd-upgrade=false leaves it as it is)")
 
 
 def add_commands(commands, common_options: Callable[[argparse.ArgumentParser], None]) -> None:

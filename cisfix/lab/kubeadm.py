@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 SUPPORTED = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 # The etcd image kubeadm picks per version (1.33-1.35 from memory, see data/SOURCES.md). From 1.34 that
@@ -20,7 +20,9 @@ SUPPORTED = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 # that the etcd it runs (Debian's 3.4) accepts.
 ETCD_IMAGE = {"1.29": "3.5.10-0", "1.30": "3.5.12-0", "1.31": "3.5.15-0", "1.32": "3.5.16-0", "1.33": "3.5.21-0",
               "1.34": "3.6.4-0", "1.35": "3.6.5-0"}
-PAUSE_IMAGE = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10"}
+# The pause image kubeadm passes to the kubelet (constants.PauseVersion per release; 1.35 passes none).
+PAUSE_IMAGE = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10", "1.33": "3.10", "1.34": "3.10.1",
+               "1.35": "3.10.1"}
 PKI = "/etc/kubernetes/pki"
 ADDRESS = "127.0.0.1"
 NODE_NAME = "lab-node"
@@ -32,6 +34,10 @@ CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 class Cluster:
     version: str  # "1.32.0"
     ports: Dict[str, int]  # apiserver, controller-manager, scheduler, etcd-client, etcd-peer, etcd-metrics, kubelet-healthz, kubelet
+    node: str = NODE_NAME  # nodeRegistration.name: the etcd member's name, the certificates' subject
+    # The etcd members (name, peer URL) a node joining the cluster's stacked etcd starts with, itself
+    # included; empty at `kubeadm init` and `kubeadm upgrade`, whose etcd names only itself.
+    etcd_members: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def minor(self) -> str:
@@ -127,8 +133,10 @@ def arguments_to_command(defaults: List[str], overrides: List[Tuple[str, str]]) 
 
 def extra_volumes(section: Dict[str, Any]) -> Dict[str, Mount]:
     """extraVolumes (HostPathMount: name, hostPath, mountPath, readOnly, pathType); a name kubeadm uses
-    already replaces its mount."""
-    return {v["name"]: (v["hostPath"], v["mountPath"], v.get("pathType") or "DirectoryOrCreate", bool(v.get("readOnly")))
+    already replaces its mount. The pathType is passed through as it is: kubeadm's AddExtraHostPathMounts
+    (phases/controlplane/volumes.go) hands NewHostPathMount a pointer to it, so an empty one is written as
+    `type: ""` (no check on the host path, nothing created), not defaulted."""
+    return {v["name"]: (v["hostPath"], v["mountPath"], v.get("pathType") or "", bool(v.get("readOnly")))
             for v in section.get("extraVolumes") or ()}
 
 
@@ -249,19 +257,26 @@ def scheduler(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
                 [("kubeconfig", conf, "FileOrCreate", True)], "100m", _component_probes("/healthz", port), section)
 
 
+def etcd_peer_url(c: Cluster) -> str:
+    return f"https://{ADDRESS}:{c.ports['etcd-peer']}"
+
+
 def etcd(c: Cluster, section: Dict[str, Any]) -> Dict[str, Any]:
-    client, peer, metrics = (f"https://{ADDRESS}:{c.ports['etcd-client']}", f"https://{ADDRESS}:{c.ports['etcd-peer']}",
-                             c.ports["etcd-metrics"])
+    """As kubeadm's phases/etcd/local.go getEtcdCommand: at init and upgrade `--initial-cluster` names only
+    this member (etcd ignores it once its data directory holds a member); a joining member gets the whole
+    cluster and `--initial-cluster-state=existing`."""
+    client, peer, metrics = f"https://{ADDRESS}:{c.ports['etcd-client']}", etcd_peer_url(c), c.ports["etcd-metrics"]
+    members = c.etcd_members or ((c.node, peer),)
     flags = [
         f"--advertise-client-urls={client}", f"--cert-file={PKI}/etcd/server.crt", "--client-cert-auth=true",
         "--data-dir=/var/lib/etcd", "--experimental-initial-corrupt-check=true",
         "--experimental-watch-progress-notify-interval=5s", f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster={NODE_NAME}={peer}", f"--key-file={PKI}/etcd/server.key",
+        f"--initial-cluster={','.join(f'{name}={url}' for name, url in members)}", f"--key-file={PKI}/etcd/server.key",
         f"--listen-client-urls={client}", f"--listen-metrics-urls=http://127.0.0.1:{metrics}",
-        f"--listen-peer-urls={peer}", f"--name={NODE_NAME}", f"--peer-cert-file={PKI}/etcd/peer.crt",
+        f"--listen-peer-urls={peer}", f"--name={c.node}", f"--peer-cert-file={PKI}/etcd/peer.crt",
         "--peer-client-cert-auth=true", f"--peer-key-file={PKI}/etcd/peer.key",
         f"--peer-trusted-ca-file={PKI}/etcd/ca.crt", "--snapshot-count=10000", f"--trusted-ca-file={PKI}/etcd/ca.crt",
-    ]
+    ] + (["--initial-cluster-state=existing"] if c.etcd_members else [])
     probes = {"livenessProbe": _probe("/health?exclude=NOSPACE&serializable=true", metrics, "HTTP", 8),
               "startupProbe": _probe("/health?serializable=false", metrics, "HTTP", 24)}
     mounts = [("etcd-certs", f"{PKI}/etcd", "DirectoryOrCreate", False),
@@ -306,11 +321,25 @@ def kubelet_config(c: Cluster, file_check_frequency: str) -> Dict[str, Any]:
     }
 
 
+def node_kubelet_config(config: Dict[str, Any], c: Cluster) -> Dict[str, Any]:
+    """The kubelet-config ConfigMap's configuration as one node writes it: the lab's per-node ports in
+    place of the first node's (on a real cluster every kubelet uses the same default ports)."""
+    return {**config, "healthzPort": c.ports["kubelet-healthz"], "port": c.ports["kubelet"]}
+
+
 def kubeadm_flags_env(c: Cluster) -> str:
-    flags = [f"--container-runtime-endpoint={CRI_SOCKET}"]
-    if c.minor in ("1.29", "1.30"):  # kubeadm stopped passing the sandbox image to the kubelet in 1.31
-        flags.append(f"--pod-infra-container-image=registry.k8s.io/pause:{PAUSE_IMAGE[c.minor]}")
-    return f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n'
+    """kubeadm-flags.env as `kubeadm init` of this version writes it (see flagsenv: the runtime endpoint
+    moves to instance-config.yaml in 1.34, the pause image goes in 1.35)."""
+    from ..layouts.kubeadm import flagsenv  # here: the simulated kubelet imports this module, not the layout
+
+    return flagsenv.write_args(flagsenv.init_args(c.version, CRI_SOCKET, f"registry.k8s.io/pause:{PAUSE_IMAGE[c.minor]}"))
+
+
+def instance_config(c: Cluster) -> Optional[str]:
+    """/var/lib/kubelet/instance-config.yaml, which `kubeadm init` writes from 1.34 on."""
+    from ..layouts.kubeadm import flagsenv
+
+    return flagsenv.instance_config(CRI_SOCKET) if flagsenv.minor(c.version) >= flagsenv.NODE_LOCAL_CRI_SOCKET else None
 
 
 # The drop-in shipped by the pkgs.k8s.io kubeadm package.
@@ -379,7 +408,11 @@ KUBECONFIGS = {
     "controller-manager.conf": ("system:kube-controller-manager", "/CN=system:kube-controller-manager"),
     "scheduler.conf": ("system:kube-scheduler", "/CN=system:kube-scheduler"),
 }
-KUBELET_CLIENT_SUBJECT = f"/O=system:nodes/CN=system:node:{NODE_NAME}"
+def kubelet_client_subject(node: str) -> str:
+    return f"/O=system:nodes/CN=system:node:{node}"
+
+
+
 KUBELET_CLIENT_PEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 

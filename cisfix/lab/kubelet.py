@@ -21,7 +21,6 @@ from typing import Dict, List, Optional, Tuple
 
 from . import cgroups
 from .flags import FlagError, flag_table, known_names, parse_command_line, parse_duration, parse_int
-from .kubeadm import NODE_NAME
 from .layout import Layout, emit
 from .pods import ContainerWorker, PodSpec, Running, start_ticks
 from .standin import klog
@@ -277,13 +276,13 @@ def config_hash(pod: dict, source: str) -> str:
     return hashlib.md5(json.dumps(pod, sort_keys=True, default=str).encode() + f"file:{source}".encode()).hexdigest()
 
 
-def pod_specs(source: str, pod: dict) -> List[PodSpec]:
+def pod_specs(source: str, pod: dict, node: str) -> List[PodSpec]:
     meta = pod["metadata"]
     component = (meta.get("labels") or {}).get("component") or meta["name"]
     digest = config_hash(pod, source)
     containers = pod["spec"]["containers"]
     # The kubelet names a static pod after its manifest and the node.
-    return [PodSpec(component if len(containers) == 1 else f"{component}/{c['name']}", f"{meta['name']}-{NODE_NAME}",
+    return [PodSpec(component if len(containers) == 1 else f"{component}/{c['name']}", f"{meta['name']}-{node}",
                     meta.get("namespace") or "default", source, digest, pod["spec"], c) for c in containers]
 
 
@@ -310,7 +309,8 @@ class Kubelet:
     def sync(self, adopt: Optional[Dict[str, dict]] = None) -> None:
         pods, problems = read_manifests(self.layout, self.effective.static_pod_path)
         self._report(problems)
-        wanted = {spec.component: spec for source, pod in pods.values() for spec in pod_specs(source, pod)}
+        node = self.settings.node_name
+        wanted = {spec.component: spec for source, pod in pods.values() for spec in pod_specs(source, pod, node)}
         for component, worker in list(self.workers.items()):
             if component not in wanted or wanted[component].config_hash != worker.pod.config_hash:
                 klog("I", f'"Killing container" component="{component}" reason="pod changed or removed"')

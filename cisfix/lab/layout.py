@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .configmaps import STORE
 from ..trust import Untrusted, require_trusted_dir, trusted_realpath
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -70,6 +71,10 @@ class Settings:
     # The kubelet's inotify watch on the static pod directory; off, it sees changes only at its re-list
     # (fileCheckFrequency), as a kubelet whose watch missed an event does.
     file_watch: bool = True
+    # kubeadm: the node's name (kubeadm's nodeRegistration.name), and the cluster store every node of its
+    # cluster shares (the first node's, configmaps.py); "" is this lab's own, as on a cluster's first node.
+    node_name: str = "lab-node"
+    cluster_store: str = ""
     python: str = ""  # the interpreter that runs the lab's launchers
     import_path: list = field(default_factory=list)  # sys.path entries that hold cisfix and its dependencies
 
@@ -172,6 +177,10 @@ class Layout:
     def restart_program(self, unit: str) -> Path:
         """The lab's `systemctl restart <unit>`."""
         return self.restart_kubelet_program if unit == "kubelet" else self.host(f"/usr/local/sbin/lab-restart-{unit}")
+
+    def store(self, settings: Settings) -> Path:
+        """The cluster store this node's API server serves: its cluster's, which is the first node's."""
+        return Path(settings.cluster_store) if settings.cluster_store else self.host(STORE)
 
     def settings(self) -> Settings:
         return Settings(**json.loads(self.settings_file.read_text(encoding="utf-8")))

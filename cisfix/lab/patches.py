@@ -1,11 +1,18 @@
 """kubeadm's `--patches DIR`: files named `target[suffix][+patchtype].{yaml|json}`, applied in file name
-order to the object kubeadm generated for `target` (kubeadm's `app/util/patches`).
+order to the object kubeadm generated for `target` (kubeadm's `app/util/patches/patches.go`).
 
-Targets: the four static pods and `kubeletconfiguration`. Patch types: `strategic` (the default; lists
+Targets: the four static pods, `kubeletconfiguration` and `corednsdeployment`. The lab has no CoreDNS
+Deployment: a `corednsdeployment` patch is read and its form checked (a mapping, or a list of JSON
+patch operations), then reported as applied to nothing. Patch types: `strategic` (the default; lists
 of containers, volumes and env merge by name, volumeMounts by mountPath, other lists are replaced),
-`merge` (RFC 7386) and `json` (RFC 6902). A file's YAML may hold several patches as documents. A file
-whose name matches no target is skipped, as kubeadm skips it; one that cannot be read or applied is an
-error naming it.
+`merge` (RFC 7386) and `json` (RFC 6902). A file's YAML may hold several patches as documents.
+
+File names as kubeadm's parseFilename reads them: a name not ending in `.json` or `.yaml`, or not
+starting with a target, is skipped (kubeadm prints "Ignoring file"); the rest of the name is matched
+from its start only, so after `+` a patch type must follow at once (`+jsonx.yaml` is json) and a `+`
+followed by anything else is an error ("unknown or missing patch type after '+'"), as are a file that
+cannot be read or applied; an empty file is skipped. Sub-directories are walked too (filepath.Walk),
+in lexical order of the whole path.
 """
 from __future__ import annotations
 
@@ -17,8 +24,12 @@ from typing import Any, Dict, List
 
 from .layout import BadLabInput
 
-TARGETS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeletconfiguration")
-FILE_NAME = re.compile(rf"^({'|'.join(map(re.escape, TARGETS))})([^+.]*)(?:\+(strategic|merge|json))?\.(yaml|json)$")
+COREDNS = "corednsdeployment"  # a target the lab has no object for
+TARGETS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeletconfiguration", COREDNS)
+PATCH_TYPES = ("json", "merge", "strategic")
+EXTENSION = re.compile(r".+\.(json|yaml)$")
+FILE_NAME = re.compile(rf"^({'|'.join(map(re.escape, TARGETS))})([^.+\n]*)(\+)?({'|'.join(PATCH_TYPES)})?")
+JSON_OPERATIONS = ("add", "remove", "replace", "move", "copy", "test")
 MERGE_KEYS = {"containers": "name", "initContainers": "name", "volumes": "name", "env": "name",
               "volumeMounts": "mountPath", "ports": "containerPort"}
 
@@ -42,17 +53,53 @@ def load(directory: Path) -> List[Patch]:
     if not directory.is_dir():
         raise PatchError(f"--patches {directory}: not a directory")
     patches = []
-    for path in sorted(directory.iterdir()):
+    for path in _walk(directory):
         match = FILE_NAME.match(path.name)
-        if not match or not path.is_file():
-            continue
+        if not EXTENSION.match(path.name) or not match:
+            continue  # kubeadm: "Ignoring file ...: unknown target" (or extension)
+        if match.group(3) and not match.group(4):
+            raise PatchError(f"{path}: unknown or missing patch type after '+', must be one of "
+                             f"[{' '.join(PATCH_TYPES)}]")
         try:
-            documents = tuple(d for d in YAML(typ="safe", pure=True).load_all(path.read_text(encoding="utf-8"))
-                              if d is not None)
+            text = path.read_text(encoding="utf-8")
+            documents = tuple(d for d in YAML(typ="safe", pure=True).load_all(text) if d is not None)
         except (OSError, UnicodeDecodeError, YAMLError) as exc:
             raise PatchError(f"{path}: cannot read the patch: {str(exc).splitlines()[0]}") from None
-        patches.append(Patch(match.group(1), match.group(3) or "strategic", documents, str(path)))
+        if not text:
+            continue  # kubeadm: "Ignoring empty file"
+        patch = Patch(match.group(1), match.group(4) or "strategic", documents, str(path))
+        if patch.target == COREDNS:
+            _check_form(patch)
+        patches.append(patch)
     return patches
+
+
+def _walk(directory: Path) -> List[Path]:
+    """Every file under `directory`, as Go's filepath.Walk visits them: each folder's entries in
+    lexical order, a sub-folder's files where the folder's name falls."""
+    found: List[Path] = []
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        if entry.is_dir() and not entry.is_symlink():
+            found += _walk(entry)
+        elif not entry.is_dir():
+            found.append(entry)
+    return found
+
+
+def _check_form(patch: Patch) -> None:
+    """What can be checked of a patch without its object: a mapping, or a list of JSON patch operations."""
+    for document in patch.documents:
+        if patch.kind != "json" and not isinstance(document, dict):
+            raise PatchError(f"{patch.source}: a {patch.kind} patch must be a mapping")
+        if patch.kind == "json" and not (isinstance(document, list) and all(
+                isinstance(op, dict) and op.get("op") in JSON_OPERATIONS and isinstance(op.get("path"), str)
+                for op in document)):
+            raise PatchError(f"{patch.source}: a json patch is a list of operations with an op and a path")
+
+
+def unapplied(patches: List[Patch]) -> List[str]:
+    """The patch files for targets the lab has no object for (read and checked, applied to nothing)."""
+    return [p.source for p in patches if p.target == COREDNS]
 
 
 def apply(patches: List[Patch], target: str, obj: Dict[str, Any]) -> Dict[str, Any]:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import cgroups
-from .configmaps import STORE
 from .container import ENV_CONFIGMAPS, ENV_IMAGE, ENV_STARTUP_DELAY, Mounts
 from ..commands import CommandRefused
 from .layout import Layout, Settings, emit, trusted_program
@@ -230,7 +229,7 @@ class ContainerWorker(threading.Thread):
         self.log_file = log_dir / f"{self.restarts}.log"
         self._set_up_volumes()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENV_IMAGE: self.pod.image,
-               ENV_STARTUP_DELAY: str(self.settings.startup_delay), ENV_CONFIGMAPS: str(self.layout.host(STORE)),
+               ENV_STARTUP_DELAY: str(self.settings.startup_delay), ENV_CONFIGMAPS: str(self.layout.store(self.settings)),
                **self.mounts.to_env()}
         self.cgroup = cgroups.new_container(self.pod.uid)
         with open(self.log_file, "ab") as log:

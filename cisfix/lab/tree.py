@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from ..kubeyaml import dump as dump_yaml
+from ..layouts.kubeadm.flagsenv import INSTANCE_CONFIG
 from . import kubeadm
 from .configmaps import STORE, ConfigMapStore
 from .flags import parse_duration
@@ -42,6 +43,12 @@ def free_ports(names=PORT_NAMES) -> Dict[str, int]:
             s.close()
 
 
+def load_yaml(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def write(path: Path, content: "str | bytes", mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode("utf-8") if isinstance(content, str) else content
@@ -58,11 +65,16 @@ def make_dir(path: Path, mode: int) -> None:
 
 # ---- PKI ----
 
-def _pki_certs(layout: Layout, scratch: Path) -> Dict[str, Cert]:
+# The cluster-wide keys `kubeadm join --control-plane` receives (upload-certs' kubeadm-certs Secret); a
+# joining node makes every other certificate itself, naming itself.
+CLUSTER_CAS = ("ca", "etcd/ca", "front-proxy-ca", "sa")
+
+
+def _pki_certs(layout: Layout, scratch: Path, node: str) -> Dict[str, Cert]:
     """kubeadm's certificates (`kubeadm certs list`), the kubelet's, and the kubeconfigs' client certs
-    (made in `scratch`, then embedded)."""
+    (made in `scratch`, then embedded), of the node named `node`."""
     pki = layout.host(PKI)
-    node, addr = kubeadm.NODE_NAME, kubeadm.ADDRESS
+    addr = kubeadm.ADDRESS
     ca = Cert(pki / "ca.crt", pki / "ca.key", "/CN=kubernetes")
     etcd_ca = Cert(pki / "etcd/ca.crt", pki / "etcd/ca.key", "/CN=etcd-ca")
     proxy_ca = Cert(pki / "front-proxy-ca.crt", pki / "front-proxy-ca.key", "/CN=front-proxy-ca")
@@ -89,7 +101,7 @@ def _pki_certs(layout: Layout, scratch: Path) -> Dict[str, Cert]:
         # The kubelet's self-signed serving certificate, as a kubelet without serverTLSBootstrap makes it.
         "kubelet": Cert(layout.host("/var/lib/kubelet/pki/kubelet.crt"), layout.host("/var/lib/kubelet/pki/kubelet.key"),
                         f"/CN={node}-ca"),
-        "kubelet-client": leaf(scratch, "kubelet-client", kubeadm.KUBELET_CLIENT_SUBJECT, ca, "clientAuth"),
+        "kubelet-client": leaf(scratch, "kubelet-client", kubeadm.kubelet_client_subject(node), ca, "clientAuth"),
     }
     for conf, (_, subject) in KUBECONFIGS.items():
         certs[conf] = leaf(scratch, conf, subject, ca, "clientAuth")
@@ -100,7 +112,9 @@ def _write_kubeconfigs(layout: Layout, cluster: Cluster, certs: Dict[str, Cert])
     ca_pem = certs["ca"].cert.read_bytes()
     b64 = lambda path: base64.b64encode(path.read_bytes()).decode()  # noqa: E731
     for conf, (user, _) in KUBECONFIGS.items():
-        cert = certs[conf]
+        cert = certs.get(conf)
+        if cert is None:  # super-admin.conf: `kubeadm init` writes it, `kubeadm join` does not
+            continue
         doc = kubeadm.kubeconfig(cluster, user, ca_pem, {"client-certificate-data": b64(cert.cert),
                                                           "client-key-data": b64(cert.key)})
         write(layout.host(f"/etc/kubernetes/{conf}"), dump_yaml(doc), 0o600)
@@ -221,11 +235,13 @@ def new_layout(root: "str | os.PathLike[str]") -> Layout:
     return layout
 
 
-def static_pod_node(version: str, backoff: Tuple[float, float], **settings: Any) -> Tuple[Cluster, Settings]:
-    """The cluster (the version, free ports) and settings of a lab whose kubelet runs static pods with a
-    CrashLoopBackOff of `backoff` (initial, max) s, run by this Python; `settings`: the other fields."""
-    cluster = Cluster(kubeadm.parse_version(version), free_ports())
-    return cluster, Settings(version=cluster.version, ports=cluster.ports, backoff_initial=backoff[0],
+def static_pod_node(version: str, backoff: Tuple[float, float], node: str = kubeadm.NODE_NAME,
+                    **settings: Any) -> Tuple[Cluster, Settings]:
+    """The cluster (the version, free ports, the node's name) and settings of a lab whose kubelet runs static
+    pods with a CrashLoopBackOff of `backoff` (initial, max) s, run by this Python; `settings`: the other
+    fields."""
+    cluster = Cluster(kubeadm.parse_version(version), free_ports(), node)
+    return cluster, Settings(version=cluster.version, ports=cluster.ports, node_name=node, backoff_initial=backoff[0],
                              backoff_max=backoff[1], python=sys.executable, import_path=import_path(), **settings)
 
 
@@ -235,13 +251,33 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
            file_watch: bool = True) -> Layout:
     """Write a lab node. The defaults are a real node's timings; see `Settings` for each knob."""
     parse_duration(file_check_frequency)  # a bad value would make a kubelet that never starts
-    if not 0 < backoff[0] <= backoff[1] or kubelet_restart_sec < 0:
-        raise ValueError("back-off must be 0 < initial <= max, and the kubelet's restart delay not negative")
+    check_timing(backoff, kubelet_restart_sec)
     layout = new_layout(root)
     cluster, settings = static_pod_node(version, backoff, probe_time_scale=probe_time_scale,
                                         startup_delay=startup_delay, kubelet_restart_sec=kubelet_restart_sec,
                                         file_watch=file_watch)
+    config = kubeadm.cluster_configuration(cluster)
+    kubelet_config = kubeadm.kubelet_config(cluster, file_check_frequency)
+    write_node(layout, cluster, settings, kubelet_config, key_algorithm)
+    write_static_pods(layout, kubeadm.static_pods(cluster, config))
+    store = ConfigMapStore(layout.host(STORE))
+    store.create(KUBEADM_CONFIG, {"ClusterConfiguration": dump_yaml(config)})
+    store.create(KUBELET_CONFIGMAP, {"kubelet": dump_yaml(kubelet_config)})
+    store.add_node(cluster.node, {kubeadm.CONTROL_PLANE_LABEL: ""})
+    return layout
 
+
+def check_timing(backoff: Tuple[float, float], kubelet_restart_sec: float) -> None:
+    if not 0 < backoff[0] <= backoff[1] or kubelet_restart_sec < 0:
+        raise ValueError("back-off must be 0 < initial <= max, and the kubelet's restart delay not negative")
+
+
+def write_node(layout: Layout, cluster: Cluster, settings: Settings, kubelet_config: Dict[str, Any],
+               key_algorithm: str, cluster_pki: "Layout | None" = None) -> None:
+    """Everything of a control-plane node but its static pods: PKI (with `cluster_pki`'s authorities and
+    service-account key, as `kubeadm join --control-plane` gets them, else new ones as `kubeadm init`
+    makes them), kubeconfigs, the kubelet's files, cisfix's node configuration, the lab's settings and
+    launchers."""
     make_dir(layout.host("/etc/kubernetes"), 0o755)
     make_dir(layout.host(MANIFESTS), 0o700)
     make_dir(layout.host(PKI), 0o755)
@@ -249,19 +285,24 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     make_dir(layout.host("/var/lib/etcd"), 0o700)
     make_dir(layout.host("/var/lib/kubelet/pki"), 0o755)
     scratch = layout.run_dir / "pki-scratch"
-    certs = _pki_certs(layout, scratch)
-    issue_all(list(certs.values()), key_algorithm)
+    certs = _pki_certs(layout, scratch, cluster.node)
+    if cluster_pki is None:
+        issue_all(list(certs.values()), key_algorithm)
+    else:
+        for name in CLUSTER_CAS:
+            for path in (certs[name].cert, certs[name].key):
+                source = cluster_pki.host(f"/{path.relative_to(layout.root)}")
+                write(path, source.read_bytes(), source.stat().st_mode & 0o777)
+        del certs["super-admin.conf"]
+        issue_all([cert for name, cert in certs.items() if name not in CLUSTER_CAS], key_algorithm)
     _write_kubeconfigs(layout, cluster, certs)
     shutil.rmtree(scratch)
 
-    config = kubeadm.cluster_configuration(cluster)
-    kubelet_config = kubeadm.kubelet_config(cluster, file_check_frequency)
-    write_static_pods(layout, kubeadm.static_pods(cluster, config))
-    write(layout.host(KUBELET_CONFIG), dump_yaml(kubelet_config), 0o644)
-    store = ConfigMapStore(layout.host(STORE))
-    store.create(KUBEADM_CONFIG, {"ClusterConfiguration": dump_yaml(config)})
-    store.create(KUBELET_CONFIGMAP, {"kubelet": dump_yaml(kubelet_config)})
-    store.add_node(kubeadm.NODE_NAME, {kubeadm.CONTROL_PLANE_LABEL: ""})
+    instance = kubeadm.instance_config(cluster)
+    if instance:  # kubeadm applies it over the ConfigMap's configuration in the node's config.yaml
+        write(layout.host(INSTANCE_CONFIG), instance, 0o644)
+    node_config = {**kubelet_config, "containerRuntimeEndpoint": kubeadm.CRI_SOCKET} if instance else kubelet_config
+    write(layout.host(KUBELET_CONFIG), dump_yaml(node_config), 0o644)
     write(layout.host(KUBEADM_FLAGS), kubeadm.kubeadm_flags_env(cluster), 0o644)
     write(layout.host(KUBELET_DROPIN), kubeadm.KUBELET_DROPIN, 0o644)
     write(layout.host("/usr/lib/systemd/system/kubelet.service"), kubeadm.KUBELET_UNIT, 0o644)
@@ -274,4 +315,3 @@ def create(root: "str | os.PathLike[str]", version: str = "1.32", file_check_fre
     _write_launchers(layout, settings)
     for directory in (layout.pods_dir, layout.exits_dir, layout.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    return layout

@@ -41,9 +41,10 @@ COMPONENTS: Dict[str, Component] = {
                     managed_by="kubelet")
     for name in STATIC_PODS
 }
+KUBEADM_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"  # node-local flags kubeadm writes (see flagsenv)
 COMPONENTS["kubelet"] = Component(
     "kubelet", config="/var/lib/kubelet/config.yaml",
-    flag_files=("/var/lib/kubelet/kubeadm-flags.env", "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+    flag_files=(KUBEADM_FLAGS_ENV, "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
                 "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"),
     # The kubeadm and kubelet packages (pkgs.k8s.io) install these with `install -m 644`, and reinstall
     # them so at every package upgrade (the first step of kubeadm's upgrade procedure): CIS 4.1.1's mode

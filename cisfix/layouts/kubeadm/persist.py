@@ -10,8 +10,13 @@ to put there so that the next upgrade generates the fixed file again.
   no extraVolumes — goes into a kubeadm patch file (`target+json.yaml` removing the exact command item,
   `etcd+strategic.yaml` adding mounts; for `--patches DIR`).
 - The kubelet's config.yaml is rewritten from the `kube-system/kubelet-config` ConfigMap: a changed
-  setting goes there (cluster-wide). Its flag files (`kubeadm-flags.env`, node-local) are left alone by
-  an upgrade, and so are files a fix created.
+  setting goes there (cluster-wide). Its flag files are node-local and no kubeadm object regenerates
+  them, so a flag a fix set there is not persisted anywhere: it stays as the upgrade leaves it. The
+  upgrade leaves the systemd drop-in and files a fix created alone; `kubeadm-flags.env` too, except for
+  kubeadm's rewrites of it on the way to 1.34 and 1.35 (see `flagsenv`), which keep a flag written as
+  `--name=value` but not a bare boolean or a quoted value: the note names every flag a fix set there that
+  an upgrade ahead of the node would lose or change (persist says so rather than rewriting a node file,
+  which is the fixes' work).
 
 A value already there is left as it is; a different value someone set there is a conflict, reported and
 kept unless forced. For the kubelet ConfigMap, which holds every setting, a value still equal to the
@@ -31,7 +36,8 @@ from ...nodefile import decode_text, parse_yaml
 from ...state import NodeState
 from ...trust import read_node_trusted
 from ...types import ApiObject, ClusterAccess, NetChange, NodeInfo, ObjectUpdate, PersistPlan
-from .paths import ADMIN_CONF, PKI
+from . import flagsenv
+from .paths import ADMIN_CONF, KUBEADM_FLAGS_ENV, PKI
 
 KUBEADM_CONFIG, KUBELET_CONFIG = "kube-system/kubeadm-config", "kube-system/kubelet-config"
 V1BETA3, V1BETA4 = "kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"
@@ -341,6 +347,28 @@ def removal_patch(component: str, pod: PodChange) -> Optional[bytes]:
     return (_header(component) + dump(operations)).encode()
 
 
+def flags_env_note(shown: str, change: NetChange, version: Optional[str]) -> str:
+    """What the upgrades ahead of a node of `version` (unknown: all of them) do to the flags the fixes
+    set in kubeadm-flags.env."""
+    def text(data: Optional[bytes]) -> str:
+        return decode_text(data, shown) if data is not None else ""
+
+    before, after = flagsenv.kubelet_flags(text(change.before)), text(change.after)
+    fixed = {n: v for n, v in flagsenv.kubelet_flags(after).items() if n not in before or before[n] != v}
+    node = version or "0.0"
+    ahead = flagsenv.rewrites_ahead(node)
+    if not ahead:
+        return f"{shown}: node-local kubelet flags; kubeadm upgrade keeps them as they are"
+    lost = {n: later for n, (_, later) in flagsenv.lost_on_upgrade(after, node).items() if n in fixed}
+    steps = " and ".join(ahead)
+    if not lost:
+        return (f"{shown}: node-local kubelet flags; kubeadm upgrade to {steps} rewrites the file (sorted, as "
+                f"--name=value) and keeps every flag the fixes set there")
+    shown_lost = ", ".join(f"--{n} ({'dropped' if v is None else f'becomes {v!r}'})" for n, v in sorted(lost.items()))
+    return (f"{shown}: kubeadm upgrade to {steps} rewrites this node-local file and loses what the fixes set "
+            f"there: {shown_lost}; set it again as --name=value before the upgrade, or after it")
+
+
 def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistPlan:
     manifests = {spec.manifest: name for name, spec in info.components.items() if spec.manifest and name in SECTIONS}
     kubelet = info.components.get("kubelet")
@@ -362,6 +390,8 @@ def plan(info: NodeInfo, state: NodeState, changes: List[NetChange]) -> PersistP
             kubelet_settings += setting_changes(_doc(change.before, shown) or {}, _doc(change.after, shown) or {})
         elif kubelet and change.path in kubelet.package_owned:
             continue  # the core names package-owned files
+        elif kubelet and change.path == KUBEADM_FLAGS_ENV:
+            notes.append(flags_env_note(shown, change, info.version))
         elif kubelet and change.path in kubelet.flag_files:
             notes.append(f"{shown}: node-local kubelet flags; kubeadm upgrade leaves the file as it is")
         elif change.before is None:
