@@ -352,3 +352,49 @@ def test_the_bundle_is_private_and_holds_only_the_files_of_its_last_list(tmp_pat
         "etc/kubernetes/policy.yaml", INDEX]
     assert {stat.S_IMODE(p.stat().st_mode) for p in bundle.rglob("*")} | {stat.S_IMODE(bundle.stat().st_mode)} == {
         0o700, 0o600}
+
+
+# ---- end to end on a lab cluster of two control-plane nodes ----
+
+def audit_statuses(root) -> dict:
+    return {r["id"]: r["status"] for r in as_json(cisfix(root, "audit", "--format", "json"))["results"]}
+
+
+def test_two_control_planes_share_the_fixes_files_and_upgrade_node_by_node_keeping_them(make_cluster):
+    first, second = make_cluster(2, version="1.31")
+
+    result = cisfix(first.root, "fix", "--level", "1", "--persist", "--first-control-plane", "--format", "json", *GATE)
+    persisted = as_json(result)["persist"]
+    assert persisted["exit_code"] == 7 and persisted["control_plane"]["waiting"] == ["lab-node-2"], persisted
+    bundle = persisted["control_plane"]["bundle"]
+    assert "/etc/kubernetes/encryption-config.yaml" in {f["path"] for f in persisted["control_plane"]["files"]}
+
+    assert cisfix(second.root, "persist", "--check").returncode == 1
+    result = cisfix(second.root, "persist", "--install", bundle)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = cisfix(second.root, "fix", "--level", "1", "--persist", "--format", "json", *GATE)
+    report = as_json(result)
+    assert report["persist"]["exit_code"] == 0, report["persist"]
+    assert {r["id"]: r["fix"] for r in report["results"]}["1.2.27"] == "FIXED"  # adopted, not made again
+    key = "etc/kubernetes/encryption-config.yaml"
+    assert (second.root / key).read_bytes() == (first.root / key).read_bytes()
+
+    for node in (first, second):
+        result = cisfix(node.root, "persist", "--check")
+        assert result.returncode == 0 and "ready for `kubeadm upgrade node`" in result.stdout, result.stdout
+    assert cisfix(first.root, "persist").returncode == 0
+
+    before = {node.root: audit_statuses(node.root) for node in (first, second)}
+    patches = ["--patches", str(first.root / "var/lib/cisfix/persist/files")] \
+        if (first.root / "var/lib/cisfix/persist/files").is_dir() else []
+    result = subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade", str(first.root), "--to", "1.32",
+                             *patches], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    patches = ["--patches", str(second.root / "var/lib/cisfix/persist/files")] if patches else []
+    result = subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade-node", str(second.root), *patches],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for node in (first, second):
+        after = audit_statuses(node.root)
+        regressed = {i for i, s in before[node.root].items() if s == "PASS" and after.get(i) not in ("PASS", None)}
+        assert regressed == set(), (node.root, regressed)
