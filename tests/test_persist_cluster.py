@@ -391,9 +391,15 @@ def test_two_control_planes_share_the_fixes_files_and_upgrade_node_by_node_keepi
                              *patches], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     patches = ["--patches", str(second.root / "var/lib/cisfix/persist/files")] if patches else []
-    result = subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade-node", str(second.root), *patches],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade-node", str(second.root), "--packages",
+                             *patches], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    # The package step put the kubelet drop-in back at 0644 (CIS 4.1.1): drift re-applies it, as an upgrade's.
+    dropin = second.root / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
+    assert stat.S_IMODE(dropin.stat().st_mode) == 0o644
+    drift = as_json(cisfix(second.root, "drift", "--format", "json", *GATE))
+    assert {(c["id"], c["class"]) for c in drift["corrections"] if c["id"] == "4.1.1"} == {("4.1.1", "upgrade")}
+    assert stat.S_IMODE(dropin.stat().st_mode) == 0o600
     for node in (first, second):
         after = audit_statuses(node.root)
         regressed = {i for i, s in before[node.root].items() if s == "PASS" and after.get(i) not in ("PASS", None)}
