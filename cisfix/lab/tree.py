@@ -310,9 +310,6 @@ def write_node(layout: Layout, cluster: Cluster, settings: Settings, kubelet_con
     for path, text in kubeadm.cni_files().items():
         write(layout.host(path), text, 0o644)
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
-    # kubeadm names the Node after the host (nodeRegistration.name defaults to it): what cisfix names the
-    # node by (`cisfix.judged.node_name`), as `persist --check` records its verdict under.
-    write(layout.host("/etc/hostname"), f"{cluster.node}\n", 0o644)
 
     layout.save_settings(settings)
     _write_launchers(layout, settings)
