@@ -362,6 +362,8 @@ def audit_statuses(root) -> dict:
 
 def test_two_control_planes_share_the_fixes_files_and_upgrade_node_by_node_keeping_them(make_cluster):
     first, second = make_cluster(2, version="1.31")
+    for node, name in ((first, "lab-node"), (second, "lab-node-2")):  # the names their Nodes have
+        name_node(node.root, name)
 
     result = cisfix(first.root, "fix", "--level", "1", "--persist", "--first-control-plane", "--format", "json", *GATE)
     persisted = as_json(result)["persist"]
