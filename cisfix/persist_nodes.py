@@ -48,6 +48,7 @@ class ControlPlane:
     nodes: List[str] = field(default_factory=list)  # the cluster's control-plane nodes
     waiting: List[str] = field(default_factory=list)  # those that have not confirmed they hold the list's files
     reason: str = ""  # why the nodes could not be asked
+    note: str = ""  # how this node was told among them, when its name is not a Node's
 
     @property
     def pending(self) -> bool:
@@ -80,6 +81,7 @@ class Publication:
     access: ClusterAccess
     state: NodeState
     written: Dict[str, Mapping[str, str]]  # "data": what the last update made of the ConfigMap
+    holds_all: bool = False  # this node holds every file it publishes (for a node without a name)
 
     def confirmations(self, outcome: ObjectOutcome) -> ControlPlane:
         """Which control-plane nodes have not confirmed they hold the files of the list as published."""
@@ -96,6 +98,16 @@ class Publication:
             cp.reason = f"the control-plane nodes cannot be listed: {server_text(str(exc))}"
             return cp
         cp.waiting = [n for n in cp.nodes if not confirmed(data, n, cp.checksum)]
+        if cp.node not in cp.nodes:
+            own = confirmed(data, cp.node, cp.checksum) if cp.node else self.holds_all
+            if len(cp.nodes) == 1 and own:
+                # The cluster's only control plane is this node under another name (a Node named by its
+                # FQDN, a host without /etc/hostname): nobody else needs the files.
+                cp.note = f"the only control-plane Node, {cp.nodes[0]}, is taken to be this node"
+                cp.waiting = []
+            else:
+                cp.note = (f"no control-plane Node is named {cp.node or '(this node has no name)'}, the name this "
+                           "node records its verdict under (the kubelet's --hostname-override, else /etc/hostname)")
         return cp
 
 
@@ -153,7 +165,7 @@ def publication(plugins: Plugins, state: NodeState, plan: PersistPlan, notes: Li
         write_bundle(bundle, mine)
         cp.bundle = str(bundle)
     obj = ApiObject(name, url, access.credentials, update, offline, access.refused, create=True)
-    return Publication(obj, cp, access, state, written)
+    return Publication(obj, cp, access, state, written, not problems(node, entries))
 
 
 def print_control_plane(cp: ControlPlane) -> None:
@@ -162,6 +174,8 @@ def print_control_plane(cp: ControlPlane) -> None:
     if cp.bundle:
         print(f"    bundle for the other control-plane nodes: {cp.bundle}; copy it to each of them and run there "
               f"`cisfix persist --install DIR` then `cisfix persist --check`, before its `kubeadm upgrade node`")
+    if cp.note:
+        print(f"    note: {cp.note}")
     if cp.reason:
         print(f"    not persisted yet: {cp.reason}")
     elif cp.waiting:

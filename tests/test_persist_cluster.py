@@ -406,3 +406,18 @@ def test_two_control_planes_share_the_fixes_files_and_upgrade_node_by_node_keepi
         after = audit_statuses(node.root)
         regressed = {i for i, s in before[node.root].items() if s == "PASS" and after.get(i) not in ("PASS", None)}
         assert regressed == set(), (node.root, regressed)
+
+
+def test_a_single_control_plane_under_another_name_is_taken_to_be_this_node(lab):
+    """No /etc/hostname (or a Node named by its FQDN): the cluster's only control-plane Node is this one."""
+    result = cisfix(lab.root, "fix", "--check", "1.2.16", "--format", "json", *GATE)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    code, report = as_json_code(cisfix(lab.root, "persist", "--format", "json"))
+    control_plane = report["control_plane"]
+    assert code == 0 and control_plane["node"] is None and control_plane["waiting"] == []
+    assert control_plane["note"] == "the only control-plane Node, lab-node, is taken to be this node"
+
+    ConfigMapStore(lab.root / STORE.lstrip("/")).add_node("node-b", {CONTROL_PLANE_LABEL: ""})
+    code, report = as_json_code(cisfix(lab.root, "persist", "--format", "json"))
+    assert code == 7 and report["control_plane"]["waiting"] == ["lab-node", "node-b"]
+    assert "no control-plane Node is named (this node has no name)" in report["control_plane"]["note"]
