@@ -13,8 +13,8 @@ import pytest
 from cisfix.testing import TestNode, build_node
 
 # `lab` and `make_lab`: a running lab node (kubelet simulator, stand-ins, real etcd) per test;
-# `pyz`: the release archive, built once per session.
-pytest_plugins = ["lab_fixtures", "pyz_fixtures"]
+# `pyz`: the release archive, built once per session; `fleet`: three lab nodes for the fleet playbook.
+pytest_plugins = ["lab_fixtures", "pyz_fixtures", "fleet_fixtures"]
 
 APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
