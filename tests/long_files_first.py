@@ -7,8 +7,9 @@ of them runs alone after every other worker has finished. Longest first keeps th
 end: this plugin orders the files by an estimate of their cost and turns xdist's reordering off.
 
 The estimate counts lab starts, which take most of the suite's time: one per test that asks for a lab
-factory (the `lab` fixture asks for one too), three for a test of the fleet playbook, one per file for the
-story the report tests share; every other test counts as a small fraction of one."""
+factory (the `lab` fixture asks for one too), three for a test of the fleet playbook or of a lab cluster
+(make_cluster, three nodes by default), one per file for the story the report tests share; every other
+test counts as a small fraction of one."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -17,7 +18,7 @@ from typing import Dict, List
 import pytest
 
 # Function-scoped fixtures, with the lab starts (and what comes with them) a test that asks for one costs.
-PER_TEST = {"make_lab": 1, "make_rke2_lab": 1, "make_k3s_lab": 1, "fleet": 3}
+PER_TEST = {"make_lab": 1, "make_rke2_lab": 1, "make_k3s_lab": 1, "fleet": 3, "make_cluster": 3}
 PER_FILE = ("report_story",)  # told once for the files that read it
 OTHER_TEST = 1 / 50  # a test without a lab: tenths of a second against a lab test's tens of seconds
 
