@@ -13,8 +13,10 @@ import pytest
 from cisfix.testing import TestNode, build_node
 
 # `lab` and `make_lab`: a running lab node (kubelet simulator, stand-ins, real etcd) per test;
-# `pyz`: the release archive, built once per session.
-pytest_plugins = ["lab_fixtures", "pyz_fixtures"]
+# `pyz`: the release archive, built once per session; `fleet`: three lab nodes for the fleet playbook;
+# `report_story`: one lab node's fix and drift, told once per run for the report tests. long_files_first
+# orders the files for xdist: the most lab starts first.
+pytest_plugins = ["lab_fixtures", "pyz_fixtures", "fleet_fixtures", "report_story_fixtures", "long_files_first"]
 
 APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"

@@ -2,8 +2,9 @@
 node's page before and after `fix --level 1` shows every check with the status its report document
 gives it and, after the fix, every change with its transaction, diff and gate verdict; a fleet page
 from three lab nodes' JSON reports (`report --fleet`) puts the failing node first and links each node to
-its section. One started lab node for the module (the fix), two created but not started (cheap: their
-files are audited as they are). PNGs (printed folder, or $CISFIX_RENDER_DIR):
+its section. One started lab node, cp-1, whose fix (with two accepted risks) test_node_report.py reads
+too (tests/report_story_fixtures.py: one lab run for both), and two created here but not started (cheap:
+their files are audited as they are). PNGs (printed folder, or $CISFIX_RENDER_DIR):
 
     lab-before-phone.png   cp-1 before the fix, phone-sized: summary and counts on the first screen
     lab-after.png          cp-1 after the fix (1280x900): summary, FIXED count, warnings
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +24,7 @@ import pytest
 import browser
 from cisfix.lab.tree import create
 from html_checks import Dom, ids_of, render_dir, strict  # noqa: F401  (render_dir: a fixture)
-from lab_fixtures import FAST, LabNode, lab_factory
-
-GATE = ("--timeout", "60", "--stability-window", "1")
+from lab_fixtures import FAST
 
 
 def cisfix(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -43,35 +43,32 @@ def flat(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lab_pages(tmp_path_factory, render_dir):
+def lab_pages(tmp_path_factory, render_dir, report_story):
+    """cp-1's pages before and after its fix (tests/report_story_fixtures.py: the lab node's story, shared
+    with test_node_report.py) and the fleet page of cp-1 and two nodes created here, never started;
+    rendered by Chromium."""
     tmp = tmp_path_factory.mktemp("report-lab")
-    factory = lab_factory(tmp, LabNode, create, "cp-1", FAST, key_algorithm="ECDSA-P256")
-    make = next(factory)
-    try:
-        lab = make("cp-1")
-        out = {"lab": lab}
-
-        def report(root: Path, name: str, fmt: str) -> Path:
-            path = render_dir / f"{name}.{fmt}"
-            cisfix(root, "report", "--format", fmt, "--output", str(path))
-            return path
-
-        out["before_json"] = json.loads(report(lab.root, "lab-before", "json").read_text())
-        out["before"] = report(lab.root, "lab-before", "html")
-        out["fix"] = json.loads(cisfix(lab.root, "fix", "--level", "1", "--format", "json", *GATE).stdout)
-        out["after_json"] = json.loads(report(lab.root, "lab-after", "json").read_text())
-        out["after"] = report(lab.root, "lab-after", "html")
-        others = [make("cp-2", start=False), make("cp-3", start=False, version="1.31")]
-        fleet_docs = [render_dir / "lab-after.json"] + [report(o.root, o.root.name, "json") for o in others]
-        out["fleet"] = render_dir / "lab-fleet.html"
-        cisfix(tmp / "no-node", "report", "--fleet", *map(str, fleet_docs), "--output", str(out["fleet"]))
-        out["fleet_docs"] = [json.loads(p.read_text()) for p in fleet_docs]
-        out["seen"] = {"before": browser.render(out["before"], render_dir / "lab-before-phone.png", size=(412, 915)),
-                       "after": browser.render(out["after"], render_dir / "lab-after.png"),
-                       "fleet": browser.render(out["fleet"], render_dir / "lab-fleet.png")}
-        yield out
-    finally:
-        next(factory, None)  # stop the lab, assert nothing of it is left
+    told = Path(report_story["root"]).parent  # where the story left its pages
+    for run in ("before_page_run", "after_fix_run", "after_fix_page_run"):
+        assert report_story[run].returncode in (0, 1), report_story[run].stderr[-2000:]
+    for told_name, kept in (("before.html", "lab-before.html"), ("after-fix.html", "lab-after.html"),
+                            ("after-fix.json", "lab-after.json")):
+        shutil.copyfile(told / told_name, render_dir / kept)
+    out = {"root": report_story["root"], "before_json": report_story["before"], "fix": report_story["fix"],
+           "after_json": json.loads((render_dir / "lab-after.json").read_text()),
+           "before": render_dir / "lab-before.html", "after": render_dir / "lab-after.html"}
+    others = [create(tmp / "cp-2", **FAST, key_algorithm="ECDSA-P256"),
+              create(tmp / "cp-3", **FAST, key_algorithm="ECDSA-P256", version="1.31")]
+    fleet_docs = [render_dir / "lab-after.json"] + [render_dir / f"{o.root.name}.json" for o in others]
+    for other, doc in zip(others, fleet_docs[1:]):
+        cisfix(other.root, "report", "--format", "json", "--output", str(doc))
+    out["fleet"] = render_dir / "lab-fleet.html"
+    cisfix(tmp / "no-node", "report", "--fleet", *map(str, fleet_docs), "--output", str(out["fleet"]))
+    out["fleet_docs"] = [json.loads(p.read_text()) for p in fleet_docs]
+    out["seen"] = {"before": browser.render(out["before"], render_dir / "lab-before-phone.png", size=(412, 915)),
+                   "after": browser.render(out["after"], render_dir / "lab-after.png"),
+                   "fleet": browser.render(out["fleet"], render_dir / "lab-fleet.png")}
+    return out
 
 
 @pytest.mark.parametrize("page", ["before", "after", "fleet"])
@@ -152,7 +149,7 @@ def test_the_fleet_page_of_three_lab_nodes_puts_failures_first_and_links_each_no
 
 
 def test_no_key_of_the_node_reaches_a_page(lab_pages):
-    root = lab_pages["lab"].root
+    root = lab_pages["root"]
     keys = [line for key in sorted((root / "etc/kubernetes/pki").rglob("*.key"))
             for line in key.read_text().splitlines() if len(line) >= 40 and "-----" not in line]
     keys += [line.split("secret:")[1].strip() for line in

@@ -2,116 +2,30 @@
 — every check with its status, counted as `audit` counts; every change with its transaction, diff and
 gate verdict; the accepted risks with who and until when; a drift correction; a plugin's section — and
 never a secret the journal, the backups or the node's files hold. `--fleet` reads such documents as
-untrusted data. One lab node for the whole module: the fixture does every change, the tests read."""
+untrusted data. One lab node for the whole module, shared with test_html_report_lab.py: the fixture
+(tests/report_story_fixtures.py) does every change, the tests read."""
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from lab_fixtures import FAST, LabNode, lab_factory
-from cisfix.lab.tree import create
-
-GATE = ("--timeout", "60", "--stability-window", "1")
-AESCBC = base64.b64encode(b"planted-aescbc-secret-0123456789").decode()  # a key no report may show
-PLUGIN = '''
-import cisfix
-
-@cisfix.hookimpl
-def cisfix_report_sections(report):
-    failing = sorted(c["id"] for c in report["checks"] if c["status"] == "NEEDS_A_PERSON")
-    return [cisfix.ReportSection("ACME change ticket", "CHG-42 covers " + ", ".join(failing))]
-'''
-
-
-def cisfix(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cisfix", "--root", str(root), *args], capture_output=True, text=True)
-
-
-def as_json(result: subprocess.CompletedProcess, *codes: int) -> dict:
-    assert result.returncode in codes, result.stdout[-2000:] + result.stderr[-2000:]
-    return json.loads(result.stdout)
-
-
-@pytest.fixture(scope="module")
-def story(tmp_path_factory):
-    """A lab node's reports before and after `fix --level 1` and a drift correction, with accepted risks
-    (one expired), a plugin section and secrets planted in a node file and in the backups."""
-    tmp = tmp_path_factory.mktemp("report")
-    factory = lab_factory(tmp, LabNode, create, "lab", FAST, key_algorithm="ECDSA-P256")
-    make = next(factory)
-    try:
-        lab = make()
-        root = lab.root
-        today = datetime.date.today()
-        config = root / "etc/cisfix/config.yaml"
-        config.write_text(config.read_text() + "exceptions:\n"
-                          f"  - {{id: '1.2.5', reason: 'serving certs in Q3', by: 'alice (SEC-123)', "
-                          f"expires: {today + datetime.timedelta(days=90)}}}\n"
-                          f"  - {{id: '1.3.1', reason: 'was accepted last year', expires: {today - datetime.timedelta(days=1)}}}\n")
-        (root / "etc/kubernetes/planted-aescbc.yaml").write_text(
-            f"kind: EncryptionConfiguration\nresources:\n- providers:\n  - aescbc:\n      keys:\n      - name: k\n"
-            f"        secret: {AESCBC}\n")
-        plugins = tmp / "checks.d"
-        plugins.mkdir()
-        (plugins / "acme_report.py").write_text(PLUGIN)
-        os.chmod(tmp, 0o755)
-
-        story = {"root": root}
-        story["audit_before"] = as_json(cisfix(root, "audit", "--format", "json"), 1)
-        story["dry_run"] = as_json(cisfix(root, "fix", "--dry-run", "--format", "json", *GATE), 0, 1)  # all levels, as the report
-        story["before"] = as_json(cisfix(root, "report", "--format", "json"), 0)
-        story["fix"] = as_json(cisfix(root, "fix", "--level", "1", "--format", "json", *GATE), 0, 1)
-
-        since = time.time()
-        lab.edit_manifest("kube-scheduler", "--profiling=false", "--profiling=true")
-        lab.wait_for_event("pod-started", "kube-scheduler", since)
-        lab.wait_healthy(120)
-        story["drift"] = cisfix(root, "drift", "--level", "1", *GATE)
-
-        # A secret where no report may take it from: a stray file among the backups, and the backup of a
-        # file cisfix changed replaced by other bytes holding it.
-        journal = [json.loads(line) for line in (root / "var/lib/cisfix/journal.jsonl").read_text().splitlines()]
-        scheduler_fix = next(r for r in journal if r["type"] == "begin" and r["label"].startswith("fix ")
-                             and any(f["path"].endswith("kube-scheduler.yaml") for f in r["files"]))
-        backup = root / "var/lib/cisfix/backups" / scheduler_fix["txid"] / "etc/kubernetes/manifests/kube-scheduler.yaml"
-        backup.write_text(backup.read_text() + f"# secret: {AESCBC}\n")
-        (backup.parent / "stray.yaml").write_text(f"secret: {AESCBC}\n")
-        story["tampered"] = scheduler_fix["txid"]
-
-        story["audit_after"] = as_json(cisfix(root, "audit", "--format", "json"), 0, 1)
-        story["after_text"] = cisfix(root, "--checks-dir", str(plugins), "report", "--format", "json").stdout
-        story["after"] = json.loads(story["after_text"])
-        story["page"] = cisfix(root, "--checks-dir", str(plugins), "report").stdout
-        audit_page = tmp / "audit.html"
-        story["audit_page_run"] = cisfix(root, "--checks-dir", str(plugins), "audit", "--format", "html",
-                                         "--output", str(audit_page))
-        story["audit_page"] = audit_page.read_text()
-        story["generated_key"] = next(line.split("secret:")[1].strip() for line in
-                                      (root / "etc/kubernetes/encryption-config.yaml").read_text().splitlines()
-                                      if "secret:" in line)
-        yield story
-    finally:
-        next(factory, None)  # stop the lab, assert nothing of it is left
+from report_story_fixtures import AESCBC, as_json, cisfix
 
 
 def by_id(doc: dict) -> dict:
     return {c["id"]: c for c in doc["checks"]}
 
 
-def test_before_the_fix_every_check_has_the_status_audit_gives_it(story):
-    before, audit = story["before"], story["audit_before"]
+def test_before_the_fix_every_check_has_the_status_audit_gives_it(report_story):
+    before, audit = report_story["before"], report_story["audit_before"]
     assert before["format"] == "cisfix-node-report/1"
     assert [c["id"] for c in before["checks"]] == [r["id"] for r in audit["results"]]
-    would_fix = {r["id"] for r in story["dry_run"]["results"] if r["fix"] == "WOULD_FIX"}
+    would_fix = {r["id"] for r in report_story["dry_run"]["results"] if r["fix"] == "WOULD_FIX"}
     for r in audit["results"]:
         status = by_id(before)[r["id"]]["status"]
         if r["status"] == "FAIL":  # FAIL: cisfix fixes it; NEEDS_A_PERSON: it does not
@@ -133,10 +47,10 @@ def test_before_the_fix_every_check_has_the_status_audit_gives_it(story):
     assert before["halted"] is None and before["paused"] is None
 
 
-def test_after_the_fix_every_change_shows_its_transaction_diff_and_gate_verdict(story):
-    after = by_id(story["after"])
-    fixed = [r for r in story["fix"]["results"] if r["fix"] == "FIXED"]
-    assert fixed and story["after"]["summary"]["FIXED_BY_CISFIX"] == len(fixed)
+def test_after_the_fix_every_change_shows_its_transaction_diff_and_gate_verdict(report_story):
+    after = by_id(report_story["after"])
+    fixed = [r for r in report_story["fix"]["results"] if r["fix"] == "FIXED"]
+    assert fixed and report_story["after"]["summary"]["FIXED_BY_CISFIX"] == len(fixed)
     for r in fixed:
         check = after[r["id"]]
         assert check["status"] == "PASS" and check["remediation"] is None
@@ -158,23 +72,23 @@ def test_after_the_fix_every_change_shows_its_transaction_diff_and_gate_verdict(
     assert modes and all(f["mode"] == "0644 -> 0600" and "mode 0644 → 0600" in f["diff"] for f in modes)
 
 
-def test_a_generated_key_shows_as_fix_diff_shows_it(story):
-    encryption = next(f for c in by_id(story["after"])["1.2.27"]["changes"] for f in c["files"]
+def test_a_generated_key_shows_as_fix_diff_shows_it(report_story):
+    encryption = next(f for c in by_id(report_story["after"])["1.2.27"]["changes"] for f in c["files"]
                       if f["path"] == "/etc/kubernetes/encryption-config.yaml")
     assert "secret: <32 random bytes, generated when applied>" in encryption["diff"]
-    assert story["generated_key"] not in story["after_text"]
+    assert report_story["generated_key"] not in report_story["after_text"]
 
 
-def test_no_planted_secret_reaches_the_report(story):
-    for text in (story["after_text"], story["page"], story["audit_page"]):
-        assert AESCBC not in text and story["generated_key"] not in text
-    tampered = next(f for c in by_id(story["after"])["1.4.1"]["changes"] if c["txid"] == story["tampered"]
+def test_no_planted_secret_reaches_the_report(report_story):
+    for text in (report_story["after_text"], report_story["page"], report_story["audit_page"]):
+        assert AESCBC not in text and report_story["generated_key"] not in text
+    tampered = next(f for c in by_id(report_story["after"])["1.4.1"]["changes"] if c["txid"] == report_story["tampered"]
                     for f in c["files"])
     assert tampered["diff"] is None and "does not hold what the journal recorded" in tampered["note"]
 
 
-def test_exceptions_say_who_and_until_when_and_flag_the_expired(story):
-    after = story["after"]
+def test_exceptions_say_who_and_until_when_and_flag_the_expired(report_story):
+    after = report_story["after"]
     accepted = {e["id"]: e for e in after["exceptions"]}
     assert accepted["1.2.5"]["who"] == "alice (SEC-123)" and accepted["1.2.5"]["expired"] is False
     assert accepted["1.3.1"]["who"] is None and accepted["1.3.1"]["expired"] is True
@@ -182,30 +96,30 @@ def test_exceptions_say_who_and_until_when_and_flag_the_expired(story):
     checks = by_id(after)
     assert checks["1.2.5"]["status"] == "EXCEPTED" and checks["1.2.5"]["exception"] == accepted["1.2.5"]
     assert checks["1.3.1"]["status"] == "NEEDS_A_PERSON" and checks["1.3.1"]["exception"]["expired"] is True
-    assert after["summary"]["EXCEPTED"] == story["audit_after"]["summary"]["EXCEPTED"] == 1
+    assert after["summary"]["EXCEPTED"] == report_story["audit_after"]["summary"]["EXCEPTED"] == 1
 
 
-def test_a_drift_correction_appears_with_its_class_and_transaction(story):
-    assert story["drift"].returncode in (0, 1), story["drift"].stdout + story["drift"].stderr
-    corrections = story["after"]["drift"]["corrections"]
+def test_a_drift_correction_appears_with_its_class_and_transaction(report_story):
+    assert report_story["drift"].returncode in (0, 1), report_story["drift"].stdout + report_story["drift"].stderr
+    corrections = report_story["after"]["drift"]["corrections"]
     assert [(c["check"], c["class"], c["outcome"]) for c in corrections] == [("1.4.1", "manual", "FIXED")]
     txid = corrections[0]["txid"]
-    assert any(c["txid"] == txid and c["gate"]["verdict"] == "healthy" for c in by_id(story["after"])["1.4.1"]["changes"])
-    summary = next(s for s in story["after"]["sections"] if s["title"] == "Drift summary")
+    assert any(c["txid"] == txid and c["gate"]["verdict"] == "healthy" for c in by_id(report_story["after"])["1.4.1"]["changes"])
+    summary = next(s for s in report_story["after"]["sections"] if s["title"] == "Drift summary")
     assert "manual" in summary["text"] and "FIXED" in summary["text"] and summary["plugin"] == "cisfix.builtin"
 
 
-def test_a_plugin_adds_a_section_through_the_report_hook(story):
-    sections = story["after"]["sections"]
+def test_a_plugin_adds_a_section_through_the_report_hook(report_story):
+    sections = report_story["after"]["sections"]
     assert [s["title"] for s in sections] == ["Drift summary", "ACME change ticket"]
     assert sections[1]["text"].startswith("CHG-42 covers 1.1.12") and sections[1]["html"] is None
 
 
-def test_the_fleet_reads_the_documents_nodes_wrote_without_a_node(story, tmp_path):
+def test_the_fleet_reads_the_documents_nodes_wrote_without_a_node(report_story, tmp_path):
     written = tmp_path / "cp-1.json"
-    written.write_text(story["after_text"])
+    written.write_text(report_story["after_text"])
     fleet = as_json(cisfix(tmp_path / "no-such-node", "report", "--format", "json", "--fleet", str(written)), 0)
-    assert fleet["format"] == "cisfix-fleet-report/1" and fleet["nodes"] == [story["after"]]
+    assert fleet["format"] == "cisfix-fleet-report/1" and fleet["nodes"] == [report_story["after"]]
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -244,15 +158,15 @@ def test_a_fleet_file_too_large_or_not_a_file_is_refused_unread(tmp_path):
         assert (result.returncode, result.stdout) == (2, "") and f"{path}" in result.stderr and reason in result.stderr
 
 
-def test_the_page_is_the_document_rendered_and_audit_gives_the_same_page(story):
-    page = story["page"]
+def test_the_page_is_the_document_rendered_and_audit_gives_the_same_page(report_story):
+    page = report_story["page"]
     assert page.startswith("<!DOCTYPE html>")
-    for text in ("ACME change ticket", "generated when applied", "alice (SEC-123)", story["tampered"]):
+    for text in ("ACME change ticket", "generated when applied", "alice (SEC-123)", report_story["tampered"]):
         assert text in page, text
-    assert all(f">{c['id']}<" in page or c["id"] in page for c in story["after"]["checks"])
-    assert story["audit_page_run"].returncode == 1  # audit's exit code: checks still fail
+    assert all(f">{c['id']}<" in page or c["id"] in page for c in report_story["after"]["checks"])
+    assert report_story["audit_page_run"].returncode == 1  # audit's exit code: checks still fail
     stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # when each was generated
-    assert stamp.sub("", story["audit_page"]) == stamp.sub("", page)
+    assert stamp.sub("", report_story["audit_page"]) == stamp.sub("", page)
 
 
 def test_a_generated_key_replaced_later_stays_hidden_on_both_sides_of_the_diff(node, cisfix):
