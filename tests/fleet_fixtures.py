@@ -2,7 +2,8 @@
 (local connection, one cisfix_root each): cp1 and cp2 form the control plane, w1 is the worker. The
 `fleet` fixture and what its tests read from a run (the play's recap and task outcomes, the nodes'
 journals and files, the fleet page's text); the tests are in test_fleet_ansible*.py, two files so that
-`--dist loadfile` runs them on two workers.
+`--dist loadfile` runs them on two workers. `Fleet` also runs the playbook on other labs in other groups
+(test_fleet_ansible_persist.py: a lab cluster's two control-plane nodes).
 
 Each run audits and fixes one API server flag (1.2.15) with a short stability window, so a run takes
 tens of seconds; the run that checks the fleet report audits the whole benchmark."""
@@ -15,7 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -27,11 +28,14 @@ NODES = ("cp1", "cp2", "w1")
 
 
 class Fleet:
-    def __init__(self, labs: Dict[str, object], work: Path, pyz: Path, shiv_root: Path) -> None:
+    def __init__(self, labs: Dict[str, object], work: Path, pyz: Path, shiv_root: Path,
+                 groups: Optional[Dict[str, List[str]]] = None) -> None:
         self.labs, self.work, self.pyz, self.shiv_root = labs, work, pyz, shiv_root
+        self.groups = groups or {"control_plane": ["cp1", "cp2"], "workers": ["w1"]}  # the inventory's groups
         self.report_dir = work / "report"
         self.all_vars = {"cisfix_args": CHECK, "cisfix_fix_args": GATE}
         self.host_vars: Dict[str, dict] = {name: {} for name in labs}
+        self.env: Dict[str, str] = {}  # more environment for ansible-playbook
 
     def inventory(self) -> Path:
         def host(name: str) -> dict:
@@ -40,8 +44,7 @@ class Fleet:
         inventory = {"all": {
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                      "cisfix_pyz": str(self.pyz), "cisfix_report_dir": str(self.report_dir), **self.all_vars},
-            "children": {"control_plane": {"hosts": {"cp1": host("cp1"), "cp2": host("cp2")}},
-                         "workers": {"hosts": {"w1": host("w1")}}}}}
+            "children": {group: {"hosts": {name: host(name) for name in names}} for group, names in self.groups.items()}}}
         path = self.work / "inventory.yml"  # JSON is YAML
         path.write_text(json.dumps(inventory, indent=2))
         return path
@@ -49,7 +52,7 @@ class Fleet:
     def play(self, *args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1", ANSIBLE_HOME=str(self.work / "ansible"),
                    ANSIBLE_LOCAL_TEMP=str(self.work / "ansible/tmp"), ANSIBLE_REMOTE_TEMP=str(self.work / "ansible/tmp"),
-                   ANSIBLE_RETRY_FILES_ENABLED="0", LC_ALL="C.UTF-8", SHIV_ROOT=str(self.shiv_root))
+                   ANSIBLE_RETRY_FILES_ENABLED="0", LC_ALL="C.UTF-8", SHIV_ROOT=str(self.shiv_root), **self.env)
         playbook = Path(sys.executable).with_name("ansible-playbook")
         return subprocess.run([str(playbook), "-i", str(self.inventory()), str(PLAYBOOK), *args],
                               capture_output=True, text=True, env=env, timeout=600, cwd=self.work)

@@ -5,6 +5,10 @@ A node's reports, as the role fetches them into <report dir>/nodes/: `<host>.aud
 --format json`: judged_against, summary, results), `<host>.report.json` (`cisfix report --format json`,
 the node report document fleet.html is made from) and, in fix and drift mode, `<host>.fix.json` (`cisfix
 fix --format json`: summary, restarts, results with each check's `fix` outcome, diff).
+
+Persist mode reads `cisfix persist --format json` (objects, control_plane: the published files, the
+control-plane nodes, those still waiting), `persist --install DIR --format json` (installed, present,
+outcome) and `persist --check --format json` (ready, problems, reason).
 """
 from __future__ import annotations
 
@@ -66,6 +70,51 @@ def cisfix_failure(result: Mapping[str, Any], host: str) -> str:
     stderr = [line for line in (result.get("stderr") or "").splitlines() if line.strip()]
     why = "; ".join(failed) or (stderr[-1] if stderr else "no output")
     return f"cisfix stopped the line on {host}: exit {rc} ({EXIT_MEANINGS.get(rc, 'unexpected exit code')}): {why}"
+
+
+# What became of a ConfigMap `cisfix persist` writes that is no failure (the last two in a dry run).
+PUBLISHED = ("created", "updated", "unchanged", "would-create", "would-update")
+
+
+def _persisted(result: Mapping[str, Any]) -> dict:
+    return _fix_report(result) or {}
+
+
+def cisfix_persist_waiting(result: Mapping[str, Any]) -> bool:
+    """`cisfix persist` published everything, and its exit 7 says only that other control-plane nodes have
+    not yet confirmed they hold the files: what persist mode goes on to do. An exit 7 for anything else
+    (the API server not reached, the nodes not listed, a ConfigMap to merge elsewhere) is a failure."""
+    report = _persisted(result)
+    control_plane = report.get("control_plane") or {}
+    return (result.get("rc") == 7 and bool(control_plane.get("waiting")) and not control_plane.get("reason")
+            and not any(o.get("status") == "elsewhere" for o in report.get("objects", [])))
+
+
+def cisfix_persist_changed(result: Mapping[str, Any]) -> bool:
+    """`cisfix persist` wrote a ConfigMap (created or updated); unchanged ones leave the node `ok`."""
+    return any(o.get("status") in ("created", "updated") for o in _persisted(result).get("objects", []))
+
+
+def cisfix_install_changed(result: Mapping[str, Any]) -> bool:
+    """`cisfix persist --install` created files (or narrowed a mode): its transaction committed."""
+    report = _persisted(result)
+    return bool(report.get("installed")) or (report.get("outcome") or {}).get("status") == "FIXED"
+
+
+def cisfix_persist_failure(result: Mapping[str, Any], host: str, command: str) -> str:
+    """One line naming the node, the persist command, its exit code and why: the nodes still waiting, the
+    files missing, the ConfigMaps not written, else the last line cisfix wrote to stderr."""
+    report = _persisted(result)
+    control_plane = report.get("control_plane") or {}
+    why = [f"{o.get('name')}: {o.get('status')}" + (f": {o['reason']}" if o.get("reason") else "")
+           for o in report.get("objects", []) if o.get("status") not in PUBLISHED]
+    why += [o for o in (control_plane.get("reason"), report.get("reason")) if o]
+    if control_plane.get("waiting") and not control_plane.get("reason"):
+        why.append(f"not confirmed to hold the files: {', '.join(control_plane['waiting'])}")
+    why += report.get("problems") or []
+    stderr = [line for line in (result.get("stderr") or "").splitlines() if line.strip()]
+    return (f"cisfix {command} failed on {host}: exit {result.get('rc')}: "
+            + ("; ".join(why) or (stderr[-1] if stderr else "no output")))
 
 
 def cisfix_unaudited(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> List[str]:
@@ -187,4 +236,6 @@ class FilterModule:
         return {"cisfix_ran": cisfix_ran, "cisfix_changed": cisfix_changed, "cisfix_failure": cisfix_failure,
                 "cisfix_unaudited": cisfix_unaudited, "cisfix_fleet_report": cisfix_fleet_report,
                 "cisfix_fleet_table": cisfix_fleet_table, "cisfix_report_options": cisfix_report_options,
-                "cisfix_node_reports": cisfix_node_reports}
+                "cisfix_node_reports": cisfix_node_reports, "cisfix_persist_waiting": cisfix_persist_waiting,
+                "cisfix_persist_changed": cisfix_persist_changed, "cisfix_install_changed": cisfix_install_changed,
+                "cisfix_persist_failure": cisfix_persist_failure}
