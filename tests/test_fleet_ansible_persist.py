@@ -64,3 +64,38 @@ def test_persist_mode_carries_the_first_nodes_files_to_the_other_control_plane_n
     assert again.returncode == 0, output(again)
     assert {host: r["changed"] for host, r in recap(again).items()} == {"cp1": 0, "cp2": 0}, output(again)
     assert task_outcomes(again, INSTALL) == {"cp2": "ok"}
+
+
+def persist_filters():
+    import importlib.util
+
+    from fleet_fixtures import REPO
+
+    spec = importlib.util.spec_from_file_location("cisfix_fleet", REPO / "deploy/ansible/roles/cisfix/filter_plugins/cisfix_fleet.py")
+    filters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(filters)
+    return filters
+
+
+def persisted(rc: int, waiting=(), reason: str = "", status: str = "unchanged") -> dict:
+    report = {"objects": [{"name": "kube-system/kubeadm-config", "status": status, "reason": ""}],
+              "control_plane": {"waiting": list(waiting), "reason": reason, "bundle": "/b"}}
+    return {"rc": rc, "stdout": json.dumps(report), "stderr": ""}
+
+
+def test_only_other_nodes_not_yet_confirmed_is_an_exit_7_persist_mode_goes_on_from():
+    filters = persist_filters()
+    assert filters.cisfix_persist_waiting(persisted(7, waiting=["lab-node-2"]))
+    unreachable = persisted(7, waiting=["lab-node-2"], reason="the control-plane nodes cannot be listed: refused")
+    elsewhere = persisted(7, waiting=["lab-node-2"], status="elsewhere")
+    for result in (unreachable, elsewhere, persisted(1, waiting=["lab-node-2"]), persisted(7)):
+        assert not filters.cisfix_persist_waiting(result)
+    assert filters.cisfix_persist_failure(unreachable, "cp1", "persist") == (
+        "cisfix persist failed on cp1: exit 7: the control-plane nodes cannot be listed: refused")
+    assert filters.cisfix_persist_failure(persisted(7, waiting=["lab-node-2"]), "cp1", "persist") == (
+        "cisfix persist failed on cp1: exit 7: not confirmed to hold the files: lab-node-2")
+    crash = {"rc": 2, "stdout": "", "stderr": "cisfix: /x: not in the bundle; nothing installed\n"}
+    assert filters.cisfix_persist_failure(crash, "cp2", "persist --install") == (
+        "cisfix persist --install failed on cp2: exit 2: cisfix: /x: not in the bundle; nothing installed")
+    assert filters.cisfix_persist_changed(persisted(0, status="updated"))
+    assert not filters.cisfix_persist_changed(persisted(0))
