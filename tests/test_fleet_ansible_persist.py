@@ -1,7 +1,8 @@
 """The fleet playbook's persist mode on a lab cluster of two control-plane nodes (cp1 = lab-node, cp2 =
 lab-node-2): cp1's fix made the cluster's encryption key (`--first-control-plane`); persist mode publishes
 cp1's files, carries their bundle to cp2, installs and checks it there, and ends with cp1's `persist`
-confirming every control-plane node holds them; no copy of the bundle is left anywhere."""
+confirming every control-plane node holds them; no copy of the bundle is left anywhere, also when a node
+refuses the bundle and the line stops there."""
 from __future__ import annotations
 
 import hashlib
@@ -38,6 +39,27 @@ def test_persist_mode_carries_the_first_nodes_files_to_the_other_control_plane_n
     fleet = Fleet({"cp1": first, "cp2": second}, work, pyz, shiv_root, groups={"control_plane": ["cp1", "cp2"]})
     fleet.all_vars = {"cisfix_args": f"--check {ENCRYPTION}"}
     fleet.env = {"TMPDIR": str(work / "tmp")}  # the controller's private copy goes there: searched below
+    installed = second.root / "etc/kubernetes/encryption-config.yaml"
+    allowed = {key_file, installed}
+
+    def copies() -> set:
+        """Files holding the key other than cp1's own, its bundle and cp2's installed file: on the
+        controller, in Ansible's temporary files, on cp2."""
+        return {path for path in tmp_path.rglob("*") if path.is_file() and not path.is_symlink()
+                and path not in allowed and first.root / BUNDLE not in path.parents and secret in path.read_bytes()}
+
+    # cp2 holds another key where the cluster's goes: the install refuses it, the line stops there, and
+    # the bundle's copies are removed all the same.
+    installed.write_text("# another key\n")
+    installed.chmod(0o600)
+    result = fleet.play("-e", "cisfix_mode=persist")
+    assert result.returncode != 0
+    assert "cisfix persist --install failed on cp2: exit 2: " in result.stdout, output(result)
+    assert "exists with other content" in result.stdout, output(result)
+    assert "PLAY [cisfix | every control-plane node holds the files]" not in result.stdout
+    assert copies() == set() and installed.read_text() == "# another key\n"
+    installed.unlink()
+
     result = fleet.play("-e", "cisfix_mode=persist")
     assert result.returncode == 0, output(result)
     assert task_outcomes(result, INSTALL) == {"cp2": "changed"}, output(result)
@@ -52,12 +74,7 @@ def test_persist_mode_carries_the_first_nodes_files_to_the_other_control_plane_n
     assert check.returncode == 0 and "lab-node-2: ready for `kubeadm upgrade node`" in check.stdout, check.stdout
     assert cisfix(first.root, "persist").returncode == 0
 
-    # The key is where it belongs — cp1's own file and its bundle, cp2's installed file — and nowhere else:
-    # no copy on the controller, in Ansible's temporary files, or on cp2.
-    allowed = {key_file, second.root / "etc/kubernetes/encryption-config.yaml"}
-    holding = {path for path in tmp_path.rglob("*") if path.is_file() and not path.is_symlink()
-               and path not in allowed and first.root / BUNDLE not in path.parents and secret in path.read_bytes()}
-    assert holding == set()
+    assert copies() == set()
     assert not any(p.name.startswith("persist-bundle.") for p in (work / "bin-cp2").iterdir())
 
     again = fleet.play("-e", "cisfix_mode=persist")
