@@ -115,4 +115,5 @@ def test_only_other_nodes_not_yet_confirmed_is_an_exit_7_persist_mode_goes_on_fr
     assert filters.cisfix_persist_failure(crash, "cp2", "persist --install") == (
         "cisfix persist --install failed on cp2: exit 2: cisfix: /x: not in the bundle; nothing installed")
     assert filters.cisfix_persist_changed(persisted(0, status="updated"))
+    assert filters.cisfix_persist_changed(persisted(7, waiting=["lab-node-2"], status="would-update"))  # --check
     assert not filters.cisfix_persist_changed(persisted(0))

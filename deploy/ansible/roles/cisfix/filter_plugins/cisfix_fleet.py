@@ -91,8 +91,10 @@ def cisfix_persist_waiting(result: Mapping[str, Any]) -> bool:
 
 
 def cisfix_persist_changed(result: Mapping[str, Any]) -> bool:
-    """`cisfix persist` wrote a ConfigMap (created or updated); unchanged ones leave the node `ok`."""
-    return any(o.get("status") in ("created", "updated") for o in _persisted(result).get("objects", []))
+    """`cisfix persist` wrote a ConfigMap (created or updated) or, with --dry-run (check mode), would write
+    one; unchanged ones leave the node `ok`."""
+    return any(o.get("status") in ("created", "updated", "would-create", "would-update")
+               for o in _persisted(result).get("objects", []))
 
 
 def cisfix_install_changed(result: Mapping[str, Any]) -> bool:
