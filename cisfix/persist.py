@@ -170,7 +170,9 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
         report.objects.append(outcome)
     if published:
         report.control_plane = published.confirmations(report.objects[-1])
-    else:
+    elif any(c.before is None for c in changes):
+        # Files its fixes created, yet none the persisted configuration names: kubeadm regenerated the
+        # manifests (this node's own upgrade). The list it published then still tells who lacks them.
         report.control_plane = published_earlier(plugins, state, plan.cluster)
     return report
 
