@@ -28,7 +28,7 @@ from .journal import Journal
 from .nodefile import read_bytes
 from .node import Node
 from .outputfile import write_output_file
-from .persist_nodes import ControlPlane, print_control_plane, publication
+from .persist_nodes import ControlPlane, print_control_plane, publication, published_earlier
 from .plugins import Plugins
 from .state import NodeState
 from .trust import read_trusted
@@ -170,6 +170,10 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
         report.objects.append(outcome)
     if published:
         report.control_plane = published.confirmations(report.objects[-1])
+    elif any(c.before is None for c in changes):
+        # Files its fixes created, yet none the persisted configuration names: kubeadm regenerated the
+        # manifests (this node's own upgrade). The list it published then still tells who lacks them.
+        report.control_plane = published_earlier(plugins, state, plan.cluster)
     return report
 
 

@@ -89,26 +89,54 @@ class Publication:
         if outcome.status not in ("updated", "created", "unchanged", "would-update", "would-create"):
             cp.reason = f"the list is not published in {cp.configmap} ({outcome.status}); the other nodes cannot check it"
             return cp
-        data = self.written["data"]
-        cp.checksum = checksum(data[LIST_KEY])
-        try:
-            cp.nodes = list_nodes(self.access.server, self.access.control_plane_label, self.access.credentials or {},
-                                  self.state)
-        except UNREACHABLE as exc:
-            cp.reason = f"the control-plane nodes cannot be listed: {server_text(str(exc))}"
-            return cp
-        cp.waiting = [n for n in cp.nodes if not confirmed(data, n, cp.checksum)]
-        if cp.node not in cp.nodes:
-            own = confirmed(data, cp.node, cp.checksum) if cp.node else self.holds_all
-            if len(cp.nodes) == 1 and own:
-                # The cluster's only control plane is this node under another name (a Node named by its
-                # FQDN, a host without /etc/hostname): nobody else needs the files.
-                cp.note = f"the only control-plane Node, {cp.nodes[0]}, is taken to be this node"
-                cp.waiting = []
-            else:
-                cp.note = (f"no control-plane Node is named {cp.node or '(this node has no name)'}, the name this "
-                           "node records its verdict under (the kubelet's --hostname-override, else /etc/hostname)")
+        return _confirmations(cp, self.written["data"], self.access, self.state, self.holds_all)
+
+
+def _confirmations(cp: ControlPlane, data: Mapping[str, str], access: ClusterAccess, state: NodeState,
+                   holds_all: bool) -> ControlPlane:
+    """`cp` with the cluster's control-plane nodes and those whose verdict in `data` (the ConfigMap's) is
+    not on the list it holds."""
+    cp.checksum = checksum(data[LIST_KEY])
+    try:
+        cp.nodes = list_nodes(access.server, access.control_plane_label, access.credentials or {}, state)
+    except UNREACHABLE as exc:
+        cp.reason = f"the control-plane nodes cannot be listed: {server_text(str(exc))}"
         return cp
+    cp.waiting = [n for n in cp.nodes if not confirmed(data, n, cp.checksum)]
+    if cp.node not in cp.nodes:
+        own = confirmed(data, cp.node, cp.checksum) if cp.node else holds_all
+        if len(cp.nodes) == 1 and own:
+            # The cluster's only control plane is this node under another name (a Node named by its
+            # FQDN, a host without /etc/hostname): nobody else needs the files.
+            cp.note = f"the only control-plane Node, {cp.nodes[0]}, is taken to be this node"
+            cp.waiting = []
+        else:
+            cp.note = (f"no control-plane Node is named {cp.node or '(this node has no name)'}, the name this "
+                       "node records its verdict under (the kubelet's --hostname-override, else /etc/hostname)")
+    return cp
+
+
+def published_earlier(plugins: Plugins, state: NodeState, access: Optional[ClusterAccess]) -> Optional[ControlPlane]:
+    """When this run publishes nothing — on the publishing node after its own `kubeadm upgrade apply`,
+    the regenerated manifests are no fix of cisfix's any more — the list published earlier still says
+    whether the cluster may go on upgrading: which control-plane nodes have not confirmed holding its
+    files (persist exits 7 until every one has). Read only, nothing written; None when nothing is
+    published or the API server cannot be asked (as a node that never published)."""
+    if access is None or access.credentials is None:
+        return None
+    name, _ = _where(access)
+    try:
+        current = _published(access, state)
+        entries = decode(current["data"][LIST_KEY], f"{name} {LIST_KEY}") if current and LIST_KEY in current["data"] \
+            else []
+    except UNREACHABLE:
+        return None
+    except InputError as exc:
+        return ControlPlane(name, node=node_name(state), reason=f"the published list cannot be read: {exc}")
+    if not entries:
+        return None
+    cp = ControlPlane(name, node=node_name(state))
+    return _confirmations(cp, current["data"], access, state, not problems(plugins.node, entries))
 
 
 def publication(plugins: Plugins, state: NodeState, plan: PersistPlan, notes: List[str],

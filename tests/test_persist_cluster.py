@@ -354,60 +354,6 @@ def test_the_bundle_is_private_and_holds_only_the_files_of_its_last_list(tmp_pat
         0o700, 0o600}
 
 
-# ---- end to end on a lab cluster of two control-plane nodes ----
-
-def audit_statuses(root) -> dict:
-    return {r["id"]: r["status"] for r in as_json(cisfix(root, "audit", "--format", "json"))["results"]}
-
-
-def test_two_control_planes_share_the_fixes_files_and_upgrade_node_by_node_keeping_them(make_cluster):
-    first, second = make_cluster(2, version="1.31")
-    for node, name in ((first, "lab-node"), (second, "lab-node-2")):  # the names their Nodes have
-        name_node(node.root, name)
-
-    result = cisfix(first.root, "fix", "--level", "1", "--persist", "--first-control-plane", "--format", "json", *GATE)
-    persisted = as_json(result)["persist"]
-    assert persisted["exit_code"] == 7 and persisted["control_plane"]["waiting"] == ["lab-node-2"], persisted
-    bundle = persisted["control_plane"]["bundle"]
-    assert "/etc/kubernetes/encryption-config.yaml" in {f["path"] for f in persisted["control_plane"]["files"]}
-
-    assert cisfix(second.root, "persist", "--check").returncode == 1
-    result = cisfix(second.root, "persist", "--install", bundle)
-    assert result.returncode == 0, result.stdout + result.stderr
-    result = cisfix(second.root, "fix", "--level", "1", "--persist", "--format", "json", *GATE)
-    report = as_json(result)
-    assert report["persist"]["exit_code"] == 0, report["persist"]
-    assert {r["id"]: r["fix"] for r in report["results"]}["1.2.27"] == "FIXED"  # adopted, not made again
-    key = "etc/kubernetes/encryption-config.yaml"
-    assert (second.root / key).read_bytes() == (first.root / key).read_bytes()
-
-    for node in (first, second):
-        result = cisfix(node.root, "persist", "--check")
-        assert result.returncode == 0 and "ready for `kubeadm upgrade node`" in result.stdout, result.stdout
-    assert cisfix(first.root, "persist").returncode == 0
-
-    before = {node.root: audit_statuses(node.root) for node in (first, second)}
-    patches = ["--patches", str(first.root / "var/lib/cisfix/persist/files")] \
-        if (first.root / "var/lib/cisfix/persist/files").is_dir() else []
-    result = subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade", str(first.root), "--to", "1.32",
-                             *patches], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    patches = ["--patches", str(second.root / "var/lib/cisfix/persist/files")] if patches else []
-    result = subprocess.run([sys.executable, "-m", "cisfix", "lab", "upgrade-node", str(second.root), "--packages",
-                             *patches], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    # The package step put the kubelet drop-in back at 0644 (CIS 4.1.1): drift re-applies it, as an upgrade's.
-    dropin = second.root / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
-    assert stat.S_IMODE(dropin.stat().st_mode) == 0o644
-    drift = as_json(cisfix(second.root, "drift", "--format", "json", *GATE))
-    assert {(c["id"], c["class"]) for c in drift["corrections"] if c["id"] == "4.1.1"} == {("4.1.1", "upgrade")}
-    assert stat.S_IMODE(dropin.stat().st_mode) == 0o600
-    for node in (first, second):
-        after = audit_statuses(node.root)
-        regressed = {i for i, s in before[node.root].items() if s == "PASS" and after.get(i) not in ("PASS", None)}
-        assert regressed == set(), (node.root, regressed)
-
-
 def test_a_single_control_plane_under_another_name_is_taken_to_be_this_node(lab):
     """No /etc/hostname (or a Node named by its FQDN): the cluster's only control-plane Node is this one."""
     result = cisfix(lab.root, "fix", "--check", "1.2.16", "--format", "json", *GATE)
