@@ -142,12 +142,13 @@ class Lab:
         pid = self.init_pid()
         if not pid:
             raise LabError(f"the lab at {self.root} is not running")
-        before = self._init_state().get("unitStarts", 0)
+        before = self._init_state().get("hups", 0)
         os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self._init_state()
-            if state.get("unitStarts", 0) > before and state.get("unitPid"):
+            # A start made after this SIGHUP was received, not a crash loop's start that raced it.
+            if state.get("startedAfterHups", 0) > before and state.get("unitPid"):
                 return state["unitPid"]
             time.sleep(0.05)
         raise LabError("the unit did not restart")

@@ -88,9 +88,16 @@ class Supervisor:
         self.restart_at: Optional[float] = None
         self.stopping = False
         self.restart_requested = False
+        # SIGHUPs received, and how many had been received when the running unit process was started: a
+        # restart is answered only by a start made after its SIGHUP, not by a crash loop's start racing it.
+        self.hups = 0
+        self.started_after_hups = 0
+        self.saved_hups = 0
 
     def _save(self) -> None:
-        state = {"unitPid": self.process.pid if self.process else None, "unitStarts": self.starts}
+        state = {"unitPid": self.process.pid if self.process else None, "unitStarts": self.starts,
+                 "hups": self.hups, "startedAfterHups": self.started_after_hups}
+        self.saved_hups = self.hups
         tmp = self.layout.init_state.with_name(".init.json.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.layout.init_state)
@@ -109,10 +116,12 @@ class Supervisor:
             log.close()
             self.restart_at = None
             return
+        hups = self.hups  # a SIGHUP from here on stops this very process: it is no answer to that one
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                         cwd=str(self.layout.root), start_new_session=True)
         log.close()
         self.starts += 1
+        self.started_after_hups = hups
         self.restart_at = None
         self._save()
 
@@ -144,6 +153,8 @@ class Supervisor:
             self.reap()
             if self.process is None and self.restart_at is not None and time.monotonic() >= self.restart_at:
                 self.start_unit()
+            elif self.hups != self.saved_hups:  # saved here, not in the handler, which may interrupt a save
+                self._save()
             time.sleep(TICK)
         self.shutdown()
 
@@ -151,6 +162,7 @@ class Supervisor:
         self.stopping = True
 
     def _on_hup(self, *_: object) -> None:
+        self.hups += 1
         if self.process is not None:
             self.restart_requested = True
             self.process.send_signal(signal.SIGTERM)
