@@ -15,7 +15,6 @@ server is asked by `cisfix.persist` and `cisfix.persist_nodes`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .atomic import Meta, write_atomic
+from .atomic import Meta, sha256, write_atomic
 from .errors import InputError
 from .node import Node
 from .trust import Untrusted, read_node_trusted, read_trusted, require_trusted_dir
@@ -48,10 +47,6 @@ class FileEntry:
 
     def as_dict(self) -> dict:
         return {"path": self.path, "sha256": self.sha256, "mode": f"{self.mode:04o}"}
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def encode(entries: Iterable[FileEntry]) -> str:
