@@ -23,8 +23,13 @@ def cmd_create(args: argparse.Namespace) -> int:
 
     if args.key_algorithm is not None and args.key_algorithm not in ALGORITHMS:
         raise LabError(f"--key-algorithm must be one of {', '.join(ALGORITHMS)}")
-    if args.distribution not in ("kubeadm", "rke2", "k3s"):
-        raise LabError(f"--distribution {args.distribution}: no such lab in this build (kubeadm, rke2, k3s)")
+    from .workerdata import WORKERS
+
+    if args.distribution not in ("kubeadm", "rke2", "k3s") + WORKERS:
+        raise LabError(f"--distribution {args.distribution}: no such lab in this build "
+                       f"({', '.join(('kubeadm', 'rke2', 'k3s') + WORKERS)})")
+    if args.distribution in WORKERS:
+        return _create_worker(args)
     if args.join and args.distribution != "kubeadm":
         raise LabError(f"--join: only a kubeadm lab joins a cluster, not {args.distribution}")
     if args.join and args.k8s_version:
@@ -63,6 +68,40 @@ def cmd_create(args: argparse.Namespace) -> int:
         joined = f" joined to {args.join}" if args.join else ""
         print(f"created a {args.distribution} {layout.settings().version} {kind} node "
               f"{layout.settings().node_name} in {layout.root}{joined}")
+    return EXIT_OK
+
+
+def _create_worker(args: argparse.Namespace) -> int:
+    from .pki import PKIError
+    from .worker import create as create_worker
+
+    try:
+        layout = create_worker(args.dir, args.distribution, args.k8s_version or DEFAULT_VERSION,
+                               args.key_algorithm or "ECDSA-P256", args.kubelet_restart_sec)
+    except (ValueError, PKIError) as exc:
+        raise LabError(str(exc))
+    if not args.quiet:
+        settings = layout.settings()
+        print(f"created a {args.distribution} {settings.version} worker node {settings.node_name} in {layout.root} "
+              f"(kubelet: {settings.kubelet_version})")
+    return EXIT_OK
+
+
+def cmd_reboot(args: argparse.Namespace) -> int:
+    """Stop the node, run what its boot runs before the kubelet (AL2023: nodeadm), start it again."""
+    from .control import Lab
+    from .worker import boot_step
+
+    lab = Lab(args.dir)
+    boot = boot_step(lab.layout)
+    running = bool(lab.init_pid())
+    leftovers = lab.stop()
+    if leftovers:
+        raise LabError(f"processes were left behind and killed: {leftovers}")
+    what = boot()
+    lab.start(wait=args.wait)
+    if not args.quiet:
+        print(f"rebooted {lab.root}{'' if running else ' (it was not running)'}: {what}")
     return EXIT_OK
 
 
@@ -150,7 +189,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     from .control import Lab
 
     lab = Lab(args.dir)
-    if lab.layout.settings().distribution == "kubeadm":
+    if lab.layout.settings().distribution not in ("rke2", "k3s"):  # kubeadm's and a worker's kubelet
         lab.restart_kubelet()
     else:
         lab.restart_notify_unit()
@@ -190,7 +229,8 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     create = action("create", cmd_create,
                     "write a kubeadm control-plane node's or an RKE2 or k3s server node's files under DIR")
     create.add_argument("--distribution", default="kubeadm", metavar="NAME",
-                        help="kubeadm (default), rke2 or k3s: the node the lab is laid out as")
+                        help="kubeadm (default), rke2 or k3s: the node the lab is laid out as; eks-al2, eks-al2023, "
+                             "gke or aks: a managed worker node (its kubelet only)")
     create.add_argument("--k8s-version", default=None, metavar="X.Y",
                         help=f"Kubernetes version, 1.29-1.35 (k3s: 1.32-1.35; default {DEFAULT_VERSION})")
     create.add_argument("--join", metavar="FIRST_DIR",
@@ -233,6 +273,10 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     action("restart", cmd_restart, "what `systemctl restart <unit>` is on the node: kubelet (kubeadm), rke2-server "
                                    "or k3s; the last two return once the new process is ready, and fail if it "
                                    "exits first")
+    reboot = action("reboot", cmd_reboot, "what a reboot does to the node: stop it, run its boot step (eks-al2023: "
+                                          "nodeadm rewrites the kubelet's files from /var/lib/lab/user-data), start it")
+    reboot.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                        help="wait this long for every component to be healthy (0: do not wait)")
     upgrade = action("upgrade", cmd_upgrade, "what `kubeadm upgrade apply` does: regenerate the static pods and "
                                              "the kubelet config from the cluster's ConfigMaps, one at a time, rolled "
                                              "back if one does not come up; then upload the new ClusterConfiguration")

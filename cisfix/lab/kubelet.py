@@ -139,10 +139,13 @@ def _merge(base: dict, over: dict) -> dict:
 FLAG_PATHS = {"anonymous-auth": "authentication.anonymous.enabled", "client-ca-file": "authentication.x509.clientCAFile",
               "authorization-mode": "authorization.mode", "event-qps": "eventRecordQPS",
               "make-iptables-util-chains": "makeIPTablesUtilChains", "pod-manifest-path": "staticPodPath",
-              "tls-cert-file": "tlsCertFile", "tls-private-key-file": "tlsPrivateKeyFile"}
+              "tls-cert-file": "tlsCertFile", "tls-private-key-file": "tlsPrivateKeyFile",
+              "registry-qps": "registryPullQPS", "pod-max-pids": "podPidsLimit"}
 # Flags that are no configuration at all.
 NOT_CONFIG = frozenset({"config", "config-dir", "containerd", "kubeconfig", "bootstrap-kubeconfig",
-                        "container-runtime-endpoint", "v",
+                        "container-runtime-endpoint", "v", "cloud-provider", "cloud-config", "cert-dir",
+                        "image-credential-provider-config", "image-credential-provider-bin-dir", "volume-plugin-dir",
+                        "experimental-mounter-path", "runtime-cgroups",
                         "pod-infra-container-image", "hostname-override", "node-ip", "node-labels"})
 # KubeletConfiguration v1beta1 defaults for the fields the benchmark reads.
 DEFAULTS = {"apiVersion": CONFIG_KIND[0], "kind": CONFIG_KIND[1], "port": 10250, "readOnlyPort": 0, "healthzPort": 10248, "healthzBindAddress": "127.0.0.1",
@@ -158,11 +161,18 @@ def _camel(flag: str) -> str:
 
 
 LIST_FLAGS = frozenset({"tls-cipher-suites", "cluster-dns"})  # `string` in the table, lists in the config
+# `strings` in the table, maps in the config: name -> the separator of a key and its value.
+MAP_FLAGS = {"eviction-hard": "<", "eviction-soft": "<", "kube-reserved": "=", "system-reserved": "="}
 
 
 def _typed(name: str, value: str, kind: str) -> object:
     if kind == "bool":
         return value.lower() in ("1", "t", "true")
+    if kind == "mapStringBool":
+        return {k.strip(): v.strip().lower() in ("1", "t", "true") for k, _, v in
+                (item.partition("=") for item in value.split(",") if item)}
+    if name in MAP_FLAGS:
+        return {k: v for k, _, v in (item.partition(MAP_FLAGS[name]) for item in value.split(",") if item)}
     if kind.startswith("int"):
         return parse_int(value)
     if kind == "strings" or name in LIST_FLAGS:
@@ -180,6 +190,8 @@ def effective_config(flags: Dict[str, str], config: dict, version: str) -> dict:
         target = merged
         for key in keys[:-1]:
             target = target.setdefault(key, {})
+        if path == "featureGates" and isinstance(target.get(path), dict):  # the flag's gates join the file's
+            value = {**target[path], **value}
         target[keys[-1]] = value
 
     def overlay(data: dict, prefix: str = "") -> None:
@@ -220,6 +232,8 @@ def read_manifests(layout: Layout, directory: str) -> Tuple[Dict[str, Tuple[str,
 
     pods: Dict[str, Tuple[str, dict]] = {}
     problems: List[Tuple[str, str]] = []
+    if not directory:  # no staticPodPath: a worker that runs no static pods
+        return pods, problems
     host_dir = layout.host(directory)
     try:
         names = sorted(p.name for p in host_dir.iterdir() if not p.name.startswith(".") and p.is_file())
@@ -333,7 +347,8 @@ class Kubelet:
     def _listing(self) -> Tuple[Tuple[str, int, int, int], ...]:
         """What an inotify watch on the static pod directory would report a change of."""
         try:
-            entries = list(os.scandir(self.layout.host(self.effective.static_pod_path)))
+            entries = list(os.scandir(self.layout.host(self.effective.static_pod_path))) \
+                if self.effective.static_pod_path else []
         except OSError:
             return ()
         stats = []
@@ -434,8 +449,10 @@ def serve_authenticated(layout: Layout, effective: Effective) -> Optional[Thread
     import ssl
 
     config = effective.config
-    cert = config.get("tlsCertFile") or "/var/lib/kubelet/pki/kubelet.crt"
-    key = config.get("tlsPrivateKeyFile") or "/var/lib/kubelet/pki/kubelet.key"
+    # serverTLSBootstrap: the certificate the cluster signed for the kubelet's CSR, key in the same file.
+    bootstrapped = "/var/lib/kubelet/pki/kubelet-server-current.pem" if config.get("serverTLSBootstrap") else None
+    cert = config.get("tlsCertFile") or bootstrapped or "/var/lib/kubelet/pki/kubelet.crt"
+    key = config.get("tlsPrivateKeyFile") or bootstrapped or "/var/lib/kubelet/pki/kubelet.key"
     client_ca = ((config.get("authentication") or {}).get("x509") or {}).get("clientCAFile")
     if not effective.port or not client_ca or not layout.host(cert).is_file():
         return None
@@ -444,20 +461,29 @@ def serve_authenticated(layout: Layout, effective: Effective) -> Optional[Thread
     context.load_verify_locations(str(layout.host(client_ca)))
     context.verify_mode = ssl.CERT_OPTIONAL
     handler = type("KubeletServer", (Authenticated,), {"effective": effective})
-    server = ThreadingHTTPServer(("127.0.0.1", effective.port), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", published(layout, effective.port)), handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     return _serve(server)
+
+
+def published(layout: Layout, port: int) -> int:
+    """The host port the lab publishes the node's `port` at (a worker's), else `port` itself."""
+    return layout.settings().published.get(str(port), port)
 
 
 def main(root: str, argv: Optional[List[str]] = None) -> int:
     layout = Layout(root)
     argv = sys.argv[1:] if argv is None else argv
-    version = layout.settings().version  # the node's, which the kubelet package matches
+    settings = layout.settings()
+    version = settings.version  # the node's, which the kubelet package matches
     try:
         flags = parse_command_line("kubelet", version, argv)
     except FlagError as exc:
         klog("E", f'"command failed" err="failed to parse kubelet flag: {exc}"')
         return 1
+    if flags.get("version", "false") != "false":  # verflag: print and exit, before any configuration
+        print(settings.kubelet_version or f"Kubernetes v{version}")
+        return 0
     config_path = flags.get("config", "")
     try:
         config = load_config(layout, config_path) if config_path else {}
@@ -470,7 +496,8 @@ def main(root: str, argv: Optional[List[str]] = None) -> int:
         return 1
     servers = [serve_authenticated(layout, effective)]
     if effective.healthz_port:
-        servers.append(_serve(ThreadingHTTPServer((effective.healthz_address, effective.healthz_port), Healthz)))
+        servers.append(_serve(ThreadingHTTPServer((effective.healthz_address, published(layout, effective.healthz_port)),
+                                                  Healthz)))
     kubelet = Kubelet(layout, effective)
     signal.signal(signal.SIGTERM, lambda *_: kubelet.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: kubelet.stopping.set())

@@ -75,6 +75,10 @@ class Settings:
     # cluster shares (the first node's, configmaps.py); "" is this lab's own, as on a cluster's first node.
     node_name: str = "lab-node"
     cluster_store: str = ""
+    # A managed worker's kubelet: its `--version` answer ("" : "Kubernetes v<version>"), and the node ports
+    # the lab publishes at host ports ("10250" -> a free port), as a worker's kubelet keeps its default ports.
+    kubelet_version: str = ""
+    published: Dict[str, int] = field(default_factory=dict)
     python: str = ""  # the interpreter that runs the lab's launchers
     import_path: list = field(default_factory=list)  # sys.path entries that hold cisfix and its dependencies
 

@@ -14,19 +14,18 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from ..commands import CommandRefused
 from . import cgroups, k3s, rke2
-from .layout import KUBELET_BINARY, KUBELET_DROPIN, Layout, Unit, trusted_program
+from .workerdata import WORKERS
+from .layout import Layout, Unit, trusted_program
+from .systemd import Service, UnitError, load_service
 from .pods import exit_code, stat_fields
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -35,46 +34,25 @@ TICK = 0.05
 
 
 def kubelet_command(layout: Layout) -> List[str]:
-    """ExecStart of the kubelet unit with its Environment= and EnvironmentFile= variables expanded."""
-    env: Dict[str, str] = {}
-    exec_start = ""
-    for line in layout.host(KUBELET_DROPIN).read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key == "Environment":
-            for assignment in shlex.split(value):
-                name, _, val = assignment.partition("=")
-                env[name] = val
-        elif key == "EnvironmentFile":
-            optional = value.startswith("-")
-            path = layout.host(value.lstrip("-"))
-            if path.exists() or not optional:
-                env.update(_environment_file(path))
-        elif key == "ExecStart":
-            exec_start = value
-    words = shlex.split(re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), exec_start))
-    if words and words[0] == KUBELET_BINARY:
-        words[0] = str(layout.launcher("kubelet"))
-    return words
+    """kubelet.service's ExecStart as systemd expands it (systemd.py), its program the lab's launcher at the
+    node's path: kubeadm's /usr/bin/kubelet, a managed worker's provider's."""
+    return kubelet_service(layout).argv
+
+
+def kubelet_service(layout: Layout) -> Service:
+    service = load_service(layout, "kubelet.service")
+    return Service([str(layout.host(service.argv[0]))] + service.argv[1:], service.slice)
 
 
 def kubelet_unit(layout: Layout) -> Unit:
-    return Unit("kubelet", kubelet_command(layout), cgroups.KUBELET, layout.settings().kubelet_restart_sec,
+    service = kubelet_service(layout)
+    return Unit("kubelet", service.argv, f"{service.slice}/kubelet.service", layout.settings().kubelet_restart_sec,
                 layout.log_dir / "kubelet.log")
 
 
 # The unit each distribution's node runs, by Settings.distribution.
-UNITS: Dict[str, Callable[[Layout], Unit]] = {"kubeadm": kubelet_unit, "rke2": rke2.unit, "k3s": k3s.unit}
-
-
-def _environment_file(path: Path) -> Dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", ";")) and "=" in line:
-            name, _, value = line.partition("=")
-            words = shlex.split(value)
-            env[name.strip()] = words[0] if len(words) == 1 else " ".join(words)
-    return env
+UNITS: Dict[str, Callable[[Layout], Unit]] = {"kubeadm": kubelet_unit, "rke2": rke2.unit, "k3s": k3s.unit,
+                                             **{name: kubelet_unit for name in WORKERS}}
 
 
 class Supervisor:
@@ -105,7 +83,13 @@ class Supervisor:
     def start_unit(self) -> None:
         """In the unit's cgroup, as systemd starts it. A program that fails the trust rule is not run: the
         log says why and the unit stays down (not retried: the files will not change alone)."""
-        unit = self.unit_of(self.layout)
+        try:
+            unit = self.unit_of(self.layout)
+        except (UnitError, OSError) as exc:  # systemd does not start a unit it cannot load
+            with open(self.layout.log_dir / "init.log", "a") as log:
+                log.write(f"not started: {exc}\n")
+            self.restart_at = None
+            return
         self.restart_sec = unit.restart_sec
         unit.log.parent.mkdir(parents=True, exist_ok=True)
         log = open(unit.log, "ab")

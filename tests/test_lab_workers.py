@@ -1,0 +1,139 @@
+"""The managed worker labs (eks-al2, eks-al2023, gke, aks): each runs its kubelet from the provider's unit,
+answers `--version` with the provider's string, serves /configz to the operator's client certificate, and
+AL2023's `lab reboot` rewrites the kubelet's files from the boot input as nodeadm does.
+
+One lab per provider, started once and shared by the module's tests (a lab start is the slow part)."""
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from cisfix.lab.tree import load_yaml
+from cisfix.lab import nodeadm
+from cisfix.lab.control import Lab, processes_under
+from cisfix.lab.supervisor import kubelet_command
+from cisfix.lab.worker import KUBELET_API_KUBECONFIG, create
+from cisfix.lab.workerdata import PROVIDERS
+
+# The effective settings each fresh lab's /configz shows, from where they come on that provider.
+EXPECTED = {
+    "eks-al2": {"readOnlyPort": 10255,  # 30-kubelet-extra-args.conf's flag over kubelet-config.json's 0
+                "makeIPTablesUtilChains": False, "protectKernelDefaults": True},  # kubelet-config.json
+    "eks-al2023": {"makeIPTablesUtilChains": False,  # the user data's part, in 40-nodeadm.conf
+                   "protectKernelDefaults": True, "serverTLSBootstrap": True},  # nodeadm's config.json
+    "gke": {"readOnlyPort": 10255, "staticPodPath": "/etc/kubernetes/manifests",  # kubelet-config.yaml
+            "streamingConnectionIdleTimeout": "0"},  # KUBELET_OPTS
+    "aks": {"rotateCertificates": False, "eventRecordQPS": 0, "readOnlyPort": 0,  # KUBELET_FLAGS
+            "featureGates": {"RotateKubeletServerCertificate": True}},
+}
+VERSIONS = {"eks-al2": "Kubernetes v1.32.3-eks-4096722", "eks-al2023": "Kubernetes v1.32.3-eks-4096722",
+            "gke": "Kubernetes v1.32.3-gke.1234000", "aks": "Kubernetes v1.32.3"}
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """name -> a started lab of that provider, made on first use; all stopped at the module's end."""
+    labs: Dict[str, Lab] = {}
+
+    def get(name: str) -> Lab:
+        if name not in labs:
+            labs[name] = Lab(create(tmp_path_factory.mktemp(name) / "node", name, kubelet_restart_sec=0.2).root)
+            labs[name].start(wait=60)
+        return labs[name]
+
+    yield get
+    for lab in labs.values():
+        assert lab.stop() == [] and processes_under(lab.root) == []
+
+
+def configz(lab: Lab, tmp_path: Path) -> dict:
+    """GET /configz as cisfix does: the client certificate of /etc/cisfix/kubelet-api.kubeconfig."""
+    user = load_yaml(lab.layout.host(KUBELET_API_KUBECONFIG).read_text())["users"][0]["user"]
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(base64.b64decode(user["client-certificate-data"]) + base64.b64decode(user["client-key-data"]))
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.load_cert_chain(str(pem))
+    url = lab.node_config()["components"]["kubelet"]["liveConfig"]["url"]
+    with urllib.request.urlopen(url, context=context, timeout=10) as response:
+        return json.load(response)["kubeletconfig"]
+
+
+def lab_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cisfix.lab.cli", *argv], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", list(PROVIDERS))
+def test_worker_lab_runs_its_kubelet_from_the_providers_unit_and_serves_configz(workers, name, tmp_path):
+    lab = workers(name)
+    status = lab.status()["kubelet"]
+    assert status.healthy and status.pid
+    argv = [a.decode() for a in Path(f"/proc/{status.pid}/cmdline").read_bytes().split(b"\0")[:-1]]
+    assert argv[1:] == kubelet_command(lab.layout)  # argv[0]: the launcher's interpreter
+    assert argv[1] == str(lab.layout.host(PROVIDERS[name].binary))
+    config = lab.node_config()
+    assert config["distribution"] == PROVIDERS[name].distribution and "version" not in config
+    live = configz(lab, tmp_path)
+    for key, value in EXPECTED[name].items():
+        assert live[key] == value, (key, live[key])
+    slice_ = "runtime.slice" if name.startswith("eks") else "system.slice"
+    assert any(line.endswith(f"/{slice_}/kubelet.service")
+               for line in Path(f"/proc/{status.pid}/cgroup").read_text().splitlines())
+
+
+@pytest.mark.parametrize("name", list(PROVIDERS))
+def test_the_kubelet_binary_answers_version_without_starting(workers, name):
+    lab = workers(name)
+    result = subprocess.run([str(lab.layout.host(PROVIDERS[name].binary)), "--version"], capture_output=True,
+                            text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (0, VERSIONS[name] + "\n")
+
+
+def test_al2023_reboot_reverts_config_json_and_applies_a_new_user_data_part(workers, tmp_path):
+    lab = workers("eks-al2023")
+    config = lab.layout.host(nodeadm.CONFIG)
+    fresh = config.read_bytes()
+    assert fresh.startswith(b'{\n    "address": "0.0.0.0",') and not fresh.endswith(b"\n")  # MarshalIndent, 4 spaces
+    config.write_text(fresh.decode().replace('"protectKernelDefaults": true', '"protectKernelDefaults": false'))
+    user_data = lab.layout.host(nodeadm.USER_DATA)
+    user_data.write_text(user_data.read_text().replace("--//--\n", (
+        "--//\nContent-Type: application/node.eks.aws\n\n"
+        "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  kubelet:\n    config:\n      readOnlyPort: 0\n"
+        "\n--//--\n")))
+    result = lab_cli("reboot", str(lab.root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and "nodeadm rewrote /etc/kubernetes/kubelet/config.json" in result.stdout
+    assert config.read_bytes() == fresh
+    dropin = json.loads(lab.layout.host(nodeadm.DROPIN).read_text())
+    assert dropin == {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+                      "makeIPTablesUtilChains": False, "readOnlyPort": 0}
+    live = configz(lab, tmp_path)
+    assert live["readOnlyPort"] == 0 and live["protectKernelDefaults"] is True
+    args = lab.layout.host(nodeadm.ENVIRONMENT).read_text()
+    assert args.startswith("NODEADM_KUBELET_ARGS=--cloud-provider=external --config=/etc/kubernetes/kubelet/config.json "
+                           "--config-dir=/etc/kubernetes/kubelet/config.json.d ")
+    assert args.endswith(" --node-labels=eks.amazonaws.com/nodegroup=lab-ng")
+
+
+def test_bad_worker_input_is_one_line_and_exit_2(tmp_path):
+    result = lab_cli("create", str(tmp_path / "x"), "--distribution", "eks-al3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "eks-al2023" in result.stderr
+    assert not (tmp_path / "x").exists()
+    result = lab_cli("create", str(tmp_path / "old"), "--distribution", "eks-al2", "--k8s-version", "1.33")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    root = create(tmp_path / "al2023", "eks-al2023").root
+    layout = Lab(root).layout
+    before = {p: p.read_bytes() for p in (layout.host(nodeadm.CONFIG), layout.host(nodeadm.ENVIRONMENT))}
+    layout.host(nodeadm.USER_DATA).write_text("apiVersion: v1\nkind: ConfigMap\n")
+    result = lab_cli("reboot", str(root))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and nodeadm.USER_DATA in result.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert processes_under(root) == []
