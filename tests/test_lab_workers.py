@@ -137,3 +137,34 @@ def test_bad_worker_input_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and nodeadm.USER_DATA in result.stderr
     assert {p: p.read_bytes() for p in before} == before
     assert processes_under(root) == []
+
+
+def test_exec_start_is_expanded_by_systemds_rules(tmp_path):
+    """Drop-ins in name order over the unit (/etc hiding /usr/lib's of the same name), an emptied ExecStart
+    replaced, Environment= later wins, EnvironmentFile= (optional `-`) over Environment=, `${X}` one word,
+    `$X` alone split at whitespace, quoted values in environment files."""
+    from cisfix.lab.layout import Layout
+    from cisfix.lab.systemd import UnitError, load_service, parse_environment_file
+
+    layout = Layout(tmp_path)
+
+    def put(path: str, text: str) -> None:
+        layout.host(path).parent.mkdir(parents=True, exist_ok=True)
+        layout.host(path).write_text(text)
+
+    put("/usr/lib/systemd/system/kubelet.service", "[Service]\nExecStart=/usr/bin/kubelet --old\n")
+    put("/usr/lib/systemd/system/kubelet.service.d/20-x.conf", "[Service]\nEnvironment=LATE=from-usr-lib\n")
+    put("/etc/systemd/system/kubelet.service.d/20-x.conf", "[Service]\nEnvironment=LATE=from-etc\n")
+    put("/etc/systemd/system/kubelet.service.d/10-a.conf", (
+        '[Service]\nEnvironment="A=one two" "LABELS=a=1,b=2" FROM_FILE=unit\nSlice=runtime.slice\n'
+        "EnvironmentFile=-/etc/missing\nEnvironmentFile=/etc/default/kubelet\nExecStart=\n"
+        'ExecStart=/opt/kubelet \\\n  --node-labels="${LABELS}" --late=${LATE} $A $FLAGS $EMPTY\n'))
+    put("/etc/default/kubelet", "# comment\nFROM_FILE=file\nFLAGS=--x=<1% --y='q r'   \nQUOTED=\"a \\\"b\\\" c\"\n")
+    service = load_service(layout, "kubelet.service")
+    assert service.argv == ["/opt/kubelet", "--node-labels=a=1,b=2", "--late=from-etc", "one", "two", "--x=<1%",
+                            "--y='q", "r'"]
+    assert service.slice == "runtime.slice"
+    assert parse_environment_file(layout.host("/etc/default/kubelet").read_text())["QUOTED"] == 'a "b" c'
+    layout.host("/etc/default/kubelet").unlink()
+    with pytest.raises(UnitError, match="/etc/default/kubelet"):
+        load_service(layout, "kubelet.service")

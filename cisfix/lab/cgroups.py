@@ -18,7 +18,6 @@ import secrets
 from pathlib import Path
 from typing import List, Optional
 
-KUBELET = "system.slice/kubelet.service"
 _QOS = "burstable"  # the kubeadm control plane's pods request CPU and set no limits
 # sh -c JOIN sh <cgroup.procs>... -- <argv>: join each cgroup, then become the program.
 _JOIN = 'for procs do case $procs in --) break;; esac; echo 0 > "$procs" || exit 126; shift; done; shift; exec "$@"'
