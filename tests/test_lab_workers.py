@@ -168,3 +168,19 @@ def test_exec_start_is_expanded_by_systemds_rules(tmp_path):
     layout.host("/etc/default/kubelet").unlink()
     with pytest.raises(UnitError, match="/etc/default/kubelet"):
         load_service(layout, "kubelet.service")
+
+
+@pytest.mark.parametrize("name", list(PROVIDERS))
+def test_every_supported_version_makes_a_kubelet_command_line_and_config_the_kubelet_accepts(name, tmp_path):
+    """The provider's flags the version's kubelet removed are left out (AKS's --cloud-config from 1.34,
+    --pod-infra-container-image from 1.35), and its files load: the lab's kubelet would start."""
+    from cisfix.lab.flags import parse_command_line
+    from cisfix.lab.kubelet import load_effective
+
+    for minor in (PROVIDERS[name].minors[0], PROVIDERS[name].minors[-1]):
+        layout = Lab(create(tmp_path / minor, name, minor).root).layout
+        version = layout.settings().version
+        flags = parse_command_line("kubelet", version, kubelet_command(layout)[1:])
+        effective = load_effective(layout, flags, version)
+        assert effective.config["authentication"]["x509"]["clientCAFile"] == PROVIDERS[name].client_ca
+        assert layout.settings().kubelet_restart_sec == {"gke": 10, "aks": 2}.get(name, 5)  # the unit's RestartSec

@@ -37,13 +37,14 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.node_name and not args.join:
         raise LabError("--node-name: only with --join (a cluster's first node is lab-node)")
     version = args.k8s_version or DEFAULT_VERSION
+    restart_sec = 10.0 if args.kubelet_restart_sec is None else args.kubelet_restart_sec  # kubeadm's unit
     try:
         if args.join:
             from .join import join
 
             layout = join(args.dir, args.join, args.node_name, args.key_algorithm or "RSA-2048",
                           args.probe_time_scale, args.startup_delay or 0.0, (args.backoff_initial, args.backoff_max),
-                          args.kubelet_restart_sec, not args.no_watch)
+                          restart_sec, not args.no_watch)
         elif args.distribution == "rke2":
             from .rke2tree import create as create_rke2
 
@@ -60,7 +61,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
             layout = create(args.dir, version, args.file_check_frequency, args.key_algorithm or "RSA-2048",
                             args.probe_time_scale, args.startup_delay or 0.0, (args.backoff_initial, args.backoff_max),
-                            args.kubelet_restart_sec, not args.no_watch)
+                            restart_sec, not args.no_watch)
     except (ValueError, PKIError) as exc:
         raise LabError(str(exc))
     if not args.quiet:
@@ -248,8 +249,8 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
                         help="CrashLoopBackOff's first delay, doubled per restart (default 10, the kubelet's)")
     create.add_argument("--backoff-max", type=float, default=300.0, metavar="SECONDS",
                         help="CrashLoopBackOff's longest delay (default 300, the kubelet's)")
-    create.add_argument("--kubelet-restart-sec", type=float, default=10.0, metavar="SECONDS",
-                        help="systemd's RestartSec for a kubelet that exited (default 10, kubeadm's unit)")
+    create.add_argument("--kubelet-restart-sec", type=float, default=None, metavar="SECONDS",
+                        help="systemd's RestartSec for a kubelet that exited (default: its unit's; kubeadm's 10)")
     create.add_argument("--key-algorithm", default=None, metavar="ALG",
                         help="RSA-2048 (kubeadm's default) or ECDSA-P256 (fast; kubeadm's encryptionAlgorithm; "
                              "k3s's keys, its default)")

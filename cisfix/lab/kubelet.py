@@ -471,6 +471,13 @@ def published(layout: Layout, port: int) -> int:
     return layout.settings().published.get(str(port), port)
 
 
+def load_effective(layout: Layout, flags: Dict[str, str], version: str) -> Effective:
+    """The configuration the kubelet starts with: --config, then --config-dir's drop-ins, then flags."""
+    config_path = flags.get("config", "")
+    config = load_config(layout, config_path) if config_path else {}
+    return Effective(flags, merge_dropins(layout, flags.get("config-dir", ""), config), version)
+
+
 def main(root: str, argv: Optional[List[str]] = None) -> int:
     layout = Layout(root)
     argv = sys.argv[1:] if argv is None else argv
@@ -484,13 +491,11 @@ def main(root: str, argv: Optional[List[str]] = None) -> int:
     if flags.get("version", "false") != "false":  # verflag: print and exit, before any configuration
         print(settings.kubelet_version or f"Kubernetes v{version}")
         return 0
-    config_path = flags.get("config", "")
     try:
-        config = load_config(layout, config_path) if config_path else {}
-        config = merge_dropins(layout, flags.get("config-dir", ""), config)
-        effective = Effective(flags, config, version)
+        effective = load_effective(layout, flags, version)
     except (ConfigError, ValueError) as exc:
-        message = f"failed to load kubelet config file, path: {config_path or flags.get('config-dir')}, error: {exc}"
+        message = (f"failed to load kubelet config file, path: {flags.get('config') or flags.get('config-dir')}, "
+                   f"error: {exc}")
         emit(layout, "config-invalid", "kubelet", message)
         klog("E", f'"command failed" err={json.dumps(message)}')
         return 1

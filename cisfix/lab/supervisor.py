@@ -41,10 +41,11 @@ def kubelet_command(layout: Layout) -> List[str]:
 
 def kubelet_service(layout: Layout) -> Service:
     service = load_service(layout, "kubelet.service")
-    return Service([str(layout.host(service.argv[0]))] + service.argv[1:], service.slice)
+    return Service([str(layout.host(service.argv[0]))] + service.argv[1:], service.slice, service.restart_sec)
 
 
 def kubelet_unit(layout: Layout) -> Unit:
+    """The kubelet's RestartSec is the lab's setting (tests ask for speed), not the unit file's."""
     service = kubelet_service(layout)
     return Unit("kubelet", service.argv, f"{service.slice}/kubelet.service", layout.settings().kubelet_restart_sec,
                 layout.log_dir / "kubelet.log")

@@ -35,6 +35,7 @@ class UnitError(ValueError):
 class Service:
     argv: List[str]  # ExecStart expanded; argv[0] the node's path of the program
     slice: str  # Slice=, "system.slice" by default
+    restart_sec: float  # RestartSec= (seconds, or a systemd time span "5s", "1min"); systemd's default 100ms
 
 
 def unit_files(layout: Layout, unit: str) -> List[str]:
@@ -74,7 +75,7 @@ def _directives(text: str) -> List[Tuple[str, str]]:
 def load_service(layout: Layout, unit: str) -> Service:
     environment: Dict[str, str] = {}
     env_files: List[str] = []
-    exec_start, slice_ = "", "system.slice"
+    exec_start, slice_, restart_sec = "", "system.slice", 0.1
     for path in unit_files(layout, unit):
         for key, value in _directives(layout.host(path).read_text(encoding="utf-8")):
             if key == "Environment":
@@ -89,6 +90,8 @@ def load_service(layout: Layout, unit: str) -> Service:
                 exec_start = value
             elif key == "Slice":
                 slice_ = value or "system.slice"
+            elif key == "RestartSec":
+                restart_sec = _timespan(value) if value else 0.1
     if not exec_start:
         raise UnitError(f"{unit} has no ExecStart= setting")
     for name in env_files:
@@ -98,7 +101,19 @@ def load_service(layout: Layout, unit: str) -> Service:
         except FileNotFoundError:
             if not optional:
                 raise UnitError(f"Failed to load environment files: {path}: No such file or directory")
-    return Service(_expand(exec_start.lstrip("-@+!:"), environment), slice_)
+    return Service(_expand(exec_start.lstrip("-@+!:"), environment), slice_, restart_sec)
+
+
+def _timespan(text: str) -> float:
+    """systemd.time(7): a bare number is seconds; else units ("5s", "1min 30s", "100ms")."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text)
+    if not parts or re.sub(r"[\d.\sa-z]", "", text):
+        raise UnitError(f"Invalid RestartSec= value: {text}")
+    try:
+        return sum(float(number) * units[unit or "s"] for number, unit in parts)
+    except KeyError:
+        raise UnitError(f"Invalid RestartSec= value: {text}") from None
 
 
 def _expand(command: str, environment: Dict[str, str]) -> List[str]:

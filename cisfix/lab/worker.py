@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..kubeyaml import dump as dump_yaml
 from . import nodeadm
@@ -27,6 +27,7 @@ from .flags import flag_table
 from .kubeadm import parse_version
 from .layout import CISFIX_CONFIG, Layout, Settings
 from .pki import Cert, issue_all
+from .systemd import load_service
 from .tree import free_ports, import_path, launcher_script, make_dir, new_layout, write
 from .workerdata import PROVIDERS, Provider
 from . import workerdata as data
@@ -153,17 +154,18 @@ def _write_launchers(layout: Layout, provider: Provider, settings: Settings) -> 
 
 
 def create(root: "str | os.PathLike[str]", distribution: str, version: str = "1.32",
-           key_algorithm: str = "ECDSA-P256", kubelet_restart_sec: float = 5.0) -> Layout:
-    """Write a managed worker node of `distribution` (a PROVIDERS key)."""
+           key_algorithm: str = "ECDSA-P256", kubelet_restart_sec: Optional[float] = None) -> Layout:
+    """Write a managed worker node of `distribution` (a PROVIDERS key); the kubelet restarts
+    `kubelet_restart_sec` after it exits, by default its unit's RestartSec."""
     provider = PROVIDERS.get(distribution)
     if provider is None:
         raise ValueError(f"--distribution {distribution}: no such worker lab ({', '.join(PROVIDERS)})")
     full = version_of(provider, version)
-    if kubelet_restart_sec < 0:
+    if kubelet_restart_sec is not None and kubelet_restart_sec < 0:
         raise ValueError("the kubelet's restart delay must not be negative")
     layout = new_layout(root)
     ports = free_ports(("kubelet", "kubelet-healthz"))
-    settings = Settings(version=full, ports=ports, distribution=distribution, kubelet_restart_sec=kubelet_restart_sec,
+    settings = Settings(version=full, ports=ports, distribution=distribution,
                         node_name=data.NODE_NAME, python=sys.executable, import_path=import_path(),
                         kubelet_version=provider.version_format.format(v=full),
                         published={str(PORT): ports["kubelet"], str(HEALTHZ_PORT): ports["kubelet-healthz"]})
@@ -173,6 +175,9 @@ def create(root: "str | os.PathLike[str]", distribution: str, version: str = "1.
     layout.save_settings(settings)
     _pki(layout, provider, key_algorithm)
     WRITERS[distribution](layout, full)
+    settings.kubelet_restart_sec = load_service(layout, "kubelet.service").restart_sec \
+        if kubelet_restart_sec is None else kubelet_restart_sec
+    layout.save_settings(settings)
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, provider, settings)), 0o644)
     _write_launchers(layout, provider, settings)
     return layout
