@@ -184,3 +184,20 @@ def test_every_supported_version_makes_a_kubelet_command_line_and_config_the_kub
         effective = load_effective(layout, flags, version)
         assert effective.config["authentication"]["x509"]["clientCAFile"] == PROVIDERS[name].client_ca
         assert layout.settings().kubelet_restart_sec == {"gke": 10, "aks": 2}.get(name, 5)  # the unit's RestartSec
+
+
+def test_the_restart_program_cisfix_is_given_restarts_the_kubelet_with_its_edited_flags(workers, tmp_path):
+    lab = workers("aks")
+    before = lab.status()["kubelet"].pid
+    defaults = lab.layout.host("/etc/default/kubelet")
+    original = defaults.read_text()
+    defaults.write_text(original.replace("--max-pods=110", "--max-pods=111"))  # nothing EXPECTED looks at
+    try:
+        result = subprocess.run(lab.node_config()["components"]["kubelet"]["restart"], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        status = lab.wait_healthy(30)["kubelet"]
+        assert status.pid != before and status.restarts == 1
+        assert configz(lab, tmp_path)["maxPods"] == 111
+    finally:
+        defaults.write_text(original)

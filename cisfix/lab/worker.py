@@ -115,8 +115,8 @@ def _gke(layout: Layout, version: str) -> None:
 
 def _aks(layout: Layout, version: str) -> None:
     write(layout.host("/etc/systemd/system/kubelet.service"), data.AKS_UNIT, 0o644)
-    for name, text in data.AKS_DROPINS.items():
-        write(layout.host(f"/etc/systemd/system/kubelet.service.d/{name}"), text, 0o644)
+    for name, text, mode in data.AKS_DROPINS:
+        write(layout.host(f"/etc/systemd/system/kubelet.service.d/{name}"), text, mode)
     flags = " ".join(known_flags(data.AKS_KUBELET_FLAGS, version))
     write(layout.host("/etc/default/kubelet"), f"KUBELET_FLAGS={flags}\n{data.AKS_DEFAULTS_REST}", 0o644)
     write(layout.host("/etc/kubernetes/azure.json"), data.AKS_AZURE_JSON, 0o600)

@@ -321,14 +321,16 @@ ExecStart=/usr/local/bin/kubelet \\
 [Install]
 WantedBy=multi-user.target
 """
-AKS_DROPINS = {  # AgentBaker's drop-ins (10-containerd.conf, 10-tlsbootstrap.conf, 10-cgroupv2.conf)
-    "10-containerd.conf": '[Service]\nEnvironment=KUBELET_CONTAINERD_FLAGS="--runtime-request-timeout=15m '
-                          '--container-runtime-endpoint=unix:///run/containerd/containerd.sock '
-                          '--runtime-cgroups=/system.slice/containerd.service"\n',
-    "10-tlsbootstrap.conf": '[Service]\nEnvironment=KUBELET_TLS_BOOTSTRAP_FLAGS="--kubeconfig /var/lib/kubelet/kubeconfig '
-                            '--bootstrap-kubeconfig /var/lib/kubelet/bootstrap-kubeconfig"\n',
-    "10-cgroupv2.conf": '[Service]\nEnvironment=KUBELET_CGROUP_FLAGS="--cgroup-driver=systemd"\n',
-}
+# AgentBaker's drop-ins (artifacts 10-containerd.conf, 10-tlsbootstrap.conf, 10-cgroupv2.conf: name, text, mode;
+# the CSE writes the TLS bootstrap one 0600).
+AKS_DROPINS = (
+    ("10-containerd.conf", '[Service]\nEnvironment="KUBELET_CONTAINERD_FLAGS=--runtime-request-timeout=15m '
+                           '--container-runtime-endpoint=unix:///run/containerd/containerd.sock '
+                           '--runtime-cgroups=/system.slice/containerd.service"\n', 0o644),
+    ("10-tlsbootstrap.conf", '[Service]\nEnvironment="KUBELET_TLS_BOOTSTRAP_FLAGS=--kubeconfig /var/lib/kubelet/kubeconfig '
+                             '--bootstrap-kubeconfig /var/lib/kubelet/bootstrap-kubeconfig"\n', 0o600),
+    ("10-cgroupv2.conf", '[Service]\nEnvironment="KUBELET_CGROUP_FLAGS=--cgroup-driver=systemd"\n', 0o644),
+)
 # The CSE's KUBELET_FLAGS, unquoted (values with `<`), sorted by name as AgentBaker writes them. SEEDED:
 # --make-iptables-util-chains=false and --rotate-certificates=false (a node pool made before rotation).
 # Flags the kubelet of the lab's version does not know are left out when written (worker.py).
