@@ -135,6 +135,11 @@ def test_bad_worker_input_is_one_line_and_exit_2(tmp_path):
     layout.host(nodeadm.USER_DATA).write_text("apiVersion: v1\nkind: ConfigMap\n")
     result = lab_cli("reboot", str(root))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and nodeadm.USER_DATA in result.stderr
+    layout.host(nodeadm.USER_DATA).unlink()
+    result = lab_cli("reboot", str(root))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "No such file" in result.stderr
+    result = lab_cli("create", str(tmp_path / "joined"), "--distribution", "gke", "--join", str(root))
+    assert result.returncode == 2 and "only a kubeadm lab joins" in result.stderr
     assert {p: p.read_bytes() for p in before} == before
     assert processes_under(root) == []
 

@@ -28,14 +28,14 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.distribution not in ("kubeadm", "rke2", "k3s") + WORKERS:
         raise LabError(f"--distribution {args.distribution}: no such lab in this build "
                        f"({', '.join(('kubeadm', 'rke2', 'k3s') + WORKERS)})")
-    if args.distribution in WORKERS:
-        return _create_worker(args)
     if args.join and args.distribution != "kubeadm":
         raise LabError(f"--join: only a kubeadm lab joins a cluster, not {args.distribution}")
     if args.join and args.k8s_version:
         raise LabError("--k8s-version: a joining node runs its cluster's version")
     if args.node_name and not args.join:
         raise LabError("--node-name: only with --join (a cluster's first node is lab-node)")
+    if args.distribution in WORKERS:
+        return _create_worker(args)
     version = args.k8s_version or DEFAULT_VERSION
     restart_sec = 10.0 if args.kubelet_restart_sec is None else args.kubelet_restart_sec  # kubeadm's unit
     try:

@@ -3,9 +3,10 @@
 It daemonizes (the caller returns once it runs), becomes a child subreaper so that containers left behind
 by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the node's unit — the
 distribution's `Unit` (`UNITS`), recomputed at every start so that edits take effect on restart: on kubeadm
-the kubelet, its command line expanded from the kubeadm drop-in, `kubeadm-flags.env` and
-`/etc/default/kubelet`; on RKE2 `rke2 server` (`rke2.py`), which runs the kubelet as its child; on k3s
-`k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is
+and on a managed worker (eks-al2, eks-al2023, gke, aks) the kubelet, its command line kubelet.service's
+ExecStart as systemd expands it (systemd.py: kubeadm's drop-in, `kubeadm-flags.env` and
+`/etc/default/kubelet`; a provider's unit, drop-ins and environment files); on RKE2 `rke2 server`
+(`rke2.py`), which runs the kubelet as its child; on k3s `k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is
 `systemctl restart <unit>`. It records the exit status of every orphan it reaps (the next kubelet reports
 it) and on SIGTERM stops the unit and every container process group, and exits when none is left.
 """
