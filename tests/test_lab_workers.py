@@ -67,6 +67,10 @@ def configz(lab: Lab, tmp_path: Path) -> dict:
         return json.load(response)["kubeletconfig"]
 
 
+def environment_file(layout) -> str:
+    return layout.host(nodeadm.ENVIRONMENT).read_text()
+
+
 def lab_cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cisfix.lab.cli", *argv], capture_output=True, text=True, timeout=120)
 
@@ -132,6 +136,15 @@ def test_bad_worker_input_is_one_line_and_exit_2(tmp_path):
     root = create(tmp_path / "al2023", "eks-al2023").root
     layout = Lab(root).layout
     before = {p: p.read_bytes() for p in (layout.host(nodeadm.CONFIG), layout.host(nodeadm.ENVIRONMENT))}
+    bare = ("apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: c\n"
+            "    apiServerEndpoint: https://c\n    certificateAuthority: Y2E=\n    cidr: 10.100.0.0/16\n")
+    layout.host(nodeadm.USER_DATA).write_text(bare)  # EC2 user data that is one NodeConfig, no MIME
+    assert nodeadm.boot(layout) == [nodeadm.CONFIG, nodeadm.ENVIRONMENT]
+    assert not layout.host(nodeadm.DROPIN).exists() and "--config-dir" not in environment_file(layout)
+    layout.host(nodeadm.USER_DATA).write_text(bare.replace("    cidr: 10.100.0.0/16\n", ""))
+    result = lab_cli("reboot", str(root))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "CIDR is missing" in result.stderr
+    before = {p: p.read_bytes() for p in before}
     layout.host(nodeadm.USER_DATA).write_text("apiVersion: v1\nkind: ConfigMap\n")
     result = lab_cli("reboot", str(root))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and nodeadm.USER_DATA in result.stderr

@@ -116,6 +116,11 @@ def read_spec(layout: Layout) -> Dict[str, Any]:
     spec: Dict[str, Any] = {}
     for document in _documents(raw):
         spec = _merge_struct(spec, _node_config(document))
+    cluster = spec.get("cluster") if isinstance(spec.get("cluster"), dict) else {}
+    for key, name in (("name", "Name"), ("apiServerEndpoint", "Apiserver endpoint"),
+                      ("certificateAuthority", "Certificate authority"), ("cidr", "CIDR")):
+        if not cluster.get(key):  # api/validation.go ValidateNodeConfig
+            raise NodeadmError(f"{USER_DATA}: {name} is missing in cluster configuration")
     return spec
 
 
