@@ -10,6 +10,7 @@ import json
 import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Dict
@@ -86,6 +87,11 @@ def test_worker_lab_runs_its_kubelet_from_the_providers_unit_and_serves_configz(
     config = lab.node_config()
     assert config["distribution"] == PROVIDERS[name].distribution and "version" not in config
     live = configz(lab, tmp_path)
+    assert lab.probe(config["components"]["kubelet"]["liveConfig"])  # cisfix's own client, with the kubeconfig
+    anonymous = ssl.create_default_context()
+    anonymous.check_hostname, anonymous.verify_mode = False, ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(config["components"]["kubelet"]["liveConfig"]["url"], context=anonymous, timeout=10)
     for key, value in EXPECTED[name].items():
         assert live[key] == value, (key, live[key])
     slice_ = "runtime.slice" if name.startswith("eks") else "system.slice"
