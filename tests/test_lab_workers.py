@@ -33,7 +33,10 @@ EXPECTED = {
     "gke": {"readOnlyPort": 10255, "staticPodPath": "/etc/kubernetes/manifests",  # kubelet-config.yaml
             "streamingConnectionIdleTimeout": "0"},  # KUBELET_OPTS
     "aks": {"rotateCertificates": False, "eventRecordQPS": 0, "readOnlyPort": 0,  # KUBELET_FLAGS
-            "featureGates": {"RotateKubeletServerCertificate": True}},
+            "featureGates": {"RotateKubeletServerCertificate": True}, "clusterDNS": ["10.0.0.10"],
+            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                               "x509": {"clientCAFile": "/etc/kubernetes/certs/ca.crt"}},
+            "evictionHard": {"memory.available": "750Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%"}},
 }
 VERSIONS = {"eks-al2": "Kubernetes v1.32.3-eks-4096722", "eks-al2023": "Kubernetes v1.32.3-eks-4096722",
             "gke": "Kubernetes v1.32.3-gke.1234000", "aks": "Kubernetes v1.32.3"}

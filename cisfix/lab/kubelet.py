@@ -140,11 +140,14 @@ FLAG_PATHS = {"anonymous-auth": "authentication.anonymous.enabled", "client-ca-f
               "authorization-mode": "authorization.mode", "event-qps": "eventRecordQPS",
               "make-iptables-util-chains": "makeIPTablesUtilChains", "pod-manifest-path": "staticPodPath",
               "tls-cert-file": "tlsCertFile", "tls-private-key-file": "tlsPrivateKeyFile",
-              "registry-qps": "registryPullQPS", "pod-max-pids": "podPidsLimit"}
+              "registry-qps": "registryPullQPS", "pod-max-pids": "podPidsLimit", "cluster-dns": "clusterDNS",
+              "authentication-token-webhook": "authentication.webhook.enabled", "cgroups-per-qos": "cgroupsPerQOS",
+              "image-gc-high-threshold": "imageGCHighThresholdPercent",
+              "image-gc-low-threshold": "imageGCLowThresholdPercent"}
 # Flags that are no configuration at all.
 NOT_CONFIG = frozenset({"config", "config-dir", "containerd", "kubeconfig", "bootstrap-kubeconfig",
                         "container-runtime-endpoint", "v", "cloud-provider", "cloud-config", "cert-dir",
-                        "image-credential-provider-config", "image-credential-provider-bin-dir", "volume-plugin-dir",
+                        "image-credential-provider-config", "image-credential-provider-bin-dir",
                         "experimental-mounter-path", "runtime-cgroups",
                         "pod-infra-container-image", "hostname-override", "node-ip", "node-labels"})
 # KubeletConfiguration v1beta1 defaults for the fields the benchmark reads.
