@@ -181,3 +181,21 @@ def test_audit_text_and_fix_say_what_does_not_last(tmp_path):
     text = node.run("audit")
     assert "do not last" in text.stdout and "nodeadm rewrites" in text.stdout
     assert "NodeConfig" in text.stdout
+
+
+def test_a_distribution_with_benchmarks_of_its_own_and_an_unknown_version_gets_its_newest_said_so(tmp_path):
+    """RKE2 stands for any such distribution here (EKS, GKE and AKS register theirs alike); kubeadm's
+    generic benchmarks are never guessed at: without a version, its audit asks for one."""
+    from cisfix.testing import build_node
+
+    node = build_node(tmp_path / "node")
+    node.write("/etc/cisfix/config.yaml", b"apiVersion: cisfix/v1\nkind: NodeConfig\ndistribution: rke2\n")
+    described = node.run("benchmarks", "--format", "json").json()["node"]
+    assert described["benchmark"].startswith("rke2-cis-")
+    assert described["warnings"][0].startswith("the Kubernetes version of this rke2 node is unknown: audited against "
+                                               f"{described['benchmark']}, its newest benchmark")
+    plain = build_node(tmp_path / "plain")
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        plain.path(f"/etc/kubernetes/manifests/{name}.yaml").unlink()
+    info = plugins_of(plain).info
+    assert (info.version, info.benchmark, info.warnings) == (None, None, ())
