@@ -92,7 +92,8 @@ def parse(text: str) -> FlagFile:
             offset += len(line)
             continue
         unit = unit or bool(re.match(r"^[ \t]*\[\w+\][ \t]*$", body))
-        directive = _EXEC_START.match(body) or _ENV_FILE.match(body) or (unit and not body.lstrip().startswith("Environment="))
+        directive = (_EXEC_START.match(body) or _ENV_FILE.match(body)
+                     or (unit and not body.lstrip().startswith("Environment=")))
         found = None if directive else _assignment_value(body)
         if _EXEC_START.match(body):
             command = _EXEC_START.match(body).group("cmd")

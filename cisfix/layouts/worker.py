@@ -15,7 +15,6 @@ settings the provider writes when it makes the node.
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -23,7 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from ..commands import output_of_trusted
 from ..editors import flagfile
 from ..node import Node
-from ..types import READ, Component, HostPath, NetChange, NodeInfo
+from ..types import Component, HostPath, NetChange, NodeInfo
 from .kubeadm import host_paths as component_paths
 from .overrides import configured_components
 
@@ -140,23 +139,25 @@ FLAG_FIELDS = {
 
 def kubelet_changes(info: NodeInfo, changes: Sequence[NetChange]) -> KubeletChanges:
     """Of the net changes of the fixes, those of the kubelet's flag files (flags) and of its config file or
-    drop-ins (settings), each compared before and after."""
+    its drop-ins (`<config>.d/`, nodeadm's --config-dir) (settings), each compared before and after."""
     spec = info.components.get("kubelet") or Component("kubelet")
-    config_dir = posixpath.dirname(spec.config) if spec.config else None
     config: Dict[Path, Any] = {}
     flags: Dict[str, Any] = {}
     others = []
     for change in changes:
-        before, after = (change.before or b"").decode("utf-8", "replace"), (change.after or b"").decode("utf-8", "replace")
+        before, after = ((data or b"").decode("utf-8", "replace") for data in (change.before, change.after))
         if change.path in spec.flag_files:
-            old, new = flagfile.flags_of(before), flagfile.flags_of(after)
-            flags.update((name, new.get(name, GONE)) for name in sorted({*old, *new}) if old.get(name, GONE) != new.get(name, GONE))
-        elif config_dir and (change.path == spec.config or change.path.startswith(config_dir + "/")):
-            old, new = _leaves(_document(before)), _leaves(_document(after))
-            config.update((path, new.get(path, GONE)) for path in sorted({*old, *new}) if old.get(path, GONE) != new.get(path, GONE))
+            flags.update(_differences(flagfile.flags_of(before), flagfile.flags_of(after)))
+        elif spec.config and (change.path == spec.config or change.path.startswith(f"{spec.config}.d/")):
+            config.update(_differences(_leaves(_document(before)), _leaves(_document(after))))
         else:
             others.append(change.path)
     return KubeletChanges(config, flags, tuple(others))
+
+
+def _differences(old: Mapping[Any, Any], new: Mapping[Any, Any]) -> Dict[Any, Any]:
+    """key -> its new value (GONE: removed) for every key whose value changed."""
+    return {key: new.get(key, GONE) for key in sorted({*old, *new}) if old.get(key, GONE) != new.get(key, GONE)}
 
 
 def _document(text: str) -> dict:

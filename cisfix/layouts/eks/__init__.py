@@ -84,7 +84,8 @@ def _nodeconfig(found: worker.KubeletChanges, notes: List[str]) -> PersistPlan:
     flags = [worker.flag_word(name, v) for name, v in found.flags.items() if v is not worker.GONE]
     removed = [".".join(p) for p, v in found.config.items() if v is worker.GONE] + \
               [f"--{name}" for name, v in found.flags.items() if v is worker.GONE]
-    notes += [f"a NodeConfig cannot remove a setting nodeadm writes: {', '.join(removed)}"] if removed else []
+    if removed:
+        notes.append(f"a NodeConfig cannot remove a setting nodeadm writes: {', '.join(removed)}")
     if not (config or flags):
         return PersistPlan(notes=(*notes, "no kubelet setting changed: nothing for the user data"))
     kubelet = {**({"config": worker.nested(config)} if config else {}), **({"flags": flags} if flags else {})}
@@ -98,14 +99,17 @@ def _user_data(found: worker.KubeletChanges, notes: List[str]) -> PersistPlan:
     bootstrap.sh (which edits that file in place, keeping what it does not set) starts the kubelet."""
     lines = ["#!/bin/bash", "# cisfix: the kubelet settings of its fixes, set before /etc/eks/bootstrap.sh runs",
              "set -o errexit", f"config={AL2_CONFIG}"]
-    program = [(f"del(.{_jq_path(p)})" if v is worker.GONE else f".{_jq_path(p)} = {json.dumps(v)}") for p, v in found.config.items()]
+    program = [f"del(.{_jq_path(p)})" if v is worker.GONE else f".{_jq_path(p)} = {json.dumps(v)}"
+               for p, v in found.config.items()]
     if program:
-        lines.append(f'jq {shlex.quote(" | ".join(program))} "$config" > "$config.cisfix" && mv "$config.cisfix" "$config"')
+        lines.append(f'jq {shlex.quote(" | ".join(program))} "$config" > "$config.cisfix" '
+                     '&& mv "$config.cisfix" "$config"')
     flags = [worker.flag_word(n, v) for n, v in found.flags.items() if v is not worker.GONE]
     if flags:
         lines.append(f"# and give bootstrap.sh: --kubelet-extra-args {shlex.quote(' '.join(flags))}")
     removed = [f"--{n}" for n, v in found.flags.items() if v is worker.GONE]
-    notes += [f"bootstrap.sh writes these flags itself; the user data cannot remove them: {', '.join(removed)}"] if removed else []
+    if removed:
+        notes.append(f"bootstrap.sh writes these flags itself; the user data cannot remove them: {', '.join(removed)}")
     if not (program or flags):
         return PersistPlan(notes=(*notes, "no kubelet setting changed: nothing for the user data"))
     return PersistPlan(files={"user-data.sh": ("\n".join(lines) + "\n").encode("utf-8")}, show_files=True,
