@@ -199,3 +199,25 @@ def test_a_distribution_with_benchmarks_of_its_own_and_an_unknown_version_gets_i
         plain.path(f"/etc/kubernetes/manifests/{name}.yaml").unlink()
     info = plugins_of(plain).info
     assert (info.version, info.benchmark, info.warnings) == (None, None, ())
+
+
+def test_a_kubelet_that_floods_or_hangs_gives_no_version_and_does_not_stall_the_run(tmp_path, monkeypatch):
+    from cisfix.layouts import worker
+
+    monkeypatch.setattr(worker, "VERSION_TIMEOUT", 0.5)
+    node = make(tmp_path / "node", "aks")
+    node.write("/usr/local/bin/kubelet", b"#!/bin/sh\nwhile :; do echo 'Kubernetes v1.32.3'; done\n", mode=0o755)
+    assert plugins_of(node).info.version is None  # more than a version line: killed once it said too much
+    node.write("/usr/local/bin/kubelet", b"#!/bin/sh\nexec sleep 30\n", mode=0o755)
+    assert plugins_of(node).info.version is None  # killed at the timeout
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_paths_name_the_kubelets_files_and_hide_what_no_run_may_see(tmp_path, provider):
+    lines = make(tmp_path / "node", provider).run("paths", "--for", "fix").stdout.splitlines()
+    entries = {line.split()[2]: line.split()[0] for line in lines}
+    assert entries["/etc/systemd/system"] == "write" and entries["/var/lib/kubelet/pods"] == "hide"
+    assert entries["/var/lib/kubelet"] == "write"
+    assert entries[{"aks": "/usr/local/bin/kubelet", "gke": "/home/kubernetes/bin/kubelet"}.get(provider, "/usr/bin/kubelet")] == "read"
+    if provider == "aks":
+        assert entries["/etc/kubernetes/azure.json"] == "hide" and entries["/etc/default"] == "write"

@@ -22,8 +22,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from ..commands import output_of_trusted
 from ..editors import flagfile
 from ..node import Node
-from ..types import Component, HostPath, NetChange, NodeInfo
+from ..types import WRITE, Component, HostPath, NetChange, NodeInfo
 from .kubeadm import host_paths as component_paths
+from .kubeadm.paths import KUBELET_ROOT
 from .overrides import configured_components
 
 UNIT = "/etc/systemd/system/kubelet.service"
@@ -95,9 +96,12 @@ def describe(node: Node, config: Mapping[str, Any], provider: Provider, lasts: s
 
 
 def host_paths(info: NodeInfo, provider: Provider, extra: Sequence[HostPath] = ()) -> List[HostPath]:
-    """The kubelet's settings folders (written by fixes) and what no run may see, as on a kubeadm node;
-    the client CA its file checks read; the kubelet binary that tells the version."""
+    """The kubelet's settings folders (written by fixes) and what no run may see (its pods' folders), as on
+    a kubeadm node; the client CA and kubeconfig its file checks read; the kubelet binary that tells the
+    version."""
     return [*component_paths(info), HostPath(provider.client_ca, "the kubelet's client CA (file checks)"),
+            HostPath(KUBELET_ROOT, "the kubelet's kubeconfig and certificates (file checks; fixes set their modes)",
+                     fix=WRITE),
             HostPath(provider.binary, "the kubelet: its --version is the node's Kubernetes version", folder=False),
             *extra]
 
