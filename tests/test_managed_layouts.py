@@ -222,3 +222,17 @@ def test_paths_name_the_kubelets_files_and_hide_what_no_run_may_see(tmp_path, pr
     assert any(binary == path or binary.startswith(path + "/") for path in entries)  # itself, or a folder holding it
     if provider == "aks":
         assert entries["/etc/kubernetes/azure.json"] == "hide" and entries["/etc/default"] == "write"
+
+
+def test_an_aks_node_pool_with_a_kubelet_config_file_reads_it_below_the_flags(tmp_path):
+    node = make(tmp_path / "node", "aks")
+    node.write("/etc/default/kubeletconfig.json", json.dumps(
+        {"kind": "KubeletConfiguration", "apiVersion": "kubelet.config.k8s.io/v1beta1", "podPidsLimit": 4096}).encode(), 0o644)
+    node.write("/etc/default/kubelet", (AKS_FLAGS + "KUBELET_CONFIG_FILE_FLAGS=--config /etc/default/kubeletconfig.json\n").encode(),
+               0o644)
+    plugins = plugins_of(node)
+    assert plugins.info.components["kubelet"].config == "/etc/default/kubeletconfig.json"
+    settings = node_state(plugins).settings("kubelet")
+    assert settings.config_path == "/etc/default/kubeletconfig.json"
+    assert settings.setting("pod-max-pids", "podPidsLimit")[1] == "-1"  # the flag wins over the file
+    assert settings.setting("seccomp-default", "seccompDefault")[0] is False

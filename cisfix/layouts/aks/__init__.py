@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import List, Optional
 
 from ...errors import InputError
@@ -23,6 +24,7 @@ from ...types import HIDE, HostPath, NetChange, NodeInfo, PersistPlan
 from .. import worker
 
 FLAGS = "/etc/default/kubelet"
+CONFIG = "/etc/default/kubeletconfig.json"  # on node pools given a config file (KUBELET_CONFIG_FILE_FLAGS)
 AZURE_JSON = "/etc/kubernetes/azure.json"  # the cloud provider's configuration (0600): its presence only
 PROVIDER = worker.Provider("aks", binary="/usr/local/bin/kubelet", config=None, env_files=(FLAGS,),
                            cgroup="system.slice/kubelet.service", client_ca="/etc/kubernetes/certs")
@@ -62,7 +64,8 @@ def cisfix_describe_node(node: Node, config: dict) -> Optional[NodeInfo]:
         return None
     lasts = worker.not_lasting("a node pool upgrade, reimage or scaling replaces the node with one made from the "
                                "node pool's settings", f"create the node pool with {MECHANISM}")
-    return worker.describe(node, config, PROVIDER, lasts)
+    with_config = node.host(node.resolve(CONFIG)).exists()
+    return worker.describe(node, config, replace(PROVIDER, config=CONFIG) if with_config else PROVIDER, lasts)
 
 
 def _aks_flags(node: Node, config: dict) -> bool:
