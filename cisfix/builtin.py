@@ -51,11 +51,12 @@ def not_a_node_reason(node: Node) -> Optional[str]:
     if not node.root.is_dir():
         return "not a directory" if node.root.exists() else "no such directory"
     from .config import load_node_config
-    from .layouts import k3s, kubeadm, rke2  # the built-in layouts, in the order they answer
+    from .layouts import aks, eks, gke, k3s, kubeadm, rke2  # the built-in layouts, in the order they answer
 
     config = load_node_config(node)
-    info = next(found for found in (layout.cisfix_describe_node(node, config) for layout in (rke2, k3s, kubeadm)) if found)
-    if info.distribution in ("rke2", "k3s"):  # its configuration or data folder is there: a node it runs
+    info = next(found for found in (layout.cisfix_describe_node(node, config) for layout in (rke2, k3s, eks, gke, aks, kubeadm))
+                if found)
+    if info.distribution in ("rke2", "k3s", "eks", "gke", "aks"):  # its files are there: a node it runs
         return None
     wanted = [p for c in info.components.values() for p in (c.manifest, c.config) if p]
     if any(require_regular(node.host(node.resolve(p)), node.display(p)) for p in wanted):

@@ -108,3 +108,48 @@ def run_trusted(argv: Sequence[str], what: str, timeout: float) -> int:
         return 124
     except OSError as exc:  # trusted, yet the kernel will not run it (no #! line, a foreign binary)
         raise CommandRefused(command[0], f"cannot be run: {exc.strerror}; not running {what}")
+
+
+def output_of_trusted(argv: Sequence[str], what: str, timeout: float, limit: int = 4096) -> Optional[str]:
+    """The first `limit` bytes a trusted command (see `trusted_command`) writes to its standard output,
+    as text; None when it fails, does not end within `timeout` seconds, or cannot be run. For a
+    question asked of a program (`kubelet --version`), whose answer is optional."""
+    try:
+        command = trusted_command(argv, what)
+    except CommandRefused:
+        return None
+    environment = {**os.environ, "PATH": ":".join(SEARCH_PATH)}
+    try:
+        with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              env=environment, cwd="/") as process:
+            try:
+                # At most `limit` bytes are read: a program that floods its output is killed, not buffered.
+                out = _bounded(process, limit, timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                return None
+            return out.decode("utf-8", "replace") if process.returncode == 0 else None
+    except OSError:
+        return None
+
+
+def _bounded(process: "subprocess.Popen", limit: int, timeout: float) -> bytes:
+    """Up to `limit` bytes of the process's output, then its exit (killed when it is not over in `timeout`)."""
+    import selectors
+    import time
+
+    deadline, data = time.monotonic() + timeout, b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while len(data) < limit:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            chunk = os.read(process.stdout.fileno(), limit - len(data))
+            if not chunk:
+                break
+            data += chunk
+    if len(data) >= limit:
+        process.kill()
+    process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    return data

@@ -212,7 +212,9 @@ def cisfix_plan_persistence(node_info: "NodeInfo", state: "NodeState",
     (`cluster_files`) and how to reach the cluster (`cluster`: a `cisfix.ClusterAccess`), which the core
     publishes and waits for (`cisfix.persist_nodes`) — or None when this is not your layout's node. The built-in kubeadm layout persists into the
     `kubeadm-config` and `kubelet-config` ConfigMaps and kubeadm patch files
-    (`cisfix.layouts.kubeadm.persist`).
+    (`cisfix.layouts.kubeadm.persist`). Where no installer reads them and a person must paste them into the
+    provider's own mechanism (a node pool's settings, user data), set `show_files`: persist prints them
+    (the managed worker layouts, `cisfix.layouts.worker`).
 
     Example::
 

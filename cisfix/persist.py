@@ -45,6 +45,7 @@ class PersistReport:
     recovered: List[dict] = field(default_factory=list)  # what recovery undid first (`Recovered.as_dict`)
     control_plane: Optional[ControlPlane] = None
     package_owned: List[str] = field(default_factory=list)  # fixed files a package upgrade reinstalls
+    shown: Dict[str, str] = field(default_factory=dict)  # name -> content of the files a person pastes (show_files)
 
     @property
     def exit_code(self) -> int:
@@ -60,7 +61,7 @@ class PersistReport:
         return {"objects": [o.as_dict() for o in self.objects], "files_dir": self.files_dir, "files": self.files,
                 "files_usage": self.files_usage, "notes": self.notes, "exit_code": self.exit_code,
                 "control_plane": self.control_plane.as_dict() if self.control_plane else None,
-                "package_owned": self.package_owned,
+                "package_owned": self.package_owned, **({"shown": self.shown} if self.shown else {}),
                 **({"recovered": self.recovered} if self.recovered else {})}
 
 
@@ -149,6 +150,8 @@ def _persist(plugins: Plugins, journal: Journal, state: NodeState, force: bool, 
         directory = node.state_dir / PATCH_FILES
         report.files_dir, report.files = str(directory), sorted(plan.files)
         report.files_usage = plan.files_usage.format(dir=directory)
+        if plan.show_files:
+            report.shown = {name: data.decode("utf-8", "replace") for name, data in sorted(plan.files.items())}
         if not dry_run:
             for name, data in plan.files.items():
                 _write(directory / name, data)
@@ -196,6 +199,9 @@ def print_report(report: PersistReport, quiet: bool, show_diff: bool) -> None:
             print(f"    the YAML to merge there is in {o.file}")
     if report.files and not quiet:
         print(f"files for the installer in {report.files_dir}: {', '.join(report.files)} (use: {report.files_usage})")
+    for name, text in report.shown.items() if not quiet else ():
+        print(f"--- {name}")
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if report.control_plane:
         print_control_plane(report.control_plane)
     for note in report.notes if not quiet else ():

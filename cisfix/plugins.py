@@ -29,8 +29,9 @@ from .nodefile import decode_text
 from .trust import read_trusted, require_trusted_dir
 from .types import Check, Editor, NodeInfo, ReportFormat
 
-DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.rke2", "cisfix.layouts.k3s", "cisfix.layouts.kubeadm", "cisfix_cis")
-_BUILT_IN_LAYOUTS = "cisfix.layouts."  # their layout names are kubeadm, rke2 and k3s
+DEFAULT_PLUGINS = ("cisfix.builtin", "cisfix.layouts.rke2", "cisfix.layouts.k3s", "cisfix.layouts.eks",
+                   "cisfix.layouts.gke", "cisfix.layouts.aks", "cisfix.layouts.kubeadm", "cisfix_cis")
+_BUILT_IN_LAYOUTS = "cisfix.layouts."  # their layout names are kubeadm, rke2, k3s, eks, gke and aks
 _REFUSED = "; refusing to load checks or plugins from it"
 NODE_CHECKS_DIR = "/etc/cisfix/checks.d"
 
@@ -44,7 +45,8 @@ class PluginInfo:
 
 
 def minor_version(version: Optional[str]) -> Optional[Tuple[int, int]]:
-    """"v1.31.2", "1.31", "1.31.4+rke2r1" or "v1.31.4+k3s1" -> (1, 31); None when there is no such version."""
+    """"v1.31.2", "1.31", "1.31.4+rke2r1", "v1.31.4+k3s1", "1.31.5-gke.1023000" or "1.31.3-eks-4096722" -> (1, 31);
+    None when there is no such version."""
     parts = (version or "").lstrip("v").split(".")
     return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
 
@@ -187,6 +189,13 @@ class Plugins:
                        if minor and minor in map(minor_version, b.versions)), None)
         newest = max(((max(minor_version(v) or (0, 0) for v in b.versions), name)
                       for name, b in candidates.items() if b.versions), default=None)
+        # A distribution with benchmarks of its own whose version is unknown: its newest one, said so (the
+        # generic benchmarks, written for many versions, are not guessed at: the audit asks for one).
+        unknown = not minor and newest and any(b.distribution == info.distribution for b in candidates.values())
+        if unknown:
+            return newest[1], (f"the Kubernetes version of this {info.distribution} node is unknown: audited against "
+                               f"{newest[1]}, its newest benchmark; choose one with --benchmark or `benchmark:` in "
+                               f"{self.node.display(CONFIG_PATH)} to confirm it",)
         if chosen or not minor or not newest or minor <= newest[0]:
             return chosen, ()
         newest_minor, name = newest

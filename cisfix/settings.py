@@ -353,7 +353,9 @@ def _service_edit(component: Component, settings: Settings, op: Any) -> Optional
         if source is None or source.file is None:
             raise InputError(component.name, f"--{flag} is written into the service's ExecStart line; edit the unit")
         return source.file, _flag_op(op)
-    if isinstance(op, SetSetting) and op.path:
+    # A node whose kubelet has no config file at all (AKS: flags only) takes the setting as a flag.
+    as_flag = isinstance(op, SetSetting) and op.flag and not settings.config_path
+    if isinstance(op, SetSetting) and op.path and not as_flag:
         if not settings.config_path or settings.config is None:
             raise InputError(component.name, "has no readable config file on this node")
         return settings.config_path, UnsetPath(op.path) if op.value is None else SetPath(op.path, op.value)

@@ -171,6 +171,7 @@ class Component:
     health: Mapping[str, Any] = field(default_factory=dict)
     restart: Tuple[str, ...] = ()  # command that restarts it (systemctl restart kubelet); see cisfix.commands
     config_flag: Optional[str] = None  # the flag that names its config file (the kubelet's --config)
+    config_dir_flag: Optional[str] = None  # the flag that names its drop-in folder (the kubelet's --config-dir)
     config_kind: Optional[str] = None  # the document of the config file that holds the settings
     depends_on: Tuple[str, ...] = ()  # components to fix before this one
     managed_by: Optional[str] = None  # the component that runs it (static pods: the kubelet)
@@ -385,3 +386,6 @@ class PersistPlan:
     # Names of files an earlier cisfix wrote for the installer that it must read no more (a format
     # replaced): removed from the folder, so that `--patches DIR` stops applying them.
     retired_files: Tuple[str, ...] = ()
+    # The files are snippets for a person to paste into the provider's mechanism (a node pool's settings,
+    # a launch template's user data): `persist` prints their content, not only their names.
+    show_files: bool = False

@@ -16,12 +16,30 @@ from .. import flags
 from ..errors import EditError
 from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetFlag
 
-# NAME="value", NAME=value, Environment="NAME=value" (systemd quotes the whole assignment).
-_ASSIGNMENT = re.compile(
-    r'^(?P<lead>[ \t]*(?:Environment=)?(?P<q1>"?)(?P<var>[A-Za-z_][A-Za-z0-9_]*)=(?P<q2>"?))'
-    r'(?P<value>[^"\r\n]*)(?P<close>"?)(?P<tail>[ \t]*)$')
+# NAME="value", NAME=value, Environment="NAME=value" or Environment='NAME=value' (systemd quotes the
+# whole assignment; Amazon Linux 2's bootstrap.sh writes `Environment='KUBELET_ARGS=--node-ip=... --v=2'`).
+_LEAD = re.compile(r'^(?P<lead>[ \t]*(?:Environment=)?(?P<q1>["\']?)(?P<var>[A-Za-z_][A-Za-z0-9_]*)=(?P<q2>["\']?))')
 _EXEC_START = re.compile(r"^[ \t]*ExecStart=(?P<cmd>.*\S)[ \t]*$")
 _ENV_FILE = re.compile(r"^[ \t]*EnvironmentFile=-?(?P<path>\S+)[ \t]*$")
+
+
+def _assignment_value(body: str) -> Optional[Tuple[str, int, int]]:
+    """(variable, start, end of its value in `body`) for a line assigning a variable, None for any other.
+    The value is the rest of the line (trailing blanks aside) within its one pair of quotes, if any: an
+    unquoted value may hold quotes (AKS's `--node-labels=...`), a single-quoted one double quotes (AL2's
+    `--register-with-taints="..."`); a double-quoted one holds none."""
+    match = _LEAD.match(body)
+    if not match or (match.group("q1") and match.group("q2")):
+        return None
+    quote = match.group("q1") or match.group("q2")
+    start, end = match.end(), len(body.rstrip(" \t"))
+    if quote:
+        if end <= start or body[end - 1] != quote:
+            return None
+        end -= 1
+    if quote and quote in body[start:end]:
+        return None
+    return match.group("var"), start, end
 
 
 @dataclass(frozen=True)
@@ -61,21 +79,38 @@ class FlagFile:
 def parse(text: str) -> FlagFile:
     assignments, exec_start, env_files = [], None, []
     offset = 0
-    for number, line in enumerate(text.splitlines(keepends=True), 1):
+    lines = text.splitlines(keepends=True)
+    continued: Optional[List[str]] = None  # an ExecStart= line ending in `\\`, and the lines that continue it
+    unit = False  # a unit or drop-in (it has `[Service]`): only its Environment= lines assign variables
+    for number, line in enumerate(lines, 1):
         body = line.rstrip("\r\n")
-        match = _ASSIGNMENT.match(body)
-        # One opening quote (before the name or after the `=`) that the line closes, or none at all.
-        opened = (match.group("q1") + match.group("q2")) if match else None
-        if match and len(opened) <= 1 and opened == match.group("close"):
-            start = offset + match.start("value")
-            tokens = tuple(Token(start + m.start(), start + m.end(), m.group())
-                           for m in re.finditer(r"\S+", match.group("value")))
-            assignments.append(Assignment(match.group("var"), tokens, start, offset + match.end("value"), number))
-        elif _EXEC_START.match(body):
-            exec_start = _EXEC_START.match(body).group("cmd")
+        if continued is not None:
+            # systemd joins a line ending in a backslash with the next one (the units of AL2 and AKS).
+            continued.append(body.rstrip(" \t").rstrip("\\"))
+            if not body.rstrip(" \t").endswith("\\"):
+                exec_start, continued = " ".join(continued).strip(), None
+            offset += len(line)
+            continue
+        unit = unit or bool(re.match(r"^[ \t]*\[\w+\][ \t]*$", body))
+        directive = (_EXEC_START.match(body) or _ENV_FILE.match(body)
+                     or (unit and not body.lstrip().startswith("Environment=")))
+        found = None if directive else _assignment_value(body)
+        if _EXEC_START.match(body):
+            command = _EXEC_START.match(body).group("cmd")
+            if command.endswith("\\"):
+                continued = [command.rstrip("\\")]
+            else:
+                exec_start = command
         elif _ENV_FILE.match(body):
             env_files.append(_ENV_FILE.match(body).group("path"))
+        elif found:
+            var, start, end = found
+            tokens = tuple(Token(offset + start + m.start(), offset + start + m.end(), m.group())
+                           for m in re.finditer(r"\S+", body[start:end]))
+            assignments.append(Assignment(var, tokens, offset + start, offset + end, number))
         offset += len(line)
+    if continued is not None:
+        exec_start = " ".join(continued).strip()
     return FlagFile(tuple(assignments), exec_start, tuple(env_files))
 
 
@@ -127,7 +162,10 @@ def _apply(text: str, op: FlagOp) -> Tuple[str, str]:
         assignment, flag = occurrences[-1]
         span = (assignment.tokens[flag.first].start, assignment.tokens[flag.last].end)
         return text[:span[0]] + word + text[span[1]:], f"set --{op.name}={value} (was {current})"
-    flagged = [a for a in parsed.assignments if a.var.endswith("_ARGS")] or list(parsed.assignments)
+    # The variable meant for flags: one named so (`*_ARGS`), else one holding flags (AKS's /etc/default/kubelet
+    # has KUBELET_FLAGS beside KUBELET_NODE_LABELS and KUBELET_REGISTER_SCHEDULABLE), else any.
+    flagged = ([a for a in parsed.assignments if a.var.endswith("_ARGS")]
+               or [a for a in parsed.assignments if a.flags()] or list(parsed.assignments))
     if len(flagged) != 1:
         raise EditError(f"--{op.name} is not set and the file has {len(flagged)} flag variables; "
                         "cannot tell where it belongs")
