@@ -124,7 +124,7 @@ _READ_ONLY_PORT = ("kube-bench FAILs an unset readOnlyPort (its test needs it wr
                    "flags alone, whose default is 10255 (kubelet applyLegacyDefaults)")
 _SERVER_ROTATION = ("cisfix passes it unless the gate is turned off (RotateKubeletServerCertificate=false): the gate "
                     "is on by default (beta since Kubernetes 1.12), so an unset gate is on. kube-bench FAILs it "
-                    "unless featureGates.RotateKubeletServerCertificate is written out as true")
+                    "unless the gate is written out as true (--feature-gates or featureGates)")
 _ROTATION = ("The recommendation accepts the setting unset (the kubelet's default, false, then applies) or "
              "true: cisfix FAILs only `false` and fixes it by removing that setting, as the provider's images "
              "leave it. Setting it to true instead would make a kubelet that authenticates otherwise (an EKS "
