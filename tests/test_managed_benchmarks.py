@@ -140,7 +140,8 @@ def statuses(node: TestNode) -> Dict[str, str]:
     ("eks", "1.30.4-eks-a737599", "eks-1.7.0"), ("eks", "1.32.3-eks-4096722", "eks-1.8.0"),
     ("gke", "1.31.5-gke.1023000", "gke-1.9.0"), ("aks", "1.32.3", "aks-1.8")])
 def test_a_compliant_worker_passes_every_check_of_its_providers_benchmark(tmp_path, distribution, version, benchmark):
-    node = managed_node(tmp_path, distribution, version, EKS_CONFIG, COMPLIANT,
+    config = "/home/kubernetes/kubelet-config.yaml" if distribution == "gke" else EKS_CONFIG
+    node = managed_node(tmp_path, distribution, version, config, COMPLIANT,
                         ca="/etc/kubernetes/certs/ca.crt" if distribution == "aks" else "/etc/kubernetes/pki/ca.crt")
     if distribution == "aks":
         node.write("/etc/kubernetes/azure.json", b"{}\n", 0o600)  # AgentBaker writes it 0600
