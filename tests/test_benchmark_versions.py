@@ -177,4 +177,5 @@ def test_an_rke2_older_than_its_benchmarks_is_refused_not_given_a_kubeadm_one(tm
 def test_every_benchmark_says_which_distribution_it_is_for(tmp_path):
     listed = {b["name"]: b["distribution"] for b in build_node(tmp_path / "n").run("benchmarks", "--format", "json")
               .json()["benchmarks"]}
-    assert listed == {"cis-1.11": "", "cis-1.12": "", "cis-2.0": "", "rke2-cis-1.8": "rke2", "k3s-cis-1.9": "k3s"}
+    assert listed == {"cis-1.11": "", "cis-1.12": "", "cis-2.0": "", "rke2-cis-1.8": "rke2", "k3s-cis-1.9": "k3s",
+                      "eks-1.7.0": "eks", "eks-1.8.0": "eks", "gke-1.9.0": "gke", "aks-1.8": "aks"}

@@ -1,9 +1,9 @@
 """The CIS Kubernetes Benchmark, as a cisfix plugin (registered by default, like any other plugin).
 
 `catalog` holds the recommendations of v1.11, v1.12 and v2.0 as data, `distributions` the RKE2 and k3s
-benchmarks derived from them; `audits`, `fixes` and `apiserver` are the
-builders it uses; `kubelet` reads the kubelet's effective configuration; `kubebench` renders results as
-kube-bench's JSON.
+benchmarks derived from them, `managed` the EKS, GKE and AKS worker benchmarks derived from them; `audits`,
+`fixes` and `apiserver` are the builders it uses; `kubelet` reads the kubelet's effective configuration;
+`kubebench` renders results as kube-bench's JSON.
 """
 from __future__ import annotations
 
@@ -54,9 +54,13 @@ def cisfix_host_paths(node_info: NodeInfo) -> List[HostPath]:
 
 def _distribution_paths(distribution: str) -> List[HostPath]:
     """RKE2's and k3s's data folder, where their benchmarks name the kubeconfigs, certificates, etcd's data
-    and the agent's files."""
+    and the agent's files; on a managed provider's worker, the kubelet's kubeconfig (the folder it is in
+    holds other pods' secrets)."""
     from .distributions import DERIVED
+    from .managed import KUBELET_KUBECONFIG, MANAGED
 
+    if distribution in {b.distribution for b in MANAGED.values()}:
+        return [HostPath(KUBELET_KUBECONFIG, "the kubelet's kubeconfig (its mode and owner)", fix=WRITE, folder=False)]
     if distribution not in {b.distribution for b in DERIVED.values()}:
         return []
     return [HostPath(f"/var/lib/rancher/{distribution}", f"{distribution}'s kubeconfigs, certificates, etcd data "

@@ -245,7 +245,9 @@ def seconds(text: str) -> Optional[float]:
 class KubeletSetting:
     """A kubelet setting, as `--flag` (wins) or `path` in its config file, compared with `compare`.
     `zero_is_default`: a zero duration in the config file means "use the default" (kubelet defaulting),
-    while the same zero on the command line is taken literally."""
+    while the same zero on the command line is taken literally. `flags_default`: the default of a kubelet
+    that runs without a config file, where it differs (kubelet `applyLegacyDefaults`, cmd/kubelet/app/
+    options/options.go: --read-only-port 10255 there, 0 in a KubeletConfiguration)."""
 
     flag: Optional[str]
     path: Optional[str]
@@ -254,6 +256,7 @@ class KubeletSetting:
     default: Any = None
     zero_is_default: bool = False
     allowed: Tuple[str, ...] = ()  # op "only": every item in this list
+    flags_default: Any = None
     component = kubelet.COMPONENT
 
     @property
@@ -262,13 +265,15 @@ class KubeletSetting:
 
     def __call__(self, state: NodeState) -> AuditResult:
         view = kubelet.view(state)
-        live = self.evaluate(*view.setting(self.flag, self.path))
+        default = self.default if self.flags_default is None or not kubelet.without_config_file(state) else self.flags_default
+        live = self.evaluate(*view.setting(self.flag, self.path), default=default)
         if not view.running:
             return live
-        return with_drift(live, self.evaluate(*view.setting_on_disk(self.flag, self.path)), "kubelet",
-                          "its flag files and config file")
+        return with_drift(live, self.evaluate(*view.setting_on_disk(self.flag, self.path), default=default),
+                          "kubelet", "its flag files and config file")
 
-    def evaluate(self, present: bool, value: Any, evidence: Evidence) -> AuditResult:
+    def evaluate(self, present: bool, value: Any, evidence: Evidence, default: Any = None) -> AuditResult:
+        default = self.default if default is None else default
         from_config = evidence.file is not None and evidence.detail == self.path
         if (self.zero_is_default and present and from_config and value is not None
                 and seconds(str(value)) == 0):
@@ -280,7 +285,7 @@ class KubeletSetting:
         if self.op == "noteq" and present and seconds(str(value)) is not None:
             value = "0" if seconds(str(value)) == 0 else str(value)
         expect = {"op": self.op, **({"value": self.value} if self.value is not None else {}),
-                  **({"default": self.default} if self.default is not None else {})}
+                  **({"default": default} if default is not None else {})}
         return compare(expect, present, value, (evidence,))
 
 

@@ -126,8 +126,9 @@ def set_to(component: str, name: str, value: str) -> FlagOps:
 
 def kubelet(id: str, title: str, flag_name: Optional[str], path: Optional[str], op: str, value: Any = None,
             default: Any = None, fix: Any = None, guidance: str = "", zero_is_default: bool = False,
-            **kw: Any) -> Spec:
-    return Spec(id, title, KubeletSetting(flag_name, path, op, value, default, zero_is_default), fix,
+            flags_default: Any = None, **kw: Any) -> Spec:
+    return Spec(id, title, KubeletSetting(flag_name, path, op, value, default, zero_is_default,
+                                          flags_default=flags_default), fix,
                 guidance + (f"; {RESTART_KUBELET}" if guidance else ""), **kw)
 
 
@@ -332,7 +333,7 @@ SPECS: Tuple[Spec, ...] = (
             fix=KubeletFix("client-ca-file", "authentication.x509.clientCAFile", f"{PKI}/ca.crt"),
             guidance="set authentication.x509.clientCAFile to the cluster CA"),
     kubelet("4.2.4", "The kubelet's unauthenticated read-only port is off", "read-only-port", "readOnlyPort", "eq", 0,
-            default=0, fix=KubeletFix("read-only-port", "readOnlyPort", 0), scored=False, guidance="set readOnlyPort: 0"),
+            default=0, flags_default=10255, fix=KubeletFix("read-only-port", "readOnlyPort", 0), scored=False, guidance="set readOnlyPort: 0"),
     kubelet("4.2.5", "Streaming connections time out", "streaming-connection-idle-timeout",
             "streamingConnectionIdleTimeout", "noteq", "0", zero_is_default=True, scored=False,
             fix=KubeletFix("streaming-connection-idle-timeout", "streamingConnectionIdleTimeout", "4h0m0s"),

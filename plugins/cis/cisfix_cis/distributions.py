@@ -16,8 +16,7 @@ the node's layout says the distribution and `cisfix.plugins` chooses among the b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Tuple
 
 from cisfix.state import NodeState
@@ -122,7 +121,10 @@ class Derived:
     """A distribution's benchmark as the generic `base` plus differences. `renumber` maps a base id to
     this benchmark's id where they differ; `dropped` base ids are not in it; `changes` gives, by base id,
     the Spec fields that differ (built when the specs first are, not at every start of cisfix); `extra` are recommendations the base does not have; `unscored` are the ids
-    kube-bench's cfg scores false (a failure is WARN in its report)."""
+    kube-bench's cfg scores false (a failure is WARN in its report). A benchmark of a few of the base's
+    recommendations lists them in `keep` (base ids; empty: all but `dropped`); one whose sections are
+    not the base's gives kube-bench's control (node type, text) and group texts and cisfix's node types
+    by part in `controls`, `groups` and `node_types` (the catalog's for any part it does not name)."""
 
     name: str
     title: str
@@ -134,13 +136,17 @@ class Derived:
     changes: Callable[[Dict[str, Spec]], Mapping[str, Mapping[str, Any]]]
     extra: Tuple[Spec, ...]
     unscored: FrozenSet[str]
+    keep: FrozenSet[str] = frozenset()
+    controls: Mapping[str, Tuple[str, str]] = field(default_factory=dict)
+    groups: Mapping[str, str] = field(default_factory=dict)
+    node_types: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
 
     def specs(self) -> Dict[str, Spec]:
         found: Dict[str, Spec] = {}
         base = catalog.specs_for(self.base)
         changes = self.changes(base)
         for base_id, spec in base.items():
-            if base_id in self.dropped:
+            if base_id in self.dropped or (self.keep and base_id not in self.keep):
                 continue
             check_id = self.renumber.get(base_id, base_id)
             spec = replace(spec, id=check_id, **changes.get(base_id, {}))
@@ -176,28 +182,28 @@ def _modes(paths: Paths, base: Dict[str, Spec]) -> Dict[str, Dict[str, Any]]:
         where = targets.paths(path)
         note = (f"; cisfix looks at {path}, where {server} writes it (kube-bench#1843: kube-bench looked at "
                 "/etc/kubernetes)") if mode_id != "1.1.13" else ""
-        changes.setdefault(mode_id, {}).update(_fields(file_mode(mode_id, "", where, "600"), note))
-        changes.setdefault(owner_id, {}).update(_fields(file_owner(owner_id, "", where), note))
-    changes["1.1.11"] = {**_fields(file_mode("1.1.11", "", etcd_dir, "700")),
+        changes.setdefault(mode_id, {}).update(file_fields(file_mode(mode_id, "", where, "600"), note))
+        changes.setdefault(owner_id, {}).update(file_fields(file_owner(owner_id, "", where), note))
+    changes["1.1.11"] = {**file_fields(file_mode("1.1.11", "", etcd_dir, "700")),
                          "audit": Applies(Files(etcd_dir, mode="700"), etcd_dir, no_etcd)}
-    changes["1.1.19"] = _fields(file_owner("1.1.19", "", targets.paths(paths.tls, f"{paths.tls}/**/*")))
+    changes["1.1.19"] = file_fields(file_owner("1.1.19", "", targets.paths(paths.tls, f"{paths.tls}/**/*")))
     kubelet_service_na = Applies(base["4.1.1"].audit, targets.KUBELET_SERVICE,
                                  f"the kubelet is {server}'s child process: it has no systemd unit or drop-in of "
                                  "its own")
     changes["4.1.1"] = {"audit": kubelet_service_na}
     changes["4.1.2"] = {"audit": replace(kubelet_service_na, audit=base["4.1.2"].audit)}
     proxy = targets.proxy_kubeconfig(paths.agent("kubeproxy.kubeconfig"))
-    changes["4.1.3"] = _fields(file_mode("4.1.3", "", proxy, "600"))
-    changes["4.1.4"] = _fields(file_owner("4.1.4", "", proxy))
+    changes["4.1.3"] = file_fields(file_mode("4.1.3", "", proxy, "600"))
+    changes["4.1.4"] = file_fields(file_owner("4.1.4", "", proxy))
     kubeconfig = targets.kubelet_file("the kubelet's --kubeconfig", "kubeconfig", None,
                                       paths.agent("kubelet.kubeconfig"))
-    changes["4.1.5"] = _fields(file_mode("4.1.5", "", kubeconfig, "600"))
-    changes["4.1.6"] = _fields(file_owner("4.1.6", "", kubeconfig))
+    changes["4.1.5"] = file_fields(file_mode("4.1.5", "", kubeconfig, "600"))
+    changes["4.1.6"] = file_fields(file_owner("4.1.6", "", kubeconfig))
     client_ca = targets.kubelet_file("the kubelet's client CA file", "client-ca-file",
                                      "authentication.x509.clientCAFile", paths.agent("client-ca.crt"))
-    changes["4.1.7"] = {**_fields(file_mode("4.1.7", "", client_ca, "600")),
+    changes["4.1.7"] = {**file_fields(file_mode("4.1.7", "", client_ca, "600")),
                         "title": "The kubelet's client CA file has mode 600 or stricter"}
-    changes["4.1.8"] = _fields(file_owner("4.1.8", "", client_ca))
+    changes["4.1.8"] = file_fields(file_owner("4.1.8", "", client_ca))
     no_config = (f"the kubelet runs without a --config file here ({server} passes its settings as flags and "
                  "kubelet.conf.d drop-ins); kube-bench FAILs this looking for one (kube-bench#1978)")
     for check_id in ("4.1.9", "4.1.10"):
@@ -205,7 +211,7 @@ def _modes(paths: Paths, base: Dict[str, Spec]) -> Dict[str, Dict[str, Any]]:
     return changes
 
 
-def _fields(spec: Spec, note: str = "") -> Dict[str, Any]:
+def file_fields(spec: Spec, note: str = "") -> Dict[str, Any]:
     """The audit, fix and guidance of a file check built for a distribution's path."""
     return {"audit": spec.audit, "fix": spec.fix, "guidance": spec.guidance + note}
 
@@ -293,14 +299,14 @@ def _k3s_changes(base: Dict[str, Spec]) -> Dict[str, Dict[str, Any]]:
                "pod specification file (kube-bench skips this check)")
         for check_id in (mode_id, owner_id):
             changes[check_id] = {"audit": Applies(base[check_id].audit, targets.manifest(component), why)}
-    changes["1.1.9"] = {**_fields(file_mode("1.1.9", "", _k3s_cni(), "600"))}
-    changes["1.1.10"] = {**_fields(file_owner("1.1.10", "", _k3s_cni()))}
+    changes["1.1.9"] = {**file_fields(file_mode("1.1.9", "", _k3s_cni(), "600"))}
+    changes["1.1.10"] = {**file_fields(file_owner("1.1.10", "", _k3s_cni()))}
     changes["1.1.12"] = {"audit": Never("k3s runs etcd inside the k3s process as root: its data directory is "
                                         "root's, and no etcd user can own it (kube-bench skips this check)",
                                         f"files {_K3S.etcd_dir}")}
     for check_id, pattern in (("1.1.20", "*.crt"), ("1.1.21", "*.key")):
         where = targets.paths(f"{_K3S.tls}/{pattern}")
-        changes[check_id] = {**_fields(file_mode(check_id, "", where, "600")),
+        changes[check_id] = {**file_fields(file_mode(check_id, "", where, "600")),
                              "title": f"The files {_K3S.tls}/{pattern} have mode 600 or stricter"}
     sqlite = ("k3s keeps its data in SQLite here (no embedded etcd), which the API server reaches through kine "
               "without TLS: there is no etcd to authenticate to (kube-bench FAILs it)")
@@ -334,9 +340,3 @@ K3S = Derived(
                        | {"5.3.1", "5.3.2", "5.4.1", "5.4.2", "5.5.1", "5.7.1", "5.7.2", "5.7.3", "5.7.4"}))
 
 DERIVED = {b.name: b for b in (RKE2, K3S)}
-
-
-@lru_cache(maxsize=None)
-def derived_specs(benchmark: str) -> Dict[str, Spec]:
-    """The recommendations of one derived benchmark by id (built once: they are frozen)."""
-    return DERIVED[benchmark].specs()

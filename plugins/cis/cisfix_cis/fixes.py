@@ -157,7 +157,8 @@ def _etcd_uid(state: NodeState) -> Optional[int]:
 class KubeletFix:
     """Set a kubelet setting, known as `--flag` and as `path` in its config file, where it takes effect
     (the layout decides: the flag file that sets the flag, else the config file). `value` None unsets
-    it, so that the kubelet's default applies."""
+    it, so that the kubelet's default applies. A kubelet started without a config file (an AKS node
+    without kubeletconfig.json) gets the flag in its flag files."""
 
     flag: Optional[str]
     path: Optional[str]
@@ -168,6 +169,8 @@ class KubeletFix:
         if self.flag and self.flag in view.flags and self.flag not in view.file_flags:
             return Plan(manual=f"the running kubelet has --{self.flag} but no flag file sets it any more: "
                                "restart the kubelet")
+        if self.flag and kubelet.without_config_file(state) and state.component(kubelet.COMPONENT).flag_files:
+            return Plan((Configure(kubelet.COMPONENT, (SetSetting(self.flag, None, self.value),)),))
         # On RKE2 and k3s any flag is an item of the distribution's kubelet-arg list (the layout's `args`).
         on_command_line = state.component(kubelet.COMPONENT).args is not None and self.flag
         if not on_command_line and not self.path and self.flag not in view.file_flags:

@@ -3,8 +3,9 @@ controlplane, node, policies), each with `tests[]` (one per group) holding `resu
 and the top-level `Totals`. Statuses as kube-bench gives them: a failing unscored ("Manual")
 recommendation and a check that needs a human are WARN. Results of checks outside the CIS benchmarks are
 left out, as are checks whose component is not on the node (NOT_APPLICABLE): kube-bench has no place
-for them — except in the RKE2 and k3s benchmarks, where kube-bench lists every check and reports those
-that cannot apply on the distribution (its `skip` checks) as INFO: NOT_APPLICABLE is INFO there. The
+for them — except in the benchmarks derived for a distribution or provider (RKE2, k3s, EKS, GKE, AKS), where
+kube-bench lists every check and reports those that cannot apply there (its `skip` checks) as INFO:
+NOT_APPLICABLE is INFO there. Their parts and groups carry kube-bench's ids and texts for them. The
 node's warnings (a benchmark chosen for a newer Kubernetes) are a top-level `Warnings` list, present only
 when there are some. What the audit judged against goes where kube-bench puts it, each control's `version`
 (the benchmark) and `detected_version` (the Kubernetes minor version); kube-bench has no place for the
@@ -16,9 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 from cisfix.types import ERROR, FAIL, MANUAL, NOT_APPLICABLE, PASS, CheckResult, NodeInfo
 
-from .catalog import CONTROLS, GROUPS
-from .checks import benchmarks, specs_for
-from .distributions import DERIVED
+from .checks import ALL_DERIVED, benchmarks, sections, specs_for
 
 TOTALS = ("pass", "fail", "warn", "info")
 
@@ -65,14 +64,15 @@ def report(results: Sequence[CheckResult], node_info: Optional[NodeInfo] = None)
     for result in results:
         benchmark = result.check.benchmark
         spec = specs_for(benchmark).get(result.check.id) if benchmark in benchmarks() else None
-        if spec is None or (result.audit.status == NOT_APPLICABLE and benchmark not in DERIVED):
+        if spec is None or (result.audit.status == NOT_APPLICABLE and benchmark not in ALL_DERIVED):
             continue  # kube-bench has no place for these
         part = spec.id.split(".")[0]
-        node_type, text = CONTROLS[part]
+        parts, groups, _ = sections(benchmark)
+        node_type, text = parts[part]
         control = controls.setdefault(part, {"id": part, "version": benchmark, "detected_version": _version(node_info),
                                              "text": text, "node_type": node_type, "tests": {}})
         group = control["tests"].setdefault(spec.section, {"section": spec.section, "type": "",
-                                                           "desc": GROUPS[spec.section], "results": []})
+                                                           "desc": groups[spec.section], "results": []})
         group["results"].append(_result(result, spec.scored))
     out, totals = [], {f"total_{k}": 0 for k in TOTALS}
     for part in sorted(controls, key=int):
