@@ -95,12 +95,17 @@ class NodeState:
         return sources.parsed(self.node.host(path), data, self._files[path][1], kind, parse)
 
     def yaml(self, path: str) -> Any:
-        """The file parsed as YAML (the first document), or None when absent. Invalid YAML and YAML
-        aliases raise InputError as `FILE:LINE: reason`."""
+        """The file parsed as YAML (the first document), or None when absent; a text that opens with `{`
+        as JSON, as Go's encoding/json reads it (tabs, big integers, the last of duplicate keys): JSON
+        is YAML only mostly. Invalid text and YAML aliases raise InputError as `FILE:LINE: reason`."""
         shown = self.node.display(path)
 
         def parse(data: bytes) -> Any:
+            from .editors import jsontext
+
             text = decode_text(data, shown)
+            if jsontext.is_json(text):
+                return jsontext.load(text, shown)
             return parse_yaml(text, shown, self._composed(path, text))
         return self._parsed(path, "yaml", parse)
 
