@@ -185,8 +185,9 @@ def _key(text: str, i: int, pending_key: List[Tuple[str, int]]) -> int:
 def _string(text: str, i: int) -> Tuple[str, int]:
     try:
         return scanstring(text, i + 1, True)
-    except ValueError as exc:
-        raise _error(text, getattr(exc, "pos", i), str(exc).split(":")[0]) from None
+    except ValueError as exc:  # json.JSONDecodeError: `msg` as "Invalid control character at"
+        reason = getattr(exc, "msg", str(exc))
+        raise _error(text, getattr(exc, "pos", i), reason[:-3] if reason.endswith(" at") else reason) from None
 
 
 def _scalar_end(text: str, i: int) -> int:
