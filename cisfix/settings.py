@@ -208,19 +208,19 @@ def read_dropins(state: "NodeState", folder: str) -> Tuple[Dropin, ...]:
 
 
 def _walk(state: "NodeState", folder: str) -> List[str]:
+    """The `.conf` files under `folder` (node paths) in filepath.WalkDir's order, each folder checked."""
     import os
 
     host = state.node.host(state.node.resolve(folder))
     paths: List[str] = []
     for entry in sorted(os.scandir(host), key=lambda e: os.fsencode(e.name)):
         path = posixpath.join(folder, entry.name)
-        if shown(os.fsencode(entry.name), None) != entry.name:
-            raise InputError(shown(state.node.display(path).encode("utf-8", "surrogateescape"), None),
-                             "a drop-in name that is no UTF-8 text or holds control characters; rename it")
         if entry.is_dir(follow_symlinks=False):
+            _refuse_unshowable_name(state, path)
             require_trusted_dir(state.node.host(state.node.resolve(path)), why=_WHY_DROPIN)
             paths += _walk(state, path)
         elif entry.name.endswith(DROPIN_SUFFIX):
+            _refuse_unshowable_name(state, path)
             paths.append(path)
     return paths
 
@@ -317,16 +317,22 @@ def _require_trusted_folders(state: "NodeState", args: ArgList) -> None:
 
 def _dropins(state: "NodeState", args: ArgList) -> List[str]:
     """The drop-ins the distribution reads: names ending in .yaml or .yml in any case (`dropin_order`),
-    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file). A
-    name that is no UTF-8 or holds control characters is refused: no journal, log or message could name it."""
+    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file)."""
     found = [path for path in state.glob(f"{args.dropins}/*") if not state.node.host(path).is_dir()
              or state.node.host(path).is_symlink()]
     for path in found:
-        name = posixpath.basename(path)
-        if name.lower().endswith(DROPIN_SUFFIXES) and shown(name.encode("utf-8", "surrogateescape"), None) != name:
-            raise InputError(shown(state.node.display(path).encode("utf-8", "surrogateescape"), None),
-                             "a drop-in name that is no UTF-8 text or holds control characters; rename it")
+        if posixpath.basename(path).lower().endswith(DROPIN_SUFFIXES):
+            _refuse_unshowable_name(state, path)
     return found
+
+
+def _refuse_unshowable_name(state: "NodeState", path: str) -> None:
+    """A drop-in whose name is no UTF-8 or holds control characters is refused: no journal, log or
+    message could name it."""
+    name = posixpath.basename(path)
+    if shown(name.encode("utf-8", "surrogateescape"), None) != name:
+        raise InputError(shown(state.node.display(path).encode("utf-8", "surrogateescape"), None),
+                         "a drop-in name that is no UTF-8 text or holds control characters; rename it")
 
 
 def _read_trusted(state: "NodeState", path: str) -> Optional[bytes]:

@@ -171,3 +171,10 @@ def test_the_kubelet_walk_order_decides(node):
     audit = node.audit("4.2.4")["4.2.4"]
     assert audit["evidence"][0]["file"] == f"{DROPINS}/45-sub/10-x.conf"
     assert audit["actual"] == "7"
+
+
+def test_a_drop_in_name_with_control_characters_is_refused(node):
+    node.write(f"{DROPINS}/45-\x1b[31mred.conf", b'{"readOnlyPort": 0}', 0o644)
+    audit = errored_audit(node, "4.2.4")
+    assert "a drop-in name that is no UTF-8 text or holds control characters" in audit["reason"]
+    assert "\x1b" not in audit["reason"]
