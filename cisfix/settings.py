@@ -93,12 +93,12 @@ class Settings:
         return decider
 
     def files_setting(self, path: str) -> List[str]:
-        """The config file and the drop-ins that set the path, in merge order."""
-        from .yamlvalues import lookup
+        """The config file and the drop-ins that hold the path, in merge order."""
+        from .editors.config import read_data
 
         files = [(self.config_path, self.config_file)] if self.config_path else []
         return [file for file, data in files + [(d.path, d.data) for d in self.dropins]
-                if isinstance(data, dict) and lookup(data, path)[0]]
+                if isinstance(data, dict) and read_data(data, path)[0]]
 
     @property
     def config_file(self) -> Optional[dict]:

@@ -23,8 +23,7 @@ _MISSING = object()
 def read_path(text: str, path: str, kind: Optional[str] = None) -> Tuple[bool, Any]:
     """(True, value) when the dotted path exists in the selected document, else (False, None)."""
     if jsontext.is_json(text):
-        value = _lookup(_json_doc(text, kind).data, split_path(path))
-        return (False, None) if value is _MISSING else (True, value)
+        return read_data(_json_doc(text, kind).data, path)
     parsed = yt.parse(text)
     value = _lookup(parsed.data[_select(parsed, kind)], split_path(path))
     return (False, None) if value is _MISSING else (True, value)
@@ -51,6 +50,12 @@ def edit_paths(text: str, ops: Sequence[PathOp], kind: Optional[str] = None) -> 
         return Edited(text, ())
     yt.self_check(current, intended)
     return Edited(current, tuple(notes))
+
+
+def read_data(data: Any, path: str) -> Tuple[bool, Any]:
+    """`read_path` of data already parsed."""
+    value = _lookup(data, split_path(path))
+    return (False, None) if value is _MISSING else (True, value)
 
 
 # --- JSON ---------------------------------------------------------------------------------------------
