@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import flags as flag_parser
 from .errors import EditError, InputError
@@ -55,6 +55,8 @@ class Settings:
     evidence: Evidence  # where the command line was read: the live process, or the manifest
     dropins: Tuple["Dropin", ...] = ()  # in merge order (see `read_dropins`)
     base_config: Optional[dict] = None  # the config file's own data, when drop-ins are merged over it
+    # (file, path) -> the line of the path's key in that file, for evidence; None: lines are not known
+    locate: Optional[Callable[[str, str], Optional[int]]] = field(default=None, compare=False, repr=False)
 
     def setting(self, flag: Optional[str], path: Optional[str]) -> Tuple[bool, Any, Evidence]:
         """The effective value of a setting known as `--flag` and as `path` in the config file."""
@@ -78,7 +80,9 @@ class Settings:
             return True, flags[flag], evidence
         if path and isinstance(self.config, dict):
             present, value = lookup(self.config, path)
-            return present, value, Evidence(file=self.deciding_file(path), detail=path)
+            file = self.deciding_file(path)
+            line = self.locate(file, path) if present and file and self.locate else None
+            return present, value, Evidence(file=file, line=line, detail=path)
         if path:
             return False, None, Evidence(file=self.config_path, detail=path)
         return False, None, self.evidence
@@ -112,6 +116,7 @@ class Dropin:
 
     path: str
     data: dict
+    text: str = field(compare=False, repr=False)  # as read, for the lines of evidence
 
 
 def _sets(data: Any, path: str) -> bool:
@@ -150,8 +155,9 @@ def read_settings(state: "NodeState", name: str) -> Settings:
     merged = config
     for dropin in dropins:
         merged = merge_patch(merged, dropin.data)
+    texts = {dropin.path: dropin.text for dropin in dropins}
     settings = Settings(name, flags, live.running, file_flags, sources, config_path, merged, live.evidence,
-                        dropins, config)
+                        dropins, config, lambda file, path: state.config_line(file, path, texts.get(file)))
     if state.live and live.running and component.live_config:
         return _with_live_config(state, settings)
     return settings
@@ -175,7 +181,7 @@ def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
     config = next(iter(served.values()), None) if isinstance(served, dict) and len(served) == 1 else None
     if not isinstance(config, dict):
         raise LiveConfigUnavailable(f"{settings.component}: {url}: HTTP {code}, no configuration")
-    return replace(settings, config=config, config_path=url, dropins=(), base_config=None)
+    return replace(settings, config=config, config_path=url, dropins=(), base_config=None, locate=None)
 
 
 # ---- the kubelet's --config-dir ----
@@ -203,7 +209,8 @@ def read_dropins(state: "NodeState", folder: str) -> Tuple[Dropin, ...]:
             data = read_node_trusted(node, path, why=_WHY_DROPIN)
         except FileNotFoundError:  # gone since the listing
             continue
-        found.append(Dropin(path, _dropin_data(state, path, data)))
+        text = decode_text(data, state.node.display(path))
+        found.append(Dropin(path, _dropin_data(state, path, text), text))
     return tuple(found)
 
 
@@ -225,12 +232,11 @@ def _walk(state: "NodeState", folder: str) -> List[str]:
     return paths
 
 
-def _dropin_data(state: "NodeState", path: str, data: bytes) -> dict:
+def _dropin_data(state: "NodeState", path: str, text: str) -> dict:
     from .editors import jsontext
     from .nodefile import parse_yaml
 
     shown_path = state.node.display(path)
-    text = decode_text(data, shown_path)
     parsed = jsontext.load(text, shown_path) if jsontext.is_json(text) else parse_yaml(text, shown_path)
     if not isinstance(parsed, dict):
         raise InputError(shown_path, "not a configuration document (a mapping); the kubelet would not start")

@@ -102,6 +102,8 @@ def test_audit_reads_each_setting_from_the_drop_in_that_decides_it(node):
     assert results["4.2.2"]["evidence"][0]["file"] == CONFIG
     assert results["4.2.8"]["status"] == "FAIL"
     assert results["4.2.8"]["evidence"][0]["file"] == CONFIG  # no drop-in sets it
+    # each at the line of its key in that file
+    assert [results[i]["evidence"][0].get("line") for i in ("4.2.4", "4.2.1", "4.2.2", "4.2.8")] == [4, 5, 18, 25]
 
 
 def test_fix_edits_the_deciding_drop_in_and_the_config_file_for_the_rest(node):

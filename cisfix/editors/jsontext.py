@@ -15,6 +15,7 @@ import json
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from json.decoder import scanstring
 from typing import Any, List, Optional, Tuple
 
@@ -102,6 +103,27 @@ def load(text: str, shown: str) -> Any:
         return parse(text).data
     except JsonError as exc:
         raise InputError(f"{shown}:{exc.line}", f"invalid JSON: {exc.reason}") from None
+
+
+def key_line(text: str, parts: List[str]) -> Optional[int]:
+    """The line of the path's last key (its last occurrence), None when the path is not in the text."""
+    try:
+        node = _tree(text)
+    except EditError:
+        return None
+    start = None
+    for part in parts:
+        found = node.member(part) if node.kind == "object" else None
+        if found is None:
+            return None
+        start, node = node.members[found[0]][1], found[1]
+    return None if start is None else line_of(text, start)
+
+
+@lru_cache(maxsize=16)
+def _tree(text: str) -> Node:
+    """The text's tree, kept for the lines of a config's many settings (an audit asks for each)."""
+    return _scan(text)
 
 
 def _refuse_constant(name: str) -> Any:
