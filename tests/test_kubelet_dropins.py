@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cisfix.testing import TestNode, build_node
 
@@ -180,3 +182,33 @@ def test_a_drop_in_name_with_control_characters_is_refused(node):
     audit = errored_audit(node, "4.2.4")
     assert "a drop-in name that is no UTF-8 text or holds control characters" in audit["reason"]
     assert "\x1b" not in audit["reason"]
+
+
+
+KEYS = st.sampled_from(["a", "b", "c"])
+VALUES = st.recursive(st.one_of(st.integers(), st.booleans(), st.none(), st.text(max_size=3)),
+                      lambda inner: st.dictionaries(KEYS, inner, max_size=3), max_leaves=6)
+DOCUMENTS = st.dictionaries(KEYS, VALUES, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=DOCUMENTS, dropins=st.lists(DOCUMENTS, max_size=3), parts=st.lists(KEYS, min_size=1, max_size=3))
+def test_the_deciding_file_holds_the_merged_value(config, dropins, parts):
+    """Whatever the drop-ins set, replace or remove (null), the file named as deciding a path holds the
+    path's merged value (a map's keys may come from several files: scalars only)."""
+    from cisfix.editors.config import read_data
+    from cisfix.settings import Dropin, Settings, merge_patch
+    from cisfix.types import Evidence
+
+    merged = config
+    for dropin in dropins:
+        merged = merge_patch(merged, dropin)
+    files = {"/config.json": config, **{f"/d/{i}.conf": d for i, d in enumerate(dropins)}}
+    settings_ = Settings("kubelet", {}, False, {}, {}, "/config.json", merged, Evidence(),
+                         tuple(Dropin(path, data, "") for path, data in list(files.items())[1:]), config)
+    path = ".".join(parts)
+    present, value, evidence = settings_.setting(None, path)
+    assert (present, value) == read_data(merged, path)
+    if present and not isinstance(value, dict):
+        assert read_data(files[evidence.file], path) == (True, value)
+    assert set(settings_.files_setting(path)) == {f for f, data in files.items() if read_data(data, path)[0]}
