@@ -54,7 +54,7 @@ class Settings:
     config: Optional[dict]  # the config file with the drop-ins merged over it
     evidence: Evidence  # where the command line was read: the live process, or the manifest
     dropins: Tuple["Dropin", ...] = ()  # in merge order (see `read_dropins`)
-    base_config: Optional[dict] = None  # the config file's own data, when drop-ins are merged over it
+    base_config: Optional[dict] = None  # the config file's own data (without the drop-ins)
     # (file, path) -> the line of the path's key in that file, for evidence; None: lines are not known
     locate: Optional[Callable[[str, str], Optional[int]]] = field(default=None, compare=False, repr=False)
 
@@ -100,14 +100,9 @@ class Settings:
         """The config file and the drop-ins that hold the path, in merge order."""
         from .editors.config import read_data
 
-        files = [(self.config_path, self.config_file)] if self.config_path else []
+        files = [(self.config_path, self.base_config)] if self.config_path else []
         return [file for file, data in files + [(d.path, d.data) for d in self.dropins]
                 if isinstance(data, dict) and read_data(data, path)[0]]
-
-    @property
-    def config_file(self) -> Optional[dict]:
-        """The config file's own data, without the drop-ins."""
-        return self.base_config if self.dropins else self.config
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ def read_path(text: str, path: str, kind: Optional[str] = None) -> Tuple[bool, A
     if jsontext.is_json(text):
         return read_data(_json_doc(text, kind).data, path)
     parsed = yt.parse(text)
-    value = _lookup(parsed.data[_select(parsed, kind)], split_path(path))
-    return (False, None) if value is _MISSING else (True, value)
+    return read_data(parsed.data[_select(parsed, kind)], path)
 
 
 def edit_paths(text: str, ops: Sequence[PathOp], kind: Optional[str] = None) -> Edited:
@@ -62,8 +61,8 @@ def read_data(data: Any, path: str) -> Tuple[bool, Any]:
 
 
 def _json_doc(text: str, kind: Optional[str]) -> jsontext.Doc:
-    """The JSON document, refused when it says it is another kind than `kind` (a drop-in may leave
-    `kind` out: the kubelet merges it into its configuration all the same)."""
+    """The JSON document, refused when it says it is another kind than `kind`; one without `kind` is
+    taken for the kind asked for (a JSON file holds one document: there is no other to choose)."""
     doc = jsontext.parse(text)
     found = doc.data.get("kind", kind)
     if kind is not None and found != kind:
