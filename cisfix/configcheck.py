@@ -9,7 +9,7 @@ the edit selects a KubeletConfiguration document (`--kind`): never by its name.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 from . import kubeletschema
 from .errors import CisfixError, InputError
@@ -67,18 +67,20 @@ def _config_kinds(state: NodeState) -> Dict[str, str]:
     for name, spec in state.info.components.items():
         if not spec.config_kind:
             continue
-        for path in filter(None, (spec.config, _named_config(state, name))):
+        for path in filter(None, (spec.config, *_named_configs(state, name))):
             found[node.resolve(node.node_path(path))] = spec.config_kind
     return found
 
 
-def _named_config(state: NodeState, name: str) -> Optional[str]:
-    """The config file the component's `--config` names, when it can be read; the edit itself reports
-    a file it cannot read."""
-    if not state.info.components[name].config_flag:
-        return None
+def _named_configs(state: NodeState, name: str) -> List[str]:
+    """The config file the component's `--config` names and the drop-ins of its `--config-dir`, when
+    they can be read; the edit itself reports a file it cannot read."""
+    spec = state.info.components[name]
+    if not spec.config_flag and not spec.config_dir_flag:
+        return []
     try:
-        path = state.settings(name).config_path
+        settings = state.settings(name)
     except CisfixError:
-        return None
-    return path if path and path.startswith("/") else None
+        return []
+    paths = [settings.config_path, *(d.path for d in settings.dropins)]
+    return [path for path in paths if path and path.startswith("/")]

@@ -5,14 +5,15 @@ The layout (`cisfix_describe_node`) says where a component's settings live and i
 the live process's command line first; else the command line its sources would give — a static pod's
 manifest (`command`/`args`), or a service's flag files (systemd drop-ins and the environment files they
 name, expanded into `ExecStart=` as systemd does) — and below the command line the config file that
-`--<config_flag>` names (else the component's `config`).
+`--<config_flag>` names (else the component's `config`), with the drop-ins of the folder that
+`--<config_dir_flag>` names merged over it (the kubelet's `--config-dir`).
 """
 from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import flags as flag_parser
 from .errors import EditError, InputError
@@ -50,8 +51,12 @@ class Settings:
     file_flags: Values  # the command line its sources give (what a restart would run)
     sources: Dict[str, FlagSource]  # flag -> where the sources define it (last definition)
     config_path: Optional[str]
-    config: Optional[dict]
+    config: Optional[dict]  # the config file with the drop-ins merged over it
     evidence: Evidence  # where the command line was read: the live process, or the manifest
+    dropins: Tuple["Dropin", ...] = ()  # in merge order (see `read_dropins`)
+    base_config: Optional[dict] = None  # the config file's own data (without the drop-ins)
+    # (file, path) -> the line of the path's key in that file, for evidence; None: lines are not known
+    locate: Optional[Callable[[str, str], Optional[int]]] = field(default=None, compare=False, repr=False)
 
     def setting(self, flag: Optional[str], path: Optional[str]) -> Tuple[bool, Any, Evidence]:
         """The effective value of a setting known as `--flag` and as `path` in the config file."""
@@ -75,10 +80,51 @@ class Settings:
             return True, flags[flag], evidence
         if path and isinstance(self.config, dict):
             present, value = lookup(self.config, path)
-            return present, value, Evidence(file=self.config_path, detail=path)
+            file = self.deciding_file(path)
+            line = self.locate(file, path) if present and file and self.locate else None
+            return present, value, Evidence(file=file, line=line, detail=path)
         if path:
             return False, None, Evidence(file=self.config_path, detail=path)
         return False, None, self.evidence
+
+    def deciding_file(self, path: str) -> Optional[str]:
+        """The file that decides a config path: the last drop-in that sets it (or replaces or removes a
+        map above it), else the config file."""
+        decider = self.config_path
+        for dropin in self.dropins:
+            if _sets(dropin.data, path):
+                decider = dropin.path
+        return decider
+
+    def files_setting(self, path: str) -> List[str]:
+        """The config file and the drop-ins that hold the path, in merge order."""
+        from .editors.config import read_data
+
+        files = [(self.config_path, self.base_config)] if self.config_path else []
+        return [file for file, data in files + [(d.path, d.data) for d in self.dropins]
+                if isinstance(data, dict) and read_data(data, path)[0]]
+
+
+@dataclass(frozen=True)
+class Dropin:
+    """A drop-in config file (node path) and its data."""
+
+    path: str
+    data: dict
+    text: str = field(compare=False, repr=False)  # as read, for the lines of evidence
+
+
+def _sets(data: Any, path: str) -> bool:
+    """Does a merge patch set `path`, or replace or remove (null) a map on the way to it?"""
+    from .editors.config import split_path
+
+    for part in split_path(path):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+        if not isinstance(data, dict):
+            return True
+    return True
 
 
 def read_settings(state: "NodeState", name: str) -> Settings:
@@ -97,8 +143,16 @@ def read_settings(state: "NodeState", name: str) -> Settings:
         config_path = flags.get(component.config_flag) or file_flags.get(component.config_flag) or config_path
     # An unreadable config raises InputError (FILE:LINE: reason): the component's checks are then ERROR.
     config = state.yaml(config_path) if config_path else None
-    settings = Settings(name, flags, live.running, file_flags, sources, config_path,
-                        config if isinstance(config, dict) else None, live.evidence)
+    config = config if isinstance(config, dict) else None
+    folder = (flags.get(component.config_dir_flag) or file_flags.get(component.config_dir_flag)
+              if component.config_dir_flag else None)
+    dropins = read_dropins(state, folder) if folder else ()
+    merged = config
+    for dropin in dropins:
+        merged = merge_patch(merged, dropin.data)
+    texts = {dropin.path: dropin.text for dropin in dropins}
+    settings = Settings(name, flags, live.running, file_flags, sources, config_path, merged, live.evidence,
+                        dropins, config, lambda file, path: state.config_line(file, path, texts.get(file)))
     if state.live and live.running and component.live_config:
         return _with_live_config(state, settings)
     return settings
@@ -122,7 +176,80 @@ def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
     config = next(iter(served.values()), None) if isinstance(served, dict) and len(served) == 1 else None
     if not isinstance(config, dict):
         raise LiveConfigUnavailable(f"{settings.component}: {url}: HTTP {code}, no configuration")
-    return replace(settings, config=config, config_path=url)
+    return replace(settings, config=config, config_path=url, dropins=(), base_config=None, locate=None)
+
+
+# ---- the kubelet's --config-dir ----
+
+DROPIN_SUFFIX = ".conf"  # the kubelet's dropinFileExtension, matched with filepath.Ext: case-sensitive
+_WHY_DROPIN = "; the kubelet's configuration drop-ins are not used"
+
+
+def read_dropins(state: "NodeState", folder: str) -> Tuple[Dropin, ...]:
+    """The drop-ins of a kubelet's --config-dir in the order it merges them: as Go's filepath.WalkDir
+    walks the folder — names in lexical (byte) order, sub-folders entered where they sort, links to
+    folders not followed — every non-folder whose name ends in `.conf` (kubernetes
+    cmd/kubelet/app/server.go, mergeKubeletConfigurations). Each is a configuration document, JSON or
+    YAML, a mapping. The folders and files go through `cisfix.trust` as a distribution's configuration
+    does: one another user could write would decide what cisfix reports and where it writes. No folder:
+    no drop-ins."""
+    node = state.node
+    host = node.host(node.resolve(folder))
+    if not host.is_dir():
+        return ()
+    require_trusted_dir(host, why=_WHY_DROPIN)
+    found: List[Dropin] = []
+    for path in _walk(state, folder.rstrip("/") or "/"):
+        try:
+            data = read_node_trusted(node, path, why=_WHY_DROPIN)
+        except FileNotFoundError:  # gone since the listing
+            continue
+        text = decode_text(data, state.node.display(path))
+        found.append(Dropin(path, _dropin_data(state, path, text), text))
+    return tuple(found)
+
+
+def _walk(state: "NodeState", folder: str) -> List[str]:
+    """The `.conf` files under `folder` (node paths) in filepath.WalkDir's order, each folder checked."""
+    import os
+
+    host = state.node.host(state.node.resolve(folder))
+    paths: List[str] = []
+    for entry in sorted(os.scandir(host), key=lambda e: os.fsencode(e.name)):
+        path = posixpath.join(folder, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            _refuse_unshowable_name(state, path)
+            require_trusted_dir(state.node.host(state.node.resolve(path)), why=_WHY_DROPIN)
+            paths += _walk(state, path)
+        elif entry.name.endswith(DROPIN_SUFFIX):
+            _refuse_unshowable_name(state, path)
+            paths.append(path)
+    return paths
+
+
+def _dropin_data(state: "NodeState", path: str, text: str) -> dict:
+    from .editors import jsontext
+    from .nodefile import parse_yaml
+
+    shown_path = state.node.display(path)
+    parsed = jsontext.load(text, shown_path) if jsontext.is_json(text) else parse_yaml(text, shown_path)
+    if not isinstance(parsed, dict):
+        raise InputError(shown_path, "not a configuration document (a mapping); the kubelet would not start")
+    return parsed
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """`patch` merged over `target` as the kubelet merges a drop-in (RFC 7386 JSON merge patch, as
+    evanphx/json-patch MergePatch): maps key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 class LiveConfigUnavailable(Exception):
@@ -191,16 +318,22 @@ def _require_trusted_folders(state: "NodeState", args: ArgList) -> None:
 
 def _dropins(state: "NodeState", args: ArgList) -> List[str]:
     """The drop-ins the distribution reads: names ending in .yaml or .yml in any case (`dropin_order`),
-    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file). A
-    name that is no UTF-8 or holds control characters is refused: no journal, log or message could name it."""
+    directories skipped, as k3s's `dotDFiles` does (a link is read, and refused if it is no file)."""
     found = [path for path in state.glob(f"{args.dropins}/*") if not state.node.host(path).is_dir()
              or state.node.host(path).is_symlink()]
     for path in found:
-        name = posixpath.basename(path)
-        if name.lower().endswith(DROPIN_SUFFIXES) and shown(name.encode("utf-8", "surrogateescape"), None) != name:
-            raise InputError(shown(state.node.display(path).encode("utf-8", "surrogateescape"), None),
-                             "a drop-in name that is no UTF-8 text or holds control characters; rename it")
+        if posixpath.basename(path).lower().endswith(DROPIN_SUFFIXES):
+            _refuse_unshowable_name(state, path)
     return found
+
+
+def _refuse_unshowable_name(state: "NodeState", path: str) -> None:
+    """A drop-in whose name is no UTF-8 or holds control characters is refused: no journal, log or
+    message could name it."""
+    name = posixpath.basename(path)
+    if shown(name.encode("utf-8", "surrogateescape"), None) != name:
+        raise InputError(shown(state.node.display(path).encode("utf-8", "surrogateescape"), None),
+                         "a drop-in name that is no UTF-8 text or holds control characters; rename it")
 
 
 def _read_trusted(state: "NodeState", path: str) -> Optional[bytes]:
@@ -320,8 +453,9 @@ def flag_text(value: Any) -> Optional[str]:
 
 def resolve(state: "NodeState", change: Configure) -> List[EditFile]:
     """The file edits that make a change of settings: for a static pod its manifest; for a service, the
-    flag file that defines the flag (it overrides the config file), else the config file, else the
-    flag file that holds its command line."""
+    flag file that defines the flag (it overrides the config file), else the config file — or the
+    drop-in that decides the path; a removal, every file that sets it — else the flag file that holds
+    its command line."""
     component = state.info.components.get(change.component)
     if component is None or not state.present(change.component):
         raise InputError(change.component, "no such component on this node")
@@ -334,17 +468,14 @@ def resolve(state: "NodeState", change: Configure) -> List[EditFile]:
     settings = state.settings(change.component)
     edits: Dict[Tuple[str, Optional[str]], List[Any]] = {}
     for op in change.ops:
-        target = _service_edit(component, settings, op)
-        if target is None:
-            continue
-        path, edit = target
-        kind = component.config_kind if isinstance(edit, (SetPath, UnsetPath)) else FLAG_FILE
-        edits.setdefault((path, kind), []).append(edit)
+        for path, edit in _service_edits(component, settings, op):
+            kind = component.config_kind if isinstance(edit, (SetPath, UnsetPath)) else FLAG_FILE
+            edits.setdefault((path, kind), []).append(edit)
     return [EditFile(path, tuple(ops), component.name, kind) for (path, kind), ops in edits.items()]
 
 
-def _service_edit(component: Component, settings: Settings, op: Any) -> Optional[Tuple[str, Any]]:
-    """(file, operation) for one change of a service's setting; None when there is nothing to change."""
+def _service_edits(component: Component, settings: Settings, op: Any) -> List[Tuple[str, Any]]:
+    """(file, operation) pairs for one change of a service's setting; none when there is nothing to change."""
     if isinstance(op, AddHostPathMount):
         raise InputError(component.name, "is not a static pod: nothing to mount into")
     flag = op.flag if isinstance(op, SetSetting) else op.name
@@ -352,20 +483,22 @@ def _service_edit(component: Component, settings: Settings, op: Any) -> Optional
     if flag and flag in settings.file_flags:
         if source is None or source.file is None:
             raise InputError(component.name, f"--{flag} is written into the service's ExecStart line; edit the unit")
-        return source.file, _flag_op(op)
+        return [(source.file, _flag_op(op))]
     # A node whose kubelet has no config file at all (AKS: flags only) takes the setting as a flag.
     as_flag = isinstance(op, SetSetting) and op.flag and not settings.config_path
     if isinstance(op, SetSetting) and op.path and not as_flag:
         if not settings.config_path or settings.config is None:
             raise InputError(component.name, "has no readable config file on this node")
-        return settings.config_path, UnsetPath(op.path) if op.value is None else SetPath(op.path, op.value)
+        if op.value is None:
+            return [(path, UnsetPath(op.path)) for path in settings.files_setting(op.path) or [settings.config_path]]
+        return [(settings.deciding_file(op.path) or settings.config_path, SetPath(op.path, op.value))]
     if isinstance(op, (RemoveFlag, RemoveFlagItem)) or (isinstance(op, SetSetting) and op.value is None):
-        return None  # nothing defines it: nothing to remove
+        return []  # nothing defines it: nothing to remove
     holders = [path for path, source in ((s.file, s) for s in settings.sources.values()) if path]
     target = holders[-1] if holders else next(iter(component.flag_files), None)
     if not target:
         raise InputError(component.name, f"has no flag file to set --{flag} in")
-    return target, _flag_op(op)
+    return [(target, _flag_op(op))]
 
 
 def _flag_op(op: Any) -> Any:

@@ -95,14 +95,43 @@ class NodeState:
         return sources.parsed(self.node.host(path), data, self._files[path][1], kind, parse)
 
     def yaml(self, path: str) -> Any:
-        """The file parsed as YAML (the first document), or None when absent. Invalid YAML and YAML
-        aliases raise InputError as `FILE:LINE: reason`."""
+        """The file parsed as YAML (the first document), or None when absent; a text that opens with `{`
+        as JSON, as Go's encoding/json reads it (tabs, big integers, the last of duplicate keys): JSON
+        is YAML only mostly. Invalid text and YAML aliases raise InputError as `FILE:LINE: reason`."""
         shown = self.node.display(path)
 
         def parse(data: bytes) -> Any:
+            from .editors import jsontext
+
             text = decode_text(data, shown)
+            if jsontext.is_json(text):
+                return jsontext.load(text, shown)
             return parse_yaml(text, shown, self._composed(path, text))
         return self._parsed(path, "yaml", parse)
+
+    def config_line(self, path: str, dotted: str, text: Optional[str] = None) -> Optional[int]:
+        """The line of a config path's last key in a YAML or JSON file, None when the path is not there.
+        `text`: the file as read already (a drop-in, read through the trust checks); else it is read."""
+        from ruamel.yaml.nodes import MappingNode
+
+        from .editors import jsontext, yamltext
+        from .editors.config import split_path
+
+        parts = split_path(dotted)
+        read = text is None
+        text = self.text(path) if read else text
+        if text is None:
+            return None
+        if jsontext.is_json(text):
+            return jsontext.key_line(text, parts)
+        nodes = (self._composed(path, text) if read else compose_yaml(text)).nodes  # the former is kept
+        node, key = (nodes[0] if nodes else None), None
+        for part in parts:
+            pair = yamltext.mapping_get(node, part) if isinstance(node, MappingNode) else None
+            if pair is None:
+                return None
+            key, node = pair
+        return key.start_mark.line + 1 if key is not None else None
 
     def _composed(self, path: str, text: str) -> Composed:
         """The file (`text`, its bytes decoded) composed once for both of its readings: its data and a

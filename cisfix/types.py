@@ -171,8 +171,11 @@ class Component:
     health: Mapping[str, Any] = field(default_factory=dict)
     restart: Tuple[str, ...] = ()  # command that restarts it (systemctl restart kubelet); see cisfix.commands
     config_flag: Optional[str] = None  # the flag that names its config file (the kubelet's --config)
-    config_dir_flag: Optional[str] = None  # the flag that names its drop-in folder (the kubelet's --config-dir)
     config_kind: Optional[str] = None  # the document of the config file that holds the settings
+    # The flag that names its drop-in folder (the kubelet's --config-dir): every file under it whose name
+    # ends in `.conf`, in the kubelet's walk order, is a config document merged over the config file
+    # (see `cisfix.settings.read_dropins`); a change of a setting goes to the drop-in that decides it.
+    config_dir_flag: Optional[str] = None
     depends_on: Tuple[str, ...] = ()  # components to fix before this one
     managed_by: Optional[str] = None  # the component that runs it (static pods: the kubelet)
     live_config: Mapping[str, Any] = field(default_factory=dict)  # where it serves its effective config

@@ -1,6 +1,7 @@
-"""Edit dotted paths in a YAML config file (the kubelet's config.yaml, policies), changing only the
-lines it must. Positions come from the parser; text is spliced; the result must read back as the
-original data with the operations applied (self-check)."""
+"""Edit dotted paths in a YAML or JSON config file (the kubelet's config.yaml or config.json, policies),
+changing only the lines it must. Positions come from the parser; text is spliced; the result must read
+back as the original data with the operations applied (self-check). A text whose first non-blank
+character is `{` is JSON (`jsontext.is_json`), edited with `cisfix.editors.jsontext`, whatever its name."""
 from __future__ import annotations
 
 import copy
@@ -10,6 +11,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import EditError
 from ..plan import Edited, PathOp, SetPath, UnsetPath
+from . import jsontext
 from . import yamltext as yt
 
 _MISSING = object()
@@ -20,13 +22,16 @@ _MISSING = object()
 
 def read_path(text: str, path: str, kind: Optional[str] = None) -> Tuple[bool, Any]:
     """(True, value) when the dotted path exists in the selected document, else (False, None)."""
+    if jsontext.is_json(text):
+        return read_data(_json_doc(text, kind).data, path)
     parsed = yt.parse(text)
-    value = _lookup(parsed.data[_select(parsed, kind)], split_path(path))
-    return (False, None) if value is _MISSING else (True, value)
+    return read_data(parsed.data[_select(parsed, kind)], path)
 
 
 def edit_paths(text: str, ops: Sequence[PathOp], kind: Optional[str] = None) -> Edited:
     """Apply path operations in order; returns the input text unchanged when nothing had to change."""
+    if jsontext.is_json(text):
+        return _edit_json(text, ops, kind)
     original = yt.parse(text)
     index = _select(original, kind)
     step = yt.indentation(text, original.nodes[index]).mapping
@@ -44,6 +49,90 @@ def edit_paths(text: str, ops: Sequence[PathOp], kind: Optional[str] = None) -> 
         return Edited(text, ())
     yt.self_check(current, intended)
     return Edited(current, tuple(notes))
+
+
+def read_data(data: Any, path: str) -> Tuple[bool, Any]:
+    """`read_path` of data already parsed."""
+    value = _lookup(data, split_path(path))
+    return (False, None) if value is _MISSING else (True, value)
+
+
+# --- JSON ---------------------------------------------------------------------------------------------
+
+
+def _json_doc(text: str, kind: Optional[str]) -> jsontext.Doc:
+    """The JSON document, refused when it says it is another kind than `kind`; one without `kind` is
+    taken for the kind asked for (a JSON file holds one document: there is no other to choose)."""
+    doc = jsontext.parse(text)
+    found = doc.data.get("kind", kind)
+    if kind is not None and found != kind:
+        raise EditError(f"the document's kind is {found}, not {kind}")
+    return doc
+
+
+def _edit_json(text: str, ops: Sequence[PathOp], kind: Optional[str]) -> Edited:
+    """`edit_paths` of a JSON text: each operation on the text the previous ones left, then the
+    self-check against the original data with the operations applied."""
+    intended = copy.deepcopy(_json_doc(text, kind).data)
+    notes: List[str] = []
+    current = text
+    for op in ops:
+        parts = split_path(op.path)
+        if isinstance(op, UnsetPath):
+            # every occurrence of a duplicated key goes: the one before it would decide otherwise
+            while True:
+                obj, _, index = _descend(jsontext.parse(current).root, parts)
+                if index is None:
+                    break
+                current = jsontext.remove_member(current, obj, index)
+                if f"removed {op.path}" not in notes:
+                    notes.append(f"removed {op.path}")
+        else:
+            doc = jsontext.parse(current)
+            old = _lookup(doc.data, parts)
+            if old is _MISSING or not yt.same_data(old, op.value):
+                current = _set_json(current, doc, parts, op)
+                notes.append(f"added {op.path}: {_shown(op.value)}" if old is _MISSING
+                             else f"set {op.path}: {_shown(op.value)} (was {_shown(old)})")
+        intended = _apply_data(intended, op)
+    if current == text:
+        return Edited(text, ())
+    try:
+        got = jsontext.parse(current).data
+    except EditError as exc:
+        raise EditError(f"internal: splice self-check failed: {exc}") from exc
+    if not yt.same_data(got, intended):
+        raise EditError("internal: splice self-check failed: the edited text does not read back as intended")
+    return Edited(current, tuple(notes))
+
+
+def _descend(root: jsontext.Node, parts: List[str]) -> Tuple[jsontext.Node, int, Optional[int]]:
+    """(object, depth, index): the deepest object on the path, the depth of its key in `parts`, and
+    that key's member index (None: absent, the path exists down to `object` only)."""
+    obj = root
+    for depth, key in enumerate(parts):
+        if obj.kind != "object":
+            raise EditError(f"{'.'.join(parts[:depth])} is {'a list' if obj.kind == 'array' else 'a scalar'}, "
+                            "not a mapping")
+        found = obj.member(key)
+        if found is None or depth == len(parts) - 1:
+            return obj, depth, None if found is None else found[0]
+        obj = found[1]
+    raise EditError("empty path")
+
+
+def _set_json(text: str, doc: jsontext.Doc, parts: List[str], op: SetPath) -> str:
+    obj, depth, index = _descend(doc.root, parts)
+    if index is None:  # missing from parts[depth] on: added with its missing parents
+        value = op.value
+        for key in reversed(parts[depth + 1:]):
+            value = {key: value}
+        return jsontext.add_member(text, doc, obj, parts[depth], value)
+    node = obj.members[index][2]
+    if node.kind != "scalar" and not isinstance(op.value, dict if node.kind == "object" else list):
+        raise EditError(f"{op.path} is {'a mapping' if node.kind == 'object' else 'a list'}; it can only "
+                        f"be replaced with {'a mapping {...}' if node.kind == 'object' else 'a list [...]'}")
+    return jsontext.replace_value(text, doc, node, op.value)
 
 
 # --- selecting the document --------------------------------------------------------------------------

@@ -16,7 +16,8 @@ def configured(base: Component, settings: Mapping[str, Any]) -> Component:
         health=settings.get("health", base.health), restart=tuple(settings.get("restart", base.restart)),
         depends_on=tuple(settings.get("dependsOn", base.depends_on)),
         live_config=settings.get("liveConfig", base.live_config), unit=settings.get("unit", base.unit),
-        logs=(settings["log"],) if "log" in settings else base.logs)
+        logs=(settings["log"],) if "log" in settings else base.logs,
+        config_dir_flag=settings.get("configDirFlag", base.config_dir_flag))
 
 
 def configured_components(base: Mapping[str, Component], config: Mapping[str, Any]) -> Dict[str, Component]:

@@ -1,0 +1,324 @@
+"""Low-level helpers for editing a JSON document in place: locate members with a scanner of our own,
+splice into the original text. Managed kubelets read JSON configs (EKS's kubelet-config.json and
+nodeadm's config.json, AKS's kubeletconfig.json); re-serialising one would change its layout, so an
+edit replaces only the characters it must and keeps key order, indentation, line endings and every
+other byte.
+
+The scanner is linear in the text (strings through the stdlib's C `scanstring`), iterative (nesting
+costs no interpreter stack) and strict as Go's encoding/json: no comments, trailing commas, NaN or
+trailing data. Duplicate keys are kept in the tree; the data is the last occurrence's, as encoding/json
+decodes them, and an edit targets the last occurrence (see `member`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from functools import lru_cache
+from json.decoder import scanstring
+from typing import Any, List, Optional, Tuple
+
+from ..errors import EditError, InputError
+
+_WS = " \t\r\n"
+_SKIP = re.compile(r"[ \t\r\n]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LITERALS = ("true", "false", "null")
+
+
+def is_json(text: str) -> bool:
+    """A JSON document rather than YAML: its first non-blank character opens an object. (Kubernetes
+    decoders tell them apart the same way: sigs.k8s.io/yaml's YAMLOrJSONDecoder looks for a `{`.)"""
+    match = _SKIP.match(text)
+    return text.startswith("{", match.end())
+
+
+@dataclass
+class Node:
+    """A value's span in the text; an object's members as (key, key start, value) in file order."""
+
+    start: int
+    end: int = -1
+    kind: str = "scalar"  # "object", "array" or "scalar"
+    members: List[Tuple[str, int, "Node"]] = field(default_factory=list)
+
+    def member(self, key: str) -> Optional[Tuple[int, "Node"]]:
+        """(index, value) of the key's last occurrence — the one encoding/json keeps — or None."""
+        for index in range(len(self.members) - 1, -1, -1):
+            if self.members[index][0] == key:
+                return index, self.members[index][2]
+        return None
+
+
+@dataclass(frozen=True)
+class Style:
+    """How the file is written, for what an edit adds: the indentation unit (None: all on one line),
+    the separators after a key and between inline items, and the line ending."""
+
+    unit: Optional[str]
+    colon: str
+    comma: str
+    newline: str
+
+
+@dataclass(frozen=True)
+class Doc:
+    root: Node
+    data: Any
+    style: Style
+
+
+def line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+class JsonError(EditError):
+    """Text that is no JSON document: the line (1-based) and why."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"invalid JSON at line {line}: {reason}")
+        self.line, self.reason = line, reason
+
+
+def _error(text: str, index: int, reason: str) -> JsonError:
+    return JsonError(line_of(text, index), reason)
+
+
+def parse(text: str) -> Doc:
+    """The document's tree, data and style; an EditError (`invalid JSON at line N: why`) otherwise."""
+    root = _scan(text)
+    if root.kind != "object":
+        raise _error(text, root.start, "the document is not an object")
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # the scanner accepted it: only nesting beyond the stack
+        raise _error(text, getattr(exc, "pos", 0) or 0, str(exc).split(":")[0]) from None
+    return Doc(root, data, _style(text, root))
+
+
+def load(text: str, shown: str) -> Any:
+    """The document's data, or InputError `FILE:LINE: invalid JSON: why` (`shown`: the file's name)."""
+    try:
+        return parse(text).data
+    except JsonError as exc:
+        raise InputError(f"{shown}:{exc.line}", f"invalid JSON: {exc.reason}") from None
+
+
+def key_line(text: str, parts: List[str]) -> Optional[int]:
+    """The line of the path's last key (its last occurrence), None when the path is not in the text."""
+    try:
+        node = _tree(text)
+    except EditError:
+        return None
+    start = None
+    for part in parts:
+        found = node.member(part) if node.kind == "object" else None
+        if found is None:
+            return None
+        start, node = node.members[found[0]][1], found[1]
+    return None if start is None else line_of(text, start)
+
+
+@lru_cache(maxsize=16)
+def _tree(text: str) -> Node:
+    """The text's tree, kept for the lines of a config's many settings (an audit asks for each)."""
+    return _scan(text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _scan(text: str) -> Node:
+    """The tree of the text's one JSON value, scanned without recursion."""
+    i = _SKIP.match(text).end()
+    stack: List[Node] = []
+    pending_key: List[Tuple[str, int]] = []  # per open object: the key whose value comes next
+    root: Optional[Node] = None
+    while True:
+        if i >= len(text):
+            raise _error(text, i, "unexpected end of text")
+        char = text[i]
+        # a value starts at i
+        if char == "{" or char == "[":
+            node = Node(i, kind="object" if char == "{" else "array")
+            _attach(stack, pending_key, node)
+            stack.append(node)
+            i = _SKIP.match(text, i + 1).end()
+            closing = "}" if char == "{" else "]"
+            if text.startswith(closing, i):
+                node.end = i + 1
+                stack.pop()
+                i += 1
+            elif char == "{":
+                i = _key(text, i, pending_key)
+                continue
+            else:
+                continue
+        else:
+            node = Node(i)
+            i = _scalar_end(text, i)
+            node.end = i
+            _attach(stack, pending_key, node)
+        # after a value: a comma, or closings
+        while True:
+            i = _SKIP.match(text, i).end()
+            if not stack:
+                if i != len(text):
+                    raise _error(text, i, "data after the document's end")
+                return root if root is not None else node
+            top = stack[-1]
+            if root is None:
+                root = stack[0]
+            if text.startswith(",", i):
+                i = _SKIP.match(text, i + 1).end()
+                if top.kind == "object":
+                    i = _key(text, i, pending_key)
+                break
+            closing = "}" if top.kind == "object" else "]"
+            if not text.startswith(closing, i):
+                raise _error(text, i, f"expected ',' or '{closing}'")
+            top.end = i + 1
+            stack.pop()
+            i += 1
+            if not stack:
+                root = top
+
+
+def _attach(stack: List[Node], pending_key: List[Tuple[str, int]], node: Node) -> None:
+    if stack and stack[-1].kind == "object":
+        key, start = pending_key.pop()
+        stack[-1].members.append((key, start, node))
+
+
+def _key(text: str, i: int, pending_key: List[Tuple[str, int]]) -> int:
+    """Scan `"key" :` at i; the key waits in `pending_key` for its value. Returns the value's start."""
+    if not text.startswith('"', i):
+        raise _error(text, i, "expected a double-quoted key")
+    key, end = _string(text, i)
+    end = _SKIP.match(text, end).end()
+    if not text.startswith(":", end):
+        raise _error(text, end, "expected ':' after a key")
+    pending_key.append((key, i))
+    return _SKIP.match(text, end + 1).end()
+
+
+def _string(text: str, i: int) -> Tuple[str, int]:
+    try:
+        return scanstring(text, i + 1, True)
+    except ValueError as exc:  # json.JSONDecodeError: `msg` as "Invalid control character at"
+        reason = getattr(exc, "msg", str(exc))
+        raise _error(text, getattr(exc, "pos", i), reason[:-3] if reason.endswith(" at") else reason) from None
+
+
+def _scalar_end(text: str, i: int) -> int:
+    if text.startswith('"', i):
+        return _string(text, i)[1]
+    for literal in _LITERALS:
+        if text.startswith(literal, i):
+            return i + len(literal)
+    match = _NUMBER.match(text, i)
+    if match and match.end() > i:
+        return match.end()
+    raise _error(text, i, f"unexpected {text[i]!r}")
+
+
+# --- style -------------------------------------------------------------------------------------------
+
+
+def newline(text: str) -> str:
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+def _line_indent(text: str, index: int) -> str:
+    start = text.rfind("\n", 0, index) + 1
+    match = re.compile(r"[ \t]*").match(text, start)
+    return text[start:match.end()]
+
+
+def _style(text: str, root: Node) -> Style:
+    """The file's indentation unit: the step from the first multi-line object's line to its first
+    member's (2 or 4 spaces, a tab; None when every object is on one line); its separators as the
+    first member and the first inline comma write them (Go's json.Marshal: `:` and `,`)."""
+    unit, colon, comma = None, None, None
+    queue = deque([root])
+    while queue and (unit is None or colon is None or comma is None):
+        node = queue.popleft()
+        if node.kind != "object" or not node.members:
+            queue.extend(v for _, _, v in node.members)
+            continue
+        key, start, value = node.members[0]
+        if colon is None:
+            colon = text[_string(text, start)[1]:value.start]
+        if unit is None and "\n" in text[node.start:start]:
+            outer, inner = _line_indent(text, node.start), _line_indent(text, start)
+            if inner.startswith(outer) and len(inner) > len(outer):
+                unit = inner[len(outer):]
+        if comma is None and len(node.members) > 1:
+            between = text[value.end:node.members[1][1]]
+            if "\n" not in between:
+                comma = between
+        queue.extend(v for _, _, v in node.members)
+    return Style(unit, colon if colon is not None else ": ", comma if comma is not None else ", ", newline(text))
+
+
+# --- rendering and splicing ---------------------------------------------------------------------------
+
+
+def render(value: Any, style: Style, indent: str) -> str:
+    """`value` as JSON in the file's style; continuation lines start with `indent` (the line's own)."""
+    try:
+        if style.unit is None:
+            return json.dumps(value, ensure_ascii=False, allow_nan=False,
+                              separators=(style.comma, style.colon))
+        dumped = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=style.unit,
+                            separators=(",", style.colon))
+    except (TypeError, ValueError) as exc:
+        raise EditError(f"cannot write {value!r} as JSON: {exc}") from None
+    return dumped.replace("\n", style.newline + indent)
+
+
+def _pair(key: str, value: Any, style: Style, indent: str) -> str:
+    return json.dumps(key, ensure_ascii=False) + style.colon + render(value, style, indent)
+
+
+def replace_value(text: str, doc: Doc, node: Node, value: Any) -> str:
+    """The text with `node` (a member's value) replaced by `value`."""
+    rendered = render(value, doc.style, _line_indent(text, node.start))
+    return text[:node.start] + rendered + text[node.end:]
+
+
+def add_member(text: str, doc: Doc, obj: Node, key: str, value: Any) -> str:
+    """The text with `"key": value` added after the object's last member, laid out as its siblings
+    (or, in an empty object, one unit deeper than the object's line)."""
+    style = doc.style
+    if obj.members:
+        last = obj.members[-1]
+        first_start = obj.members[0][1]
+        if "\n" in text[obj.start:first_start]:  # one member per line
+            indent = _line_indent(text, last[1])
+            addition = "," + style.newline + indent + _pair(key, value, style, indent)
+        else:
+            addition = style.comma + _pair(key, value, style, _line_indent(text, last[1]))
+        end = last[2].end
+        return text[:end] + addition + text[end:]
+    outer = _line_indent(text, obj.start)
+    if style.unit is None:
+        body = "{" + _pair(key, value, style, outer) + "}"
+    else:
+        inner = outer + style.unit
+        body = "{" + style.newline + inner + _pair(key, value, style, inner) + style.newline + outer + "}"
+    return text[:obj.start] + body + text[obj.end:]
+
+
+def remove_member(text: str, obj: Node, index: int) -> str:
+    """The text without the object's member `index`, commas and the member's line left right: the
+    member and what separates it from its next sibling go (or, for the last, from its previous one)."""
+    members = obj.members
+    if len(members) == 1:
+        return text[:obj.start] + "{}" + text[obj.end:]
+    if index < len(members) - 1:
+        return text[:members[index][1]] + text[members[index + 1][1]:]
+    return text[:members[index - 1][2].end] + text[members[index][2].end:]
