@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Tuple
 
+from cisfix.editors.config import read_data
 from cisfix.state import NodeState
-from cisfix.types import NOT_APPLICABLE, AuditResult, Plan
+from cisfix.types import FAIL, NOT_APPLICABLE, PASS, AuditResult, Evidence, Plan
 
 from . import catalog, kubelet, targets
-from .audits import KubeletSetting
 from .catalog import Spec, file_mode, file_owner
 from .distributions import Derived, file_fields
 from .fixes import KubeletFix
@@ -102,6 +102,38 @@ class WithConfigFile:
         return self.audit(state)
 
 
+@dataclass(frozen=True)
+class NotSetFalse:
+    """A setting the recommendation accepts unset or true ("not present or set to true"): FAIL only where
+    the command line or a config file sets it false. The live /configz cannot tell the two apart (it shows
+    the kubelet's default, false, for an unset one), so the flag is read from the running kubelet's command
+    line and the path from the config file and drop-ins it reads, the last one that sets it deciding."""
+
+    flag: str
+    path: str
+    component = kubelet.COMPONENT
+
+    @property
+    def target(self) -> str:
+        return f"kubelet --{self.flag} / config {self.path}"
+
+    def __call__(self, state: NodeState) -> AuditResult:
+        view = kubelet.view(state)
+        if self.flag in view.flags:
+            _, value, evidence = view.setting(self.flag, None)
+        else:
+            files = [(view.config_path, view.base_config), *((d.path, d.data) for d in view.dropins)]
+            holders = [(file, read_data(data, self.path)[1]) for file, data in files
+                       if isinstance(data, dict) and read_data(data, self.path)[0]]
+            if not holders:
+                return AuditResult(PASS, "unset or true", "unset", (Evidence(file=view.config_path, detail=self.path),))
+            file, value = holders[-1]
+            evidence = Evidence(file=file, detail=self.path)
+        off = str(value).lower() == "false"
+        return AuditResult(FAIL if off else PASS, "unset or true", str(value).lower(), (evidence,),
+                           "turned off" if off else "")
+
+
 # ---- fixes ----
 
 @dataclass(frozen=True)
@@ -149,7 +181,7 @@ def _managed_changes(provider: Provider, notes: Mapping[str, str], base: Dict[st
                   "guidance": f"set authentication.x509.clientCAFile to the cluster CA ({provider.client_ca} on "
                               f"{provider.name} nodes); {catalog.RESTART_KUBELET}"},
         "4.2.10": {"title": "Kubelet client certificate rotation is not turned off",
-                   "audit": KubeletSetting("rotate-certificates", "rotateCertificates", "noteq", "false"),
+                   "audit": NotSetFalse("rotate-certificates", "rotateCertificates"),
                    "fix": KubeletFix("rotate-certificates", "rotateCertificates", None),
                    "guidance": _ROTATION},
     }
