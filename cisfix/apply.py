@@ -38,6 +38,8 @@ def component_of(info: NodeInfo, node_path: str) -> Optional[str]:
     for component in info.components.values():
         if node_path == component.manifest or node_path == component.config or node_path in component.flag_files:
             return component.name
+        if component.config_dir and node_path.startswith(component.config_dir.rstrip("/") + "/"):
+            return component.name
     return None
 
 

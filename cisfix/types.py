@@ -176,6 +176,9 @@ class Component:
     # ends in `.conf`, in the kubelet's walk order, is a config document merged over the config file
     # (see `cisfix.settings.read_dropins`); a change of a setting goes to the drop-in that decides it.
     config_dir_flag: Optional[str] = None
+    # The drop-in folder the layout knows it is given (nodeadm's config.json.d): a change of a file in it
+    # restarts the component, as a change of its config file does (the folder the flag names is read either way).
+    config_dir: Optional[str] = None
     depends_on: Tuple[str, ...] = ()  # components to fix before this one
     managed_by: Optional[str] = None  # the component that runs it (static pods: the kubelet)
     live_config: Mapping[str, Any] = field(default_factory=dict)  # where it serves its effective config

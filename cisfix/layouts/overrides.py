@@ -17,7 +17,8 @@ def configured(base: Component, settings: Mapping[str, Any]) -> Component:
         depends_on=tuple(settings.get("dependsOn", base.depends_on)),
         live_config=settings.get("liveConfig", base.live_config), unit=settings.get("unit", base.unit),
         logs=(settings["log"],) if "log" in settings else base.logs,
-        config_dir_flag=settings.get("configDirFlag", base.config_dir_flag))
+        config_dir_flag=settings.get("configDirFlag", base.config_dir_flag),
+        config_dir=settings.get("configDir", base.config_dir))
 
 
 def configured_components(base: Mapping[str, Component], config: Mapping[str, Any]) -> Dict[str, Component]:

@@ -48,6 +48,7 @@ class Provider:
     env_files: Tuple[str, ...]  # the unit's EnvironmentFile=s
     cgroup: str  # the unit's cgroup (its Slice=)
     client_ca: str  # the folder of the client CA file the kubelet is given
+    config_dir: Optional[str] = None  # the --config-dir the provider gives it (nodeadm's config.json.d)
 
 
 def is_node_of(node: Node, config: Mapping[str, Any], distribution: str, markers: Sequence[Sequence[str]]) -> bool:
@@ -72,6 +73,7 @@ def kubelet(node: Node, provider: Provider) -> Component:
     return Component(
         "kubelet", config=provider.config, flag_files=(UNIT, *dropins(node), *provider.env_files),
         restart=RESTART, unit=provider.cgroup, health=HEALTH, config_flag="config", config_dir_flag="config-dir",
+        config_dir=provider.config_dir,
         config_kind="KubeletConfiguration",
         live_config=LIVE_CONFIG if node.host(node.resolve(KUBELET_API_KUBECONFIG)).exists() else {})
 
