@@ -7,6 +7,7 @@ with what cisfix last committed to them:
 - `upgrade`: the file was regenerated with another image tag than the one cisfix committed against
   (`kubeadm upgrade` rewrites the manifests from its ClusterConfiguration and drops hand edits), or it
   has no image of its own (the kubelet's config) and changed while the node's images did;
+- `boot`: a file the layout says a boot step rewrites (`Component.boot_owned`: AL2023's nodeadm) changed;
 - `manual`: the bytes (or mode, owner) differ from what cisfix committed, same version;
 - `unknown`: cisfix's files are as it committed them (something else overrides them), or the check
   was never fixed by cisfix (`--all`).
@@ -23,7 +24,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import status
 from .atomic import Meta, sha256, write_atomic
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .fix import FixReport
     from .gate import Gate
 
-UPGRADE, MANUAL, UNKNOWN = "upgrade", "manual", "unknown"
+UPGRADE, BOOT, MANUAL, UNKNOWN = "upgrade", "boot", "manual", "unknown"
 FLAP_LIMIT, FLAP_WINDOW_HOURS = 3, 24.0
 _IMAGE = re.compile(rb"^\s*-?\s*image:\s*[\"']?([^\"'\s#]+)", re.M)
 _STATE_WHY = "; drift.json must be root's own file in the state folder"
@@ -100,10 +101,12 @@ def node_upgraded(node: Node, written: Dict[str, Tuple[TxInfo, dict]]) -> bool:
 
 
 def classify(node: Node, result: CheckResult, fix_tx: Optional[TxInfo],
-             written: Dict[str, Tuple[TxInfo, dict]], upgraded: bool, package_owned: frozenset = frozenset()) -> Drift:
+             written: Dict[str, Tuple[TxInfo, dict]], upgraded: bool, package_owned: frozenset = frozenset(),
+             boot_owned: Callable[[str], bool] = lambda path: False) -> Drift:
     """`upgraded`: the node's images changed since cisfix committed (`node_upgraded`). A file of
     `package_owned` (the layout's `Component.package_owned`) that changed was reinstalled by its package's
-    upgrade — nobody else rewrites it — so its drift is an upgrade's."""
+    upgrade — nobody else rewrites it — so its drift is an upgrade's; one `boot_owned` says (the layout's
+    `Component.boot_owned`) was rewritten by the node's boot step."""
     found = str(result.audit.actual or result.audit.reason or "fails")
     if fix_tx is None:
         return Drift(result.check, UNKNOWN, None, found)
@@ -120,6 +123,8 @@ def classify(node: Node, result: CheckResult, fix_tx: Optional[TxInfo],
             continue
         if path in package_owned:
             return Drift(result.check, UPGRADE, path, found)
+        if boot_owned(path):
+            return Drift(result.check, BOOT, path, found)
         before = _committed_against(node, last)
         if before is None:
             return Drift(result.check, UNKNOWN, path, found)
@@ -222,6 +227,7 @@ class _Run:
     limit: int
     window: float  # seconds
     package_owned: frozenset = frozenset()  # the layout's package-owned files (`NodeInfo.package_owned`)
+    boot_owned: Callable[[str], bool] = lambda path: False  # `NodeInfo.boot_owned`
 
     def history(self, check_id: str) -> List[dict]:
         """The check's corrections that count for the flap guard: in the window, after its last reset."""
@@ -237,7 +243,8 @@ def run_drift(plugins: Plugins, checks: Sequence[Check], gate: Gate, *, enforce_
     guard = plugins.config.get("drift", {})
     log = EventLog(node.state_dir / "events.jsonl")
     run = _Run(node, DriftState(node), log.read(), time.time(), guard.get("flapLimit", FLAP_LIMIT),
-               guard.get("flapWindowHours", FLAP_WINDOW_HOURS) * 3600, plugins.info.package_owned())
+               guard.get("flapWindowHours", FLAP_WINDOW_HOURS) * 3600, plugins.info.package_owned(),
+               plugins.info.boot_owned)
     for check_id in resets:
         run.state.flapping.pop(check_id, None)
         run.state.resets[check_id] = run.now
@@ -272,7 +279,7 @@ def _detect(run: _Run, report: DriftReport, fixed: Dict[str, TxInfo], written: D
             continue
         if upgraded is None:
             upgraded = node_upgraded(run.node, written)
-        drift = classify(run.node, result, fixed.get(check.id), written, upgraded, run.package_owned)
+        drift = classify(run.node, result, fixed.get(check.id), written, upgraded, run.package_owned, run.boot_owned)
         if check.id not in state.drifted:
             key = state.key(check.id, drift.cls)
             state.detected[key] = state.detected.get(key, 0) + 1

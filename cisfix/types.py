@@ -197,6 +197,10 @@ class Component:
     # (content and mode reset, as a package's `install -m 644` does): a fix of them does not outlive a
     # package upgrade; `cisfix drift` puts it back, and counts that drift as an upgrade's.
     package_owned: Tuple[str, ...] = ()
+    # Node paths of its files that a boot step rewrites from the node's boot input (AL2023's nodeadm, from
+    # the instance's user data); a path ending in "/" is a folder and everything in it. A fix of them lasts
+    # until the next boot; `cisfix drift` puts it back, and counts that drift as a boot's.
+    boot_owned: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,11 @@ class NodeInfo:
     def package_owned(self) -> frozenset:
         """Node paths of the files the distribution's packages reinstall (`Component.package_owned`)."""
         return frozenset(path for c in self.components.values() for path in c.package_owned)
+
+    def boot_owned(self, node_path: str) -> bool:
+        """Does a boot step rewrite this file (`Component.boot_owned`)?"""
+        return any(node_path == p or (p.endswith("/") and node_path.startswith(p))
+                   for c in self.components.values() for p in c.boot_owned)
 
     def restarted_by(self, name: str) -> str:
         """The component whose restart applies a change to `name`'s settings: the service that runs it

@@ -182,7 +182,9 @@ def test_al2023_reboot_reverts_drift_reapplies_and_the_persisted_node_config_kee
     commits = len(node.commits())
     drift = node.cisfix("drift")
     assert drift.returncode == 0, drift.stdout + drift.stderr
-    assert {line.split()[1] for line in drift.stdout.splitlines() if line.startswith("CORRECTED")} == failing
+    corrected = [line.split()[1:3] for line in drift.stdout.splitlines() if line.startswith("CORRECTED")]
+    assert {check for check, _ in corrected} == failing
+    assert {cls for _, cls in corrected} == {"(boot,"}, drift.stdout  # nodeadm's rewrite, not a person's edit
     assert len(node.commits()) == commits + 1, "one correction"
     assert node.failing() == set()
     assert node.cisfix("drift").returncode == 0 and len(node.commits()) == commits + 1  # once

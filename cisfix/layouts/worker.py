@@ -49,6 +49,7 @@ class Provider:
     cgroup: str  # the unit's cgroup (its Slice=)
     client_ca: str  # the folder of the client CA file the kubelet is given
     config_dir: Optional[str] = None  # the --config-dir the provider gives it (nodeadm's config.json.d)
+    boot_owned: Tuple[str, ...] = ()  # what its boot step rewrites (nodeadm's files)
 
 
 def is_node_of(node: Node, config: Mapping[str, Any], distribution: str, markers: Sequence[Sequence[str]]) -> bool:
@@ -73,7 +74,7 @@ def kubelet(node: Node, provider: Provider) -> Component:
     return Component(
         "kubelet", config=provider.config, flag_files=(UNIT, *dropins(node), *provider.env_files),
         restart=RESTART, unit=provider.cgroup, health=HEALTH, config_flag="config", config_dir_flag="config-dir",
-        config_dir=provider.config_dir,
+        config_dir=provider.config_dir, boot_owned=provider.boot_owned,
         config_kind="KubeletConfiguration",
         live_config=LIVE_CONFIG if node.host(node.resolve(KUBELET_API_KUBECONFIG)).exists() else {})
 

@@ -32,7 +32,9 @@ MARKERS = (("/etc/eks", AL2_CONFIG), ("/etc/eks", AL2023_CONFIG, AL2023_ENV))
 BASE = dict(distribution="eks", binary="/usr/bin/kubelet", cgroup="runtime.slice/kubelet.service",
             client_ca="/etc/kubernetes/pki")
 AL2 = worker.Provider(config=AL2_CONFIG, env_files=(), **BASE)
-AL2023 = worker.Provider(config=AL2023_CONFIG, env_files=(AL2023_ENV,), config_dir=f"{AL2023_CONFIG}.d", **BASE)
+AL2023 = worker.Provider(config=AL2023_CONFIG, env_files=(AL2023_ENV,), config_dir=f"{AL2023_CONFIG}.d",
+                         # nodeadm writes these at every boot from the instance's user data
+                         boot_owned=(AL2023_CONFIG, f"{AL2023_CONFIG}.d/", AL2023_ENV), **BASE)
 NODEADM_MECHANISM = ("add the NodeConfig (spec.kubelet.config / spec.kubelet.flags) to the launch template's user "
                      "data, a MIME part of Content-Type application/node.eks.aws")
 BOOTSTRAP_MECHANISM = ("add the user-data script that sets them before /etc/eks/bootstrap.sh runs (or its "
