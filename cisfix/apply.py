@@ -161,7 +161,7 @@ def _judge(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watc
            manifest: Optional[PlannedChange], outcome: EditOutcome, verify: Optional[Verify]) -> Answer:
     """The gate's verdict on the restarted component, then the live checks' (`verify`)."""
     component = watch.component
-    answer = _await(session, plugins, gate, tx.txid, watch, "apply")
+    answer = _await(session, plugins, gate, tx.txid, watch, "apply", _paths(tx.files))
     if manifest:  # healthy means a new process carrying the manifest's intended flags was seen
         outcome.audit_verified = answer.healthy
     if answer.healthy and verify:
@@ -209,7 +209,7 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
     outcome.record_backups(plugins.node, tx.txid, made_only=True)  # what a person restores by hand from
     back = Answer(True, "")
     if back_watch:
-        back = _await(session, plugins, gate, tx.txid, back_watch, "rollback")
+        back = _await(session, plugins, gate, tx.txid, back_watch, "rollback", _paths(tx.files))
     if report.ok and back.healthy:
         healthy = f", {component} healthy again" if component else ""
         if report.unrecorded:
@@ -231,13 +231,21 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
     return outcome
 
 
-def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Watch, phase: str) -> Answer:
-    """After the watched component's files were written (`phase`: apply, rollback, recovery): restart it
-    when it is a service, wait for the process the watch expects to be healthy and stable (the evidence
-    rules are the gate's), and journal the answer."""
-    if plugins.info.components[watch.component].restart:
+def _paths(files: Sequence[dict]) -> List[str]:
+    """The node paths of a transaction's files (its journal entries)."""
+    return [entry["path"] for entry in files]
+
+
+def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Watch, phase: str,
+           written: Sequence[str]) -> Answer:
+    """After the watched component's files were written (`phase`: apply, rollback, recovery; `written`
+    their node paths): restart it when it is a service — reloading its unit files first when one of them
+    changed —, wait for the process the watch expects to be healthy and stable (the evidence rules are the
+    gate's), and journal the answer."""
+    spec = plugins.info.components[watch.component]
+    if spec.restart:
         try:
-            gate.restart(watch.component)
+            gate.restart(watch.component, reload=any(spec.reloads(path) for path in written))
         except CommandRefused as refused:
             # The files are as `phase` left them; the component was not restarted. Close its gate, so
             # that later runs do not wait for it, and say so: a person restarts it.
@@ -264,7 +272,9 @@ def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Di
     """Prove healthy, in dependency order, every component of `pending` (txid -> components) whose files
     were put back. The first that does not come back, as (txid, component, answer); None when all did."""
     order = fix_order(plugins.info)
+    txs = session.journal.transactions()
     for txid, components in pending.items():
+        written = _paths(txs[txid].files) if txid in txs else []
         for component in sorted(components, key=lambda c: order.index(c) if c in order else len(order)):
             if not gate.gates(component):
                 continue
@@ -273,7 +283,7 @@ def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Di
             spec = plugins.info.components[component]
             watch = Watch.after_recovery(gate.state(), component, _expected_flags(plugins, component),
                                          fresh=bool(spec.restart))
-            answer = _await(session, plugins, gate, txid, watch, phase)
+            answer = _await(session, plugins, gate, txid, watch, phase, written)
             if not answer.healthy:
                 return txid, component, answer
     return None

@@ -190,6 +190,10 @@ def _restart_what(component: str) -> str:
     return f"{component}'s restart command"
 
 
+def _reload_what(component: str) -> str:
+    return f"{component}'s reload command"
+
+
 def _pids(state: NodeState, component: str) -> FrozenSet[Tuple[int, int]]:
     return frozenset((p.pid, p.start_ticks) for p in state.processes_of(component))
 
@@ -256,19 +260,25 @@ class Gate:
                    if self.gates(c) and state.present(c)}
         return {c: a for c, a in answers.items() if not a.healthy}
 
-    def restart(self, component: str) -> None:
+    def restart(self, component: str, reload: bool = False) -> None:
         """Run the component's restart command (systemctl restart kubelet, or what the node config says),
+        after its reload command (systemctl daemon-reload) when `reload` — a unit file of it changed —, each
         once it passed the trust rule (`cisfix.commands`); a refused one raises CommandRefused."""
-        command = self.plugins.info.components[component].restart
-        if command:
-            run_trusted(command, _restart_what(component), self.settings.timeout)
+        spec = self.plugins.info.components[component]
+        if reload and spec.reload:
+            run_trusted(spec.reload, _reload_what(component), self.settings.timeout)
+        if spec.restart:
+            run_trusted(spec.restart, _restart_what(component), self.settings.timeout)
 
     def require_restartable(self, components: Iterable[Optional[str]]) -> None:
-        """Before any change: the restart command of every component the run may gate is one root may
-        run, so that no run is refused halfway, after some of its changes."""
+        """Before any change: the restart (and reload) command of every component the run may gate is one
+        root may run, so that no run is refused halfway, after some of its changes."""
         for component in components:
-            if component and self.gates(component) and self.plugins.info.components[component].restart:
-                trusted_command(self.plugins.info.components[component].restart, _restart_what(component))
+            spec = self.plugins.info.components[component] if component else None
+            if spec and self.gates(component) and spec.restart:
+                trusted_command(spec.restart, _restart_what(component))
+                if spec.reload:
+                    trusted_command(spec.reload, _reload_what(component))
 
     def pauses(self, longest: Optional[float] = None) -> Iterator[float]:
         """Pauses between looks at the node while waiting for something to happen: 0.1 s at first, so a

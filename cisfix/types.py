@@ -170,6 +170,10 @@ class Component:
     # Endpoints (url, caFile, ..., portFlag/portPath), answered by this component's own process only.
     health: Mapping[str, Any] = field(default_factory=dict)
     restart: Tuple[str, ...] = ()  # command that restarts it (systemctl restart kubelet); see cisfix.commands
+    # The command that makes its service manager re-read unit files (systemctl daemon-reload), run before the
+    # restart when a change wrote one of them (see `reloads`): systemd restarts a unit with the definition it
+    # loaded, so a fix of a unit drop-in's Environment= would otherwise not reach the new process.
+    reload: Tuple[str, ...] = ()
     config_flag: Optional[str] = None  # the flag that names its config file (the kubelet's --config)
     config_kind: Optional[str] = None  # the document of the config file that holds the settings
     # The flag that names its drop-in folder (the kubelet's --config-dir): every file under it whose name
@@ -201,6 +205,13 @@ class Component:
     # the instance's user data); a path ending in "/" is a folder and everything in it. A fix of them lasts
     # until the next boot; `cisfix drift` puts it back, and counts that drift as a boot's.
     boot_owned: Tuple[str, ...] = ()
+
+    def reloads(self, node_path: str) -> bool:
+        """Does a change of this file need the `reload` command before the restart: is it a systemd unit file
+        (`kubelet.service`) or a unit drop-in (`kubelet.service.d/*.conf`), which systemd reads only then?
+        Environment files are read at every start."""
+        return bool(self.reload) and (node_path.endswith(".service")
+                                      or posixpath.dirname(node_path).endswith(".service.d"))
 
 
 @dataclass(frozen=True)

@@ -228,3 +228,31 @@ def test_the_restart_program_cisfix_is_given_restarts_the_kubelet_with_its_edite
         assert configz(lab, tmp_path)["maxPods"] == 111
     finally:
         defaults.write_text(original)
+
+
+def test_a_unit_drop_in_edit_reaches_the_kubelet_only_after_daemon_reload(workers, tmp_path):
+    """As systemd: a restart runs the unit as last loaded; the reload program cisfix is given re-reads it."""
+    lab = workers("eks-al2")
+    kubelet = lab.node_config()["components"]["kubelet"]
+    dropin = lab.layout.host("/etc/systemd/system/kubelet.service.d/30-kubelet-extra-args.conf")
+    original = dropin.read_text()
+
+    def run(command) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+    def restarted(before: int) -> dict:
+        run(kubelet["restart"])
+        status = lab.wait_healthy(30)["kubelet"]
+        assert status.pid != before
+        return configz(lab, tmp_path)
+
+    dropin.write_text(original.replace("--read-only-port=10255", "--read-only-port=10256"))
+    try:
+        assert restarted(lab.status()["kubelet"].pid)["readOnlyPort"] == 10255, "restarted as loaded"
+        run(kubelet["reload"])
+        assert restarted(lab.status()["kubelet"].pid)["readOnlyPort"] == 10256
+    finally:
+        dropin.write_text(original)
+        run(kubelet["reload"])
+        assert restarted(lab.status()["kubelet"].pid)["readOnlyPort"] == 10255

@@ -36,6 +36,9 @@ CASES = {
     "eks-al2023": ("eks-1.8.0", {"3.2.4", "3.2.6"}, {"readOnlyPort": 0, "makeIPTablesUtilChains": True}),
     "aks": ("aks-1.8", {"3.2.6", "3.2.8"}, {"makeIPTablesUtilChains": True}),
 }
+# The labs whose fix edits a unit drop-in (eks-al2's --read-only-port, in 30-kubelet-extra-args.conf's
+# Environment=): systemd re-reads it only at a daemon-reload. The others' flags are in environment files.
+UNIT_FILE_FIXES = {"eks-al2"}
 
 
 class Worker:
@@ -66,6 +69,10 @@ class Worker:
     def starts(self) -> int:
         """How many times the lab's init has started the kubelet unit."""
         return json.loads(self.lab.layout.init_state.read_text())["unitStarts"]
+
+    def reloads(self) -> int:
+        """How many times the lab's init has re-read the unit files (`systemctl daemon-reload`)."""
+        return json.loads(self.lab.layout.init_state.read_text())["reloads"]
 
     def argv(self) -> List[str]:
         pid = self.lab.status()["kubelet"].pid
@@ -119,7 +126,7 @@ def fix_and_check(node: Worker, failing: set, served: dict, tmp_path: Path, *arg
     """`fix --level 1`: the failing checks FIXED in one transaction with one kubelet restart, every
     automated check then PASS (or named as needing a person), the fix live at /configz."""
     assert node.failing(*args) == failing
-    starts = node.starts()
+    starts, reloads = node.starts(), node.reloads()
     done = node.cisfix("fix", "--level", "1", "--format", "json", *args)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -127,6 +134,8 @@ def fix_and_check(node: Worker, failing: set, served: dict, tmp_path: Path, *arg
     assert fixed == failing
     assert len({r["txid"] for r in report["results"] if r["fix"] == "FIXED"}) == 1
     assert node.starts() == starts + 1, "one kubelet restart for every fix"
+    assert node.reloads() == reloads + (node.lab.layout.settings().distribution in UNIT_FILE_FIXES), \
+        "a daemon-reload before the restart exactly when a unit file changed"
     assert report["restarts"] == {"kubelet": 1}
     after = node.audit(*args)
     assert {i for i, r in after.items() if r["automated"] and r["status"] not in ("PASS", "NOT_APPLICABLE")} == set()
@@ -205,3 +214,35 @@ def test_al2023_reboot_reverts_drift_reapplies_and_the_persisted_node_config_kee
     assert {key: live.get(key) for key in served} == served
     commits = len(node.commits())
     assert node.cisfix("drift").returncode == 0 and len(node.commits()) == commits  # nothing to correct
+
+
+def test_a_unit_drop_in_fix_is_applied_and_undone_through_daemon_reload(worker, tmp_path):
+    """eks-al2's read-only port is set in a unit drop-in's Environment=: systemd runs what it loaded until a
+    daemon-reload. With the reload command the fix reaches the new kubelet and `rollback` brings the old
+    flag back; a node configuration that says not to reload (`reload: []`) gets a kubelet that still has
+    the port, a failed verification and the drop-in rolled back."""
+    node = worker("eks-al2")
+    dropin = node.host("/etc/systemd/system/kubelet.service.d/30-kubelet-extra-args.conf")
+    original = dropin.read_bytes()
+    reloads = node.reloads()
+    done = node.cisfix("fix", "--check", "3.2.4")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert node.reloads() == reloads + 1
+    assert dropin.read_bytes() == original.replace(b"--read-only-port=10255", b"--read-only-port=0")
+    assert "--read-only-port=0" in node.argv()
+    assert node.configz(tmp_path)["readOnlyPort"] == 0
+
+    undone = node.cisfix("rollback", "--last")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert node.reloads() == reloads + 2 and dropin.read_bytes() == original
+    assert "--read-only-port=10255" in node.argv()
+
+    config = json.loads(node.host(CONFIG).read_text())
+    config["components"]["kubelet"]["reload"] = []
+    node.host(CONFIG).write_text(json.dumps(config))
+    starts = node.starts()
+    refused = node.cisfix("fix", "--check", "3.2.4")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "3.2.4" in refused.stdout and "rolled back" in refused.stdout
+    assert node.reloads() == reloads + 2 and node.starts() == starts + 2  # the change's restart, the rollback's
+    assert dropin.read_bytes() == original and "--read-only-port=10255" in node.argv()

@@ -1,8 +1,9 @@
-"""`cisfix lab ...`: create, start, stop and inspect a simulated control-plane node (kubeadm, RKE2 or k3s).
+"""`cisfix lab ...`: create, start, stop and inspect a simulated node (a kubeadm, RKE2 or k3s control plane, or
+a managed EKS, GKE or AKS worker).
 
 Hooked into the main parser by `add_commands(commands, common_options)`; `main(argv)` runs the same
 actions standalone (`python -m cisfix.lab.cli status DIR`), which is what the lab's own
-`lab-restart-kubelet`, `lab-restart-rke2-server` and `lab-restart-k3s` programs call.
+`lab-restart-kubelet`, `lab-restart-rke2-server`, `lab-restart-k3s` and `lab-daemon-reload` programs call.
 """
 from __future__ import annotations
 
@@ -184,6 +185,13 @@ def cmd_restart_kubelet(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_daemon_reload(args: argparse.Namespace) -> int:
+    from .control import Lab
+
+    Lab(args.dir).daemon_reload()
+    return EXIT_OK
+
+
 def cmd_restart(args: argparse.Namespace) -> int:
     """`systemctl restart` of the lab's unit; an rke2-server or k3s unit (Type=notify) only once the new
     process is ready."""
@@ -271,6 +279,8 @@ def _add_actions(actions, common_options: Callable[[argparse.ArgumentParser], No
     status = action("status", cmd_status, "health, pid, restarts and port of every component")
     status.add_argument("--format", choices=("text", "json"), default="text")
     action("restart-kubelet", cmd_restart_kubelet, "what `systemctl restart kubelet` is on a node")
+    action("daemon-reload", cmd_daemon_reload, "what `systemctl daemon-reload` is on the node: the init re-reads the "
+                                               "kubelet's unit files (until then an edit of them changes nothing)")
     action("restart", cmd_restart, "what `systemctl restart <unit>` is on the node: kubelet (kubeadm), rke2-server "
                                    "or k3s; the last two return once the new process is ready, and fail if it "
                                    "exits first")

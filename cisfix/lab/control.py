@@ -153,6 +153,21 @@ class Lab:
             time.sleep(0.05)
         raise LabError("the unit did not restart")
 
+    def daemon_reload(self, timeout: float = 10.0) -> None:
+        """`systemctl daemon-reload`: returns once the init has re-read the unit files (the next start of the
+        unit runs what they say now)."""
+        pid = self.init_pid()
+        if not pid:
+            raise LabError(f"the lab at {self.root} is not running")
+        before = self._init_state().get("reloads", 0)
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._init_state().get("reloads", 0) > before:
+                return
+            time.sleep(0.05)
+        raise LabError("the init did not reload its unit files")
+
     def unit_pid(self) -> Optional[int]:
         return self._init_state().get("unitPid")
 

@@ -178,6 +178,10 @@ class Layout:
     def restart_kubelet_program(self) -> Path:
         return self.host("/usr/local/sbin/lab-restart-kubelet")
 
+    @property
+    def daemon_reload_program(self) -> Path:
+        return self.host("/usr/local/sbin/lab-daemon-reload")
+
     def restart_program(self, unit: str) -> Path:
         """The lab's `systemctl restart <unit>`."""
         return self.restart_kubelet_program if unit == "kubelet" else self.host(f"/usr/local/sbin/lab-restart-{unit}")

@@ -2,13 +2,15 @@
 
 It daemonizes (the caller returns once it runs), becomes a child subreaper so that containers left behind
 by an exiting kubelet are re-parented to it (as to PID 1 on a node), and runs the node's unit — the
-distribution's `Unit` (`UNITS`), recomputed at every start so that edits take effect on restart: on kubeadm
-and on a managed worker (eks-al2, eks-al2023, gke, aks) the kubelet, its command line kubelet.service's
-ExecStart as systemd expands it (systemd.py: kubeadm's drop-in, `kubeadm-flags.env` and
-`/etc/default/kubelet`; a provider's unit, drop-ins and environment files); on RKE2 `rke2 server`
-(`rke2.py`), which runs the kubelet as its child; on k3s `k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is
-`systemctl restart <unit>`. It records the exit status of every orphan it reaps (the next kubelet reports
-it) and on SIGTERM stops the unit and every container process group, and exits when none is left.
+distribution's `Unit` (`UNITS`), recomputed at every start: on kubeadm and on a managed worker (eks-al2,
+eks-al2023, gke, aks) the kubelet, its command line kubelet.service's ExecStart as systemd expands it
+(systemd.py: kubeadm's drop-in, `kubeadm-flags.env` and `/etc/default/kubelet`; a provider's unit, drop-ins
+and environment files), its unit files as loaded at the first start or the last daemon-reload and its
+environment files as they are now; on RKE2 `rke2 server` (`rke2.py`), which runs the kubelet as its child;
+on k3s `k3s server` (`k3s.py`). `Restart=always` with the unit's RestartSec; SIGHUP is `systemctl restart
+<unit>`, SIGUSR1 `systemctl daemon-reload`. It records the exit status of every orphan it reaps (the next
+kubelet reports it) and on SIGTERM stops the unit and every container process group, and exits when none
+is left.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from ..commands import CommandRefused
 from . import cgroups, k3s, rke2
 from .workerdata import WORKERS
 from .layout import Layout, Unit, trusted_program
-from .systemd import Service, UnitError, load_service
+from .systemd import Manager, Service, UnitError, load_service
 from .pods import exit_code, stat_fields
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -35,26 +37,30 @@ TICK = 0.05
 
 
 def kubelet_command(layout: Layout) -> List[str]:
-    """kubelet.service's ExecStart as systemd expands it (systemd.py), its program the lab's launcher at the
-    node's path: kubeadm's /usr/bin/kubelet, a managed worker's provider's."""
-    return kubelet_service(layout).argv
+    """kubelet.service's ExecStart as a freshly booted systemd expands it (systemd.py), its program the lab's
+    launcher at the node's path: kubeadm's /usr/bin/kubelet, a managed worker's provider's."""
+    return _launched(layout, load_service(layout, "kubelet.service")).argv
 
 
-def kubelet_service(layout: Layout) -> Service:
-    service = load_service(layout, "kubelet.service")
+def _launched(layout: Layout, service: Service) -> Service:
     return Service([str(layout.host(service.argv[0]))] + service.argv[1:], service.slice, service.restart_sec)
 
 
-def kubelet_unit(layout: Layout) -> Unit:
-    """The kubelet's RestartSec is the lab's setting (tests ask for speed), not the unit file's."""
-    service = kubelet_service(layout)
+def kubelet_unit(systemd: Manager) -> Unit:
+    """kubelet.service as the init loaded it (until a daemon-reload). The kubelet's RestartSec is the lab's
+    setting (tests ask for speed), not the unit file's."""
+    layout = systemd.layout
+    service = _launched(layout, systemd.service("kubelet.service"))
     return Unit("kubelet", service.argv, f"{service.slice}/kubelet.service", layout.settings().kubelet_restart_sec,
                 layout.log_dir / "kubelet.log")
 
 
-# The unit each distribution's node runs, by Settings.distribution.
-UNITS: Dict[str, Callable[[Layout], Unit]] = {"kubeadm": kubelet_unit, "rke2": rke2.unit, "k3s": k3s.unit,
-                                             **{name: kubelet_unit for name in WORKERS}}
+# The unit each distribution's node runs, by Settings.distribution. RKE2's and k3s's are read at every start:
+# cisfix edits their configuration files, never their unit files.
+UNITS: Dict[str, Callable[[Manager], Unit]] = {"kubeadm": kubelet_unit,
+                                              "rke2": lambda systemd: rke2.unit(systemd.layout),
+                                              "k3s": lambda systemd: k3s.unit(systemd.layout),
+                                              **{name: kubelet_unit for name in WORKERS}}
 
 
 class Supervisor:
@@ -62,6 +68,8 @@ class Supervisor:
         self.layout = layout
         self.settings = layout.settings()
         self.unit_of = UNITS[self.settings.distribution]
+        self.systemd = Manager(layout)
+        self.reload_requests = 0  # SIGUSR1s received: `systemctl daemon-reload`
         self.process: Optional[subprocess.Popen] = None  # the unit's main process
         self.starts = 0
         self.restart_sec = 0.0  # the running unit's RestartSec
@@ -76,7 +84,7 @@ class Supervisor:
 
     def _save(self) -> None:
         state = {"unitPid": self.process.pid if self.process else None, "unitStarts": self.starts,
-                 "hups": self.hups, "startedAfterHups": self.started_after_hups}
+                 "hups": self.hups, "startedAfterHups": self.started_after_hups, "reloads": self.systemd.reloads}
         self.saved_hups = self.hups
         tmp = self.layout.init_state.with_name(".init.json.tmp")
         tmp.write_text(json.dumps(state))
@@ -86,7 +94,7 @@ class Supervisor:
         """In the unit's cgroup, as systemd starts it. A program that fails the trust rule is not run: the
         log says why and the unit stays down (not retried: the files will not change alone)."""
         try:
-            unit = self.unit_of(self.layout)
+            unit = self.unit_of(self.systemd)
         except (UnitError, OSError) as exc:  # systemd does not start a unit it cannot load
             with open(self.layout.log_dir / "init.log", "a") as log:
                 log.write(f"not started: {exc}\n")
@@ -134,9 +142,14 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
         self.start_unit()
         while not self.stopping:
             self.reap()
+            if self.systemd.reloads < self.reload_requests:
+                while self.systemd.reloads < self.reload_requests:
+                    self.systemd.daemon_reload()
+                self._save()
             if self.process is None and self.restart_at is not None and time.monotonic() >= self.restart_at:
                 self.start_unit()
             elif self.hups != self.saved_hups:  # saved here, not in the handler, which may interrupt a save
@@ -146,6 +159,9 @@ class Supervisor:
 
     def _on_term(self, *_: object) -> None:
         self.stopping = True
+
+    def _on_usr1(self, *_: object) -> None:
+        self.reload_requests += 1
 
     def _on_hup(self, *_: object) -> None:
         self.hups += 1

@@ -2,7 +2,9 @@
 
 The unit file is the first of /etc/systemd/system, /run/systemd/system, /usr/lib/systemd/system that has it;
 its drop-ins are every `<unit>.d/*.conf` of those folders, applied in file-name order (a name in /etc hides
-the same name further down). Directives as systemd.exec(5) and systemd.syntax(7) read them:
+the same name further down). systemd reads them when it loads the unit — at its first start and at every
+`systemctl daemon-reload` (`Manager`) —, not at every start. Directives as systemd.exec(5) and
+systemd.syntax(7) read them:
 - a line ending in a backslash continues on the next; `#` and `;` lines are comments;
 - `ExecStart=` empty resets the list (a drop-in's `ExecStart=` then `ExecStart=...` replaces the unit's);
 - `Environment=` takes quoted `NAME=value` words, a later assignment winning; `EnvironmentFile=` files
@@ -72,7 +74,31 @@ def _directives(text: str) -> List[Tuple[str, str]]:
     return out
 
 
-def load_service(layout: Layout, unit: str) -> Service:
+@dataclass(frozen=True)
+class Definition:
+    """A service as systemd loaded it from its unit files: at boot and at `systemctl daemon-reload` only, so
+    an edit of them changes nothing until then. Its environment files are read at every start."""
+
+    exec_start: str
+    environment: Dict[str, str]  # Environment=
+    env_files: Tuple[str, ...]  # EnvironmentFile=, "-" prefix kept
+    slice: str
+    restart_sec: float
+
+    def service(self, layout: Layout) -> Service:
+        """What a start of it runs now."""
+        environment = dict(self.environment)
+        for name in self.env_files:
+            optional, path = name.startswith("-"), name.lstrip("-")
+            try:
+                environment.update(parse_environment_file(layout.host(path).read_text(encoding="utf-8")))
+            except FileNotFoundError:
+                if not optional:
+                    raise UnitError(f"Failed to load environment files: {path}: No such file or directory")
+        return Service(_expand(self.exec_start.lstrip("-@+!:"), environment), self.slice, self.restart_sec)
+
+
+def load_unit(layout: Layout, unit: str) -> Definition:
     environment: Dict[str, str] = {}
     env_files: List[str] = []
     exec_start, slice_, restart_sec = "", "system.slice", 0.1
@@ -94,14 +120,31 @@ def load_service(layout: Layout, unit: str) -> Service:
                 restart_sec = _timespan(value) if value else 0.1
     if not exec_start:
         raise UnitError(f"{unit} has no ExecStart= setting")
-    for name in env_files:
-        optional, path = name.startswith("-"), name.lstrip("-")
-        try:
-            environment.update(parse_environment_file(layout.host(path).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            if not optional:
-                raise UnitError(f"Failed to load environment files: {path}: No such file or directory")
-    return Service(_expand(exec_start.lstrip("-@+!:"), environment), slice_, restart_sec)
+    return Definition(exec_start, environment, tuple(env_files), slice_, restart_sec)
+
+
+def load_service(layout: Layout, unit: str) -> Service:
+    """The service as a freshly booted systemd would start it."""
+    return load_unit(layout, unit).service(layout)
+
+
+class Manager:
+    """systemd's memory of unit files in the lab's init: a unit is loaded when first started and again only
+    after `daemon_reload` (`systemctl daemon-reload`); one that fails to load is tried again at its next start."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.loaded: Dict[str, Definition] = {}
+        self.reloads = 0
+
+    def service(self, unit: str) -> Service:
+        if unit not in self.loaded:
+            self.loaded[unit] = load_unit(self.layout, unit)
+        return self.loaded[unit].service(self.layout)
+
+    def daemon_reload(self) -> None:
+        self.loaded.clear()
+        self.reloads += 1
 
 
 def _timespan(text: str) -> float:

@@ -183,6 +183,9 @@ def _write_launchers(layout: Layout, settings: Settings) -> None:
     programs[layout.restart_kubelet_program] = launcher_script(
         settings.python, settings.import_path, "`systemctl restart kubelet` for this lab", "cli",
         repr(["restart-kubelet", str(layout.root)]))
+    programs[layout.daemon_reload_program] = launcher_script(
+        settings.python, settings.import_path, "`systemctl daemon-reload` for this lab", "cli",
+        repr(["daemon-reload", str(layout.root)]))
     write_programs(programs)
 
 
@@ -211,7 +214,7 @@ def cisfix_config(layout: Layout, cluster: Cluster) -> Dict[str, Any]:
         "kube-scheduler": {"manifest": manifest("kube-scheduler"), "health": {
             "url": f"https://127.0.0.1:{p['scheduler']}/healthz", **self_signed}},
         "kubelet": {"config": KUBELET_CONFIG, "flagFiles": [KUBEADM_FLAGS, KUBELET_DROPIN],
-                    "restart": [str(layout.restart_kubelet_program)],
+                    "restart": [str(layout.restart_kubelet_program)], "reload": [str(layout.daemon_reload_program)],
                     "health": {"url": f"http://127.0.0.1:{p['kubelet-healthz']}/healthz"},
                     # Its effective configuration, on its authenticated port, as a real kubelet serves it.
                     "liveConfig": {"url": f"https://127.0.0.1:{p['kubelet']}/configz", "insecureSkipVerify": True,

@@ -151,6 +151,8 @@ def _upgrade_node(lab: Lab, target: str, config: Dict[str, Any], kubelet_map: di
     write(layout.host(CISFIX_CONFIG), dump_yaml(cisfix_config(layout, cluster)), 0o644)
 
     if lab.init_pid():
+        if packages:  # the kubelet package's unit file changed: the procedure's `systemctl daemon-reload`
+            lab.daemon_reload()
         lab.restart_kubelet()
         if wait:
             lab.wait_healthy(wait)

@@ -133,6 +133,7 @@ def cisfix_config(layout: Layout, provider: Provider, settings: Settings) -> Dic
     """No `version`: the layout asks the kubelet binary, as on a real node."""
     p = settings.ports
     kubelet = {"process": str(layout.host(provider.binary)), "restart": [str(layout.restart_kubelet_program)],
+               "reload": [str(layout.daemon_reload_program)],
                "health": {"url": f"http://127.0.0.1:{p['kubelet-healthz']}/healthz"},
                "liveConfig": {"url": f"https://127.0.0.1:{p['kubelet']}/configz", "insecureSkipVerify": True,
                               "kubeconfig": KUBELET_API_KUBECONFIG}}
@@ -148,6 +149,8 @@ def _write_launchers(layout: Layout, provider: Provider, settings: Settings) -> 
         layout.init_program: launcher_script(py, path, "the lab's init (systemd's part)", "supervisor", repr(root)),
         layout.restart_kubelet_program: launcher_script(py, path, "`systemctl restart kubelet` for this lab", "cli",
                                                         repr(["restart-kubelet", root])),
+        layout.daemon_reload_program: launcher_script(py, path, "`systemctl daemon-reload` for this lab", "cli",
+                                                      repr(["daemon-reload", root])),
     }
     for program, text in programs.items():
         write(program, text, 0o755)

@@ -14,6 +14,7 @@ def configured(base: Component, settings: Mapping[str, Any]) -> Component:
         base, manifest=settings.get("manifest", base.manifest), config=settings.get("config", base.config),
         flag_files=tuple(settings.get("flagFiles", base.flag_files)), process=settings.get("process", base.process),
         health=settings.get("health", base.health), restart=tuple(settings.get("restart", base.restart)),
+        reload=tuple(settings.get("reload", base.reload)),
         depends_on=tuple(settings.get("dependsOn", base.depends_on)),
         live_config=settings.get("liveConfig", base.live_config), unit=settings.get("unit", base.unit),
         logs=(settings["log"],) if "log" in settings else base.logs,

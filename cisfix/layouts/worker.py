@@ -30,6 +30,7 @@ from .overrides import configured_components
 UNIT = "/etc/systemd/system/kubelet.service"
 KUBELET_API_KUBECONFIG = "/etc/cisfix/kubelet-api.kubeconfig"
 RESTART = ("systemctl", "restart", "kubelet")
+RELOAD = ("systemctl", "daemon-reload")  # before the restart, when a fix changed the unit or a drop-in of it
 HEALTH = {"url": "http://127.0.0.1:10248/healthz", "portFlag": "healthz-port", "portPath": "healthzPort"}
 LIVE_CONFIG = {"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, "kubeconfig": KUBELET_API_KUBECONFIG,
                "portFlag": "port", "portPath": "port"}
@@ -73,7 +74,7 @@ def kubelet(node: Node, provider: Provider) -> Component:
     credential, its live configuration."""
     return Component(
         "kubelet", config=provider.config, flag_files=(UNIT, *dropins(node), *provider.env_files),
-        restart=RESTART, unit=provider.cgroup, health=HEALTH, config_flag="config", config_dir_flag="config-dir",
+        restart=RESTART, reload=RELOAD, unit=provider.cgroup, health=HEALTH, config_flag="config", config_dir_flag="config-dir",
         config_dir=provider.config_dir, boot_owned=provider.boot_owned,
         config_kind="KubeletConfiguration",
         live_config=LIVE_CONFIG if node.host(node.resolve(KUBELET_API_KUBECONFIG)).exists() else {})

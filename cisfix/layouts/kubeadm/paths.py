@@ -17,6 +17,7 @@ KUBELET_PRIVATE = ("pods", "plugins", "plugins_registry", "device-plugins", "pod
 CREDENTIAL_KEYS = ("caFile", "certFile", "keyFile", "kubeconfig")
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBELET_RESTART = ("systemctl", "restart", "kubelet")
+DAEMON_RELOAD = ("systemctl", "daemon-reload")  # before the restart, when a fix changed kubelet.service or its drop-in
 KUBELET_UNIT = "system.slice/kubelet.service"  # the kubelet's cgroup: its process is the one systemd started
 APISERVER_CLIENT = {"certFile": f"{PKI}/apiserver-kubelet-client.crt", "keyFile": f"{PKI}/apiserver-kubelet-client.key"}
 
@@ -50,7 +51,7 @@ COMPONENTS["kubelet"] = Component(
     # them so at every package upgrade (the first step of kubeadm's upgrade procedure): CIS 4.1.1's mode
     # and any edit of them are undone by it, not by kubeadm.
     package_owned=("/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf", "/usr/lib/systemd/system/kubelet.service"),
-    restart=KUBELET_RESTART, unit=KUBELET_UNIT, health=HEALTH["kubelet"], config_flag="config", config_dir_flag="config-dir", config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"],
+    restart=KUBELET_RESTART, reload=DAEMON_RELOAD, unit=KUBELET_UNIT, health=HEALTH["kubelet"], config_flag="config", config_dir_flag="config-dir", config_kind="KubeletConfiguration", depends_on=DEPENDS_ON["kubelet"],
     # A real kubelet serves its effective configuration on its authenticated port; the API server's
     # kubelet client certificate may read it.
     live_config={"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, **APISERVER_CLIENT,
