@@ -66,6 +66,19 @@ def test_her_restart_command_is_never_run_and_nothing_changes(node, her_script, 
     assert node.snapshot() == before and not marker.exists() and not node.journal_records()
 
 
+def test_her_reload_command_is_never_run_and_nothing_changes(node, her_script, mallory):
+    """`reload` (systemctl daemon-reload) is checked with the restart command, before anything changes."""
+    script, marker = her_script
+    node.write(CONFIG, f"apiVersion: cisfix/v1\nkind: NodeConfig\ncomponents:\n  kubelet:\n"
+                       f"    restart: [\"true\"]\n    reload: [{json.dumps(str(script))}]\n".encode(), 0o644)
+    before = node.snapshot()
+    result = run_cisfix(node, "fix")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert one_line(result) == (f"cisfix: error: {script.parent}: owned by uid {mallory[0]}, not root; "
+                                "not running kubelet's reload command")
+    assert node.snapshot() == before and not marker.exists() and not node.journal_records()
+
+
 def test_her_file_reached_through_a_link_in_root_folders_is_refused(node, tmp_path, shared_dir, mallory):
     marker = shared_dir / "marker"
     hers = shared_dir / "restart.sh"  # in a root-owned folder, but hers
