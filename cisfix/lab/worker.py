@@ -58,8 +58,8 @@ def _pki(layout: Layout, provider: Provider, key_algorithm: str) -> None:
     certificate and the operator's kubelet API client certificate, both signed by it."""
     scratch = layout.run_dir / "pki-scratch"
     ca = Cert(scratch / "ca.crt", scratch / "ca.key", "/CN=kubernetes")
-    serving = Cert(scratch / "serving.crt", scratch / "serving.key", f"/O=system:nodes/CN=system:node:{data.NODE_NAME}",
-                   ca, "serverAuth", (f"DNS:{data.NODE_NAME}", f"IP:{data.NODE_IP}", "IP:127.0.0.1"))
+    serving = Cert(scratch / "serving.crt", scratch / "serving.key", f"/O=system:nodes/CN=system:node:{provider.node_name}",
+                   ca, "serverAuth", (f"DNS:{provider.node_name}", f"IP:{data.NODE_IP}", "IP:127.0.0.1"))
     client = Cert(scratch / "client.crt", scratch / "client.key", "/O=cisfix:node-auditors/CN=cisfix", ca, "clientAuth")
     issue_all([ca, serving, client], key_algorithm)
     write(layout.host(provider.client_ca), ca.cert.read_bytes(), 0o644)
@@ -169,7 +169,7 @@ def create(root: "str | os.PathLike[str]", distribution: str, version: str = "1.
     layout = new_layout(root)
     ports = free_ports(("kubelet", "kubelet-healthz"))
     settings = Settings(version=full, ports=ports, distribution=distribution,
-                        node_name=data.NODE_NAME, python=sys.executable, import_path=import_path(),
+                        node_name=provider.node_name, python=sys.executable, import_path=import_path(),
                         kubelet_version=provider.version_format.format(v=full),
                         published={str(PORT): ports["kubelet"], str(HEALTHZ_PORT): ports["kubelet-healthz"]})
     for directory in (layout.run_dir, layout.log_dir, layout.pods_dir, layout.exits_dir):
@@ -178,6 +178,7 @@ def create(root: "str | os.PathLike[str]", distribution: str, version: str = "1.
     layout.save_settings(settings)
     _pki(layout, provider, key_algorithm)
     WRITERS[distribution](layout, full)
+    write(layout.host("/etc/hostname"), provider.node_name + "\n", 0o644)
     settings.kubelet_restart_sec = load_service(layout, "kubelet.service").restart_sec \
         if kubelet_restart_sec is None else kubelet_restart_sec
     layout.save_settings(settings)

@@ -26,6 +26,7 @@ class Provider:
     client_ca: str  # authentication.x509.clientCAFile / --client-ca-file
     serving: Tuple[str, str]  # the serving certificate and key (one file when the kubelet bootstrapped it)
     minors: Tuple[str, ...]  # the Kubernetes versions the provider ships this node for
+    node_name: str  # its /etc/hostname, the name it registers with
 
 
 # serverTLSBootstrap: the kubelet's CSR-signed certificate and key in one rotated file.
@@ -34,15 +35,17 @@ ALL = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 PROVIDERS: Dict[str, Provider] = {
     # AL2 AMIs stop at Kubernetes 1.32 (EKS ships no AL2 AMI for 1.33 on).
     "eks-al2": Provider("eks-al2", "eks", "/usr/bin/kubelet", "Kubernetes v{v}-eks-4096722",
-                        "/etc/kubernetes/pki/ca.crt", BOOTSTRAPPED, ALL[:4]),
+                        "/etc/kubernetes/pki/ca.crt", BOOTSTRAPPED, ALL[:4], NODE_NAME),
     "eks-al2023": Provider("eks-al2023", "eks", "/usr/bin/kubelet", "Kubernetes v{v}-eks-4096722",
-                           "/etc/kubernetes/pki/ca.crt", BOOTSTRAPPED, ALL),
+                           "/etc/kubernetes/pki/ca.crt", BOOTSTRAPPED, ALL, NODE_NAME),
     # configure-helper.sh: KUBE_HOME=/home/kubernetes; create-node-pki's CA bundle.
     "gke": Provider("gke", "gke", "/home/kubernetes/bin/kubelet", "Kubernetes v{v}-gke.1234000",
-                    "/etc/srv/kubernetes/pki/ca-certificates.crt", BOOTSTRAPPED, ALL),
+                    "/etc/srv/kubernetes/pki/ca-certificates.crt", BOOTSTRAPPED, ALL,
+                    "gke-lab-cluster-default-pool-1a2b3c4d-x7k9"),
     # AgentBaker: /usr/local/bin/kubelet, --client-ca-file and --tls-cert-file under /etc/kubernetes/certs.
     "aks": Provider("aks", "aks", "/usr/local/bin/kubelet", "Kubernetes v{v}", "/etc/kubernetes/certs/ca.crt",
-                    ("/etc/kubernetes/certs/kubeletserver.crt", "/etc/kubernetes/certs/kubeletserver.key"), ALL),
+                    ("/etc/kubernetes/certs/kubeletserver.crt", "/etc/kubernetes/certs/kubeletserver.key"), ALL,
+                    "aks-nodepool1-12345678-vmss000000"),
 }
 WORKERS = tuple(PROVIDERS)
 
