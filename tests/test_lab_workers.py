@@ -162,6 +162,10 @@ def test_bad_worker_input_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "No such file" in result.stderr
     result = lab_cli("create", str(tmp_path / "joined"), "--distribution", "gke", "--join", str(root))
     assert result.returncode == 2 and "only a kubeadm lab joins" in result.stderr
+    for action in ("upgrade", "upgrade-node"):
+        result = lab_cli(action, str(root))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "kubeadm's upgrade, and this lab is eks-al2023" in result.stderr
     assert {p: p.read_bytes() for p in before} == before
     assert processes_under(root) == []
 

@@ -68,7 +68,7 @@ def upgrade(root: "str | os.PathLike[str]", to: Optional[str] = None, patch_dir:
             wait: float = 60.0, packages: bool = False, etcd_upgrade: bool = True) -> UpgradeReport:
     """Upgrade the lab to version `to` (default: the next minor version); `etcd_upgrade=False` leaves
     etcd's manifest as it is, as `kubeadm upgrade apply --etcd-upgrade=false`."""
-    lab = Lab(root)
+    lab = _kubeadm_lab(root)
     layout, settings = lab.layout, lab.layout.settings()
     major, minor = _minor(settings.version)
     try:
@@ -91,7 +91,7 @@ def upgrade_node(root: "str | os.PathLike[str]", patch_dir: Optional[Path] = Non
                  packages: bool = False, etcd_upgrade: bool = True) -> UpgradeReport:
     """`kubeadm upgrade node` on a control-plane node: to the version of the cluster's ClusterConfiguration,
     which `upgrade` on another node has uploaded."""
-    lab = Lab(root)
+    lab = _kubeadm_lab(root)
     settings = lab.layout.settings()
     store, stored, kubelet_map = _cluster_maps(lab)
     config = load_yaml(stored["data"]["ClusterConfiguration"])
@@ -104,6 +104,14 @@ def upgrade_node(root: "str | os.PathLike[str]", patch_dir: Optional[Path] = Non
                           f"(`cisfix lab upgrade` on another node)")
     check_versions(settings.version, target)
     return _upgrade_node(lab, target, config, kubelet_map, patch_dir, wait, packages, lambda: None, etcd_upgrade)
+
+
+def _kubeadm_lab(root: "str | os.PathLike[str]") -> Lab:
+    lab = Lab(root)
+    distribution = lab.layout.settings().distribution
+    if distribution != "kubeadm":  # RKE2, k3s and the managed workers upgrade otherwise (a new binary, a new node)
+        raise BadLabInput(f"{lab.root}: `lab upgrade` is kubeadm's upgrade, and this lab is {distribution}")
+    return lab
 
 
 def _cluster_maps(lab: Lab) -> Tuple[ConfigMapStore, dict, dict]:
