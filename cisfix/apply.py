@@ -79,15 +79,17 @@ def fix_order(info: NodeInfo) -> List[str]:
     return [name for names in fix_levels(info) for name in names]
 
 
-def restart_command(info: NodeInfo, component: Optional[str]) -> Tuple[str, ...]:
-    """How a person restarts the component: its own command, else that of the component that runs it
-    (the kubelet restarts static pods from their manifests)."""
+def restart_commands(info: NodeInfo, component: Optional[str], written: Sequence[str]) -> List[Tuple[str, ...]]:
+    """How a person restarts the component once its files `written` (node paths) are put back: its own
+    command, else that of the component that runs it (the kubelet restarts static pods from their
+    manifests), after the reload command when one of them is a unit file."""
     spec = info.components.get(component) if component else None
     while spec is not None:
         if spec.restart:
-            return tuple(spec.restart)
+            reload = [tuple(spec.reload)] if any(spec.reloads(path) for path in written) else []
+            return reload + [tuple(spec.restart)]
         spec = info.components.get(spec.managed_by) if spec.managed_by else None
-    return ()
+    return []
 
 
 def _manifest_flags(text: Optional[bytes], component: str) -> Optional[Dict[str, Optional[str]]]:
@@ -221,7 +223,7 @@ def _undo(session: Session, plugins: Plugins, gate: Gate, tx: Transaction, watch
     problem = describe_conflicts(plugins.node, report) if not report.ok else back.message
     try:
         write_halt(plugins.node, f"{reason}; the rollback did not bring it back: {problem}", tx.txid, tx.files,
-                   restart_command(plugins.info, component))
+                   restart_commands(plugins.info, component, _paths(tx.files)))
         see = f"see {halt_file(plugins.node)}"
     except Halted as exc:  # a full state disk: the report still says what a person must do
         see = str(exc)
@@ -292,8 +294,9 @@ def _gate_components(session: Session, plugins: Plugins, gate: Gate, pending: Di
 def _halt_for(session: Session, plugins: Plugins, failure: Tuple[str, str, Answer], phase: str) -> None:
     txid, component, answer = failure
     tx = session.journal.get(txid)
+    files = tx.files if tx else []
     write_halt(plugins.node, f"restored {component}'s files ({phase}), but it is not healthy: {answer.message}",
-               txid, tx.files if tx else [], restart_command(plugins.info, component))
+               txid, files, restart_commands(plugins.info, component, _paths(files)))
 
 
 def _expected_flags(plugins: Plugins, component: str) -> Optional[Dict[str, Optional[str]]]:

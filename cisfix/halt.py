@@ -61,8 +61,9 @@ def clear_halt(node: Node) -> Optional[str]:
     return reason
 
 
-def write_halt(node: Node, reason: str, txid: str, files: Sequence[dict], restart: Sequence[str]) -> str:
-    """Record why and how to recover by hand: each file's backup and the `cp` that restores it."""
+def write_halt(node: Node, reason: str, txid: str, files: Sequence[dict], commands: Sequence[Sequence[str]]) -> str:
+    """Record why and how to recover by hand: each file's backup and the `cp` that restores it, then the
+    `commands` that restart the component (systemctl daemon-reload, systemctl restart kubelet)."""
     lines: List[str] = [f"cisfix HALT {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} (transaction {txid})",
                         reason, "", "To put the files back by hand:"]
     for entry in files:
@@ -72,8 +73,7 @@ def write_halt(node: Node, reason: str, txid: str, files: Sequence[dict], restar
             lines.append(f"  cp -p {shlex.quote(str(backup))} {shlex.quote(target)}")
         else:
             lines.append(f"  rm -f {shlex.quote(target)}    # created by this transaction")
-    if restart:
-        lines.append(f"  {' '.join(shlex.quote(a) for a in restart)}")
+    lines += [f"  {' '.join(shlex.quote(a) for a in command)}" for command in commands]
     lines += ["", "Check the component is healthy, then run: cisfix resume"]
     text = "\n".join(lines) + "\n"
     try:

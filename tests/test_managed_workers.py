@@ -246,3 +246,34 @@ def test_a_unit_drop_in_fix_is_applied_and_undone_through_daemon_reload(worker, 
     assert "3.2.4" in refused.stdout and "rolled back" in refused.stdout
     assert node.reloads() == reloads + 2 and node.starts() == starts + 2  # the change's restart, the rollback's
     assert dropin.read_bytes() == original and "--read-only-port=10255" in node.argv()
+
+
+NEVER_AGAIN_HEALTHY = '''
+import cisfix
+calls = []
+
+def check(state, component):
+    calls.append(1)  # healthy for the pre-gate only: neither the change nor its rollback comes back
+    return (len(calls) == 1, "the test's probe says no")
+
+@cisfix.hookimpl
+def cisfix_register_probes():
+    return [cisfix.Probe("kubelet", check)]
+'''
+
+
+def test_a_halt_after_a_unit_drop_in_change_tells_a_person_to_reload_before_the_restart(worker, tmp_path):
+    node = worker("eks-al2")
+    probes = tmp_path / "probes.d"
+    probes.mkdir()
+    (probes / "sick.py").write_text(NEVER_AGAIN_HEALTHY)
+    dropin = node.host("/etc/systemd/system/kubelet.service.d/30-kubelet-extra-args.conf")
+    original = dropin.read_bytes()
+    done = node.cisfix("--checks-dir", str(probes), "fix", "--check", "3.2.4", "--timeout", "5",
+                       "--stability-window", "1")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert dropin.read_bytes() == original
+    steps = [line.strip() for line in node.host("/var/lib/cisfix/HALT").read_text().splitlines()]
+    reload, restart = (steps.index(" ".join(node.lab.node_config()["components"]["kubelet"][key]))
+                       for key in ("reload", "restart"))
+    assert steps[reload - 1].startswith("cp -p ") and restart == reload + 1
