@@ -82,6 +82,20 @@ def test_a_kubelet_another_user_could_have_written_is_not_run(tmp_path):
     assert not marker.exists()
 
 
+def test_an_aks_kubelet_is_the_one_its_unit_runs_opt_bin_on_images_since_2026(tmp_path):
+    """AgentBaker #7125 (January 2026) moved the kubelet from /usr/local/bin to /opt/bin (kubelet.service
+    `ExecStart=/opt/bin/kubelet`): the version is asked of the program the unit runs, whichever it is."""
+    node = make(tmp_path / "node", "aks")
+    unit = node.path("/etc/systemd/system/kubelet.service")
+    unit.write_text(unit.read_text().replace("/usr/local/bin/kubelet", "/opt/bin/kubelet"))
+    node.write("/opt/bin/kubelet", b"#!/bin/sh\necho 'Kubernetes v1.33.2'\n", mode=0o755)
+    assert plugins_of(node).info.version == "1.33.2"  # not the /usr/local/bin/kubelet an older image left
+    os.unlink(node.path("/usr/local/bin/kubelet"))
+    assert plugins_of(node).info.version == "1.33.2"
+    unit.write_text(unit.read_text().replace("ExecStart=/opt/bin/kubelet", "ExecStart=/somewhere/else/kubelet"))
+    assert plugins_of(node).info.version == "1.33.2"  # a program it does not know: the provider's paths
+
+
 def test_minor_version_copes_with_the_providers_suffixes():
     from cisfix.plugins import minor_version
 

@@ -118,7 +118,7 @@ def _aks(layout: Layout, version: str) -> None:
     for name, text, mode in data.AKS_DROPINS:
         write(layout.host(f"/etc/systemd/system/kubelet.service.d/{name}"), text, mode)
     flags = " ".join(known_flags(data.AKS_KUBELET_FLAGS, version))
-    write(layout.host("/etc/default/kubelet"), f"KUBELET_FLAGS={flags}\n{data.AKS_DEFAULTS_REST}", 0o644)
+    write(layout.host("/etc/default/kubelet"), f"KUBELET_FLAGS={flags}\n{data.AKS_DEFAULTS_REST}", 0o600)
     write(layout.host("/etc/kubernetes/azure.json"), data.AKS_AZURE_JSON, 0o600)
     make_dir(layout.host("/etc/kubernetes/manifests"), 0o755)
     write(layout.host("/var/lib/kubelet/kubeconfig"), data.AKS_KUBECONFIG, 0o600)
