@@ -96,6 +96,22 @@ def test_an_aks_kubelet_is_the_one_its_unit_runs_opt_bin_on_images_since_2026(tm
     assert plugins_of(node).info.version == "1.33.2"  # a program it does not know: the provider's paths
 
 
+@pytest.mark.parametrize("dropin, cgroup", [
+    # AgentBaker ensureKubeletCgroupHierarchy (memory-hardened node pools): 10-kubereserved-slice.conf
+    ("[Unit]\nWants=kubereserved.slice\nAfter=kubereserved.slice\n\n[Service]\nSlice=kubereserved.slice\n",
+     "kubereserved.slice/kubelet.service"),
+    ("[Service]\nSlice=kube-node.slice\n", "kube.slice/kube-node.slice/kubelet.service"),  # systemd nests by dashes
+    ("[Service]\nSlice=\n", "system.slice/kubelet.service"),
+])
+def test_the_kubelets_cgroup_is_the_slice_its_unit_and_drop_ins_name(tmp_path, dropin, cgroup):
+    node = make(tmp_path / "node", "aks")
+    node.write("/etc/systemd/system/kubelet.service.d/10-kubereserved-slice.conf", dropin.encode(), mode=0o644)
+    assert plugins_of(node).info.components["kubelet"].unit == cgroup
+    eks = make(tmp_path / "eks", "eks-al2023")
+    eks.write("/etc/systemd/system/kubelet.service.d/10-kubereserved-slice.conf", dropin.encode(), mode=0o644)
+    assert plugins_of(eks).info.components["kubelet"].unit == cgroup  # the drop-in's over the unit's runtime.slice
+
+
 def test_minor_version_copes_with_the_providers_suffixes():
     from cisfix.plugins import minor_version
 

@@ -49,7 +49,7 @@ class Provider:
     binary: str  # the kubelet executable the image's unit runs: `--version` tells the node's version
     config: Optional[str]  # its --config file, when the unit names none (the flags decide)
     env_files: Tuple[str, ...]  # the unit's EnvironmentFile=s
-    cgroup: str  # the unit's cgroup (its Slice=)
+    cgroup: str  # the unit's cgroup when its files name no Slice= (see `unit_cgroup`)
     client_ca: str  # the folder of the client CA file the kubelet is given
     config_dir: Optional[str] = None  # the --config-dir the provider gives it (nodeadm's config.json.d)
     boot_owned: Tuple[str, ...] = ()  # what its boot step rewrites (nodeadm's files)
@@ -89,6 +89,21 @@ def _unit_files(node: Node) -> List[flagfile.FlagFile]:
     return found
 
 
+def unit_cgroup(node: Node, provider: Provider) -> str:
+    """The kubelet service's cgroup: `<slice>/kubelet.service` of the last `Slice=` its unit and drop-ins
+    set (EKS's runtime.slice; AKS's kubereserved.slice, from the drop-in 10-kubereserved-slice.conf that
+    AgentBaker's ensureKubeletCgroupHierarchy writes on memory-hardened node pools), else the provider's."""
+    slices = [s for f in _unit_files(node) for s in f.slices]
+    if not slices:
+        return provider.cgroup
+    name = slices[-1] or "system.slice"  # `Slice=` empty: systemd's default for a service
+    if not name.endswith(".slice"):
+        return provider.cgroup
+    # systemd nests a slice in its parents by the dashes of its name: a-b.slice is a.slice/a-b.slice
+    parts = name[:-len(".slice")].split("-")
+    return "/".join(["-".join(parts[:i + 1]) + ".slice" for i in range(len(parts))] + ["kubelet.service"])
+
+
 def kubelet_binary(node: Node, provider: Provider) -> str:
     """The kubelet executable: the program of the unit's ExecStart, when it is one of the provider's known
     paths (AgentBaker moved it from /usr/local/bin to /opt/bin in January 2026, #7125), else the first of
@@ -106,7 +121,7 @@ def kubelet(node: Node, provider: Provider) -> Component:
     credential, its live configuration."""
     return Component(
         "kubelet", config=provider.config, flag_files=(UNIT, *dropins(node), *provider.env_files),
-        restart=RESTART, reload=RELOAD, unit=provider.cgroup, health=HEALTH, config_flag="config", config_dir_flag="config-dir",
+        restart=RESTART, reload=RELOAD, unit=unit_cgroup(node, provider), health=HEALTH, config_flag="config", config_dir_flag="config-dir",
         config_dir=provider.config_dir, boot_owned=provider.boot_owned,
         config_kind="KubeletConfiguration",
         live_config=LIVE_CONFIG if node.host(node.resolve(KUBELET_API_KUBECONFIG)).exists() else {})
