@@ -44,6 +44,23 @@ def test_each_provider_is_detected_with_the_version_its_kubelet_tells(tmp_path, 
     assert any("do not last" in w and "cisfix persist" in w for w in info.warnings)
 
 
+@pytest.mark.parametrize("provider, rewritten", [
+    ("eks-al2023", ("/etc/kubernetes/kubelet/config.json", "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf",
+                    "/etc/eks/kubelet/environment")),
+    # GKE's configure.sh and configure-helper.sh, run at every boot (cluster/gce/gci/node.yaml)
+    ("gke", ("/home/kubernetes/kubelet-config.yaml", "/etc/default/kubelet", "/etc/systemd/system/kubelet.service")),
+    ("eks-al2", ()), ("aks", ()),
+])
+def test_the_files_a_boot_rewrites_are_the_providers_boot_steps(tmp_path, provider, rewritten):
+    info = plugins_of(make(tmp_path / "node", provider)).info
+    assert [p for p in ("/etc/kubernetes/kubelet/config.json", "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf",
+                        "/etc/eks/kubelet/environment", "/home/kubernetes/kubelet-config.yaml", "/etc/default/kubelet",
+                        "/etc/systemd/system/kubelet.service", "/etc/kubernetes/kubelet/kubelet-config.json")
+            if info.boot_owned(p)] == list(rewritten)
+    if rewritten:
+        assert any("every boot" in w for w in info.warnings)
+
+
 def test_the_node_configuration_decides_before_the_files(tmp_path):
     """`distribution:` and `version:` of /etc/cisfix/config.yaml win; a kubeadm node stays kubeadm's."""
     node = make(tmp_path / "node", "aks", config="distribution: eks\nversion: 1.31.2\n")

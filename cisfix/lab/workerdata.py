@@ -206,7 +206,8 @@ spec:
 --//--
 """
 
-# ---- GKE (kubernetes cluster/gce/gci/configure-helper.sh start-kubelet; kube-env KUBELET_ARGS/KUBELET_CONFIG) ----
+# ---- GKE (kubernetes cluster/gce/gci/configure-helper.sh start-kubelet, written at every boot; kube-env
+# KUBELET_ARGS; configure.sh download-kubelet-config) ----
 
 GKE_UNIT = """\
 [Unit]
@@ -217,14 +218,16 @@ After=network-online.target
 [Service]
 Restart=always
 RestartSec=10
+WatchdogSec=30s
 EnvironmentFile=/etc/default/kubelet
 ExecStart=/home/kubernetes/bin/kubelet $KUBELET_OPTS
 
 [Install]
 WantedBy=multi-user.target
 """
-# KUBELET_ARGS from kube-env, then KUBELET_CONFIG_FILE_ARG and the cgroup driver (cgroup2fs). SEEDED:
-# --streaming-connection-idle-timeout=0, a "never cut kubectl exec sessions" tuning.
+# KUBELET_ARGS from kube-env (cluster/gce/util.sh construct-linux-kubelet-flags), then, in start-kubelet,
+# KUBELET_CONFIG_FILE_ARG (`--config /home/kubernetes/kubelet-config.yaml`, two words) and the cgroup driver
+# (cgroup2fs). SEEDED: --streaming-connection-idle-timeout=0, a "never cut kubectl exec sessions" tuning.
 GKE_KUBELET_OPTS = ("--v=2 --cloud-provider=external --experimental-mounter-path=/home/kubernetes/containerized_mounter/"
                     "mounter --cert-dir=/var/lib/kubelet/pki/ --kubeconfig=/var/lib/kubelet/kubeconfig "
                     "--image-credential-provider-config=/etc/srv/kubernetes/cri_auth_config.yaml "
@@ -233,8 +236,8 @@ GKE_KUBELET_OPTS = ("--v=2 --cloud-provider=external --experimental-mounter-path
                     "--volume-plugin-dir=/home/kubernetes/flexvolume "
                     "--container-runtime-endpoint=unix:///run/containerd/containerd.sock "
                     "--runtime-cgroups=/system.slice/containerd.service --registry-qps=10 --registry-burst=20 "
-                    "--streaming-connection-idle-timeout=0 "
-                    "--config=/home/kubernetes/kubelet-config.yaml --cgroup-driver=systemd")
+                    "--streaming-connection-idle-timeout=0")
+GKE_CGROUP_DRIVER = "--cgroup-driver=systemd"
 GKE_CONFIG = """\
 apiVersion: kubelet.config.k8s.io/v1beta1
 authentication:
