@@ -273,11 +273,13 @@ def test_paths_name_the_kubelets_files_and_hide_what_no_run_may_see(tmp_path, pr
 
 
 def test_an_aks_node_pool_with_a_kubelet_config_file_reads_it_below_the_flags(tmp_path):
+    """AgentBaker cse_config.sh configureK8s (KUBELET_CONFIG_FILE_ENABLED): kubeletconfig.json (0600) and the
+    drop-in 10-componentconfig.conf (0600) that gives the unit's $KUBELET_CONFIG_FILE_FLAGS."""
     node = make(tmp_path / "node", "aks")
     node.write("/etc/default/kubeletconfig.json", json.dumps(
-        {"kind": "KubeletConfiguration", "apiVersion": "kubelet.config.k8s.io/v1beta1", "podPidsLimit": 4096}).encode(), 0o644)
-    node.write("/etc/default/kubelet", (AKS_FLAGS + "KUBELET_CONFIG_FILE_FLAGS=--config /etc/default/kubeletconfig.json\n").encode(),
-               0o644)
+        {"kind": "KubeletConfiguration", "apiVersion": "kubelet.config.k8s.io/v1beta1", "podPidsLimit": 4096}).encode(), 0o600)
+    node.write("/etc/systemd/system/kubelet.service.d/10-componentconfig.conf",
+               b'[Service]\nEnvironment="KUBELET_CONFIG_FILE_FLAGS=--config /etc/default/kubeletconfig.json"\n', 0o600)
     plugins = plugins_of(node)
     assert plugins.info.components["kubelet"].config == "/etc/default/kubeletconfig.json"
     settings = node_state(plugins).settings("kubelet")
