@@ -7,7 +7,8 @@ with what cisfix last committed to them:
 - `upgrade`: the file was regenerated with another image tag than the one cisfix committed against
   (`kubeadm upgrade` rewrites the manifests from its ClusterConfiguration and drops hand edits), or it
   has no image of its own (the kubelet's config) and changed while the node's images did;
-- `boot`: a file the layout says a boot step rewrites (`Component.boot_owned`: AL2023's nodeadm) changed;
+- `boot`: a file the layout says a boot step rewrites (`Component.boot_owned`: AL2023's nodeadm, GKE's
+  startup scripts) changed;
 - `manual`: the bytes (or mode, owner) differ from what cisfix committed, same version;
 - `unknown`: cisfix's files are as it committed them (something else overrides them), or the check
   was never fixed by cisfix (`--all`).

@@ -202,7 +202,7 @@ class Component:
     # package upgrade; `cisfix drift` puts it back, and counts that drift as an upgrade's.
     package_owned: Tuple[str, ...] = ()
     # Node paths of its files that a boot step rewrites from the node's boot input (AL2023's nodeadm, from
-    # the instance's user data); a path ending in "/" is a folder and everything in it. A fix of them lasts
+    # the instance's user data; GKE's startup scripts, from the instance metadata); a path ending in "/" is a folder and everything in it. A fix of them lasts
     # until the next boot; `cisfix drift` puts it back, and counts that drift as a boot's.
     boot_owned: Tuple[str, ...] = ()
 

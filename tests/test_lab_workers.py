@@ -1,6 +1,7 @@
 """The managed worker labs (eks-al2, eks-al2023, gke, aks): each runs its kubelet from the provider's unit,
 answers `--version` with the provider's string, serves /configz to the operator's client certificate, and
-AL2023's `lab reboot` rewrites the kubelet's files from the boot input as nodeadm does.
+AL2023's `lab reboot` rewrites the kubelet's files from the boot input as nodeadm does, GKE's as its startup
+scripts do.
 
 One lab per provider, started once and shared by the module's tests (a lab start is the slow part)."""
 from __future__ import annotations
@@ -134,6 +135,25 @@ def test_al2023_reboot_reverts_config_json_and_applies_a_new_user_data_part(work
     assert args.startswith("NODEADM_KUBELET_ARGS=--cloud-provider=external --config=/etc/kubernetes/kubelet/config.json "
                            "--config-dir=/etc/kubernetes/kubelet/config.json.d ")
     assert args.endswith(" --node-labels=eks.amazonaws.com/nodegroup=lab-ng")
+
+
+def test_gke_reboot_rewrites_the_kubelets_files_as_its_startup_scripts_do(workers, tmp_path):
+    """configure.sh (kubelet-config.yaml, umask 077) and configure-helper.sh start-kubelet (/etc/default/kubelet
+    with `--config /home/kubernetes/kubelet-config.yaml`, the unit) run at every boot."""
+    lab = workers("gke")
+    files = {p: lab.layout.host(p) for p in ("/home/kubernetes/kubelet-config.yaml", "/etc/default/kubelet",
+                                             "/etc/systemd/system/kubelet.service")}
+    fresh = {p: f.read_bytes() for p, f in files.items()}
+    assert files["/home/kubernetes/kubelet-config.yaml"].stat().st_mode & 0o777 == 0o600
+    assert b" --config /home/kubernetes/kubelet-config.yaml --cgroup-driver=systemd\"\n" in fresh["/etc/default/kubelet"]
+    assert b"\nWatchdogSec=30s\n" in fresh["/etc/systemd/system/kubelet.service"]
+    for path, host in files.items():
+        host.write_bytes(fresh[path].replace(b"10255", b"10256").replace(b"RestartSec=10", b"RestartSec=11"))
+    result = lab_cli("reboot", str(lab.root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and "the startup scripts rewrote /home/kubernetes/kubelet-config.yaml" in result.stdout
+    assert {p: f.read_bytes() for p, f in files.items()} == fresh
+    assert configz(lab, tmp_path)["readOnlyPort"] == 10255
 
 
 def test_bad_worker_input_is_one_line_and_exit_2(tmp_path):

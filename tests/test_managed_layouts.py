@@ -44,6 +44,23 @@ def test_each_provider_is_detected_with_the_version_its_kubelet_tells(tmp_path, 
     assert any("do not last" in w and "cisfix persist" in w for w in info.warnings)
 
 
+@pytest.mark.parametrize("provider, rewritten", [
+    ("eks-al2023", ("/etc/kubernetes/kubelet/config.json", "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf",
+                    "/etc/eks/kubelet/environment")),
+    # GKE's configure.sh and configure-helper.sh, run at every boot (cluster/gce/gci/node.yaml)
+    ("gke", ("/home/kubernetes/kubelet-config.yaml", "/etc/default/kubelet", "/etc/systemd/system/kubelet.service")),
+    ("eks-al2", ()), ("aks", ()),
+])
+def test_the_files_a_boot_rewrites_are_the_providers_boot_steps(tmp_path, provider, rewritten):
+    info = plugins_of(make(tmp_path / "node", provider)).info
+    assert [p for p in ("/etc/kubernetes/kubelet/config.json", "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf",
+                        "/etc/eks/kubelet/environment", "/home/kubernetes/kubelet-config.yaml", "/etc/default/kubelet",
+                        "/etc/systemd/system/kubelet.service", "/etc/kubernetes/kubelet/kubelet-config.json")
+            if info.boot_owned(p)] == list(rewritten)
+    if rewritten:
+        assert any("every boot" in w for w in info.warnings)
+
+
 def test_the_node_configuration_decides_before_the_files(tmp_path):
     """`distribution:` and `version:` of /etc/cisfix/config.yaml win; a kubeadm node stays kubeadm's."""
     node = make(tmp_path / "node", "aks", config="distribution: eks\nversion: 1.31.2\n")
@@ -80,6 +97,36 @@ def test_a_kubelet_another_user_could_have_written_is_not_run(tmp_path):
     os.chown(binary, 0, 0)
     assert plugins_of(node).info.version is None
     assert not marker.exists()
+
+
+def test_an_aks_kubelet_is_the_one_its_unit_runs_opt_bin_on_images_since_2026(tmp_path):
+    """AgentBaker #7125 (January 2026) moved the kubelet from /usr/local/bin to /opt/bin (kubelet.service
+    `ExecStart=/opt/bin/kubelet`): the version is asked of the program the unit runs, whichever it is."""
+    node = make(tmp_path / "node", "aks")
+    unit = node.path("/etc/systemd/system/kubelet.service")
+    unit.write_text(unit.read_text().replace("/usr/local/bin/kubelet", "/opt/bin/kubelet"))
+    node.write("/opt/bin/kubelet", b"#!/bin/sh\necho 'Kubernetes v1.33.2'\n", mode=0o755)
+    assert plugins_of(node).info.version == "1.33.2"  # not the /usr/local/bin/kubelet an older image left
+    os.unlink(node.path("/usr/local/bin/kubelet"))
+    assert plugins_of(node).info.version == "1.33.2"
+    unit.write_text(unit.read_text().replace("ExecStart=/opt/bin/kubelet", "ExecStart=/somewhere/else/kubelet"))
+    assert plugins_of(node).info.version == "1.33.2"  # a program it does not know: the provider's paths
+
+
+@pytest.mark.parametrize("dropin, cgroup", [
+    # AgentBaker ensureKubeletCgroupHierarchy (memory-hardened node pools): 10-kubereserved-slice.conf
+    ("[Unit]\nWants=kubereserved.slice\nAfter=kubereserved.slice\n\n[Service]\nSlice=kubereserved.slice\n",
+     "kubereserved.slice/kubelet.service"),
+    ("[Service]\nSlice=kube-node.slice\n", "kube.slice/kube-node.slice/kubelet.service"),  # systemd nests by dashes
+    ("[Service]\nSlice=\n", "system.slice/kubelet.service"),
+])
+def test_the_kubelets_cgroup_is_the_slice_its_unit_and_drop_ins_name(tmp_path, dropin, cgroup):
+    node = make(tmp_path / "node", "aks")
+    node.write("/etc/systemd/system/kubelet.service.d/10-kubereserved-slice.conf", dropin.encode(), mode=0o644)
+    assert plugins_of(node).info.components["kubelet"].unit == cgroup
+    eks = make(tmp_path / "eks", "eks-al2023")
+    eks.write("/etc/systemd/system/kubelet.service.d/10-kubereserved-slice.conf", dropin.encode(), mode=0o644)
+    assert plugins_of(eks).info.components["kubelet"].unit == cgroup  # the drop-in's over the unit's runtime.slice
 
 
 def test_minor_version_copes_with_the_providers_suffixes():
@@ -226,11 +273,13 @@ def test_paths_name_the_kubelets_files_and_hide_what_no_run_may_see(tmp_path, pr
 
 
 def test_an_aks_node_pool_with_a_kubelet_config_file_reads_it_below_the_flags(tmp_path):
+    """AgentBaker cse_config.sh configureK8s (KUBELET_CONFIG_FILE_ENABLED): kubeletconfig.json (0600) and the
+    drop-in 10-componentconfig.conf (0600) that gives the unit's $KUBELET_CONFIG_FILE_FLAGS."""
     node = make(tmp_path / "node", "aks")
     node.write("/etc/default/kubeletconfig.json", json.dumps(
-        {"kind": "KubeletConfiguration", "apiVersion": "kubelet.config.k8s.io/v1beta1", "podPidsLimit": 4096}).encode(), 0o644)
-    node.write("/etc/default/kubelet", (AKS_FLAGS + "KUBELET_CONFIG_FILE_FLAGS=--config /etc/default/kubeletconfig.json\n").encode(),
-               0o644)
+        {"kind": "KubeletConfiguration", "apiVersion": "kubelet.config.k8s.io/v1beta1", "podPidsLimit": 4096}).encode(), 0o600)
+    node.write("/etc/systemd/system/kubelet.service.d/10-componentconfig.conf",
+               b'[Service]\nEnvironment="KUBELET_CONFIG_FILE_FLAGS=--config /etc/default/kubeletconfig.json"\n', 0o600)
     plugins = plugins_of(node)
     assert plugins.info.components["kubelet"].config == "/etc/default/kubeletconfig.json"
     settings = node_state(plugins).settings("kubelet")

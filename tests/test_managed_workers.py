@@ -2,7 +2,7 @@
 node check PASS or named as needing a person, one kubelet restart, the fix seen in the running kubelet's
 /configz and argv — kube-bench's node check ids in the kube-bench JSON, and on AL2023 the boot that
 reverts the fix, the drift run that re-applies it once and the user-data snippet `persist` prints that makes
-the next boot keep it.
+the next boot keep it (on GKE the boot's rewrite and the drift run that re-applies the fix).
 
 One lab per test (a worker lab runs only a kubelet: it starts in a second or two)."""
 from __future__ import annotations
@@ -177,6 +177,19 @@ def test_gke_node_section_and_a_kubelet_fix_through_its_config(worker, tmp_path)
     persisted = node.cisfix("persist")
     assert persisted.returncode == 0, persisted.stderr
     assert "insecureKubeletReadonlyPortEnabled" in persisted.stdout
+
+    # GKE's startup scripts rewrite kubelet-config.yaml from the instance metadata at every boot
+    reboot = subprocess.run([sys.executable, "-m", "cisfix.lab.cli", "reboot", str(node.lab.root)],
+                            capture_output=True, text=True, timeout=300)
+    assert reboot.returncode == 0, reboot.stderr
+    assert node.host("/home/kubernetes/kubelet-config.yaml").read_text() == before
+    commits = len(node.commits())
+    drift = node.cisfix("drift", "--benchmark", "cis-1.12")
+    assert drift.returncode == 1 and "failing check(s) cisfix never fixed" in drift.stdout, drift.stdout + drift.stderr
+    corrected = [line.split()[1:3] for line in drift.stdout.splitlines() if line.startswith("CORRECTED")]
+    assert corrected == [["4.2.4", "(boot,"]], drift.stdout  # the startup scripts' rewrite, not a person's edit
+    assert len(node.commits()) == commits + 1
+    assert node.host("/home/kubernetes/kubelet-config.yaml").read_text() == after
 
 
 def test_al2023_reboot_reverts_drift_reapplies_and_the_persisted_node_config_keeps_it(worker, tmp_path):

@@ -21,6 +21,7 @@ from ..plan import AddFlagItem, Edited, FlagOp, RemoveFlag, RemoveFlagItem, SetF
 _LEAD = re.compile(r'^(?P<lead>[ \t]*(?:Environment=)?(?P<q1>["\']?)(?P<var>[A-Za-z_][A-Za-z0-9_]*)=(?P<q2>["\']?))')
 _EXEC_START = re.compile(r"^[ \t]*ExecStart=(?P<cmd>.*\S)[ \t]*$")
 _ENV_FILE = re.compile(r"^[ \t]*EnvironmentFile=-?(?P<path>\S+)[ \t]*$")
+_SLICE = re.compile(r"^[ \t]*Slice=(?P<name>\S*)[ \t]*$")
 
 
 def _assignment_value(body: str) -> Optional[Tuple[str, int, int]]:
@@ -74,10 +75,11 @@ class FlagFile:
     assignments: Tuple[Assignment, ...]
     exec_start: Optional[str]
     env_files: Tuple[str, ...]
+    slices: Tuple[str, ...] = ()  # a unit's `Slice=` values in order ("" resets it)
 
 
 def parse(text: str) -> FlagFile:
-    assignments, exec_start, env_files = [], None, []
+    assignments, exec_start, env_files, slices = [], None, [], []
     offset = 0
     lines = text.splitlines(keepends=True)
     continued: Optional[List[str]] = None  # an ExecStart= line ending in `\\`, and the lines that continue it
@@ -103,6 +105,8 @@ def parse(text: str) -> FlagFile:
                 exec_start = command
         elif _ENV_FILE.match(body):
             env_files.append(_ENV_FILE.match(body).group("path"))
+        elif unit and _SLICE.match(body):
+            slices.append(_SLICE.match(body).group("name"))
         elif found:
             var, start, end = found
             tokens = tuple(Token(offset + start + m.start(), offset + start + m.end(), m.group())
@@ -111,7 +115,7 @@ def parse(text: str) -> FlagFile:
         offset += len(line)
     if continued is not None:
         exec_start = " ".join(continued).strip()
-    return FlagFile(tuple(assignments), exec_start, tuple(env_files))
+    return FlagFile(tuple(assignments), exec_start, tuple(env_files), tuple(slices))
 
 
 def flags_of(text: str) -> Dict[str, Optional[str]]:

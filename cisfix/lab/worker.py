@@ -104,11 +104,23 @@ def _eks_al2023(layout: Layout, version: str) -> None:
     nodeadm.boot(layout)
 
 
-def _gke(layout: Layout, version: str) -> None:
-    write(layout.host("/etc/systemd/system/kubelet.service"), data.GKE_UNIT, 0o644)
+GKE_BOOT_FILES = ("/home/kubernetes/kubelet-config.yaml", "/etc/default/kubelet", "/etc/systemd/system/kubelet.service")
+
+
+def _gke_boot(layout: Layout, version: str) -> None:
+    """What GKE's startup scripts write at every boot from the instance metadata (configure.sh
+    download-kubelet-config under umask 077; configure-helper.sh start-kubelet)."""
+    config, flags, unit = GKE_BOOT_FILES
+    write(layout.host(config), data.GKE_CONFIG, 0o600)
     opts = " ".join(known_flags(data.GKE_KUBELET_OPTS.split(), version))
-    write(layout.host("/etc/default/kubelet"), f'KUBELET_OPTS="{opts}"\nKUBE_COVERAGE_FILE="/var/log/kubelet.cov"\n', 0o644)
-    write(layout.host("/home/kubernetes/kubelet-config.yaml"), data.GKE_CONFIG, 0o644)
+    opts += f" --config {config}"  # KUBELET_CONFIG_FILE_ARG, after KUBELET_ARGS
+    write(layout.host(flags), f'KUBELET_OPTS="{opts} {data.GKE_CGROUP_DRIVER}"\n'
+          'KUBE_COVERAGE_FILE="/var/log/kubelet.cov"\n', 0o644)
+    write(layout.host(unit), data.GKE_UNIT, 0o644)
+
+
+def _gke(layout: Layout, version: str) -> None:
+    _gke_boot(layout, version)
     make_dir(layout.host("/etc/kubernetes/manifests"), 0o755)
     write(layout.host("/var/lib/kubelet/kubeconfig"), data.GKE_KUBECONFIG, 0o644)
 
@@ -118,7 +130,7 @@ def _aks(layout: Layout, version: str) -> None:
     for name, text, mode in data.AKS_DROPINS:
         write(layout.host(f"/etc/systemd/system/kubelet.service.d/{name}"), text, mode)
     flags = " ".join(known_flags(data.AKS_KUBELET_FLAGS, version))
-    write(layout.host("/etc/default/kubelet"), f"KUBELET_FLAGS={flags}\n{data.AKS_DEFAULTS_REST}", 0o644)
+    write(layout.host("/etc/default/kubelet"), f"KUBELET_FLAGS={flags}\n{data.AKS_DEFAULTS_REST}", 0o600)
     write(layout.host("/etc/kubernetes/azure.json"), data.AKS_AZURE_JSON, 0o600)
     make_dir(layout.host("/etc/kubernetes/manifests"), 0o755)
     write(layout.host("/var/lib/kubelet/kubeconfig"), data.AKS_KUBECONFIG, 0o600)
@@ -189,9 +201,17 @@ def create(root: "str | os.PathLike[str]", distribution: str, version: str = "1.
 
 def boot_step(layout: Layout) -> Callable[[], str]:
     """What the node's boot runs before the kubelet starts, its input read (and refused if bad) now, before
-    the node is stopped: AL2023's nodeadm; nothing on the other nodes. Calling it runs it and says what it
-    rewrote."""
-    if layout.settings().distribution != "eks-al2023":
+    the node is stopped: AL2023's nodeadm; GKE's startup scripts (the lab's instance metadata is what it was
+    made with); nothing on the others. Calling it runs it and says what it rewrote."""
+    distribution = layout.settings().distribution
+    if distribution == "gke":
+        version = layout.settings().version
+
+        def startup_scripts() -> str:
+            _gke_boot(layout, version)
+            return f"the startup scripts rewrote {', '.join(GKE_BOOT_FILES)} from the instance metadata"
+        return startup_scripts
+    if distribution != "eks-al2023":
         return lambda: "nothing rewritten (the node's files last across a reboot)"
     spec = nodeadm.read_spec(layout)
     return lambda: f"nodeadm rewrote {', '.join(nodeadm.boot(layout, spec))} from {nodeadm.USER_DATA}"

@@ -42,8 +42,9 @@ PROVIDERS: Dict[str, Provider] = {
     "gke": Provider("gke", "gke", "/home/kubernetes/bin/kubelet", "Kubernetes v{v}-gke.1234000",
                     "/etc/srv/kubernetes/pki/ca-certificates.crt", BOOTSTRAPPED, ALL,
                     "gke-lab-cluster-default-pool-1a2b3c4d-x7k9"),
-    # AgentBaker: /usr/local/bin/kubelet, --client-ca-file and --tls-cert-file under /etc/kubernetes/certs.
-    "aks": Provider("aks", "aks", "/usr/local/bin/kubelet", "Kubernetes v{v}", "/etc/kubernetes/certs/ca.crt",
+    # AgentBaker: /opt/bin/kubelet (since #7125, January 2026; /usr/local/bin/kubelet before), --client-ca-file
+    # and --tls-cert-file under /etc/kubernetes/certs.
+    "aks": Provider("aks", "aks", "/opt/bin/kubelet", "Kubernetes v{v}", "/etc/kubernetes/certs/ca.crt",
                     ("/etc/kubernetes/certs/kubeletserver.crt", "/etc/kubernetes/certs/kubeletserver.key"), ALL,
                     "aks-nodepool1-12345678-vmss000000"),
 }
@@ -205,7 +206,8 @@ spec:
 --//--
 """
 
-# ---- GKE (kubernetes cluster/gce/gci/configure-helper.sh start-kubelet; kube-env KUBELET_ARGS/KUBELET_CONFIG) ----
+# ---- GKE (kubernetes cluster/gce/gci/configure-helper.sh start-kubelet, written at every boot; kube-env
+# KUBELET_ARGS; configure.sh download-kubelet-config) ----
 
 GKE_UNIT = """\
 [Unit]
@@ -216,14 +218,16 @@ After=network-online.target
 [Service]
 Restart=always
 RestartSec=10
+WatchdogSec=30s
 EnvironmentFile=/etc/default/kubelet
 ExecStart=/home/kubernetes/bin/kubelet $KUBELET_OPTS
 
 [Install]
 WantedBy=multi-user.target
 """
-# KUBELET_ARGS from kube-env, then KUBELET_CONFIG_FILE_ARG and the cgroup driver (cgroup2fs). SEEDED:
-# --streaming-connection-idle-timeout=0, a "never cut kubectl exec sessions" tuning.
+# KUBELET_ARGS from kube-env (cluster/gce/util.sh construct-linux-kubelet-flags), then, in start-kubelet,
+# KUBELET_CONFIG_FILE_ARG (`--config /home/kubernetes/kubelet-config.yaml`, two words) and the cgroup driver
+# (cgroup2fs). SEEDED: --streaming-connection-idle-timeout=0, a "never cut kubectl exec sessions" tuning.
 GKE_KUBELET_OPTS = ("--v=2 --cloud-provider=external --experimental-mounter-path=/home/kubernetes/containerized_mounter/"
                     "mounter --cert-dir=/var/lib/kubelet/pki/ --kubeconfig=/var/lib/kubelet/kubeconfig "
                     "--image-credential-provider-config=/etc/srv/kubernetes/cri_auth_config.yaml "
@@ -232,8 +236,8 @@ GKE_KUBELET_OPTS = ("--v=2 --cloud-provider=external --experimental-mounter-path
                     "--volume-plugin-dir=/home/kubernetes/flexvolume "
                     "--container-runtime-endpoint=unix:///run/containerd/containerd.sock "
                     "--runtime-cgroups=/system.slice/containerd.service --registry-qps=10 --registry-burst=20 "
-                    "--streaming-connection-idle-timeout=0 "
-                    "--config=/home/kubernetes/kubelet-config.yaml --cgroup-driver=systemd")
+                    "--streaming-connection-idle-timeout=0")
+GKE_CGROUP_DRIVER = "--cgroup-driver=systemd"
 GKE_CONFIG = """\
 apiVersion: kubelet.config.k8s.io/v1beta1
 authentication:
@@ -293,7 +297,7 @@ current-context: service-account-context
 AKS_UNIT = """\
 [Unit]
 Description=Kubelet
-ConditionPathExists=/usr/local/bin/kubelet
+ConditionPathExists=/opt/bin/kubelet
 Wants=network-online.target containerd.service
 After=network-online.target containerd.service
 
@@ -301,15 +305,22 @@ After=network-online.target containerd.service
 Restart=always
 RestartSec=2
 EnvironmentFile=/etc/default/kubelet
+# Graceful termination (SIGTERM)
 SuccessExitStatus=143
 ExecStartPre=/bin/bash /opt/azure/containers/kubelet.sh
+ExecStartPre=/bin/bash /opt/azure/containers/ensure_imds_restriction.sh
 ExecStartPre=/bin/mkdir -p /var/lib/kubelet
 ExecStartPre=/bin/mkdir -p /var/lib/cni
 ExecStartPre=/bin/bash -c "if [ $(mount | grep \\"/var/lib/kubelet\\" | wc -l) -le 0 ] ; then /bin/mount --bind /var/lib/kubelet /var/lib/kubelet ; fi"
 ExecStartPre=/bin/mount --make-shared /var/lib/kubelet
+
 ExecStartPre=-/sbin/ebtables -t nat --list
 ExecStartPre=-/sbin/iptables -t nat --numeric --list
-ExecStart=/usr/local/bin/kubelet \\
+
+ExecStartPre=/bin/bash /opt/azure/containers/validate-kubelet-credentials.sh
+ExecStartPre=/bin/sh -c 'until [ -S /run/containerd/containerd.sock ]; do sleep 0.1; done'
+
+ExecStart=/opt/bin/kubelet \\
         --enable-server \\
         --node-labels="${KUBELET_NODE_LABELS}" \\
         --v=2 \\
@@ -324,12 +335,12 @@ ExecStart=/usr/local/bin/kubelet \\
 [Install]
 WantedBy=multi-user.target
 """
-# AgentBaker's drop-ins (artifacts 10-containerd.conf, 10-tlsbootstrap.conf, 10-cgroupv2.conf: name, text, mode;
-# the CSE writes the TLS bootstrap one 0600).
+# AgentBaker's drop-ins (cse_main.sh 10-containerd-base-flag.conf and 10-cgroupv2.conf, cse_config.sh
+# ensureKubelet 10-tlsbootstrap.conf, written 0600: name, text, mode).
 AKS_DROPINS = (
-    ("10-containerd.conf", '[Service]\nEnvironment="KUBELET_CONTAINERD_FLAGS=--runtime-request-timeout=15m '
-                           '--container-runtime-endpoint=unix:///run/containerd/containerd.sock '
-                           '--runtime-cgroups=/system.slice/containerd.service"\n', 0o644),
+    ("10-containerd-base-flag.conf", '[Service]\nEnvironment="KUBELET_CONTAINERD_FLAGS=--runtime-request-timeout=15m '
+                                     '--container-runtime-endpoint=unix:///run/containerd/containerd.sock '
+                                     '--runtime-cgroups=/system.slice/containerd.service"\n', 0o644),
     ("10-tlsbootstrap.conf", '[Service]\nEnvironment="KUBELET_TLS_BOOTSTRAP_FLAGS=--kubeconfig /var/lib/kubelet/kubeconfig '
                              '--bootstrap-kubeconfig /var/lib/kubelet/bootstrap-kubeconfig"\n', 0o600),
     ("10-cgroupv2.conf", '[Service]\nEnvironment="KUBELET_CGROUP_FLAGS=--cgroup-driver=systemd"\n', 0o644),
@@ -356,7 +367,8 @@ AKS_KUBELET_FLAGS = (
     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
     "--tls-private-key-file=/etc/kubernetes/certs/kubeletserver.key",
 )
-AKS_DEFAULTS_REST = ("KUBELET_REGISTER_SCHEDULABLE=true\nNETWORK_POLICY=\n"
+# The rest of cse_config.sh ensureKubelet's /etc/default/kubelet (0600).
+AKS_DEFAULTS_REST = ("KUBELET_REGISTER_SCHEDULABLE=true\nNETWORK_POLICY=\nKUBELET_IMAGE=\n"
                      "KUBELET_NODE_LABELS=kubernetes.azure.com/role=agent,agentpool=nodepool1,"
                      "kubernetes.azure.com/agentpool=nodepool1,kubernetes.azure.com/mode=system\n")
 AKS_AZURE_JSON = """\

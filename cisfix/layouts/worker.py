@@ -21,7 +21,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from ..commands import output_of_trusted
 from ..editors import flagfile
+from ..errors import InputError
 from ..node import Node
+from ..nodefile import read_bytes
 from ..types import WRITE, Component, HostPath, NetChange, NodeInfo
 from .kubeadm import host_paths as component_paths
 from .kubeadm.paths import KUBELET_ROOT
@@ -44,13 +46,18 @@ class Provider:
     """Where one provider's image keeps the kubelet."""
 
     distribution: str  # NodeInfo.distribution
-    binary: str  # the kubelet executable: `--version` tells the node's version
+    binary: str  # the kubelet executable the image's unit runs: `--version` tells the node's version
     config: Optional[str]  # its --config file, when the unit names none (the flags decide)
     env_files: Tuple[str, ...]  # the unit's EnvironmentFile=s
-    cgroup: str  # the unit's cgroup (its Slice=)
+    cgroup: str  # the unit's cgroup when its files name no Slice= (see `unit_cgroup`)
     client_ca: str  # the folder of the client CA file the kubelet is given
     config_dir: Optional[str] = None  # the --config-dir the provider gives it (nodeadm's config.json.d)
     boot_owned: Tuple[str, ...] = ()  # what its boot step rewrites (nodeadm's files)
+    older_binaries: Tuple[str, ...] = ()  # where older images put the kubelet (AKS before 2026: /usr/local/bin)
+
+    @property
+    def binaries(self) -> Tuple[str, ...]:
+        return (self.binary, *self.older_binaries)
 
 
 def is_node_of(node: Node, config: Mapping[str, Any], distribution: str, markers: Sequence[Sequence[str]]) -> bool:
@@ -68,13 +75,53 @@ def dropins(node: Node, unit: str = UNIT) -> Tuple[str, ...]:
     return tuple(f"{unit}.d/{name}" for name in names)
 
 
+def _unit_files(node: Node) -> List[flagfile.FlagFile]:
+    """The unit and its drop-ins, parsed, in systemd's order (those that cannot be read are left out: the
+    audit that reads them as flag files says why)."""
+    found = []
+    for path in (UNIT, *dropins(node)):
+        try:
+            data = read_bytes(node.host(node.resolve(path)), node.display(path))
+        except InputError:
+            continue
+        if data is not None:
+            found.append(flagfile.parse(data.decode("utf-8", "replace")))
+    return found
+
+
+def unit_cgroup(node: Node, provider: Provider) -> str:
+    """The kubelet service's cgroup: `<slice>/kubelet.service` of the last `Slice=` its unit and drop-ins
+    set (EKS's runtime.slice; AKS's kubereserved.slice, from the drop-in 10-kubereserved-slice.conf that
+    AgentBaker's ensureKubeletCgroupHierarchy writes on memory-hardened node pools), else the provider's."""
+    slices = [s for f in _unit_files(node) for s in f.slices]
+    if not slices:
+        return provider.cgroup
+    name = slices[-1] or "system.slice"  # `Slice=` empty: systemd's default for a service
+    if not name.endswith(".slice"):
+        return provider.cgroup
+    # systemd nests a slice in its parents by the dashes of its name: a-b.slice is a.slice/a-b.slice
+    parts = name[:-len(".slice")].split("-")
+    return "/".join(["-".join(parts[:i + 1]) + ".slice" for i in range(len(parts))] + ["kubelet.service"])
+
+
+def kubelet_binary(node: Node, provider: Provider) -> str:
+    """The kubelet executable: the program of the unit's ExecStart, when it is one of the provider's known
+    paths (AgentBaker moved it from /usr/local/bin to /opt/bin in January 2026, #7125), else the first of
+    those that exists, else the provider's."""
+    starts = [f.exec_start for f in _unit_files(node) if f.exec_start]
+    program = starts[-1].split()[0].lstrip("-@:+!") if starts else ""
+    if program in provider.binaries:
+        return program
+    return next((b for b in provider.binaries if node.host(node.resolve(b)).exists()), provider.binary)
+
+
 def kubelet(node: Node, provider: Provider) -> Component:
     """The kubelet of a managed node: the flag files in systemd's order (the unit, its drop-ins, then the
     environment files they name), its config file, restart, health and, given the operator's
     credential, its live configuration."""
     return Component(
         "kubelet", config=provider.config, flag_files=(UNIT, *dropins(node), *provider.env_files),
-        restart=RESTART, reload=RELOAD, unit=provider.cgroup, health=HEALTH, config_flag="config", config_dir_flag="config-dir",
+        restart=RESTART, reload=RELOAD, unit=unit_cgroup(node, provider), health=HEALTH, config_flag="config", config_dir_flag="config-dir",
         config_dir=provider.config_dir, boot_owned=provider.boot_owned,
         config_kind="KubeletConfiguration",
         live_config=LIVE_CONFIG if node.host(node.resolve(KUBELET_API_KUBECONFIG)).exists() else {})
@@ -94,7 +141,7 @@ def describe(node: Node, config: Mapping[str, Any], provider: Provider, lasts: s
     how long its fixes last and what keeps them (a warning on every report)."""
     components = configured_components({"kubelet": kubelet(node, provider)}, config)
     return NodeInfo(distribution=provider.distribution,
-                    version=config.get("version") or kubelet_version(node, provider.binary),
+                    version=config.get("version") or kubelet_version(node, kubelet_binary(node, provider)),
                     node_types=tuple(config.get("nodeTypes", ())) or ("worker",), components=components,
                     warnings=(lasts,))
 
@@ -106,7 +153,8 @@ def host_paths(info: NodeInfo, provider: Provider, extra: Sequence[HostPath] = (
     return [*component_paths(info), HostPath(provider.client_ca, "the kubelet's client CA (file checks)"),
             HostPath(KUBELET_ROOT, "the kubelet's kubeconfig and certificates (file checks; fixes set their modes)",
                      fix=WRITE),
-            HostPath(provider.binary, "the kubelet: its --version is the node's Kubernetes version", folder=False),
+            *(HostPath(b, "the kubelet: its --version is the node's Kubernetes version", folder=False)
+              for b in provider.binaries),
             *extra]
 
 

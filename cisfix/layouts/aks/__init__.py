@@ -1,11 +1,15 @@
 """The AKS layout: a worker node of an Azure Kubernetes Service node pool (AgentBaker's images).
 
-The kubelet's settings are flags: `/etc/default/kubelet` holds `KUBELET_FLAGS=--address=0.0.0.0
+The kubelet's settings are flags: `/etc/default/kubelet` (0600) holds `KUBELET_FLAGS=--address=0.0.0.0
 --anonymous-auth=false ... --eviction-hard=memory.available<750Mi,...` (unquoted) beside
-`KUBELET_NODE_LABELS=...`, optionally `KUBELET_CONFIG_FILE_FLAGS=--config /etc/default/kubeletconfig.json`;
-the unit `/etc/systemd/system/kubelet.service` reads it (`EnvironmentFile=/etc/default/kubelet`) and runs
-`/usr/local/bin/kubelet --enable-server --node-labels="${KUBELET_NODE_LABELS}" ... $KUBELET_CONFIG_FILE_FLAGS
-$KUBELET_CONTAINERD_FLAGS $KUBELET_FLAGS` (Azure/AgentBaker parts/linux/cloud-init/artifacts/kubelet.service).
+`KUBELET_NODE_LABELS=...` (cse_config.sh ensureKubelet); a node pool given a config file also has
+`/etc/default/kubeletconfig.json` (0600) and the drop-in `kubelet.service.d/10-componentconfig.conf`
+(`Environment="KUBELET_CONFIG_FILE_FLAGS=--config /etc/default/kubeletconfig.json"`), and the flags
+translated into it leave KUBELET_FLAGS. The unit `/etc/systemd/system/kubelet.service` reads it
+(`EnvironmentFile=/etc/default/kubelet`) and runs `/opt/bin/kubelet --enable-server
+--node-labels="${KUBELET_NODE_LABELS}" ... $KUBELET_CONFIG_FILE_FLAGS $KUBELET_CONTAINERD_FLAGS $KUBELET_FLAGS`
+(Azure/AgentBaker parts/linux/cloud-init/artifacts/kubelet.service; `/usr/local/bin/kubelet` on images
+made before AgentBaker #7125, January 2026: the layout takes the one the unit runs).
 A node pool upgrade or reimage replaces the node; what lasts is the node pool's custom node configuration
 (`kubeletConfig`), which holds a few kubelet settings.
 """
@@ -24,10 +28,11 @@ from ...types import HIDE, HostPath, NetChange, NodeInfo, PersistPlan
 from .. import worker
 
 FLAGS = "/etc/default/kubelet"
-CONFIG = "/etc/default/kubeletconfig.json"  # on node pools given a config file (KUBELET_CONFIG_FILE_FLAGS)
+CONFIG = "/etc/default/kubeletconfig.json"  # on node pools given a config file (10-componentconfig.conf)
 AZURE_JSON = "/etc/kubernetes/azure.json"  # the cloud provider's configuration (0600): its presence only
-PROVIDER = worker.Provider("aks", binary="/usr/local/bin/kubelet", config=None, env_files=(FLAGS,),
-                           cgroup="system.slice/kubelet.service", client_ca="/etc/kubernetes/certs")
+PROVIDER = worker.Provider("aks", binary="/opt/bin/kubelet", config=None, env_files=(FLAGS,),
+                           cgroup="system.slice/kubelet.service", client_ca="/etc/kubernetes/certs",
+                           older_binaries=("/usr/local/bin/kubelet",))
 MECHANISM = "the node pool's custom node configuration `kubeletConfig`"
 USAGE = "az aks nodepool add ... --kubelet-config {dir}/aks-kubelet-config.json (a new node pool holds it)"
 

@@ -1,11 +1,14 @@
 """The GKE layout: a worker node of a Google Kubernetes Engine node pool (Container-Optimized OS or Ubuntu).
 
-The node's startup scripts write the kubelet's configuration `/home/kubernetes/kubelet-config.yaml`, its
-flags into `/etc/default/kubelet` (`KUBELET_OPTS="... --config=/home/kubernetes/kubelet-config.yaml"`) and
-the unit `/etc/systemd/system/kubelet.service` (`EnvironmentFile=/etc/default/kubelet`,
-`ExecStart=/home/kubernetes/bin/kubelet $KUBELET_OPTS`), from the node pool's settings
-(kubernetes cluster/gce/gci/configure-helper.sh, start-kubelet). A node pool upgrade replaces the node;
-what lasts is the node pool's system configuration (`kubeletConfig`), which holds a few kubelet settings.
+The node's startup scripts write the kubelet's configuration `/home/kubernetes/kubelet-config.yaml`
+(configure.sh download-kubelet-config, from the instance metadata `kubelet-config`, umask 077), its flags
+into `/etc/default/kubelet` (`KUBELET_OPTS="... --config /home/kubernetes/kubelet-config.yaml"`) and the
+unit `/etc/systemd/system/kubelet.service` (`EnvironmentFile=/etc/default/kubelet`,
+`ExecStart=/home/kubernetes/bin/kubelet $KUBELET_OPTS`), from the node pool's settings (kubernetes
+cluster/gce/gci/configure-helper.sh, start-kubelet). They run at every boot (kube-node-installation.service
+and kube-node-configuration.service, enabled by the node's cloud-config, cluster/gce/gci/node.yaml), so a
+reboot rewrites those three files, and a node pool upgrade replaces the node; what lasts is the node pool's
+system configuration (`kubeletConfig`), which holds a few kubelet settings.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from .. import worker
 CONFIG = "/home/kubernetes/kubelet-config.yaml"
 FLAGS = "/etc/default/kubelet"
 PROVIDER = worker.Provider("gke", binary="/home/kubernetes/bin/kubelet", config=CONFIG, env_files=(FLAGS,),
-                           cgroup="system.slice/kubelet.service", client_ca="/etc/srv/kubernetes/pki")
+                           cgroup="system.slice/kubelet.service", client_ca="/etc/srv/kubernetes/pki",
+                           # configure.sh and configure-helper.sh write these at every boot
+                           boot_owned=(CONFIG, FLAGS, worker.UNIT))
 MECHANISM = "the node pool's system configuration `kubeletConfig`"
 USAGE = ("gcloud container node-pools update POOL --cluster CLUSTER --system-config-from-file="
          "{dir}/gke-system-config.yaml")
@@ -51,8 +56,10 @@ FIELDS = {
 def cisfix_describe_node(node: Node, config: dict) -> Optional[NodeInfo]:
     if not worker.is_node_of(node, config, "gke", ((CONFIG,),)):
         return None
-    lasts = worker.not_lasting("a node pool upgrade, repair or scaling replaces the node with one made from the "
-                               "node pool's settings", f"set them in {MECHANISM}")
+    lasts = worker.not_lasting(f"the node's startup scripts rewrite {CONFIG}, {FLAGS} and the kubelet's unit from "
+                               "the instance metadata at every boot, and a node pool upgrade, repair or scaling "
+                               "replaces the node with one made from the node pool's settings",
+                               f"set them in {MECHANISM}")
     return worker.describe(node, config, PROVIDER, lasts)
 
 
