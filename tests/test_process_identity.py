@@ -116,7 +116,10 @@ def test_a_fake_scheduler_with_the_right_flag_does_not_hide_a_manual_drift(lab, 
 
 def test_a_user_calling_herself_kubeadm_upgrade_does_not_make_drift_stand_aside(fixed, drift, mallory, idle,
                                                                                 impostors):
-    fixed.write(CONFIG, fixed.read(CONFIG) + b"proc: /proc\n", 0o644)  # the machine's processes, hers among them
+    # The machine's processes, hers among them. The kubelet is named by the path a real one runs from: other
+    # tests' lab kubelets (root's, in system.slice/kubelet.service) are not this node's, and would judge it.
+    fixed.write(CONFIG, fixed.read(CONFIG) + b"proc: /proc\ncomponents:\n  kubelet:\n    process: /usr/bin/kubelet\n",
+                0o644)
     set_profiling(fixed, "true")
     her_process(mallory, impostors, ["kubeadm", str(idle), "upgrade", "apply", "v1.32.1"])
     result, samples = drift("-q")

@@ -121,7 +121,8 @@ def kubelet(node: Node, provider: Provider) -> Component:
     credential, its live configuration."""
     return Component(
         "kubelet", config=provider.config, flag_files=(UNIT, *dropins(node), *provider.env_files),
-        restart=RESTART, reload=RELOAD, unit=unit_cgroup(node, provider), health=HEALTH, config_flag="config", config_dir_flag="config-dir",
+        restart=RESTART, reload=RELOAD, unit=unit_cgroup(node, provider), health=HEALTH, config_flag="config",
+        config_dir_flag="config-dir",
         config_dir=provider.config_dir, boot_owned=provider.boot_owned,
         config_kind="KubeletConfiguration",
         live_config=LIVE_CONFIG if node.host(node.resolve(KUBELET_API_KUBECONFIG)).exists() else {})
