@@ -18,7 +18,9 @@ from typing import Dict, List
 import pytest
 
 # Function-scoped fixtures, with the lab starts (and what comes with them) a test that asks for one costs.
-PER_TEST = {"make_lab": 1, "make_rke2_lab": 1, "make_k3s_lab": 1, "fleet": 3, "make_cluster": 3}
+# A managed worker lab runs a kubelet only: it starts in a second or two, its fix's gate is most of its cost.
+PER_TEST = {"make_lab": 1, "make_rke2_lab": 1, "make_k3s_lab": 1, "fleet": 3, "make_cluster": 3, "worker": 0.5,
+            "workers": 0.25}
 PER_FILE = ("report_story",)  # told once for the files that read it
 OTHER_TEST = 1 / 50  # a test without a lab: tenths of a second against a lab test's tens of seconds
 
