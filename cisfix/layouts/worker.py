@@ -265,17 +265,24 @@ class Field:
     convert: Callable[[Any], Any] = lambda value: value
 
 
-def mechanism_fields(settings: Mapping[str, Any], fields: Mapping[str, Field]) -> Tuple[dict, List[str]]:
-    """(the mechanism's document, the settings it cannot hold) for the kubelet settings the fixes changed."""
+def node_pool_fields(state: Any, info: NodeInfo, changes: Sequence[NetChange], fields: Mapping[str, Field],
+                     mechanism: str) -> Tuple[dict, List[str]]:
+    """For a node pool's kubelet configuration (GKE's system configuration, AKS's custom node configuration):
+    (its document of the kubelet settings the fixes changed, notes on what it cannot hold)."""
+    found = kubelet_changes(info, changes)
     document, unsupported = {}, []
-    for name, value in sorted(settings.items()):
+    for name, value in sorted(found.settings().items()):
         field = fields.get(name)
         converted = field.convert(value) if field and value is not GONE else None
         if converted is None:
             unsupported.append(name)
         else:
             document[field.name] = converted
-    return document, unsupported
+    notes = [*_unsupported_note(mechanism, unsupported),
+             *(f"{state.node.display(p)}: no kubelet setting; not persisted" for p in found.others)]
+    if not document:
+        notes.append(f"nothing the fixes changed is in {mechanism}")
+    return document, notes
 
 
 def as_int(value: Any) -> Optional[int]:
@@ -308,7 +315,7 @@ def not_lasting(what: str, mechanism: str) -> str:
     return f"kubelet fixes on this node do not last: {what}; to keep them, {mechanism} (`cisfix persist` prints it)"
 
 
-def unsupported_note(mechanism: str, names: Sequence[str]) -> Iterator[str]:
+def _unsupported_note(mechanism: str, names: Sequence[str]) -> Iterator[str]:
     if names:
         yield (f"not expressible in {mechanism}: {', '.join(names)}; they last only as long as this node "
                "(`cisfix drift` re-applies them on a node that lost them)")

@@ -72,11 +72,8 @@ def cisfix_host_paths(node_info: NodeInfo) -> Optional[List[HostPath]]:
 def cisfix_plan_persistence(node_info: NodeInfo, state, changes: List[NetChange]) -> Optional[PersistPlan]:
     if node_info.distribution != "gke":
         return None
-    found = worker.kubelet_changes(node_info, changes)
-    fields, unsupported = worker.mechanism_fields(found.settings(), FIELDS)
-    notes = [*worker.unsupported_note(MECHANISM, unsupported),
-             *(f"{state.node.display(p)}: no kubelet setting; not persisted" for p in found.others)]
+    fields, notes = worker.node_pool_fields(state, node_info, changes, FIELDS, MECHANISM)
     if not fields:
-        return PersistPlan(notes=(*notes, f"nothing the fixes changed is in {MECHANISM}"))
+        return PersistPlan(notes=tuple(notes))
     return PersistPlan(files={"gke-system-config.yaml": worker.yaml_text({"kubeletConfig": fields})}, show_files=True,
                        files_usage=USAGE, notes=tuple(notes))
