@@ -14,7 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlsplit
 
 from .layout import COMPONENTS as POD_COMPONENTS
@@ -139,34 +139,32 @@ class Lab:
 
     def restart_unit(self, timeout: float = 10.0) -> int:
         """`systemctl restart <the lab's unit>`: returns once the new unit process runs; its pid."""
-        pid = self.init_pid()
-        if not pid:
-            raise LabError(f"the lab at {self.root} is not running")
-        before = self._init_state().get("hups", 0)
-        os.kill(pid, signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self._init_state()
-            # A start made after this SIGHUP was received, not a crash loop's start that raced it.
-            if state.get("startedAfterHups", 0) > before and state.get("unitPid"):
-                return state["unitPid"]
-            time.sleep(0.05)
-        raise LabError("the unit did not restart")
+        # A start made after this SIGHUP was received, not a crash loop's start that raced it.
+        state = self._signal_init(signal.SIGHUP, "hups", timeout, "the unit did not restart",
+                                  lambda state, before: state.get("startedAfterHups", 0) > before and state.get("unitPid"))
+        return state["unitPid"]
 
     def daemon_reload(self, timeout: float = 10.0) -> None:
         """`systemctl daemon-reload`: returns once the init has re-read the unit files (the next start of the
         unit runs what they say now)."""
+        self._signal_init(signal.SIGUSR1, "reloads", timeout, "the init did not reload its unit files",
+                          lambda state, before: state.get("reloads", 0) > before)
+
+    def _signal_init(self, sig: int, counter: str, timeout: float, failure: str,
+                     answered: Callable[[dict, int], Any]) -> dict:
+        """Signal the init and wait for its state to answer: `answered(state, the counter before the signal)`."""
         pid = self.init_pid()
         if not pid:
             raise LabError(f"the lab at {self.root} is not running")
-        before = self._init_state().get("reloads", 0)
-        os.kill(pid, signal.SIGUSR1)
+        before = self._init_state().get(counter, 0)
+        os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._init_state().get("reloads", 0) > before:
-                return
+            state = self._init_state()
+            if answered(state, before):
+                return state
             time.sleep(0.05)
-        raise LabError("the init did not reload its unit files")
+        raise LabError(failure)
 
     def unit_pid(self) -> Optional[int]:
         return self._init_state().get("unitPid")
