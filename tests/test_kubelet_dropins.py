@@ -212,3 +212,19 @@ def test_the_deciding_file_holds_the_merged_value(config, dropins, parts):
     if present and not isinstance(value, dict):
         assert read_data(files[evidence.file], path) == (True, value)
     assert set(settings_.files_setting(path)) == {f for f, data in files.items() if read_data(data, path)[0]}
+
+
+@pytest.mark.parametrize("path", [NODEADM, CONFIG])
+def test_json_nested_hundreds_deep_is_one_line_and_nothing_changes(node, path):
+    """The stdlib decodes it, but the merge, the editor and its self-check recurse per level: refused
+    when read (the audit's ERROR and the fix's exit 2), never an internal error half-way through a fix."""
+    node.write(path, b'{"kind": "KubeletConfiguration", "readOnlyPort": 10255, "x": ' + b'{"a": ' * 400 + b"1"
+               + b"}" * 400 + b"}", 0o644)
+    before = node.snapshot()
+    why = f"{path.rsplit('/', 1)[1]}:1: invalid JSON: nested more than 64 deep"
+    audit = errored_audit(node, "4.2.4")
+    assert why in audit["reason"] and "\n" not in audit["reason"]
+    result = node.run("fix", "--check", "4.2.4")
+    assert result.exit_code == 2, result.stderr
+    assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert node.snapshot() == before

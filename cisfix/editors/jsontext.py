@@ -19,6 +19,7 @@ from functools import lru_cache
 from json.decoder import scanstring
 from typing import Any, List, Optional, Tuple
 
+from ..bounds import MAX_NESTING
 from ..errors import EditError, InputError
 
 _WS = " \t\r\n"
@@ -142,6 +143,8 @@ def _scan(text: str) -> Node:
         char = text[i]
         # a value starts at i
         if char == "{" or char == "[":
+            if len(stack) >= MAX_NESTING:  # deeper, the data's readers and editors run out of recursion
+                raise _error(text, i, f"nested more than {MAX_NESTING} deep")
             node = Node(i, kind="object" if char == "{" else "array")
             _attach(stack, pending_key, node)
             stack.append(node)
