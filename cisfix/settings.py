@@ -229,10 +229,10 @@ def _walk(state: "NodeState", folder: str) -> List[str]:
 
 def _dropin_data(state: "NodeState", path: str, text: str) -> dict:
     from .editors import jsontext
-    from .nodefile import parse_yaml
+    from .nodefile import parse_config_yaml
 
     shown_path = state.node.display(path)
-    parsed = jsontext.load(text, shown_path) if jsontext.is_json(text) else parse_yaml(text, shown_path)
+    parsed = jsontext.load(text, shown_path) if jsontext.is_json(text) else parse_config_yaml(text, shown_path)
     if not isinstance(parsed, dict):
         raise InputError(shown_path, "not a configuration document (a mapping); the kubelet would not start")
     return parsed

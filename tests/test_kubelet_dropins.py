@@ -228,3 +228,15 @@ def test_json_nested_hundreds_deep_is_one_line_and_nothing_changes(node, path):
     assert result.exit_code == 2, result.stderr
     assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert node.snapshot() == before
+
+
+def test_yaml_nested_hundreds_deep_is_one_line_and_nothing_changes(node):
+    node.write(SITE, SITE_YAML + b"x: " + b"[" * 450 + b"]" * 450 + b"\nreadOnlyPort: 10255\n", 0o644)
+    before = node.snapshot()
+    why = "50-site.conf: invalid YAML: nested more than 64 deep"
+    audit = errored_audit(node, "4.2.4")
+    assert why in audit["reason"] and "\n" not in audit["reason"]
+    result = node.run("fix", "--check", "4.2.4")
+    assert result.exit_code == 2, result.stderr
+    assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert node.snapshot() == before
