@@ -21,7 +21,10 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from ..commands import output_of_trusted
 from ..editors import flagfile
+from ..errors import InputError
 from ..node import Node
+from ..shown import shown
+from ..trust import read_node_trusted, require_trusted_dir
 from ..types import WRITE, Component, HostPath, NetChange, NodeInfo
 from .kubeadm import host_paths as component_paths
 from .kubeadm.paths import KUBELET_ROOT
@@ -34,6 +37,7 @@ RELOAD = ("systemctl", "daemon-reload")  # before the restart, when a fix change
 HEALTH = {"url": "http://127.0.0.1:10248/healthz", "portFlag": "healthz-port", "portPath": "healthzPort"}
 LIVE_CONFIG = {"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, "kubeconfig": KUBELET_API_KUBECONFIG,
                "portFlag": "port", "portPath": "port"}
+_WHY_DROPIN = "; the kubelet unit's drop-ins are not used"
 VERSION_TIMEOUT = 5.0  # seconds for `kubelet --version`, which answers at once
 # "Kubernetes v1.32.3-eks-4096722", "Kubernetes v1.31.5-gke.1023000", "Kubernetes v1.32.3"
 _VERSION = re.compile(r"^Kubernetes v(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)\s*$")
@@ -62,9 +66,23 @@ def is_node_of(node: Node, config: Mapping[str, Any], distribution: str, markers
 
 
 def dropins(node: Node, unit: str = UNIT) -> Tuple[str, ...]:
-    """The unit's drop-ins as systemd reads them: the `*.conf` files of `<unit>.d/`, sorted by name."""
+    """The unit's drop-ins as systemd reads them: the `*.conf` files of `<unit>.d/`, sorted by name. The
+    folder and each drop-in go through `cisfix.trust`: systemd starts the kubelet as root from them, and
+    a drop-in another user could add or write would decide the flags cisfix judges and edits."""
     folder = node.host(node.resolve(f"{unit}.d"))
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".conf")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return ()
+    require_trusted_dir(folder, why=_WHY_DROPIN)
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".conf"))
+    for name in names:
+        path = f"{unit}.d/{name}"
+        if shown(name.encode("utf-8", "surrogateescape"), None) != name:
+            raise InputError(shown(node.display(path).encode("utf-8", "surrogateescape"), None),
+                             "a drop-in name that is no UTF-8 text or holds control characters; rename it")
+        try:
+            read_node_trusted(node, path, why=_WHY_DROPIN)
+        except FileNotFoundError:  # a dangling link, or gone since the listing: systemd reads nothing there
+            continue
     return tuple(f"{unit}.d/{name}" for name in names)
 
 
