@@ -340,3 +340,26 @@ def test_any_document_any_edits_read_back_as_intended(data: dict, ops: List[Any]
         assert json.dumps(again, sort_keys=True) == json.dumps(json.loads(result.text), sort_keys=True)
     if result.text != text:
         assert result.text.endswith("\n") == text.endswith("\n")
+
+
+def test_a_key_duplicated_thousands_of_times_is_removed_in_one_pass() -> None:
+    """One parse for the removal, not one per occurrence: 20,000 duplicates (400 KB) took hours."""
+    text = '{\n  "kind": "KubeletConfiguration",\n' + "".join('  "eventRecordQPS": 5,\n' for _ in range(20000)) + '  "x": 1\n}\n'
+    result = edit_paths(text, [UnsetPath("eventRecordQPS")], KIND)
+    assert result.text == '{\n  "kind": "KubeletConfiguration",\n  "x": 1\n}\n'
+    assert result.notes == ("removed eventRecordQPS",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=6), one_line=st.booleans())
+def test_removing_every_occurrence_at_once_is_removing_them_one_by_one(keys: List[str], one_line: bool) -> None:
+    from cisfix.editors import jsontext
+
+    sep = ", " if one_line else ",\n  "
+    text = "{" + ("" if one_line else "\n  ") + sep.join(f'"{k}": {i}' for i, k in enumerate(keys)) + ("}" if one_line else "\n}")
+    indices = [i for i, k in enumerate(keys) if k == "a"]
+    expected = text
+    for index in reversed(indices):
+        expected = jsontext.remove_member(expected, jsontext.parse(expected).root, index)
+    assert jsontext.remove_members(text, jsontext.parse(text).root, indices) == expected
+    json.loads(expected)

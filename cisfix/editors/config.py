@@ -79,14 +79,12 @@ def _edit_json(text: str, ops: Sequence[PathOp], kind: Optional[str]) -> Edited:
     for op in ops:
         parts = split_path(op.path)
         if isinstance(op, UnsetPath):
-            # every occurrence of a duplicated key goes: the one before it would decide otherwise
-            while True:
-                obj, _, index = _descend(jsontext.parse(current).root, parts)
-                if index is None:
-                    break
-                current = jsontext.remove_member(current, obj, index)
-                if f"removed {op.path}" not in notes:
-                    notes.append(f"removed {op.path}")
+            # every occurrence of a duplicated key goes (the one before it would decide otherwise), in one pass
+            obj, _, index = _descend(jsontext.parse(current).root, parts)
+            if index is not None:
+                duplicates = [i for i, (key, _, _) in enumerate(obj.members) if key == parts[-1]]
+                current = jsontext.remove_members(current, obj, duplicates)
+                notes.append(f"removed {op.path}")
         else:
             doc = jsontext.parse(current)
             old = _lookup(doc.data, parts)

@@ -316,6 +316,29 @@ def add_member(text: str, doc: Doc, obj: Node, key: str, value: Any) -> str:
     return text[:obj.start] + body + text[obj.end:]
 
 
+def remove_members(text: str, obj: Node, indices: List[int]) -> str:
+    """The text without the object's members `indices`, as `remove_member` leaves it after removing them one
+    by one, in one pass (a key duplicated thousands of times goes in linear time): a run of removed
+    members goes up to the next kept member's key, a run at the end from the last kept member's value on."""
+    members, removed = obj.members, set(indices)
+    kept = [i for i in range(len(members)) if i not in removed]
+    if not kept:
+        return text[:obj.start] + "{}" + text[obj.end:]
+    pieces, at, index = [], 0, 0
+    while index < len(members):
+        if index not in removed:
+            index += 1
+            continue
+        end = index
+        while end + 1 < len(members) and end + 1 in removed:
+            end += 1
+        start, stop = ((members[index][1], members[end + 1][1]) if end + 1 < len(members)
+                       else (members[index - 1][2].end, members[end][2].end))
+        pieces.append(text[at:start])
+        at, index = stop, end + 1
+    return "".join(pieces) + text[at:]
+
+
 def remove_member(text: str, obj: Node, index: int) -> str:
     """The text without the object's member `index`, commas and the member's line left right: the
     member and what separates it from its next sibling go (or, for the last, from its previous one)."""
