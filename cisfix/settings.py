@@ -166,10 +166,15 @@ def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
     import ssl
 
     from .health import endpoint_settings, fetch, server_text
+    from .nodefile import MAX_BYTES
 
     (url, options), *_ = endpoint_settings(state, settings.component, "live_config", settings)
     try:
-        code, body = fetch(url, state, options, component=settings.component)  # its own answer only
+        # Its own answer only; read before it can be traced, so at most what a config file may hold
+        # (a kubelet serves some 10 KB): another user on its port while it restarts may answer endlessly.
+        code, body = fetch(url, state, options, limit=MAX_BYTES + 1, component=settings.component)
+        if len(body) > MAX_BYTES:
+            raise ValueError(f"an answer of more than {MAX_BYTES} bytes")
         served = json.loads(body.decode("utf-8")) if code == 200 else None
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError, RecursionError) as exc:
         raise LiveConfigUnavailable(f"{settings.component}: {url}: {server_text(str(exc))}")
