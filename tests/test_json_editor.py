@@ -363,3 +363,17 @@ def test_removing_every_occurrence_at_once_is_removing_them_one_by_one(keys: Lis
         expected = jsontext.remove_member(expected, jsontext.parse(expected).root, index)
     assert jsontext.remove_members(text, jsontext.parse(text).root, indices) == expected
     json.loads(expected)
+
+
+def test_a_repeated_object_is_merged_as_go_decodes_it_and_a_removal_reaches_every_occurrence() -> None:
+    """encoding/json decodes a repeated object into the struct or map it filled already (golang/go#24415):
+    the kubelet keeps the first `featureGates`' gates that the second does not name."""
+    text = '{"featureGates": {"RotateKubeletServerCertificate": false, "A": true}, "x": 1, "featureGates": {"B": true}}'
+    assert read_path(text, "featureGates") == (True, {"RotateKubeletServerCertificate": False, "A": True, "B": True})
+    assert read_path(text, "featureGates.RotateKubeletServerCertificate") == (True, False)
+    assert edit_paths(text, [SetPath("featureGates.RotateKubeletServerCertificate", True)]).text == (
+        '{"featureGates": {"RotateKubeletServerCertificate": false, "A": true}, "x": 1, '
+        '"featureGates": {"B": true, "RotateKubeletServerCertificate": true}}')
+    assert edit_paths(text, [UnsetPath("featureGates.RotateKubeletServerCertificate")]).text == (
+        '{"featureGates": {"A": true}, "x": 1, "featureGates": {"B": true}}')
+    assert read_path('{"a": {"b": 1}, "a": 2}', "a") == (True, 2)  # anything else: the last occurrence

@@ -240,3 +240,12 @@ def test_yaml_nested_hundreds_deep_is_one_line_and_nothing_changes(node):
     assert result.exit_code == 2, result.stderr
     assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert node.snapshot() == before
+
+
+def test_a_gate_turned_off_in_a_repeated_feature_gates_object_fails_as_the_kubelet_runs_it(node):
+    """The kubelet keeps both objects' gates (encoding/json merges a repeated object): its serving
+    certificate rotation is off, whatever the second `featureGates` leaves out."""
+    node.write(CONFIG, CONFIG_JSON.replace(b'"featureGates": {\n        "RotateKubeletServerCertificate": true\n    },',
+                                           b'"featureGates": {"RotateKubeletServerCertificate": false},\n'
+                                           b'    "featureGates": {"SidecarContainers": true},'), 0o644)
+    assert node.audit("4.2.11")["4.2.11"]["status"] == "FAIL"

@@ -6,8 +6,10 @@ other byte.
 
 The scanner is linear in the text (strings through the stdlib's C `scanstring`), iterative (nesting
 costs no interpreter stack) and strict as Go's encoding/json: no comments, trailing commas, NaN or
-trailing data. Duplicate keys are kept in the tree; the data is the last occurrence's, as encoding/json
-decodes them, and an edit targets the last occurrence (see `member`).
+trailing data. Duplicate keys are kept in the tree; the data is what encoding/json decodes into the
+kubelet's configuration: a repeated scalar or list is the last occurrence's, a repeated object is merged
+into the earlier one, key by key (golang/go#24415: it decodes into the struct or map it filled already).
+An edit targets the last occurrence (see `member`); a removal, every occurrence on the way.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def parse(text: str) -> Doc:
     if root.kind != "object":
         raise _error(text, root.start, "the document is not an object")
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_go_object)
     except (ValueError, RecursionError) as exc:  # the scanner accepted it: only nesting beyond the stack
         raise _error(text, getattr(exc, "pos", 0) or 0, str(exc).split(":")[0]) from None
     return Doc(root, data, _style(text, root))
@@ -125,6 +127,37 @@ def key_line(text: str, parts: List[str]) -> Optional[int]:
 def _tree(text: str) -> Node:
     """The text's tree, kept for the lines of a config's many settings (an audit asks for each)."""
     return _scan(text)
+
+
+def _go_object(pairs: List[Tuple[str, Any]]) -> dict:
+    """An object as encoding/json decodes it into a struct or map: a key given again replaces a scalar or
+    list, and an object given again is merged into the one before it (its keys over the earlier's)."""
+    found: dict = {}
+    for key, value in pairs:
+        earlier = found.get(key)
+        if isinstance(earlier, dict) and isinstance(value, dict):
+            _merge_into(earlier, value)
+        else:
+            found[key] = value
+    return found
+
+
+def _merge_into(target: dict, later: dict) -> None:
+    for key, value in later.items():  # nesting is bounded (MAX_NESTING): the recursion is too
+        if isinstance(target.get(key), dict) and isinstance(value, dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
+
+
+def occurrences(root: Node, parts: List[str]) -> List[Tuple[Node, List[int]]]:
+    """Every object holding the path's last key, through every occurrence of the keys on the way, with
+    the indices of that key's members: all of them decide its merged value."""
+    objects = [root]
+    for key in parts[:-1]:
+        objects = [value for obj in objects for name, _, value in obj.members if name == key and value.kind == "object"]
+    found = [(obj, [i for i, (name, _, _) in enumerate(obj.members) if name == parts[-1]]) for obj in objects]
+    return [(obj, indices) for obj, indices in found if indices]
 
 
 def _refuse_constant(name: str) -> Any:
