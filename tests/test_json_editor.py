@@ -377,3 +377,15 @@ def test_a_repeated_object_is_merged_as_go_decodes_it_and_a_removal_reaches_ever
     assert edit_paths(text, [UnsetPath("featureGates.RotateKubeletServerCertificate")]).text == (
         '{"featureGates": {"A": true}, "x": 1, "featureGates": {"B": true}}')
     assert read_path('{"a": {"b": 1}, "a": 2}', "a") == (True, 2)  # anything else: the last occurrence
+
+
+def test_a_file_with_a_byte_order_mark_stays_json_with_its_mark() -> None:
+    """Read and edited as JSON (the YAML editor added `authentication: {anonymous: {enabled: false}}`, YAML's
+    flow style, to the JSON file); its mark, layout and every other byte kept."""
+    text = '\ufeff{\r\n    "kind": "KubeletConfiguration",\r\n    "readOnlyPort": 10255\r\n}\r\n'
+    assert is_json(text)
+    assert read_path(text, "readOnlyPort") == (True, 10255)
+    edited = edit_paths(text, [SetPath("authentication.anonymous.enabled", False), SetPath("readOnlyPort", 0)], KIND).text
+    assert edited == ('\ufeff{\r\n    "kind": "KubeletConfiguration",\r\n    "readOnlyPort": 0,\r\n    "authentication": {\r\n'
+                      '        "anonymous": {\r\n            "enabled": false\r\n        }\r\n    }\r\n}\r\n')
+    json.loads(edited[1:])

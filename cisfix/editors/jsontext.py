@@ -30,10 +30,15 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = ("true", "false", "null")
 
 
+_BOM = "\ufeff"
+
+
 def is_json(text: str) -> bool:
     """A JSON document rather than YAML: its first non-blank character opens an object. (Kubernetes
-    decoders tell them apart the same way: sigs.k8s.io/yaml's YAMLOrJSONDecoder looks for a `{`.)"""
-    match = _SKIP.match(text)
+    decoders tell them apart the same way: sigs.k8s.io/yaml's YAMLOrJSONDecoder looks for a `{`.) A file
+    a Windows editor saved with a byte order mark is JSON too, edited as such (RFC 8259 lets a parser
+    ignore the mark): the YAML editor would add its keys to it in YAML's flow style, which is no JSON."""
+    match = _SKIP.match(text, 1 if text.startswith(_BOM) else 0)
     return text.startswith("{", match.end())
 
 
@@ -93,10 +98,14 @@ def parse(text: str) -> Doc:
     root = _scan(text)
     if root.kind != "object":
         raise _error(text, root.start, "the document is not an object")
+    bom = text.startswith(_BOM)
     try:
-        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_go_object)
+        # With the mark, the kubelet takes the file for YAML (k8s.io/apimachinery IsJSONBuffer), and its
+        # YAML-to-JSON conversion keeps the last of a repeated object whole: no merge.
+        data = json.loads(text[1:] if bom else text, parse_constant=_refuse_constant,
+                          object_pairs_hook=None if bom else _go_object)
     except (ValueError, RecursionError) as exc:  # the scanner accepted it: only nesting beyond the stack
-        raise _error(text, getattr(exc, "pos", 0) or 0, str(exc).split(":")[0]) from None
+        raise _error(text, (getattr(exc, "pos", 0) or 0) + int(bom), str(exc).split(":")[0]) from None
     return Doc(root, data, _style(text, root))
 
 
@@ -166,7 +175,7 @@ def _refuse_constant(name: str) -> Any:
 
 def _scan(text: str) -> Node:
     """The tree of the text's one JSON value, scanned without recursion."""
-    i = _SKIP.match(text).end()
+    i = _SKIP.match(text, 1 if text.startswith(_BOM) else 0).end()
     stack: List[Node] = []
     pending_key: List[Tuple[str, int]] = []  # per open object: the key whose value comes next
     root: Optional[Node] = None
