@@ -271,3 +271,19 @@ def test_a_unit_drop_in_name_with_control_characters_is_refused(tmp_path):
     node.write("/etc/systemd/system/kubelet.service.d/99-\x1b[2Jx.conf", b"[Service]\n", mode=0o644)
     result = node.run("audit")
     assert result.exit_code == 2 and "control characters" in result.stderr and "\x1b" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="trust is enforced only when cisfix runs as root")
+def test_a_providers_file_another_user_made_does_not_make_a_kubeadm_node_a_managed_worker(tmp_path):
+    """GKE's sign is under /home: a user whose home is /home/kubernetes had a control-plane node judged by
+    gke-1.9.0's six worker checks instead of its 135."""
+    from cisfix.testing import build_node
+
+    node = build_node(tmp_path / "node")
+    node.write("/home/kubernetes/kubelet-config.yaml", b"readOnlyPort: 0\n", mode=0o644)
+    for path in ("/home/kubernetes", "/home/kubernetes/kubelet-config.yaml"):
+        os.chown(node.path(path), 1000, 1000)
+    info = plugins_of(node).info
+    assert (info.layout, info.distribution) == ("kubeadm", "kubeadm")
+    os.chown(node.path("/home/kubernetes"), 0, 0)  # root's folder, her file: still not the provider's
+    assert plugins_of(node).info.layout == "kubeadm"

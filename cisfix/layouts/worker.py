@@ -15,6 +15,7 @@ settings the provider writes when it makes the node.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -24,7 +25,7 @@ from ..editors import flagfile
 from ..errors import InputError
 from ..node import Node
 from ..shown import shown
-from ..trust import read_node_trusted, require_trusted_dir
+from ..trust import enforced, read_node_trusted, require_trusted_dir, trusted_realpath
 from ..types import WRITE, Component, HostPath, NetChange, NodeInfo
 from .kubeadm import host_paths as component_paths
 from .kubeadm.paths import KUBELET_ROOT
@@ -58,11 +59,23 @@ class Provider:
 
 
 def is_node_of(node: Node, config: Mapping[str, Any], distribution: str, markers: Sequence[Sequence[str]]) -> bool:
-    """The node configuration names the distribution; or, naming none, one group of the provider's files is there."""
+    """The node configuration names the distribution; or, naming none, one group of the provider's files is
+    there, each root's in root's folders: a file another user could have made (GKE's lives under /home) is
+    no sign of the provider, or she could have a kubeadm node judged by a managed worker's few checks."""
     named = config.get("distribution")
     if named:
         return named == distribution
-    return any(all(node.host(node.resolve(path)).exists() for path in group) for group in markers)
+    return any(all(_trusted_marker(node, path) for path in group) for group in markers)
+
+
+def _trusted_marker(node: Node, path: str) -> bool:
+    """Is the file or folder there, made by root: root's own, every folder on the way root's and writable by
+    no one else (only its creator's ownership matters, not its mode: nobody else can make a file root's)."""
+    try:
+        real = trusted_realpath(node.host(node.resolve(path)))
+        return os.stat(real).st_uid == 0 or not enforced()
+    except (OSError, InputError):  # absent, or in a folder another user could write
+        return False
 
 
 def dropins(node: Node, unit: str = UNIT) -> Tuple[str, ...]:
