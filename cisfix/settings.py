@@ -140,12 +140,12 @@ def read_settings(state: "NodeState", name: str) -> Settings:
     flags = dict(live.values) if live.running else dict(file_flags)
     config_path = component.config
     if component.config_flag:
-        config_path = flags.get(component.config_flag) or file_flags.get(component.config_flag) or config_path
+        config_path = _from_root(flags.get(component.config_flag) or file_flags.get(component.config_flag)) or config_path
     # An unreadable config raises InputError (FILE:LINE: reason): the component's checks are then ERROR.
     config = state.yaml(config_path) if config_path else None
     config = config if isinstance(config, dict) else None
-    folder = (flags.get(component.config_dir_flag) or file_flags.get(component.config_dir_flag)
-              if component.config_dir_flag else None)
+    folder = _from_root(flags.get(component.config_dir_flag) or file_flags.get(component.config_dir_flag)
+                        if component.config_dir_flag else None)
     dropins = read_dropins(state, folder) if folder else ()
     merged = config
     for dropin in dropins:
@@ -156,6 +156,13 @@ def read_settings(state: "NodeState", name: str) -> Settings:
     if state.live and live.running and component.live_config:
         return _with_live_config(state, settings)
     return settings
+
+
+def _from_root(path: Optional[str]) -> Optional[str]:
+    """A path a component's flag gives, as the component opens it: a relative one from its working folder,
+    `/` (a systemd service's, a static pod's), never from cisfix's own: root run from another user's folder
+    would read her files for the component's."""
+    return posixpath.join("/", path) if path else path
 
 
 def _with_live_config(state: "NodeState", settings: Settings) -> Settings:

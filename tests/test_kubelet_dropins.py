@@ -249,3 +249,17 @@ def test_a_gate_turned_off_in_a_repeated_feature_gates_object_fails_as_the_kubel
                                            b'"featureGates": {"RotateKubeletServerCertificate": false},\n'
                                            b'    "featureGates": {"SidecarContainers": true},'), 0o644)
     assert node.audit("4.2.11")["4.2.11"]["status"] == "FAIL"
+
+
+def test_relative_config_paths_are_read_from_the_kubelets_working_folder_not_cisfixs(node, monkeypatch, tmp_path):
+    """systemd starts the kubelet in `/`: `--config-dir=etc/...` is the node's /etc/...; root running cisfix
+    from another user's folder (`--root /`) read a relative one from there, her drop-ins for the kubelet's."""
+    hers = tmp_path / "hers"
+    (hers / DROPINS.lstrip("/")).mkdir(parents=True)
+    (hers / NODEADM.lstrip("/")).write_text('{"readOnlyPort": 0}')
+    monkeypatch.chdir(hers)
+    node.write(FLAGS_ENV, f'KUBELET_KUBEADM_ARGS="--config={CONFIG.lstrip("/")} --config-dir={DROPINS.lstrip("/")}"\n'.encode(),
+               0o644)
+    audit = node.audit("4.2.4", "4.2.2")
+    assert (audit["4.2.4"]["status"], audit["4.2.4"]["evidence"][0]["file"]) == ("FAIL", NODEADM)
+    assert (audit["4.2.2"]["status"], audit["4.2.2"]["evidence"][0]["file"]) == ("PASS", CONFIG)
