@@ -379,6 +379,15 @@ def test_a_repeated_object_is_merged_as_go_decodes_it_and_a_removal_reaches_ever
     assert read_path('{"a": {"b": 1}, "a": 2}', "a") == (True, 2)  # anything else: the last occurrence
 
 
+def test_the_line_of_a_key_is_found_under_any_occurrence_of_its_parents() -> None:
+    from cisfix.editors.jsontext import key_line
+
+    text = '{\n"featureGates": {"RotateKubeletServerCertificate": false},\n"featureGates": {"B": true}\n}'
+    assert key_line(text, ["featureGates", "RotateKubeletServerCertificate"]) == 2
+    assert key_line(text, ["featureGates", "B"]) == key_line(text, ["featureGates"]) == 3
+    assert key_line(text, ["featureGates", "C"]) is None
+
+
 def test_a_file_with_a_byte_order_mark_stays_json_with_its_mark() -> None:
     """Read and edited as JSON (the YAML editor added `authentication: {anonymous: {enabled: false}}`, YAML's
     flow style, to the JSON file); its mark, layout and every other byte kept."""

@@ -118,18 +118,17 @@ def load(text: str, shown: str) -> Any:
 
 
 def key_line(text: str, parts: List[str]) -> Optional[int]:
-    """The line of the path's last key (its last occurrence), None when the path is not in the text."""
+    """The line of the path's last key (its last occurrence, under any occurrence of its parents: Go merges
+    a repeated object), None when the path is not in the text."""
     try:
         node = _tree(text)
     except EditError:
         return None
-    start = None
-    for part in parts:
-        found = node.member(part) if node.kind == "object" else None
-        if found is None:
-            return None
-        start, node = node.members[found[0]][1], found[1]
-    return None if start is None else line_of(text, start)
+    found = occurrences(node, parts) if parts and node.kind == "object" else []
+    if not found:
+        return None
+    obj, indices = found[-1]
+    return line_of(text, obj.members[indices[-1]][1])
 
 
 @lru_cache(maxsize=16)
