@@ -200,18 +200,28 @@ _WHY_DROPIN = "; the kubelet's configuration drop-ins are not used"
 def read_dropins(state: "NodeState", folder: str) -> Tuple[Dropin, ...]:
     """The drop-ins of a kubelet's --config-dir in the order it merges them: as Go's filepath.WalkDir
     walks the folder — names in lexical (byte) order, sub-folders entered where they sort, links to
-    folders not followed — every non-folder whose name ends in `.conf` (kubernetes
+    folders not followed, the folder itself neither when it is a link — every non-folder whose name ends
+    in `.conf` (kubernetes
     cmd/kubelet/app/server.go, mergeKubeletConfigurations). Each is a configuration document, JSON or
     YAML, a mapping. The folders and files go through `cisfix.trust` as a distribution's configuration
     does: one another user could write would decide what cisfix reports and where it writes. No folder:
     no drop-ins."""
     node = state.node
-    host = node.host(node.resolve(folder))
-    if not host.is_dir():
-        return ()
-    require_trusted_dir(host, why=_WHY_DROPIN)
+    bare = folder.rstrip("/") or "/"
+    parent, name = posixpath.split(bare)
+    # WalkDir lstats the folder it is given: a link there (even to a folder) or a file is visited as one
+    # entry, read when its name ends in .conf, and nothing under it is; a trailing slash follows the link.
+    given = node.host(posixpath.join(node.resolve(parent), name)) if name else node.host("/")
+    if not folder.endswith("/") and (given.is_symlink() or (given.exists() and not given.is_dir())):
+        paths = [bare] if name.endswith(DROPIN_SUFFIX) else []
+    else:
+        host = node.host(node.resolve(folder))
+        if not host.is_dir():
+            return ()
+        require_trusted_dir(host, why=_WHY_DROPIN)
+        paths = _walk(state, bare)
     found: List[Dropin] = []
-    for path in _walk(state, folder.rstrip("/") or "/"):
+    for path in paths:
         try:
             data = read_node_trusted(node, path, why=_WHY_DROPIN)
         except FileNotFoundError:  # gone since the listing

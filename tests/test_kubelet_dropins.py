@@ -263,3 +263,19 @@ def test_relative_config_paths_are_read_from_the_kubelets_working_folder_not_cis
     audit = node.audit("4.2.4", "4.2.2")
     assert (audit["4.2.4"]["status"], audit["4.2.4"]["evidence"][0]["file"]) == ("FAIL", NODEADM)
     assert (audit["4.2.2"]["status"], audit["4.2.2"]["evidence"][0]["file"]) == ("PASS", CONFIG)
+
+
+@pytest.mark.parametrize("given, decides", [
+    ("/etc/kubernetes/kubelet/linked.d", CONFIG),  # a link: WalkDir lstats it and walks nothing under it
+    ("/etc/kubernetes/kubelet/linked.d/", "/etc/kubernetes/kubelet/linked.d/40-nodeadm.conf"),  # a trailing slash follows it
+    (NODEADM, NODEADM),  # a file named *.conf is the one drop-in
+])
+def test_the_drop_in_folder_is_walked_as_the_kubelet_walks_what_it_is_given(node, given, decides):
+    """filepath.WalkDir lstats its root (golang/go#50804): nodeadm's 40-nodeadm.conf, reached through a link,
+    is never read by the kubelet, whose read-only port is the config file's."""
+    os.symlink("config.json.d", node.path("/etc/kubernetes/kubelet/linked.d"))
+    node.write(FLAGS_ENV, f'KUBELET_KUBEADM_ARGS="--config={CONFIG} --config-dir={given}"\n'.encode(), 0o644)
+    node.write(SITE, b"kind: KubeletConfiguration\n", 0o644)
+    audit = node.audit("4.2.4")["4.2.4"]
+    assert audit["evidence"][0]["file"] == decides
+    assert audit["status"] == ("PASS" if decides == CONFIG else "FAIL")
