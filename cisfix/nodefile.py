@@ -165,3 +165,14 @@ def parse_yaml(text: str, shown: str, composed: Optional[Composed] = None) -> An
         raise InputError(shown, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     except RecursionError:  # the composer nests on the interpreter's stack
         raise InputError(shown, "invalid YAML: nested too deeply") from None
+
+
+def parse_config_yaml(text: str, shown: str, composed: Optional[Composed] = None) -> Any:
+    """`parse_yaml` of a configuration (a kubelet's config file or drop-in): refused when nested more than
+    MAX_NESTING deep, past which merging drop-ins, the editor and its self-check run out of recursion."""
+    from .bounds import MAX_NESTING, nesting_depth
+
+    data = parse_yaml(text, shown, composed)
+    if nesting_depth(data) > MAX_NESTING:
+        raise InputError(shown, f"invalid YAML: nested more than {MAX_NESTING} deep")
+    return data

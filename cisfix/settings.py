@@ -140,12 +140,12 @@ def read_settings(state: "NodeState", name: str) -> Settings:
     flags = dict(live.values) if live.running else dict(file_flags)
     config_path = component.config
     if component.config_flag:
-        config_path = flags.get(component.config_flag) or file_flags.get(component.config_flag) or config_path
+        config_path = _from_root(flags.get(component.config_flag) or file_flags.get(component.config_flag)) or config_path
     # An unreadable config raises InputError (FILE:LINE: reason): the component's checks are then ERROR.
     config = state.yaml(config_path) if config_path else None
     config = config if isinstance(config, dict) else None
-    folder = (flags.get(component.config_dir_flag) or file_flags.get(component.config_dir_flag)
-              if component.config_dir_flag else None)
+    folder = _from_root(flags.get(component.config_dir_flag) or file_flags.get(component.config_dir_flag)
+                        if component.config_dir_flag else None)
     dropins = read_dropins(state, folder) if folder else ()
     merged = config
     for dropin in dropins:
@@ -158,6 +158,13 @@ def read_settings(state: "NodeState", name: str) -> Settings:
     return settings
 
 
+def _from_root(path: Optional[str]) -> Optional[str]:
+    """A path a component's flag gives, as the component opens it: a relative one from its working folder,
+    `/` (a systemd service's, a static pod's), never from cisfix's own: root run from another user's folder
+    would read her files for the component's."""
+    return posixpath.join("/", path) if path else path
+
+
 def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
     """The settings with the configuration the running component serves (the kubelet's /configz) in
     place of its config file: what it really runs with, flags and defaults included."""
@@ -166,10 +173,15 @@ def _with_live_config(state: "NodeState", settings: Settings) -> Settings:
     import ssl
 
     from .health import endpoint_settings, fetch, server_text
+    from .nodefile import MAX_BYTES
 
     (url, options), *_ = endpoint_settings(state, settings.component, "live_config", settings)
     try:
-        code, body = fetch(url, state, options, component=settings.component)  # its own answer only
+        # Its own answer only; read before it can be traced, so at most what a config file may hold
+        # (a kubelet serves some 10 KB): another user on its port while it restarts may answer endlessly.
+        code, body = fetch(url, state, options, limit=MAX_BYTES + 1, component=settings.component)
+        if len(body) > MAX_BYTES:
+            raise ValueError(f"an answer of more than {MAX_BYTES} bytes")
         served = json.loads(body.decode("utf-8")) if code == 200 else None
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError, RecursionError) as exc:
         raise LiveConfigUnavailable(f"{settings.component}: {url}: {server_text(str(exc))}")
@@ -188,18 +200,28 @@ _WHY_DROPIN = "; the kubelet's configuration drop-ins are not used"
 def read_dropins(state: "NodeState", folder: str) -> Tuple[Dropin, ...]:
     """The drop-ins of a kubelet's --config-dir in the order it merges them: as Go's filepath.WalkDir
     walks the folder — names in lexical (byte) order, sub-folders entered where they sort, links to
-    folders not followed — every non-folder whose name ends in `.conf` (kubernetes
+    folders not followed, the folder itself neither when it is a link — every non-folder whose name ends
+    in `.conf` (kubernetes
     cmd/kubelet/app/server.go, mergeKubeletConfigurations). Each is a configuration document, JSON or
     YAML, a mapping. The folders and files go through `cisfix.trust` as a distribution's configuration
     does: one another user could write would decide what cisfix reports and where it writes. No folder:
     no drop-ins."""
     node = state.node
-    host = node.host(node.resolve(folder))
-    if not host.is_dir():
-        return ()
-    require_trusted_dir(host, why=_WHY_DROPIN)
+    bare = folder.rstrip("/") or "/"
+    parent, name = posixpath.split(bare)
+    # WalkDir lstats the folder it is given: a link there (even to a folder) or a file is visited as one
+    # entry, read when its name ends in .conf, and nothing under it is; a trailing slash follows the link.
+    given = node.host(posixpath.join(node.resolve(parent), name)) if name else node.host("/")
+    if not folder.endswith("/") and (given.is_symlink() or (given.exists() and not given.is_dir())):
+        paths = [bare] if name.endswith(DROPIN_SUFFIX) else []
+    else:
+        host = node.host(node.resolve(folder))
+        if not host.is_dir():
+            return ()
+        require_trusted_dir(host, why=_WHY_DROPIN)
+        paths = _walk(state, bare)
     found: List[Dropin] = []
-    for path in _walk(state, folder.rstrip("/") or "/"):
+    for path in paths:
         try:
             data = read_node_trusted(node, path, why=_WHY_DROPIN)
         except FileNotFoundError:  # gone since the listing
@@ -229,10 +251,10 @@ def _walk(state: "NodeState", folder: str) -> List[str]:
 
 def _dropin_data(state: "NodeState", path: str, text: str) -> dict:
     from .editors import jsontext
-    from .nodefile import parse_yaml
+    from .nodefile import parse_config_yaml
 
     shown_path = state.node.display(path)
-    parsed = jsontext.load(text, shown_path) if jsontext.is_json(text) else parse_yaml(text, shown_path)
+    parsed = jsontext.load(text, shown_path) if jsontext.is_json(text) else parse_config_yaml(text, shown_path)
     if not isinstance(parsed, dict):
         raise InputError(shown_path, "not a configuration document (a mapping); the kubelet would not start")
     return parsed

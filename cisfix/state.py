@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from . import flags, sources
 from .errors import EditError, InputError
 from .node import Node
-from .nodefile import Composed, compose_yaml, decode_text, parse_yaml
+from .nodefile import Composed, compose_yaml, decode_text, parse_config_yaml
 from .shown import shown
 from .types import ArgList, Component, Evidence, NodeInfo
 
@@ -106,7 +106,7 @@ class NodeState:
             text = decode_text(data, shown)
             if jsontext.is_json(text):
                 return jsontext.load(text, shown)
-            return parse_yaml(text, shown, self._composed(path, text))
+            return parse_config_yaml(text, shown, self._composed(path, text))
         return self._parsed(path, "yaml", parse)
 
     def config_line(self, path: str, dotted: str, text: Optional[str] = None) -> Optional[int]:

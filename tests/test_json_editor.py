@@ -340,3 +340,61 @@ def test_any_document_any_edits_read_back_as_intended(data: dict, ops: List[Any]
         assert json.dumps(again, sort_keys=True) == json.dumps(json.loads(result.text), sort_keys=True)
     if result.text != text:
         assert result.text.endswith("\n") == text.endswith("\n")
+
+
+def test_a_key_duplicated_thousands_of_times_is_removed_in_one_pass() -> None:
+    """One parse for the removal, not one per occurrence: 20,000 duplicates (400 KB) took hours."""
+    text = '{\n  "kind": "KubeletConfiguration",\n' + "".join('  "eventRecordQPS": 5,\n' for _ in range(20000)) + '  "x": 1\n}\n'
+    result = edit_paths(text, [UnsetPath("eventRecordQPS")], KIND)
+    assert result.text == '{\n  "kind": "KubeletConfiguration",\n  "x": 1\n}\n'
+    assert result.notes == ("removed eventRecordQPS",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=6), one_line=st.booleans())
+def test_removing_every_occurrence_at_once_is_removing_them_one_by_one(keys: List[str], one_line: bool) -> None:
+    from cisfix.editors import jsontext
+
+    sep = ", " if one_line else ",\n  "
+    text = "{" + ("" if one_line else "\n  ") + sep.join(f'"{k}": {i}' for i, k in enumerate(keys)) + ("}" if one_line else "\n}")
+    indices = [i for i, k in enumerate(keys) if k == "a"]
+    expected = text
+    for index in reversed(indices):
+        expected = jsontext.remove_member(expected, jsontext.parse(expected).root, index)
+    assert jsontext.remove_members(text, jsontext.parse(text).root, indices) == expected
+    json.loads(expected)
+
+
+def test_a_repeated_object_is_merged_as_go_decodes_it_and_a_removal_reaches_every_occurrence() -> None:
+    """encoding/json decodes a repeated object into the struct or map it filled already (golang/go#24415):
+    the kubelet keeps the first `featureGates`' gates that the second does not name."""
+    text = '{"featureGates": {"RotateKubeletServerCertificate": false, "A": true}, "x": 1, "featureGates": {"B": true}}'
+    assert read_path(text, "featureGates") == (True, {"RotateKubeletServerCertificate": False, "A": True, "B": True})
+    assert read_path(text, "featureGates.RotateKubeletServerCertificate") == (True, False)
+    assert edit_paths(text, [SetPath("featureGates.RotateKubeletServerCertificate", True)]).text == (
+        '{"featureGates": {"RotateKubeletServerCertificate": false, "A": true}, "x": 1, '
+        '"featureGates": {"B": true, "RotateKubeletServerCertificate": true}}')
+    assert edit_paths(text, [UnsetPath("featureGates.RotateKubeletServerCertificate")]).text == (
+        '{"featureGates": {"A": true}, "x": 1, "featureGates": {"B": true}}')
+    assert read_path('{"a": {"b": 1}, "a": 2}', "a") == (True, 2)  # anything else: the last occurrence
+
+
+def test_the_line_of_a_key_is_found_under_any_occurrence_of_its_parents() -> None:
+    from cisfix.editors.jsontext import key_line
+
+    text = '{\n"featureGates": {"RotateKubeletServerCertificate": false},\n"featureGates": {"B": true}\n}'
+    assert key_line(text, ["featureGates", "RotateKubeletServerCertificate"]) == 2
+    assert key_line(text, ["featureGates", "B"]) == key_line(text, ["featureGates"]) == 3
+    assert key_line(text, ["featureGates", "C"]) is None
+
+
+def test_a_file_with_a_byte_order_mark_stays_json_with_its_mark() -> None:
+    """Read and edited as JSON (the YAML editor added `authentication: {anonymous: {enabled: false}}`, YAML's
+    flow style, to the JSON file); its mark, layout and every other byte kept."""
+    text = '\ufeff{\r\n    "kind": "KubeletConfiguration",\r\n    "readOnlyPort": 10255\r\n}\r\n'
+    assert is_json(text)
+    assert read_path(text, "readOnlyPort") == (True, 10255)
+    edited = edit_paths(text, [SetPath("authentication.anonymous.enabled", False), SetPath("readOnlyPort", 0)], KIND).text
+    assert edited == ('\ufeff{\r\n    "kind": "KubeletConfiguration",\r\n    "readOnlyPort": 0,\r\n    "authentication": {\r\n'
+                      '        "anonymous": {\r\n            "enabled": false\r\n        }\r\n    }\r\n}\r\n')
+    json.loads(edited[1:])

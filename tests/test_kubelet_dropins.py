@@ -212,3 +212,70 @@ def test_the_deciding_file_holds_the_merged_value(config, dropins, parts):
     if present and not isinstance(value, dict):
         assert read_data(files[evidence.file], path) == (True, value)
     assert set(settings_.files_setting(path)) == {f for f, data in files.items() if read_data(data, path)[0]}
+
+
+@pytest.mark.parametrize("path", [NODEADM, CONFIG])
+def test_json_nested_hundreds_deep_is_one_line_and_nothing_changes(node, path):
+    """The stdlib decodes it, but the merge, the editor and its self-check recurse per level: refused
+    when read (the audit's ERROR and the fix's exit 2), never an internal error half-way through a fix."""
+    node.write(path, b'{"kind": "KubeletConfiguration", "readOnlyPort": 10255, "x": ' + b'{"a": ' * 400 + b"1"
+               + b"}" * 400 + b"}", 0o644)
+    before = node.snapshot()
+    why = f"{path.rsplit('/', 1)[1]}:1: invalid JSON: nested more than 64 deep"
+    audit = errored_audit(node, "4.2.4")
+    assert why in audit["reason"] and "\n" not in audit["reason"]
+    result = node.run("fix", "--check", "4.2.4")
+    assert result.exit_code == 2, result.stderr
+    assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert node.snapshot() == before
+
+
+def test_yaml_nested_hundreds_deep_is_one_line_and_nothing_changes(node):
+    node.write(SITE, SITE_YAML + b"x: " + b"[" * 450 + b"]" * 450 + b"\nreadOnlyPort: 10255\n", 0o644)
+    before = node.snapshot()
+    why = "50-site.conf: invalid YAML: nested more than 64 deep"
+    audit = errored_audit(node, "4.2.4")
+    assert why in audit["reason"] and "\n" not in audit["reason"]
+    result = node.run("fix", "--check", "4.2.4")
+    assert result.exit_code == 2, result.stderr
+    assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert node.snapshot() == before
+
+
+def test_a_gate_turned_off_in_a_repeated_feature_gates_object_fails_as_the_kubelet_runs_it(node):
+    """The kubelet keeps both objects' gates (encoding/json merges a repeated object): its serving
+    certificate rotation is off, whatever the second `featureGates` leaves out."""
+    node.write(CONFIG, CONFIG_JSON.replace(b'"featureGates": {\n        "RotateKubeletServerCertificate": true\n    },',
+                                           b'"featureGates": {"RotateKubeletServerCertificate": false},\n'
+                                           b'    "featureGates": {"SidecarContainers": true},'), 0o644)
+    assert node.audit("4.2.11")["4.2.11"]["status"] == "FAIL"
+
+
+def test_relative_config_paths_are_read_from_the_kubelets_working_folder_not_cisfixs(node, monkeypatch, tmp_path):
+    """systemd starts the kubelet in `/`: `--config-dir=etc/...` is the node's /etc/...; root running cisfix
+    from another user's folder (`--root /`) read a relative one from there, her drop-ins for the kubelet's."""
+    hers = tmp_path / "hers"
+    (hers / DROPINS.lstrip("/")).mkdir(parents=True)
+    (hers / NODEADM.lstrip("/")).write_text('{"readOnlyPort": 0}')
+    monkeypatch.chdir(hers)
+    node.write(FLAGS_ENV, f'KUBELET_KUBEADM_ARGS="--config={CONFIG.lstrip("/")} --config-dir={DROPINS.lstrip("/")}"\n'.encode(),
+               0o644)
+    audit = node.audit("4.2.4", "4.2.2")
+    assert (audit["4.2.4"]["status"], audit["4.2.4"]["evidence"][0]["file"]) == ("FAIL", NODEADM)
+    assert (audit["4.2.2"]["status"], audit["4.2.2"]["evidence"][0]["file"]) == ("PASS", CONFIG)
+
+
+@pytest.mark.parametrize("given, decides", [
+    ("/etc/kubernetes/kubelet/linked.d", CONFIG),  # a link: WalkDir lstats it and walks nothing under it
+    ("/etc/kubernetes/kubelet/linked.d/", "/etc/kubernetes/kubelet/linked.d/40-nodeadm.conf"),  # a trailing slash follows it
+    (NODEADM, NODEADM),  # a file named *.conf is the one drop-in
+])
+def test_the_drop_in_folder_is_walked_as_the_kubelet_walks_what_it_is_given(node, given, decides):
+    """filepath.WalkDir lstats its root (golang/go#50804): nodeadm's 40-nodeadm.conf, reached through a link,
+    is never read by the kubelet, whose read-only port is the config file's."""
+    os.symlink("config.json.d", node.path("/etc/kubernetes/kubelet/linked.d"))
+    node.write(FLAGS_ENV, f'KUBELET_KUBEADM_ARGS="--config={CONFIG} --config-dir={given}"\n'.encode(), 0o644)
+    node.write(SITE, b"kind: KubeletConfiguration\n", 0o644)
+    audit = node.audit("4.2.4")["4.2.4"]
+    assert audit["evidence"][0]["file"] == decides
+    assert audit["status"] == ("PASS" if decides == CONFIG else "FAIL")

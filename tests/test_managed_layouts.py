@@ -286,3 +286,53 @@ def test_an_aks_node_pool_with_a_kubelet_config_file_reads_it_below_the_flags(tm
     assert settings.config_path == "/etc/default/kubeletconfig.json"
     assert settings.setting("pod-max-pids", "podPidsLimit")[1] == "-1"  # the flag wins over the file
     assert settings.setting("seccomp-default", "seccompDefault")[0] is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="trust is enforced only when cisfix runs as root")
+@pytest.mark.parametrize("how", ["her folder", "her writable drop-in", "a link to her file"])
+def test_a_unit_drop_in_another_user_could_write_is_refused_and_nothing_changes(tmp_path, how):
+    """Her `99-*.conf` would win over bootstrap.sh's KUBELET_EXTRA_ARGS: a FAILing read-only port would PASS."""
+    node = make(tmp_path / "node", "eks-al2", config="offline: true\n")
+    node.write("/etc/kubernetes/kubelet/kubelet-config.json", json.dumps({"readOnlyPort": 10255}).encode(), mode=0o644)
+    folder = "/etc/systemd/system/kubelet.service.d"
+    hers = b"[Service]\nEnvironment='KUBELET_EXTRA_ARGS=--read-only-port=0'\n"
+    if how == "her folder":
+        os.chown(node.path(folder), 1000, 1000)
+        node.write(f"{folder}/99-hers.conf", hers, mode=0o644)
+    elif how == "her writable drop-in":
+        node.write(f"{folder}/99-hers.conf", hers, mode=0o666)
+    elif how == "a link to her file":
+        node.write("/home/her/hers.conf", hers, mode=0o644)
+        os.chown(node.path("/home/her"), 1000, 1000)
+        os.chown(node.path("/home/her/hers.conf"), 1000, 1000)
+        os.symlink("../../../../home/her/hers.conf", node.path(f"{folder}/99-hers.conf"))
+    before = node.snapshot()
+    for command in (["audit", "--check", "3.2.4"], ["fix", "--check", "3.2.4"]):
+        result = node.run(*command)
+        assert result.exit_code == 2, result.stdout
+        assert result.stderr.startswith("cisfix: error: ") and len(result.stderr.strip().splitlines()) == 1
+        assert "the kubelet unit's drop-ins are not used" in result.stderr
+    assert node.snapshot() == before
+
+
+def test_a_unit_drop_in_name_with_control_characters_is_refused(tmp_path):
+    node = make(tmp_path / "node", "aks", config="offline: true\n")
+    node.write("/etc/systemd/system/kubelet.service.d/99-\x1b[2Jx.conf", b"[Service]\n", mode=0o644)
+    result = node.run("audit")
+    assert result.exit_code == 2 and "control characters" in result.stderr and "\x1b" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="trust is enforced only when cisfix runs as root")
+def test_a_providers_file_another_user_made_does_not_make_a_kubeadm_node_a_managed_worker(tmp_path):
+    """GKE's sign is under /home: a user whose home is /home/kubernetes had a control-plane node judged by
+    gke-1.9.0's six worker checks instead of its 135."""
+    from cisfix.testing import build_node
+
+    node = build_node(tmp_path / "node")
+    node.write("/home/kubernetes/kubelet-config.yaml", b"readOnlyPort: 0\n", mode=0o644)
+    for path in ("/home/kubernetes", "/home/kubernetes/kubelet-config.yaml"):
+        os.chown(node.path(path), 1000, 1000)
+    info = plugins_of(node).info
+    assert (info.layout, info.distribution) == ("kubeadm", "kubeadm")
+    os.chown(node.path("/home/kubernetes"), 0, 0)  # root's folder, her file: still not the provider's
+    assert plugins_of(node).info.layout == "kubeadm"

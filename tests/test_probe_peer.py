@@ -216,3 +216,54 @@ def test_only_the_kernels_numbers_are_read_from_a_table():
     table = io.BytesIO("\n".join(lines).encode() + b"\n")
     loopback = socket.inet_aton("127.0.0.1")
     assert list(connections(table)) == [((loopback, 0x2823), (loopback, 0xC350), 4711)]
+
+
+
+# She answers /configz with an endless body, and says on stderr how much of it was taken. (A connection
+# that sends no request, as `answers_on`'s, is let go.)
+FLOOD = r"""
+import socket, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = server.accept()
+    if conn.recv(65536):
+        break
+    conn.close()
+conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+sent, chunk = 0, b"{" * 65536
+try:
+    while True:
+        conn.sendall(chunk)
+        sent += len(chunk)
+except OSError:
+    pass
+sys.stderr.write(str(sent))
+"""
+
+
+def test_a_configz_answer_is_read_to_a_bound_before_it_is_traced(tmp_path, mallory):
+    """Her server on the kubelet's port while it restarts: an answer is read before it can be traced to
+    its process, so an endless one must not be buffered (gigabytes in the 5 s the exchange may take)."""
+    from managed_nodes import make
+
+    from cisfix.audit import node_state
+    from cisfix.node import Node
+    from cisfix.plugins import Plugins
+    from cisfix.settings import LiveConfigUnavailable, _with_live_config
+
+    port = free_port()
+    node = make(tmp_path / "node", "eks-al2023", config=f"components:\n  kubelet:\n    liveConfig:\n"
+                                                         f"      url: http://127.0.0.1:{port}/configz\n")
+    her = as_mallory(mallory, FLOOD, str(port), background=True)
+    deadline = time.monotonic() + 30
+    while not answers_on(port):
+        assert her.poll() is None and time.monotonic() < deadline, her.stderr.read().decode()
+        time.sleep(0.1)
+    state = node_state(Plugins(Node(str(node.root))), live=True)
+    try:
+        with pytest.raises(LiveConfigUnavailable):
+            _with_live_config(state, state.settings("kubelet"))
+        her.wait(timeout=30)
+    finally:
+        her.kill()
+    assert int(her.stderr.read() or 0) < 64 << 20

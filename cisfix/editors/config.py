@@ -79,14 +79,16 @@ def _edit_json(text: str, ops: Sequence[PathOp], kind: Optional[str]) -> Edited:
     for op in ops:
         parts = split_path(op.path)
         if isinstance(op, UnsetPath):
-            # every occurrence of a duplicated key goes: the one before it would decide otherwise
-            while True:
-                obj, _, index = _descend(jsontext.parse(current).root, parts)
-                if index is None:
-                    break
-                current = jsontext.remove_member(current, obj, index)
-                if f"removed {op.path}" not in notes:
-                    notes.append(f"removed {op.path}")
+            # every occurrence of a duplicated key goes, under every occurrence of its parents (Go merges
+            # repeated objects: an earlier one would decide otherwise), in one pass; the objects do not
+            # nest in one another, so each is edited from the last on without moving the others
+            root = jsontext.parse(current).root
+            _descend(root, parts)  # a path through a scalar or a list is refused
+            found = jsontext.occurrences(root, parts)
+            for obj, indices in sorted(found, key=lambda pair: pair[0].start, reverse=True):
+                current = jsontext.remove_members(current, obj, indices)
+            if found:
+                notes.append(f"removed {op.path}")
         else:
             doc = jsontext.parse(current)
             old = _lookup(doc.data, parts)

@@ -6,8 +6,10 @@ other byte.
 
 The scanner is linear in the text (strings through the stdlib's C `scanstring`), iterative (nesting
 costs no interpreter stack) and strict as Go's encoding/json: no comments, trailing commas, NaN or
-trailing data. Duplicate keys are kept in the tree; the data is the last occurrence's, as encoding/json
-decodes them, and an edit targets the last occurrence (see `member`).
+trailing data. Duplicate keys are kept in the tree; the data is what encoding/json decodes into the
+kubelet's configuration: a repeated scalar or list is the last occurrence's, a repeated object is merged
+into the earlier one, key by key (golang/go#24415: it decodes into the struct or map it filled already).
+An edit targets the last occurrence (see `member`); a removal, every occurrence on the way.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from functools import lru_cache
 from json.decoder import scanstring
 from typing import Any, List, Optional, Tuple
 
+from ..bounds import MAX_NESTING
 from ..errors import EditError, InputError
 
 _WS = " \t\r\n"
@@ -27,10 +30,15 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = ("true", "false", "null")
 
 
+_BOM = "\ufeff"
+
+
 def is_json(text: str) -> bool:
     """A JSON document rather than YAML: its first non-blank character opens an object. (Kubernetes
-    decoders tell them apart the same way: sigs.k8s.io/yaml's YAMLOrJSONDecoder looks for a `{`.)"""
-    match = _SKIP.match(text)
+    decoders tell them apart the same way: sigs.k8s.io/yaml's YAMLOrJSONDecoder looks for a `{`.) A file
+    a Windows editor saved with a byte order mark is JSON too, edited as such (RFC 8259 lets a parser
+    ignore the mark): the YAML editor would add its keys to it in YAML's flow style, which is no JSON."""
+    match = _SKIP.match(text, 1 if text.startswith(_BOM) else 0)
     return text.startswith("{", match.end())
 
 
@@ -90,10 +98,14 @@ def parse(text: str) -> Doc:
     root = _scan(text)
     if root.kind != "object":
         raise _error(text, root.start, "the document is not an object")
+    bom = text.startswith(_BOM)
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        # With the mark, the kubelet takes the file for YAML (k8s.io/apimachinery IsJSONBuffer), and its
+        # YAML-to-JSON conversion keeps the last of a repeated object whole: no merge.
+        data = json.loads(text[1:] if bom else text, parse_constant=_refuse_constant,
+                          object_pairs_hook=None if bom else _go_object)
     except (ValueError, RecursionError) as exc:  # the scanner accepted it: only nesting beyond the stack
-        raise _error(text, getattr(exc, "pos", 0) or 0, str(exc).split(":")[0]) from None
+        raise _error(text, (getattr(exc, "pos", 0) or 0) + int(bom), str(exc).split(":")[0]) from None
     return Doc(root, data, _style(text, root))
 
 
@@ -106,18 +118,17 @@ def load(text: str, shown: str) -> Any:
 
 
 def key_line(text: str, parts: List[str]) -> Optional[int]:
-    """The line of the path's last key (its last occurrence), None when the path is not in the text."""
+    """The line of the path's last key (its last occurrence, under any occurrence of its parents: Go merges
+    a repeated object), None when the path is not in the text."""
     try:
         node = _tree(text)
     except EditError:
         return None
-    start = None
-    for part in parts:
-        found = node.member(part) if node.kind == "object" else None
-        if found is None:
-            return None
-        start, node = node.members[found[0]][1], found[1]
-    return None if start is None else line_of(text, start)
+    found = occurrences(node, parts) if parts and node.kind == "object" else []
+    if not found:
+        return None
+    obj, indices = found[-1]
+    return line_of(text, obj.members[indices[-1]][1])
 
 
 @lru_cache(maxsize=16)
@@ -126,13 +137,44 @@ def _tree(text: str) -> Node:
     return _scan(text)
 
 
+def _go_object(pairs: List[Tuple[str, Any]]) -> dict:
+    """An object as encoding/json decodes it into a struct or map: a key given again replaces a scalar or
+    list, and an object given again is merged into the one before it (its keys over the earlier's)."""
+    found: dict = {}
+    for key, value in pairs:
+        earlier = found.get(key)
+        if isinstance(earlier, dict) and isinstance(value, dict):
+            _merge_into(earlier, value)
+        else:
+            found[key] = value
+    return found
+
+
+def _merge_into(target: dict, later: dict) -> None:
+    for key, value in later.items():  # nesting is bounded (MAX_NESTING): the recursion is too
+        if isinstance(target.get(key), dict) and isinstance(value, dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
+
+
+def occurrences(root: Node, parts: List[str]) -> List[Tuple[Node, List[int]]]:
+    """Every object holding the path's last key, through every occurrence of the keys on the way, with
+    the indices of that key's members: all of them decide its merged value."""
+    objects = [root]
+    for key in parts[:-1]:
+        objects = [value for obj in objects for name, _, value in obj.members if name == key and value.kind == "object"]
+    found = [(obj, [i for i, (name, _, _) in enumerate(obj.members) if name == parts[-1]]) for obj in objects]
+    return [(obj, indices) for obj, indices in found if indices]
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
 def _scan(text: str) -> Node:
     """The tree of the text's one JSON value, scanned without recursion."""
-    i = _SKIP.match(text).end()
+    i = _SKIP.match(text, 1 if text.startswith(_BOM) else 0).end()
     stack: List[Node] = []
     pending_key: List[Tuple[str, int]] = []  # per open object: the key whose value comes next
     root: Optional[Node] = None
@@ -142,6 +184,8 @@ def _scan(text: str) -> Node:
         char = text[i]
         # a value starts at i
         if char == "{" or char == "[":
+            if len(stack) >= MAX_NESTING:  # deeper, the data's readers and editors run out of recursion
+                raise _error(text, i, f"nested more than {MAX_NESTING} deep")
             node = Node(i, kind="object" if char == "{" else "array")
             _attach(stack, pending_key, node)
             stack.append(node)
@@ -311,6 +355,29 @@ def add_member(text: str, doc: Doc, obj: Node, key: str, value: Any) -> str:
         inner = outer + style.unit
         body = "{" + style.newline + inner + _pair(key, value, style, inner) + style.newline + outer + "}"
     return text[:obj.start] + body + text[obj.end:]
+
+
+def remove_members(text: str, obj: Node, indices: List[int]) -> str:
+    """The text without the object's members `indices`, as `remove_member` leaves it after removing them one
+    by one, in one pass (a key duplicated thousands of times goes in linear time): a run of removed
+    members goes up to the next kept member's key, a run at the end from the last kept member's value on."""
+    members, removed = obj.members, set(indices)
+    kept = [i for i in range(len(members)) if i not in removed]
+    if not kept:
+        return text[:obj.start] + "{}" + text[obj.end:]
+    pieces, at, index = [], 0, 0
+    while index < len(members):
+        if index not in removed:
+            index += 1
+            continue
+        end = index
+        while end + 1 < len(members) and end + 1 in removed:
+            end += 1
+        start, stop = ((members[index][1], members[end + 1][1]) if end + 1 < len(members)
+                       else (members[index - 1][2].end, members[end][2].end))
+        pieces.append(text[at:start])
+        at, index = stop, end + 1
+    return "".join(pieces) + text[at:]
 
 
 def remove_member(text: str, obj: Node, index: int) -> str:

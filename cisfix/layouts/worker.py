@@ -15,6 +15,7 @@ settings the provider writes when it makes the node.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -24,6 +25,8 @@ from ..editors import flagfile
 from ..errors import InputError
 from ..node import Node
 from ..nodefile import read_bytes
+from ..shown import shown
+from ..trust import enforced, read_node_trusted, require_trusted_dir, trusted_realpath
 from ..types import WRITE, Component, HostPath, NetChange, NodeInfo
 from .kubeadm import host_paths as component_paths
 from .kubeadm.paths import KUBELET_ROOT
@@ -36,6 +39,7 @@ RELOAD = ("systemctl", "daemon-reload")  # before the restart, when a fix change
 HEALTH = {"url": "http://127.0.0.1:10248/healthz", "portFlag": "healthz-port", "portPath": "healthzPort"}
 LIVE_CONFIG = {"url": "https://127.0.0.1:10250/configz", "insecureSkipVerify": True, "kubeconfig": KUBELET_API_KUBECONFIG,
                "portFlag": "port", "portPath": "port"}
+_WHY_DROPIN = "; the kubelet unit's drop-ins are not used"
 VERSION_TIMEOUT = 5.0  # seconds for `kubelet --version`, which answers at once
 # "Kubernetes v1.32.3-eks-4096722", "Kubernetes v1.31.5-gke.1023000", "Kubernetes v1.32.3"
 _VERSION = re.compile(r"^Kubernetes v(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)\s*$")
@@ -61,17 +65,43 @@ class Provider:
 
 
 def is_node_of(node: Node, config: Mapping[str, Any], distribution: str, markers: Sequence[Sequence[str]]) -> bool:
-    """The node configuration names the distribution; or, naming none, one group of the provider's files is there."""
+    """The node configuration names the distribution; or, naming none, one group of the provider's files is
+    there, each root's in root's folders: a file another user could have made (GKE's lives under /home) is
+    no sign of the provider, or she could have a kubeadm node judged by a managed worker's few checks."""
     named = config.get("distribution")
     if named:
         return named == distribution
-    return any(all(node.host(node.resolve(path)).exists() for path in group) for group in markers)
+    return any(all(_trusted_marker(node, path) for path in group) for group in markers)
+
+
+def _trusted_marker(node: Node, path: str) -> bool:
+    """Is the file or folder there, made by root: root's own, every folder on the way root's and writable by
+    no one else (only its creator's ownership matters, not its mode: nobody else can make a file root's)."""
+    try:
+        real = trusted_realpath(node.host(node.resolve(path)))
+        return os.stat(real).st_uid == 0 or not enforced()
+    except (OSError, InputError):  # absent, or in a folder another user could write
+        return False
 
 
 def dropins(node: Node, unit: str = UNIT) -> Tuple[str, ...]:
-    """The unit's drop-ins as systemd reads them: the `*.conf` files of `<unit>.d/`, sorted by name."""
+    """The unit's drop-ins as systemd reads them: the `*.conf` files of `<unit>.d/`, sorted by name. The
+    folder and each drop-in go through `cisfix.trust`: systemd starts the kubelet as root from them, and
+    a drop-in another user could add or write would decide the flags cisfix judges and edits."""
     folder = node.host(node.resolve(f"{unit}.d"))
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".conf")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return ()
+    require_trusted_dir(folder, why=_WHY_DROPIN)
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".conf"))
+    for name in names:
+        path = f"{unit}.d/{name}"
+        if shown(name.encode("utf-8", "surrogateescape"), None) != name:
+            raise InputError(shown(node.display(path).encode("utf-8", "surrogateescape"), None),
+                             "a drop-in name that is no UTF-8 text or holds control characters; rename it")
+        try:
+            read_node_trusted(node, path, why=_WHY_DROPIN)
+        except FileNotFoundError:  # a dangling link, or gone since the listing: systemd reads nothing there
+            continue
     return tuple(f"{unit}.d/{name}" for name in names)
 
 
