@@ -245,22 +245,35 @@ def _await(session: Session, plugins: Plugins, gate: Gate, txid: str, watch: Wat
     changed —, wait for the process the watch expects to be healthy and stable (the evidence rules are the
     gate's), and journal the answer."""
     spec = plugins.info.components[watch.component]
+    answer: Optional[Answer] = None
     if spec.restart:
         try:
-            gate.restart(watch.component, reload=any(spec.reloads(path) for path in written))
+            answer = _restart(gate, watch.component, phase, reload=any(spec.reloads(path) for path in written))
         except CommandRefused as refused:
             # The files are as `phase` left them; the component was not restarted. Close its gate, so
             # that later runs do not wait for it, and say so: a person restarts it.
             session.journal.note("health", txid, component=watch.component, phase=phase, healthy=False,
                                  message=f"not restarted: {refused}")
             raise CommandRefused(refused.path, f"{refused.reason}; {phase} done, restart {watch.component} by hand")
-    answer = gate.await_healthy(watch)
+    if answer is None:
+        answer = gate.await_healthy(watch)
     timeline = {k: round(v, 3) for k, v in (("seen", answer.seen), ("healthySince", answer.healthy_since)) if v}
     if answer.healthy_since:
         timeline["stabilityWindow"] = gate.settings.stability
     session.journal.note("health", txid, component=watch.component, phase=phase, healthy=answer.healthy,
                          message=answer.message, **timeline)
     return answer
+
+
+def _restart(gate: Gate, component: str, phase: str, reload: bool) -> Optional[Answer]:
+    """Restart a service, reloading its unit files first when one of them changed. A reload that fails stops
+    a change (`apply`) before the restart, which would run the unit as systemd still holds it: the answer
+    says so. An undo restarts it all the same: the files are back to what systemd last loaded, or close."""
+    failed = gate.reload(component) if reload else None
+    if failed and phase == "apply":
+        return Answer(False, failed)
+    gate.restart(component)
+    return None
 
 
 def _restored(plugins: Plugins, report: RollbackReport) -> Set[str]:

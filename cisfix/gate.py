@@ -260,15 +260,22 @@ class Gate:
                    if self.gates(c) and state.present(c)}
         return {c: a for c, a in answers.items() if not a.healthy}
 
-    def restart(self, component: str, reload: bool = False) -> None:
+    def restart(self, component: str) -> None:
         """Run the component's restart command (systemctl restart kubelet, or what the node config says),
-        after its reload command (systemctl daemon-reload) when `reload` — a unit file of it changed —, each
         once it passed the trust rule (`cisfix.commands`); a refused one raises CommandRefused."""
-        spec = self.plugins.info.components[component]
-        if reload and spec.reload:
-            run_trusted(spec.reload, _reload_what(component), self.settings.timeout)
-        if spec.restart:
-            run_trusted(spec.restart, _restart_what(component), self.settings.timeout)
+        command = self.plugins.info.components[component].restart
+        if command:
+            run_trusted(command, _restart_what(component), self.settings.timeout)
+
+    def reload(self, component: str) -> Optional[str]:
+        """Run the component's reload command (systemctl daemon-reload) under the same rule; what went
+        wrong when it did not exit 0, for the answer (systemd then still holds the unit as it loaded it)."""
+        command = self.plugins.info.components[component].reload
+        status = run_trusted(command, _reload_what(component), self.settings.timeout) if command else 0
+        if status == 0:
+            return None
+        return (f"{component}'s reload command ({' '.join(command)}) exited {status}: the unit files were not "
+                f"re-read, so a restart would not apply the change")
 
     def require_restartable(self, components: Iterable[Optional[str]]) -> None:
         """Before any change: the restart (and reload) command of every component the run may gate is one

@@ -233,7 +233,8 @@ def test_a_unit_drop_in_fix_is_applied_and_undone_through_daemon_reload(worker, 
     """eks-al2's read-only port is set in a unit drop-in's Environment=: systemd runs what it loaded until a
     daemon-reload. With the reload command the fix reaches the new kubelet and `rollback` brings the old
     flag back; a node configuration that says not to reload (`reload: []`) gets a kubelet that still has
-    the port, a failed verification and the drop-in rolled back."""
+    the port, a failed verification and the drop-in rolled back; one whose reload fails is not restarted
+    for the change, and the drop-in is rolled back."""
     node = worker("eks-al2")
     dropin = node.host("/etc/systemd/system/kubelet.service.d/30-kubelet-extra-args.conf")
     original = dropin.read_bytes()
@@ -258,6 +259,15 @@ def test_a_unit_drop_in_fix_is_applied_and_undone_through_daemon_reload(worker, 
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "3.2.4" in refused.stdout and "rolled back" in refused.stdout
     assert node.reloads() == reloads + 2 and node.starts() == starts + 2  # the change's restart, the rollback's
+    assert dropin.read_bytes() == original and "--read-only-port=10255" in node.argv()
+
+    config["components"]["kubelet"]["reload"] = ["false"]  # a daemon-reload that fails
+    node.host(CONFIG).write_text(json.dumps(config))
+    starts = node.starts()
+    failed = node.cisfix("fix", "--check", "3.2.4")
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "kubelet's reload command (false) exited 1" in failed.stdout, failed.stdout
+    assert node.starts() == starts + 1  # not restarted for the change; restarted once for the rollback
     assert dropin.read_bytes() == original and "--read-only-port=10255" in node.argv()
 
 
