@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from managed_nodes import AKS_FLAGS, AL2023_ENV, GKE_FLAGS, kubelet_binary, make
+from managed_nodes import AKS_FLAGS, AL2023_ENV, BINARIES, GKE_FLAGS, kubelet_binary, make
 
 from cisfix.audit import node_state
 from cisfix.editors import flagfile
@@ -87,6 +87,18 @@ def test_a_version_the_kubelet_does_not_tell_is_unknown_and_the_newest_benchmark
     own = [b for b in plugins.benchmarks.values() if b.distribution == "gke"]
     if own:  # gke's own benchmarks are registered: the newest, with a warning
         assert plugins.info.benchmark and any("unknown" in w for w in plugins.info.warnings)
+
+
+def test_an_offline_roots_kubelet_is_never_run(tmp_path):
+    """`offline: true` is a disk image or a volume: its kubelet, root's as it may be there, is not run as
+    root here; `version:` tells the version instead."""
+    marker = tmp_path / "ran"
+    node = make(tmp_path / "node", "gke", config="offline: true\n")
+    node.write(BINARIES["gke"], f"#!/bin/sh\ntouch {marker}\necho 'Kubernetes v1.32.3-gke.1'\n".encode(), mode=0o755)
+    assert plugins_of(node).info.version is None and not marker.exists()
+    node.write("/etc/cisfix/config.yaml", b"apiVersion: cisfix/v1\nkind: NodeConfig\noffline: true\n"
+                                          b"version: 1.31.5-gke.1023000\n", mode=0o600)
+    assert plugins_of(node).info.version == "1.31.5-gke.1023000" and not marker.exists()
 
 
 def test_a_kubelet_another_user_could_have_written_is_not_run(tmp_path):

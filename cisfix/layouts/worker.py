@@ -171,8 +171,9 @@ def describe(node: Node, config: Mapping[str, Any], provider: Provider, lasts: s
     """The node as a managed worker: the kubelet only, adjusted by the node configuration; `lasts` says
     how long its fixes last and what keeps them (a warning on every report)."""
     components = configured_components({"kubelet": kubelet(node, provider)}, config)
-    return NodeInfo(distribution=provider.distribution,
-                    version=config.get("version") or kubelet_version(node, kubelet_binary(node, provider)),
+    # An offline root is a disk image or a volume: nothing of it is run as root here (`version:` tells it).
+    asked = None if config.get("offline") else kubelet_version(node, kubelet_binary(node, provider))
+    return NodeInfo(distribution=provider.distribution, version=config.get("version") or asked,
                     node_types=tuple(config.get("nodeTypes", ())) or ("worker",), components=components,
                     warnings=(lasts,))
 
