@@ -19,6 +19,8 @@ from typing import Dict, List
 
 import pytest
 
+from test_health_gate import FAILING_PROBE
+
 from cisfix.lab.control import Lab, processes_under
 from cisfix.lab.tree import load_yaml
 from cisfix.lab.worker import KUBELET_API_KUBECONFIG, create
@@ -271,18 +273,8 @@ def test_a_unit_drop_in_fix_is_applied_and_undone_through_daemon_reload(worker, 
     assert dropin.read_bytes() == original and "--read-only-port=10255" in node.argv()
 
 
-NEVER_AGAIN_HEALTHY = '''
-import cisfix
-calls = []
-
-def check(state, component):
-    calls.append(1)  # healthy for the pre-gate only: neither the change nor its rollback comes back
-    return (len(calls) == 1, "the test's probe says no")
-
-@cisfix.hookimpl
-def cisfix_register_probes():
-    return [cisfix.Probe("kubelet", check)]
-'''
+# healthy for the pre-gate only: neither the change nor its rollback comes back
+NEVER_AGAIN_HEALTHY = FAILING_PROBE.replace('cisfix.Probe("kube-apiserver"', 'cisfix.Probe("kubelet"')
 
 
 def test_a_halt_after_a_unit_drop_in_change_tells_a_person_to_reload_before_the_restart(worker, tmp_path):
