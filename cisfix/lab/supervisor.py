@@ -70,6 +70,7 @@ class Supervisor:
         self.unit_of = UNITS[self.settings.distribution]
         self.systemd = Manager(layout)
         self.reload_requests = 0  # SIGUSR1s received: `systemctl daemon-reload`
+        self.reloads = 0  # the requests answered: one reload answers all those received before it
         self.process: Optional[subprocess.Popen] = None  # the unit's main process
         self.starts = 0
         self.restart_sec = 0.0  # the running unit's RestartSec
@@ -84,7 +85,7 @@ class Supervisor:
 
     def _save(self) -> None:
         state = {"unitPid": self.process.pid if self.process else None, "unitStarts": self.starts,
-                 "hups": self.hups, "startedAfterHups": self.started_after_hups, "reloads": self.systemd.reloads}
+                 "hups": self.hups, "startedAfterHups": self.started_after_hups, "reloads": self.reloads}
         self.saved_hups = self.hups
         tmp = self.layout.init_state.with_name(".init.json.tmp")
         tmp.write_text(json.dumps(state))
@@ -146,9 +147,9 @@ class Supervisor:
         self.start_unit()
         while not self.stopping:
             self.reap()
-            if self.systemd.reloads < self.reload_requests:
-                while self.systemd.reloads < self.reload_requests:
-                    self.systemd.daemon_reload()
+            if self.reloads < self.reload_requests:
+                self.reloads = self.reload_requests
+                self.systemd.daemon_reload()
                 self._save()
             if self.process is None and self.restart_at is not None and time.monotonic() >= self.restart_at:
                 self.start_unit()

@@ -135,7 +135,6 @@ class Manager:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.loaded: Dict[str, Definition] = {}
-        self.reloads = 0
 
     def service(self, unit: str) -> Service:
         if unit not in self.loaded:
@@ -144,7 +143,6 @@ class Manager:
 
     def daemon_reload(self) -> None:
         self.loaded.clear()
-        self.reloads += 1
 
 
 def _timespan(text: str) -> float:

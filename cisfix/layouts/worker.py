@@ -105,11 +105,11 @@ def dropins(node: Node, unit: str = UNIT) -> Tuple[str, ...]:
     return tuple(f"{unit}.d/{name}" for name in names)
 
 
-def _unit_files(node: Node) -> List[flagfile.FlagFile]:
-    """The unit and its drop-ins, parsed, in systemd's order (those that cannot be read are left out: the
-    audit that reads them as flag files says why)."""
+def _unit_files(node: Node, paths: Sequence[str]) -> List[flagfile.FlagFile]:
+    """The unit and its drop-ins (`paths`, in systemd's order), parsed (those that cannot be read are left out:
+    the audit that reads them as flag files says why)."""
     found = []
-    for path in (UNIT, *dropins(node)):
+    for path in paths:
         try:
             data = read_bytes(node.host(node.resolve(path)), node.display(path))
         except InputError:
@@ -119,11 +119,11 @@ def _unit_files(node: Node) -> List[flagfile.FlagFile]:
     return found
 
 
-def unit_cgroup(node: Node, provider: Provider) -> str:
+def unit_cgroup(units: Sequence[flagfile.FlagFile], provider: Provider) -> str:
     """The kubelet service's cgroup: `<slice>/kubelet.service` of the last `Slice=` its unit and drop-ins
     set (EKS's runtime.slice; AKS's kubereserved.slice, from the drop-in 10-kubereserved-slice.conf that
     AgentBaker's ensureKubeletCgroupHierarchy writes on memory-hardened node pools), else the provider's."""
-    slices = [s for f in _unit_files(node) for s in f.slices]
+    slices = [s for f in units for s in f.slices]
     if not slices:
         return provider.cgroup
     name = slices[-1] or "system.slice"  # `Slice=` empty: systemd's default for a service
@@ -134,24 +134,25 @@ def unit_cgroup(node: Node, provider: Provider) -> str:
     return "/".join(["-".join(parts[:i + 1]) + ".slice" for i in range(len(parts))] + ["kubelet.service"])
 
 
-def kubelet_binary(node: Node, provider: Provider) -> str:
+def kubelet_binary(node: Node, units: Sequence[flagfile.FlagFile], provider: Provider) -> str:
     """The kubelet executable: the program of the unit's ExecStart, when it is one of the provider's known
     paths (AgentBaker moved it from /usr/local/bin to /opt/bin in January 2026, #7125), else the first of
     those that exists, else the provider's."""
-    starts = [f.exec_start for f in _unit_files(node) if f.exec_start]
+    starts = [f.exec_start for f in units if f.exec_start]
     program = starts[-1].split()[0].lstrip("-@:+!") if starts else ""
     if program in provider.binaries:
         return program
     return next((b for b in provider.binaries if node.host(node.resolve(b)).exists()), provider.binary)
 
 
-def kubelet(node: Node, provider: Provider) -> Component:
-    """The kubelet of a managed node: the flag files in systemd's order (the unit, its drop-ins, then the
-    environment files they name), its config file, restart, health and, given the operator's
-    credential, its live configuration."""
+def kubelet(node: Node, provider: Provider, unit_paths: Sequence[str],
+            units: Sequence[flagfile.FlagFile]) -> Component:
+    """The kubelet of a managed node: the flag files in systemd's order (the unit and its drop-ins,
+    `unit_paths`, then the environment files they name), its config file, restart, health and, given the
+    operator's credential, its live configuration."""
     return Component(
-        "kubelet", config=provider.config, flag_files=(UNIT, *dropins(node), *provider.env_files),
-        restart=RESTART, reload=RELOAD, unit=unit_cgroup(node, provider), health=HEALTH, config_flag="config",
+        "kubelet", config=provider.config, flag_files=(*unit_paths, *provider.env_files),
+        restart=RESTART, reload=RELOAD, unit=unit_cgroup(units, provider), health=HEALTH, config_flag="config",
         config_dir_flag="config-dir",
         config_dir=provider.config_dir, boot_owned=provider.boot_owned,
         config_kind="KubeletConfiguration",
@@ -170,9 +171,11 @@ def kubelet_version(node: Node, binary: str) -> Optional[str]:
 def describe(node: Node, config: Mapping[str, Any], provider: Provider, lasts: str) -> NodeInfo:
     """The node as a managed worker: the kubelet only, adjusted by the node configuration; `lasts` says
     how long its fixes last and what keeps them (a warning on every report)."""
-    components = configured_components({"kubelet": kubelet(node, provider)}, config)
+    unit_paths = (UNIT, *dropins(node))
+    units = _unit_files(node, unit_paths)
+    components = configured_components({"kubelet": kubelet(node, provider, unit_paths, units)}, config)
     # An offline root is a disk image or a volume: nothing of it is run as root here (`version:` tells it).
-    asked = None if config.get("offline") else kubelet_version(node, kubelet_binary(node, provider))
+    asked = None if config.get("offline") else kubelet_version(node, kubelet_binary(node, units, provider))
     return NodeInfo(distribution=provider.distribution, version=config.get("version") or asked,
                     node_types=tuple(config.get("nodeTypes", ())) or ("worker",), components=components,
                     warnings=(lasts,))
